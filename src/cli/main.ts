@@ -1,0 +1,55 @@
+import { Command, CommanderError } from 'commander';
+import { ConfigError } from '../config.js';
+import { ApiError } from './api-client.js';
+import { registerRelayCommands } from './relay-commands.js';
+import { serve } from './serve.js';
+import { registerTokenCommands } from './token-commands.js';
+
+export function buildProgram(): Command {
+  const program = new Command('bosun')
+    .description('bosun keeps a fleet of zooid Nostr relays configured')
+    .option(
+      '--server <url>',
+      'bosun server for client commands (env BOSUN_SERVER, default http://127.0.0.1:8080)',
+    )
+    .option('--token <token>', 'API token (prefer env BOSUN_TOKEN or BOSUN_TOKEN_FILE)')
+    .option('--json', 'machine-readable output')
+    .showHelpAfterError()
+    .exitOverride();
+
+  program
+    .command('serve')
+    .description('run the bosun server (API, push sync, agent stream)')
+    .option('--port <port>', 'listen port (env PORT, default 8080)')
+    .option('--host <host>', 'listen address (env BOSUN_HOST, default 127.0.0.1)')
+    .option(
+      '--database-url <url>',
+      'sqlite:<file> (default sqlite:./data/bosun.db) or postgres://… (env BOSUN_DATABASE_URL)',
+    )
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env BOSUN_LOG_LEVEL)')
+    .action(serve);
+
+  registerRelayCommands(program);
+  registerTokenCommands(program);
+  return program;
+}
+
+/** Runs the CLI; every failure becomes one line on stderr and a non-zero exit, never a stack trace. */
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    if (err instanceof ApiError || err instanceof ConfigError || err instanceof Error) {
+      const code = err instanceof ApiError && err.code ? ` [${err.code}]` : '';
+      process.stderr.write(`bosun: ${err.message}${code}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,239 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { parse as parseToml } from 'smol-toml';
+import type { ActivityView } from '../domain/activity.js';
+import type { RelayView } from '../domain/relay.js';
+import { mergePatch } from '../domain/relay.js';
+import { ApiClient } from './api-client.js';
+import { print, printJson, table } from './output.js';
+
+interface GlobalOpts {
+  server?: string;
+  token?: string;
+  json?: boolean;
+}
+
+interface ConfigFlags {
+  host?: string;
+  schema?: string;
+  fleet?: string;
+  owner?: string;
+  pubkey?: string;
+  name?: string;
+  description?: string;
+  icon?: string;
+  publicJoin?: boolean;
+  groups?: boolean;
+  management?: boolean;
+  blossom?: boolean;
+  push?: boolean;
+  file?: string;
+  set?: string[];
+}
+
+function readDocument(file: string): Record<string, unknown> {
+  const text = readFileSync(file, 'utf8');
+  try {
+    return (file.endsWith('.toml') ? parseToml(text) : JSON.parse(text)) as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`${file}: ${(err as Error).message}`);
+  }
+}
+
+/** `--set info.name=Foo --set policy.public_join=true`: values parse as JSON when they can. */
+function setPaths(doc: Record<string, unknown>, sets: string[]): Record<string, unknown> {
+  let out = doc;
+  for (const s of sets) {
+    const eq = s.indexOf('=');
+    if (eq < 1) throw new Error(`--set ${s}: expected path=value`);
+    const path = s.slice(0, eq).split('.');
+    const raw = s.slice(eq + 1);
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // a bare string
+    }
+    const patch = path.reduceRight<unknown>((acc, key) => ({ [key]: acc }), value);
+    out = mergePatch(out, patch) as Record<string, unknown>;
+  }
+  return out;
+}
+
+function bodyFromFlags(f: ConfigFlags): Record<string, unknown> {
+  let body: Record<string, unknown> = f.file ? readDocument(f.file) : {};
+  const patch: Record<string, unknown> = {};
+  if (f.host !== undefined) patch.host = f.host;
+  if (f.schema !== undefined) patch.schema = f.schema;
+  if (f.fleet !== undefined) patch.fleet = f.fleet;
+  if (f.owner !== undefined) patch.owner = f.owner;
+  const info: Record<string, unknown> = {};
+  if (f.pubkey !== undefined) info.pubkey = f.pubkey;
+  if (f.name !== undefined) info.name = f.name;
+  if (f.description !== undefined) info.description = f.description;
+  if (f.icon !== undefined) info.icon = f.icon;
+  if (Object.keys(info).length) patch.info = info;
+  if (f.publicJoin !== undefined) patch.policy = { public_join: f.publicJoin };
+  for (const section of ['groups', 'management', 'blossom', 'push'] as const) {
+    if (f[section] !== undefined) patch[section] = { enabled: f[section] };
+  }
+  body = mergePatch(body, patch) as Record<string, unknown>;
+  return setPaths(body, f.set ?? []);
+}
+
+function configOptions(cmd: Command): Command {
+  return cmd
+    .option('--host <host>', 'hostname zooid serves the relay on (e.g. r1.example.com)')
+    .option('--schema <schema>', 'zooid schema (table prefix); immutable; derived from the id when omitted')
+    .option('--fleet <fleet>', 'fleet the relay belongs to (default: default)')
+    .option('--pubkey <hex>', "owner's Nostr public key (info.pubkey), 64 hex")
+    .option('--name <name>', 'NIP-11 name (info.name)')
+    .option('--description <text>', 'NIP-11 description')
+    .option('--icon <url>', 'NIP-11 icon URL')
+    .option('--public-join', 'let anyone join without an invite')
+    .option('--no-public-join', 'require an invite')
+    .option('--groups', 'enable NIP-29 groups')
+    .option('--no-groups', 'disable NIP-29 groups')
+    .option('--management', 'enable NIP-86 management')
+    .option('--no-management', 'disable NIP-86 management')
+    .option('--blossom', 'enable Blossom media')
+    .option('--no-blossom', 'disable Blossom media')
+    .option('--push', 'enable NIP-9a push')
+    .option('--no-push', 'disable NIP-9a push')
+    .option('-f, --file <file>', 'JSON or TOML document with the relay fields')
+    .option('--set <path=value...>', 'set any field, e.g. --set roles.admin.can_manage=true');
+}
+
+/** Commander sets negatable booleans to their default; only flags the user typed count. */
+function explicitFlags(cmd: Command): ConfigFlags {
+  const opts = cmd.opts() as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(opts)) {
+    if (cmd.getOptionValueSource(key) === 'cli') out[key] = opts[key];
+  }
+  return out as ConfigFlags;
+}
+
+function relayRow(r: RelayView) {
+  return [
+    r.id,
+    r.config.host,
+    r.fleet,
+    r.config.inactive ? 'inactive' : 'active',
+    r.version,
+    r.sync.status,
+    r.sync.error || '',
+  ];
+}
+
+function showRelay(r: RelayView, json?: boolean) {
+  if (json) return printJson(r);
+  print(table(['ID', 'HOST', 'FLEET', 'STATE', 'VERSION', 'SYNC', 'ERROR'], [relayRow(r)]));
+}
+
+export function registerRelayCommands(program: Command): void {
+  const globals = (cmd: Command) => cmd.optsWithGlobals() as GlobalOpts;
+  const client = (cmd: Command) => new ApiClient(globals(cmd));
+  const relay = program.command('relay').description('create, inspect and change relays on a running bosun');
+
+  configOptions(
+    relay
+      .command('create [id]')
+      .description('record a new relay (its secret is generated unless given in --file)')
+      .option('--owner <owner>', 'tenant that owns the relay (admin only)'),
+  ).action(async (id: string | undefined, _opts, cmd: Command) => {
+    const body = bodyFromFlags(explicitFlags(cmd));
+    if (id !== undefined) body.id = id;
+    showRelay(await client(cmd).request<RelayView>('POST', '/v1/relays', body), globals(cmd).json);
+  });
+
+  relay
+    .command('list')
+    .description('list relays you can see')
+    .option('--owner <owner>')
+    .option('--fleet <fleet>')
+    .option('--status <status>', 'pending | synced | retrying | failed')
+    .option('--limit <n>', 'page size', '100')
+    .option('--after <id>', 'start after this id')
+    .action(async (opts: Record<string, string | undefined>, cmd: Command) => {
+      const params = new URLSearchParams();
+      for (const key of ['owner', 'fleet', 'status', 'limit', 'after']) {
+        if (opts[key] !== undefined) params.set(key, opts[key]!);
+      }
+      const page = await client(cmd).request<{ relays: RelayView[]; next: string | null }>(
+        'GET',
+        `/v1/relays?${params}`,
+      );
+      if (globals(cmd).json) return printJson(page);
+      print(table(['ID', 'HOST', 'FLEET', 'STATE', 'VERSION', 'SYNC', 'ERROR'], page.relays.map(relayRow)));
+      if (page.next) print(`(more: --after ${page.next})`);
+    });
+
+  relay
+    .command('show <id>')
+    .description("show one relay's config and sync state (never its secret)")
+    .action(async (id: string, _opts, cmd: Command) => {
+      printJson(await client(cmd).request<RelayView>('GET', `/v1/relays/${encodeURIComponent(id)}`));
+    });
+
+  configOptions(
+    relay.command('update <id>').description('change a relay (a JSON merge patch of the given fields)'),
+  ).action(async (id: string, _opts, cmd: Command) => {
+    const patch = bodyFromFlags(explicitFlags(cmd));
+    if (Object.keys(patch).length === 0) throw new Error('nothing to update: give a flag, --set or --file');
+    showRelay(
+      await client(cmd).request<RelayView>('PATCH', `/v1/relays/${encodeURIComponent(id)}`, patch),
+      globals(cmd).json,
+    );
+  });
+
+  const action = (name: string, description: string, method: string, suffix: string) =>
+    relay
+      .command(`${name} <id>`)
+      .description(description)
+      .action(async (id: string, _opts, cmd: Command) => {
+        showRelay(
+          await client(cmd).request<RelayView>(method, `/v1/relays/${encodeURIComponent(id)}${suffix}`),
+          globals(cmd).json,
+        );
+      });
+  action('activate', 'serve the relay again', 'POST', '/activate');
+  action('deactivate', 'stop serving the relay (its config and data are kept)', 'POST', '/deactivate');
+  action('resync', 'ask for a fresh sync to zooid (clears a failed state)', 'POST', '/sync');
+  action('delete', 'delete the relay (zooid keeps its data tables)', 'DELETE', '');
+
+  relay
+    .command('activities [id]')
+    .description('show the activity log, of one relay or all you can see')
+    .option('--after <n>', 'only activities after this id', '0')
+    .option('--limit <n>', 'page size', '100')
+    .option('--follow', 'keep polling for new activities (Ctrl-C to stop)')
+    .action(
+      async (
+        id: string | undefined,
+        opts: { after: string; limit: string; follow?: boolean },
+        cmd: Command,
+      ) => {
+        const api = client(cmd);
+        let after = Number(opts.after);
+        const json = globals(cmd).json;
+        if (!json) print(table(['ID', 'TIME', 'TYPE', 'RELAY', 'ACTOR', 'DETAIL'], []));
+        for (;;) {
+          const params = new URLSearchParams({ after: String(after), limit: opts.limit });
+          if (id) params.set('relay', id);
+          const page = await api.request<{ activities: ActivityView[]; next: number }>(
+            'GET',
+            `/v1/activities?${params}`,
+          );
+          for (const a of page.activities) {
+            if (json) print(JSON.stringify(a));
+            else
+              print([a.id, a.created_at, a.type, a.relay_id, a.actor, JSON.stringify(a.payload)].join('  '));
+          }
+          after = page.next;
+          if (!opts.follow) return;
+          if (page.activities.length === 0) await new Promise((r) => setTimeout(r, 1000));
+        }
+      },
+    );
+}

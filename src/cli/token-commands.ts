@@ -1,0 +1,66 @@
+import type { Command } from 'commander';
+import type { TokenView } from '../domain/principal.js';
+import { ApiClient } from './api-client.js';
+import { print, printJson, table } from './output.js';
+
+const DURATION = /^(\d+)(s|m|h|d)$/;
+
+export function parseDuration(text: string): number {
+  const m = DURATION.exec(text);
+  if (!m) throw new Error(`invalid duration ${JSON.stringify(text)}: use e.g. 90s, 30m, 24h or 30d`);
+  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+}
+
+export function registerTokenCommands(program: Command): void {
+  const token = program.command('token').description('manage API tokens (admin)');
+  const client = (cmd: Command) => new ApiClient(cmd.optsWithGlobals());
+
+  token
+    .command('create')
+    .description('create a token; it is printed once and stored only as a hash')
+    .requiredOption('--role <role>', 'admin | tenant | agent')
+    .option('--owner <owner>', 'tenant id (tenant tokens); a Nostr hex pubkey also enables NIP-98 for it')
+    .option('--fleet <fleet>', 'fleet an agent token sees (default: default)')
+    .option('--name <name>', 'a label to recognise it by')
+    .option('--expires-in <duration>', 'e.g. 30d, 24h')
+    .action(
+      async (
+        opts: { role: string; owner?: string; fleet?: string; name?: string; expiresIn?: string },
+        cmd: Command,
+      ) => {
+        const body = {
+          role: opts.role,
+          ...(opts.owner ? { owner: opts.owner } : {}),
+          ...(opts.fleet ? { fleet: opts.fleet } : {}),
+          ...(opts.name ? { name: opts.name } : {}),
+          ...(opts.expiresIn ? { expires_in_seconds: parseDuration(opts.expiresIn) } : {}),
+        };
+        const created = await client(cmd).request<TokenView & { token: string }>('POST', '/v1/tokens', body);
+        if (cmd.optsWithGlobals().json) return printJson(created);
+        print(created.token);
+        process.stderr.write(`token ${created.id} (${created.role}) created; it is shown only this once\n`);
+      },
+    );
+
+  token
+    .command('list')
+    .description('list tokens (never their values)')
+    .action(async (_opts, cmd: Command) => {
+      const { tokens } = await client(cmd).request<{ tokens: TokenView[] }>('GET', '/v1/tokens');
+      if (cmd.optsWithGlobals().json) return printJson(tokens);
+      print(
+        table(
+          ['ID', 'NAME', 'ROLE', 'OWNER', 'FLEET', 'EXPIRES', 'REVOKED'],
+          tokens.map((t) => [t.id, t.name, t.role, t.owner, t.fleet, t.expires_at, t.revoked_at]),
+        ),
+      );
+    });
+
+  token
+    .command('revoke <id>')
+    .description('revoke a token at once')
+    .action(async (id: string, _opts, cmd: Command) => {
+      await client(cmd).request('DELETE', `/v1/tokens/${encodeURIComponent(id)}`);
+      print(`revoked ${id}`);
+    });
+}

@@ -1,0 +1,49 @@
+/**
+ * The activity log is append-only and ordered by a monotonic id. Every state change writes its
+ * activity in the same transaction as the change (transactional outbox), so the log is the truth
+ * that the observer, the stream server and the dashboard follow.
+ */
+export const RELAY_CHANGE_TYPES = [
+  'create_relay',
+  'update_relay',
+  'activate_relay',
+  'deactivate_relay',
+  'delete_relay',
+  'resync_relay',
+] as const;
+export const SYNC_TYPES = ['complete_relay_sync', 'fail_relay_sync'] as const;
+
+export type RelayChangeType = (typeof RELAY_CHANGE_TYPES)[number];
+export type ActivityType = RelayChangeType | (typeof SYNC_TYPES)[number];
+
+export interface Activity {
+  id: number;
+  type: ActivityType;
+  relayId: string;
+  /** Who caused it: `admin`, `tenant:<owner>`, `token:<id>`, `system:<service>`. Never a secret. */
+  actor: string;
+  payload: Record<string, unknown>;
+  createdAt: number;
+}
+
+export type ActivityDraft = Omit<Activity, 'id'>;
+
+export interface ActivityView {
+  id: number;
+  type: ActivityType;
+  relay_id: string;
+  actor: string;
+  payload: Record<string, unknown>;
+  created_at: string;
+}
+
+export function viewActivity(a: Activity): ActivityView {
+  return {
+    id: a.id,
+    type: a.type,
+    relay_id: a.relayId,
+    actor: a.actor,
+    payload: a.payload,
+    created_at: new Date(a.createdAt).toISOString(),
+  };
+}

@@ -1,0 +1,46 @@
+/** Who is calling. A tenant sees only relays it owns; an agent only the relays of its fleet. */
+export type Principal =
+  | { role: 'admin'; actor: string }
+  | { role: 'tenant'; owner: string; actor: string }
+  | { role: 'agent'; fleet: string; actor: string; tokenId: string };
+
+export type Role = Principal['role'];
+
+export const SYSTEM: Principal = { role: 'admin', actor: 'system' };
+
+export interface Token {
+  id: string;
+  name: string;
+  role: Role;
+  owner: string | null;
+  fleet: string | null;
+  createdAt: number;
+  expiresAt: number | null;
+  revokedAt: number | null;
+}
+
+export interface TokenView {
+  id: string;
+  name: string;
+  role: Role;
+  owner: string | null;
+  fleet: string | null;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function viewToken(t: Token): TokenView {
+  return {
+    id: t.id,
+    name: t.name,
+    role: t.role,
+    owner: t.owner,
+    fleet: t.fleet,
+    created_at: iso(t.createdAt)!,
+    expires_at: iso(t.expiresAt),
+    revoked_at: iso(t.revokedAt),
+  };
+}

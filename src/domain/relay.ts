@@ -1,0 +1,300 @@
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { invalid } from './errors.js';
+import { isValidPublicKey, isValidSecretKey } from './keys.js';
+
+/**
+ * A relay as bosun records it. `config` is the zooid relay config (zooid-contract.md §3) without
+ * `secret`, with every default filled in, so two equal configs are equal JSON (stable diffs and
+ * checksums). `version` counts changes that zooid or an agent would see; `rev` counts every write and
+ * is the store's optimistic-concurrency token.
+ */
+export const RELAY_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+export const SCHEMA = /^[a-z_][a-z0-9_]*$/;
+export const FLEET = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+export const OWNER = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
+const HOST =
+  /^(?=.{1,253}(:|$))[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?$/;
+const ROLE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
+const str = (max: number) => z.string().max(max, `must be at most ${max} characters`);
+const publicKey = z
+  .string()
+  .refine(isValidPublicKey, 'must be a 64-character lowercase hex Nostr public key (x-only point)');
+
+const section = <T extends z.ZodRawShape>(shape: T) => z.strictObject(shape);
+
+const infoSchema = section({
+  name: str(256).default(''),
+  icon: str(2048).default(''),
+  description: str(4096).default(''),
+  pubkey: publicKey,
+});
+const policySchema = section({
+  public_join: z.boolean().default(false),
+  strip_signatures: z.boolean().default(false),
+});
+const enabledSchema = section({ enabled: z.boolean().default(false) });
+const blossomSchema = section({
+  enabled: z.boolean().default(false),
+  authenticated_read: z.boolean().default(false),
+});
+const livekitSchema = section({
+  server_url: str(2048).default(''),
+  api_key: str(512).default(''),
+  api_secret: str(512).default(''),
+});
+const roleSchema = section({
+  pubkeys: z.array(publicKey).max(10_000).default([]),
+  can_invite: z.boolean().default(false),
+  can_manage: z.boolean().default(false),
+});
+const rolesSchema = z
+  .record(z.string().regex(ROLE_NAME, 'role names are 1-64 letters, digits, _ or -'), roleSchema)
+  .refine((r) => Object.keys(r).length <= 64, 'at most 64 roles')
+  .default({});
+
+/** The zooid config sections a caller may set (everything but host/schema/inactive/secret). */
+export const sectionsShape = {
+  info: infoSchema,
+  policy: policySchema.default({ public_join: false, strip_signatures: false }),
+  groups: enabledSchema.default({ enabled: false }),
+  management: enabledSchema.default({ enabled: false }),
+  blossom: blossomSchema.default({ enabled: false, authenticated_read: false }),
+  livekit: livekitSchema.default({ server_url: '', api_key: '', api_secret: '' }),
+  push: enabledSchema.default({ enabled: false }),
+  roles: rolesSchema,
+};
+
+export const hostSchema = z
+  .string()
+  .regex(HOST, 'must be a lowercase hostname with an optional :port, without scheme or path');
+
+export const relayConfigSchema = z.strictObject({
+  host: hostSchema,
+  schema: z.string().max(63).regex(SCHEMA, 'must match ^[a-z_][a-z0-9_]*$ (lowercase letters, digits, _)'),
+  inactive: z.boolean().default(false),
+  ...sectionsShape,
+});
+export type RelayConfig = z.output<typeof relayConfigSchema>;
+
+export const secretSchema = z
+  .string()
+  .refine(
+    isValidSecretKey,
+    'must be a 64-character lowercase hex Nostr secret key (non-zero, below the curve order)',
+  );
+
+/** Body of a create request (API, CLI, fleet files). */
+export const createRelaySchema = z.strictObject({
+  id: z.string().regex(RELAY_ID, 'must match ^[a-z0-9][a-z0-9_-]{0,63}$').optional(),
+  owner: z.string().regex(OWNER, 'must be 1-128 letters, digits, ., _, : or -').optional(),
+  fleet: z.string().regex(FLEET, 'must match ^[a-z0-9][a-z0-9_-]{0,63}$').optional(),
+  host: hostSchema,
+  schema: relayConfigSchema.shape.schema.optional(),
+  secret: secretSchema.optional(),
+  inactive: z.boolean().optional(),
+  ...sectionsShape,
+});
+export type CreateRelayInput = z.input<typeof createRelaySchema>;
+
+export type SyncStatus = 'pending' | 'synced' | 'retrying' | 'failed';
+
+export interface SyncState {
+  status: SyncStatus;
+  /** Last sync error, at most 120 characters; empty when the last attempt succeeded. */
+  error: string;
+  /** Consecutive failed attempts since the last success or the last change. */
+  attempts: number;
+  nextAttemptAt: number | null;
+  /** The relay version zooid last acknowledged (0: never). */
+  syncedVersion: number;
+  lastSyncedAt: number | null;
+  /** The config zooid last acknowledged, kept because zooid cannot read configs back. */
+  ackedConfig: RelayConfig | null;
+  /** The target's state after the last acknowledged sync: whether the relay exists there. */
+  ackedDeleted: boolean;
+}
+
+export interface Relay {
+  id: string;
+  owner: string;
+  fleet: string;
+  version: number;
+  rev: number;
+  config: RelayConfig;
+  secret: string;
+  createdAt: number;
+  updatedAt: number;
+  deletedAt: number | null;
+  sync: SyncState;
+}
+
+/** What the API shows of a relay: never the secret, never livekit's api_secret. */
+export interface RelayView {
+  id: string;
+  owner: string;
+  fleet: string;
+  version: number;
+  deleted: boolean;
+  config: Omit<RelayConfig, 'livekit'> & {
+    livekit: Omit<RelayConfig['livekit'], 'api_secret'> & { api_secret_set: boolean };
+  };
+  created_at: string;
+  updated_at: string;
+  sync: {
+    status: SyncStatus;
+    error: string;
+    attempts: number;
+    next_attempt_at: string | null;
+    synced_version: number;
+    last_synced_at: string | null;
+  };
+}
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function viewRelay(relay: Relay): RelayView {
+  const { api_secret, ...livekit } = relay.config.livekit;
+  return {
+    id: relay.id,
+    owner: relay.owner,
+    fleet: relay.fleet,
+    version: relay.version,
+    deleted: relay.deletedAt !== null,
+    config: { ...relay.config, livekit: { ...livekit, api_secret_set: api_secret !== '' } },
+    created_at: iso(relay.createdAt)!,
+    updated_at: iso(relay.updatedAt)!,
+    sync: {
+      status: relay.sync.status,
+      error: relay.sync.error,
+      attempts: relay.sync.attempts,
+      next_attempt_at: iso(relay.sync.nextAttemptAt),
+      synced_version: relay.sync.syncedVersion,
+      last_synced_at: iso(relay.sync.lastSyncedAt),
+    },
+  };
+}
+
+export function generateRelayId(): string {
+  return `r-${randomBytes(6).toString('hex')}`;
+}
+
+/** zooid keys a relay's tables by schema; derive a valid one from the id when none is given. */
+export function schemaFromId(id: string): string {
+  const s = id.replace(/-/g, '_');
+  return /^[a-z_]/.test(s) ? s : `r_${s}`;
+}
+
+/** Turns zod issues into one line naming each field: `info.pubkey: must be …`. */
+export function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 5)
+    .map((issue) => {
+      const path = issue.path.join('.') || '(body)';
+      if (issue.code === 'unrecognized_keys') {
+        const where = issue.path.length ? `${issue.path.join('.')}.` : '';
+        return issue.keys.map((k) => `${where}${k}: unknown field`).join('; ');
+      }
+      const message = issue.message.replace(/^Invalid input: /, '');
+      if (issue.code === 'invalid_type' && / received undefined$/.test(message))
+        return `${path}: is required`;
+      return `${path}: ${message}`;
+    })
+    .join('; ');
+}
+
+export function parseOrThrow<T extends z.ZodType>(schema: T, input: unknown): z.output<T> {
+  const result = schema.safeParse(input);
+  if (!result.success) throw invalid(describeIssues(result.error));
+  return result.data;
+}
+
+/** The editable document a merge patch applies to. */
+export function editableDocument(relay: Relay): Record<string, unknown> {
+  return { fleet: relay.fleet, ...relay.config };
+}
+
+const patchableKeys = new Set([
+  'fleet',
+  'host',
+  'schema',
+  'inactive',
+  'info',
+  'policy',
+  'groups',
+  'management',
+  'blossom',
+  'livekit',
+  'push',
+  'roles',
+]);
+
+const updatedDocumentSchema = relayConfigSchema.extend({
+  fleet: createRelaySchema.shape.fleet.unwrap(),
+});
+
+/**
+ * Applies an RFC 7396 JSON merge patch to a relay's editable document and validates the result.
+ * `schema` may be repeated but not changed (zooid keys the relay's data by it); `secret` changes
+ * only through rotation, `id` and `owner` never.
+ */
+export function applyRelayPatch(relay: Relay, patch: unknown): { fleet: string; config: RelayConfig } {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) {
+    throw invalid('(body): must be a JSON object (a JSON merge patch)');
+  }
+  for (const key of Object.keys(patch)) {
+    if (key === 'secret') throw invalid('secret: cannot be changed by update; rotate the secret instead');
+    if (key === 'id' || key === 'owner') throw invalid(`${key}: cannot be changed`);
+    if (!patchableKeys.has(key)) throw invalid(`${key}: unknown field`);
+  }
+  const next = mergePatch(editableDocument(relay), patch) as Record<string, unknown>;
+  if (next.schema !== relay.config.schema) {
+    throw invalid(`schema: is immutable (zooid keys the relay's data by it); it is ${relay.config.schema}`);
+  }
+  const { fleet, ...config } = parseOrThrow(updatedDocumentSchema, next);
+  return { fleet, config };
+}
+
+export function mergePatch(target: unknown, patch: unknown): unknown {
+  if (typeof patch !== 'object' || patch === null || Array.isArray(patch)) return patch;
+  const result: Record<string, unknown> =
+    typeof target === 'object' && target !== null && !Array.isArray(target)
+      ? { ...(target as Record<string, unknown>) }
+      : {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete result[key];
+    else result[key] = mergePatch(result[key], value);
+  }
+  return result;
+}
+
+/** Structural equality of JSON values, ignoring object key order. */
+export function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) {
+    const bb = b as unknown[];
+    return a.length === bb.length && a.every((v, i) => jsonEqual(v, bb[i]));
+  }
+  const ka = Object.keys(a);
+  const ob = b as Record<string, unknown>;
+  if (ka.length !== Object.keys(ob).length) return false;
+  return ka.every((k) => Object.hasOwn(ob, k) && jsonEqual((a as Record<string, unknown>)[k], ob[k]));
+}
+
+/** JSON with object keys sorted at every level: equal values give equal strings. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(sortKeys(value));
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (typeof value === 'object' && value !== null) {
+    const out: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) out[key] = sortKeys((value as Record<string, unknown>)[key]);
+    return out;
+  }
+  return value;
+}

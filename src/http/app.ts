@@ -1,0 +1,90 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import type { Nip98Verifier } from '../auth/nip98.js';
+import type { TokenService } from '../auth/tokens.js';
+import type { Command } from '../command.js';
+import type { Clock } from '../domain/clock.js';
+import { BosunError } from '../domain/errors.js';
+import type { Query } from '../query.js';
+import type { Store } from '../store/port.js';
+import { Authenticator } from './auth.js';
+import { errorHandler } from './errors.js';
+import type { Metrics } from './metrics.js';
+import { registerActivityRoutes } from './routes/activities.js';
+import { registerHealthRoutes } from './routes/health.js';
+import { registerRelayRoutes } from './routes/relays.js';
+import { registerTokenRoutes } from './routes/tokens.js';
+
+export const BODY_LIMIT = 1024 * 1024;
+
+export interface AppDeps {
+  store: Store;
+  command: Command;
+  query: Query;
+  tokens: TokenService;
+  nip98: Nip98Verifier;
+  clock: Clock;
+  logger: Logger;
+  metrics: Metrics;
+  /** Extra readiness checks (e.g. the observer running); each throws with a reason when not ready. */
+  readiness?: Record<string, () => Promise<void> | void>;
+  trustProxy?: boolean;
+}
+
+export function buildApp(deps: AppDeps): FastifyInstance {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: BODY_LIMIT,
+    trustProxy: deps.trustProxy ?? false,
+    return503OnClosing: true,
+  });
+
+  // Keep the raw body: NIP-98 signs a hash of the exact bytes. Empty bodies are allowed on
+  // action routes (POST /activate) even with a JSON content type.
+  const parseJson = (
+    request: { rawBody?: string },
+    body: string,
+    done: (err: Error | null, v?: unknown) => void,
+  ) => {
+    request.rawBody = body;
+    if (body.length === 0) return done(null, undefined);
+    try {
+      done(null, JSON.parse(body));
+    } catch (err) {
+      done(new BosunError('invalid_json', `body is not valid JSON: ${(err as Error).message}`));
+    }
+  };
+  app.addContentTypeParser(
+    ['application/json', 'application/merge-patch+json'],
+    { parseAs: 'string' },
+    (req, body, done) => parseJson(req, body as string, done),
+  );
+
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler((request, reply) => {
+    void reply
+      .status(404)
+      .send(
+        new BosunError('not_found', `no route for ${request.method} ${request.url.split('?')[0]}`).toJSON(),
+      );
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    deps.metrics.httpRequests.inc({ method: request.method, route, status: String(reply.statusCode) });
+    deps.metrics.httpDuration.observe({ method: request.method, route }, reply.elapsedTime / 1000);
+  });
+
+  const auth = new Authenticator(deps.tokens, deps.nip98, deps.store, deps.clock);
+  app.decorateRequest('principal', undefined);
+  app.decorateRequest('rawBody', undefined);
+  app.addHook('preHandler', async (request) => {
+    if (request.url.startsWith('/v1/')) request.principal = await auth.authenticate(request);
+  });
+
+  registerHealthRoutes(app, deps);
+  registerRelayRoutes(app, deps);
+  registerActivityRoutes(app, deps);
+  registerTokenRoutes(app, deps);
+  return app;
+}

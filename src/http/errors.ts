@@ -1,0 +1,26 @@
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { BosunError } from '../domain/errors.js';
+
+/** Every error leaves as `{"error":{"code","message"}}`; internals are logged, never returned. */
+export function toBosunError(err: unknown): BosunError {
+  if (err instanceof BosunError) return err;
+  const fe = err as Partial<FastifyError>;
+  switch (fe.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new BosunError('body_too_large', 'request body is larger than the 1 MiB limit');
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new BosunError('unsupported_media_type', 'send JSON with Content-Type: application/json');
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return new BosunError('invalid_request', 'Content-Length does not match the body');
+  }
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
+    return new BosunError('invalid_request', fe.message ?? 'bad request');
+  }
+  return new BosunError('internal', 'internal error');
+}
+
+export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply) {
+  const be = toBosunError(err);
+  if (be.code === 'internal') request.log.error({ err }, 'request failed');
+  void reply.status(be.status).send(be.toJSON());
+}

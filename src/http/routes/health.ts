@@ -1,0 +1,30 @@
+import type { FastifyInstance } from 'fastify';
+import type { AppDeps } from '../app.js';
+
+export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void {
+  app.get('/healthz', async () => ({ status: 'ok' }));
+
+  app.get('/readyz', async (_request, reply) => {
+    const checks: Record<string, string> = {};
+    let ready = true;
+    const all = { database: () => deps.store.ping(), ...deps.readiness };
+    for (const [name, check] of Object.entries(all)) {
+      try {
+        await check();
+        checks[name] = 'ok';
+      } catch (err) {
+        ready = false;
+        checks[name] = err instanceof Error ? err.message : String(err);
+      }
+    }
+    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
+  });
+
+  app.get('/metrics', async (_request, reply) => {
+    const counts = await deps.query.countByStatus();
+    for (const [status, n] of Object.entries(counts)) deps.metrics.relaysByStatus.set({ status }, n);
+    return reply
+      .header('content-type', deps.metrics.registry.contentType)
+      .send(await deps.metrics.registry.metrics());
+  });
+}

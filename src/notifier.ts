@@ -1,0 +1,39 @@
+import type { Activity } from './domain/activity.js';
+
+export type Listener = (activities: readonly Activity[]) => void;
+
+/**
+ * In-process change notification. A notification is only a wake-up: the activity log is the truth,
+ * so listeners that miss one (slow, restarted, another process) catch up by reading the log.
+ * Listeners are called after the writer's transaction has committed, each in its own microtask, so a
+ * listener that throws cannot fail the writer and no writer waits on a listener's work.
+ */
+export class Notifier {
+  private readonly listeners = new Set<Listener>();
+
+  constructor(private readonly onListenerError: (err: unknown) => void = () => {}) {}
+
+  subscribe(listener: Listener): () => void {
+    this.listeners.add(listener);
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  publish(activities: readonly Activity[]): void {
+    if (activities.length === 0) return;
+    for (const listener of this.listeners) {
+      queueMicrotask(() => {
+        try {
+          listener(activities);
+        } catch (err) {
+          this.onListenerError(err);
+        }
+      });
+    }
+  }
+
+  get size(): number {
+    return this.listeners.size;
+  }
+}

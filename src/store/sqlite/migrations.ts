@@ -1,0 +1,71 @@
+/**
+ * Numbered, append-only migrations for the SQLite adapter. Never edit an applied one; add the next.
+ */
+export const migrations: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: 'relays, activities, tokens, cursors',
+    sql: `
+      CREATE TABLE relays (
+        id TEXT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        fleet TEXT NOT NULL,
+        host TEXT NOT NULL,
+        schema TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        rev INTEGER NOT NULL,
+        config TEXT NOT NULL,
+        secret TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        deleted_at INTEGER,
+        sync_status TEXT NOT NULL,
+        sync_error TEXT NOT NULL DEFAULT '',
+        sync_attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER,
+        synced_version INTEGER NOT NULL DEFAULT 0,
+        last_synced_at INTEGER,
+        acked_config TEXT,
+        acked_deleted INTEGER NOT NULL DEFAULT 1
+      ) STRICT;
+      -- A live relay's host is unique. A schema stays reserved by its id even after delete,
+      -- because zooid keeps the deleted relay's tables and media under that schema.
+      CREATE UNIQUE INDEX relays_host ON relays(host) WHERE deleted_at IS NULL;
+      CREATE UNIQUE INDEX relays_schema ON relays(schema);
+      CREATE INDEX relays_owner ON relays(owner, id);
+      CREATE INDEX relays_fleet ON relays(fleet, id);
+      CREATE INDEX relays_status ON relays(sync_status, id);
+
+      -- Ids are rowids: SQLite assigns max(id)+1, so they increase without gaps as long as the
+      -- newest activity is never deleted (retention keeps it). AUTOINCREMENT would cost a
+      -- sqlite_sequence write per activity for a guarantee we get anyway.
+      CREATE TABLE activities (
+        id INTEGER PRIMARY KEY,
+        type TEXT NOT NULL,
+        relay_id TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX activities_relay ON activities(relay_id, id);
+
+      CREATE TABLE tokens (
+        id TEXT PRIMARY KEY,
+        hash TEXT NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL,
+        owner TEXT,
+        fleet TEXT,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        revoked_at INTEGER
+      ) STRICT;
+      CREATE INDEX tokens_owner ON tokens(owner) WHERE role = 'tenant';
+
+      CREATE TABLE cursors (
+        name TEXT PRIMARY KEY,
+        position INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
+];

@@ -1,0 +1,91 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import type { Logger } from 'pino';
+import { loadServeConfig, type ServeConfig } from '../../src/config.js';
+import { type Clock, systemClock } from '../../src/domain/clock.js';
+import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
+import { createLogger } from '../../src/logger.js';
+import { Peer } from '../../src/peer.js';
+
+export function tempDir(prefix = 'bosun-test-'): { path: string; cleanup: () => void } {
+  const path = mkdtempSync(join(tmpdir(), prefix));
+  return { path, cleanup: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+export function keypair(): { secret: string; pubkey: string } {
+  const secret = generateSecretKey();
+  return { secret, pubkey: publicKeyOf(secret) };
+}
+
+/** A logger whose JSON lines are kept in memory, so tests can search logs for secrets. */
+export function captureLogger(): { logger: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, cb) {
+      lines.push(...String(chunk).split('\n').filter(Boolean));
+      cb();
+    },
+  });
+  return { logger: createLogger({ level: 'debug', destination }), lines };
+}
+
+export const ADMIN_TOKEN = 'test-admin-token-0123456789';
+
+export interface TestServer {
+  peer: Peer;
+  url: string;
+  dir: string;
+  logs: string[];
+  api: (
+    method: string,
+    path: string,
+    body?: unknown,
+    token?: string,
+  ) => Promise<{ status: number; body: any }>;
+  close: () => Promise<void>;
+}
+
+/** A real bosun peer on a temp SQLite file, listening on a random loopback port. */
+export async function startServer(
+  opts: { env?: Record<string, string>; clock?: Clock; dir?: string } = {},
+): Promise<TestServer> {
+  const tmp = opts.dir ? { path: opts.dir, cleanup: () => {} } : tempDir();
+  const config: ServeConfig = loadServeConfig({
+    BOSUN_DATABASE_URL: `sqlite:${join(tmp.path, 'bosun.db')}`,
+    PORT: '0',
+    BOSUN_ADMIN_TOKEN: ADMIN_TOKEN,
+    ...opts.env,
+  });
+  const { logger, lines } = captureLogger();
+  const peer = await Peer.create(config, { logger, clock: opts.clock ?? systemClock });
+  const url = await peer.listen();
+  const api = async (method: string, path: string, body?: unknown, token = ADMIN_TOKEN) => {
+    const res = await fetch(url + path, {
+      method,
+      headers: {
+        ...(token ? { authorization: `Bearer ${token}` } : {}),
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+    });
+    const text = await res.text();
+    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+  };
+  return {
+    peer,
+    url,
+    dir: tmp.path,
+    logs: lines,
+    api,
+    close: async () => {
+      await peer.close();
+      tmp.cleanup();
+    },
+  };
+}
+
+export function relayBody(id: string, pubkey: string, extra: Record<string, unknown> = {}) {
+  return { id, host: `${id}.example.com`, info: { pubkey, name: id }, ...extra };
+}

@@ -1,0 +1,70 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../../bin/bosun.js', import.meta.url));
+
+export interface Spawned {
+  child: ChildProcess;
+  output: () => string;
+  /** Resolves with the first stdout/stderr line matching, or rejects on exit/timeout. */
+  waitFor: (pattern: RegExp, timeoutMs?: number) => Promise<string>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Runs the real bosun CLI (compiled by the global setup) in a child process, so tests can SIGKILL it. */
+export function spawnBosun(args: string[], env: Record<string, string> = {}, cwd?: string): Spawned {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    env: { ...process.env, BOSUN_LOG_LEVEL: 'info', ...env },
+    cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  const waiters = new Set<() => void>();
+  const onData = (chunk: Buffer) => {
+    out += chunk.toString();
+    for (const w of waiters) w();
+  };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => {
+      resolve({ code, signal });
+      for (const w of waiters) w();
+    }),
+  );
+  const waitFor = (pattern: RegExp, timeoutMs = 20_000) =>
+    new Promise<string>((resolve, reject) => {
+      const check = () => {
+        const line = out.split('\n').find((l) => pattern.test(l));
+        if (line !== undefined) {
+          done();
+          resolve(line);
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          done();
+          reject(new Error(`bosun exited before ${pattern}: ${out.slice(-2000)}`));
+        }
+      };
+      const timer = setTimeout(() => {
+        done();
+        reject(new Error(`timed out waiting for ${pattern}: ${out.slice(-2000)}`));
+      }, timeoutMs);
+      const done = () => {
+        clearTimeout(timer);
+        waiters.delete(check);
+      };
+      waiters.add(check);
+      check();
+    });
+  return { child, output: () => out, waitFor, exited };
+}
+
+/** Starts `bosun serve` on a random port and resolves with its URL. */
+export async function startServe(
+  env: Record<string, string>,
+  cwd?: string,
+): Promise<Spawned & { url: string }> {
+  const s = spawnBosun(['serve', '--port', '0'], env, cwd);
+  const line = await s.waitFor(/"msg":"bosun listening"/);
+  const url = (JSON.parse(line) as { url: string }).url;
+  return { ...s, url };
+}
