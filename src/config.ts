@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isValidSecretKey } from './domain/keys.js';
 import { describeIssues } from './domain/relay.js';
+import type { RetryPolicy } from './observer/backoff.js';
 
 /**
  * Serve configuration from flags and environment (flags win). Validated once at start; a bad value
@@ -16,7 +17,16 @@ export interface ServeConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   trustProxy: boolean;
   blossomS3Env: Record<string, string | undefined>;
+  sync: { concurrency: number; retry: RetryPolicy; timeoutMs: number };
 }
+
+const int = (min: number, max: number, fallback: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, `must be a whole number from ${min} to ${max}`)
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, `must be a whole number from ${min} to ${max}`)
+    .default(fallback);
 
 const schema = z
   .object({
@@ -43,6 +53,11 @@ const schema = z
       .optional(),
     BOSUN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     BOSUN_TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false'),
+    BOSUN_SYNC_CONCURRENCY: int(1, 1000, 20),
+    BOSUN_SYNC_TIMEOUT_MS: int(100, 600_000, 10_000),
+    BOSUN_RETRY_BASE_MS: int(1, 3_600_000, 1000),
+    BOSUN_RETRY_CAP_MS: int(1, 86_400_000, 300_000),
+    BOSUN_RETRY_MAX_ATTEMPTS: int(1, 1000, 10),
   })
   .superRefine((env, ctx) => {
     if (env.ZOOID_API_URL && !env.BOSUN_SECRET_KEY) {
@@ -89,6 +104,16 @@ export function loadServeConfig(
     secretKey: c.BOSUN_SECRET_KEY,
     logLevel: c.BOSUN_LOG_LEVEL,
     trustProxy: c.BOSUN_TRUST_PROXY === 'true' || c.BOSUN_TRUST_PROXY === '1',
+    sync: {
+      concurrency: c.BOSUN_SYNC_CONCURRENCY,
+      timeoutMs: c.BOSUN_SYNC_TIMEOUT_MS,
+      retry: {
+        baseMs: c.BOSUN_RETRY_BASE_MS,
+        capMs: Math.max(c.BOSUN_RETRY_CAP_MS, c.BOSUN_RETRY_BASE_MS),
+        maxAttempts: c.BOSUN_RETRY_MAX_ATTEMPTS,
+        jitter: 0.1,
+      },
+    },
     blossomS3Env: {
       BLOSSOM_S3_REGION: env.BLOSSOM_S3_REGION,
       BLOSSOM_S3_BUCKET: env.BLOSSOM_S3_BUCKET,

@@ -19,6 +19,39 @@ export function createMetrics() {
       buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers: [registry],
     }),
+    syncs: new Counter({
+      name: 'bosun_syncs_total',
+      help: 'Relay syncs to zooid by outcome (synced, retry, failed, skipped) and method',
+      labelNames: ['outcome', 'method'] as const,
+      registers: [registry],
+    }),
+    syncDuration: new Histogram({
+      name: 'bosun_sync_duration_seconds',
+      help: 'Duration of one relay sync to zooid, fallbacks included',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers: [registry],
+    }),
+    commitToSyncStart: new Histogram({
+      name: 'bosun_commit_to_sync_start_seconds',
+      help: 'Time from a relay change being committed to its sync starting',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5],
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: 'bosun_sync_queue_depth',
+      help: 'Relays waiting for a sync worker',
+      registers: [registry],
+    }),
+    retriesScheduled: new Counter({
+      name: 'bosun_sync_retries_scheduled_total',
+      help: 'Sync retries scheduled after a failure',
+      registers: [registry],
+    }),
+    observerCursor: new Gauge({
+      name: 'bosun_observer_cursor',
+      help: 'Activity id up to which every change is synced or durably scheduled',
+      registers: [registry],
+    }),
     relaysByStatus: new Gauge({
       name: 'bosun_relays',
       help: 'Live relays by sync status',

@@ -1,5 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config.js';
+import { generateSecretKey, publicKeyOf } from '../domain/keys.js';
+import { runZooidEmulatorCli } from '../zooid/emulator.js';
 import { ApiError } from './api-client.js';
 import { registerRelayCommands } from './relay-commands.js';
 import { serve } from './serve.js';
@@ -28,6 +30,43 @@ export function buildProgram(): Command {
     )
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env BOSUN_LOG_LEVEL)')
     .action(serve);
+
+  program
+    .command('zooid-emulator')
+    .description('run a local stand-in for zooid’s management API, to try push sync')
+    .requiredOption('--whitelist <pubkeys>', "comma-separated hex pubkeys allowed to manage it (bosun's key)")
+    .option('--port <port>', 'listen port (0 picks a free one)', '3334')
+    .option('--host <host>', 'listen address', '127.0.0.1')
+    .option('--config-dir <dir>', 'write each relay as <id>.toml here (default: memory only)')
+    .option('--variant <variant>', 'zooid API variant to emulate: v1 | v1p | v2', 'v2')
+    .action(
+      async (opts: {
+        whitelist: string;
+        port: string;
+        host: string;
+        configDir?: string;
+        variant: string;
+      }) => {
+        const emulator = await runZooidEmulatorCli({
+          whitelist: opts.whitelist,
+          port: opts.port,
+          host: opts.host,
+          variant: opts.variant as 'v1' | 'v1p' | 'v2',
+          ...(opts.configDir ? { configDir: opts.configDir } : {}),
+        });
+        const stop = () => void emulator.close().then(() => process.exit(0));
+        process.on('SIGTERM', stop);
+        process.on('SIGINT', stop);
+      },
+    );
+
+  program
+    .command('key')
+    .description('generate a Nostr key pair for BOSUN_SECRET_KEY (prints secret then public key)')
+    .action(() => {
+      const secret = generateSecretKey();
+      process.stdout.write(`BOSUN_SECRET_KEY=${secret}\npubkey=${publicKeyOf(secret)}\n`);
+    });
 
   registerRelayCommands(program);
   registerTokenCommands(program);

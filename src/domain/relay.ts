@@ -110,8 +110,11 @@ export interface SyncState {
   /** The relay version zooid last acknowledged (0: never). */
   syncedVersion: number;
   lastSyncedAt: number | null;
-  /** The config zooid last acknowledged, kept because zooid cannot read configs back. */
-  ackedConfig: RelayConfig | null;
+  /**
+   * The zooid request body (without secret) zooid last acknowledged, kept because zooid cannot read
+   * configs back: PATCH sends `null` for keys it had that are gone now.
+   */
+  ackedConfig: Record<string, unknown> | null;
   /** The target's state after the last acknowledged sync: whether the relay exists there. */
   ackedDeleted: boolean;
 }

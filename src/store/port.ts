@@ -48,6 +48,8 @@ export interface Store {
   /** Relays whose sync is not done: pending, retrying, or behind their version. */
   relaysNeedingSync(limit: number): Promise<Relay[]>;
   countRelaysByStatus(): Promise<Record<SyncStatus, number>>;
+  /** Live relays whose host or schema is one of these (to find who waits on a freed value). */
+  relaysUsing(values: { host?: string; schema?: string }): Promise<Relay[]>;
   activitiesAfter(filter: ActivityFilter): Promise<Activity[]>;
   lastActivityId(): Promise<number>;
 

@@ -260,7 +260,7 @@ describe('HTTP API', () => {
       });
     const ok = await call('POST', '/v1/relays', sign(`${s.url}/v1/relays`, 'POST', body), body);
     expect(ok.status).toBe(201);
-    expect((await ok.json()).owner).toBe(tenant.pubkey);
+    expect(((await ok.json()) as any).owner).toBe(tenant.pubkey);
     const header = sign(`${s.url}/v1/relays/nostr-1`, 'GET');
     expect((await call('GET', '/v1/relays/nostr-1', header)).status).toBe(200);
     // Replaying the same signed header is refused.
@@ -299,7 +299,7 @@ describe('HTTP API', () => {
       `Nostr ${Buffer.from(JSON.stringify(ev)).toString('base64')}`,
     );
     expect(res.status).toBe(401);
-    expect((await res.json()).error.message).toBe('this Nostr public key is not a registered tenant');
+    expect(((await res.json()) as any).error.message).toBe('this Nostr public key is not a registered tenant');
   });
 
   it('never writes secrets or tokens to the log', async () => {

@@ -124,7 +124,8 @@ function fromRow(row: RelayRow): Relay {
       nextAttemptAt: row.next_attempt_at,
       syncedVersion: row.synced_version,
       lastSyncedAt: row.last_synced_at,
-      ackedConfig: row.acked_config === null ? null : (JSON.parse(row.acked_config) as RelayConfig),
+      ackedConfig:
+        row.acked_config === null ? null : (JSON.parse(row.acked_config) as Record<string, unknown>),
       ackedDeleted: row.acked_deleted === 1,
     },
   };
@@ -197,6 +198,9 @@ export class SqliteStore implements Store {
         `SELECT * FROM relays
          WHERE synced_version < version OR sync_status IN ('pending', 'retrying')
          ORDER BY id LIMIT ?`,
+      ),
+      using: db.prepare(
+        `SELECT * FROM relays WHERE deleted_at IS NULL AND (host = ? OR schema = ?) ORDER BY id`,
       ),
       countByStatus: db.prepare(
         'SELECT sync_status AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY sync_status',
@@ -330,6 +334,11 @@ export class SqliteStore implements Store {
 
   async relaysNeedingSync(limit: number): Promise<Relay[]> {
     return (this.stmts.needingSync.all(limit) as RelayRow[]).map(fromRow);
+  }
+
+  async relaysUsing(values: { host?: string; schema?: string }): Promise<Relay[]> {
+    const rows = this.stmts.using.all(values.host ?? null, values.schema ?? null) as RelayRow[];
+    return rows.map(fromRow);
   }
 
   async countRelaysByStatus(): Promise<Record<SyncStatus, number>> {

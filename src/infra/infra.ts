@@ -1,0 +1,182 @@
+import type { Logger } from 'pino';
+import type { Command } from '../command.js';
+import type { Clock } from '../domain/clock.js';
+import type { Principal } from '../domain/principal.js';
+import type { Random } from '../domain/random.js';
+import type { Relay } from '../domain/relay.js';
+import { type RetryPolicy, retryDelay } from '../observer/backoff.js';
+import type { Store } from '../store/port.js';
+import { type BlossomS3, patchBody, zooidBody } from '../zooid/body.js';
+import type { ZooidClient, ZooidFailure, ZooidResult } from '../zooid/client.js';
+
+export type SyncOutcome =
+  | { kind: 'skipped'; reason: 'missing' | 'up_to_date' | 'failed' | 'not_due'; retryAt?: number }
+  | { kind: 'synced'; version: number }
+  | { kind: 'retry'; at: number; error: string }
+  | { kind: 'failed'; error: string };
+
+export interface InfraOptions {
+  store: Store;
+  command: Command;
+  client: ZooidClient;
+  blossomS3: BlossomS3 | null;
+  clock: Clock;
+  random: Random;
+  retry: RetryPolicy;
+  logger: Logger;
+  onSync?: (e: { relayId: string; outcome: SyncOutcome['kind']; durationMs: number; method: string }) => void;
+}
+
+const SYSTEM_INFRA: Principal = { role: 'admin', actor: 'system:infra' };
+
+/** Errors that retrying the same request cannot fix: stored, and the relay waits for a change or resync. */
+const PERMANENT: ReadonlySet<ZooidFailure['kind']> = new Set(['invalid', 'conflict']);
+
+/**
+ * Push sync (seed 000): makes zooid hold a relay's current state. Idempotent by construction — it
+ * reads the relay's latest state and the config zooid last acknowledged, sends the request that
+ * moves zooid from one to the other, falls back when zooid's state differs from what bosun believed
+ * (409 id exists → PUT, 404 → POST), and records the outcome through Command.
+ */
+export class Infra {
+  constructor(private readonly o: InfraOptions) {}
+
+  get pubkey(): string {
+    return this.o.client.pubkey;
+  }
+
+  /** Syncs one relay. `force` re-asserts a relay bosun believes is up to date (drift repair). */
+  async syncRelay(
+    relayId: string,
+    opts: { force?: boolean; signal?: AbortSignal } = {},
+  ): Promise<SyncOutcome> {
+    const relay = await this.o.store.getRelay(relayId);
+    if (!relay) return { kind: 'skipped', reason: 'missing' };
+    const { status, nextAttemptAt, syncedVersion } = relay.sync;
+    if (!opts.force) {
+      if (status === 'failed') return { kind: 'skipped', reason: 'failed' };
+      if (status === 'synced' && syncedVersion === relay.version)
+        return { kind: 'skipped', reason: 'up_to_date' };
+      if (status === 'retrying' && nextAttemptAt !== null && nextAttemptAt > this.o.clock.now()) {
+        return { kind: 'skipped', reason: 'not_due', retryAt: nextAttemptAt };
+      }
+    }
+    const started = this.o.clock.now();
+    const { method, result, acked } = await this.push(relay, opts);
+    const durationMs = this.o.clock.now() - started;
+    const outcome = await this.report(relay, result, acked);
+    this.o.onSync?.({ relayId, outcome: outcome.kind, durationMs, method });
+    this.o.logger.debug(
+      { relayId, version: relay.version, method, outcome: outcome.kind, durationMs },
+      'relay sync',
+    );
+    return outcome;
+  }
+
+  private async push(
+    relay: Relay,
+    opts: { force?: boolean; signal?: AbortSignal },
+  ): Promise<{ method: string; result: ZooidResult; acked: Record<string, unknown> | null }> {
+    const client = this.o.client;
+    const req = opts.signal ? { signal: opts.signal } : undefined;
+    if (relay.deletedAt !== null) {
+      if (relay.sync.ackedDeleted && !opts.force) return { method: 'none', result: ok(), acked: null };
+      const result = await client.remove(relay.id, req);
+      // zooid no longer has it: that is what a delete wants.
+      return {
+        method: 'DELETE',
+        result: !result.ok && result.kind === 'not_found' ? ok() : result,
+        acked: null,
+      };
+    }
+    const full = zooidBody(relay, { withSecret: true, blossomS3: this.o.blossomS3 });
+    const { secret: _secret, ...acked } = full;
+    if (relay.sync.ackedDeleted || relay.sync.ackedConfig === null) {
+      const created = await client.create(relay.id, full, req);
+      // zooid has the id already (e.g. bosun crashed after POST): replace it with the same secret.
+      if (!created.ok && created.kind === 'id_exists') {
+        return { method: 'PUT', result: await client.replace(relay.id, full, req), acked };
+      }
+      return { method: 'POST', result: created, acked };
+    }
+    if (opts.force) {
+      const replaced = await client.replace(relay.id, full, req);
+      if (!replaced.ok && replaced.kind === 'not_found') {
+        return { method: 'POST', result: await client.create(relay.id, full, req), acked };
+      }
+      return { method: 'PUT', result: replaced, acked };
+    }
+    const patched = await client.patch(relay.id, patchBody(relay.sync.ackedConfig, acked), req);
+    // zooid lost the relay (file deleted behind bosun's back): create it again with its secret.
+    if (!patched.ok && patched.kind === 'not_found') {
+      return { method: 'POST', result: await client.create(relay.id, full, req), acked };
+    }
+    return { method: 'PATCH', result: patched, acked };
+  }
+
+  /**
+   * A relay that moved off a host or schema (or was deleted) frees it in zooid. Relays that failed
+   * with a conflict on exactly that value are asked to sync again — a targeted retry, not a blind one.
+   */
+  private async wakeConflicted(relay: Relay, acked: Record<string, unknown> | null): Promise<void> {
+    const before = relay.sync.ackedDeleted ? null : relay.sync.ackedConfig;
+    if (!before) return;
+    const freed: { host?: string; schema?: string } = {};
+    if (typeof before.host === 'string' && before.host !== acked?.host) freed.host = before.host;
+    if (typeof before.schema === 'string' && before.schema !== acked?.schema) freed.schema = before.schema;
+    if (freed.host === undefined && freed.schema === undefined) return;
+    for (const waiter of await this.o.store.relaysUsing(freed)) {
+      if (
+        waiter.id !== relay.id &&
+        waiter.sync.status === 'failed' &&
+        waiter.sync.error.startsWith(CONFLICT_PREFIX)
+      ) {
+        await this.o.command.resyncRelay(SYSTEM_INFRA, waiter.id);
+      }
+    }
+  }
+
+  private async report(
+    relay: Relay,
+    result: ZooidResult,
+    acked: Record<string, unknown> | null,
+  ): Promise<SyncOutcome> {
+    const { command, clock, random, retry } = this.o;
+    if (result.ok) {
+      await command.completeRelaySync(relay.id, {
+        version: relay.version,
+        config: acked,
+        deleted: relay.deletedAt !== null,
+      });
+      await this.wakeConflicted(relay, acked);
+      return { kind: 'synced', version: relay.version };
+    }
+    const attempts = relay.sync.attempts + 1;
+    const error = describe(result, relay);
+    const delay = PERMANENT.has(result.kind) ? null : retryDelay(retry, attempts, random);
+    const at = delay === null ? null : clock.now() + delay;
+    await command.failRelaySync(relay.id, { version: relay.version, error, attempts, nextAttemptAt: at });
+    this.o.logger.warn(
+      { relayId: relay.id, version: relay.version, kind: result.kind, attempts, retryAt: at },
+      error,
+    );
+    return at === null ? { kind: 'failed', error } : { kind: 'retry', at, error };
+  }
+}
+
+/** The first words of a stored conflict error; waiters are found by them. */
+const CONFLICT_PREFIX = 'zooid conflict';
+
+const ok = (): ZooidResult => ({ ok: true, status: 200, attempts: 0 });
+
+function describe(result: ZooidFailure, relay: Relay): string {
+  const status = result.status ? ` ${result.status}` : '';
+  switch (result.kind) {
+    case 'invalid':
+      return `zooid rejected the config${status}: ${result.message}`;
+    case 'conflict':
+      return `${CONFLICT_PREFIX}${status}: ${result.message} (host ${relay.config.host}, schema ${relay.config.schema})`;
+    default:
+      return result.message;
+  }
+}

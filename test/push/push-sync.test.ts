@@ -1,0 +1,324 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/domain/clock.js';
+import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
+import { startZooidEmulator, type ZooidEmulator } from '../../src/zooid/emulator.js';
+import { keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
+
+const bosunKey = generateSecretKey();
+const bosunPub = publicKeyOf(bosunKey);
+const owner = keypair();
+
+interface Rig {
+  s: TestServer;
+  zooid: ZooidEmulator;
+  idle: () => Promise<void>;
+}
+
+const open: { close: () => Promise<void> }[] = [];
+afterEach(async () => {
+  for (const o of open.splice(0).reverse()) await o.close();
+});
+
+async function rig(
+  opts: { clock?: FakeClock; env?: Record<string, string>; dir?: string; zooid?: ZooidEmulator } = {},
+): Promise<Rig> {
+  const zooid =
+    opts.zooid ??
+    (await startZooidEmulator({ whitelist: [bosunPub], ...(opts.clock ? { clock: opts.clock } : {}) }));
+  if (!opts.zooid) open.push(zooid);
+  const s = await startServer({
+    env: {
+      ZOOID_API_URL: zooid.url,
+      BOSUN_SECRET_KEY: bosunKey,
+      BOSUN_RETRY_BASE_MS: '1000',
+      BOSUN_RETRY_CAP_MS: '8000',
+      BOSUN_RETRY_MAX_ATTEMPTS: '5',
+      ...opts.env,
+    },
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.dir ? { dir: opts.dir } : {}),
+  });
+  open.push(s);
+  return { s, zooid, idle: () => s.peer.observer!.idle() };
+}
+
+describe('push sync to zooid', () => {
+  it('creates, updates, deactivates, activates and deletes relays in zooid with signed requests', async () => {
+    const { s, zooid, idle } = await rig();
+    const secret = generateSecretKey();
+    await s.api('POST', '/v1/relays', {
+      ...relayBody('push-1', owner.pubkey),
+      secret,
+      roles: { admin: { pubkeys: [owner.pubkey], can_manage: true }, member: { can_invite: true } },
+    });
+    await idle();
+    expect(zooid.relays().get('push-1')).toMatchObject({
+      host: 'push-1.example.com',
+      schema: 'push_1',
+      secret,
+    });
+    expect((await s.api('GET', '/v1/relays/push-1')).body.sync).toMatchObject({
+      status: 'synced',
+      synced_version: 1,
+      error: '',
+    });
+
+    await s.api('PATCH', '/v1/relays/push-1', { roles: { admin: null }, groups: { enabled: true } });
+    await idle();
+    await s.api('POST', '/v1/relays/push-1/deactivate');
+    await idle();
+    await s.api('POST', '/v1/relays/push-1/activate');
+    await idle();
+    const stored = zooid.relays().get('push-1')!;
+    expect(stored.roles).toEqual({ member: { pubkeys: [], can_invite: true, can_manage: false } });
+    expect(stored.groups.enabled).toBe(true);
+    expect(stored.inactive).toBe(false);
+    expect(stored.secret).toBe(secret);
+
+    const changes = zooid.accepted('push-1');
+    expect(changes.map((c) => c.method)).toEqual(['POST', 'PATCH', 'PATCH', 'PATCH']);
+    expect((changes[0]!.body as { secret?: string }).secret).toBe(secret);
+    for (const c of changes.slice(1)) expect(c.body).not.toHaveProperty('secret');
+    // The removed role is deleted explicitly: zooid's PATCH is a deep merge.
+    expect((changes[1]!.body as { roles: unknown }).roles).toMatchObject({ admin: null });
+    expect((changes[2]!.body as { inactive: boolean }).inactive).toBe(true);
+    expect(zooid.requests.every((r) => r.pubkey === bosunPub)).toBe(true);
+
+    await s.api('DELETE', '/v1/relays/push-1');
+    await idle();
+    expect(zooid.relays().has('push-1')).toBe(false);
+    const acts = (await s.api('GET', '/v1/activities?relay=push-1&limit=100')).body.activities;
+    expect(acts.filter((a: { type: string }) => a.type === 'complete_relay_sync')).toHaveLength(5);
+  });
+
+  it('injects shared Blossom S3 settings for relays with blossom enabled', async () => {
+    const { s, zooid, idle } = await rig({
+      env: {
+        BLOSSOM_S3_REGION: 'us-east-1',
+        BLOSSOM_S3_BUCKET: 'media',
+        BLOSSOM_S3_ACCESS_KEY: 'AKIA',
+        BLOSSOM_S3_SECRET_KEY: 's3-very-secret',
+        BLOSSOM_S3_ENDPOINT: 'http://127.0.0.1:9000',
+      },
+    });
+    await s.api('POST', '/v1/relays', relayBody('media', owner.pubkey, { blossom: { enabled: true } }));
+    await s.api('POST', '/v1/relays', relayBody('plain', owner.pubkey));
+    await idle();
+    expect(zooid.relays().get('media')!.blossom).toMatchObject({
+      enabled: true,
+      adapter: 's3',
+      s3: {
+        region: 'us-east-1',
+        bucket: 'media',
+        access_key: 'AKIA',
+        secret_key: 's3-very-secret',
+        endpoint: 'http://127.0.0.1:9000',
+        key_prefix: 'media',
+      },
+    });
+    expect(zooid.accepted('plain')[0]!.body).toMatchObject({ blossom: { enabled: false } });
+    expect(s.logs.join('\n')).not.toContain('s3-very-secret');
+  });
+
+  it('retries on a fake clock with capped exponential backoff, stops at the max, resumes after restart', async () => {
+    const clock = new FakeClock();
+    const dir = tempDir();
+    open.push({ close: async () => dir.cleanup() });
+    const zooid = await startZooidEmulator({
+      whitelist: [bosunPub],
+      clock,
+      faults: { failAll: true, failStatus: 503 },
+    });
+    open.push(zooid);
+    // random() = 0.5 makes the jitter zero, so the schedule is exact.
+    const first = await rig({ clock, zooid, dir: dir.path, env: { BOSUN_RETRY_MAX_ATTEMPTS: '6' } });
+    first.s.peer.observer; // started
+    const r = await first.s.api('POST', '/v1/relays', relayBody('flaky', owner.pubkey));
+    expect(r.status).toBe(201);
+    await first.idle();
+    const attemptsAt = () => zooid.requests.filter((q) => q.id === 'flaky').map((q) => q.at - clock.now());
+    expect(zooid.requests.filter((q) => q.id === 'flaky')).toHaveLength(1);
+    let relay = (await first.s.api('GET', '/v1/relays/flaky')).body;
+    expect(relay.sync.status).toBe('retrying');
+    expect(relay.sync.attempts).toBe(1);
+    expect(relay.sync.error).toMatch(/503/);
+    const t0 = clock.now();
+    expect(Date.parse(relay.sync.next_attempt_at) - t0).toBeGreaterThanOrEqual(900);
+    expect(Date.parse(relay.sync.next_attempt_at) - t0).toBeLessThanOrEqual(1100);
+    void attemptsAt;
+    await first.s.close();
+    open.splice(open.indexOf(first.s), 1);
+
+    // Restart on the same database: the scheduled retry is resumed from it, not lost.
+    const second = await rig({ clock, zooid, dir: dir.path, env: { BOSUN_RETRY_MAX_ATTEMPTS: '6' } });
+    const count = () => zooid.requests.filter((q) => q.id === 'flaky').length;
+    await clock.advance(800);
+    expect(count()).toBe(1);
+    const due = Date.parse(relay.sync.next_attempt_at);
+    await clock.advance(due - clock.now());
+    await second.idle();
+    expect(count()).toBe(2);
+    // Later attempts follow min(cap, base·2^(n−1)) ± 10 %: about 2 s, 4 s, 8 s, then failed.
+    for (const expected of [2000, 4000, 8000]) {
+      relay = (await second.s.api('GET', '/v1/relays/flaky')).body;
+      const wait = Date.parse(relay.sync.next_attempt_at) - clock.now();
+      expect(wait).toBeGreaterThanOrEqual(expected * 0.9);
+      expect(wait).toBeLessThanOrEqual(expected * 1.1);
+      await clock.advance(wait - 1);
+      await second.idle();
+      const before = count();
+      await clock.advance(1);
+      await second.idle();
+      expect(count()).toBe(before + 1);
+    }
+    // The sixth attempt fails too: no more retries.
+    relay = (await second.s.api('GET', '/v1/relays/flaky')).body;
+    const wait = Date.parse(relay.sync.next_attempt_at) - clock.now();
+    await clock.advance(wait);
+    await second.idle();
+    relay = (await second.s.api('GET', '/v1/relays/flaky')).body;
+    expect(relay.sync).toMatchObject({ status: 'failed', attempts: 6, next_attempt_at: null });
+    const settled = count();
+    await clock.advance(3_600_000);
+    await second.idle();
+    expect(count()).toBe(settled);
+
+    // An operator asks for a resync once zooid is healthy again.
+    zooid.setFaults({});
+    await second.s.api('POST', '/v1/relays/flaky/sync');
+    await second.idle();
+    expect((await second.s.api('GET', '/v1/relays/flaky')).body.sync.status).toBe('synced');
+    expect(zooid.relays().has('flaky')).toBe(true);
+  });
+
+  it('catches up after downtime with one sync per relay, of its final state', async () => {
+    const dir = tempDir();
+    open.push({ close: async () => dir.cleanup() });
+    const offline = await startServer({ dir: dir.path });
+    await offline.api('POST', '/v1/relays', relayBody('busy', owner.pubkey));
+    for (let i = 0; i < 50; i++) await offline.api('PATCH', '/v1/relays/busy', { info: { name: `n${i}` } });
+    await offline.api('POST', '/v1/relays/busy/deactivate');
+    await offline.api('POST', '/v1/relays', relayBody('gone', owner.pubkey));
+    await offline.api('DELETE', '/v1/relays/gone');
+    await offline.peer.close();
+
+    const { zooid, idle, s } = await rig({ dir: dir.path });
+    await idle();
+    expect(zooid.requests.map((r) => `${r.method} ${r.id}`)).toEqual(['POST busy']);
+    expect(zooid.relays().get('busy')).toMatchObject({ inactive: true, info: { name: 'n49' } });
+    expect(await s.peer.store.getCursor('observer')).toBe(await s.peer.store.lastActivityId());
+  });
+
+  it('never runs two syncs of one relay at once and never lands an older config after a newer one', async () => {
+    const { s, zooid, idle } = await rig();
+    zooid.setFaults({ latencyMs: 5 });
+    const ids = ['o-1', 'o-2', 'o-3'];
+    for (const id of ids) await s.api('POST', '/v1/relays', relayBody(id, owner.pubkey));
+    // Three writers, one per relay, each changing its relay 30 times as fast as it can.
+    await Promise.all(
+      ids.map(async (id) => {
+        for (let i = 0; i < 30; i++)
+          await s.api('PATCH', `/v1/relays/${id}`, { info: { name: `n${String(i).padStart(3, '0')}` } });
+      }),
+    );
+    await idle();
+    expect(zooid.maxConcurrentPerRelay()).toBe(1);
+    for (const id of ids) {
+      const [created, ...names] = zooid.accepted(id).map((c) => c.config?.info.name ?? '');
+      expect(created).toBe(id);
+      expect(names).toEqual([...names].sort());
+      expect(names.at(-1)).toBe('n029');
+      const bosun = (await s.api('GET', `/v1/relays/${id}`)).body;
+      expect(zooid.relays().get(id)!.info.name).toBe(bosun.config.info.name);
+      expect(bosun.sync).toMatchObject({ status: 'synced', synced_version: bosun.version });
+      // Coalesced: far fewer syncs than changes.
+      expect(names.length).toBeLessThanOrEqual(31);
+    }
+  });
+
+  it('tells the operator which key to whitelist on 403', async () => {
+    const clock = new FakeClock();
+    const zooid = await startZooidEmulator({ whitelist: [owner.pubkey], clock });
+    open.push(zooid);
+    const { s, idle } = await rig({ clock, zooid });
+    await s.api('POST', '/v1/relays', relayBody('denied', owner.pubkey));
+    await idle();
+    const relay = (await s.api('GET', '/v1/relays/denied')).body;
+    expect(relay.sync.status).toBe('retrying');
+    expect(relay.sync.error).toContain(bosunPub.slice(0, 20));
+    expect(relay.sync.error).toContain('API_WHITELIST');
+  });
+
+  it('stores a zooid validation error and does not retry it', async () => {
+    const clock = new FakeClock();
+    const zooid = await startZooidEmulator({
+      whitelist: [bosunPub],
+      clock,
+      faults: { statusOverride: { POST: { status: 400, body: '{"error":"invalid info.pubkey: bad"}\n' } } },
+    });
+    open.push(zooid);
+    const { s, idle } = await rig({ clock, zooid });
+    await s.api('POST', '/v1/relays', relayBody('invalid', owner.pubkey));
+    await idle();
+    const relay = (await s.api('GET', '/v1/relays/invalid')).body;
+    expect(relay.sync).toMatchObject({ status: 'failed', attempts: 1, next_attempt_at: null });
+    expect(relay.sync.error).toBe('zooid rejected the config 400: invalid info.pubkey: bad');
+    await clock.advance(3_600_000);
+    await idle();
+    expect(zooid.requests).toHaveLength(1);
+  });
+
+  it('falls back: POST 409 id exists → PUT with the stored secret; PATCH 404 → POST; delete of a missing relay is done', async () => {
+    const { s, zooid, idle } = await rig();
+    // zooid already has "dup" (e.g. bosun crashed after its POST): bosun replaces it, same identity.
+    const secret = generateSecretKey();
+    await s.peer.infra!['o'].client.create('dup', {
+      ...relayBody('dup', owner.pubkey),
+      host: 'dup.example.com',
+      schema: 'dup',
+      secret: generateSecretKey(),
+      info: { pubkey: owner.pubkey, name: 'stale', icon: '', description: '' },
+    });
+    zooid.requests.length = 0;
+    await s.api('POST', '/v1/relays', { ...relayBody('dup', owner.pubkey), secret });
+    await idle();
+    expect(zooid.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['POST 409', 'PUT 200']);
+    expect(zooid.relays().get('dup')).toMatchObject({ secret, info: { name: 'dup' } });
+
+    // The relay is deleted in zooid behind bosun's back: the next update recreates it.
+    await s.peer.infra!['o'].client.remove('dup');
+    zooid.requests.length = 0;
+    await s.api('PATCH', '/v1/relays/dup', { info: { name: 'again' } });
+    await idle();
+    expect(zooid.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['PATCH 404', 'POST 201']);
+    expect(zooid.relays().get('dup')).toMatchObject({ secret, info: { name: 'again' } });
+
+    await s.peer.infra!['o'].client.remove('dup');
+    zooid.requests.length = 0;
+    await s.api('DELETE', '/v1/relays/dup');
+    await idle();
+    expect(zooid.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['DELETE 404']);
+    expect((await s.peer.store.getRelay('dup'))!.sync.status).toBe('synced');
+  });
+
+  it('a host moved from one relay to another converges once the first one moves off it', async () => {
+    const { s, zooid, idle } = await rig();
+    await s.api('POST', '/v1/relays', relayBody('a', owner.pubkey, { host: 'shared.example.com' }));
+    await idle();
+    // Free the host in bosun but hold a's sync back, so b hits zooid's "host in use" first.
+    zooid.setFaults({ statusOverride: { PATCH: 503 } });
+    await s.api('PATCH', '/v1/relays/a', { host: 'a.example.com' });
+    await s.api('POST', '/v1/relays', relayBody('b', owner.pubkey, { host: 'shared.example.com' }));
+    await idle();
+    expect((await s.api('GET', '/v1/relays/b')).body.sync.status).toBe('failed');
+    expect((await s.api('GET', '/v1/relays/b')).body.sync.error).toMatch(
+      /^zooid conflict 409: host "shared.example.com" is already in use/,
+    );
+    zooid.setFaults({});
+    await s.api('POST', '/v1/relays/a/sync');
+    await idle();
+    expect(zooid.relays().get('a')!.host).toBe('a.example.com');
+    expect(zooid.relays().get('b')!.host).toBe('shared.example.com');
+    expect((await s.api('GET', '/v1/relays/b')).body.sync.status).toBe('synced');
+  });
+});
