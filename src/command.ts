@@ -154,7 +154,7 @@ export class Command {
    */
   async completeRelaySync(
     id: string,
-    ack: { version: number; config: RelayConfig | null; deleted: boolean },
+    ack: { version: number; config: Record<string, unknown> | null; deleted: boolean },
     actor = 'system:infra',
   ): Promise<CommandResult | null> {
     return this.retrying(id, async () => {

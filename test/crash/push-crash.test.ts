@@ -21,7 +21,11 @@ describe('crash during push sync', () => {
       seed = (seed * 1103515245 + 12345) % 2 ** 31;
       return seed / 2 ** 31;
     };
-    const zooid = await startZooidEmulator({ whitelist: [publicKeyOf(key)], rng, faults: { errorRate: 0.2 } });
+    const zooid = await startZooidEmulator({
+      whitelist: [publicKeyOf(key)],
+      rng,
+      faults: { errorRate: 0.2 },
+    });
     const env = {
       BOSUN_DATABASE_URL: `sqlite:${join(dir.path, 'bosun.db')}`,
       BOSUN_ADMIN_TOKEN: ADMIN_TOKEN,
@@ -36,7 +40,10 @@ describe('crash during push sync', () => {
     const call = (url: string, method: string, path: string, body?: unknown) =>
       fetch(url + path, {
         method,
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, ...(body ? { 'content-type': 'application/json' } : {}) },
+        headers: {
+          authorization: `Bearer ${ADMIN_TOKEN}`,
+          ...(body ? { 'content-type': 'application/json' } : {}),
+        },
         ...(body ? { body: JSON.stringify(body) } : {}),
       });
     const ids = Array.from({ length: 200 }, (_, i) => `c-${String(i).padStart(3, '0')}`);
@@ -52,7 +59,10 @@ describe('crash during push sync', () => {
             ? call(server.url, 'POST', '/v1/relays', relayBody(id, pubkey))
             : n % 7 === 0
               ? call(server.url, 'POST', `/v1/relays/${id}/${n % 2 ? 'deactivate' : 'activate'}`)
-              : call(server.url, 'PATCH', `/v1/relays/${id}`, { info: { name: `n${n}-w${w}` }, groups: { enabled: n % 2 === 0 } });
+              : call(server.url, 'PATCH', `/v1/relays/${id}`, {
+                  info: { name: `n${n}-w${w}` },
+                  groups: { enabled: n % 2 === 0 },
+                });
         await req.catch(() => undefined);
       }
     };
@@ -61,7 +71,12 @@ describe('crash during push sync', () => {
 
     server = await startServe(env);
     const deadline = Date.now() + 60_000;
-    let relays: { id: string; version: number; config: Record<string, any>; sync: { status: string; synced_version: number } }[] = [];
+    let relays: {
+      id: string;
+      version: number;
+      config: Record<string, any>;
+      sync: { status: string; synced_version: number };
+    }[] = [];
     for (;;) {
       relays = [];
       let after = '';

@@ -299,7 +299,9 @@ describe('HTTP API', () => {
       `Nostr ${Buffer.from(JSON.stringify(ev)).toString('base64')}`,
     );
     expect(res.status).toBe(401);
-    expect(((await res.json()) as any).error.message).toBe('this Nostr public key is not a registered tenant');
+    expect(((await res.json()) as any).error.message).toBe(
+      'this Nostr public key is not a registered tenant',
+    );
   });
 
   it('never writes secrets or tokens to the log', async () => {

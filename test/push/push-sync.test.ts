@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/domain/clock.js';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
+import { ZooidClient } from '../../src/zooid/client.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/zooid/emulator.js';
+import { createNip98Signer } from '../../src/zooid/nip98.js';
 import { keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
 
 const bosunKey = generateSecretKey();
@@ -15,6 +17,10 @@ interface Rig {
 }
 
 const open: { close: () => Promise<void> }[] = [];
+
+/** A client with bosun's key that talks to zooid behind bosun's back. */
+const direct = (zooid: ZooidEmulator) =>
+  new ZooidClient({ apiUrl: zooid.url, signer: createNip98Signer(bosunKey) });
 afterEach(async () => {
   for (const o of open.splice(0).reverse()) await o.close();
 });
@@ -272,7 +278,7 @@ describe('push sync to zooid', () => {
     const { s, zooid, idle } = await rig();
     // zooid already has "dup" (e.g. bosun crashed after its POST): bosun replaces it, same identity.
     const secret = generateSecretKey();
-    await s.peer.infra!['o'].client.create('dup', {
+    await direct(zooid).create('dup', {
       ...relayBody('dup', owner.pubkey),
       host: 'dup.example.com',
       schema: 'dup',
@@ -286,14 +292,14 @@ describe('push sync to zooid', () => {
     expect(zooid.relays().get('dup')).toMatchObject({ secret, info: { name: 'dup' } });
 
     // The relay is deleted in zooid behind bosun's back: the next update recreates it.
-    await s.peer.infra!['o'].client.remove('dup');
+    await direct(zooid).remove('dup');
     zooid.requests.length = 0;
     await s.api('PATCH', '/v1/relays/dup', { info: { name: 'again' } });
     await idle();
     expect(zooid.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['PATCH 404', 'POST 201']);
     expect(zooid.relays().get('dup')).toMatchObject({ secret, info: { name: 'again' } });
 
-    await s.peer.infra!['o'].client.remove('dup');
+    await direct(zooid).remove('dup');
     zooid.requests.length = 0;
     await s.api('DELETE', '/v1/relays/dup');
     await idle();
