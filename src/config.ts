@@ -1,4 +1,7 @@
+import { hostname } from 'node:os';
 import { z } from 'zod';
+import { CHORE_DEFAULTS, CHORE_NAMES, type ChoreConfig, type ChoreName } from './chore/chores.js';
+import { formatDuration, parseDuration } from './domain/duration.js';
 import { isValidSecretKey } from './domain/keys.js';
 import { describeIssues } from './domain/relay.js';
 import type { RetryPolicy } from './observer/backoff.js';
@@ -18,6 +21,19 @@ export interface ServeConfig {
   trustProxy: boolean;
   blossomS3Env: Record<string, string | undefined>;
   sync: { concurrency: number; retry: RetryPolicy; timeoutMs: number };
+  chores: Record<ChoreName, ChoreConfig>;
+  activityRetentionMs: number;
+  shutdownGraceMs: number;
+  /** PostgreSQL pool and statement timeout (ignored on SQLite). */
+  postgres: { poolSize: number; statementTimeoutMs: number };
+  /** Worker lease TTL: the longest a dead holder keeps the workers from another replica. */
+  leaseTtlMs: number;
+  /** This replica's name (logs, /metrics, the lease connection); default `<hostname>:<pid>`. */
+  replicaId: string;
+  /** A fleet directory applied at start through the DB syncer (`--fleet`, BOSUN_FLEET_DIR). */
+  fleetDir: string | undefined;
+  /** The agents' autoconfig stream (absent: its defaults). */
+  stream?: { heartbeatMs: number; maxStreams: number };
 }
 
 const int = (min: number, max: number, fallback: number) =>
@@ -27,6 +43,42 @@ const int = (min: number, max: number, fallback: number) =>
     .transform(Number)
     .refine((n) => n >= min && n <= max, `must be a whole number from ${min} to ${max}`)
     .default(fallback);
+
+const duration = (fallbackMs: number, minMs = 1) =>
+  z
+    .string()
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === null || ms < minMs) {
+        ctx.addIssue({
+          code: 'custom',
+          message: `must be a duration of at least ${formatDuration(minMs)} such as 30s, 10m, 24h`,
+        });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .default(fallbackMs);
+
+const bool = (fallback: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0'], { message: 'must be true or false' })
+    .default(fallback ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1');
+
+const choreSchema = z.object(
+  Object.fromEntries(
+    CHORE_NAMES.flatMap((name) => {
+      const key = `BOSUN_CHORE_${name.toUpperCase()}`;
+      const d = CHORE_DEFAULTS[name];
+      return [
+        [`${key}_INTERVAL`, duration(d.interval, 100)],
+        [`${key}_TIMEOUT`, duration(d.timeout, 100)],
+        [`${key}_ENABLED`, bool(d.enabled)],
+      ];
+    }),
+  ) as Record<string, z.ZodType<number | boolean, string | undefined>>,
+);
 
 const schema = z
   .object({
@@ -58,6 +110,18 @@ const schema = z
     BOSUN_RETRY_BASE_MS: int(1, 3_600_000, 1000),
     BOSUN_RETRY_CAP_MS: int(1, 86_400_000, 300_000),
     BOSUN_RETRY_MAX_ATTEMPTS: int(1, 1000, 10),
+    BOSUN_PG_POOL_SIZE: int(1, 1000, 10),
+    BOSUN_PG_STATEMENT_TIMEOUT_MS: int(0, 3_600_000, 30_000),
+    BOSUN_LEASE_TTL_MS: int(1000, 600_000, 15_000),
+    BOSUN_REPLICA_ID: z
+      .string()
+      .regex(/^[\w.:@-]{1,48}$/, 'must be 1-48 letters, digits or . : @ - _')
+      .optional(),
+    BOSUN_ACTIVITY_RETENTION: duration(30 * 86_400_000, 60_000),
+    BOSUN_SHUTDOWN_GRACE: duration(10_000, 0),
+    BOSUN_STREAM_HEARTBEAT: duration(15_000, 5_000).refine((ms) => ms <= 15_000, 'must be from 5s to 15s'),
+    BOSUN_STREAM_MAX_CONNECTIONS: int(1, 1_000_000, 20_000),
+    BOSUN_FLEET_DIR: z.string().optional(),
   })
   .superRefine((env, ctx) => {
     if (env.ZOOID_API_URL && !env.BOSUN_SECRET_KEY) {
@@ -83,7 +147,7 @@ function clean(env: Record<string, string | undefined>) {
 
 export function loadServeConfig(
   env: Record<string, string | undefined>,
-  flags: { port?: string; host?: string; databaseUrl?: string; logLevel?: string } = {},
+  flags: { port?: string; host?: string; databaseUrl?: string; logLevel?: string; fleet?: string } = {},
 ): ServeConfig {
   const merged = clean({
     ...env,
@@ -91,9 +155,13 @@ export function loadServeConfig(
     ...(flags.host !== undefined ? { BOSUN_HOST: flags.host } : {}),
     ...(flags.databaseUrl !== undefined ? { BOSUN_DATABASE_URL: flags.databaseUrl } : {}),
     ...(flags.logLevel !== undefined ? { BOSUN_LOG_LEVEL: flags.logLevel } : {}),
+    ...(flags.fleet !== undefined ? { BOSUN_FLEET_DIR: flags.fleet } : {}),
   });
   const result = schema.safeParse(merged);
-  if (!result.success) throw new ConfigError(`invalid configuration: ${describeIssues(result.error)}`);
+  const chores = choreSchema.safeParse(merged);
+  const problems = [result, chores].flatMap((r) => (r.success ? [] : [describeIssues(r.error)]));
+  if (!result.success || !chores.success)
+    throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const c = result.data;
   return {
     databaseUrl: c.BOSUN_DATABASE_URL,
@@ -114,6 +182,27 @@ export function loadServeConfig(
         jitter: 0.1,
       },
     },
+    chores: Object.fromEntries(
+      CHORE_NAMES.map((name) => {
+        const key = `BOSUN_CHORE_${name.toUpperCase()}`;
+        const env = chores.data;
+        return [
+          name,
+          {
+            interval: env[`${key}_INTERVAL`],
+            timeout: env[`${key}_TIMEOUT`],
+            enabled: env[`${key}_ENABLED`],
+          },
+        ];
+      }),
+    ) as Record<ChoreName, ChoreConfig>,
+    activityRetentionMs: c.BOSUN_ACTIVITY_RETENTION,
+    shutdownGraceMs: c.BOSUN_SHUTDOWN_GRACE,
+    stream: { heartbeatMs: c.BOSUN_STREAM_HEARTBEAT, maxStreams: c.BOSUN_STREAM_MAX_CONNECTIONS },
+    postgres: { poolSize: c.BOSUN_PG_POOL_SIZE, statementTimeoutMs: c.BOSUN_PG_STATEMENT_TIMEOUT_MS },
+    leaseTtlMs: c.BOSUN_LEASE_TTL_MS,
+    replicaId: c.BOSUN_REPLICA_ID ?? `${hostname()}:${process.pid}`,
+    fleetDir: c.BOSUN_FLEET_DIR,
     blossomS3Env: {
       BLOSSOM_S3_REGION: env.BLOSSOM_S3_REGION,
       BLOSSOM_S3_BUCKET: env.BLOSSOM_S3_BUCKET,

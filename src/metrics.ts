@@ -52,6 +52,36 @@ export function createMetrics() {
       help: 'Activity id up to which every change is synced or durably scheduled',
       registers: [registry],
     }),
+    choreRuns: new Counter({
+      name: 'bosun_chore_runs_total',
+      help: 'Chore runs by chore and result (ok, failed)',
+      labelNames: ['chore', 'result'] as const,
+      registers: [registry],
+    }),
+    choreDuration: new Histogram({
+      name: 'bosun_chore_duration_seconds',
+      help: 'Duration of one chore run',
+      labelNames: ['chore'] as const,
+      buckets: [0.001, 0.01, 0.1, 1, 10, 60, 600],
+      registers: [registry],
+    }),
+    zooidUp: new Gauge({
+      name: 'bosun_zooid_up',
+      help: '1 when the last probe of the zooid API got an answer, else 0',
+      labelNames: ['target'] as const,
+      registers: [registry],
+    }),
+    zooidProbeSeconds: new Gauge({
+      name: 'bosun_zooid_probe_seconds',
+      help: 'Latency of the last zooid API probe',
+      labelNames: ['target'] as const,
+      registers: [registry],
+    }),
+    activityStreams: new Gauge({
+      name: 'bosun_activity_streams',
+      help: 'Open GET /v1/activities/stream connections (dashboard live feeds)',
+      registers: [registry],
+    }),
     relaysByStatus: new Gauge({
       name: 'bosun_relays',
       help: 'Live relays by sync status',

@@ -4,19 +4,35 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Nip98Verifier } from './auth/nip98.js';
 import { TokenService } from './auth/tokens.js';
+import { StreamServer } from './autoconfig/stream-server.js';
+import {
+  ActivityRetention,
+  type Chore,
+  type ChoreName,
+  CredentialExpiry,
+  DriftRepair,
+  Resync,
+  RetrySweeper,
+  TargetHealth,
+} from './chore/chores.js';
+import { Cycle } from './chore/cycle.js';
+import { type Service, ServiceGroup } from './chore/group.js';
 import { Command } from './command.js';
 import type { ServeConfig } from './config.js';
-import { type Clock, systemClock } from './domain/clock.js';
+import { type Clock, sleep, systemClock } from './domain/clock.js';
 import { type Random, systemRandom } from './domain/random.js';
 import { buildApp } from './http/app.js';
 import { Infra } from './infra/infra.js';
+import { fencedStore } from './lease/fenced-store.js';
+import type { WorkerLease } from './lease/lease.js';
+import { type Replication, startReplication } from './lease/replication.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Notifier } from './notifier.js';
 import { Observer } from './observer/observer.js';
 import { Query } from './query.js';
 import { openStore } from './store/open.js';
-import type { Store } from './store/port.js';
+import { FencedError, type Store } from './store/port.js';
 import { blossomS3FromEnv } from './zooid/body.js';
 import { ZooidClient } from './zooid/client.js';
 import { createNip98Signer, nip98Ready } from './zooid/nip98.js';
@@ -25,68 +41,340 @@ export interface PeerDeps {
   clock?: Clock;
   logger?: Logger;
   random?: Random;
-  /** The network, for tests that fault-inject below the zooid client. */
+  /** The network below the zooid client and the health probe (tests inject faults here). */
   fetch?: typeof fetch;
 }
 
+interface ChoreHandle {
+  chore: Chore;
+  cycle: Cycle;
+}
+
 /**
- * One bosun process: every service created from config (`createPeer`), started together (`run`),
- * and closed in reverse order (`close`), like the Storj satellite's peers.
+ * One bosun process, wired like a Storj peer: `create` builds every service from config, `start`
+ * runs them together in a ServiceGroup (a fatal error in one stops all), and `close` shuts them down
+ * in reverse order — HTTP stops accepting first, chores stop, the observer drains in-flight syncs up
+ * to the grace period — and closes the database last.
  */
 export class Peer {
   readonly app: FastifyInstance;
   /** Push sync; null when ZOOID_API_URL is not set. */
   readonly infra: Infra | null;
   readonly observer: Observer | null;
+  readonly targetHealth: TargetHealth | null;
+  /** The agents' autoconfig stream (`GET /v1/stream`). */
+  readonly streams: StreamServer;
+  readonly chores = new Map<ChoreName, ChoreHandle>();
+  /**
+   * Of the replicas on one database, only the holder of this lease runs the observer, push sync
+   * and the chores (src/lease/); their writes are fenced by its epoch.
+   */
+  readonly lease: WorkerLease;
+  /** The workers' view of the store: sync-state commits and cursor writes carry the lease's fence. */
+  private readonly workerStore: Store;
+  private readonly group: ServiceGroup;
+  private readonly clock: Clock;
+  private readonly random: Random;
+  private started: Promise<string> | undefined;
+  private running: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
 
   private constructor(
     readonly config: ServeConfig,
     readonly logger: Logger,
-    readonly clock: Clock,
     readonly store: Store,
     readonly notifier: Notifier,
     readonly command: Command,
     readonly query: Query,
     readonly tokens: TokenService,
     readonly metrics: Metrics,
-    deps: { random: Random; fetch?: typeof fetch },
+    private readonly replication: Replication,
+    deps: Required<Pick<PeerDeps, 'clock' | 'random'>> & Pick<PeerDeps, 'fetch'>,
   ) {
-    this.infra = config.zooidApiUrl && config.secretKey ? this.createInfra(deps) : null;
+    this.lease = replication.lease;
+    this.workerStore = fencedStore(store, () => this.lease.fence);
+    this.clock = deps.clock;
+    this.random = deps.random;
+    this.infra = config.zooidApiUrl && config.secretKey ? this.createInfra(deps.fetch) : null;
     this.observer = this.infra ? this.createObserver(this.infra) : null;
+    this.targetHealth =
+      config.zooidApiUrl && config.chores.target_health.enabled
+        ? new TargetHealth(config.zooidApiUrl, this.clock, deps.fetch ?? fetch, (up, ms) => {
+            this.metrics.zooidUp.set({ target: config.zooidApiUrl! }, up ? 1 : 0);
+            this.metrics.zooidProbeSeconds.set({ target: config.zooidApiUrl! }, ms / 1000);
+          })
+        : null;
+    this.streams = new StreamServer({
+      store,
+      notifier,
+      clock: this.clock,
+      logger: logger.child({ service: 'stream' }),
+      blossomS3: blossomS3FromEnv(config.blossomS3Env),
+      ...config.stream,
+    });
     this.app = buildApp({
+      streams: this.streams,
+      agents: () => this.streams.agents(),
       store,
       command,
       query,
       tokens,
       nip98: new Nip98Verifier(),
-      clock,
+      clock: this.clock,
       logger,
       metrics,
       trustProxy: config.trustProxy,
+      targets: () => (this.targetHealth ? [this.targetHealth.status()] : []),
+      notifier,
       readiness: {
-        push_sync: () => {
-          if (this.observer && !this.observer.running) throw new Error('starting');
-        },
+        lease: () => (this.lease.held ? 'holder' : 'standby'),
+        ...(this.observer
+          ? {
+              push_sync: () => {
+                if (this.lease.held && !this.observer?.running) throw new Error('starting');
+              },
+            }
+          : {}),
       },
+    });
+    this.group = new ServiceGroup({
+      clock: this.clock,
+      logger: this.logger,
+      closeTimeoutMs: config.shutdownGraceMs + 5000,
+    });
+    if (this.observer) this.hookObserver(this.observer);
+    this.group.add(this.leaseService());
+    for (const chore of this.createChores()) this.group.add(this.choreService(chore));
+    this.group.add(this.httpService());
+    // Closed before HTTP (reverse order): agents get `reconnect`, then the listener stops.
+    this.group.add(this.streams.service());
+  }
+
+  static async create(config: ServeConfig, deps: PeerDeps = {}): Promise<Peer> {
+    const logger = deps.logger ?? createLogger({ level: config.logLevel });
+    const clock = deps.clock ?? systemClock;
+    const store = await openStore(config.databaseUrl, config.postgres);
+    const notifier = new Notifier((err) => logger.error({ err }, 'change listener failed'));
+    const command = new Command(store, notifier, clock);
+    const query = new Query(store);
+    const tokens = new TokenService(store, clock, config.adminToken);
+    const metrics = createMetrics();
+    const replication = await startReplication({
+      store,
+      notifier,
+      logger,
+      ttlMs: config.leaseTtlMs,
+      registry: metrics.registry,
+      replicaId: config.replicaId,
+    });
+    const peer = new Peer(config, logger, store, notifier, command, query, tokens, metrics, replication, {
+      clock,
+      random: deps.random ?? systemRandom,
+      ...(deps.fetch ? { fetch: deps.fetch } : {}),
+    });
+    await peer.bootstrapAdmin();
+    return peer;
+  }
+
+  /** Starts every service; resolves with the API's URL once it listens and push sync caught up. */
+  start(): Promise<string> {
+    this.started ??= (async () => {
+      if (this.infra) await nip98Ready();
+      let listening!: (url: string) => void;
+      const url = new Promise<string>((resolve) => {
+        listening = resolve;
+      });
+      this.onListening = listening;
+      this.running = this.group.run();
+      this.running.catch((err) => this.logger.fatal({ err }, 'a bosun service failed; shutting down'));
+      const address = await Promise.race([
+        url,
+        this.running.then(() => Promise.reject(new Error('bosun stopped'))),
+      ]);
+      if (this.infra) {
+        this.logger.info(
+          { zooid: this.config.zooidApiUrl, pubkey: this.infra.pubkey },
+          'push sync enabled: zooid must list this pubkey in API_WHITELIST',
+        );
+      } else {
+        this.logger.warn('push sync disabled: ZOOID_API_URL is not set');
+      }
+      this.logger.info({ url: address, database: this.config.databaseUrl.split(':')[0] }, 'bosun listening');
+      return address;
+    })();
+    return this.started;
+  }
+
+  /** Runs until closed; rejects with the first fatal service error (after everything stopped). */
+  async run(): Promise<void> {
+    await this.start();
+    try {
+      await this.running;
+    } finally {
+      await this.close();
+    }
+  }
+
+  /** Ordered shutdown; idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      try {
+        await this.group.close();
+      } catch (err) {
+        this.logger.error({ err }, 'some services did not close cleanly');
+      }
+      await this.replication.close();
+      await this.store.close();
+    })();
+    return this.closing;
+  }
+
+  private onListening: (url: string) => void = () => {};
+
+  private httpService(): Service {
+    return {
+      name: 'http',
+      run: async (signal) => {
+        // The observer has caught up by now: it was added (and so started) before this service.
+        await Promise.race([this.observerReady, untilAborted(signal)]);
+        if (signal.aborted) return;
+        const url = await this.app.listen({ port: this.config.port, host: this.config.host });
+        this.onListening(url);
+        await untilAborted(signal);
+      },
+      close: () => this.app.close(),
+    };
+  }
+
+  private observerReady: Promise<void> = Promise.resolve();
+
+  /**
+   * The observer runs while this replica holds the worker lease: it starts (catching up from the
+   * persisted cursor) when a term begins, and stops when it ends. On shutdown in-flight syncs get
+   * the grace period; on a lost lease they are aborted at once, since another replica is about to
+   * take over. With one process (SQLite) the lease is held from start to close.
+   */
+  private hookObserver(observer: Observer): void {
+    let stopped: Promise<void> = Promise.resolve();
+    this.lease.onAcquired(async () => {
+      await stopped;
+      await observer.start();
+    });
+    this.lease.onLost((reason) => {
+      if (reason !== 'stopping') observer.abortInFlight('the worker lease was lost');
+      stopped = (async () => {
+        const drained = observer.stop();
+        const grace = sleep(this.clock, this.config.shutdownGraceMs).then(() => 'timeout' as const);
+        if ((await Promise.race([drained.then(() => 'drained' as const), grace])) === 'timeout') {
+          this.logger.warn(
+            { graceMs: this.config.shutdownGraceMs },
+            'in-flight syncs outlived the grace period; aborting',
+          );
+          observer.abortInFlight();
+          await drained;
+        }
+      })().catch((err) =>
+        err instanceof FencedError
+          ? this.logger.info(
+              'observer stopped; its last cursor is not saved: another replica holds the lease',
+            )
+          : this.logger.error({ err }, 'observer did not stop cleanly'),
+      );
+      return stopped;
     });
   }
 
-  private createInfra(deps: { random: Random; fetch?: typeof fetch }): Infra {
+  /** Added first, so a holder's workers have started (caught up) before HTTP listens. */
+  private leaseService(): Service {
+    let ready!: () => void;
+    this.observerReady = new Promise((resolve) => {
+      ready = resolve;
+    });
+    return {
+      name: 'workers',
+      run: async (signal) => {
+        // Resolves once the first attempt is over: as holder after catch-up, else as standby.
+        await this.lease.start();
+        ready();
+        await untilAborted(signal);
+      },
+      close: () => this.lease.stop(),
+    };
+  }
+
+  private choreService({ chore, cycle }: ChoreHandle): Service {
+    return {
+      name: `chore:${chore.name}`,
+      // Only the lease holder runs chores (every replica probes its zooid targets, for /metrics).
+      // Cycles start once the lease's first attempt is over, so a holder's first pass runs as holder.
+      run: async (signal) => {
+        await Promise.race([this.observerReady, untilAborted(signal)]);
+        if (signal.aborted) return;
+        await cycle.run(
+          (s) => (this.lease.held || chore.name === 'target_health' ? chore.once(s) : Promise.resolve()),
+          signal,
+        );
+      },
+      close: () => cycle.stop(),
+    };
+  }
+
+  private createChores(): ChoreHandle[] {
+    const chores: Chore[] = [];
+    const observer = this.observer;
+    if (observer) {
+      chores.push(new RetrySweeper(this.store, observer, this.clock));
+      chores.push(new DriftRepair(this.store, observer, this.clock));
+      chores.push(new Resync(this.store, observer));
+    }
+    if (this.targetHealth) chores.push(this.targetHealth);
+    chores.push(new CredentialExpiry(this.store, this.clock, this.command));
+    chores.push(
+      new ActivityRetention(this.store, this.clock, this.config.activityRetentionMs, async () =>
+        observer ? observer.cursor : this.store.lastActivityId(),
+      ),
+    );
+    const handles: ChoreHandle[] = [];
+    for (const chore of chores) {
+      const cfg = this.config.chores[chore.name];
+      if (!cfg.enabled) continue;
+      const cycle = new Cycle({
+        name: chore.name,
+        interval: cfg.interval,
+        timeout: cfg.timeout,
+        // The long resync is spread out so replicas and restarts don't re-assert all at once.
+        jitter: chore.name === 'resync' ? 0.2 : 0.05,
+        clock: this.clock,
+        random: this.random,
+        onError: (err, name) => this.logger.warn({ err, chore: name }, 'chore run failed'),
+        onRun: ({ name, durationMs, ok }) => {
+          this.metrics.choreRuns.inc({ chore: name, result: ok ? 'ok' : 'failed' });
+          this.metrics.choreDuration.observe({ chore: name }, durationMs / 1000);
+        },
+      });
+      const handle = { chore, cycle };
+      this.chores.set(chore.name, handle);
+      handles.push(handle);
+    }
+    return handles;
+  }
+
+  private createInfra(fetchImpl?: typeof fetch): Infra {
     const client = new ZooidClient({
       apiUrl: this.config.zooidApiUrl!,
       signer: createNip98Signer(this.config.secretKey!, { clock: this.clock }),
       clock: this.clock,
       timeoutMs: this.config.sync.timeoutMs,
-      ...(deps.fetch ? { fetch: deps.fetch } : {}),
+      ...(fetchImpl ? { fetch: fetchImpl } : {}),
     });
     return new Infra({
-      store: this.store,
-      command: this.command,
+      store: this.workerStore,
+      // A Command of its own over the fenced store: sync outcomes of a lost term are refused.
+      command: new Command(this.workerStore, this.notifier, this.clock),
       client,
       blossomS3: blossomS3FromEnv(this.config.blossomS3Env),
       clock: this.clock,
-      random: deps.random,
+      random: this.random,
       retry: this.config.sync.retry,
       logger: this.logger.child({ service: 'infra' }),
       onSync: (e) => this.metrics.syncs.inc({ outcome: e.outcome, method: e.method }),
@@ -96,15 +384,17 @@ export class Peer {
   private createObserver(infra: Infra): Observer {
     const m = this.metrics;
     return new Observer({
-      store: this.store,
+      store: this.workerStore,
       notifier: this.notifier,
       clock: this.clock,
       logger: this.logger.child({ service: 'observer' }),
       concurrency: this.config.sync.concurrency,
-      sync: async (relayId, signal) => {
+      sync: async (relayId, signal, { force }) => {
+        // Checked against the term's deadline: a replica frozen past it starts no sync on waking.
+        if (!this.lease.held) throw new Error('this replica does not hold the worker lease');
         const end = m.syncDuration.startTimer();
         try {
-          return await infra.syncRelay(relayId, { signal });
+          return await infra.syncRelay(relayId, { signal, force });
         } finally {
           end();
         }
@@ -116,51 +406,6 @@ export class Peer {
       onQueueDepth: (d) => m.queueDepth.set(d),
       onCursor: (c) => m.observerCursor.set(c),
     });
-  }
-
-  static async create(config: ServeConfig, deps: PeerDeps = {}): Promise<Peer> {
-    const logger = deps.logger ?? createLogger({ level: config.logLevel });
-    const clock = deps.clock ?? systemClock;
-    const random = deps.random ?? systemRandom;
-    const store = openStore(config.databaseUrl);
-    const notifier = new Notifier((err) => logger.error({ err }, 'change listener failed'));
-    const command = new Command(store, notifier, clock);
-    const query = new Query(store);
-    const tokens = new TokenService(store, clock, config.adminToken);
-    const peer = new Peer(config, logger, clock, store, notifier, command, query, tokens, createMetrics(), {
-      random,
-      ...(deps.fetch ? { fetch: deps.fetch } : {}),
-    });
-    await peer.bootstrapAdmin();
-    return peer;
-  }
-
-  /** Starts serving; resolves with the listening URL. */
-  async listen(): Promise<string> {
-    const url = await this.app.listen({ port: this.config.port, host: this.config.host });
-    if (this.observer && this.infra) {
-      // Signing dominates push sync; wait for the WebAssembly signer (7-10x the pure JS rate).
-      await nip98Ready();
-      await this.observer.start();
-      this.logger.info(
-        { zooid: this.config.zooidApiUrl, pubkey: this.infra.pubkey },
-        'push sync enabled: zooid must list this pubkey in API_WHITELIST',
-      );
-    } else {
-      this.logger.warn('push sync disabled: ZOOID_API_URL is not set');
-    }
-    this.logger.info({ url, database: this.config.databaseUrl.split(':')[0] }, 'bosun listening');
-    return url;
-  }
-
-  /** Stops accepting, lets in-flight requests finish, then closes the database. Idempotent. */
-  close(): Promise<void> {
-    this.closing ??= (async () => {
-      await this.app.close();
-      await this.observer?.stop();
-      await this.store.close();
-    })();
-    return this.closing;
   }
 
   /**
@@ -177,4 +422,9 @@ export class Peer {
     writeFileSync(file, `${token}\n`, { mode: 0o600 });
     this.logger.warn({ file }, 'no admin token existed: generated one and wrote it to this file (mode 0600)');
   }
+}
+
+function untilAborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
 }

@@ -15,6 +15,7 @@
  *   which rejects with an AggregateError of ServiceErrors if any close failed or timed out. close()
  *   does not wait for run() to return; a service's close() is what makes its run() return.
  */
+import { setMaxListeners } from 'node:events';
 import { type Clock, systemClock } from '../domain/clock.js';
 
 export interface Service {
@@ -72,6 +73,8 @@ export class ServiceGroup {
     this.closeTimeoutMs = options.closeTimeoutMs ?? 10_000;
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silent;
+    // Every service (and every chore's cycle) listens on this one signal; there are more than 10.
+    setMaxListeners(0, this.controller.signal);
   }
 
   /** The signal every service's run() gets; aborted on a fatal error or on close(). */

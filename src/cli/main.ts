@@ -2,9 +2,11 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config.js';
 import { generateSecretKey, publicKeyOf } from '../domain/keys.js';
 import { runZooidEmulatorCli } from '../zooid/emulator.js';
+import { registerAgentCommand } from './agent-command.js';
 import { ApiError } from './api-client.js';
 import { registerRelayCommands } from './relay-commands.js';
 import { serve } from './serve.js';
+import { registerSyncCommand } from './sync-command.js';
 import { registerTokenCommands } from './token-commands.js';
 
 export function buildProgram(): Command {
@@ -29,6 +31,7 @@ export function buildProgram(): Command {
       'sqlite:<file> (default sqlite:./data/bosun.db) or postgres://… (env BOSUN_DATABASE_URL)',
     )
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env BOSUN_LOG_LEVEL)')
+    .option('--fleet <dir>', 'apply this fleet directory at start (env BOSUN_FLEET_DIR)')
     .action(serve);
 
   program
@@ -70,6 +73,8 @@ export function buildProgram(): Command {
 
   registerRelayCommands(program);
   registerTokenCommands(program);
+  registerAgentCommand(program);
+  registerSyncCommand(program);
   return program;
 }
 

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { parse as parseToml } from 'smol-toml';
 import type { ActivityView } from '../domain/activity.js';
+import { parseDuration } from '../domain/duration.js';
 import type { RelayView } from '../domain/relay.js';
 import { mergePatch } from '../domain/relay.js';
 import { ApiClient } from './api-client.js';
@@ -201,6 +202,23 @@ export function registerRelayCommands(program: Command): void {
   action('deactivate', 'stop serving the relay (its config and data are kept)', 'POST', '/deactivate');
   action('resync', 'ask for a fresh sync to zooid (clears a failed state)', 'POST', '/sync');
   action('delete', 'delete the relay (zooid keeps its data tables)', 'DELETE', '');
+
+  relay
+    .command('rotate-secret <id>')
+    .description('give the relay a new secret; agents keep the old one until the grace period ends')
+    .option('--grace <duration>', 'how long the old secret stays valid, e.g. 0s, 10m, 24h, 7d', '24h')
+    .action(async (id: string, opts: { grace: string }, cmd: Command) => {
+      const ms = parseDuration(opts.grace);
+      if (ms === null || ms % 1000 !== 0) {
+        throw new Error(`--grace ${opts.grace}: expected whole seconds or more, such as 0s, 10m, 24h or 7d`);
+      }
+      showRelay(
+        await client(cmd).request<RelayView>('POST', `/v1/relays/${encodeURIComponent(id)}/rotate-secret`, {
+          grace_seconds: ms / 1000,
+        }),
+        globals(cmd).json,
+      );
+    });
 
   relay
     .command('activities [id]')

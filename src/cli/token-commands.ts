@@ -1,14 +1,14 @@
 import type { Command } from 'commander';
+import { parseDuration } from '../domain/duration.js';
 import type { TokenView } from '../domain/principal.js';
 import { ApiClient } from './api-client.js';
 import { print, printJson, table } from './output.js';
 
-const DURATION = /^(\d+)(s|m|h|d)$/;
-
-export function parseDuration(text: string): number {
-  const m = DURATION.exec(text);
-  if (!m) throw new Error(`invalid duration ${JSON.stringify(text)}: use e.g. 90s, 30m, 24h or 30d`);
-  return Number(m[1]) * { s: 1, m: 60, h: 3600, d: 86_400 }[m[2] as 's' | 'm' | 'h' | 'd'];
+function seconds(text: string): number {
+  const ms = parseDuration(text);
+  if (ms === null || ms < 1000)
+    throw new Error(`invalid duration ${JSON.stringify(text)}: use e.g. 90s, 30m, 24h or 30d`);
+  return Math.floor(ms / 1000);
 }
 
 export function registerTokenCommands(program: Command): void {
@@ -33,7 +33,7 @@ export function registerTokenCommands(program: Command): void {
           ...(opts.owner ? { owner: opts.owner } : {}),
           ...(opts.fleet ? { fleet: opts.fleet } : {}),
           ...(opts.name ? { name: opts.name } : {}),
-          ...(opts.expiresIn ? { expires_in_seconds: parseDuration(opts.expiresIn) } : {}),
+          ...(opts.expiresIn ? { expires_in_seconds: seconds(opts.expiresIn) } : {}),
         };
         const created = await client(cmd).request<TokenView & { token: string }>('POST', '/v1/tokens', body);
         if (cmd.optsWithGlobals().json) return printJson(created);

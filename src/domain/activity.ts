@@ -10,6 +10,10 @@ export const RELAY_CHANGE_TYPES = [
   'deactivate_relay',
   'delete_relay',
   'resync_relay',
+  /** A new secret; the old one stays valid for a grace period (payload: fingerprints, never secrets). */
+  'rotate_secret',
+  /** Rotated credentials past their grace period dropped from the relay (a new version). */
+  'expire_credentials',
 ] as const;
 export const SYNC_TYPES = ['complete_relay_sync', 'fail_relay_sync'] as const;
 

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
+import { credentialFingerprint, type ExpiringCredential } from './credentials.js';
 import { invalid } from './errors.js';
 import { isValidPublicKey, isValidSecretKey } from './keys.js';
 
@@ -117,6 +118,12 @@ export interface SyncState {
   ackedConfig: Record<string, unknown> | null;
   /** The target's state after the last acknowledged sync: whether the relay exists there. */
   ackedDeleted: boolean;
+  /**
+   * SHA-256 (secretDigest) of the secret zooid last acknowledged; push sync replaces (PUT) the relay
+   * when it differs from the current secret (after a rotation). Absent or null: not recorded, taken
+   * to be the current secret (migration 3 added it; rotation records the old one first).
+   */
+  ackedSecret?: string | null;
 }
 
 export interface Relay {
@@ -131,6 +138,11 @@ export interface Relay {
   updatedAt: number;
   deletedAt: number | null;
   sync: SyncState;
+  /**
+   * Rotated credentials still valid for a grace period (autoconfig-protocol.md §6), oldest first.
+   * Absent means none. Agents see them; zooid and the API never do (the API shows fingerprints).
+   */
+  expiring?: ExpiringCredential[];
 }
 
 /** What the API shows of a relay: never the secret, never livekit's api_secret. */
@@ -153,6 +165,8 @@ export interface RelayView {
     synced_version: number;
     last_synced_at: string | null;
   };
+  /** Rotated credentials in their grace period (only when there are any): fingerprints, never values. */
+  expiring?: { name: string; fingerprint: string; expires_at: string }[];
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -176,6 +190,15 @@ export function viewRelay(relay: Relay): RelayView {
       synced_version: relay.sync.syncedVersion,
       last_synced_at: iso(relay.sync.lastSyncedAt),
     },
+    ...(relay.expiring?.length
+      ? {
+          expiring: relay.expiring.map((c) => ({
+            name: c.name,
+            fingerprint: credentialFingerprint(c.value),
+            expires_at: iso(c.expiresAt)!,
+          })),
+        }
+      : {}),
   };
 }
 

@@ -6,11 +6,14 @@ import type { Command } from '../command.js';
 import type { Clock } from '../domain/clock.js';
 import { BosunError } from '../domain/errors.js';
 import type { Metrics } from '../metrics.js';
+import type { Notifier } from '../notifier.js';
 import type { Query } from '../query.js';
 import type { Store } from '../store/port.js';
 import { Authenticator } from './auth.js';
+import { type DashboardOptions, registerDashboard } from './dashboard/routes.js';
 import { errorHandler } from './errors.js';
 import { registerActivityRoutes } from './routes/activities.js';
+import { registerFleetRoutes } from './routes/fleets.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerRelayRoutes } from './routes/relays.js';
 import { registerTokenRoutes } from './routes/tokens.js';
@@ -26,9 +29,21 @@ export interface AppDeps {
   clock: Clock;
   logger: Logger;
   metrics: Metrics;
-  /** Extra readiness checks (e.g. the observer running); each throws with a reason when not ready. */
-  readiness?: Record<string, () => Promise<void> | void>;
+  /**
+   * Extra readiness checks (e.g. the observer running); each throws with a reason when not ready,
+   * or returns a word to show instead of `ok` (e.g. the worker lease: `holder` / `standby`).
+   */
+  readiness?: Record<string, () => unknown>;
+  /** zooid targets and their last health probe (admin view). */
+  targets?: () => unknown[];
   trustProxy?: boolean;
+  /** The autoconfig stream server (`GET /v1/stream`), when this process serves agents. */
+  streams?: { register(app: FastifyInstance): void };
+  /** Change wake-ups for the dashboard's activity stream (without it, the stream polls the log). */
+  notifier?: Notifier;
+  /** Agents connected to the stream server, when one runs (admin view on the dashboard). */
+  agents?: () => unknown[];
+  dashboard?: DashboardOptions;
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
@@ -79,12 +94,18 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.decorateRequest('principal', undefined);
   app.decorateRequest('rawBody', undefined);
   app.addHook('preHandler', async (request) => {
-    if (request.url.startsWith('/v1/')) request.principal = await auth.authenticate(request);
+    // A principal set earlier came from a route's own credential (the activity stream's ticket).
+    if (request.url.startsWith('/v1/') && !request.principal) {
+      request.principal = await auth.authenticate(request);
+    }
   });
 
   registerHealthRoutes(app, deps);
   registerRelayRoutes(app, deps);
   registerActivityRoutes(app, deps);
   registerTokenRoutes(app, deps);
+  deps.streams?.register(app);
+  registerFleetRoutes(app, deps);
+  registerDashboard(app, deps);
   return app;
 }

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Command } from '../command.js';
 import type { Clock } from '../domain/clock.js';
+import { secretDigest } from '../domain/credentials.js';
 import type { Principal } from '../domain/principal.js';
 import type { Random } from '../domain/random.js';
 import type { Relay } from '../domain/relay.js';
@@ -99,7 +100,9 @@ export class Infra {
       }
       return { method: 'POST', result: created, acked };
     }
-    if (opts.force) {
+    // After a rotation zooid still holds the old secret, and PATCH never carries one: replace it.
+    const rotated = relay.sync.ackedSecret != null && relay.sync.ackedSecret !== secretDigest(relay.secret);
+    if (opts.force || rotated) {
       const replaced = await client.replace(relay.id, full, req);
       if (!replaced.ok && replaced.kind === 'not_found') {
         return { method: 'POST', result: await client.create(relay.id, full, req), acked };
@@ -147,6 +150,7 @@ export class Infra {
         version: relay.version,
         config: acked,
         deleted: relay.deletedAt !== null,
+        ...(relay.deletedAt === null ? { secretDigest: secretDigest(relay.secret) } : {}),
       });
       await this.wakeConflicted(relay, acked);
       return { kind: 'synced', version: relay.version };

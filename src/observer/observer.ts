@@ -13,7 +13,7 @@ export interface ObserverOptions {
   clock: Clock;
   logger: Logger;
   /** Makes zooid match the relay's current state; called at most once at a time per relay. */
-  sync: (relayId: string, signal: AbortSignal) => Promise<SyncOutcome>;
+  sync: (relayId: string, signal: AbortSignal, opts: { force: boolean }) => Promise<SyncOutcome>;
   /** Relays synced at once (seed 004's stream limit). Default 20. */
   concurrency?: number;
   cursorName?: string;
@@ -39,15 +39,17 @@ const TRIGGERS: ReadonlySet<string> = new Set(RELAY_CHANGE_TYPES);
  * (`next_attempt_at`); the timers here are only a fast path, re-armed from it on start.
  */
 export class Observer {
-  private readonly queue: WorkQueue;
+  private queue!: WorkQueue;
   private readonly cursorName: string;
   private readonly pageSize: number;
-  private readonly abort = new AbortController();
+  private abort!: AbortController;
   /** Activities whose sync is not done yet, in id order (Map keeps insertion order). */
   private readonly outstanding = new Map<number, string>();
   /** Per relay: the activities its next sync will account for. */
   private readonly attached = new Map<string, Activity[]>();
   private readonly retryTimers = new Map<string, TimerHandle>();
+  /** Relays whose next sync re-asserts the whole config even if bosun believes zooid has it. */
+  private readonly forced = new Set<string>();
   private highWater = 0;
   private persisted = -1;
   private reading: Promise<void> | null = null;
@@ -60,12 +62,18 @@ export class Observer {
   constructor(private readonly o: ObserverOptions) {
     this.cursorName = o.cursorName ?? 'observer';
     this.pageSize = o.pageSize ?? 1000;
+    this.fresh();
+  }
+
+  /** A new queue and abort signal: at construction, and when started again after stop(). */
+  private fresh(): void {
+    this.abort = new AbortController();
     // Every in-flight sync listens on this one signal.
     setMaxListeners(0, this.abort.signal);
     this.queue = new WorkQueue(
-      o.concurrency ?? 20,
+      this.o.concurrency ?? 20,
       (id) => this.process(id),
-      (id, err) => o.logger.error({ err, relayId: id }, 'sync worker failed'),
+      (id, err) => this.o.logger.error({ err, relayId: id }, 'sync worker failed'),
     );
   }
 
@@ -75,6 +83,19 @@ export class Observer {
 
   /** Phase 1 (catch-up) runs before this resolves; phase 2 (live) continues in the background. */
   async start(): Promise<void> {
+    // Started again after stop() resolved (a replica that gets the worker lease back): begin anew
+    // from the persisted cursor, exactly like a restarted process.
+    if (this.stopped) {
+      this.outstanding.clear();
+      this.attached.clear();
+      this.forced.clear();
+      this.highWater = 0;
+      this.persisted = -1;
+      this.rereadRequested = false;
+      this.started = false;
+      this.stopped = false;
+      this.fresh();
+    }
     // Subscribe first: a change committed while we catch up wakes a re-read, so none slips by.
     this.unsubscribe = this.o.notifier.subscribe(() => this.wake());
     this.highWater = await this.o.store.getCursor(this.cursorName);
@@ -102,14 +123,23 @@ export class Observer {
     await this.flush();
   }
 
-  /** Aborts in-flight syncs (after a shutdown grace period ran out). */
-  abortInFlight(): void {
-    this.abort.abort(new Error('bosun is shutting down'));
+  /** Aborts in-flight syncs (after a shutdown grace period ran out, or when the worker lease is lost). */
+  abortInFlight(reason = 'bosun is shutting down'): void {
+    this.abort.abort(new Error(reason));
   }
 
-  /** Asks for a sync of one relay now, outside the log (drift repair, retry sweeper). */
-  enqueue(relayId: string): void {
-    if (!this.stopped) this.queue.add(relayId);
+  /**
+   * Asks for a sync of one relay now, outside the log (retry sweeper, drift repair). `force`
+   * re-asserts the full config (PUT) even when bosun believes zooid is up to date.
+   */
+  enqueue(relayId: string, opts: { force?: boolean } = {}): void {
+    if (this.stopped) return;
+    if (opts.force) this.forced.add(relayId);
+    this.queue.add(relayId);
+  }
+
+  get inFlight(): number {
+    return this.queue.inFlight;
   }
 
   get queueDepth(): number {
@@ -201,9 +231,10 @@ export class Observer {
     const now = this.o.clock.now();
     for (const a of activities) this.o.onSyncStart?.(now - a.createdAt);
 
+    const force = this.forced.delete(relayId);
     let outcome: SyncOutcome;
     try {
-      outcome = await this.o.sync(relayId, this.abort.signal);
+      outcome = await this.o.sync(relayId, this.abort.signal, { force });
     } catch (err) {
       // Not done and not durably scheduled: keep the activities outstanding and try again.
       this.o.logger.error({ err, relayId }, 'relay sync failed inside bosun; retrying');

@@ -1,6 +1,7 @@
 import type { Activity, ActivityDraft } from '../domain/activity.js';
 import type { Token } from '../domain/principal.js';
 import type { Relay, SyncStatus } from '../domain/relay.js';
+import type { FleetState } from '../fleet/state.js';
 
 /**
  * The one storage port. Adapters (SQLite now; PostgreSQL later) pass the same conformance suite in
@@ -19,6 +20,61 @@ export type RelayWrite =
 export interface WriteBatch {
   relays: RelayWrite[];
   activities: ActivityDraft[];
+  /** Worker writes (sync state) carry their lease epoch: the batch fails once a newer epoch exists. */
+  fence?: Fence;
+  /**
+   * Fleet config versions recorded in the same transaction as the relay writes of their apply
+   * (src/fleet): all of them or none.
+   */
+  fleetStates?: FleetStateWrite[];
+}
+
+/** One applied fleet config version and its State. */
+export interface FleetStateRecord {
+  fleet: string;
+  /** 1, 2, … per fleet. */
+  version: number;
+  configId: string;
+  /** The tenant that applied it; null for an admin. */
+  owner: string | null;
+  actor: string;
+  createdAt: number;
+  state: FleetState;
+}
+
+export interface FleetStateWrite {
+  record: FleetStateRecord;
+  /**
+   * The fleet's newest version when the apply read it (0: none). If another version was recorded
+   * since, the batch fails with StaleFleetStateError and writes nothing.
+   */
+  previousVersion: number;
+}
+
+/** A live relay's identity and version, without its config or secret. */
+export interface RelayHead {
+  id: string;
+  owner: string;
+  version: number;
+}
+
+export interface FleetStateFilter {
+  fleet: string;
+  /** Only versions applied by this tenant. */
+  owner?: string;
+  /** Keyset pagination: versions strictly below this one, newest first. */
+  before?: number;
+  limit: number;
+}
+
+/**
+ * A worker's proof that it holds a lease (src/lease/). Each holder starts a new epoch with
+ * `newLeaseEpoch`; a write fenced with an older epoch throws FencedError and changes nothing, so a
+ * replica that lost its lease can never overwrite the work of the one that took over.
+ */
+export interface Fence {
+  lease: string;
+  epoch: number;
 }
 
 export interface RelayFilter {
@@ -44,10 +100,29 @@ export interface Store {
   /** Applies the batch atomically and returns the appended activities with their ids. */
   commit(batch: WriteBatch): Promise<Activity[]>;
   getRelay(id: string): Promise<Relay | undefined>;
+  /**
+   * Relays (deleted included) with these ids, in id order; unknown ids are left out.
+   * Optional (like the fleet-state methods below) only until every adapter has it: fleet sync
+   * refuses to run on a store without them (see `fleetCapable`).
+   */
+  getRelays?(ids: readonly string[]): Promise<Relay[]>;
+  /**
+   * The live relays of a fleet, by id, reduced to what a fleet plan needs to tell which relays
+   * are unchanged since its last applied version without reading every row.
+   */
+  relayHeads?(fleet: string): Promise<RelayHead[]>;
   listRelays(filter: RelayFilter): Promise<Relay[]>;
   /** Relays whose sync is not done: pending, retrying, or behind their version. */
   relaysNeedingSync(limit: number): Promise<Relay[]>;
   countRelaysByStatus(): Promise<Record<SyncStatus, number>>;
+  /** Relays (deleted included) whose scheduled retry is due at `now`, oldest first. */
+  relaysDueForRetry(now: number, limit: number): Promise<Relay[]>;
+  /**
+   * Relays (deleted included) with a rotated credential whose expiry is ≤ `now`, soonest first
+   * (migration 3: `expiring`, `expiring_next_at`). Optional until every adapter has it; the
+   * credential-expiry chore skips the sweep without it.
+   */
+  relaysWithExpiredCredentials?(now: number, limit: number): Promise<Relay[]>;
   /** Live relays whose host or schema is one of these (to find who waits on a freed value). */
   relaysUsing(values: { host?: string; schema?: string }): Promise<Relay[]>;
   activitiesAfter(filter: ActivityFilter): Promise<Activity[]>;
@@ -60,9 +135,31 @@ export interface Store {
   /** True when an unrevoked, unexpired tenant token exists for this owner (NIP-98 registration). */
   hasTenant(owner: string, now: number): Promise<boolean>;
 
+  /** Marks unrevoked tokens whose expiry has passed as revoked; returns how many. */
+  expireTokens(now: number): Promise<number>;
+  /**
+   * Deletes activities created before `before` with id ≤ `maxId` (the observer's cursor), never
+   * the newest activity (ids stay increasing without gaps). Returns how many were deleted.
+   */
+  pruneActivities(opts: { before: number; maxId: number; limit: number }): Promise<number>;
+
   /** Reads and writes a named cursor (e.g. the observer's position in the activity log). */
   getCursor(name: string): Promise<number>;
-  setCursor(name: string, position: number): Promise<void>;
+  /** With a fence, the write happens only while the fence's epoch is the lease's newest (FencedError). */
+  setCursor(name: string, position: number, fence?: Fence): Promise<void>;
+  /**
+   * Starts the next epoch of a lease and returns it (1, 2, …); every older epoch is fenced off from
+   * then on. Epochs are kept in the cursors table under `lease:<name>`.
+   */
+  newLeaseEpoch(lease: string): Promise<number>;
+
+  /**
+   * The newest recorded config version of a fleet. An adapter that has this must also record
+   * `WriteBatch.fleetStates` atomically with the rest of the batch.
+   */
+  latestFleetState?(fleet: string): Promise<FleetStateRecord | undefined>;
+  /** A fleet's recorded config versions, newest first. */
+  listFleetStates?(filter: FleetStateFilter): Promise<FleetStateRecord[]>;
 
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -76,6 +173,45 @@ export class StoreConflictError extends Error {
   ) {
     super(`${field} ${JSON.stringify(value)} is already in use`);
     this.name = 'StoreConflictError';
+  }
+}
+
+/** A fenced write whose lease epoch is no longer the newest: another replica holds the lease now. */
+export class FencedError extends Error {
+  constructor(
+    readonly lease: string,
+    readonly epoch: number,
+  ) {
+    super(`lease ${lease} epoch ${epoch} was superseded; this replica no longer holds it`);
+    this.name = 'FencedError';
+  }
+}
+
+/** The cursors-table row holding a lease's newest epoch. */
+export const leaseEpochKey = (lease: string): string => `lease:${lease}`;
+
+export type FleetCapableStore = Store &
+  Required<Pick<Store, 'getRelays' | 'relayHeads' | 'latestFleetState' | 'listFleetStates'>>;
+
+/** True when the adapter can record fleet config versions (declarative fleet sync). */
+export function fleetCapable(store: Store): store is FleetCapableStore {
+  return (
+    typeof store.getRelays === 'function' &&
+    typeof store.relayHeads === 'function' &&
+    typeof store.latestFleetState === 'function' &&
+    typeof store.listFleetStates === 'function'
+  );
+}
+
+/** Another config version of the fleet was recorded since the apply read it: a concurrent apply. */
+export class StaleFleetStateError extends Error {
+  constructor(
+    readonly fleet: string,
+    readonly expected: number,
+    readonly actual: number,
+  ) {
+    super(`fleet ${fleet} is at version ${actual}, not ${expected}: it was applied concurrently`);
+    this.name = 'StaleFleetStateError';
   }
 }
 

@@ -24,10 +24,15 @@ describe('HTTP API', () => {
   it('serves health, readiness and metrics without auth', async () => {
     expect(await s.api('GET', '/healthz', undefined, '')).toEqual({ status: 200, body: { status: 'ok' } });
     const ready = await s.api('GET', '/readyz', undefined, '');
-    expect(ready).toEqual({ status: 200, body: { status: 'ready', checks: { database: 'ok' } } });
+    // One process on SQLite holds the worker lease.
+    expect(ready).toEqual({
+      status: 200,
+      body: { status: 'ready', checks: { database: 'ok', lease: 'holder' } },
+    });
     const metrics = await fetch(`${s.url}/metrics`).then((r) => r.text());
     expect(metrics).toContain('bosun_relays{status="pending"}');
     expect(metrics).toContain('bosun_http_requests_total');
+    expect(metrics).toMatch(/bosun_worker_lease_held\{replica="[^"]+"\} 1/);
   });
 
   it('creates, reads, lists, updates, deactivates, resyncs and deletes a relay', async () => {

@@ -2,7 +2,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ActivityDraft } from '../../src/domain/activity.js';
 import { generateSecretKey } from '../../src/domain/keys.js';
 import { createRelaySchema, type Relay } from '../../src/domain/relay.js';
-import { StaleWriteError, type Store, StoreConflictError } from '../../src/store/port.js';
+import {
+  FencedError,
+  type FleetStateRecord,
+  StaleFleetStateError,
+  StaleWriteError,
+  type Store,
+  StoreConflictError,
+} from '../../src/store/port.js';
 import { keypair } from '../support/env.js';
 
 /** Behaviour every Store adapter must have. Each adapter's test file runs this suite. */
@@ -53,7 +60,9 @@ export function storeConformance(
           lastSyncedAt: null,
           ackedConfig: null,
           ackedDeleted: true,
+          ackedSecret: null,
         },
+        expiring: [],
         ...over,
       };
     };
@@ -212,11 +221,248 @@ export function storeConformance(
       expect((await store.listTokens())[0]?.revokedAt).toBe(10);
     });
 
+    it('fences worker writes by lease epoch: an older epoch writes nothing', async () => {
+      const r = relay('a1');
+      await store.commit({ relays: [{ kind: 'insert', relay: r }], activities: [act('a1')] });
+      const first = { lease: 'worker', epoch: await store.newLeaseEpoch('worker') };
+      expect(first.epoch).toBe(1);
+      await store.setCursor('observer', 5, first);
+      const synced = { ...r, rev: 2, sync: { ...r.sync, status: 'synced' as const, syncedVersion: 1 } };
+      await store.commit({
+        relays: [{ kind: 'update', relay: synced, previous: r }],
+        activities: [act('a1', 'complete_relay_sync')],
+        fence: first,
+      });
+      // Another replica takes the lease over: the old holder's writes are refused, changing nothing.
+      const second = { lease: 'worker', epoch: await store.newLeaseEpoch('worker') };
+      expect(second.epoch).toBe(2);
+      await expect(store.setCursor('observer', 9, first)).rejects.toBeInstanceOf(FencedError);
+      expect(await store.getCursor('observer')).toBe(5);
+      const late = store.commit({
+        relays: [{ kind: 'update', relay: { ...synced, rev: 3 }, previous: synced }],
+        activities: [act('a1', 'fail_relay_sync')],
+        fence: first,
+      });
+      await expect(late).rejects.toBeInstanceOf(FencedError);
+      expect((await store.getRelay('a1'))?.rev).toBe(2);
+      expect(await store.lastActivityId()).toBe(2);
+      // A fence of a lease nobody ever took is refused too; unfenced writes are not affected.
+      await expect(store.setCursor('observer', 9, { lease: 'other', epoch: 1 })).rejects.toBeInstanceOf(
+        FencedError,
+      );
+      await store.setCursor('observer', 7, second);
+      await store.setCursor('api', 1);
+      expect(await store.getCursor('observer')).toBe(7);
+      expect(await store.newLeaseEpoch('other')).toBe(1);
+    });
+
     it('persists named cursors', async () => {
       expect(await store.getCursor('observer')).toBe(0);
       await store.setCursor('observer', 42);
       await store.setCursor('observer', 43);
       expect(await store.getCursor('observer')).toBe(43);
+    });
+
+    it('finds due retries, expires tokens and prunes old activities below a cursor', async () => {
+      const retrying = (id: string, at: number) =>
+        relay(id, { sync: { ...relay(id).sync, status: 'retrying', nextAttemptAt: at } });
+      await store.commit({
+        relays: [
+          { kind: 'insert', relay: retrying('late', 5000) },
+          { kind: 'insert', relay: retrying('due', 1000) },
+          { kind: 'insert', relay: relay('fresh') },
+        ],
+        activities: [act('late'), act('due'), { ...act('fresh'), createdAt: 9000 }],
+      });
+      expect((await store.relaysDueForRetry(2000, 10)).map((r) => r.id)).toEqual(['due']);
+      expect((await store.relaysDueForRetry(6000, 10)).map((r) => r.id)).toEqual(['due', 'late']);
+
+      const token = {
+        id: 't1',
+        name: 't',
+        role: 'agent' as const,
+        owner: null,
+        fleet: 'default',
+        createdAt: 1,
+        expiresAt: 100,
+        revokedAt: null,
+      };
+      await store.insertToken(token, 'h');
+      await store.insertToken({ ...token, id: 't2', expiresAt: null }, 'h2');
+      expect(await store.expireTokens(99)).toBe(0);
+      expect(await store.expireTokens(100)).toBe(1);
+      expect((await store.listTokens()).map((t) => t.revokedAt)).toEqual([100, null]);
+
+      // Activities 1 and 2 are old; the cursor allows pruning up to 1 only.
+      expect(await store.pruneActivities({ before: 5000, maxId: 1, limit: 100 })).toBe(1);
+      expect((await store.activitiesAfter({ after: 0, limit: 10 })).map((a) => a.id)).toEqual([2, 3]);
+      // Never the newest, even when everything is old and below the cursor.
+      expect(await store.pruneActivities({ before: 10_000, maxId: 3, limit: 100 })).toBe(1);
+      expect((await store.activitiesAfter({ after: 0, limit: 10 })).map((a) => a.id)).toEqual([3]);
+      const [next] = await store.commit({ relays: [], activities: [act('fresh', 'resync_relay')] });
+      expect(next?.id).toBe(4);
+    });
+
+    it('reads many relays by id in one call, deleted ones included, unknown ids left out', async () => {
+      const a = relay('a');
+      const c = relay('c');
+      await store.commit({
+        relays: [
+          { kind: 'insert', relay: a },
+          { kind: 'insert', relay: relay('b') },
+          { kind: 'insert', relay: c },
+        ],
+        activities: [],
+      });
+      await store.commit({
+        relays: [{ kind: 'update', relay: { ...a, rev: 2, version: 2, deletedAt: 2000 }, previous: a }],
+        activities: [],
+      });
+      const got = await store.getRelays!(['c', 'nope', 'a']);
+      expect(got.map((r) => [r.id, r.deletedAt])).toEqual([
+        ['a', 2000],
+        ['c', null],
+      ]);
+      expect([got[1]?.secret, got[1]?.config]).toEqual([c.secret, c.config]);
+      expect(await store.getRelays!([])).toEqual([]);
+    });
+
+    it('lists the heads (id, owner, version) of a fleet’s live relays', async () => {
+      const a = relay('a', { fleet: 'edge', version: 3 });
+      await store.commit({
+        relays: [
+          { kind: 'insert', relay: a },
+          { kind: 'insert', relay: relay('b', { fleet: 'edge', owner: 'bob' }) },
+          { kind: 'insert', relay: relay('c', { fleet: 'core' }) },
+          { kind: 'insert', relay: relay('d', { fleet: 'edge', deletedAt: 5 }) },
+        ],
+        activities: [],
+      });
+      expect(await store.relayHeads!('edge')).toEqual([
+        { id: 'a', owner: 'alice', version: 3 },
+        { id: 'b', owner: 'bob', version: 1 },
+      ]);
+      expect(await store.relayHeads!('none')).toEqual([]);
+    });
+
+    const fleetRecord = (fleet: string, version: number, owner: string | null = null): FleetStateRecord => ({
+      fleet,
+      version,
+      configId: `${fleet}.v${version}`,
+      owner,
+      actor: 'test',
+      createdAt: 1000 + version,
+      state: {
+        version: 'v1',
+        config_id: `${fleet}.v${version}`,
+        fleet_id: fleet,
+        fleet_version: version,
+        owner,
+        relays: [{ name: 'a', id: 'a', config_id: `a.v${version}`, checksum: 'c'.repeat(64) }],
+        orphans: { old: 'old' },
+      },
+    });
+
+    it('records a fleet config version in the same transaction as its relay writes', async () => {
+      expect(await store.latestFleetState!('edge')).toBeUndefined();
+      await store.commit({
+        relays: [{ kind: 'insert', relay: relay('a', { fleet: 'edge' }) }],
+        activities: [act('a')],
+        fleetStates: [{ record: fleetRecord('edge', 1), previousVersion: 0 }],
+      });
+      expect(await store.latestFleetState!('edge')).toEqual(fleetRecord('edge', 1));
+      // A failing relay write takes the fleet version down with it.
+      const err = await store
+        .commit({
+          relays: [{ kind: 'insert', relay: relay('a') }],
+          activities: [act('a')],
+          fleetStates: [{ record: fleetRecord('edge', 2), previousVersion: 1 }],
+        })
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(StoreConflictError);
+      expect((await store.latestFleetState!('edge'))?.version).toBe(1);
+      expect(await store.lastActivityId()).toBe(1);
+      // A version with no relay writes (e.g. adopting relays that already match) is fine too.
+      await store.commit({
+        relays: [],
+        activities: [],
+        fleetStates: [{ record: fleetRecord('edge', 2), previousVersion: 1 }],
+      });
+      expect((await store.latestFleetState!('edge'))?.configId).toBe('edge.v2');
+    });
+
+    it('refuses a fleet version computed against an older one (a concurrent apply), writing nothing', async () => {
+      await store.commit({
+        relays: [],
+        activities: [],
+        fleetStates: [{ record: fleetRecord('edge', 1), previousVersion: 0 }],
+      });
+      const err = await store
+        .commit({
+          relays: [{ kind: 'insert', relay: relay('late', { fleet: 'edge' }) }],
+          activities: [act('late')],
+          fleetStates: [{ record: fleetRecord('edge', 1), previousVersion: 0 }],
+        })
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(StaleFleetStateError);
+      expect(err).toMatchObject({ fleet: 'edge', expected: 0, actual: 1 });
+      expect(await store.getRelay('late')).toBeUndefined();
+      expect(await store.lastActivityId()).toBe(0);
+      expect((await store.listFleetStates!({ fleet: 'edge', limit: 10 })).length).toBe(1);
+    });
+
+    it('lists fleet versions newest first, per fleet, by owner, with keyset pagination', async () => {
+      const owners = [null, 'alice', null, 'alice'];
+      for (const [i, owner] of owners.entries()) {
+        await store.commit({
+          relays: [],
+          activities: [],
+          fleetStates: [{ record: fleetRecord('edge', i + 1, owner), previousVersion: i }],
+        });
+      }
+      await store.commit({
+        relays: [],
+        activities: [],
+        fleetStates: [{ record: fleetRecord('core', 1), previousVersion: 0 }],
+      });
+      const versions = async (filter: { owner?: string; before?: number; limit: number }) =>
+        (await store.listFleetStates!({ fleet: 'edge', ...filter })).map((r) => r.version);
+      expect(await versions({ limit: 10 })).toEqual([4, 3, 2, 1]);
+      expect(await versions({ limit: 2 })).toEqual([4, 3]);
+      expect(await versions({ limit: 2, before: 3 })).toEqual([2, 1]);
+      expect(await versions({ limit: 10, owner: 'alice' })).toEqual([4, 2]);
+      expect(await store.listFleetStates!({ fleet: 'core', limit: 10 })).toEqual([fleetRecord('core', 1)]);
+      expect((await store.latestFleetState!('edge'))?.state).toEqual(fleetRecord('edge', 4, 'alice').state);
+    });
+
+    it('keeps rotated credentials and the acked secret, finds expired ones, and has a stream epoch', async () => {
+      // Migration 3: `expiring` (+ its earliest expiry, indexed), `acked_secret`, the epoch cursor.
+      const epoch = await store.getCursor('autoconfig:epoch');
+      expect(Number.isSafeInteger(epoch) && epoch > 0).toBe(true);
+      const old = generateSecretKey();
+      const rotating = relay('rot', {
+        expiring: [
+          { name: 'secret', value: old, expiresAt: 5000 },
+          { name: 'secret', value: generateSecretKey(), expiresAt: 9000 },
+        ],
+        sync: { ...relay('rot').sync, ackedSecret: 'ab'.repeat(32) },
+      });
+      await store.commit({ relays: [{ kind: 'insert', relay: rotating }], activities: [] });
+      await store.commit({ relays: [{ kind: 'insert', relay: relay('plain') }], activities: [] });
+      expect(await store.getRelay('rot')).toEqual(rotating);
+      const due = (now: number) =>
+        store.relaysWithExpiredCredentials!(now, 10).then((rs) => rs.map((r) => r.id));
+      expect(await due(4999)).toEqual([]);
+      expect(await due(5000)).toEqual(['rot']);
+      // The earliest expiry follows the list on update; an emptied list is never due.
+      const later = { ...rotating, rev: 2, expiring: rotating.expiring!.slice(1) };
+      await store.commit({ relays: [{ kind: 'update', relay: later, previous: rotating }], activities: [] });
+      expect(await due(8999)).toEqual([]);
+      expect(await due(9000)).toEqual(['rot']);
+      const none = { ...later, rev: 3, expiring: [], sync: { ...later.sync, ackedSecret: null } };
+      await store.commit({ relays: [{ kind: 'update', relay: none, previous: later }], activities: [] });
+      expect(await due(Number.MAX_SAFE_INTEGER)).toEqual([]);
+      expect(await store.getRelay('rot')).toEqual(none);
     });
 
     it('finds relays needing a sync', async () => {

@@ -56,11 +56,13 @@ export async function startServer(
     BOSUN_DATABASE_URL: `sqlite:${join(tmp.path, 'bosun.db')}`,
     PORT: '0',
     BOSUN_ADMIN_TOKEN: ADMIN_TOKEN,
+    // Tests that count zooid requests don't want the health probe's; chore tests turn it on.
+    BOSUN_CHORE_TARGET_HEALTH_ENABLED: 'false',
     ...opts.env,
   });
   const { logger, lines } = captureLogger();
   const peer = await Peer.create(config, { logger, clock: opts.clock ?? systemClock });
-  const url = await peer.listen();
+  const url = await peer.start();
   const api = async (method: string, path: string, body?: unknown, token = ADMIN_TOKEN) => {
     const res = await fetch(url + path, {
       method,

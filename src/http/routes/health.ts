@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { AppDeps } from '../app.js';
+import { requireAdmin } from '../auth.js';
+import { principalOf } from './params.js';
 
 export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void {
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -10,14 +12,19 @@ export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void 
     const all = { database: () => deps.store.ping(), ...deps.readiness };
     for (const [name, check] of Object.entries(all)) {
       try {
-        await check();
-        checks[name] = 'ok';
+        const shown = await check();
+        checks[name] = typeof shown === 'string' ? shown : 'ok';
       } catch (err) {
         ready = false;
         checks[name] = err instanceof Error ? err.message : String(err);
       }
     }
     return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
+  });
+
+  app.get('/v1/targets', async (request) => {
+    requireAdmin(principalOf(request));
+    return { targets: deps.targets?.() ?? [] };
   });
 
   app.get('/metrics', async (_request, reply) => {

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { type Relay, viewRelay } from '../../domain/relay.js';
+import { parseOrThrow, type Relay, viewRelay } from '../../domain/relay.js';
 import type { AppDeps } from '../app.js';
 import { idParam, parseQuery, principalOf } from './params.js';
 
@@ -10,6 +10,17 @@ const listQuery = z.strictObject({
   status: z.enum(['pending', 'synced', 'retrying', 'failed']).optional(),
   after: z.string().max(64).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
+/** `POST /v1/relays/:id/rotate-secret`: how long the old secret stays valid (default 24 h). */
+const DEFAULT_GRACE_SECONDS = 86_400;
+const rotateBody = z.strictObject({
+  grace_seconds: z
+    .number()
+    .int()
+    .min(0)
+    .max(365 * 86_400, 'must be at most 365 days')
+    .optional(),
 });
 
 export function registerRelayRoutes(app: FastifyInstance, { command, query }: AppDeps): void {
@@ -44,6 +55,12 @@ export function registerRelayRoutes(app: FastifyInstance, { command, query }: Ap
   app.post('/v1/relays/:id/sync', async (request, reply) => {
     const { relay } = await command.resyncRelay(principalOf(request), idParam(request));
     return reply.status(202).send(view(relay));
+  });
+
+  app.post('/v1/relays/:id/rotate-secret', async (request) => {
+    const { grace_seconds } = parseOrThrow(rotateBody, request.body ?? {});
+    const graceMs = (grace_seconds ?? DEFAULT_GRACE_SECONDS) * 1000;
+    return view((await command.rotateSecret(principalOf(request), idParam(request), graceMs)).relay);
   });
 
   app.delete('/v1/relays/:id', async (request) =>

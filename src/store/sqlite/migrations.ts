@@ -68,4 +68,40 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    name: 'fleet config versions (declarative fleet sync)',
+    sql: `
+      -- One row per applied fleet config version, written in the same transaction as the relay
+      -- writes of its apply. (fleet, version) is the key: two concurrent applies of one fleet
+      -- cannot both record the next version.
+      CREATE TABLE fleet_states (
+        fleet TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        config_id TEXT NOT NULL UNIQUE,
+        owner TEXT,
+        actor TEXT NOT NULL,
+        state TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (fleet, version)
+      ) STRICT;
+    `,
+  },
+  {
+    version: 3,
+    name: 'rotated credentials, acked secret, stream epoch',
+    sql: `
+      -- Rotated credentials in their grace period (JSON [{name, value, expiresAt}]) and the
+      -- earliest expiry among them, indexed for the expiry chore.
+      ALTER TABLE relays ADD COLUMN expiring TEXT NOT NULL DEFAULT '[]';
+      ALTER TABLE relays ADD COLUMN expiring_next_at INTEGER;
+      CREATE INDEX relays_expiring ON relays(expiring_next_at) WHERE expiring_next_at IS NOT NULL;
+      -- SHA-256 of the secret zooid last acknowledged (NULL: not recorded, i.e. the current one).
+      ALTER TABLE relays ADD COLUMN acked_secret TEXT;
+      -- The autoconfig stream's epoch: a random id made once per database (the data lineage).
+      INSERT INTO cursors (name, position)
+        VALUES ('autoconfig:epoch', (random() & 9007199254740990) + 1)
+        ON CONFLICT(name) DO NOTHING;
+    `,
+  },
 ];

@@ -2,11 +2,20 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Activity, ActivityType } from '../../domain/activity.js';
+import { type ExpiringCredential, nextExpiry } from '../../domain/credentials.js';
 import type { Role, Token } from '../../domain/principal.js';
 import type { Relay, RelayConfig, SyncStatus } from '../../domain/relay.js';
 import {
   type ActivityFilter,
+  type Fence,
+  FencedError,
+  type FleetStateFilter,
+  type FleetStateRecord,
+  type FleetStateWrite,
+  leaseEpochKey,
   type RelayFilter,
+  type RelayHead,
+  StaleFleetStateError,
   StaleWriteError,
   type Store,
   StoreConflictError,
@@ -35,6 +44,9 @@ interface RelayRow {
   last_synced_at: number | null;
   acked_config: string | null;
   acked_deleted: number;
+  expiring: string;
+  expiring_next_at: number | null;
+  acked_secret: string | null;
 }
 
 interface ActivityRow {
@@ -45,6 +57,26 @@ interface ActivityRow {
   payload: string;
   created_at: number;
 }
+
+interface FleetStateRow {
+  fleet: string;
+  version: number;
+  config_id: string;
+  owner: string | null;
+  actor: string;
+  state: string;
+  created_at: number;
+}
+
+const fromFleetStateRow = (row: FleetStateRow): FleetStateRecord => ({
+  fleet: row.fleet,
+  version: row.version,
+  configId: row.config_id,
+  owner: row.owner,
+  actor: row.actor,
+  createdAt: row.created_at,
+  state: JSON.parse(row.state) as FleetStateRecord['state'],
+});
 
 interface TokenRow {
   id: string;
@@ -78,6 +110,9 @@ const RELAY_COLUMNS = [
   'last_synced_at',
   'acked_config',
   'acked_deleted',
+  'expiring',
+  'expiring_next_at',
+  'acked_secret',
 ] as const;
 
 function toRow(r: Relay): RelayRow {
@@ -102,6 +137,9 @@ function toRow(r: Relay): RelayRow {
     last_synced_at: r.sync.lastSyncedAt,
     acked_config: r.sync.ackedConfig === null ? null : JSON.stringify(r.sync.ackedConfig),
     acked_deleted: r.sync.ackedDeleted ? 1 : 0,
+    expiring: JSON.stringify(r.expiring ?? []),
+    expiring_next_at: nextExpiry(r.expiring),
+    acked_secret: r.sync.ackedSecret ?? null,
   };
 }
 
@@ -127,7 +165,9 @@ function fromRow(row: RelayRow): Relay {
       ackedConfig:
         row.acked_config === null ? null : (JSON.parse(row.acked_config) as Record<string, unknown>),
       ackedDeleted: row.acked_deleted === 1,
+      ackedSecret: row.acked_secret,
     },
+    expiring: JSON.parse(row.expiring) as ExpiringCredential[],
   };
 }
 
@@ -190,6 +230,20 @@ export class SqliteStore implements Store {
     this.stmts = {
       insertRelay: db.prepare(`INSERT INTO relays (${cols}) VALUES (${params})`),
       getRelay: db.prepare('SELECT * FROM relays WHERE id = ?'),
+      getRelays: db.prepare('SELECT * FROM relays WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id'),
+      relayHeads: db.prepare(
+        'SELECT id, owner, version FROM relays WHERE fleet = ? AND deleted_at IS NULL ORDER BY id',
+      ),
+      latestFleetVersion: db.prepare(
+        'SELECT COALESCE(MAX(version), 0) AS version FROM fleet_states WHERE fleet = ?',
+      ),
+      latestFleetState: db.prepare(
+        'SELECT * FROM fleet_states WHERE fleet = ? ORDER BY version DESC LIMIT 1',
+      ),
+      insertFleetState: db.prepare(
+        `INSERT INTO fleet_states (fleet, version, config_id, owner, actor, state, created_at)
+         VALUES (@fleet, @version, @config_id, @owner, @actor, @state, @created_at)`,
+      ),
       insertActivity: db.prepare(
         'INSERT INTO activities (type, relay_id, actor, payload, created_at) VALUES (?, ?, ?, ?, ?)',
       ),
@@ -201,6 +255,23 @@ export class SqliteStore implements Store {
       ),
       using: db.prepare(
         `SELECT * FROM relays WHERE deleted_at IS NULL AND (host = ? OR schema = ?) ORDER BY id`,
+      ),
+      expiredCredentials: db.prepare(
+        `SELECT * FROM relays WHERE expiring_next_at IS NOT NULL AND expiring_next_at <= ?
+         ORDER BY expiring_next_at, id LIMIT ?`,
+      ),
+      dueRetries: db.prepare(
+        `SELECT * FROM relays WHERE sync_status = 'retrying' AND next_attempt_at <= ?
+         ORDER BY next_attempt_at, id LIMIT ?`,
+      ),
+      expireTokens: db.prepare(
+        'UPDATE tokens SET revoked_at = expires_at WHERE revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ?',
+      ),
+      pruneActivities: db.prepare(
+        `DELETE FROM activities WHERE id IN (
+           SELECT id FROM activities
+           WHERE created_at < ? AND id <= ? AND id < (SELECT MAX(id) FROM activities)
+           ORDER BY id LIMIT ?)`,
       ),
       countByStatus: db.prepare(
         'SELECT sync_status AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY sync_status',
@@ -220,9 +291,15 @@ export class SqliteStore implements Store {
       setCursor: db.prepare(
         'INSERT INTO cursors (name, position) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET position = excluded.position',
       ),
+      newLeaseEpoch: db.prepare(
+        `INSERT INTO cursors (name, position) VALUES (?, 1)
+         ON CONFLICT(name) DO UPDATE SET position = position + 1 RETURNING position`,
+      ),
     };
 
     this.commitTx = this.db.transaction((batch: WriteBatch): Activity[] => {
+      if (batch.fence) this.checkFence(batch.fence);
+      for (const write of batch.fleetStates ?? []) this.insertFleetState(write);
       for (const write of batch.relays) {
         const row = toRow(write.relay);
         try {
@@ -302,6 +379,50 @@ export class SqliteStore implements Store {
     return this.commitTx.immediate(batch);
   }
 
+  /** Inside the commit transaction: the fleet's newest version must still be the one the apply read. */
+  private insertFleetState({ record, previousVersion }: FleetStateWrite): void {
+    const { version } = this.stmts.latestFleetVersion.get(record.fleet) as { version: number };
+    if (version !== previousVersion) throw new StaleFleetStateError(record.fleet, previousVersion, version);
+    this.stmts.insertFleetState.run({
+      fleet: record.fleet,
+      version: record.version,
+      config_id: record.configId,
+      owner: record.owner,
+      actor: record.actor,
+      state: JSON.stringify(record.state),
+      created_at: record.createdAt,
+    });
+  }
+
+  async getRelays(ids: readonly string[]): Promise<Relay[]> {
+    if (ids.length === 0) return [];
+    return (this.stmts.getRelays.all(JSON.stringify(ids)) as RelayRow[]).map(fromRow);
+  }
+
+  async relayHeads(fleet: string): Promise<RelayHead[]> {
+    return this.stmts.relayHeads.all(fleet) as RelayHead[];
+  }
+
+  async latestFleetState(fleet: string): Promise<FleetStateRecord | undefined> {
+    const row = this.stmts.latestFleetState.get(fleet) as FleetStateRow | undefined;
+    return row && fromFleetStateRow(row);
+  }
+
+  async listFleetStates(filter: FleetStateFilter): Promise<FleetStateRecord[]> {
+    const where = ['fleet = ?'];
+    const args: unknown[] = [filter.fleet];
+    if (filter.owner !== undefined) {
+      where.push('owner = ?');
+      args.push(filter.owner);
+    }
+    if (filter.before !== undefined) {
+      where.push('version < ?');
+      args.push(filter.before);
+    }
+    const sql = `SELECT * FROM fleet_states WHERE ${where.join(' AND ')} ORDER BY version DESC LIMIT ?`;
+    return (this.db.prepare(sql).all(...args, filter.limit) as FleetStateRow[]).map(fromFleetStateRow);
+  }
+
   async getRelay(id: string): Promise<Relay | undefined> {
     const row = this.stmts.getRelay.get(id) as RelayRow | undefined;
     return row && fromRow(row);
@@ -339,6 +460,22 @@ export class SqliteStore implements Store {
   async relaysUsing(values: { host?: string; schema?: string }): Promise<Relay[]> {
     const rows = this.stmts.using.all(values.host ?? null, values.schema ?? null) as RelayRow[];
     return rows.map(fromRow);
+  }
+
+  async relaysDueForRetry(now: number, limit: number): Promise<Relay[]> {
+    return (this.stmts.dueRetries.all(now, limit) as RelayRow[]).map(fromRow);
+  }
+
+  async relaysWithExpiredCredentials(now: number, limit: number): Promise<Relay[]> {
+    return (this.stmts.expiredCredentials.all(now, limit) as RelayRow[]).map(fromRow);
+  }
+
+  async expireTokens(now: number): Promise<number> {
+    return this.stmts.expireTokens.run(now).changes;
+  }
+
+  async pruneActivities(opts: { before: number; maxId: number; limit: number }): Promise<number> {
+    return this.stmts.pruneActivities.run(opts.before, opts.maxId, opts.limit).changes;
   }
 
   async countRelaysByStatus(): Promise<Record<SyncStatus, number>> {
@@ -406,8 +543,27 @@ export class SqliteStore implements Store {
     return row?.position ?? 0;
   }
 
-  async setCursor(name: string, position: number): Promise<void> {
-    this.stmts.setCursor.run(name, position);
+  async setCursor(name: string, position: number, fence?: Fence): Promise<void> {
+    if (!fence) {
+      this.stmts.setCursor.run(name, position);
+      return;
+    }
+    this.db
+      .transaction(() => {
+        this.checkFence(fence);
+        this.stmts.setCursor.run(name, position);
+      })
+      .immediate();
+  }
+
+  async newLeaseEpoch(lease: string): Promise<number> {
+    return (this.stmts.newLeaseEpoch.get(leaseEpochKey(lease)) as { position: number }).position;
+  }
+
+  /** Inside a write transaction: SQLite serialises writers, so the epoch cannot move under us. */
+  private checkFence(fence: Fence): void {
+    const row = this.stmts.getCursor.get(leaseEpochKey(fence.lease)) as { position: number } | undefined;
+    if (row?.position !== fence.epoch) throw new FencedError(fence.lease, fence.epoch);
   }
 
   async ping(): Promise<void> {

@@ -1,0 +1,166 @@
+/**
+ * bench/sync: push-sync throughput and latency against a no-op zooid (answers 2xx at once, checks
+ * nothing), beside the raw rate of NIP-98-signed loopback HTTP requests measured in the same run.
+ *
+ *   throughput: N relays committed while push sync is down, then bosun starts and syncs them all
+ *               (one signed POST + one sync-state commit each, 20 in flight) -> relay syncs/s
+ *   latency:    one change every 5 ms to distinct relays while bosun runs; time from the change's
+ *               commit returning to its PATCH arriving at zooid (an upper bound on commit -> sync start)
+ *
+ * Targets: throughput >= 0.7 of the raw signed-request rate; p99 commit -> sync start <= 10 ms (SQLite).
+ *
+ *   npm run bench:sync [-- --n 3000]
+ *   npm run bench:sync -- --postgres postgres://user@host/db [--n 3000]   (target p99 <= 20 ms; a
+ *                                               scratch schema, dropped after)
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { loadServeConfig } from '../src/config.js';
+import { generateSecretKey, publicKeyOf } from '../src/domain/keys.js';
+import type { Principal } from '../src/domain/principal.js';
+import { createLogger } from '../src/logger.js';
+import { Peer } from '../src/peer.js';
+import { createNip98Signer, nip98Backend, nip98Ready } from '../src/zooid/nip98.js';
+
+const argN = process.argv.indexOf('--n');
+const N = argN > 0 ? Number(process.argv[argN + 1]) : 3000;
+const CONCURRENCY = 20;
+const argPg = process.argv.indexOf('--postgres');
+const POSTGRES = argPg > 0 ? process.argv[argPg + 1] : undefined;
+const pgSchema = `bench_sync_${Math.random().toString(16).slice(2, 10)}`;
+const databaseUrl = (dir: string) => {
+  if (!POSTGRES) return `sqlite:${join(dir, 'bosun.db')}`;
+  const u = new URL(POSTGRES);
+  u.searchParams.set('schema', pgSchema);
+  return u.toString();
+};
+const P99_TARGET_MS = POSTGRES ? 20 : 10;
+const admin: Principal = { role: 'admin', actor: 'bench' };
+
+/** A zooid that answers every request at once; it notes when each relay's PATCH arrived. */
+async function noopZooid(): Promise<{ url: string; server: Server; arrivals: Map<string, number> }> {
+  const arrivals = new Map<string, number>();
+  const server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      if (req.method === 'PATCH') arrivals.set(req.url!.split('/')[2]!, performance.now());
+      res.writeHead(req.method === 'POST' ? 201 : 200, { 'content-type': 'application/json' });
+      res.end('{"message":"ok"}\n');
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, arrivals };
+}
+
+async function signedBaseline(url: string, key: string, body: string): Promise<number> {
+  const signer = createNip98Signer(key);
+  let next = 0;
+  const start = performance.now();
+  await Promise.all(
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (next < N) {
+        const i = next++;
+        const target = `${url}/relay/base-${i}`;
+        const res = await fetch(target, {
+          method: 'POST',
+          headers: { authorization: signer.sign(target, 'POST', body), 'content-type': 'application/json' },
+          body,
+        });
+        await res.arrayBuffer();
+      }
+    }),
+  );
+  return N / ((performance.now() - start) / 1000);
+}
+
+const pct = (sorted: number[], p: number) =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+
+const dir = mkdtempSync(join(tmpdir(), 'bosun-bench-sync-'));
+const zooid = await noopZooid();
+const key = generateSecretKey();
+const pubkey = publicKeyOf(generateSecretKey());
+try {
+  await nip98Ready();
+  const sample = JSON.stringify({
+    host: 'x.example.com',
+    schema: 'x',
+    secret: key,
+    info: { pubkey, name: 'x' },
+  });
+  const raw = await signedBaseline(zooid.url, key, sample.padEnd(600, ' '));
+
+  const disabled: Record<string, string> = {};
+  for (const c of [
+    'RETRY_SWEEPER',
+    'DRIFT_REPAIR',
+    'RESYNC',
+    'CREDENTIAL_EXPIRY',
+    'ACTIVITY_RETENTION',
+    'TARGET_HEALTH',
+  ]) {
+    disabled[`BOSUN_CHORE_${c}_ENABLED`] = 'false';
+  }
+  const config = loadServeConfig({
+    BOSUN_DATABASE_URL: databaseUrl(dir),
+    PORT: '0',
+    BOSUN_ADMIN_TOKEN: 'bench-admin-token-0123456789',
+    ZOOID_API_URL: zooid.url,
+    BOSUN_SECRET_KEY: key,
+    BOSUN_SYNC_CONCURRENCY: String(CONCURRENCY),
+    ...disabled,
+  });
+  const peer = await Peer.create(config, { logger: createLogger({ level: 'silent' }) });
+  for (let i = 0; i < N; i++) {
+    await peer.command.createRelay(admin, {
+      id: `r${i}`,
+      host: `r${i}.example.com`,
+      info: { pubkey, name: `r${i}` },
+    });
+  }
+  const t0 = performance.now();
+  await peer.start(); // catch-up: every relay synced once
+  await peer.observer!.idle();
+  const syncs = N / ((performance.now() - t0) / 1000);
+
+  const latencies: number[] = [];
+  const committedAt = new Map<string, number>();
+  const L = Math.min(N, 1000);
+  for (let i = 0; i < L; i++) {
+    await peer.command.updateRelay(admin, `r${i}`, { info: { name: `changed-${i}` } });
+    committedAt.set(`r${i}`, performance.now());
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await peer.observer!.idle();
+  for (const [id, at] of committedAt) latencies.push(zooid.arrivals.get(id)! - at);
+  latencies.sort((a, b) => a - b);
+  await peer.close();
+
+  const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+  console.log(
+    `bench/sync ${POSTGRES ? 'postgres' : 'sqlite'} (n=${N}, ${CONCURRENCY} in flight, signer ${nip98Backend()}, node ${process.version})`,
+  );
+  console.log(`  baseline signed loopback requests : ${fmt(raw)} req/s`);
+  console.log(
+    `  bosun relay syncs (catch-up)      : ${fmt(syncs)} syncs/s  ratio ${(syncs / raw).toFixed(2)}`,
+  );
+  console.log(
+    `  commit -> PATCH at zooid (n=${L})   : p50 ${pct(latencies, 50).toFixed(2)} ms  p99 ${pct(latencies, 99).toFixed(2)} ms  max ${latencies.at(-1)!.toFixed(2)} ms`,
+  );
+  console.log(
+    `  targets: ratio >= 0.7 -> ${syncs / raw >= 0.7 ? 'met' : 'NOT met'}; p99 <= ${P99_TARGET_MS} ms -> ${pct(latencies, 99) <= P99_TARGET_MS ? 'met' : 'NOT met'}`,
+  );
+} finally {
+  zooid.server.close();
+  rmSync(dir, { recursive: true, force: true });
+  if (POSTGRES) {
+    const client = new pg.Client({ connectionString: POSTGRES });
+    await client.connect();
+    await client.query(`DROP SCHEMA IF EXISTS "${pgSchema}" CASCADE`);
+    await client.end();
+  }
+}

@@ -1,0 +1,208 @@
+import { canSee } from '../../command.js';
+import { type ActivityView, SYNC_TYPES, viewActivity } from '../../domain/activity.js';
+import type { Clock } from '../../domain/clock.js';
+import { relayNotFound } from '../../domain/errors.js';
+import type { Principal } from '../../domain/principal.js';
+import { type Relay, type RelayView, type SyncStatus, viewRelay } from '../../domain/relay.js';
+import type { Query } from '../../query.js';
+import type { Store } from '../../store/port.js';
+import { zooidBody } from '../../zooid/body.js';
+
+/** Read models behind the dashboard: each one scoped to what the caller may see, none with a secret. */
+export class DashboardData {
+  constructor(
+    private readonly store: Store,
+    private readonly query: Query,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Live relays by sync status: one grouped count for an admin, the caller's own relays otherwise. */
+  async counts(principal: Principal): Promise<Record<SyncStatus, number> & { total: number }> {
+    let counts: Record<SyncStatus, number>;
+    if (principal.role === 'admin') {
+      counts = await this.query.countByStatus();
+    } else {
+      counts = { pending: 0, synced: 0, retrying: 0, failed: 0 };
+      let after: string | undefined;
+      do {
+        const page = await this.query.listRelays(principal, { limit: 1000, ...(after ? { after } : {}) });
+        for (const relay of page.items) counts[relay.sync.status]++;
+        after = page.next ?? undefined;
+      } while (after);
+    }
+    return { ...counts, total: counts.pending + counts.synced + counts.retrying + counts.failed };
+  }
+
+  /** Failed relays first (they wait for an operator), then retrying ones by their next attempt. */
+  async failing(principal: Principal, limit: number): Promise<RelayView[]> {
+    const relays = await this.query.failingRelays(principal, limit);
+    const rank = (r: Relay) => (r.sync.status === 'failed' ? 0 : 1);
+    relays.sort(
+      (a, b) =>
+        rank(a) - rank(b) ||
+        (a.sync.nextAttemptAt ?? 0) - (b.sync.nextAttemptAt ?? 0) ||
+        a.id.localeCompare(b.id),
+    );
+    return relays.slice(0, limit).map(viewRelay);
+  }
+
+  /** A relay, its latest activities (newest first) and what zooid last acknowledged against now. */
+  async relay(principal: Principal, id: string, historyLimit = 50) {
+    const relay = await this.query.getRelay(principal, id);
+    return {
+      relay: viewRelay(relay),
+      history: await this.history(principal, id, historyLimit),
+      acked: {
+        version: relay.sync.syncedVersion,
+        at: relay.sync.lastSyncedAt === null ? null : new Date(relay.sync.lastSyncedAt).toISOString(),
+        known: relay.sync.ackedConfig !== null && !relay.sync.ackedDeleted,
+      },
+      diff: configDiff(relay),
+    };
+  }
+
+  /** The last `limit` activities of one relay, newest first (reads its slice of the log by index). */
+  async history(principal: Principal, relayId: string, limit: number): Promise<ActivityView[]> {
+    const relay = await this.store.getRelay(relayId);
+    if (!relay || !canSee(principal, relay)) throw relayNotFound(relayId);
+    const last: ActivityView[] = [];
+    let after = 0;
+    for (let pages = 0; pages < 100; pages++) {
+      const page = await this.store.activitiesAfter({ after, relayId, limit: 1000 });
+      for (const a of page) last.push(viewActivity(a));
+      if (last.length > limit) last.splice(0, last.length - limit);
+      if (page.length < 1000) break;
+      after = page[page.length - 1]!.id;
+    }
+    return last.reverse();
+  }
+
+  /**
+   * Syncs per bucket over the last `windowMs`, from the log's complete_relay_sync / fail_relay_sync
+   * activities. The window's first activity is found by bisecting ids (ids and times both grow), so
+   * a long log costs a few indexed reads; the window itself is read once, through the caller's scope.
+   */
+  async syncStats(principal: Principal, windowMs: number, buckets = 60, maxScan = 200_000) {
+    const now = this.clock.now();
+    const bucketMs = Math.ceil(windowMs / buckets);
+    const since = now - bucketMs * buckets;
+    const counts = Array.from({ length: buckets }, (_, i) => ({
+      start: new Date(since + i * bucketMs).toISOString(),
+      synced: 0,
+      failed: 0,
+    }));
+    let after = await this.firstIdBefore(since);
+    let scanned = 0;
+    let truncated = false;
+    for (;;) {
+      const page = await this.query.activities(principal, { after, limit: 1000 });
+      for (const a of page.items) {
+        if (a.createdAt < since || !(SYNC_TYPES as readonly string[]).includes(a.type)) continue;
+        const bucket = counts[Math.min(buckets - 1, Math.floor((a.createdAt - since) / bucketMs))];
+        if (!bucket) continue;
+        if (a.type === 'complete_relay_sync') bucket.synced++;
+        else bucket.failed++;
+      }
+      scanned += page.items.length;
+      if (page.items.length < 1000) break;
+      if (scanned >= maxScan) {
+        truncated = true;
+        break;
+      }
+      after = page.next;
+    }
+    const synced = counts.reduce((n, b) => n + b.synced, 0);
+    const failed = counts.reduce((n, b) => n + b.failed, 0);
+    return {
+      window_seconds: Math.round((bucketMs * buckets) / 1000),
+      bucket_seconds: bucketMs / 1000,
+      since: new Date(since).toISOString(),
+      buckets: counts,
+      synced,
+      failed,
+      failure_rate: synced + failed === 0 ? 0 : failed / (synced + failed),
+      truncated,
+    };
+  }
+
+  /** The largest id x such that every activity after x was created at or after `since` (bisection). */
+  private async firstIdBefore(since: number): Promise<number> {
+    let lo = 0;
+    let hi = await this.store.lastActivityId();
+    // Invariant: the first activity after `hi` (none) is ≥ since; find the smallest such x.
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const [first] = await this.store.activitiesAfter({ after: mid, limit: 1 });
+      if (!first || first.createdAt >= since) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
+  }
+}
+
+export interface DiffEntry {
+  path: string;
+  /** The value zooid acknowledged last; absent when the key was absent. Credentials are masked. */
+  acked?: unknown;
+  current?: unknown;
+}
+
+/** Keys whose values are credentials: a diff shows whether they changed, never what they are. */
+const SECRET_KEYS = new Set(['secret', 'api_secret', 'secret_key', 'access_key']);
+
+/**
+ * The difference between the config zooid last acknowledged and the relay's config now, as zooid
+ * would receive it, leaf by leaf; null when zooid never acknowledged the relay. The Blossom S3
+ * settings injected from the environment are left out (they are not part of the relay's record),
+ * and credential values are masked.
+ */
+export function configDiff(relay: Relay): DiffEntry[] | null {
+  if (relay.sync.ackedConfig === null || relay.sync.ackedDeleted) return null;
+  const strip = (body: Record<string, unknown>) => {
+    const { secret: _s, ...rest } = body;
+    const blossom = rest.blossom;
+    if (isObject(blossom)) {
+      const { s3: _s3, adapter: _adapter, ...b } = blossom;
+      rest.blossom = b;
+    }
+    return rest;
+  };
+  const current =
+    relay.deletedAt === null
+      ? strip({ ...zooidBody(relay, { withSecret: false, blossomS3: null }) })
+      : undefined;
+  const out: DiffEntry[] = [];
+  walk(strip({ ...relay.sync.ackedConfig }), current, '', out, false);
+  return out;
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function walk(a: unknown, b: unknown, path: string, out: DiffEntry[], secret: boolean): void {
+  const nested = (isObject(a) || a === undefined) && (isObject(b) || b === undefined);
+  if (nested && (isObject(a) || isObject(b))) {
+    const ao = (a ?? {}) as Record<string, unknown>;
+    const bo = (b ?? {}) as Record<string, unknown>;
+    for (const key of [...new Set([...Object.keys(ao), ...Object.keys(bo)])].sort()) {
+      walk(ao[key], bo[key], path ? `${path}.${key}` : key, out, secret || SECRET_KEYS.has(key));
+    }
+    return;
+  }
+  if (JSON.stringify(a) === JSON.stringify(b)) return;
+  const show = (v: unknown) => (secret ? mask(v) : redact(v));
+  out.push({
+    path: path || '(relay)',
+    ...(a !== undefined ? { acked: show(a) } : {}),
+    ...(b !== undefined ? { current: show(b) } : {}),
+  });
+}
+
+const mask = (v: unknown) => (v === '' || v === null ? v : '(set, hidden)');
+
+/** Masks every credential anywhere inside a value. */
+function redact(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(redact);
+  if (!isObject(v)) return v;
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, SECRET_KEYS.has(k) ? mask(x) : redact(x)]));
+}

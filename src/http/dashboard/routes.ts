@@ -1,0 +1,172 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { parseDuration } from '../../domain/duration.js';
+import { BosunError } from '../../domain/errors.js';
+import type { Principal } from '../../domain/principal.js';
+import type { AppDeps } from '../app.js';
+import { idParam, parseQuery, principalOf } from '../routes/params.js';
+import { type Asset, loadAssets } from './assets.js';
+import { DashboardData } from './data.js';
+import { type ActivityStreamOptions, ActivityStreams, DEFAULT_STREAM_OPTIONS } from './stream.js';
+import { StreamTickets } from './ticket.js';
+
+/**
+ * The web dashboard: a sign-in page and one small script at `/` (no auth needed to load them), and
+ * the `/v1` read models and activity stream it draws from (all authenticated and tenant-scoped).
+ */
+const CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');
+
+const streamQuery = z.strictObject({
+  ticket: z.string().max(2048).optional(),
+  after: z.coerce.number().int().min(0).optional(),
+  tail: z.coerce.number().int().min(0).max(1000).optional(),
+});
+
+const statsQuery = z.strictObject({
+  window: z
+    .string()
+    .default('1h')
+    .transform((w, ctx) => {
+      const ms = parseDuration(w);
+      if (ms === null || ms < 60_000 || ms > 7 * 86_400_000) {
+        ctx.addIssue({ code: 'custom', message: 'must be a duration from 1m to 7d, e.g. 1h' });
+        return z.NEVER;
+      }
+      return ms;
+    }),
+});
+
+export interface DashboardOptions {
+  ticketTtlMs?: number;
+  stream?: Partial<ActivityStreamOptions>;
+}
+
+export interface DashboardHandle {
+  streams: ActivityStreams;
+  tickets: StreamTickets;
+}
+
+export function registerDashboard(app: FastifyInstance, deps: AppDeps): DashboardHandle {
+  const assets = loadAssets();
+  const data = new DashboardData(deps.store, deps.query, deps.clock);
+  const tickets = new StreamTickets(deps.clock, deps.dashboard?.ticketTtlMs);
+  const streams = new ActivityStreams(
+    {
+      query: deps.query,
+      notifier: deps.notifier,
+      logger: deps.logger,
+      serialCommits: deps.store.dialect === 'sqlite',
+      onClients: (n) => deps.metrics.activityStreams.set(n),
+    },
+    { ...DEFAULT_STREAM_OPTIONS, ...deps.dashboard?.stream },
+  );
+  app.addHook('preClose', async () => streams.closeAll());
+
+  const page = (_request: FastifyRequest, reply: FastifyReply) =>
+    reply
+      .header('content-type', 'text/html; charset=utf-8')
+      .header('cache-control', 'no-cache')
+      .header('content-security-policy', CSP)
+      .header('referrer-policy', 'no-referrer')
+      .header('x-content-type-options', 'nosniff')
+      .header('x-frame-options', 'DENY')
+      .send(assets.html);
+  app.get('/', page);
+  app.get('/dashboard', page);
+
+  const file = (asset: Asset) => (request: FastifyRequest, reply: FastifyReply) => {
+    const versioned = (request.query as { v?: string }).v === asset.hash;
+    return reply
+      .header('content-type', asset.type)
+      .header('cache-control', versioned ? 'public, max-age=31536000, immutable' : 'no-cache')
+      .header('etag', `"${asset.hash}"`)
+      .header('x-content-type-options', 'nosniff')
+      .send(asset.body);
+  };
+  app.get('/dashboard/app.js', file(assets.js));
+  app.get('/dashboard/app.css', file(assets.css));
+
+  app.get('/v1/dashboard/overview', async (request) => {
+    const principal = principalOf(request);
+    const [counts, failing] = await Promise.all([data.counts(principal), data.failing(principal, 200)]);
+    return {
+      principal: whoami(principal),
+      counts,
+      failing,
+      // Infrastructure is the operator's business: tenants see only their relays.
+      fleet:
+        principal.role === 'admin'
+          ? { targets: deps.targets?.() ?? [], agents: deps.agents ? deps.agents() : null }
+          : null,
+    };
+  });
+
+  app.get('/v1/dashboard/relays/:id', async (request) => data.relay(principalOf(request), idParam(request)));
+
+  app.get('/v1/stats/syncs', async (request) => {
+    const q = parseQuery(statsQuery, request);
+    return data.syncStats(principalOf(request), q.window);
+  });
+
+  app.post('/v1/activities/stream-ticket', async (request) => {
+    const { ticket, expiresAt } = tickets.issue(principalOf(request));
+    return { ticket, expires_at: new Date(expiresAt).toISOString() };
+  });
+
+  app.get(
+    '/v1/activities/stream',
+    {
+      // EventSource cannot send headers: a ticket from POST /v1/activities/stream-ticket stands in
+      // for the Authorization header on this route only.
+      onRequest: async (request) => {
+        const ticket = (request.query as { ticket?: unknown }).ticket;
+        if (typeof ticket !== 'string' || request.headers.authorization) return;
+        const redeemed = tickets.redeem(ticket);
+        if (!redeemed.ok) throw new BosunError('unauthorized', redeemed.reason);
+        request.principal = redeemed.principal;
+      },
+    },
+    async (request, reply) => {
+      const q = parseQuery(streamQuery, request);
+      const principal = principalOf(request);
+      const header = request.headers['last-event-id'];
+      let after: number;
+      if (typeof header === 'string' && header.trim() !== '') {
+        after = Number(header.trim());
+        if (!Number.isSafeInteger(after) || after < 0) {
+          throw new BosunError(
+            'invalid_request',
+            'Last-Event-ID: must be an activity id (a non-negative integer)',
+          );
+        }
+      } else if (q.after !== undefined) {
+        after = q.after;
+      } else {
+        after = Math.max(0, (await deps.query.lastActivityId()) - (q.tail ?? 0));
+      }
+      return streams.serve(request, reply, principal, after);
+    },
+  );
+
+  return { streams, tickets };
+}
+
+function whoami(p: Principal) {
+  switch (p.role) {
+    case 'admin':
+      return { role: p.role, actor: p.actor };
+    case 'tenant':
+      return { role: p.role, actor: p.actor, owner: p.owner };
+    case 'agent':
+      return { role: p.role, actor: p.actor, fleet: p.fleet };
+  }
+}

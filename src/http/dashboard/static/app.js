@@ -1,0 +1,566 @@
+// bosun dashboard: one hand-written script, no framework, no CDN. Every piece of data comes from
+// the /v1 API with the token kept in this tab's sessionStorage (sent as Authorization: Bearer); the
+// live feed is an EventSource opened with a one-time stream ticket, so the token never goes in a URL.
+
+(() => {
+  const TOKEN_KEY = 'bosun.token';
+  const PAGE = 100;
+  const STATUSES = ['synced', 'pending', 'retrying', 'failed'];
+
+  const state = {
+    token: sessionStorage.getItem(TOKEN_KEY),
+    me: null,
+    es: null,
+    /** Resume point of the live feed: the last event id seen (or the stream's ready cursor). */
+    after: null,
+    feedIds: new Set(),
+    reconnectMs: 1000,
+    relaysStatus: '',
+    relaysPages: [undefined],
+    refreshTimer: 0,
+    chartTimer: 0,
+  };
+
+  const byId = (id) => document.getElementById(id);
+  const esc = (v) => String(v ?? '').replace(/[&<>"'`]/g, (c) => `&#${c.charCodeAt(0)};`);
+
+  class ApiError extends Error {
+    constructor(status, code, message) {
+      super(message);
+      this.status = status;
+      this.code = code;
+    }
+  }
+
+  async function api(method, path) {
+    const res = await fetch(path, {
+      method,
+      headers: { authorization: `Bearer ${state.token}`, accept: 'application/json' },
+      cache: 'no-store',
+    });
+    const text = await res.text();
+    let body = null;
+    try {
+      body = text ? JSON.parse(text) : null;
+    } catch {
+      body = null;
+    }
+    if (!res.ok) {
+      const err = new ApiError(
+        res.status,
+        body?.error?.code ?? 'error',
+        body?.error?.message ?? res.statusText,
+      );
+      if (res.status === 401) signOut(`Signed out: ${err.message}`);
+      throw err;
+    }
+    return body;
+  }
+
+  // ---- time and small helpers ------------------------------------------------------------------
+
+  function ago(iso) {
+    if (!iso) return '–';
+    const s = Math.round((Date.parse(iso) - Date.now()) / 1000);
+    const a = Math.abs(s);
+    const t =
+      a < 60
+        ? `${a} s`
+        : a < 3600
+          ? `${Math.round(a / 60)} min`
+          : a < 86400
+            ? `${Math.round(a / 3600)} h`
+            : `${Math.round(a / 86400)} d`;
+    return s >= 0 ? `in ${t}` : `${t} ago`;
+  }
+  const when = (iso) =>
+    iso ? `<time datetime="${esc(iso)}" title="${esc(iso)}">${esc(ago(iso))}</time>` : '–';
+  const badge = (status) => `<span class="badge s-${esc(status)}">${esc(status)}</span>`;
+  const relayLink = (id) => `<a href="#/relay/${encodeURIComponent(id)}">${esc(id)}</a>`;
+  const canWrite = () => state.me && state.me.role !== 'agent';
+  const resyncButton = (id) =>
+    canWrite() ? `<button type="button" class="small" data-resync="${esc(id)}">Resync now</button>` : '';
+
+  // ---- sign-in ---------------------------------------------------------------------------------
+
+  function showSignIn(message) {
+    byId('dash').hidden = true;
+    byId('signout').hidden = true;
+    byId('who').textContent = '';
+    byId('signin').hidden = false;
+    byId('signin-error').textContent = message ?? '';
+    document.documentElement.dataset.view = 'signin';
+    byId('token').focus();
+  }
+
+  function signOut(message) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    state.token = null;
+    state.me = null;
+    closeFeed();
+    state.after = null;
+    state.feedIds.clear();
+    byId('feed').textContent = '';
+    showSignIn(message);
+  }
+
+  byId('signin-form').addEventListener('submit', async (event) => {
+    event.preventDefault();
+    const input = byId('token');
+    const token = input.value.trim();
+    if (!token) return;
+    state.token = token;
+    try {
+      await api('GET', '/v1/dashboard/overview');
+    } catch (err) {
+      state.token = null;
+      byId('signin-error').textContent = err instanceof ApiError ? err.message : 'bosun did not answer';
+      return;
+    }
+    input.value = '';
+    sessionStorage.setItem(TOKEN_KEY, token);
+    start();
+  });
+  byId('signout').addEventListener('click', () => signOut(''));
+
+  function start() {
+    byId('signin').hidden = true;
+    byId('dash').hidden = false;
+    byId('signout').hidden = false;
+    // The fleet first; the live feed and the chart follow once it is on screen.
+    void route().finally(() => {
+      if (state.token) openFeed();
+    });
+  }
+
+  // ---- routing ---------------------------------------------------------------------------------
+
+  function currentRoute() {
+    const m = /^#\/relay\/(.+)$/.exec(location.hash);
+    return m ? { view: 'relay', id: decodeURIComponent(m[1]) } : { view: 'overview' };
+  }
+
+  async function route() {
+    if (!state.token) return showSignIn();
+    const r = currentRoute();
+    if (r.view === 'relay') await renderRelay(r.id);
+    else await renderOverview(true);
+  }
+  window.addEventListener('hashchange', route);
+
+  function setView(name) {
+    const main = byId('main');
+    if (main.dataset.view !== name) {
+      main.dataset.view = name;
+      main.dataset.loaded = '';
+      main.innerHTML = '';
+    }
+    document.documentElement.dataset.view = name;
+    return main;
+  }
+
+  // ---- overview --------------------------------------------------------------------------------
+
+  async function renderOverview(fresh) {
+    const main = setView('overview');
+    if (fresh || !byId('counts')) {
+      main.innerHTML = `
+        <section id="counts" class="cards"></section>
+        <section class="panel chart">
+          <h2>Syncs per minute, last hour</h2>
+          <div id="chart" class="muted">loading…</div>
+          <div class="legend"><span><i class="ok"></i>synced</span><span><i class="bad"></i>failed</span>
+            <span><i class="rate"></i>failure rate</span><span id="chart-summary"></span></div>
+        </section>
+        <section class="panel">
+          <h2>Failing relays <span id="failing-count" class="badge s-failed">0</span></h2>
+          <div id="failing" class="scroll"></div>
+        </section>
+        <section class="panel">
+          <div class="toolbar"><h2>Relays</h2><span class="spacer"></span>
+            <label>status <select id="status-filter"><option value="">all</option>${STATUSES.map(
+              (s) => `<option>${s}</option>`,
+            ).join('')}</select></label>
+            <button type="button" class="small ghost" id="prev-page">‹ prev</button>
+            <button type="button" class="small ghost" id="next-page">next ›</button>
+          </div>
+          <div id="relays" class="scroll"></div>
+        </section>`;
+      byId('status-filter').value = state.relaysStatus;
+      byId('status-filter').addEventListener('change', (e) => {
+        state.relaysStatus = e.target.value;
+        state.relaysPages = [undefined];
+        void loadRelays();
+      });
+      byId('prev-page').addEventListener('click', () => {
+        if (state.relaysPages.length > 1) state.relaysPages.pop();
+        void loadRelays();
+      });
+      byId('next-page').addEventListener('click', () => {
+        const next = byId('relays').dataset.next;
+        if (next) {
+          state.relaysPages.push(next);
+          void loadRelays();
+        }
+      });
+      main.dataset.loaded = '';
+    }
+    try {
+      await Promise.all([loadSummary(), loadRelays()]);
+      if (byId('main').dataset.view === 'overview' && byId('main').dataset.loaded !== 'true') {
+        byId('main').dataset.loaded = 'true';
+        // The first render of the fleet, for bench/dashboard.ts (navigation start → data on screen).
+        if (!performance.getEntriesByName('bosun:overview').length) performance.mark('bosun:overview');
+      }
+      if (fresh) void loadChart();
+    } catch (err) {
+      if (!(err instanceof ApiError && err.status === 401)) showError(err);
+    }
+  }
+
+  async function loadSummary() {
+    const o = await api('GET', '/v1/dashboard/overview');
+    state.me = o.principal;
+    byId('who').textContent =
+      o.principal.role === 'tenant'
+        ? `tenant ${o.principal.owner}`
+        : o.principal.role === 'agent'
+          ? `agent (fleet ${o.principal.fleet})`
+          : 'admin';
+    if (!byId('counts')) return;
+    byId('counts').innerHTML = ['total', ...STATUSES]
+      .map(
+        (s) =>
+          `<div class="card ${s}" data-status="${s}"><div class="n">${o.counts[s]}</div><div class="l">${s}</div></div>`,
+      )
+      .join('');
+    const failingTotal = o.counts.failed + o.counts.retrying;
+    byId('failing-count').textContent = String(failingTotal);
+    byId('failing').innerHTML = o.failing.length
+      ? `<table><thead><tr><th>relay</th><th>status</th><th>error</th><th>attempts</th><th>next retry</th><th></th></tr></thead><tbody>${o.failing
+          .map(
+            (
+              r,
+            ) => `<tr data-relay="${esc(r.id)}"><td>${relayLink(r.id)}<div class="muted">${esc(r.config.host)}</div></td>
+              <td>${badge(r.sync.status)}</td><td class="err">${esc(r.sync.error)}</td><td>${r.sync.attempts}</td>
+              <td>${r.sync.status === 'failed' ? '<span class="muted">none: waits for a resync</span>' : when(r.sync.next_attempt_at)}</td>
+              <td>${resyncButton(r.id)}</td></tr>`,
+          )
+          .join(
+            '',
+          )}</tbody></table>${failingTotal > o.failing.length ? `<p class="muted">${failingTotal - o.failing.length} more: filter the relay list by status.</p>` : ''}`
+      : '<p class="muted">No failing relays.</p>';
+    renderFleet(o.fleet);
+  }
+
+  async function loadRelays() {
+    const after = state.relaysPages[state.relaysPages.length - 1];
+    const q = new URLSearchParams({ limit: String(PAGE) });
+    if (after) q.set('after', after);
+    if (state.relaysStatus) q.set('status', state.relaysStatus);
+    const page = await api('GET', `/v1/relays?${q}`);
+    const el = byId('relays');
+    if (!el) return;
+    el.dataset.next = page.next ?? '';
+    byId('next-page').disabled = !page.next;
+    byId('prev-page').disabled = state.relaysPages.length <= 1;
+    el.innerHTML = page.relays.length
+      ? `<table><thead><tr><th>relay</th><th>host</th><th>owner</th><th>fleet</th><th>version</th><th>status</th><th>last synced</th><th></th></tr></thead><tbody>${page.relays
+          .map(
+            (
+              r,
+            ) => `<tr data-relay="${esc(r.id)}"><td>${relayLink(r.id)}</td><td>${esc(r.config.host)}</td><td>${esc(r.owner)}</td>
+              <td>${esc(r.fleet)}</td><td>${r.sync.synced_version}/${r.version}</td><td>${badge(r.sync.status)}</td>
+              <td>${when(r.sync.last_synced_at)}</td><td>${resyncButton(r.id)}</td></tr>`,
+          )
+          .join('')}</tbody></table>`
+      : '<p class="muted">No relays.</p>';
+  }
+
+  function renderFleet(fleet) {
+    const panel = byId('fleet');
+    panel.hidden = !fleet;
+    if (!fleet) return;
+    byId('targets').innerHTML = fleet.targets.length
+      ? `<table><tbody>${fleet.targets
+          .map(
+            (t) =>
+              `<tr><td class="mono">${esc(t.url)}</td><td>${
+                t.up === null
+                  ? '<span class="badge s-pending">unknown</span>'
+                  : t.up
+                    ? '<span class="badge s-synced">up</span>'
+                    : '<span class="badge s-failed">down</span>'
+              }</td><td>${t.latencyMs === null || t.latencyMs === undefined ? '' : `${esc(t.latencyMs)} ms`}<div class="muted">${
+                t.error ? esc(t.error) : t.checkedAt ? `checked ${esc(ago(t.checkedAt))}` : ''
+              }</div></td></tr>`,
+          )
+          .join('')}</tbody></table>`
+      : '<p class="muted">No zooid target: push sync is off (ZOOID_API_URL is not set).</p>';
+    byId('agents').innerHTML =
+      fleet.agents === null
+        ? '<p class="muted">No agent stream server in this process.</p>'
+        : fleet.agents.length
+          ? `<table><thead><tr><th>token</th><th>fleet</th><th>connected</th><th></th></tr></thead><tbody>${fleet.agents
+              .map(
+                (a) => `<tr><td class="mono">${esc(a.token ?? a.id ?? '')}</td><td>${esc(a.fleet ?? '')}</td>
+                  <td>${when(a.connectedAt ?? a.connected_at)}</td>
+                  <td>${a.synced === undefined ? '' : a.synced ? badge('synced') : badge('pending')}</td></tr>`,
+              )
+              .join('')}</tbody></table>`
+          : '<p class="muted">No agent connected.</p>';
+  }
+
+  async function loadChart() {
+    clearTimeout(state.chartTimer);
+    state.chartTimer = setTimeout(loadChart, 30_000);
+    const el = byId('chart');
+    if (!el) return;
+    let stats;
+    try {
+      stats = await api('GET', '/v1/stats/syncs?window=1h');
+    } catch (err) {
+      el.textContent = err.message;
+      return;
+    }
+    if (!byId('chart')) return;
+    drawChart(byId('chart'), stats);
+    if (!performance.getEntriesByName('bosun:chart').length) performance.mark('bosun:chart');
+    byId('chart-summary').textContent =
+      `${stats.synced} synced, ${stats.failed} failed (${(stats.failure_rate * 100).toFixed(1)}%)`;
+  }
+
+  function drawChart(el, stats) {
+    const W = 600;
+    const H = 120;
+    const pad = 18;
+    const n = stats.buckets.length;
+    const max = Math.max(1, ...stats.buckets.map((b) => b.synced + b.failed));
+    const bw = (W - pad) / n;
+    const y = (v) => H - pad - (v / max) * (H - pad - 6);
+    let bars = '';
+    let line = '';
+    stats.buckets.forEach((b, i) => {
+      const x = pad + i * bw;
+      const ok = y(b.synced);
+      const bad = y(b.synced + b.failed);
+      bars += `<rect class="ok" x="${x.toFixed(1)}" y="${ok.toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${(H - pad - ok).toFixed(1)}"><title>${esc(b.start)}: ${b.synced} synced, ${b.failed} failed</title></rect>`;
+      if (b.failed)
+        bars += `<rect class="bad" x="${x.toFixed(1)}" y="${bad.toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${(ok - bad).toFixed(1)}"></rect>`;
+      const total = b.synced + b.failed;
+      const rate = total ? b.failed / total : 0;
+      line += `${i ? 'L' : 'M'}${(x + bw / 2).toFixed(1)},${(H - pad - rate * (H - pad - 6)).toFixed(1)}`;
+    });
+    el.className = '';
+    el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="syncs per minute">
+      <line class="axis" x1="${pad}" y1="${H - pad}" x2="${W}" y2="${H - pad}"></line>
+      <text x="0" y="10">${max}</text><text x="0" y="${H - pad}">0</text>
+      <text x="${pad}" y="${H - 4}">-60 min</text><text x="${W - 24}" y="${H - 4}">now</text>
+      ${bars}<path class="rate" d="${line}"></path></svg>`;
+  }
+
+  // ---- relay page ------------------------------------------------------------------------------
+
+  async function renderRelay(id) {
+    const main = setView(`relay:${id}`);
+    let d;
+    try {
+      d = await api('GET', `/v1/dashboard/relays/${encodeURIComponent(id)}`);
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 404) {
+        main.innerHTML = `<section class="panel"><h1>Relay ${esc(id)}</h1><p class="error">${esc(err.message)}</p><p><a href="#/">Back to the fleet</a></p></section>`;
+        main.dataset.loaded = 'true';
+        return;
+      }
+      if (!(err instanceof ApiError && err.status === 401)) showError(err);
+      return;
+    }
+    if (currentRoute().id !== id) return;
+    const r = d.relay;
+    const s = r.sync;
+    const diff =
+      d.diff === null
+        ? '<p class="muted">zooid has not acknowledged this relay yet.</p>'
+        : d.diff.length === 0
+          ? `<p>zooid has the current config (version ${d.acked.version}, acknowledged ${when(d.acked.at)}).</p>`
+          : `<p class="muted">zooid acknowledged version ${d.acked.version} ${when(d.acked.at)}; bosun has version ${r.version}.</p>
+             <table class="diff"><thead><tr><th>field</th><th>acknowledged</th><th>current</th></tr></thead><tbody>${d.diff
+               .map(
+                 (
+                   e,
+                 ) => `<tr><td class="mono">${esc(e.path)}</td><td class="acked mono">${'acked' in e ? esc(JSON.stringify(e.acked)) : '<i>absent</i>'}</td>
+                 <td class="current mono">${'current' in e ? esc(JSON.stringify(e.current)) : '<i>absent</i>'}</td></tr>`,
+               )
+               .join('')}</tbody></table>`;
+    main.innerHTML = `
+      <section class="panel">
+        <div class="toolbar"><a href="#/">← fleet</a><span class="spacer"></span>${resyncButton(r.id)}</div>
+        <h1>${esc(r.id)} ${badge(s.status)}</h1>
+        <dl class="meta">
+          <dt>host</dt><dd>${esc(r.config.host)}</dd>
+          <dt>owner</dt><dd>${esc(r.owner)}</dd>
+          <dt>fleet</dt><dd>${esc(r.fleet)}</dd>
+          <dt>version</dt><dd>${r.version} (zooid has ${s.synced_version})</dd>
+          <dt>last synced</dt><dd>${when(s.last_synced_at)}</dd>
+          <dt>attempts</dt><dd>${s.attempts}</dd>
+          <dt>next retry</dt><dd>${s.status === 'failed' ? 'none: waits for a resync' : when(s.next_attempt_at)}</dd>
+          <dt>error</dt><dd class="error">${esc(s.error) || '<span class="muted">none</span>'}</dd>
+        </dl>
+      </section>
+      <section class="panel"><h2>Last acknowledged config vs current</h2><div id="diff">${diff}</div></section>
+      <section class="panel"><h2>Sync history</h2><div class="scroll">${
+        d.history.length
+          ? `<table id="history"><thead><tr><th>#</th><th>when</th><th>activity</th><th>version</th><th>detail</th><th>by</th></tr></thead><tbody>${d.history
+              .map(
+                (
+                  a,
+                ) => `<tr><td>${a.id}</td><td>${when(a.created_at)}</td><td class="t-${esc(a.type)}">${esc(a.type)}</td>
+                <td>${esc(a.payload.version ?? '')}</td><td class="err">${esc(detail(a))}</td><td class="muted">${esc(a.actor)}</td></tr>`,
+              )
+              .join('')}</tbody></table>`
+          : '<p class="muted">No activity.</p>'
+      }</div></section>
+      <section class="panel"><h2>Config</h2><p class="muted">The relay's secret key is never shown.</p>
+        <pre class="config">${esc(JSON.stringify(r.config, null, 2))}</pre></section>`;
+    main.dataset.loaded = 'true';
+  }
+
+  function detail(a) {
+    const p = a.payload ?? {};
+    if (a.type === 'fail_relay_sync')
+      return `${p.error ?? ''} (attempt ${p.attempts ?? '?'}, ${p.status ?? ''})`;
+    if (a.type === 'update_relay' && Array.isArray(p.fields)) return `changed ${p.fields.join(', ')}`;
+    return '';
+  }
+
+  // ---- actions ---------------------------------------------------------------------------------
+
+  document.addEventListener('click', async (event) => {
+    const button = event.target.closest('button[data-resync]');
+    if (!button) return;
+    const id = button.dataset.resync;
+    button.disabled = true;
+    button.textContent = 'Queued…';
+    try {
+      await api('POST', `/v1/relays/${encodeURIComponent(id)}/sync`);
+    } catch (err) {
+      button.disabled = false;
+      button.textContent = 'Resync now';
+      if (!(err instanceof ApiError && err.status === 401)) showError(err);
+    }
+  });
+
+  function showError(err) {
+    const main = byId('main');
+    const p = document.createElement('p');
+    p.className = 'error panel';
+    p.textContent = err instanceof Error ? err.message : String(err);
+    main.prepend(p);
+    setTimeout(() => p.remove(), 8000);
+  }
+
+  // ---- live feed -------------------------------------------------------------------------------
+
+  function setLive(s) {
+    const el = byId('live');
+    el.dataset.state = s;
+    el.textContent = s;
+  }
+
+  function closeFeed() {
+    if (state.es) state.es.close();
+    state.es = null;
+  }
+
+  async function openFeed() {
+    closeFeed();
+    if (!state.token) return;
+    let ticket;
+    try {
+      ticket = (await api('POST', '/v1/activities/stream-ticket')).ticket;
+    } catch (err) {
+      if (err instanceof ApiError && err.status === 401) return;
+      return retryFeed();
+    }
+    const q = new URLSearchParams({ ticket });
+    if (state.after !== null) q.set('after', String(state.after));
+    else q.set('tail', '50');
+    const es = new EventSource(`/v1/activities/stream?${q}`);
+    state.es = es;
+    es.onmessage = (e) => {
+      state.after = Number(e.lastEventId);
+      onActivity(JSON.parse(e.data), es);
+    };
+    es.addEventListener('ready', (e) => {
+      const { cursor } = JSON.parse(e.data);
+      if (state.after === null || cursor > state.after) state.after = cursor;
+      state.reconnectMs = 1000;
+      setLive('live');
+    });
+    // A dropped or ended stream (and tickets are single-use): reconnect with a fresh ticket.
+    es.onerror = () => {
+      if (state.es !== es) return;
+      closeFeed();
+      retryFeed();
+    };
+  }
+
+  function retryFeed() {
+    if (!state.token) return;
+    setLive('reconnecting');
+    setTimeout(openFeed, state.reconnectMs);
+    state.reconnectMs = Math.min(state.reconnectMs * 2, 30_000);
+  }
+
+  function onActivity(a, es) {
+    if (state.feedIds.has(a.id)) return;
+    state.feedIds.add(a.id);
+    const feed = byId('feed');
+    const li = document.createElement('li');
+    li.dataset.id = String(a.id);
+    li.dataset.type = a.type;
+    li.dataset.relay = a.relay_id;
+    if (es.readyState === EventSource.OPEN && byId('live').dataset.state === 'live') li.className = 'fresh';
+    const t = new Date(a.created_at);
+    li.innerHTML = `<time datetime="${esc(a.created_at)}" title="${esc(a.created_at)}">${esc(t.toLocaleTimeString([], { hour12: false }))}</time>
+      <span><span class="t-${esc(a.type)}">${esc(a.type)}</span> ${relayLink(a.relay_id)}</span>
+      <span class="detail">${esc([a.payload?.version ? `v${a.payload.version}` : '', detail(a), a.actor].filter(Boolean).join(' · '))}</span>`;
+    feed.prepend(li);
+    while (feed.children.length > 200) {
+      state.feedIds.delete(Number(feed.lastElementChild.dataset.id));
+      feed.lastElementChild.remove();
+    }
+    scheduleRefresh(a);
+  }
+
+  /** Live activities refresh what is on screen, at most a few times a second. */
+  let dirtyChart = false;
+  function scheduleRefresh(a) {
+    const r = currentRoute();
+    if (r.view === 'relay' && r.id !== a.relay_id) return;
+    if (a.type === 'complete_relay_sync' || a.type === 'fail_relay_sync') dirtyChart = true;
+    if (state.refreshTimer) return;
+    state.refreshTimer = setTimeout(() => {
+      state.refreshTimer = 0;
+      const now = currentRoute();
+      if (now.view === 'relay') void renderRelay(now.id);
+      else {
+        void renderOverview(false);
+        if (dirtyChart) {
+          dirtyChart = false;
+          clearTimeout(state.chartTimer);
+          state.chartTimer = setTimeout(loadChart, 2000);
+        }
+      }
+    }, 500);
+  }
+
+  // Relative times drift: redraw them every 15 s without refetching anything.
+  setInterval(() => {
+    for (const t of document.querySelectorAll('main time[datetime]'))
+      t.textContent = ago(t.getAttribute('datetime'));
+  }, 15_000);
+
+  if (state.token) start();
+  else showSignIn();
+})();

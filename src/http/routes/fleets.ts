@@ -1,0 +1,62 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import { BosunError } from '../../domain/errors.js';
+import { checkFleetName, MAX_FLEET_BODY_BYTES, parseFleetBody, resolveFleet } from '../../fleet/spec.js';
+import { fleetStateHistory } from '../../fleet/states.js';
+import type { AppDeps } from '../app.js';
+import { parseQuery, principalOf } from './params.js';
+
+const statesQuery = z.strictObject({
+  before: z.coerce.number().int().min(1).optional(),
+  limit: z.coerce.number().int().min(1).max(50).default(10),
+});
+
+const nameParam = (request: FastifyRequest) => {
+  const { name } = request.params as { name: string };
+  checkFleetName(name);
+  return name;
+};
+
+/**
+ * Declarative fleets: plan and apply a parsed fleet directory, and read the applied versions.
+ * Bodies may be up to 64 MiB (10,000 relays); a request without valid bearer credentials is
+ * refused before its body is read.
+ */
+export function registerFleetRoutes(app: FastifyInstance, { command, store, tokens }: AppDeps): void {
+  const authenticateEarly = async (request: FastifyRequest) => {
+    const header = request.headers.authorization;
+    if (!header) {
+      throw new BosunError(
+        'unauthorized',
+        'missing Authorization header (Bearer <token> or Nostr <NIP-98 event>)',
+      );
+    }
+    const [scheme, token] = header.split(' ', 2);
+    if (scheme?.toLowerCase() === 'bearer' && !(await tokens.authenticate((token ?? '').trim()))) {
+      throw new BosunError('unauthorized', 'unknown, revoked or expired token');
+    }
+  };
+  const large = { bodyLimit: MAX_FLEET_BODY_BYTES, onRequest: authenticateEarly };
+
+  app.post('/v1/fleets/:name/plan', large, async (request) => {
+    const principal = principalOf(request);
+    const name = nameParam(request);
+    const body = parseFleetBody(name, request.body);
+    return command.planFleet(principal, name, resolveFleet(name, body), { prune: body.prune });
+  });
+
+  app.post('/v1/fleets/:name/apply', large, async (request) => {
+    const principal = principalOf(request);
+    const name = nameParam(request);
+    const body = parseFleetBody(name, request.body);
+    return command.applyFleet(principal, name, resolveFleet(name, body), { prune: body.prune });
+  });
+
+  app.get('/v1/fleets/:name/states', async (request) => {
+    const q = parseQuery(statesQuery, request);
+    return fleetStateHistory(store, principalOf(request), nameParam(request), {
+      limit: q.limit,
+      ...(q.before !== undefined ? { before: q.before } : {}),
+    });
+  });
+}

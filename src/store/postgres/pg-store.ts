@@ -1,0 +1,773 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import type { Activity, ActivityType } from '../../domain/activity.js';
+import { type ExpiringCredential, nextExpiry } from '../../domain/credentials.js';
+import type { Role, Token } from '../../domain/principal.js';
+import type { Relay, RelayConfig, SyncStatus } from '../../domain/relay.js';
+import {
+  type ActivityFilter,
+  type Fence,
+  FencedError,
+  type FleetStateFilter,
+  type FleetStateRecord,
+  type FleetStateWrite,
+  leaseEpochKey,
+  type RelayFilter,
+  type RelayHead,
+  StaleFleetStateError,
+  StaleWriteError,
+  type Store,
+  StoreConflictError,
+  type WriteBatch,
+} from '../port.js';
+import { migrations } from './migrations.js';
+import { LOCK_CLASS, type PostgresOptions, schemaKey } from './options.js';
+
+interface RelayRow {
+  id: string;
+  owner: string;
+  fleet: string;
+  host: string;
+  schema: string;
+  version: number;
+  rev: number;
+  config: string;
+  secret: string;
+  created_at: number;
+  updated_at: number;
+  deleted_at: number | null;
+  sync_status: string;
+  sync_error: string;
+  sync_attempts: number;
+  next_attempt_at: number | null;
+  synced_version: number;
+  last_synced_at: number | null;
+  acked_config: string | null;
+  acked_deleted: boolean;
+  expiring: string;
+  expiring_next_at: number | null;
+  acked_secret: string | null;
+}
+
+interface FleetStateRow {
+  fleet: string;
+  version: number;
+  config_id: string;
+  owner: string | null;
+  actor: string;
+  state: string;
+  created_at: number;
+}
+
+const fromFleetStateRow = (row: FleetStateRow): FleetStateRecord => ({
+  fleet: row.fleet,
+  version: row.version,
+  configId: row.config_id,
+  owner: row.owner,
+  actor: row.actor,
+  createdAt: row.created_at,
+  state: JSON.parse(row.state) as FleetStateRecord['state'],
+});
+
+interface ActivityRow {
+  id: number;
+  type: string;
+  relay_id: string;
+  actor: string;
+  payload: string;
+  created_at: number;
+}
+
+interface TokenRow {
+  id: string;
+  name: string;
+  role: string;
+  owner: string | null;
+  fleet: string | null;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+}
+
+const RELAY_COLUMNS = [
+  'id',
+  'owner',
+  'fleet',
+  'host',
+  'schema',
+  'version',
+  'rev',
+  'config',
+  'secret',
+  'created_at',
+  'updated_at',
+  'deleted_at',
+  'sync_status',
+  'sync_error',
+  'sync_attempts',
+  'next_attempt_at',
+  'synced_version',
+  'last_synced_at',
+  'acked_config',
+  'acked_deleted',
+  'expiring',
+  'expiring_next_at',
+  'acked_secret',
+] as const;
+
+function toRow(r: Relay): RelayRow {
+  return {
+    id: r.id,
+    owner: r.owner,
+    fleet: r.fleet,
+    host: r.config.host,
+    schema: r.config.schema,
+    version: r.version,
+    rev: r.rev,
+    config: JSON.stringify(r.config),
+    secret: r.secret,
+    created_at: r.createdAt,
+    updated_at: r.updatedAt,
+    deleted_at: r.deletedAt,
+    sync_status: r.sync.status,
+    sync_error: r.sync.error,
+    sync_attempts: r.sync.attempts,
+    next_attempt_at: r.sync.nextAttemptAt,
+    synced_version: r.sync.syncedVersion,
+    last_synced_at: r.sync.lastSyncedAt,
+    acked_config: r.sync.ackedConfig === null ? null : JSON.stringify(r.sync.ackedConfig),
+    acked_deleted: r.sync.ackedDeleted,
+    expiring: JSON.stringify(r.expiring ?? []),
+    expiring_next_at: nextExpiry(r.expiring),
+    acked_secret: r.sync.ackedSecret ?? null,
+  };
+}
+
+function fromRow(row: RelayRow): Relay {
+  return {
+    id: row.id,
+    owner: row.owner,
+    fleet: row.fleet,
+    version: row.version,
+    rev: row.rev,
+    config: JSON.parse(row.config) as RelayConfig,
+    secret: row.secret,
+    createdAt: row.created_at,
+    updatedAt: row.updated_at,
+    deletedAt: row.deleted_at,
+    sync: {
+      status: row.sync_status as SyncStatus,
+      error: row.sync_error,
+      attempts: row.sync_attempts,
+      nextAttemptAt: row.next_attempt_at,
+      syncedVersion: row.synced_version,
+      lastSyncedAt: row.last_synced_at,
+      ackedConfig:
+        row.acked_config === null ? null : (JSON.parse(row.acked_config) as Record<string, unknown>),
+      ackedDeleted: row.acked_deleted,
+      ackedSecret: row.acked_secret,
+    },
+    expiring: JSON.parse(row.expiring) as ExpiringCredential[],
+  };
+}
+
+const fromActivityRow = (row: ActivityRow): Activity => ({
+  id: row.id,
+  type: row.type as ActivityType,
+  relayId: row.relay_id,
+  actor: row.actor,
+  payload: JSON.parse(row.payload) as Record<string, unknown>,
+  createdAt: row.created_at,
+});
+
+const fromTokenRow = (row: TokenRow): Token => ({
+  id: row.id,
+  name: row.name,
+  role: row.role as Role,
+  owner: row.owner,
+  fleet: row.fleet,
+  createdAt: row.created_at,
+  expiresAt: row.expires_at,
+  revokedAt: row.revoked_at,
+});
+
+/** Unique indexes (see migrations) and the field each protects. */
+const CONSTRAINT_FIELD: Record<string, 'id' | 'host' | 'schema'> = {
+  relays_pkey: 'id',
+  relays_host: 'host',
+  relays_schema: 'schema',
+};
+
+function conflictFrom(err: unknown, relay: Relay): StoreConflictError | undefined {
+  const e = err as { code?: string; constraint?: string };
+  if (e.code !== '23505' || !e.constraint) return undefined;
+  const field = CONSTRAINT_FIELD[e.constraint];
+  if (!field) return undefined;
+  return new StoreConflictError(
+    field,
+    field === 'id' ? relay.id : field === 'host' ? relay.config.host : relay.config.schema,
+  );
+}
+
+/**
+ * BIGINT (int8) columns hold epoch milliseconds, ids and versions, all far below 2^53: read them as
+ * numbers. Scoped to this adapter's pool, not pg's global type registry.
+ */
+const INT8_OID = 20;
+const types = {
+  getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
+    oid === INT8_OID && format !== 'binary'
+      ? (v: string) => Number(v)
+      : pg.types.getTypeParser(oid, format ?? 'text')) as pg.CustomTypesConfig['getTypeParser'],
+};
+
+/** Starts the next epoch of a lease ($1 = its cursors row); the UPDATE waits for fenced writers. */
+export const NEW_LEASE_EPOCH = `INSERT INTO cursors (name, position) VALUES ($1, 1)
+  ON CONFLICT (name) DO UPDATE SET position = cursors.position + 1 RETURNING position`;
+
+/** The LISTEN/NOTIFY channel of one installation (schema). */
+export const channelFor = (schema: string): string => `bosun_changes_${schema}`;
+
+/** Quotes an identifier that was validated as `[a-z_][a-z0-9_]*`. */
+const ident = (name: string): string => `"${name}"`;
+
+/**
+ * Appends a batch's activities. Ids must become visible in increasing order: the observer reads
+ * `id > cursor` and moves its cursor past what it read, so a transaction that drew id 41 and
+ * committed after another one's id 42 was read would be skipped for good. PostgreSQL does not give
+ * that for free (sequence values are drawn at insert, transactions commit in any order).
+ *
+ * Choice: appenders are serialised by a transaction-level advisory lock, taken as late as possible
+ * (after the relay rows are written and checked) and released by COMMIT, which makes the
+ * transaction visible before it releases its locks. So whenever id N is visible every smaller id
+ * is committed or rolled back. The cost is that activity-writing commits of one installation
+ * queue behind each other for one INSERT plus COMMIT (~0.5-1 ms with fsync on loopback); reads and
+ * relay-row writes stay concurrent. (The alternative — readers stopping below the oldest in-flight
+ * transaction — needs xid bookkeeping per row and still cannot tell which sequence values an
+ * in-flight transaction holds.)
+ *
+ * The same statement queues a NOTIFY (delivered at commit, never for a rollback) whose payload is
+ * this store's instance id, so a process can ignore its own commits (it published them in-process).
+ * The lock CTE is MATERIALIZED and its volatile outputs are kept, so it runs once, before any row.
+ */
+const APPEND_ACTIVITIES = `
+  WITH appender AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock($1::int, $2::int) AS locked, pg_notify($3, $4) AS notified
+  )
+  INSERT INTO activities (type, relay_id, actor, payload, created_at)
+  SELECT a.type, a.relay_id, a.actor, a.payload, a.created_at
+  FROM appender,
+       unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])
+         WITH ORDINALITY AS a(type, relay_id, actor, payload, created_at, ord)
+  ORDER BY a.ord
+  RETURNING id, type, relay_id, actor, payload, created_at`;
+
+/**
+ * The PostgreSQL store (`postgres://…`): a `pg` pool whose connections use the installation's
+ * schema and a server-side statement timeout. Batches commit in one transaction; unique violations
+ * map to StoreConflictError by constraint name, a moved rev to StaleWriteError.
+ */
+export class PostgresStore implements Store {
+  readonly dialect = 'postgres' as const;
+  /** Identifies this store's commits in NOTIFY payloads. */
+  readonly instanceId = randomUUID();
+  readonly channel: string;
+  readonly pool: pg.Pool;
+  private readonly appendKey: [number, number];
+  /** UPDATE statements by changed-column set: their text and prepared-statement name. */
+  private readonly updates = new Map<string, { name: string; text: string }>();
+  private closed = false;
+
+  private constructor(readonly options: PostgresOptions) {
+    this.channel = channelFor(options.schema);
+    this.appendKey = [LOCK_CLASS.appendActivities, schemaKey(options.schema)];
+    this.pool = new pg.Pool({
+      ...this.clientConfig({ statementTimeoutMs: options.statementTimeoutMs }),
+      max: options.poolSize,
+      // A cut network must fail requests, not hang them: bounded waits for a connection and, on
+      // top of the server's statement_timeout, for an answer.
+      connectionTimeoutMillis: 10_000,
+      ...(options.statementTimeoutMs > 0 ? { query_timeout: options.statementTimeoutMs + 5000 } : {}),
+      keepAlive: true,
+    });
+    // An idle client that loses its connection emits here; without a listener it would crash.
+    this.pool.on('error', () => {});
+  }
+
+  /** Connects, creates the schema if needed and applies pending migrations. */
+  static async open(options: PostgresOptions): Promise<PostgresStore> {
+    const store = new PostgresStore(options);
+    try {
+      await store.migrate();
+    } catch (err) {
+      await store.pool.end().catch(() => {});
+      throw err;
+    }
+    return store;
+  }
+
+  /**
+   * Settings for a connection of this installation (pool, listener, lease): the schema first on
+   * the search_path, and extra server settings such as `idle_session_timeout`.
+   */
+  clientConfig(
+    settings: { statementTimeoutMs?: number; idleSessionTimeoutMs?: number } = {},
+  ): pg.ClientConfig {
+    const opts = [`-c search_path=${this.options.schema}`];
+    if (settings.statementTimeoutMs !== undefined)
+      opts.push(`-c statement_timeout=${settings.statementTimeoutMs}`);
+    if (settings.idleSessionTimeoutMs !== undefined) {
+      opts.push(`-c idle_session_timeout=${settings.idleSessionTimeoutMs}`);
+    }
+    return {
+      connectionString: this.options.connectionString,
+      options: opts.join(' '),
+      types,
+      application_name: 'bosun',
+    };
+  }
+
+  private async migrate(): Promise<void> {
+    const client = await this.pool.connect();
+    try {
+      await client.query('BEGIN');
+      // Replicas starting together: one migrates, the others wait here and then find it done.
+      await client.query('SELECT pg_advisory_xact_lock($1::int, $2::int)', [
+        LOCK_CLASS.migrate,
+        schemaKey(this.options.schema),
+      ]);
+      await client.query(`CREATE SCHEMA IF NOT EXISTS ${ident(this.options.schema)}`);
+      await client.query(
+        'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+      );
+      const applied = new Set(
+        (await client.query<{ version: number }>('SELECT version FROM schema_migrations')).rows.map(
+          (r) => r.version,
+        ),
+      );
+      for (const m of migrations) {
+        if (applied.has(m.version)) continue;
+        await client.query(m.sql);
+        await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
+          m.version,
+          m.name,
+          Date.now(),
+        ]);
+      }
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Runs `work` in one transaction on one pooled connection. */
+  private async transaction<T>(work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (err) {
+      await client.query('ROLLBACK').catch((e: Error) => {
+        broken = e;
+      });
+      throw err;
+    } finally {
+      // A connection that could not even roll back is discarded, not reused.
+      client.release(broken);
+    }
+  }
+
+  async commit(batch: WriteBatch): Promise<Activity[]> {
+    if (
+      batch.relays.length === 0 &&
+      batch.activities.length === 0 &&
+      !batch.fence &&
+      !batch.fleetStates?.length
+    ) {
+      return [];
+    }
+    return this.transaction(async (client) => {
+      if (batch.fence) await this.checkFence(client, batch.fence);
+      for (const write of batch.fleetStates ?? []) await this.insertFleetState(client, write);
+      for (const write of batch.relays) {
+        const row = toRow(write.relay);
+        try {
+          if (write.kind === 'insert') {
+            await client.query({
+              name: 'bosun_insert_relay',
+              text: `INSERT INTO relays (${RELAY_COLUMNS.join(', ')}) VALUES (${RELAY_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
+              values: RELAY_COLUMNS.map((c) => row[c]),
+            });
+          } else {
+            const res = await client.query(this.updateQuery(row, toRow(write.previous), write.previous.rev));
+            if (res.rowCount !== 1) throw new StaleWriteError(write.relay.id);
+          }
+        } catch (err) {
+          throw conflictFrom(err, write.relay) ?? err;
+        }
+      }
+      if (batch.activities.length === 0) return [];
+      const a = batch.activities;
+      const res = await client.query<ActivityRow>({
+        name: 'bosun_append_activities',
+        text: APPEND_ACTIVITIES,
+        values: [
+          this.appendKey[0],
+          this.appendKey[1],
+          this.channel,
+          this.instanceId,
+          a.map((x) => x.type),
+          a.map((x) => x.relayId),
+          a.map((x) => x.actor),
+          a.map((x) => JSON.stringify(x.payload)),
+          a.map((x) => x.createdAt),
+        ],
+      });
+      return res.rows.map(fromActivityRow).sort((x, y) => x.id - y.id);
+    });
+  }
+
+  /**
+   * Inside the commit transaction: the fleet's newest version must still be the one the apply
+   * read. Two applies racing past that check both insert the same (fleet, version); the second
+   * one's unique violation is the same stale-state error.
+   */
+  private async insertFleetState(client: pg.PoolClient, { record, previousVersion }: FleetStateWrite) {
+    const latest = await client.query<{ version: number }>({
+      name: 'bosun_latest_fleet_version',
+      text: 'SELECT COALESCE(MAX(version), 0)::int AS version FROM fleet_states WHERE fleet = $1',
+      values: [record.fleet],
+    });
+    const version = latest.rows[0]?.version ?? 0;
+    if (version !== previousVersion) throw new StaleFleetStateError(record.fleet, previousVersion, version);
+    try {
+      await client.query({
+        name: 'bosun_insert_fleet_state',
+        text: `INSERT INTO fleet_states (fleet, version, config_id, owner, actor, state, created_at)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+        values: [
+          record.fleet,
+          record.version,
+          record.configId,
+          record.owner,
+          record.actor,
+          JSON.stringify(record.state),
+          record.createdAt,
+        ],
+      });
+    } catch (err) {
+      const e = err as { code?: string; constraint?: string };
+      if (e.code === '23505' && e.constraint === 'fleet_states_pkey') {
+        throw new StaleFleetStateError(record.fleet, previousVersion, record.version);
+      }
+      throw err;
+    }
+  }
+
+  async getRelays(ids: readonly string[]): Promise<Relay[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.query<RelayRow>(
+      'bosun_get_relays',
+      'SELECT * FROM relays WHERE id = ANY($1::text[]) ORDER BY id',
+      [ids],
+    );
+    return rows.map(fromRow);
+  }
+
+  async relayHeads(fleet: string): Promise<RelayHead[]> {
+    return this.query<RelayHead>(
+      'bosun_relay_heads',
+      'SELECT id, owner, version FROM relays WHERE fleet = $1 AND deleted_at IS NULL ORDER BY id',
+      [fleet],
+    );
+  }
+
+  async latestFleetState(fleet: string): Promise<FleetStateRecord | undefined> {
+    const [row] = await this.query<FleetStateRow>(
+      'bosun_latest_fleet_state',
+      'SELECT * FROM fleet_states WHERE fleet = $1 ORDER BY version DESC LIMIT 1',
+      [fleet],
+    );
+    return row && fromFleetStateRow(row);
+  }
+
+  async listFleetStates(filter: FleetStateFilter): Promise<FleetStateRecord[]> {
+    const args: unknown[] = [filter.fleet];
+    const where = ['fleet = $1'];
+    if (filter.owner !== undefined) {
+      args.push(filter.owner);
+      where.push(`owner = $${args.length}`);
+    }
+    if (filter.before !== undefined) {
+      args.push(filter.before);
+      where.push(`version < $${args.length}`);
+    }
+    args.push(filter.limit);
+    const sql = `SELECT * FROM fleet_states WHERE ${where.join(' AND ')} ORDER BY version DESC LIMIT $${args.length}`;
+    return (await this.pool.query<FleetStateRow>(sql, args)).rows.map(fromFleetStateRow);
+  }
+
+  /**
+   * An UPDATE of only the columns that changed, guarded by the rev that was read; prepared once
+   * per column set and connection (a handful of shapes in practice).
+   */
+  private updateQuery(next: RelayRow, previous: RelayRow, expectedRev: number): pg.QueryConfig {
+    const changed = RELAY_COLUMNS.filter((c) => c !== 'id' && next[c] !== previous[c]);
+    const key = changed.join(',');
+    let stmt = this.updates.get(key);
+    if (stmt === undefined) {
+      const sets = changed.map((c, i) => `${c} = $${i + 3}`).join(', ');
+      // Numbered, not named after the columns: server-side names are cut at 63 bytes.
+      stmt = {
+        name: `bosun_update_relay_${this.updates.size}`,
+        text: `UPDATE relays SET ${sets || 'rev = rev'} WHERE id = $1 AND rev = $2`,
+      };
+      this.updates.set(key, stmt);
+    }
+    return { ...stmt, values: [next.id, expectedRev, ...changed.map((c) => next[c])] };
+  }
+
+  /**
+   * Locks the lease's epoch row for the rest of the transaction (FOR SHARE): a replica taking the
+   * lease over bumps the epoch with an UPDATE, which waits for this transaction, or has already
+   * committed and this check sees its epoch. Either way no fenced write lands after a takeover.
+   */
+  private async checkFence(client: pg.PoolClient, fence: Fence): Promise<void> {
+    const res = await client.query<{ position: number }>({
+      name: 'bosun_check_fence',
+      text: 'SELECT position FROM cursors WHERE name = $1 FOR SHARE',
+      values: [leaseEpochKey(fence.lease)],
+    });
+    if (res.rows[0]?.position !== fence.epoch) throw new FencedError(fence.lease, fence.epoch);
+  }
+
+  private async query<R extends pg.QueryResultRow>(
+    name: string,
+    text: string,
+    values: unknown[] = [],
+  ): Promise<R[]> {
+    return (await this.pool.query<R>({ name, text, values })).rows;
+  }
+
+  async getRelay(id: string): Promise<Relay | undefined> {
+    const [row] = await this.query<RelayRow>('bosun_get_relay', 'SELECT * FROM relays WHERE id = $1', [id]);
+    return row && fromRow(row);
+  }
+
+  async listRelays(filter: RelayFilter): Promise<Relay[]> {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    const arg = (v: unknown) => {
+      args.push(v);
+      return `$${args.length}`;
+    };
+    if (!filter.includeDeleted) where.push('deleted_at IS NULL');
+    if (filter.owner !== undefined) where.push(`owner = ${arg(filter.owner)}`);
+    if (filter.fleet !== undefined) where.push(`fleet = ${arg(filter.fleet)}`);
+    if (filter.status !== undefined) where.push(`sync_status = ${arg(filter.status)}`);
+    if (filter.after !== undefined) where.push(`id > ${arg(filter.after)}`);
+    //: ids sort by bytes, as in SQLite, whatever the database's collation.
+    const sql = `SELECT * FROM relays ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ${arg(filter.limit)}`;
+    const res = await this.pool.query<RelayRow>(sql, args);
+    return res.rows.map(fromRow);
+  }
+
+  async relaysNeedingSync(limit: number): Promise<Relay[]> {
+    const rows = await this.query<RelayRow>(
+      'bosun_needing_sync',
+      `SELECT * FROM relays
+       WHERE synced_version < version OR sync_status IN ('pending', 'retrying')
+       ORDER BY id LIMIT $1`,
+      [limit],
+    );
+    return rows.map(fromRow);
+  }
+
+  async relaysDueForRetry(now: number, limit: number): Promise<Relay[]> {
+    const rows = await this.query<RelayRow>(
+      'bosun_due_retries',
+      `SELECT * FROM relays WHERE sync_status = 'retrying' AND next_attempt_at <= $1
+       ORDER BY next_attempt_at, id LIMIT $2`,
+      [now, limit],
+    );
+    return rows.map(fromRow);
+  }
+
+  async relaysWithExpiredCredentials(now: number, limit: number): Promise<Relay[]> {
+    const rows = await this.query<RelayRow>(
+      'bosun_expired_credentials',
+      `SELECT * FROM relays WHERE expiring_next_at IS NOT NULL AND expiring_next_at <= $1
+       ORDER BY expiring_next_at, id LIMIT $2`,
+      [now, limit],
+    );
+    return rows.map(fromRow);
+  }
+
+  async relaysUsing(values: { host?: string; schema?: string }): Promise<Relay[]> {
+    const rows = await this.query<RelayRow>(
+      'bosun_relays_using',
+      'SELECT * FROM relays WHERE deleted_at IS NULL AND (host = $1 OR schema = $2) ORDER BY id',
+      [values.host ?? null, values.schema ?? null],
+    );
+    return rows.map(fromRow);
+  }
+
+  async countRelaysByStatus(): Promise<Record<SyncStatus, number>> {
+    const counts: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0 };
+    const rows = await this.query<{ status: SyncStatus; n: number }>(
+      'bosun_count_by_status',
+      'SELECT sync_status AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY sync_status',
+    );
+    for (const row of rows) counts[row.status] = row.n;
+    return counts;
+  }
+
+  async activitiesAfter(filter: ActivityFilter): Promise<Activity[]> {
+    const args: unknown[] = [filter.after];
+    const where = ['a.id > $1'];
+    if (filter.relayId !== undefined) {
+      args.push(filter.relayId);
+      where.push(`a.relay_id = $${args.length}`);
+    }
+    let from = 'activities a';
+    if (filter.owner !== undefined) {
+      from += ' JOIN relays r ON r.id = a.relay_id';
+      args.push(filter.owner);
+      where.push(`r.owner = $${args.length}`);
+    }
+    args.push(filter.limit);
+    const sql = `SELECT a.* FROM ${from} WHERE ${where.join(' AND ')} ORDER BY a.id LIMIT $${args.length}`;
+    const res = await this.pool.query<ActivityRow>(sql, args);
+    return res.rows.map(fromActivityRow);
+  }
+
+  async lastActivityId(): Promise<number> {
+    const [row] = await this.query<{ id: number }>(
+      'bosun_last_activity',
+      'SELECT COALESCE(MAX(id), 0)::bigint AS id FROM activities',
+    );
+    return row?.id ?? 0;
+  }
+
+  async insertToken(token: Token, hash: string): Promise<void> {
+    await this.query(
+      'bosun_insert_token',
+      `INSERT INTO tokens (id, hash, name, role, owner, fleet, created_at, expires_at, revoked_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        token.id,
+        hash,
+        token.name,
+        token.role,
+        token.owner,
+        token.fleet,
+        token.createdAt,
+        token.expiresAt,
+        token.revokedAt,
+      ],
+    );
+  }
+
+  async findTokenByHash(hash: string): Promise<Token | undefined> {
+    const [row] = await this.query<TokenRow>('bosun_find_token', 'SELECT * FROM tokens WHERE hash = $1', [
+      hash,
+    ]);
+    return row && fromTokenRow(row);
+  }
+
+  async listTokens(): Promise<Token[]> {
+    const rows = await this.query<TokenRow>(
+      'bosun_list_tokens',
+      'SELECT * FROM tokens ORDER BY created_at, id',
+    );
+    return rows.map(fromTokenRow);
+  }
+
+  async revokeToken(id: string, at: number): Promise<boolean> {
+    const res = await this.pool.query({
+      name: 'bosun_revoke_token',
+      text: 'UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL',
+      values: [at, id],
+    });
+    return res.rowCount === 1;
+  }
+
+  async hasTenant(owner: string, now: number): Promise<boolean> {
+    const rows = await this.query(
+      'bosun_has_tenant',
+      `SELECT 1 FROM tokens WHERE role = 'tenant' AND owner = $1 AND revoked_at IS NULL
+       AND (expires_at IS NULL OR expires_at > $2) LIMIT 1`,
+      [owner, now],
+    );
+    return rows.length > 0;
+  }
+
+  async expireTokens(now: number): Promise<number> {
+    const res = await this.pool.query({
+      name: 'bosun_expire_tokens',
+      text: 'UPDATE tokens SET revoked_at = expires_at WHERE revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= $1',
+      values: [now],
+    });
+    return res.rowCount ?? 0;
+  }
+
+  async pruneActivities(opts: { before: number; maxId: number; limit: number }): Promise<number> {
+    const res = await this.pool.query({
+      name: 'bosun_prune_activities',
+      text: `DELETE FROM activities WHERE id IN (
+               SELECT id FROM activities
+               WHERE created_at < $1 AND id <= $2 AND id < (SELECT MAX(id) FROM activities)
+               ORDER BY id LIMIT $3)`,
+      values: [opts.before, opts.maxId, opts.limit],
+    });
+    return res.rowCount ?? 0;
+  }
+
+  async getCursor(name: string): Promise<number> {
+    const [row] = await this.query<{ position: number }>(
+      'bosun_get_cursor',
+      'SELECT position FROM cursors WHERE name = $1',
+      [name],
+    );
+    return row?.position ?? 0;
+  }
+
+  async setCursor(name: string, position: number, fence?: Fence): Promise<void> {
+    const upsert = {
+      name: 'bosun_set_cursor',
+      text: 'INSERT INTO cursors (name, position) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET position = excluded.position',
+      values: [name, position],
+    };
+    if (!fence) {
+      await this.pool.query(upsert);
+      return;
+    }
+    await this.transaction(async (client) => {
+      await this.checkFence(client, fence);
+      await client.query(upsert);
+    });
+  }
+
+  async newLeaseEpoch(lease: string): Promise<number> {
+    const [row] = await this.query<{ position: number }>('bosun_new_lease_epoch', NEW_LEASE_EPOCH, [
+      leaseEpochKey(lease),
+    ]);
+    return row!.position;
+  }
+
+  async ping(): Promise<void> {
+    await this.pool.query('SELECT 1');
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.pool.end();
+  }
+}

@@ -1,0 +1,230 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { generateSecretKey } from '../../src/domain/keys.js';
+import { createRelaySchema, type Relay } from '../../src/domain/relay.js';
+import { openStore } from '../../src/store/open.js';
+import { migrations } from '../../src/store/postgres/migrations.js';
+import { parsePostgresUrl } from '../../src/store/postgres/options.js';
+import { PostgresStore } from '../../src/store/postgres/pg-store.js';
+import { migrations as sqliteMigrations } from '../../src/store/sqlite/migrations.js';
+import { keypair } from '../support/env.js';
+import { freshSchema, postgresUrl, withPg } from '../support/postgres.js';
+import { storeConformance } from './conformance.js';
+
+const open = async (url: string) => PostgresStore.open(parsePostgresUrl(url, { poolSize: 4 }));
+
+describe.skipIf(!postgresUrl)('PostgreSQL', () => {
+  storeConformance('postgres', async () => {
+    const s = freshSchema();
+    const store = await open(s.url);
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        await s.drop();
+      },
+    };
+  });
+
+  describe('PostgreSQL adapter', () => {
+    const schemas: { drop: () => Promise<void> }[] = [];
+    const fresh = () => {
+      const s = freshSchema();
+      schemas.push(s);
+      return s;
+    };
+    afterAll(async () => {
+      for (const s of schemas) await s.drop();
+    });
+
+    it('mirrors the SQLite migrations and applies them once, even when replicas start together', async () => {
+      expect(migrations.map((m) => [m.version, m.name])).toEqual(
+        sqliteMigrations.map((m) => [m.version, m.name]),
+      );
+      const s = fresh();
+      const stores = await Promise.all([open(s.url), open(s.url), open(s.url)]);
+      await Promise.all(stores.map((st) => st.close()));
+      const again = await openStore(s.url);
+      await again.setCursor('x', 1);
+      await again.close();
+      const rows = await withPg(
+        async (c) =>
+          (await c.query(`SELECT version FROM "${s.schema}".schema_migrations ORDER BY version`)).rows,
+      );
+      expect(rows).toEqual(migrations.map((m) => ({ version: m.version })));
+    });
+
+    it('refuses a bad schema name in the URL', () => {
+      expect(() => parsePostgresUrl(`${postgresUrl}?schema=Robert'); DROP`)).toThrow(/schema must match/);
+    });
+
+    it('makes activity ids visible in increasing order to a reader following id > cursor', async () => {
+      const s = fresh();
+      const store = await open(s.url);
+      const reader = await open(s.url);
+      const { pubkey } = keypair();
+      const base = createRelaySchema.parse({ host: 'x.example.com', info: { pubkey } });
+      const {
+        id: _i,
+        owner: _o,
+        fleet: _f,
+        secret: _s,
+        schema: _sc,
+        inactive: _in,
+        host: _h,
+        ...sections
+      } = base;
+      const relay = (id: string): Relay => ({
+        id,
+        owner: 'o',
+        fleet: 'default',
+        version: 1,
+        rev: 1,
+        config: { host: `${id}.example.com`, schema: id.replace(/-/g, '_'), inactive: false, ...sections },
+        secret: generateSecretKey(),
+        createdAt: 1,
+        updatedAt: 1,
+        deletedAt: null,
+        sync: {
+          status: 'pending',
+          error: '',
+          attempts: 0,
+          nextAttemptAt: null,
+          syncedVersion: 0,
+          lastSyncedAt: null,
+          ackedConfig: null,
+          ackedDeleted: true,
+        },
+      });
+      // 8 writers commit concurrently (the pool has 4 connections, a second store adds 4 more)
+      // while a follower reads id > cursor and advances its cursor to the last id it saw: with
+      // out-of-order visibility it would skip an id for good.
+      let writing = true;
+      const seen: number[] = [];
+      const follower = (async () => {
+        let cursor = 0;
+        for (;;) {
+          const done = !writing;
+          const page = await reader.activitiesAfter({ after: cursor, limit: 1000 });
+          for (const a of page) {
+            seen.push(a.id);
+            cursor = a.id;
+          }
+          if (done && page.length === 0) return;
+        }
+      })();
+      const second = await open(s.url);
+      const committed: number[] = [];
+      await Promise.all(
+        Array.from({ length: 8 }, async (_, w) => {
+          const st = w % 2 ? second : store;
+          for (let i = 0; i < 40; i++) {
+            const id = `w${w}-${i}`;
+            const [a] = await st.commit({
+              relays: [{ kind: 'insert', relay: relay(id) }],
+              activities: [{ type: 'create_relay', relayId: id, actor: 't', payload: {}, createdAt: 1 }],
+            });
+            committed.push(a!.id);
+          }
+        }),
+      );
+      writing = false;
+      await follower;
+      expect(seen).toEqual([...committed].sort((x, y) => x - y));
+      await Promise.all([store.close(), reader.close(), second.close()]);
+    });
+
+    it('notifies other connections after commit, never for a rollback', async () => {
+      const s = fresh();
+      const store = await open(s.url);
+      const received: string[] = [];
+      await withPg(async (c) => {
+        await c.query(`LISTEN "${store.channel}"`);
+        c.on('notification', (n) => received.push(n.payload ?? ''));
+        const relay = await store.commit({
+          relays: [],
+          activities: [{ type: 'resync_relay', relayId: 'a', actor: 't', payload: {}, createdAt: 1 }],
+        });
+        expect(relay).toHaveLength(1);
+        await store.commit({ relays: [], activities: [] });
+        const deadline = Date.now() + 2000;
+        while (received.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      });
+      expect(received).toEqual([store.instanceId]);
+      await store.close();
+    });
+
+    it('prepares one statement per changed-column set, however long their names would be', async () => {
+      const s = fresh();
+      // One connection: every statement is prepared on it, so a name clash would surface.
+      const store = await PostgresStore.open(parsePostgresUrl(s.url, { poolSize: 1 }));
+      const { pubkey } = keypair();
+      const parsed = createRelaySchema.parse({ host: 'p.example.com', info: { pubkey } });
+      const {
+        id: _i,
+        owner: _o,
+        fleet: _f,
+        secret: _s,
+        schema: _sc,
+        inactive: _in,
+        host,
+        ...sections
+      } = parsed;
+      const r0: Relay = {
+        id: 'p',
+        owner: 'o',
+        fleet: 'default',
+        version: 1,
+        rev: 1,
+        config: { host, schema: 'p', inactive: false, ...sections },
+        secret: generateSecretKey(),
+        createdAt: 1,
+        updatedAt: 1,
+        deletedAt: null,
+        sync: {
+          status: 'pending',
+          error: '',
+          attempts: 0,
+          nextAttemptAt: null,
+          syncedVersion: 0,
+          lastSyncedAt: null,
+          ackedConfig: null,
+          ackedDeleted: true,
+        },
+      };
+      await store.commit({ relays: [{ kind: 'insert', relay: r0 }], activities: [] });
+      // Two column sets whose names share a prefix longer than PostgreSQL's 63-byte identifiers.
+      const r1: Relay = {
+        ...r0,
+        rev: 2,
+        sync: {
+          ...r0.sync,
+          status: 'synced',
+          syncedVersion: 1,
+          lastSyncedAt: 5,
+          ackedConfig: { a: 1 },
+          ackedDeleted: false,
+        },
+      };
+      const r2: Relay = {
+        ...r1,
+        rev: 3,
+        sync: { ...r1.sync, status: 'pending', syncedVersion: 0, lastSyncedAt: 6, ackedConfig: { a: 2 } },
+      };
+      await store.commit({ relays: [{ kind: 'update', relay: r1, previous: r0 }], activities: [] });
+      await store.commit({ relays: [{ kind: 'update', relay: r2, previous: r1 }], activities: [] });
+      expect((await store.getRelay('p'))?.sync).toMatchObject({
+        status: 'pending',
+        lastSyncedAt: 6,
+        ackedConfig: { a: 2 },
+      });
+      await store.close();
+    });
+
+    it('applies the statement timeout to pooled connections', async () => {
+      const s = fresh();
+      const store = await PostgresStore.open(parsePostgresUrl(s.url, { statementTimeoutMs: 50 }));
+      await expect(store.pool.query('SELECT pg_sleep(1)')).rejects.toThrow(/statement timeout/);
+      await store.close();
+    });
+  });
+});

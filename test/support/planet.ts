@@ -1,0 +1,73 @@
+import type { FakeClock } from '../../src/domain/clock.js';
+import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
+import { ZooidClient } from '../../src/zooid/client.js';
+import { startZooidEmulator, type ZooidEmulator, type ZooidFaults } from '../../src/zooid/emulator.js';
+import { createNip98Signer } from '../../src/zooid/nip98.js';
+import { startServer, type TestServer } from './env.js';
+
+/**
+ * A complete bosun peer with a zooid emulator and a temp database, like Storj's testplanet: the
+ * integration tests' one-line set-up. Chores run only when a test triggers them (their intervals
+ * are a day) unless `env` says otherwise.
+ */
+export interface Planet {
+  bosun: TestServer;
+  zooid: ZooidEmulator;
+  /** A zooid client with bosun's key, for changing zooid behind bosun's back. */
+  direct: ZooidClient;
+  bosunPubkey: string;
+  idle: () => Promise<void>;
+  trigger: (chore: string) => Promise<void>;
+  close: () => Promise<void>;
+}
+
+export async function startPlanet(
+  opts: { clock?: FakeClock; env?: Record<string, string>; faults?: ZooidFaults; dir?: string } = {},
+): Promise<Planet> {
+  const key = generateSecretKey();
+  const bosunPubkey = publicKeyOf(key);
+  const zooid = await startZooidEmulator({
+    whitelist: [bosunPubkey],
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.faults ? { faults: opts.faults } : {}),
+  });
+  const slow: Record<string, string> = {};
+  for (const chore of [
+    'RETRY_SWEEPER',
+    'DRIFT_REPAIR',
+    'RESYNC',
+    'CREDENTIAL_EXPIRY',
+    'ACTIVITY_RETENTION',
+    'TARGET_HEALTH',
+  ]) {
+    slow[`BOSUN_CHORE_${chore}_INTERVAL`] = '1d';
+  }
+  const bosun = await startServer({
+    env: {
+      ZOOID_API_URL: zooid.url,
+      BOSUN_SECRET_KEY: key,
+      BOSUN_CHORE_TARGET_HEALTH_ENABLED: 'true',
+      ...slow,
+      ...opts.env,
+    },
+    ...(opts.clock ? { clock: opts.clock } : {}),
+    ...(opts.dir ? { dir: opts.dir } : {}),
+  });
+  const direct = new ZooidClient({ apiUrl: zooid.url, signer: createNip98Signer(key) });
+  return {
+    bosun,
+    zooid,
+    direct,
+    bosunPubkey,
+    idle: () => bosun.peer.observer!.idle(),
+    trigger: async (chore) => {
+      const handle = bosun.peer.chores.get(chore as never);
+      if (!handle) throw new Error(`chore ${chore} is not running`);
+      await handle.cycle.triggerWait();
+    },
+    close: async () => {
+      await bosun.close();
+      await zooid.close();
+    },
+  };
+}

@@ -1,0 +1,41 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+
+/** The PostgreSQL server probed by test/postgres-setup.ts, or null (the PostgreSQL tests skip). */
+export const postgresUrl: string | null = inject('postgresUrl');
+
+/**
+ * A fresh schema for one test: the bosun URL selects it with `?schema=`; `drop()` removes it and
+ * everything in it (and ends connections still using it, e.g. a SIGKILLed child's).
+ */
+export function freshSchema(prefix = 'bosun_t'): { url: string; schema: string; drop: () => Promise<void> } {
+  if (!postgresUrl) throw new Error('PostgreSQL is not available');
+  const schema = `${prefix}_${randomBytes(5).toString('hex')}`;
+  const u = new URL(postgresUrl);
+  u.searchParams.set('schema', schema);
+  return {
+    url: u.toString(),
+    schema,
+    drop: async () => {
+      const client = new pg.Client({ connectionString: postgresUrl });
+      await client.connect();
+      try {
+        await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      } finally {
+        await client.end();
+      }
+    },
+  };
+}
+
+/** Runs SQL against the test server directly (setup, assertions, fault injection). */
+export async function withPg<T>(fn: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: postgresUrl! });
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end();
+  }
+}
