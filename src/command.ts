@@ -8,6 +8,24 @@ import {
   unexpired,
 } from './domain/credentials.js';
 import { BosunError, invalid, relayNotFound, truncateError } from './domain/errors.js';
+import { diffDocuments, mergeDiff } from './domain/fleet/diff.js';
+import {
+  type FleetApplyResult,
+  type FleetPlan,
+  type PlanEntry,
+  type ScheduledRelay,
+  summarize,
+} from './domain/fleet/plan.js';
+import type { RelayFileFields, ResolvedFleet, ResolvedRelay } from './domain/fleet/spec.js';
+import {
+  type FleetState,
+  fleetConfigId,
+  type RelayState,
+  relayChecksum,
+  relayConfigId,
+  STATE_VERSION,
+  sameState,
+} from './domain/fleet/state.js';
 import { KeyedMutex } from './domain/keyed-mutex.js';
 import { generateSecretKey } from './domain/keys.js';
 import type { Principal } from './domain/principal.js';
@@ -24,24 +42,6 @@ import {
   type SyncState,
   schemaFromId,
 } from './domain/relay.js';
-import { diffDocuments, mergeDiff } from './fleet/diff.js';
-import {
-  type FleetApplyResult,
-  type FleetPlan,
-  type PlanEntry,
-  type ScheduledRelay,
-  summarize,
-} from './fleet/plan.js';
-import type { RelayFileFields, ResolvedFleet, ResolvedRelay } from './fleet/spec.js';
-import {
-  type FleetState,
-  fleetConfigId,
-  type RelayState,
-  relayChecksum,
-  relayConfigId,
-  STATE_VERSION,
-  sameState,
-} from './fleet/state.js';
 import type { Notifier } from './notifier.js';
 import {
   type FleetCapableStore,

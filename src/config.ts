@@ -34,6 +34,8 @@ export interface ServeConfig {
   fleetDir: string | undefined;
   /** The agents' autoconfig stream (absent: its defaults). */
   stream?: { heartbeatMs: number; maxStreams: number };
+  /** HTTP timeouts against slow clients (absent: buildApp's defaults). */
+  http?: { headersTimeoutMs: number; requestTimeoutMs: number };
 }
 
 const int = (min: number, max: number, fallback: number) =>
@@ -121,6 +123,8 @@ const schema = z
     BOSUN_SHUTDOWN_GRACE: duration(10_000, 0),
     BOSUN_STREAM_HEARTBEAT: duration(15_000, 5_000).refine((ms) => ms <= 15_000, 'must be from 5s to 15s'),
     BOSUN_STREAM_MAX_CONNECTIONS: int(1, 1_000_000, 20_000),
+    BOSUN_HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000, 10_000),
+    BOSUN_HTTP_REQUEST_TIMEOUT_MS: int(100, 3_600_000, 120_000),
     BOSUN_FLEET_DIR: z.string().optional(),
   })
   .superRefine((env, ctx) => {
@@ -199,6 +203,10 @@ export function loadServeConfig(
     activityRetentionMs: c.BOSUN_ACTIVITY_RETENTION,
     shutdownGraceMs: c.BOSUN_SHUTDOWN_GRACE,
     stream: { heartbeatMs: c.BOSUN_STREAM_HEARTBEAT, maxStreams: c.BOSUN_STREAM_MAX_CONNECTIONS },
+    http: {
+      headersTimeoutMs: c.BOSUN_HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: c.BOSUN_HTTP_REQUEST_TIMEOUT_MS,
+    },
     postgres: { poolSize: c.BOSUN_PG_POOL_SIZE, statementTimeoutMs: c.BOSUN_PG_STATEMENT_TIMEOUT_MS },
     leaseTtlMs: c.BOSUN_LEASE_TTL_MS,
     replicaId: c.BOSUN_REPLICA_ID ?? `${hostname()}:${process.pid}`,

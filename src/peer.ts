@@ -124,6 +124,7 @@ export class Peer {
       logger,
       metrics,
       trustProxy: config.trustProxy,
+      ...(config.http ? { http: config.http } : {}),
       targets: () => (this.targetHealth ? [this.targetHealth.status()] : []),
       notifier,
       readiness: {

@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { renderApply, renderPlan } from '../domain/fleet/plan.js';
 import { ApiSyncer } from '../fleet/api-syncer.js';
 import {
   type AnySyncError,
@@ -9,7 +10,6 @@ import {
   toSyncError,
 } from '../fleet/errors.js';
 import { readFleetDir } from '../fleet/files.js';
-import { renderApply, renderPlan } from '../fleet/plan.js';
 import { type WaitOutcome, type WaitProgress, waitForSync } from '../fleet/wait.js';
 import { print, printJson } from './output.js';
 

@@ -1,7 +1,7 @@
+import type { FleetApplyResult, FleetPlan } from '../domain/fleet/plan.js';
 import type { RelayView } from '../domain/relay.js';
 import { SyncApiError, SyncInternalError, syncErrorFrom } from './errors.js';
 import type { LoadedFleet } from './files.js';
-import type { FleetApplyResult, FleetPlan } from './plan.js';
 import { BaseSyncer } from './syncer.js';
 
 export interface ApiSyncerOptions {

@@ -1,8 +1,8 @@
 import type { Command } from '../command.js';
+import type { FleetApplyResult, FleetPlan } from '../domain/fleet/plan.js';
 import type { Principal } from '../domain/principal.js';
 import { fleetCapable, type Store } from '../store/port.js';
 import { type LoadedFleet, readFleetDir, readManifest } from './files.js';
-import type { FleetApplyResult, FleetPlan } from './plan.js';
 import { BaseSyncer } from './syncer.js';
 
 /** Syncs straight through Command in this process (`bosun serve --fleet <dir>`). */

@@ -3,8 +3,6 @@ import { closeSync, fstatSync, openSync, readdirSync, readFileSync } from 'node:
 import { join } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { BosunError } from '../domain/errors.js';
-import { describeIssues } from '../domain/relay.js';
-import { SyncError } from './errors.js';
 import {
   DuplicateCheck,
   type FleetSpec,
@@ -15,8 +13,10 @@ import {
   type ResolvedFleet,
   type ResolvedRelay,
   resolveRelayFields,
-} from './spec.js';
-import type { FleetState } from './state.js';
+} from '../domain/fleet/spec.js';
+import type { FleetState } from '../domain/fleet/state.js';
+import { describeIssues } from '../domain/relay.js';
+import { SyncError } from './errors.js';
 
 export const MANIFEST = 'fleet.toml';
 

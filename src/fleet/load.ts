@@ -1,9 +1,9 @@
 import type { Logger } from 'pino';
 import type { Command } from '../command.js';
+import type { FleetApplyResult } from '../domain/fleet/plan.js';
 import type { Principal } from '../domain/principal.js';
 import type { Store } from '../store/port.js';
 import { DbSyncer } from './db-syncer.js';
-import type { FleetApplyResult } from './plan.js';
 
 /** Who applies a fleet loaded at start (activities show `system:fleet`). */
 export const FLEET_LOADER: Principal = { role: 'admin', actor: 'system:fleet' };

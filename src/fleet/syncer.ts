@@ -1,5 +1,5 @@
+import type { FleetApplyResult, FleetPlan, ScheduledRelay } from '../domain/fleet/plan.js';
 import { SyncInternalError, toSyncError } from './errors.js';
-import type { FleetApplyResult, FleetPlan, ScheduledRelay } from './plan.js';
 
 /**
  * Seed 002's Syncer, for relays: makes bosun match a fleet directory. Two implementations: the

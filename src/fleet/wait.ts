@@ -1,5 +1,5 @@
+import type { ScheduledRelay } from '../domain/fleet/plan.js';
 import type { RelaySyncView } from './api-syncer.js';
-import type { ScheduledRelay } from './plan.js';
 
 export interface WaitProgress {
   total: number;

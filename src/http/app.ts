@@ -19,6 +19,13 @@ import { registerRelayRoutes } from './routes/relays.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 
 export const BODY_LIMIT = 1024 * 1024;
+/**
+ * Slow clients (slow-loris): the request head must arrive within `headersTimeoutMs` and the whole
+ * request, body included, within `requestTimeoutMs`, or Node answers 408 and closes the socket.
+ * Neither bounds a response, so long-lived streams (SSE) are unaffected. 120 s lets a 64 MiB fleet
+ * body through at ~0.5 MiB/s. Node's own defaults (60 s / 300 s, checked every 30 s) are too lax.
+ */
+export const HTTP_TIMEOUTS = { headersTimeoutMs: 10_000, requestTimeoutMs: 120_000 };
 
 export interface AppDeps {
   store: Store;
@@ -44,12 +51,23 @@ export interface AppDeps {
   /** Agents connected to the stream server, when one runs (admin view on the dashboard). */
   agents?: () => unknown[];
   dashboard?: DashboardOptions;
+  /** Slow-client timeouts (default HTTP_TIMEOUTS; env BOSUN_HTTP_HEADERS_TIMEOUT_MS / _REQUEST_TIMEOUT_MS). */
+  http?: { headersTimeoutMs: number; requestTimeoutMs: number };
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
+  const timeouts = deps.http ?? HTTP_TIMEOUTS;
+  const headersTimeout = Math.min(timeouts.headersTimeoutMs, timeouts.requestTimeoutMs);
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
     bodyLimit: BODY_LIMIT,
+    requestTimeout: timeouts.requestTimeoutMs,
+    http: {
+      headersTimeout,
+      // Node checks both timeouts on this interval (default 30 s); only connections still
+      // receiving a request are visited, so a short interval costs little.
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(headersTimeout / 4))),
+    },
     trustProxy: deps.trustProxy ?? false,
     return503OnClosing: true,
   });

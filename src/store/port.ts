@@ -1,7 +1,7 @@
 import type { Activity, ActivityDraft } from '../domain/activity.js';
+import type { FleetState } from '../domain/fleet/state.js';
 import type { Token } from '../domain/principal.js';
 import type { Relay, SyncStatus } from '../domain/relay.js';
-import type { FleetState } from '../fleet/state.js';
 
 /**
  * The one storage port. Adapters (SQLite now; PostgreSQL later) pass the same conformance suite in

@@ -1,9 +1,9 @@
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { MAX_FILE_BYTES, MAX_FLEET_RELAYS } from '../../src/domain/fleet/spec.js';
 import { SyncError } from '../../src/fleet/errors.js';
 import { locateLine, readFleetDir } from '../../src/fleet/files.js';
-import { MAX_FILE_BYTES, MAX_FLEET_RELAYS } from '../../src/fleet/spec.js';
 import { tempDir } from '../support/env.js';
 import { manifest, PUBKEY, relayFile, writeFleet } from './helpers.js';
 

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { diffDocuments, mergeDiff } from '../../src/domain/fleet/diff.js';
+import { mergeUnder } from '../../src/domain/fleet/spec.js';
+import { canonicalString, relayChecksum } from '../../src/domain/fleet/state.js';
 import { generateSecretKey } from '../../src/domain/keys.js';
 import { canonicalJson, createRelaySchema, mergePatch, type Relay } from '../../src/domain/relay.js';
-import { diffDocuments, mergeDiff } from '../../src/fleet/diff.js';
-import { mergeUnder } from '../../src/fleet/spec.js';
-import { canonicalString, relayChecksum } from '../../src/fleet/state.js';
 import { waitForSync } from '../../src/fleet/wait.js';
 import { PUBKEY } from './helpers.js';
 

@@ -1,7 +1,12 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { BosunError } from '../../domain/errors.js';
-import { checkFleetName, MAX_FLEET_BODY_BYTES, parseFleetBody, resolveFleet } from '../../fleet/spec.js';
+import {
+  checkFleetName,
+  MAX_FLEET_BODY_BYTES,
+  parseFleetBody,
+  resolveFleet,
+} from '../../domain/fleet/spec.js';
 import { fleetStateHistory } from '../../fleet/states.js';
 import type { AppDeps } from '../app.js';
 import { parseQuery, principalOf } from './params.js';

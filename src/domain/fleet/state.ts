@@ -1,6 +1,6 @@
 import { createHash, createHmac } from 'node:crypto';
 import { z } from 'zod';
-import { type Relay, relayConfigSchema } from '../domain/relay.js';
+import { type Relay, relayConfigSchema } from '../relay.js';
 
 /** The current version of the State format (seed 002's DefaultStateVersion). */
 export const STATE_VERSION = 'v1';

@@ -1,13 +1,6 @@
 import { z } from 'zod';
-import { BosunError, invalid } from '../domain/errors.js';
-import {
-  createRelaySchema,
-  describeIssues,
-  FLEET,
-  mergePatch,
-  RELAY_ID,
-  sectionsShape,
-} from '../domain/relay.js';
+import { BosunError, invalid } from '../errors.js';
+import { createRelaySchema, describeIssues, FLEET, mergePatch, RELAY_ID, sectionsShape } from '../relay.js';
 
 /** At most this many relays in one fleet (one apply, one transaction). */
 export const MAX_FLEET_RELAYS = 10_000;

@@ -1,4 +1,4 @@
-import { jsonEqual } from '../domain/relay.js';
+import { jsonEqual } from '../relay.js';
 
 /** One changed leaf field; `before`/`after` are absent when the field did not / does not exist. */
 export interface FieldChange {
