@@ -44,8 +44,6 @@ import {
 } from './domain/relay.js';
 import type { Notifier } from './notifier.js';
 import {
-  type FleetCapableStore,
-  fleetCapable,
   type RelayWrite,
   StaleFleetStateError,
   StaleWriteError,
@@ -393,15 +391,9 @@ export class Command {
     }
   }
 
-  private fleetStore(fleet: string): FleetCapableStore {
+  private fleetStore(fleet: string): Store {
     if (!FLEET.test(fleet)) {
       throw invalid('fleet: must match ^[a-z0-9][a-z0-9_-]{0,63}$', `fleet/${fleet.slice(0, 64)}`);
-    }
-    if (!fleetCapable(this.store)) {
-      throw new BosunError(
-        'unavailable',
-        `fleet sync needs fleet config versions, which the ${this.store.dialect} store does not support yet`,
-      );
     }
     return this.store;
   }
@@ -415,7 +407,7 @@ export class Command {
    * goes through the same rules as createRelay / updateRelay.
    */
   private async computeFleet(
-    store: FleetCapableStore,
+    store: Store,
     principal: Principal,
     fleet: string,
     resolved: ResolvedFleet,

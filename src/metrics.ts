@@ -82,6 +82,16 @@ export function createMetrics() {
       help: 'Open GET /v1/activities/stream connections (dashboard live feeds)',
       registers: [registry],
     }),
+    agentsConnected: new Gauge({
+      name: 'bosun_agents_connected',
+      help: 'Agent streams open on this replica (set at scrape time)',
+      registers: [registry],
+    }),
+    streamEventsSent: new Counter({
+      name: 'bosun_stream_events_sent_total',
+      help: 'Agent stream events written (puts, patches, deletes; heartbeats not counted)',
+      registers: [registry],
+    }),
     relaysByStatus: new Gauge({
       name: 'bosun_relays',
       help: 'Live relays by sync status',

@@ -110,8 +110,10 @@ export class Peer {
       clock: this.clock,
       logger: logger.child({ service: 'stream' }),
       blossomS3: blossomS3FromEnv(config.blossomS3Env),
+      onSent: (n) => metrics.streamEventsSent.inc(n),
       ...config.stream,
     });
+
     this.app = buildApp({
       streams: this.streams,
       agents: () => this.streams.agents(),

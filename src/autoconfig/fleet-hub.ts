@@ -34,6 +34,8 @@ export interface HubConn {
 
 export interface HubDeps {
   clock: Clock;
+  /** Counts stream events written (puts, patches, deletes; not heartbeats), for /metrics. */
+  onSent?: (events: number) => void;
   epoch(): Promise<string>;
   /** Live relays of a fleet. */
   readFleet(fleet: string): Promise<Relay[]>;
@@ -145,7 +147,9 @@ export class FleetHub {
 
   /** Frames to every connection that has had its put. */
   broadcast(frame: Buffer): void {
-    for (const conn of this.conns) conn.write(frame);
+    let sent = 0;
+    for (const conn of this.conns) if (conn.write(frame)) sent++;
+    this.deps.onSent?.(sent);
   }
 
   private armResync(ms: number): void {
@@ -228,6 +232,7 @@ export class FleetHub {
       }
       const put = this.putFor(conn, epoch);
       if (conn.write(put)) {
+        this.deps.onSent?.(1);
         this.conns.add(conn);
         conn.joined(put.length);
       }

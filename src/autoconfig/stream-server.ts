@@ -59,6 +59,8 @@ export interface StreamServerOptions {
   reconnectDelayMs?: number;
   /** Retry-After of a 429 or 503. Default 5 s. */
   retryAfterSeconds?: number;
+  /** Called with the number of stream events (not heartbeats) just written. */
+  onSent?: (events: number) => void;
   /** How long close() waits for clients to go before destroying their sockets. Default 2 s. */
   closeWaitMs?: number;
 }
@@ -160,6 +162,7 @@ export class StreamServer {
       reconnectDelayMs: 10_000,
       retryAfterSeconds: 5,
       closeWaitMs: 2_000,
+      onSent: () => {},
       ...options,
     };
     this.unsubscribe = this.o.notifier.subscribe((activities) => {
@@ -373,6 +376,7 @@ export class StreamServer {
     if (!hub) {
       hub = new FleetHub(fleet, {
         clock: this.o.clock,
+        onSent: this.o.onSent,
         epoch: () => this.epoch(),
         readFleet: (f) => this.readFleet(f),
         readRelays: (ids) => this.readRelays(ids),

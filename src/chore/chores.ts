@@ -130,7 +130,7 @@ export class CredentialExpiry implements Chore {
 
   async once(signal?: AbortSignal): Promise<void> {
     this.expired += await this.store.expireTokens(this.clock.now());
-    if (!this.command || !this.store.relaysWithExpiredCredentials) return;
+    if (!this.command) return;
     for (;;) {
       const due = await this.store.relaysWithExpiredCredentials(this.clock.now(), PAGE);
       let changed = 0;

@@ -1,7 +1,7 @@
 import type { Command } from '../command.js';
 import type { FleetApplyResult, FleetPlan } from '../domain/fleet/plan.js';
 import type { Principal } from '../domain/principal.js';
-import { fleetCapable, type Store } from '../store/port.js';
+import type { Store } from '../store/port.js';
 import { type LoadedFleet, readFleetDir, readManifest } from './files.js';
 import { BaseSyncer } from './syncer.js';
 
@@ -19,7 +19,7 @@ export class DbSyncer extends BaseSyncer {
     prune?: boolean;
   }): Promise<DbSyncer> {
     const { name } = readManifest(opts.dir);
-    const previous = fleetCapable(opts.store) ? (await opts.store.latestFleetState(name))?.state : undefined;
+    const previous = (await opts.store.latestFleetState(name))?.state;
     return new DbSyncer({ ...opts, fleet: readFleetDir(opts.dir, { previous }) });
   }
 

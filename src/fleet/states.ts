@@ -1,7 +1,7 @@
 import { BosunError } from '../domain/errors.js';
 import type { Principal } from '../domain/principal.js';
 import { FLEET } from '../domain/relay.js';
-import { type FleetStateRecord, fleetCapable, type Store } from '../store/port.js';
+import type { FleetStateRecord, Store } from '../store/port.js';
 
 export interface FleetStateView {
   fleet: string;
@@ -41,12 +41,6 @@ export async function fleetStateHistory(
       'invalid_request',
       'fleet: must match ^[a-z0-9][a-z0-9_-]{0,63}$',
       `fleet/${fleet.slice(0, 64)}`,
-    );
-  }
-  if (!fleetCapable(store)) {
-    throw new BosunError(
-      'unavailable',
-      `the ${store.dialect} store does not support fleet config versions yet`,
     );
   }
   const records = await store.listFleetStates({

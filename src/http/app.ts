@@ -45,7 +45,7 @@ export interface AppDeps {
   targets?: () => unknown[];
   trustProxy?: boolean;
   /** The autoconfig stream server (`GET /v1/stream`), when this process serves agents. */
-  streams?: { register(app: FastifyInstance): void };
+  streams?: { register(app: FastifyInstance): void; stats(): { streams: number } };
   /** Change wake-ups for the dashboard's activity stream (without it, the stream polls the log). */
   notifier?: Notifier;
   /** Agents connected to the stream server, when one runs (admin view on the dashboard). */
@@ -64,6 +64,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     requestTimeout: timeouts.requestTimeoutMs,
     http: {
       headersTimeout,
+      requestTimeout: timeouts.requestTimeoutMs,
       // Node checks both timeouts on this interval (default 30 s); only connections still
       // receiving a request are visited, so a short interval costs little.
       connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(headersTimeout / 4))),

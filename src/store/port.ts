@@ -100,17 +100,13 @@ export interface Store {
   /** Applies the batch atomically and returns the appended activities with their ids. */
   commit(batch: WriteBatch): Promise<Activity[]>;
   getRelay(id: string): Promise<Relay | undefined>;
-  /**
-   * Relays (deleted included) with these ids, in id order; unknown ids are left out.
-   * Optional (like the fleet-state methods below) only until every adapter has it: fleet sync
-   * refuses to run on a store without them (see `fleetCapable`).
-   */
-  getRelays?(ids: readonly string[]): Promise<Relay[]>;
+  /** Relays (deleted included) with these ids, in id order; unknown ids are left out. */
+  getRelays(ids: readonly string[]): Promise<Relay[]>;
   /**
    * The live relays of a fleet, by id, reduced to what a fleet plan needs to tell which relays
    * are unchanged since its last applied version without reading every row.
    */
-  relayHeads?(fleet: string): Promise<RelayHead[]>;
+  relayHeads(fleet: string): Promise<RelayHead[]>;
   listRelays(filter: RelayFilter): Promise<Relay[]>;
   /** Relays whose sync is not done: pending, retrying, or behind their version. */
   relaysNeedingSync(limit: number): Promise<Relay[]>;
@@ -119,10 +115,9 @@ export interface Store {
   relaysDueForRetry(now: number, limit: number): Promise<Relay[]>;
   /**
    * Relays (deleted included) with a rotated credential whose expiry is ≤ `now`, soonest first
-   * (migration 3: `expiring`, `expiring_next_at`). Optional until every adapter has it; the
-   * credential-expiry chore skips the sweep without it.
+   * (migration 3: `expiring`, `expiring_next_at`).
    */
-  relaysWithExpiredCredentials?(now: number, limit: number): Promise<Relay[]>;
+  relaysWithExpiredCredentials(now: number, limit: number): Promise<Relay[]>;
   /** Live relays whose host or schema is one of these (to find who waits on a freed value). */
   relaysUsing(values: { host?: string; schema?: string }): Promise<Relay[]>;
   activitiesAfter(filter: ActivityFilter): Promise<Activity[]>;
@@ -153,13 +148,10 @@ export interface Store {
    */
   newLeaseEpoch(lease: string): Promise<number>;
 
-  /**
-   * The newest recorded config version of a fleet. An adapter that has this must also record
-   * `WriteBatch.fleetStates` atomically with the rest of the batch.
-   */
-  latestFleetState?(fleet: string): Promise<FleetStateRecord | undefined>;
+  /** The newest recorded config version of a fleet (recorded atomically by `WriteBatch.fleetStates`). */
+  latestFleetState(fleet: string): Promise<FleetStateRecord | undefined>;
   /** A fleet's recorded config versions, newest first. */
-  listFleetStates?(filter: FleetStateFilter): Promise<FleetStateRecord[]>;
+  listFleetStates(filter: FleetStateFilter): Promise<FleetStateRecord[]>;
 
   ping(): Promise<void>;
   close(): Promise<void>;
@@ -189,19 +181,6 @@ export class FencedError extends Error {
 
 /** The cursors-table row holding a lease's newest epoch. */
 export const leaseEpochKey = (lease: string): string => `lease:${lease}`;
-
-export type FleetCapableStore = Store &
-  Required<Pick<Store, 'getRelays' | 'relayHeads' | 'latestFleetState' | 'listFleetStates'>>;
-
-/** True when the adapter can record fleet config versions (declarative fleet sync). */
-export function fleetCapable(store: Store): store is FleetCapableStore {
-  return (
-    typeof store.getRelays === 'function' &&
-    typeof store.relayHeads === 'function' &&
-    typeof store.latestFleetState === 'function' &&
-    typeof store.listFleetStates === 'function'
-  );
-}
 
 /** Another config version of the fleet was recorded since the apply read it: a concurrent apply. */
 export class StaleFleetStateError extends Error {

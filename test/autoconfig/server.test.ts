@@ -71,6 +71,18 @@ describe('autoconfig stream server', () => {
     expect(agent.events[0]!.data.epoch).toMatch(/^e-[0-9a-z]+$/);
   });
 
+  it('exposes connected agents and events sent in /metrics', async () => {
+    const s = await server();
+    await s.api('POST', '/v1/relays', relayBody('m1', pubkey));
+    const agent = await open(s, (await agentToken(s, 'default')).token);
+    await agent.until((p) => puts(p).length === 1, 'the put');
+    await s.api('PATCH', '/v1/relays/m1', { info: { name: 'changed' } });
+    await agent.until((p) => p.events.some((e) => e.event === 'patch'), 'the patch');
+    const metrics = await fetch(`${s.url}/metrics`).then((r) => r.text());
+    expect(metrics).toMatch(/^bosun_agents_connected 1$/m);
+    expect(metrics).toMatch(/^bosun_stream_events_sent_total 2$/m);
+  });
+
   it('case 33: a fleet token never sees another fleet; a move sends the old fleet a delete and the new a patch, same version', async () => {
     const s = await server();
     await s.api('POST', '/v1/relays', relayBody('a', pubkey, { fleet: 'edge' }));

@@ -32,6 +32,8 @@ describe('HTTP API', () => {
     const metrics = await fetch(`${s.url}/metrics`).then((r) => r.text());
     expect(metrics).toContain('bosun_relays{status="pending"}');
     expect(metrics).toContain('bosun_http_requests_total');
+    expect(metrics).toMatch(/^bosun_agents_connected 0$/m);
+    expect(metrics).toMatch(/^bosun_stream_events_sent_total 0$/m);
     expect(metrics).toMatch(/bosun_worker_lease_held\{replica="[^"]+"\} 1/);
   });
 

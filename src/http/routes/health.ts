@@ -30,6 +30,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void 
   app.get('/metrics', async (_request, reply) => {
     const counts = await deps.query.countByStatus();
     for (const [status, n] of Object.entries(counts)) deps.metrics.relaysByStatus.set({ status }, n);
+    deps.metrics.agentsConnected.set(deps.streams?.stats().streams ?? 0);
     return reply
       .header('content-type', deps.metrics.registry.contentType)
       .send(await deps.metrics.registry.metrics());
