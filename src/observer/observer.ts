@@ -97,7 +97,11 @@ export class Observer {
       this.fresh();
     }
     // Subscribe first: a change committed while we catch up wakes a re-read, so none slips by.
-    this.unsubscribe = this.o.notifier.subscribe(() => this.wake());
+    // Sync bookkeeping (complete/fail) never needs a sync: skipping those wake-ups saves a log read
+    // and a cursor write per sync. The next read passes over them anyway.
+    this.unsubscribe = this.o.notifier.subscribe((activities) => {
+      if (activities.some((a) => TRIGGERS.has(a.type))) this.wake();
+    });
     this.highWater = await this.o.store.getCursor(this.cursorName);
     this.persisted = this.highWater;
     const caughtUp = await this.readAll();
