@@ -22,10 +22,12 @@ describe('hostile input: auth bypass', () => {
     s = await startServer();
     aliceToken = (await s.api('POST', '/v1/tokens', { role: 'tenant', owner: 'alice' })).body.token;
     tenantToken = (await s.api('POST', '/v1/tokens', { role: 'tenant', owner: tenant.pubkey })).body;
-    expect((await s.api('POST', '/v1/relays', relayBody('alice-r', tenant.pubkey), aliceToken)).status).toBe(201);
-    expect((await s.api('POST', '/v1/relays', relayBody('nostr-r', tenant.pubkey), tenantToken.token)).status).toBe(
+    expect((await s.api('POST', '/v1/relays', relayBody('alice-r', tenant.pubkey), aliceToken)).status).toBe(
       201,
     );
+    expect(
+      (await s.api('POST', '/v1/relays', relayBody('nostr-r', tenant.pubkey), tenantToken.token)).status,
+    ).toBe(201);
   });
   afterAll(async () => {
     await s.close();
@@ -77,9 +79,13 @@ describe('hostile input: auth bypass', () => {
       if (res.status === 200) expect(res.body).not.toContain('alice-r');
     }
     // Taking the relay over by creating it again, or via a fleet apply, or as another owner.
-    await refusedWithoutWrite('POST', '/v1/relays', `Bearer ${bob}`, JSON.stringify(relayBody('alice-r', tenant.pubkey)), [
-      404, 409,
-    ]);
+    await refusedWithoutWrite(
+      'POST',
+      '/v1/relays',
+      `Bearer ${bob}`,
+      JSON.stringify(relayBody('alice-r', tenant.pubkey)),
+      [404, 409],
+    );
     await refusedWithoutWrite(
       'POST',
       '/v1/relays',
@@ -87,9 +93,17 @@ describe('hostile input: auth bypass', () => {
       JSON.stringify(relayBody('bob-as-alice', tenant.pubkey, { owner: 'alice' })),
       [400, 403],
     );
-    const fleet = JSON.stringify({ relays: [{ name: 'alice-r', config: relayBody('alice-r', tenant.pubkey) }] });
+    const fleet = JSON.stringify({
+      relays: [{ name: 'alice-r', config: relayBody('alice-r', tenant.pubkey) }],
+    });
     for (const route of ['plan', 'apply']) {
-      await refusedWithoutWrite('POST', `/v1/fleets/default/${route}`, `Bearer ${bob}`, fleet, [400, 403, 404, 409]);
+      await refusedWithoutWrite(
+        'POST',
+        `/v1/fleets/default/${route}`,
+        `Bearer ${bob}`,
+        fleet,
+        [400, 403, 404, 409],
+      );
     }
     const prune = JSON.stringify({ relays: [], prune: true });
     const pruned = await call('POST', '/v1/fleets/default/apply', `Bearer ${bob}`, prune);
@@ -98,9 +112,13 @@ describe('hostile input: auth bypass', () => {
     expect((await s.api('GET', '/v1/relays/alice-r')).body.version).toBe(1);
     // Tenants cannot mint tokens (least of all admin ones).
     for (const role of ['admin', 'tenant', 'agent']) {
-      await refusedWithoutWrite('POST', '/v1/tokens', `Bearer ${bob}`, JSON.stringify({ role, owner: 'alice' }), [
-        400, 403,
-      ]);
+      await refusedWithoutWrite(
+        'POST',
+        '/v1/tokens',
+        `Bearer ${bob}`,
+        JSON.stringify({ role, owner: 'alice' }),
+        [400, 403],
+      );
     }
   });
 
@@ -131,7 +149,14 @@ describe('hostile input: auth bypass', () => {
 
   // A NIP-98 header: built from fields, optionally broken after signing.
   const sign = (
-    fields: { url: string; method: string; body?: string; created_at?: number; kind?: number; extraTags?: string[][] },
+    fields: {
+      url: string;
+      method: string;
+      body?: string;
+      created_at?: number;
+      kind?: number;
+      extraTags?: string[][];
+    },
     secret = tenant.secret,
   ) => {
     const tags = [
@@ -141,7 +166,12 @@ describe('hostile input: auth bypass', () => {
       ...(fields.extraTags ?? []),
     ];
     return finalizeEvent(
-      { kind: fields.kind ?? 27235, created_at: fields.created_at ?? Math.floor(Date.now() / 1000), tags, content: '' },
+      {
+        kind: fields.kind ?? 27235,
+        created_at: fields.created_at ?? Math.floor(Date.now() / 1000),
+        tags,
+        content: '',
+      },
       Buffer.from(secret, 'hex'),
     );
   };
@@ -152,26 +182,43 @@ describe('hostile input: auth bypass', () => {
     // Each mutation turns a valid request (PATCH nostr-r) into one that must be refused.
     type Req = { method: string; path: string; body: string; auth: string };
     const mutations: Record<string, (req: Req, n: number) => Req> = {
-      'wrong path in u': (r) => ({ ...r, auth: header(sign({ url: `${s.url}/v1/relays/other`, method: 'PATCH', body: r.body })) }),
-      'u with another host': (r) => ({ ...r, auth: header(sign({ url: r.path.replace(/^/, 'http://evil.example'), method: 'PATCH', body: r.body })) }),
+      'wrong path in u': (r) => ({
+        ...r,
+        auth: header(sign({ url: `${s.url}/v1/relays/other`, method: 'PATCH', body: r.body })),
+      }),
+      'u with another host': (r) => ({
+        ...r,
+        auth: header(
+          sign({ url: r.path.replace(/^/, 'http://evil.example'), method: 'PATCH', body: r.body }),
+        ),
+      }),
       'u without the query': (r) => ({
         ...r,
         path: `${r.path}?x=1`,
         auth: header(sign({ url: s.url + r.path, method: 'PATCH', body: r.body })),
       }),
-      'wrong method': (r) => ({ ...r, auth: header(sign({ url: s.url + r.path, method: 'GET', body: r.body })) }),
+      'wrong method': (r) => ({
+        ...r,
+        auth: header(sign({ url: s.url + r.path, method: 'GET', body: r.body })),
+      }),
       'payload of another body': (r, n) => ({
         ...r,
-        auth: header(sign({ url: s.url + r.path, method: 'PATCH', body: JSON.stringify({ info: { name: `x${n}` } }) })),
+        auth: header(
+          sign({ url: s.url + r.path, method: 'PATCH', body: JSON.stringify({ info: { name: `x${n}` } }) }),
+        ),
       }),
       'no payload tag': (r) => ({ ...r, auth: header(sign({ url: s.url + r.path, method: 'PATCH' })) }),
       'too old': (r, n) => ({
         ...r,
-        auth: header(sign({ url: s.url + r.path, method: 'PATCH', body: r.body, created_at: now() - 61 - (n % 1000) })),
+        auth: header(
+          sign({ url: s.url + r.path, method: 'PATCH', body: r.body, created_at: now() - 61 - (n % 1000) }),
+        ),
       }),
       'from the future': (r, n) => ({
         ...r,
-        auth: header(sign({ url: s.url + r.path, method: 'PATCH', body: r.body, created_at: now() + 61 + (n % 1000) })),
+        auth: header(
+          sign({ url: s.url + r.path, method: 'PATCH', body: r.body, created_at: now() + 61 + (n % 1000) }),
+        ),
       }),
       'wrong kind': (r, n) => ({
         ...r,
@@ -189,16 +236,38 @@ describe('hostile input: auth bypass', () => {
       },
       'tag edited after signing': (r) => {
         const ev = sign({ url: `${s.url}/v1/relays/other`, method: 'PATCH', body: r.body });
-        return { ...r, auth: header({ ...ev, tags: ev.tags.map((t) => (t[0] === 'u' ? ['u', s.url + r.path] : t)) }) };
+        return {
+          ...r,
+          auth: header({ ...ev, tags: ev.tags.map((t) => (t[0] === 'u' ? ['u', s.url + r.path] : t)) }),
+        };
       },
-      'unregistered key': (r) => ({ ...r, auth: header(sign({ url: s.url + r.path, method: 'PATCH', body: r.body }, stranger.secret)) }),
-      'garbage encoding': (r, n) => ({ ...r, auth: `Nostr ${Buffer.from(`{"kind":27235,${n}`).toString('base64')}` }),
+      'unregistered key': (r) => ({
+        ...r,
+        auth: header(sign({ url: s.url + r.path, method: 'PATCH', body: r.body }, stranger.secret)),
+      }),
+      'garbage encoding': (r, n) => ({
+        ...r,
+        auth: `Nostr ${Buffer.from(`{"kind":27235,${n}`).toString('base64')}`,
+      }),
       'not base64': (r) => ({ ...r, auth: 'Nostr !!!***' }),
-      'event without tags': (r) => ({ ...r, auth: header({ ...sign({ url: s.url + r.path, method: 'PATCH', body: r.body }), tags: null }) }),
-      'event is an array': (r) => ({ ...r, auth: header([sign({ url: s.url + r.path, method: 'PATCH', body: r.body })]) }),
+      'event without tags': (r) => ({
+        ...r,
+        auth: header({ ...sign({ url: s.url + r.path, method: 'PATCH', body: r.body }), tags: null }),
+      }),
+      'event is an array': (r) => ({
+        ...r,
+        auth: header([sign({ url: s.url + r.path, method: 'PATCH', body: r.body })]),
+      }),
       'duplicate u tags, first wrong': (r) => ({
         ...r,
-        auth: header(sign({ url: `${s.url}/v1/relays/other`, method: 'PATCH', body: r.body, extraTags: [['u', s.url + r.path]] })),
+        auth: header(
+          sign({
+            url: `${s.url}/v1/relays/other`,
+            method: 'PATCH',
+            body: r.body,
+            extraTags: [['u', s.url + r.path]],
+          }),
+        ),
       }),
     };
     const names = Object.keys(mutations);

@@ -29,13 +29,22 @@ describe('hostile input: limits', () => {
   });
 
   const head = (method: string, path: string, extra: string[] = [], token = ADMIN_TOKEN) =>
-    [`${method} ${path} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close', `Authorization: Bearer ${token}`, ...extra]
+    [
+      `${method} ${path} HTTP/1.1`,
+      'Host: 127.0.0.1',
+      'Connection: close',
+      `Authorization: Bearer ${token}`,
+      ...extra,
+    ]
       .join('\r\n')
       .concat('\r\n\r\n');
 
   it('oversize bodies get 413 (announced or chunked) and write nothing', async () => {
     const before = await snapshot(s);
-    const big = JSON.stringify({ ...relayBody('big', owner.pubkey), info: { pubkey: owner.pubkey, about: 'x'.repeat(1 << 20) } });
+    const big = JSON.stringify({
+      ...relayBody('big', owner.pubkey),
+      info: { pubkey: owner.pubkey, about: 'x'.repeat(1 << 20) },
+    });
     for (const [method, path] of [
       ['POST', '/v1/relays'],
       ['PATCH', '/v1/relays/r1'],
@@ -56,17 +65,28 @@ describe('hostile input: limits', () => {
     // Fleet routes: 64 MiB; a larger Content-Length is refused before the body is read…
     const huge = await rawRequest(
       s.url,
-      head('POST', '/v1/fleets/f/apply', ['Content-Type: application/json', `Content-Length: ${65 * 1024 * 1024}`]),
+      head('POST', '/v1/fleets/f/apply', [
+        'Content-Type: application/json',
+        `Content-Length: ${65 * 1024 * 1024}`,
+      ]),
     );
     expect(huge.status).toBe(413);
     // …and without valid credentials, whatever its size, before it is read.
     const anon = await rawRequest(
       s.url,
-      head('POST', '/v1/fleets/f/apply', ['Content-Type: application/json', `Content-Length: ${60 * 1024 * 1024}`], 'bosun_forged'),
+      head(
+        'POST',
+        '/v1/fleets/f/apply',
+        ['Content-Type: application/json', `Content-Length: ${60 * 1024 * 1024}`],
+        'bosun_forged',
+      ),
     );
     expect(anon.status).toBe(401);
     // A Content-Length that lies (shorter than the body that follows) is a 4xx too.
-    const lying = await rawRequest(s.url, `${head('PATCH', '/v1/relays/r1', ['Content-Type: application/json', 'Content-Length: 5'])}{"inactive":true}`);
+    const lying = await rawRequest(
+      s.url,
+      `${head('PATCH', '/v1/relays/r1', ['Content-Type: application/json', 'Content-Length: 5'])}{"inactive":true}`,
+    );
     expect(lying.status).toBeGreaterThanOrEqual(400);
     expect(lying.status).toBeLessThan(500);
     expect(await snapshot(s)).toEqual(before);
@@ -76,13 +96,15 @@ describe('hostile input: limits', () => {
     const before = await snapshot(s);
     const { hostname, port } = new URL(s.url);
     const open: { socket: Socket; closedAt: Promise<number>; answer: () => string }[] = [];
-    const trickle = (bytes: string, everyMs: number) => {
+    /** Sends `prefix` at once, then `bytes` one byte every `everyMs`. */
+    const trickle = (prefix: string, bytes: string, everyMs: number) => {
       const socket = connect(Number(port), hostname);
       let answer = '';
       socket.on('data', (d) => {
         answer += d.toString();
       });
       socket.on('error', () => undefined);
+      if (prefix) socket.write(prefix);
       let i = 0;
       const timer = setInterval(() => {
         if (i < bytes.length && !socket.destroyed) socket.write(bytes[i++]!);
@@ -97,17 +119,16 @@ describe('hostile input: limits', () => {
     };
     const started = Date.now();
     // 40 clients sending their headers one byte every 50 ms (would take > 10 s to finish)…
-    for (let i = 0; i < 40; i++) trickle(head('PATCH', '/v1/relays/r1', ['X-Pad: '.concat('a'.repeat(200))]), 50);
-    // …and 10 sending a complete head, then a body one byte every 50 ms.
+    for (let i = 0; i < 40; i++)
+      trickle('', head('PATCH', '/v1/relays/r1', [`X-Pad: ${'a'.repeat(200)}`]), 50);
+    // …and 10 sending a complete head, then the body one byte every 50 ms (> 10 s too).
     const body = JSON.stringify({ inactive: true, info: { pubkey: owner.pubkey, name: 'x'.repeat(200) } });
     for (let i = 0; i < 10; i++) {
-      const h = head('PATCH', '/v1/relays/r1', ['Content-Type: application/json', `Content-Length: ${body.length}`]);
-      const socket = connect(Number(port), hostname);
-      socket.on('error', () => undefined);
-      socket.write(h);
-      socket.destroy();
-      trickle(h + body, 0);
-      // the helper writes byte by byte; send the head at once on this one instead
+      trickle(
+        head('PATCH', '/v1/relays/r1', ['Content-Type: application/json', `Content-Length: ${body.length}`]),
+        body,
+        50,
+      );
     }
     // Meanwhile the API answers a normal client quickly.
     for (let i = 0; i < 5; i++) {
@@ -158,6 +179,9 @@ describe('hostile input: limits', () => {
     await again.body?.cancel();
     const after = await snapshot(s);
     // The second agent token is the only new row.
-    expect({ ...after, tokens: after.tokens.length }).toEqual({ ...before, tokens: before.tokens.length + 1 });
+    expect({ ...after, tokens: after.tokens.length }).toEqual({
+      ...before,
+      tokens: before.tokens.length + 1,
+    });
   });
 });

@@ -213,7 +213,9 @@ describe('push sync to zooid', () => {
     expect(zooid.requests.map((r) => `${r.method} ${r.id}`)).toEqual(['POST busy']);
     expect(zooid.relays().get('busy')).toMatchObject({ inactive: true, info: { name: 'n49' } });
     // The cursor has passed every change (sync bookkeeping after it needs no sync).
-    const changes = (await s.peer.store.activitiesAfter({ after: 0, limit: 1000 })).filter((a) => !a.type.endsWith('_sync'));
+    const changes = (await s.peer.store.activitiesAfter({ after: 0, limit: 1000 })).filter(
+      (a) => !a.type.endsWith('_sync'),
+    );
     expect(await s.peer.store.getCursor('observer')).toBeGreaterThanOrEqual(changes.at(-1)!.id);
   });
 
