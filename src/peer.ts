@@ -379,6 +379,8 @@ export class Peer {
       clock: this.clock,
       random: this.random,
       retry: this.config.sync.retry,
+      // A timed-out request may still be running in zooid for about as long again.
+      inDoubtHoldMs: this.config.sync.timeoutMs,
       logger: this.logger.child({ service: 'infra' }),
       onSync: (e) => this.metrics.syncs.inc({ outcome: e.outcome, method: e.method }),
     });

@@ -24,6 +24,11 @@ export interface InfraOptions {
   clock: Clock;
   random: Random;
   retry: RetryPolicy;
+  /**
+   * After a request zooid may still be working on (it timed out or was aborted), the retry waits at
+   * least this long, so it cannot overlap the abandoned one and land before it. Default: 0.
+   */
+  inDoubtHoldMs?: number;
   logger: Logger;
   onSync?: (e: { relayId: string; outcome: SyncOutcome['kind']; durationMs: number; method: string }) => void;
 }
@@ -40,6 +45,12 @@ const PERMANENT: ReadonlySet<ZooidFailure['kind']> = new Set(['invalid', 'confli
  * (409 id exists → PUT, 404 → POST), and records the outcome through Command.
  */
 export class Infra {
+  /**
+   * Relays whose last request may still be running in zooid, and until when. No request for them
+   * is sent before then — not a retry, and not a newer change either — so two never overlap.
+   */
+  private readonly inDoubt = new Map<string, number>();
+
   constructor(private readonly o: InfraOptions) {}
 
   get pubkey(): string {
@@ -62,8 +73,16 @@ export class Infra {
         return { kind: 'skipped', reason: 'not_due', retryAt: nextAttemptAt };
       }
     }
+    const held = this.inDoubt.get(relayId);
+    if (held !== undefined) {
+      if (held > this.o.clock.now()) return { kind: 'skipped', reason: 'not_due', retryAt: held };
+      this.inDoubt.delete(relayId);
+    }
     const started = this.o.clock.now();
     const { method, result, acked } = await this.push(relay, opts);
+    if (!result.ok && result.inDoubt && this.o.inDoubtHoldMs) {
+      this.inDoubt.set(relayId, this.o.clock.now() + this.o.inDoubtHoldMs);
+    }
     const durationMs = this.o.clock.now() - started;
     const outcome = await this.report(relay, result, acked);
     this.o.onSync?.({ relayId, outcome: outcome.kind, durationMs, method });

@@ -19,7 +19,18 @@ export type ZooidErrorKind =
 
 export type ZooidResult =
   | { ok: true; status: number; attempts: number }
-  | { ok: false; kind: ZooidErrorKind; status?: number; message: string; attempts: number };
+  | {
+      ok: false;
+      kind: ZooidErrorKind;
+      status?: number;
+      message: string;
+      attempts: number;
+      /**
+       * The request reached zooid and may still be processed there (timeout, abort, or a broken
+       * answer): a retry sent too soon could overlap it, so the caller waits longer.
+       */
+      inDoubt?: boolean;
+    };
 
 export type ZooidFailure = Extract<ZooidResult, { ok: false }>;
 
@@ -193,18 +204,29 @@ export class ZooidClient {
   }
 
   private classify(method: string, outcome: Attempt, attempts: number, secrets: string[]): ZooidResult {
-    const failure = (kind: ZooidErrorKind, message: string, status?: number): ZooidResult => ({
+    const failure = (
+      kind: ZooidErrorKind,
+      message: string,
+      status?: number,
+      inDoubt = false,
+    ): ZooidResult => ({
       ok: false,
       kind,
       ...(status === undefined ? {} : { status }),
       message: redact(message, secrets),
       attempts,
+      ...(inDoubt ? { inDoubt } : {}),
     });
     switch (outcome.type) {
       case 'aborted':
-        return failure('transient', 'zooid request aborted');
+        return failure('transient', 'zooid request aborted', undefined, true);
       case 'timeout':
-        return failure('transient', `zooid did not answer ${method} within ${this.timeoutMs} ms`);
+        return failure(
+          'transient',
+          `zooid did not answer ${method} within ${this.timeoutMs} ms`,
+          undefined,
+          true,
+        );
       case 'network': {
         const tries = attempts === 1 ? '' : ` (${attempts} attempts)`;
         return failure('transient', `cannot reach zooid at ${this.apiUrl}: ${outcome.detail}${tries}`);

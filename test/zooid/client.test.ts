@@ -341,6 +341,7 @@ describe('ZooidClient: transient outcomes and weak retries', () => {
       kind: 'transient',
       message: 'zooid did not answer POST within 10000 ms',
       attempts: 1,
+      inDoubt: true,
     });
     expect(emu.requests.length).toBe(1);
     expect(clock.pending()).toBe(0);
