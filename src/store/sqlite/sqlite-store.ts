@@ -1,10 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { Activity, ActivityType } from '../../domain/activity.js';
-import { type ExpiringCredential, nextExpiry } from '../../domain/credentials.js';
-import type { Role, Token } from '../../domain/principal.js';
-import type { Relay, RelayConfig, SyncStatus } from '../../domain/relay.js';
+import type { Activity } from '../../domain/activity.js';
+import type { Token } from '../../domain/principal.js';
+import type { Relay, SyncStatus } from '../../domain/relay.js';
 import {
   type ActivityFilter,
   type Fence,
@@ -21,175 +20,22 @@ import {
   StoreConflictError,
   type WriteBatch,
 } from '../port.js';
+import {
+  type ActivityRow,
+  type FleetStateRow,
+  fromActivityRow,
+  fromFleetStateRow,
+  fromRow,
+  fromTokenRow,
+  RELAY_COLUMNS,
+  type RelayRow,
+  type TokenRow,
+  toRow,
+} from '../rows.js';
 import { migrations } from './migrations.js';
 
-interface RelayRow {
-  id: string;
-  owner: string;
-  fleet: string;
-  host: string;
-  schema: string;
-  version: number;
-  rev: number;
-  config: string;
-  secret: string;
-  created_at: number;
-  updated_at: number;
-  deleted_at: number | null;
-  sync_status: string;
-  sync_error: string;
-  sync_attempts: number;
-  next_attempt_at: number | null;
-  synced_version: number;
-  last_synced_at: number | null;
-  acked_config: string | null;
-  acked_deleted: number;
-  expiring: string;
-  expiring_next_at: number | null;
-  acked_secret: string | null;
-}
-
-interface ActivityRow {
-  id: number;
-  type: string;
-  relay_id: string;
-  actor: string;
-  payload: string;
-  created_at: number;
-}
-
-interface FleetStateRow {
-  fleet: string;
-  version: number;
-  config_id: string;
-  owner: string | null;
-  actor: string;
-  state: string;
-  created_at: number;
-}
-
-const fromFleetStateRow = (row: FleetStateRow): FleetStateRecord => ({
-  fleet: row.fleet,
-  version: row.version,
-  configId: row.config_id,
-  owner: row.owner,
-  actor: row.actor,
-  createdAt: row.created_at,
-  state: JSON.parse(row.state) as FleetStateRecord['state'],
-});
-
-interface TokenRow {
-  id: string;
-  name: string;
-  role: string;
-  owner: string | null;
-  fleet: string | null;
-  created_at: number;
-  expires_at: number | null;
-  revoked_at: number | null;
-}
-
-const RELAY_COLUMNS = [
-  'id',
-  'owner',
-  'fleet',
-  'host',
-  'schema',
-  'version',
-  'rev',
-  'config',
-  'secret',
-  'created_at',
-  'updated_at',
-  'deleted_at',
-  'sync_status',
-  'sync_error',
-  'sync_attempts',
-  'next_attempt_at',
-  'synced_version',
-  'last_synced_at',
-  'acked_config',
-  'acked_deleted',
-  'expiring',
-  'expiring_next_at',
-  'acked_secret',
-] as const;
-
-function toRow(r: Relay): RelayRow {
-  return {
-    id: r.id,
-    owner: r.owner,
-    fleet: r.fleet,
-    host: r.config.host,
-    schema: r.config.schema,
-    version: r.version,
-    rev: r.rev,
-    config: JSON.stringify(r.config),
-    secret: r.secret,
-    created_at: r.createdAt,
-    updated_at: r.updatedAt,
-    deleted_at: r.deletedAt,
-    sync_status: r.sync.status,
-    sync_error: r.sync.error,
-    sync_attempts: r.sync.attempts,
-    next_attempt_at: r.sync.nextAttemptAt,
-    synced_version: r.sync.syncedVersion,
-    last_synced_at: r.sync.lastSyncedAt,
-    acked_config: r.sync.ackedConfig === null ? null : JSON.stringify(r.sync.ackedConfig),
-    acked_deleted: r.sync.ackedDeleted ? 1 : 0,
-    expiring: JSON.stringify(r.expiring ?? []),
-    expiring_next_at: nextExpiry(r.expiring),
-    acked_secret: r.sync.ackedSecret ?? null,
-  };
-}
-
-function fromRow(row: RelayRow): Relay {
-  return {
-    id: row.id,
-    owner: row.owner,
-    fleet: row.fleet,
-    version: row.version,
-    rev: row.rev,
-    config: JSON.parse(row.config) as RelayConfig,
-    secret: row.secret,
-    createdAt: row.created_at,
-    updatedAt: row.updated_at,
-    deletedAt: row.deleted_at,
-    sync: {
-      status: row.sync_status as SyncStatus,
-      error: row.sync_error,
-      attempts: row.sync_attempts,
-      nextAttemptAt: row.next_attempt_at,
-      syncedVersion: row.synced_version,
-      lastSyncedAt: row.last_synced_at,
-      ackedConfig:
-        row.acked_config === null ? null : (JSON.parse(row.acked_config) as Record<string, unknown>),
-      ackedDeleted: row.acked_deleted === 1,
-      ackedSecret: row.acked_secret,
-    },
-    expiring: JSON.parse(row.expiring) as ExpiringCredential[],
-  };
-}
-
-const fromActivityRow = (row: ActivityRow): Activity => ({
-  id: row.id,
-  type: row.type as ActivityType,
-  relayId: row.relay_id,
-  actor: row.actor,
-  payload: JSON.parse(row.payload) as Record<string, unknown>,
-  createdAt: row.created_at,
-});
-
-const fromTokenRow = (row: TokenRow): Token => ({
-  id: row.id,
-  name: row.name,
-  role: row.role as Role,
-  owner: row.owner,
-  fleet: row.fleet,
-  createdAt: row.created_at,
-  expiresAt: row.expires_at,
-  revokedAt: row.revoked_at,
-});
+/** SQLite has no boolean type: 0/1. */
+const BOOL = (b: boolean): number => (b ? 1 : 0);
 
 /** Maps a unique-index violation to the field it protects. */
 function conflictFrom(err: unknown, relay: Relay): StoreConflictError | undefined {
@@ -301,12 +147,12 @@ export class SqliteStore implements Store {
       if (batch.fence) this.checkFence(batch.fence);
       for (const write of batch.fleetStates ?? []) this.insertFleetState(write);
       for (const write of batch.relays) {
-        const row = toRow(write.relay);
+        const row = toRow(write.relay, BOOL);
         try {
           if (write.kind === 'insert') {
             this.stmts.insertRelay.run(row);
           } else {
-            const res = this.updateStatement(row, toRow(write.previous)).run({
+            const res = this.updateStatement(row, toRow(write.previous, BOOL)).run({
               ...row,
               expected_rev: write.previous.rev,
             });
