@@ -5,8 +5,9 @@ import { diffDocuments, mergeDiff } from '../../src/domain/fleet/diff.js';
 import { mergeUnder } from '../../src/domain/fleet/spec.js';
 import { canonicalString, relayChecksum } from '../../src/domain/fleet/state.js';
 import { generateSecretKey } from '../../src/domain/keys.js';
-import { canonicalJson, createRelaySchema, mergePatch, type Relay } from '../../src/domain/relay.js';
+import { canonicalJson, mergePatch, type Relay } from '../../src/domain/relay.js';
 import { waitForSync } from '../../src/fleet/wait.js';
+import { relayConfig } from '../support/relays.js';
 import { PUBKEY } from './helpers.js';
 
 const json = fc.letrec((tie) => ({
@@ -24,25 +25,14 @@ const json = fc.letrec((tie) => ({
 function relay(
   over: Record<string, unknown> = {},
 ): Pick<Relay, 'id' | 'owner' | 'fleet' | 'config' | 'secret'> {
-  const {
-    id: _i,
-    owner: _o,
-    fleet: _f,
-    secret: _s,
-    schema: _sc,
-    inactive: _in,
-    host,
-    ...sections
-  } = createRelaySchema.parse({
-    host: 'a.example.com',
-    info: { pubkey: PUBKEY, name: 'A "quoted" é' },
-    ...over,
-  });
   return {
     id: 'a',
     owner: 'default',
     fleet: 'edge',
-    config: { host, schema: 'a', inactive: false, ...sections },
+    config: relayConfig(
+      { host: 'a.example.com', info: { pubkey: PUBKEY, name: 'A "quoted" é' }, ...over },
+      'a',
+    ),
     secret: generateSecretKey(),
   };
 }

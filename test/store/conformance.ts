@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ActivityDraft } from '../../src/domain/activity.js';
 import { generateSecretKey } from '../../src/domain/keys.js';
-import { createRelaySchema, type Relay } from '../../src/domain/relay.js';
+import type { Relay } from '../../src/domain/relay.js';
 import {
   FencedError,
   type FleetStateRecord,
@@ -11,6 +11,7 @@ import {
   StoreConflictError,
 } from '../../src/store/port.js';
 import { keypair } from '../support/env.js';
+import { relayRecord } from '../support/relays.js';
 
 /** Behaviour every Store adapter must have. Each adapter's test file runs this suite. */
 export function storeConformance(
@@ -29,43 +30,7 @@ export function storeConformance(
       await cleanup();
     });
 
-    const relay = (id: string, over: Partial<Relay> = {}): Relay => {
-      const {
-        id: _i,
-        owner: _o,
-        fleet: _f,
-        secret: _s,
-        schema: _sc,
-        inactive: _in,
-        host,
-        ...sections
-      } = createRelaySchema.parse({ host: `${id}.example.com`, info: { pubkey } });
-      return {
-        id,
-        owner: 'alice',
-        fleet: 'default',
-        version: 1,
-        rev: 1,
-        config: { host, schema: id.replace(/-/g, '_'), inactive: false, ...sections },
-        secret: generateSecretKey(),
-        createdAt: 1000,
-        updatedAt: 1000,
-        deletedAt: null,
-        sync: {
-          status: 'pending',
-          error: '',
-          attempts: 0,
-          nextAttemptAt: null,
-          syncedVersion: 0,
-          lastSyncedAt: null,
-          ackedConfig: null,
-          ackedDeleted: true,
-          ackedSecret: null,
-        },
-        expiring: [],
-        ...over,
-      };
-    };
+    const relay = (id: string, over: Partial<Relay> = {}): Relay => relayRecord(id, pubkey, over);
     const act = (relayId: string, type: ActivityDraft['type'] = 'create_relay'): ActivityDraft => ({
       type,
       relayId,

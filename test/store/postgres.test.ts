@@ -1,6 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateSecretKey } from '../../src/domain/keys.js';
-import { createRelaySchema, type Relay } from '../../src/domain/relay.js';
+import type { Relay } from '../../src/domain/relay.js';
 import { openStore } from '../../src/store/open.js';
 import { migrations } from '../../src/store/postgres/migrations.js';
 import { parsePostgresUrl } from '../../src/store/postgres/options.js';
@@ -8,6 +7,7 @@ import { PostgresStore } from '../../src/store/postgres/pg-store.js';
 import { migrations as sqliteMigrations } from '../../src/store/sqlite/migrations.js';
 import { keypair } from '../support/env.js';
 import { freshSchema, postgresUrl, withPg } from '../support/postgres.js';
+import { relayRecord } from '../support/relays.js';
 import { storeConformance } from './conformance.js';
 
 const open = async (url: string) => PostgresStore.open(parsePostgresUrl(url, { poolSize: 4 }));
@@ -62,39 +62,8 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
       const store = await open(s.url);
       const reader = await open(s.url);
       const { pubkey } = keypair();
-      const base = createRelaySchema.parse({ host: 'x.example.com', info: { pubkey } });
-      const {
-        id: _i,
-        owner: _o,
-        fleet: _f,
-        secret: _s,
-        schema: _sc,
-        inactive: _in,
-        host: _h,
-        ...sections
-      } = base;
-      const relay = (id: string): Relay => ({
-        id,
-        owner: 'o',
-        fleet: 'default',
-        version: 1,
-        rev: 1,
-        config: { host: `${id}.example.com`, schema: id.replace(/-/g, '_'), inactive: false, ...sections },
-        secret: generateSecretKey(),
-        createdAt: 1,
-        updatedAt: 1,
-        deletedAt: null,
-        sync: {
-          status: 'pending',
-          error: '',
-          attempts: 0,
-          nextAttemptAt: null,
-          syncedVersion: 0,
-          lastSyncedAt: null,
-          ackedConfig: null,
-          ackedDeleted: true,
-        },
-      });
+      const relay = (id: string): Relay =>
+        relayRecord(id, pubkey, { owner: 'o', createdAt: 1, updatedAt: 1 });
       // 8 writers commit concurrently (the pool has 4 connections, a second store adds 4 more)
       // while a follower reads id > cursor and advances its cursor to the last id it saw: with
       // out-of-order visibility it would skip an id for good.
@@ -158,39 +127,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
       // One connection: every statement is prepared on it, so a name clash would surface.
       const store = await PostgresStore.open(parsePostgresUrl(s.url, { poolSize: 1 }));
       const { pubkey } = keypair();
-      const parsed = createRelaySchema.parse({ host: 'p.example.com', info: { pubkey } });
-      const {
-        id: _i,
-        owner: _o,
-        fleet: _f,
-        secret: _s,
-        schema: _sc,
-        inactive: _in,
-        host,
-        ...sections
-      } = parsed;
-      const r0: Relay = {
-        id: 'p',
-        owner: 'o',
-        fleet: 'default',
-        version: 1,
-        rev: 1,
-        config: { host, schema: 'p', inactive: false, ...sections },
-        secret: generateSecretKey(),
-        createdAt: 1,
-        updatedAt: 1,
-        deletedAt: null,
-        sync: {
-          status: 'pending',
-          error: '',
-          attempts: 0,
-          nextAttemptAt: null,
-          syncedVersion: 0,
-          lastSyncedAt: null,
-          ackedConfig: null,
-          ackedDeleted: true,
-        },
-      };
+      const r0: Relay = relayRecord('p', pubkey, { owner: 'o', createdAt: 1, updatedAt: 1 });
       await store.commit({ relays: [{ kind: 'insert', relay: r0 }], activities: [] });
       // Two column sets whose names share a prefix longer than PostgreSQL's 63-byte identifiers.
       const r1: Relay = {

@@ -1,0 +1,46 @@
+import { generateSecretKey } from '../../src/domain/keys.js';
+import { createRelaySchema, type Relay, type RelayConfig } from '../../src/domain/relay.js';
+
+/** A full zooid config as Command would store it: `input` goes through the create schema's defaults. */
+export function relayConfig(input: Record<string, unknown> & { host: string }, schema: string): RelayConfig {
+  const {
+    id: _i,
+    owner: _o,
+    fleet: _f,
+    secret: _s,
+    schema: _sc,
+    inactive: _in,
+    host,
+    ...sections
+  } = createRelaySchema.parse(input);
+  return { host, schema, inactive: false, ...sections };
+}
+
+/** A stored relay row for store-level tests: version 1, pending, never synced. */
+export function relayRecord(id: string, pubkey: string, over: Partial<Relay> = {}): Relay {
+  return {
+    id,
+    owner: 'alice',
+    fleet: 'default',
+    version: 1,
+    rev: 1,
+    config: relayConfig({ host: `${id}.example.com`, info: { pubkey } }, id.replace(/-/g, '_')),
+    secret: generateSecretKey(),
+    createdAt: 1000,
+    updatedAt: 1000,
+    deletedAt: null,
+    sync: {
+      status: 'pending',
+      error: '',
+      attempts: 0,
+      nextAttemptAt: null,
+      syncedVersion: 0,
+      lastSyncedAt: null,
+      ackedConfig: null,
+      ackedDeleted: true,
+      ackedSecret: null,
+    },
+    expiring: [],
+    ...over,
+  };
+}
