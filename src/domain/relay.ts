@@ -310,17 +310,31 @@ export function jsonEqual(a: unknown, b: unknown): boolean {
   return ka.every((k) => Object.hasOwn(ob, k) && jsonEqual((a as Record<string, unknown>)[k], ob[k]));
 }
 
-/** JSON with object keys sorted at every level: equal values give equal strings. */
+/**
+ * JSON with object keys sorted at every level (undefined members dropped, as JSON.stringify does):
+ * equal values give equal strings. Built directly rather than through a sorted copy, since fleet
+ * plans checksum every relay of a fleet; keys are sorted as strings, integer-like ones included.
+ */
 export function canonicalJson(value: unknown): string {
-  return JSON.stringify(sortKeys(value));
-}
-
-function sortKeys(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(sortKeys);
-  if (typeof value === 'object' && value !== null) {
-    const out: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) out[key] = sortKeys((value as Record<string, unknown>)[key]);
-    return out;
+  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) {
+      if (i) out += ',';
+      const v = value[i];
+      out += v === undefined || typeof v === 'function' ? 'null' : canonicalJson(v);
+    }
+    return `${out}]`;
   }
-  return value;
+  const obj = value as Record<string, unknown>;
+  let out = '{';
+  let first = true;
+  for (const key of Object.keys(obj).sort()) {
+    const v = obj[key];
+    if (v === undefined || typeof v === 'function') continue;
+    if (!first) out += ',';
+    first = false;
+    out += `${JSON.stringify(key)}:${canonicalJson(v)}`;
+  }
+  return `${out}}`;
 }

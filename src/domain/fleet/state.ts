@@ -1,6 +1,6 @@
 import { createHash, createHmac } from 'node:crypto';
 import { z } from 'zod';
-import { type Relay, relayConfigSchema } from '../relay.js';
+import { canonicalJson, type Relay, relayConfigSchema } from '../relay.js';
 
 /** The current version of the State format (seed 002's DefaultStateVersion). */
 export const STATE_VERSION = 'v1';
@@ -70,7 +70,7 @@ export function relayChecksum(relay: Pick<Relay, 'id' | 'owner' | 'fleet' | 'con
 /**
  * Where the keys of a relay document go in canonical order, derived once from the config schema
  * (so a field added to the schema is covered without touching this): canonicalizing a relay then
- * needs no sorting or key escaping. Anything not of that shape falls back to canonicalString.
+ * needs no sorting or key escaping. Anything not of that shape falls back to canonicalJson.
  */
 type Layout =
   | { kind: 'leaf' }
@@ -108,7 +108,7 @@ function serialize(value: unknown, layout: Layout): string {
   if (layout.kind === 'leaf' || value === null || typeof value !== 'object' || Array.isArray(value)) {
     if (typeof value === 'string') return JSON.stringify(value);
     if (typeof value === 'boolean') return value ? 'true' : 'false';
-    return canonicalString(value);
+    return canonicalJson(value);
   }
   const obj = value as Record<string, unknown>;
   if (layout.kind === 'record') {
@@ -116,47 +116,19 @@ function serialize(value: unknown, layout: Layout): string {
     let out = '{';
     for (let i = 0; i < keys.length; i++) {
       const v = obj[keys[i]!];
-      if (v === undefined) return canonicalString(value);
+      if (v === undefined) return canonicalJson(value);
       out += `${i ? ',' : ''}${JSON.stringify(keys[i])}:${serialize(v, layout.value)}`;
     }
     return `${out}}`;
   }
   let count = 0;
   for (const _ in obj) count++;
-  if (count !== layout.fields.length) return canonicalString(value);
+  if (count !== layout.fields.length) return canonicalJson(value);
   let out = '{';
   for (const field of layout.fields) {
     const v = obj[field.key];
-    if (v === undefined || !Object.hasOwn(obj, field.key)) return canonicalString(value);
+    if (v === undefined || !Object.hasOwn(obj, field.key)) return canonicalJson(value);
     out += field.prefix + serialize(v, field.layout);
-  }
-  return `${out}}`;
-}
-
-/**
- * The same string as canonicalJson (JSON with keys sorted at every level), built directly rather
- * than through a sorted copy: fleet plans checksum every relay of the fleet.
- */
-export function canonicalString(value: unknown): string {
-  if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) {
-    let out = '[';
-    for (let i = 0; i < value.length; i++) {
-      if (i) out += ',';
-      const v = value[i];
-      out += v === undefined || typeof v === 'function' ? 'null' : canonicalString(v);
-    }
-    return `${out}]`;
-  }
-  const obj = value as Record<string, unknown>;
-  let out = '{';
-  let first = true;
-  for (const key of Object.keys(obj).sort()) {
-    const v = obj[key];
-    if (v === undefined || typeof v === 'function') continue;
-    if (!first) out += ',';
-    first = false;
-    out += `${JSON.stringify(key)}:${canonicalString(v)}`;
   }
   return `${out}}`;
 }
@@ -178,5 +150,5 @@ export function sameState(previous: FleetState | undefined, next: FleetState): b
       return false;
     }
   }
-  return canonicalString(previous.orphans) === canonicalString(next.orphans);
+  return canonicalJson(previous.orphans) === canonicalJson(next.orphans);
 }
