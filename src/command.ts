@@ -51,6 +51,7 @@ import {
   StoreConflictError,
   type WriteBatch,
 } from './store/port.js';
+import { RelayCache } from './store/relay-cache.js';
 
 export interface CommandResult {
   relay: Relay;
@@ -81,11 +82,21 @@ export class Command {
   /** Writers of one relay in this process queue up instead of racing on its rev. */
   private readonly locks = new KeyedMutex();
 
+  /**
+   * @param cache relays as last read or committed, shared by the Commands of one process (the API's
+   *   and the sync worker's) so one's writes do not make the other's entries stale.
+   */
   constructor(
     private readonly store: Store,
     private readonly notifier: Notifier,
     private readonly clock: Clock,
+    private readonly cache = new RelayCache(),
   ) {}
+
+  /** A Command over another view of the same store (e.g. fenced) sharing this one's relay cache. */
+  over(store: Store): Command {
+    return new Command(store, this.notifier, this.clock, this.cache);
+  }
 
   /** In-process applies of each fleet: a second concurrent apply of one fleet is refused. */
   private readonly applyingFleets = new Set<string>();
@@ -96,7 +107,7 @@ export class Command {
     const { id } = draft;
 
     return this.retrying(id, async () => {
-      const existing = await this.store.getRelay(id);
+      const existing = await this.load(id);
       if (existing && existing.deletedAt === null) {
         throw new BosunError('id_conflict', `id: relay ${JSON.stringify(id)} already exists`, `relay/${id}`);
       }
@@ -201,7 +212,7 @@ export class Command {
    */
   async expireCredentials(id: string, actor = 'system:credential_expiry'): Promise<CommandResult | null> {
     return this.retrying(id, async () => {
-      const current = await this.store.getRelay(id);
+      const current = await this.load(id);
       if (!current?.expiring?.length) return null;
       const now = this.clock.now();
       const kept = unexpired(current.expiring, now);
@@ -241,7 +252,7 @@ export class Command {
     actor = 'system:infra',
   ): Promise<CommandResult | null> {
     return this.retrying(id, async () => {
-      const current = await this.store.getRelay(id);
+      const current = await this.load(id);
       if (!current || ack.version < current.sync.syncedVersion) return null;
       const now = this.clock.now();
       const upToDate = ack.version === current.version;
@@ -276,7 +287,7 @@ export class Command {
     actor = 'system:infra',
   ): Promise<CommandResult | null> {
     return this.retrying(id, async () => {
-      const current = await this.store.getRelay(id);
+      const current = await this.load(id);
       if (!current || current.version !== failure.version) return null;
       const error = truncateError(failure.error);
       const status = failure.nextAttemptAt === null ? 'failed' : 'retrying';
@@ -366,7 +377,7 @@ export class Command {
           const computed = await this.computeFleet(store, principal, fleet, resolved, opts.prune);
           if (!computed.batch) return computed.result;
           try {
-            const activities = await this.publish(store.commit(computed.batch));
+            const activities = await this.publish(computed.batch, store);
             return { ...computed.result, activities: activities.length };
           } catch (err) {
             if (err instanceof StaleFleetStateError) throw concurrentApply(fleet, err.actual);
@@ -793,7 +804,7 @@ export class Command {
   }
 
   private async visible(principal: Principal, id: string): Promise<Relay> {
-    const relay = await this.store.getRelay(id);
+    const relay = await this.load(id);
     if (!relay || relay.deletedAt !== null || !canSee(principal, relay)) throw relayNotFound(id);
     return relay;
   }
@@ -811,18 +822,33 @@ export class Command {
     return { type, relayId, actor, payload, createdAt: this.clock.now() };
   }
 
+  /** The relay as last read or committed here, else from the store; its rev guards the write. */
+  private async load(id: string): Promise<Relay | undefined> {
+    const cached = this.cache.get(id);
+    if (cached) return cached;
+    const relay = await this.store.getRelay(id);
+    if (relay) this.cache.set(relay);
+    return relay;
+  }
+
   private commitInsert(relay: Relay, activity: ActivityDraft): Promise<Activity[]> {
-    return this.publish(this.store.commit({ relays: [{ kind: 'insert', relay }], activities: [activity] }));
+    return this.publish({ relays: [{ kind: 'insert', relay }], activities: [activity] });
   }
 
   private commit(relay: Relay, activity: ActivityDraft, previous: Relay): Promise<Activity[]> {
-    return this.publish(
-      this.store.commit({ relays: [{ kind: 'update', relay, previous }], activities: [activity] }),
-    );
+    return this.publish({ relays: [{ kind: 'update', relay, previous }], activities: [activity] });
   }
 
-  private async publish(committed: Promise<Activity[]>): Promise<Activity[]> {
-    const activities = await committed;
+  /** Commits, then notifies. A failed batch drops its relays from the cache: the next try reads them. */
+  private async publish(batch: WriteBatch, store = this.store): Promise<Activity[]> {
+    let activities: Activity[];
+    try {
+      activities = await store.commit(batch);
+    } catch (err) {
+      for (const write of batch.relays) this.cache.delete(write.relay.id);
+      throw err;
+    }
+    for (const write of batch.relays) this.cache.set(write.relay);
     this.notifier.publish(activities);
     return activities;
   }

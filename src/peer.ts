@@ -373,7 +373,7 @@ export class Peer {
     return new Infra({
       store: this.workerStore,
       // A Command of its own over the fenced store: sync outcomes of a lost term are refused.
-      command: new Command(this.workerStore, this.notifier, this.clock),
+      command: this.command.over(this.workerStore),
       client,
       blossomS3: blossomS3FromEnv(this.config.blossomS3Env),
       clock: this.clock,

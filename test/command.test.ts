@@ -43,6 +43,33 @@ describe('Command', () => {
     expect(JSON.stringify(activity)).not.toContain(relay.secret);
   });
 
+  it('writes from a cached relay, and a process that changed it meanwhile loses nothing', async () => {
+    await command.createRelay(admin, relayBody('r1', pubkey));
+    await command.updateRelay(admin, 'r1', { info: { name: 'one' } }); // cached here now
+    // Another process on the same file changes the relay behind this Command's back.
+    const other = new SqliteStore(join(dir.path, 'bosun.db'));
+    const elsewhere = new Command(other, new Notifier(), clock);
+    await elsewhere.updateRelay(admin, 'r1', { groups: { enabled: true } });
+    await elsewhere.deactivateRelay(admin, 'r1');
+    await other.close();
+    // The stale cached rev fails the write's compare-and-set; the retry reads the row again.
+    const { relay } = await command.updateRelay(admin, 'r1', { info: { name: 'two' } });
+    expect(relay.version).toBe(5);
+    expect(relay.config).toMatchObject({ inactive: true, groups: { enabled: true }, info: { name: 'two' } });
+    expect(await store.getRelay('r1')).toEqual(relay);
+    const versions = (await store.activitiesAfter({ after: 0, relayId: 'r1', limit: 10 })).map(
+      (a) => a.payload.version,
+    );
+    expect(versions).toEqual([1, 2, 3, 4, 5]);
+    // A relay deleted elsewhere is gone for this Command too, cache or not.
+    const third = new SqliteStore(join(dir.path, 'bosun.db'));
+    await new Command(third, new Notifier(), clock).deleteRelay(admin, 'r1');
+    await third.close();
+    await expect(command.updateRelay(admin, 'r1', { info: { name: 'three' } })).rejects.toMatchObject({
+      code: 'relay_not_found',
+    });
+  });
+
   it('bumps the version only when something zooid sees changes', async () => {
     await command.createRelay(admin, relayBody('r1', pubkey));
     const same = await command.updateRelay(admin, 'r1', { info: { name: 'r1' } });

@@ -241,24 +241,11 @@ export function editableDocument(relay: Relay): Record<string, unknown> {
   return { fleet: relay.fleet, ...relay.config };
 }
 
-const patchableKeys = new Set([
-  'fleet',
-  'host',
-  'schema',
-  'inactive',
-  'info',
-  'policy',
-  'groups',
-  'management',
-  'blossom',
-  'livekit',
-  'push',
-  'roles',
-]);
-
 const updatedDocumentSchema = relayConfigSchema.extend({
   fleet: createRelaySchema.shape.fleet.unwrap(),
 });
+const documentKeys = Object.keys(updatedDocumentSchema.shape) as (keyof typeof updatedDocumentSchema.shape)[];
+const patchableKeys = new Set<string>(documentKeys);
 
 /**
  * Applies an RFC 7396 JSON merge patch to a relay's editable document and validates the result.
@@ -274,11 +261,31 @@ export function applyRelayPatch(relay: Relay, patch: unknown): { fleet: string; 
     if (key === 'id' || key === 'owner') throw invalid(`${key}: cannot be changed`);
     if (!patchableKeys.has(key)) throw invalid(`${key}: unknown field`);
   }
-  const next = mergePatch(editableDocument(relay), patch) as Record<string, unknown>;
-  if (next.schema !== relay.config.schema) {
-    throw invalid(`schema: is immutable (zooid keys the relay's data by it); it is ${relay.config.schema}`);
+  const doc = editableDocument(relay);
+  const immutableSchema = () =>
+    invalid(`schema: is immutable (zooid keys the relay's data by it); it is ${relay.config.schema}`);
+  if (documentKeys.some((key) => !(key in doc))) {
+    // A document stored before one of its sections existed: validate (and default) it whole.
+    const next = mergePatch(doc, patch) as Record<string, unknown>;
+    if (next.schema !== relay.config.schema) throw immutableSchema();
+    const { fleet, ...config } = parseOrThrow(updatedDocumentSchema, next);
+    return { fleet, config };
   }
-  const { fleet, ...config } = parseOrThrow(updatedDocumentSchema, next);
+  // The stored document is valid and no rule spans two sections, so only the sections the patch
+  // touches are validated again: a one-field update does not pay for the whole document.
+  const changes = patch as Record<string, unknown>;
+  const next: Record<string, unknown> = { ...doc };
+  const issues: z.core.$ZodIssue[] = [];
+  for (const key of documentKeys) {
+    if (!(key in changes)) continue;
+    const merged = changes[key] === null ? undefined : mergePatch(doc[key], changes[key]);
+    if (key === 'schema' && merged !== relay.config.schema) throw immutableSchema();
+    const result = updatedDocumentSchema.shape[key].safeParse(merged);
+    if (result.success) next[key] = result.data;
+    else for (const issue of result.error.issues) issues.push({ ...issue, path: [key, ...issue.path] });
+  }
+  if (issues.length > 0) throw invalid(describeIssues(new z.ZodError(issues)));
+  const { fleet, ...config } = next as z.output<typeof updatedDocumentSchema>;
   return { fleet, config };
 }
 

@@ -102,7 +102,19 @@ export const RELAY_COLUMNS = [
   'acked_secret',
 ] as const;
 
-export function toRow(r: Relay, bool: (b: boolean) => boolean | number): RelayRow {
+/**
+ * A relay's row. With `basis` (the relay this one succeeds, and its row), JSON columns whose object
+ * did not change — same reference: writes copy the parts they leave alone — reuse the basis's
+ * text instead of serializing again; a typical update changes the config and no other JSON.
+ */
+export function toRow(
+  r: Relay,
+  bool: (b: boolean) => boolean | number,
+  basis?: { relay: Relay; row: RelayRow },
+): RelayRow {
+  const reuse = <T>(next: T, previous: (b: Relay) => T): boolean =>
+    basis !== undefined && next !== undefined && next === previous(basis.relay);
+  const sameExpiring = reuse(r.expiring, (b) => b.expiring);
   return {
     id: r.id,
     owner: r.owner,
@@ -111,7 +123,7 @@ export function toRow(r: Relay, bool: (b: boolean) => boolean | number): RelayRo
     schema: r.config.schema,
     version: r.version,
     rev: r.rev,
-    config: JSON.stringify(r.config),
+    config: reuse(r.config, (b) => b.config) ? basis!.row.config : JSON.stringify(r.config),
     secret: r.secret,
     created_at: r.createdAt,
     updated_at: r.updatedAt,
@@ -122,10 +134,14 @@ export function toRow(r: Relay, bool: (b: boolean) => boolean | number): RelayRo
     next_attempt_at: r.sync.nextAttemptAt,
     synced_version: r.sync.syncedVersion,
     last_synced_at: r.sync.lastSyncedAt,
-    acked_config: r.sync.ackedConfig === null ? null : JSON.stringify(r.sync.ackedConfig),
+    acked_config: reuse(r.sync.ackedConfig, (b) => b.sync.ackedConfig)
+      ? basis!.row.acked_config
+      : r.sync.ackedConfig === null
+        ? null
+        : JSON.stringify(r.sync.ackedConfig),
     acked_deleted: bool(r.sync.ackedDeleted),
-    expiring: JSON.stringify(r.expiring ?? []),
-    expiring_next_at: nextExpiry(r.expiring),
+    expiring: sameExpiring ? basis!.row.expiring : JSON.stringify(r.expiring ?? []),
+    expiring_next_at: sameExpiring ? basis!.row.expiring_next_at : nextExpiry(r.expiring),
     acked_secret: r.sync.ackedSecret ?? null,
   };
 }

@@ -268,6 +268,34 @@ export function storeConformance(
       expect(next?.id).toBe(4);
     });
 
+    it("reads one relay's history across batches, several per batch, a rewrite and pruning", async () => {
+      const a1 = relay('a');
+      await store.commit({ relays: [{ kind: 'insert', relay: a1 }], activities: [act('a')] }); // 1
+      await store.commit({ relays: [{ kind: 'insert', relay: relay('b') }], activities: [act('b')] }); // 2
+      const a2 = { ...a1, rev: 2, version: 2 };
+      await store.commit({
+        relays: [{ kind: 'update', relay: a2, previous: a1 }],
+        activities: [act('a', 'update_relay'), act('b', 'resync_relay'), act('a', 'complete_relay_sync')], // 3, 4, 5
+      });
+      await store.commit({ relays: [], activities: [act('a', 'resync_relay')] }); // 6
+      const ids = async (after: number, limit = 10) =>
+        (await store.activitiesAfter({ after, relayId: 'a', limit })).map((x) => x.id);
+      expect(await ids(0)).toEqual([1, 3, 5, 6]);
+      expect(await ids(3)).toEqual([5, 6]);
+      expect(await ids(0, 2)).toEqual([1, 3]);
+      expect(await ids(6)).toEqual([]);
+      expect((await store.activitiesAfter({ after: 0, relayId: 'b', limit: 10 })).map((x) => x.id)).toEqual([
+        2, 4,
+      ]);
+      expect(await store.activitiesAfter({ after: 0, relayId: 'nobody', limit: 10 })).toEqual([]);
+      // Pruning the oldest leaves the rest of the history readable.
+      expect(await store.pruneActivities({ before: 5000, maxId: 3, limit: 100 })).toBe(3);
+      expect(await ids(0)).toEqual([5, 6]);
+      expect((await store.activitiesAfter({ after: 0, relayId: 'b', limit: 10 })).map((x) => x.id)).toEqual([
+        4,
+      ]);
+    });
+
     it('reads many relays by id in one call, deleted ones included, unknown ids left out', async () => {
       const a = relay('a');
       const c = relay('c');

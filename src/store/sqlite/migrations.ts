@@ -1,7 +1,9 @@
 /**
  * Numbered, append-only migrations for the SQLite adapter. Never edit an applied one; add the next.
+ * PostgreSQL's list mirrors this one (same versions and names) except the `sqliteOnly` entries,
+ * which change how SQLite stores something the PostgreSQL adapter does differently.
  */
-export const migrations: { version: number; name: string; sql: string }[] = [
+export const migrations: { version: number; name: string; sql: string; sqliteOnly?: true }[] = [
   {
     version: 1,
     name: 'relays, activities, tokens, cursors',
@@ -102,6 +104,25 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       INSERT INTO cursors (name, position)
         VALUES ('autoconfig:epoch', (random() & 9007199254740990) + 1)
         ON CONFLICT(name) DO NOTHING;
+    `,
+  },
+  {
+    version: 4,
+    name: 'per-relay activity chain instead of an index',
+    // PostgreSQL keeps its activities(relay_id, id) index: the extra page is not its bottleneck.
+    sqliteOnly: true,
+    sql: `
+      -- Each activity points to the relay's previous one, and the relay row to its newest. A write
+      -- already rewrites the relay row, so keeping the chain costs nothing, while the index it
+      -- replaces cost every write one more page in the WAL (a third of the transaction). Reading
+      -- one relay's history walks the chain back from the newest: cheap for recent history (the
+      -- dashboard, a tail), linear in the relay's retained history for a read from the start.
+      ALTER TABLE activities ADD COLUMN prev_id INTEGER;
+      ALTER TABLE relays ADD COLUMN last_activity_id INTEGER;
+      UPDATE activities SET prev_id = (
+        SELECT MAX(b.id) FROM activities b WHERE b.relay_id = activities.relay_id AND b.id < activities.id);
+      UPDATE relays SET last_activity_id = (SELECT MAX(a.id) FROM activities a WHERE a.relay_id = relays.id);
+      DROP INDEX activities_relay;
     `,
   },
 ];

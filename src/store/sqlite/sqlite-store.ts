@@ -74,7 +74,9 @@ export class SqliteStore implements Store {
     const params = RELAY_COLUMNS.map((c) => `@${c}`).join(', ');
     const db = this.db;
     this.stmts = {
-      insertRelay: db.prepare(`INSERT INTO relays (${cols}) VALUES (${params})`),
+      insertRelay: db.prepare(
+        `INSERT INTO relays (${cols}, last_activity_id) VALUES (${params}, @last_activity_id)`,
+      ),
       getRelay: db.prepare('SELECT * FROM relays WHERE id = ?'),
       getRelays: db.prepare('SELECT * FROM relays WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id'),
       relayHeads: db.prepare(
@@ -91,8 +93,14 @@ export class SqliteStore implements Store {
          VALUES (@fleet, @version, @config_id, @owner, @actor, @state, @created_at)`,
       ),
       insertActivity: db.prepare(
-        'INSERT INTO activities (type, relay_id, actor, payload, created_at) VALUES (?, ?, ?, ?, ?)',
+        'INSERT INTO activities (type, relay_id, actor, payload, created_at, prev_id) VALUES (?, ?, ?, ?, ?, ?)',
       ),
+      /** The relay's first activity in a batch: its predecessor is the head the relay row records. */
+      insertActivityAfterHead: db.prepare(
+        `INSERT INTO activities (type, relay_id, actor, payload, created_at, prev_id)
+         VALUES (?, ?, ?, ?, ?, (SELECT last_activity_id FROM relays WHERE id = ?))`,
+      ),
+      setHead: db.prepare('UPDATE relays SET last_activity_id = ? WHERE id = ?'),
       lastActivity: db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM activities'),
       needingSync: db.prepare(
         `SELECT * FROM relays
@@ -146,15 +154,45 @@ export class SqliteStore implements Store {
     this.commitTx = this.db.transaction((batch: WriteBatch): Activity[] => {
       if (batch.fence) this.checkFence(batch.fence);
       for (const write of batch.fleetStates ?? []) this.insertFleetState(write);
+      // Activities first: each relay's newest one becomes the chain head written with its row.
+      const heads = new Map<string, number>();
+      const activities = batch.activities.map((a) => {
+        const payload = JSON.stringify(a.payload);
+        const prev = heads.get(a.relayId);
+        const res =
+          prev === undefined
+            ? this.stmts.insertActivityAfterHead.run(
+                a.type,
+                a.relayId,
+                a.actor,
+                payload,
+                a.createdAt,
+                a.relayId,
+              )
+            : this.stmts.insertActivity.run(a.type, a.relayId, a.actor, payload, a.createdAt, prev);
+        const id = Number(res.lastInsertRowid);
+        heads.set(a.relayId, id);
+        return { ...a, id };
+      });
       for (const write of batch.relays) {
-        const row = toRow(write.relay, BOOL);
+        const head = heads.get(write.relay.id);
+        heads.delete(write.relay.id);
+        const previous = write.kind === 'update' ? write.previous : undefined;
+        const previousRow = previous && this.rowOf(previous);
+        const row = toRow(
+          write.relay,
+          BOOL,
+          previous && previousRow && { relay: previous, row: previousRow },
+        );
+        this.remember(write.relay, row);
         try {
-          if (write.kind === 'insert') {
-            this.stmts.insertRelay.run(row);
+          if (!previous || !previousRow) {
+            this.stmts.insertRelay.run({ ...row, last_activity_id: head ?? null });
           } else {
-            const res = this.updateStatement(row, toRow(write.previous, BOOL)).run({
+            const res = this.updateStatement(row, previousRow, head !== undefined).run({
               ...row,
-              expected_rev: write.previous.rev,
+              expected_rev: previous.rev,
+              last_activity_id: head,
             });
             if (res.changes !== 1) throw new StaleWriteError(write.relay.id);
           }
@@ -162,17 +200,27 @@ export class SqliteStore implements Store {
           throw conflictFrom(err, write.relay) ?? err;
         }
       }
-      return batch.activities.map((a) => {
-        const res = this.stmts.insertActivity.run(
-          a.type,
-          a.relayId,
-          a.actor,
-          JSON.stringify(a.payload),
-          a.createdAt,
-        );
-        return { ...a, id: Number(res.lastInsertRowid) };
-      });
+      for (const [relayId, head] of heads) this.stmts.setHead.run(head, relayId);
+      return activities;
     });
+  }
+
+  /**
+   * The row of the relay object this store last read or wrote, per id (relays are immutable
+   * values): the write of its successor diffs against it and reuses its JSON text instead of
+   * serializing again. Bounded; a plain Map because a WeakMap's ephemerons cost every GC.
+   */
+  private readonly rows = new Map<string, { relay: Relay; row: RelayRow }>();
+
+  private remember(relay: Relay, row: RelayRow): void {
+    this.rows.delete(relay.id);
+    this.rows.set(relay.id, { relay, row });
+    if (this.rows.size > 10_000) this.rows.delete(this.rows.keys().next().value as string);
+  }
+
+  private rowOf(relay: Relay): RelayRow {
+    const known = this.rows.get(relay.id);
+    return known?.relay === relay ? known.row : toRow(relay, BOOL);
   }
 
   private readonly updates = new Map<string, Database.Statement>();
@@ -182,8 +230,9 @@ export class SqliteStore implements Store {
    * others, which roughly halves the cost of a typical config change. Statements are cached per
    * column set (a handful in practice).
    */
-  private updateStatement(next: RelayRow, previous: RelayRow): Database.Statement {
-    const changed = RELAY_COLUMNS.filter((c) => c !== 'id' && next[c] !== previous[c]);
+  private updateStatement(next: RelayRow, previous: RelayRow, head: boolean): Database.Statement {
+    const changed: string[] = RELAY_COLUMNS.filter((c) => c !== 'id' && next[c] !== previous[c]);
+    if (head) changed.push('last_activity_id');
     const key = changed.join(',');
     let stmt = this.updates.get(key);
     if (!stmt) {
@@ -271,7 +320,10 @@ export class SqliteStore implements Store {
 
   async getRelay(id: string): Promise<Relay | undefined> {
     const row = this.stmts.getRelay.get(id) as RelayRow | undefined;
-    return row && fromRow(row);
+    if (!row) return undefined;
+    const relay = fromRow(row);
+    this.remember(relay, row);
+    return relay;
   }
 
   async listRelays(filter: RelayFilter): Promise<Relay[]> {
@@ -335,17 +387,25 @@ export class SqliteStore implements Store {
   async activitiesAfter(filter: ActivityFilter): Promise<Activity[]> {
     const where = ['a.id > ?'];
     const args: unknown[] = [filter.after];
-    if (filter.relayId !== undefined) {
-      where.push('a.relay_id = ?');
-      args.push(filter.relayId);
-    }
     let from = 'activities a';
+    let chain = '';
+    if (filter.relayId !== undefined) {
+      // One relay's activities: walk its chain back from the newest to the cursor (migration 4).
+      chain = `WITH RECURSIVE chain(id) AS (
+                 SELECT last_activity_id FROM relays WHERE id = ?
+                 UNION ALL
+                 SELECT p.prev_id FROM activities p JOIN chain ON p.id = chain.id WHERE p.prev_id > ?
+               ) `;
+      args.unshift(filter.relayId, filter.after);
+      from += ' JOIN chain ON chain.id = a.id';
+    }
     if (filter.owner !== undefined) {
       from += ' JOIN relays r ON r.id = a.relay_id';
       where.push('r.owner = ?');
       args.push(filter.owner);
     }
-    const sql = `SELECT a.* FROM ${from} WHERE ${where.join(' AND ')} ORDER BY a.id LIMIT ?`;
+    const sql = `${chain}SELECT a.id, a.type, a.relay_id, a.actor, a.payload, a.created_at FROM ${from}
+                 WHERE ${where.join(' AND ')} ORDER BY a.id LIMIT ?`;
     return (this.db.prepare(sql).all(...args, filter.limit) as ActivityRow[]).map(fromActivityRow);
   }
 
