@@ -298,9 +298,21 @@ export class SqliteStore implements Store {
     return this.stmts.relayHeads.all(fleet) as RelayHead[];
   }
 
+  /**
+   * Fleet states never change once written, so the newest one is kept parsed per fleet: a plan
+   * checks its version (one indexed read) instead of parsing a 10,000-relay State again.
+   */
+  private readonly latestStates = new Map<string, FleetStateRecord>();
+
   async latestFleetState(fleet: string): Promise<FleetStateRecord | undefined> {
+    const { version } = this.stmts.latestFleetVersion.get(fleet) as { version: number };
+    const cached = this.latestStates.get(fleet);
+    if (cached?.version === version) return cached;
     const row = this.stmts.latestFleetState.get(fleet) as FleetStateRow | undefined;
-    return row && fromFleetStateRow(row);
+    if (!row) return undefined;
+    const record = fromFleetStateRow(row);
+    this.latestStates.set(fleet, record);
+    return record;
   }
 
   async listFleetStates(filter: FleetStateFilter): Promise<FleetStateRecord[]> {
