@@ -261,32 +261,37 @@ export function applyRelayPatch(relay: Relay, patch: unknown): { fleet: string; 
     if (key === 'id' || key === 'owner') throw invalid(`${key}: cannot be changed`);
     if (!patchableKeys.has(key)) throw invalid(`${key}: unknown field`);
   }
-  const doc = editableDocument(relay);
-  const immutableSchema = () =>
-    invalid(`schema: is immutable (zooid keys the relay's data by it); it is ${relay.config.schema}`);
-  if (documentKeys.some((key) => !(key in doc))) {
+  if (!documentKeys.every((key) => key === 'fleet' || key in relay.config)) {
     // A document stored before one of its sections existed: validate (and default) it whole.
-    const next = mergePatch(doc, patch) as Record<string, unknown>;
-    if (next.schema !== relay.config.schema) throw immutableSchema();
+    const next = mergePatch(editableDocument(relay), patch) as Record<string, unknown>;
+    if (next.schema !== relay.config.schema) throw immutableSchema(relay);
     const { fleet, ...config } = parseOrThrow(updatedDocumentSchema, next);
     return { fleet, config };
   }
   // The stored document is valid and no rule spans two sections, so only the sections the patch
   // touches are validated again: a one-field update does not pay for the whole document.
   const changes = patch as Record<string, unknown>;
-  const next: Record<string, unknown> = { ...doc };
-  const issues: z.core.$ZodIssue[] = [];
+  let fleet = relay.fleet;
+  const config: Record<string, unknown> = { ...relay.config };
+  let issues: z.core.$ZodIssue[] | undefined;
   for (const key of documentKeys) {
     if (!(key in changes)) continue;
-    const merged = changes[key] === null ? undefined : mergePatch(doc[key], changes[key]);
-    if (key === 'schema' && merged !== relay.config.schema) throw immutableSchema();
+    const current = key === 'fleet' ? fleet : config[key];
+    const merged = changes[key] === null ? undefined : mergePatch(current, changes[key]);
+    if (key === 'schema' && merged !== relay.config.schema) throw immutableSchema(relay);
     const result = updatedDocumentSchema.shape[key].safeParse(merged);
-    if (result.success) next[key] = result.data;
-    else for (const issue of result.error.issues) issues.push({ ...issue, path: [key, ...issue.path] });
+    if (!result.success) {
+      issues ??= [];
+      for (const issue of result.error.issues) issues.push({ ...issue, path: [key, ...issue.path] });
+    } else if (key === 'fleet') fleet = result.data as string;
+    else config[key] = result.data;
   }
-  if (issues.length > 0) throw invalid(describeIssues(new z.ZodError(issues)));
-  const { fleet, ...config } = next as z.output<typeof updatedDocumentSchema>;
-  return { fleet, config };
+  if (issues) throw invalid(describeIssues(new z.ZodError(issues)));
+  return { fleet, config: config as RelayConfig };
+}
+
+function immutableSchema(relay: Relay) {
+  return invalid(`schema: is immutable (zooid keys the relay's data by it); it is ${relay.config.schema}`);
 }
 
 export function mergePatch(target: unknown, patch: unknown): unknown {

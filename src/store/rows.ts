@@ -112,9 +112,10 @@ export function toRow(
   bool: (b: boolean) => boolean | number,
   basis?: { relay: Relay; row: RelayRow },
 ): RelayRow {
-  const reuse = <T>(next: T, previous: (b: Relay) => T): boolean =>
-    basis !== undefined && next !== undefined && next === previous(basis.relay);
-  const sameExpiring = reuse(r.expiring, (b) => b.expiring);
+  const prev = basis?.relay;
+  const sameConfig = prev !== undefined && r.config === prev.config;
+  const sameAcked = prev !== undefined && r.sync.ackedConfig === prev.sync.ackedConfig;
+  const sameExpiring = prev !== undefined && r.expiring !== undefined && r.expiring === prev.expiring;
   return {
     id: r.id,
     owner: r.owner,
@@ -123,7 +124,7 @@ export function toRow(
     schema: r.config.schema,
     version: r.version,
     rev: r.rev,
-    config: reuse(r.config, (b) => b.config) ? basis!.row.config : JSON.stringify(r.config),
+    config: sameConfig ? basis!.row.config : JSON.stringify(r.config),
     secret: r.secret,
     created_at: r.createdAt,
     updated_at: r.updatedAt,
@@ -134,7 +135,7 @@ export function toRow(
     next_attempt_at: r.sync.nextAttemptAt,
     synced_version: r.sync.syncedVersion,
     last_synced_at: r.sync.lastSyncedAt,
-    acked_config: reuse(r.sync.ackedConfig, (b) => b.sync.ackedConfig)
+    acked_config: sameAcked
       ? basis!.row.acked_config
       : r.sync.ackedConfig === null
         ? null
