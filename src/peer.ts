@@ -33,6 +33,7 @@ import { Observer } from './observer/observer.js';
 import { Query } from './query.js';
 import { openStore } from './store/open.js';
 import { FencedError, type Store } from './store/port.js';
+import { StorageHealth, watchStorage } from './store/storage-errors.js';
 import { blossomS3FromEnv } from './zooid/body.js';
 import { ZooidClient } from './zooid/client.js';
 import { createNip98Signer, nip98Ready } from './zooid/nip98.js';
@@ -72,6 +73,8 @@ export class Peer {
   readonly lease: WorkerLease;
   /** The workers' view of the store: sync-state commits and cursor writes carry the lease's fence. */
   private readonly workerStore: Store;
+  /** Whether the database refuses writes (disk full, I/O errors): shown by /readyz. */
+  readonly storage: StorageHealth;
   private readonly group: ServiceGroup;
   private readonly clock: Clock;
   private readonly random: Random;
@@ -89,8 +92,9 @@ export class Peer {
     readonly tokens: TokenService,
     readonly metrics: Metrics,
     private readonly replication: Replication,
-    deps: Required<Pick<PeerDeps, 'clock' | 'random'>> & Pick<PeerDeps, 'fetch'>,
+    deps: Required<Pick<PeerDeps, 'clock' | 'random'>> & Pick<PeerDeps, 'fetch'> & { storage: StorageHealth },
   ) {
+    this.storage = deps.storage;
     this.lease = replication.lease;
     this.workerStore = fencedStore(store, () => this.lease.fence);
     this.clock = deps.clock;
@@ -130,6 +134,11 @@ export class Peer {
       targets: () => (this.targetHealth ? [this.targetHealth.status()] : []),
       notifier,
       readiness: {
+        // A full disk shows here but keeps bosun ready: reads, agent streams and the dashboard work.
+        database: async () => {
+          await store.ping();
+          return this.storage.status();
+        },
         lease: () => (this.lease.held ? 'holder' : 'standby'),
         ...(this.observer
           ? {
@@ -156,14 +165,16 @@ export class Peer {
   static async create(config: ServeConfig, deps: PeerDeps = {}): Promise<Peer> {
     const logger = deps.logger ?? createLogger({ level: config.logLevel });
     const clock = deps.clock ?? systemClock;
-    const store = await openStore(config.databaseUrl, config.postgres);
+    const storage = new StorageHealth(clock, logger.child({ service: 'storage' }));
+    const rawStore = await openStore(config.databaseUrl, config.postgres);
+    const store = watchStorage(rawStore, storage);
     const notifier = new Notifier((err) => logger.error({ err }, 'change listener failed'));
     const command = new Command(store, notifier, clock);
     const query = new Query(store);
     const tokens = new TokenService(store, clock, config.adminToken);
     const metrics = createMetrics();
     const replication = await startReplication({
-      store,
+      store: rawStore,
       notifier,
       logger,
       ttlMs: config.leaseTtlMs,
@@ -174,6 +185,7 @@ export class Peer {
       clock,
       random: deps.random ?? systemRandom,
       ...(deps.fetch ? { fetch: deps.fetch } : {}),
+      storage,
     });
     await peer.bootstrapAdmin();
     return peer;

@@ -19,6 +19,8 @@ export type ErrorCode =
   | 'unsupported_media_type'
   | 'too_many_requests'
   | 'unavailable'
+  | 'storage_full'
+  | 'storage_unavailable'
   | 'internal';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -37,6 +39,10 @@ const STATUS: Record<ErrorCode, number> = {
   unsupported_media_type: 415,
   too_many_requests: 429,
   unavailable: 503,
+  // The database's disk is full (nothing was changed; the request works again once space is
+  // freed) or its storage fails with I/O errors: src/store/storage-errors.ts.
+  storage_full: 503,
+  storage_unavailable: 503,
   internal: 500,
 };
 

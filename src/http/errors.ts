@@ -1,9 +1,12 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { BosunError } from '../domain/errors.js';
+import { storageError, storageFailure } from '../store/storage-errors.js';
 
 /** Every error leaves as `{"error":{"code","message"}}`; internals are logged, never returned. */
 export function toBosunError(err: unknown): BosunError {
   if (err instanceof BosunError) return err;
+  const storage = storageError(err);
+  if (storage) return storage;
   const fe = err as Partial<FastifyError>;
   switch (fe.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE':
@@ -22,5 +25,10 @@ export function toBosunError(err: unknown): BosunError {
 export function errorHandler(err: unknown, request: FastifyRequest, reply: FastifyReply) {
   const be = toBosunError(err);
   if (be.code === 'internal') request.log.error({ err }, 'request failed');
+  if (be.code === 'storage_full' || be.code === 'storage_unavailable') {
+    // One line, no stack: the disk is the problem, not the code.
+    request.log.warn({ code: be.code, driverCode: storageFailure(err)?.driverCode }, 'request refused');
+    void reply.header('retry-after', '30');
+  }
   void reply.status(be.status).send(be.toJSON());
 }

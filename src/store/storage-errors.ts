@@ -1,0 +1,125 @@
+import type { Logger } from 'pino';
+import type { Clock } from '../domain/clock.js';
+import { BosunError } from '../domain/errors.js';
+import type { Store } from './port.js';
+
+/**
+ * The database's storage failing under bosun: its disk is full (SQLite `SQLITE_FULL`, PostgreSQL
+ * SQLSTATE 53100 `disk_full`) or it returns I/O errors (`SQLITE_IOERR*`, SQLSTATE 58030). Both
+ * drivers roll the transaction back, so a write refused this way changed nothing; the API answers
+ * 503 `storage_full` / `storage_unavailable` instead of an internal error, and the same request
+ * works again once the disk is fixed, without a restart.
+ */
+export interface StorageFailure {
+  code: 'storage_full' | 'storage_unavailable';
+  /** The driver's code, for logs: `SQLITE_FULL`, `SQLITE_IOERR_WRITE`, `53100`, … */
+  driverCode: string;
+}
+
+export function storageFailure(err: unknown): StorageFailure | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return undefined;
+  if (code === 'SQLITE_FULL' || code === '53100') return { code: 'storage_full', driverCode: code };
+  if (code.startsWith('SQLITE_IOERR') || code === '58030') {
+    return { code: 'storage_unavailable', driverCode: code };
+  }
+  return undefined;
+}
+
+/** The API error for a storage failure, or undefined for any other error. */
+export function storageError(err: unknown): BosunError | undefined {
+  const failure = storageFailure(err);
+  if (!failure) return undefined;
+  return failure.code === 'storage_full'
+    ? new BosunError(
+        'storage_full',
+        "bosun's database disk is full: the change was not saved; retry once disk space has been freed",
+      )
+    : new BosunError(
+        'storage_unavailable',
+        "bosun's database storage is failing (I/O error): the request could not be completed; retry later",
+      );
+}
+
+/** Store methods that always write when they succeed: one proves the storage takes writes again. */
+const WRITES: ReadonlySet<PropertyKey> = new Set(['commit', 'setCursor', 'insertToken', 'newLeaseEpoch']);
+
+/**
+ * Whether the database currently refuses writes, for `/readyz` and the logs: set by the first
+ * storage failure of any caller (API request, push sync, chore), cleared by the next write that
+ * succeeds. One log line when it starts, one when it ends.
+ */
+export class StorageHealth {
+  private failure: (StorageFailure & { since: number }) | undefined;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+  ) {}
+
+  observe(err: unknown): void {
+    const failure = storageFailure(err);
+    if (!failure || this.failure) return;
+    this.failure = { ...failure, since: this.clock.now() };
+    this.logger.error(
+      failure,
+      failure.code === 'storage_full'
+        ? 'database disk full: changes are refused (503 storage_full) until disk space is freed'
+        : 'database storage failing: requests get 503 storage_unavailable until it works again',
+    );
+  }
+
+  recovered(): void {
+    if (!this.failure) return;
+    const { code, driverCode, since } = this.failure;
+    this.failure = undefined;
+    this.logger.info(
+      { code, driverCode, durationMs: this.clock.now() - since },
+      'database storage writable again',
+    );
+  }
+
+  /** `ok`, or what is wrong since when (a readiness check's text). */
+  status(): string {
+    const f = this.failure;
+    if (!f) return 'ok';
+    const since = new Date(f.since).toISOString();
+    return f.code === 'storage_full'
+      ? `disk full since ${since} (${f.driverCode}): changes are refused until space is freed`
+      : `I/O errors since ${since} (${f.driverCode})`;
+  }
+}
+
+/**
+ * The store, reporting to `health`: every failure is classified, and each successful write clears
+ * the condition. A Proxy (like fencedStore), so methods added to the port later pass through.
+ */
+export function watchStorage(store: Store, health: StorageHealth): Store {
+  const wrappers = new WeakMap<object, unknown>();
+  return new Proxy(store, {
+    get(target, prop) {
+      const value = Reflect.get(target, prop, target);
+      if (typeof value !== 'function') return value;
+      let wrapper = wrappers.get(value);
+      if (!wrapper) {
+        const write = WRITES.has(prop);
+        wrapper = (...args: unknown[]) => {
+          const out = (value as (...a: unknown[]) => unknown).apply(target, args);
+          if (!(out instanceof Promise)) return out;
+          return out.then(
+            (result) => {
+              if (write) health.recovered();
+              return result;
+            },
+            (err) => {
+              health.observe(err);
+              throw err;
+            },
+          );
+        };
+        wrappers.set(value, wrapper);
+      }
+      return wrapper;
+    },
+  });
+}

@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../src/domain/clock.js';
+import { toBosunError } from '../../src/http/errors.js';
+import type { Store } from '../../src/store/port.js';
+import { StorageHealth, storageFailure, watchStorage } from '../../src/store/storage-errors.js';
+import { captureLogger } from '../support/env.js';
+
+/** A driver error as better-sqlite3 (SqliteError) and pg (DatabaseError) raise them: a `code`. */
+const driverError = (code: string, message = 'driver says no') => Object.assign(new Error(message), { code });
+
+describe('storage errors', () => {
+  it('classifies disk full and I/O errors of both drivers, nothing else', () => {
+    expect(storageFailure(driverError('SQLITE_FULL'))).toEqual({
+      code: 'storage_full',
+      driverCode: 'SQLITE_FULL',
+    });
+    expect(storageFailure(driverError('53100'))).toEqual({ code: 'storage_full', driverCode: '53100' });
+    for (const code of ['SQLITE_IOERR', 'SQLITE_IOERR_WRITE', 'SQLITE_IOERR_FSYNC', '58030']) {
+      expect(storageFailure(driverError(code))).toEqual({ code: 'storage_unavailable', driverCode: code });
+    }
+    for (const err of [
+      driverError('SQLITE_CONSTRAINT_UNIQUE'),
+      driverError('SQLITE_BUSY'),
+      driverError('23505'),
+      driverError('ENOSPC'),
+      new Error('plain'),
+      undefined,
+      null,
+      'SQLITE_FULL',
+    ]) {
+      expect(storageFailure(err)).toBeUndefined();
+    }
+  });
+
+  it('answers 503 with a clear message and no driver internals', () => {
+    const full = toBosunError(driverError('SQLITE_FULL', 'database or disk is full'));
+    expect(full.status).toBe(503);
+    expect(full.toJSON()).toEqual({
+      error: {
+        code: 'storage_full',
+        message: expect.stringMatching(/disk is full: the change was not saved/),
+      },
+    });
+    const io = toBosunError(driverError('SQLITE_IOERR_WRITE', 'disk I/O error'));
+    expect(io.status).toBe(503);
+    expect(io.toJSON().error.code).toBe('storage_unavailable');
+    expect(JSON.stringify([full.toJSON(), io.toJSON()])).not.toMatch(/SQLITE|database or disk|disk I\/O/);
+    expect(toBosunError(driverError('SQLITE_BUSY')).code).toBe('internal');
+  });
+
+  it('tracks the condition through the store: set by any failure, cleared by the next write', async () => {
+    const clock = new FakeClock(Date.UTC(2026, 0, 1));
+    const { logger, lines } = captureLogger();
+    const health = new StorageHealth(clock, logger);
+    let full = true;
+    const fake = {
+      dialect: 'sqlite' as const,
+      commit: async () => {
+        if (full) throw driverError('SQLITE_FULL', 'database or disk is full');
+        return [];
+      },
+      getRelay: async () => {
+        throw driverError('SQLITE_CONSTRAINT_UNIQUE');
+      },
+      lastActivityId: async () => 7,
+    };
+    const store = watchStorage(fake as unknown as Store, health);
+    expect(store.dialect).toBe('sqlite');
+    expect(health.status()).toBe('ok');
+
+    // Other errors pass through untouched and change nothing.
+    await expect(store.getRelay('x')).rejects.toMatchObject({ code: 'SQLITE_CONSTRAINT_UNIQUE' });
+    expect(health.status()).toBe('ok');
+
+    await expect(store.commit({ relays: [], activities: [] })).rejects.toMatchObject({ code: 'SQLITE_FULL' });
+    await clock.advance(5_000);
+    await expect(store.commit({ relays: [], activities: [] })).rejects.toMatchObject({ code: 'SQLITE_FULL' });
+    expect(health.status()).toBe(
+      'disk full since 2026-01-01T00:00:00.000Z (SQLITE_FULL): changes are refused until space is freed',
+    );
+    // A read succeeding proves nothing about writes.
+    expect(await store.lastActivityId()).toBe(7);
+    expect(health.status()).not.toBe('ok');
+
+    full = false;
+    await clock.advance(5_000);
+    expect(await store.commit({ relays: [], activities: [] })).toEqual([]);
+    expect(health.status()).toBe('ok');
+
+    // One line when it starts (however many failures), one when it ends.
+    const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(logged.map((l) => l.msg)).toEqual([
+      'database disk full: changes are refused (503 storage_full) until disk space is freed',
+      'database storage writable again',
+    ]);
+    expect(logged[1]).toMatchObject({ code: 'storage_full', driverCode: 'SQLITE_FULL', durationMs: 10_000 });
+  });
+});
