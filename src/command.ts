@@ -770,8 +770,8 @@ export class Command {
     principal: Principal,
   ): { relay: Relay; activity: ActivityDraft } | null {
     const next = applyRelayPatch(current, patch);
-    if (next.fleet === current.fleet && jsonEqual(next.config, current.config)) return null;
     const fields = changedFields(current, next);
+    if (fields.length === 0) return null;
     const relay = this.nextVersion(current, { fleet: next.fleet, config: next.config });
     return {
       relay,

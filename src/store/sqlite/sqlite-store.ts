@@ -189,12 +189,9 @@ export class SqliteStore implements Store {
           if (!previous || !previousRow) {
             this.stmts.insertRelay.run({ ...row, last_activity_id: head ?? null });
           } else {
-            const res = this.updateStatement(row, previousRow, head !== undefined).run({
-              ...row,
-              expected_rev: previous.rev,
-              last_activity_id: head,
-            });
-            if (res.changes !== 1) throw new StaleWriteError(write.relay.id);
+            if (this.updateRow(row, previousRow, previous.rev, head) !== 1) {
+              throw new StaleWriteError(write.relay.id);
+            }
           }
         } catch (err) {
           throw conflictFrom(err, write.relay) ?? err;
@@ -226,25 +223,35 @@ export class SqliteStore implements Store {
   private readonly updates = new Map<string, Database.Statement>();
 
   /**
-   * An UPDATE of only the columns that changed: SQLite then leaves untouched the indexes on the
-   * others, which roughly halves the cost of a typical config change. Statements are cached per
-   * column set (a handful in practice).
+   * An UPDATE of only the columns that changed (and the chain head when the batch appended
+   * activities of the relay): SQLite then leaves alone the indexes on the others, which roughly
+   * halves the cost of a typical config change. Statements are cached per column set (a handful
+   * in practice). Returns the number of rows changed: 0 when the rev moved on.
    */
-  private updateStatement(next: RelayRow, previous: RelayRow, head: boolean): Database.Statement {
-    const changed: string[] = RELAY_COLUMNS.filter((c) => c !== 'id' && next[c] !== previous[c]);
-    if (head) changed.push('last_activity_id');
-    const key = changed.join(',');
+  private updateRow(next: RelayRow, previous: RelayRow, expectedRev: number, head: number | undefined): number {
+    const values: unknown[] = [];
+    let key = '';
+    for (const c of RELAY_COLUMNS) {
+      if (c === 'id' || next[c] === previous[c]) continue;
+      key += `${c},`;
+      values.push(next[c]);
+    }
+    if (head !== undefined) {
+      key += 'last_activity_id';
+      values.push(head);
+    }
     let stmt = this.updates.get(key);
     if (!stmt) {
-      const sets = changed.map((c) => `${c} = @${c}`).join(', ');
-      stmt = this.db.prepare(
-        sets
-          ? `UPDATE relays SET ${sets} WHERE id = @id AND rev = @expected_rev`
-          : 'UPDATE relays SET rev = rev WHERE id = @id AND rev = @expected_rev',
-      );
+      const sets = key
+        .split(',')
+        .filter(Boolean)
+        .map((c) => `${c} = ?`)
+        .join(', ');
+      stmt = this.db.prepare(`UPDATE relays SET ${sets || 'rev = rev'} WHERE id = ? AND rev = ?`);
       this.updates.set(key, stmt);
     }
-    return stmt;
+    values.push(next.id, expectedRev);
+    return stmt.run(...values).changes;
   }
 
   private migrate(): void {
