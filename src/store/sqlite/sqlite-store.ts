@@ -34,6 +34,18 @@ import {
 } from '../rows.js';
 import { migrations } from './migrations.js';
 
+/**
+ * Every connection's settings (bench/ingest's raw baseline uses them too). NORMAL in WAL mode loses
+ * no committed transaction on a process crash (only on power loss of the last few), which is the
+ * durability the activity log promises.
+ */
+export const SQLITE_PRAGMAS = [
+  'journal_mode = WAL',
+  'synchronous = NORMAL',
+  'busy_timeout = 5000',
+  'foreign_keys = ON',
+] as const;
+
 /** SQLite has no boolean type: 0/1. */
 const BOOL = (b: boolean): number => (b ? 1 : 0);
 
@@ -62,12 +74,7 @@ export class SqliteStore implements Store {
   constructor(file: string) {
     if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
     this.db = new Database(file);
-    this.db.pragma('journal_mode = WAL');
-    // NORMAL in WAL mode loses no committed transaction on a process crash (only on power loss
-    // of the last few), which is the durability the activity log promises.
-    this.db.pragma('synchronous = NORMAL');
-    this.db.pragma('busy_timeout = 5000');
-    this.db.pragma('foreign_keys = ON');
+    for (const pragma of SQLITE_PRAGMAS) this.db.pragma(pragma);
     this.migrate();
 
     const cols = RELAY_COLUMNS.join(', ');
@@ -228,7 +235,12 @@ export class SqliteStore implements Store {
    * halves the cost of a typical config change. Statements are cached per column set (a handful
    * in practice). Returns the number of rows changed: 0 when the rev moved on.
    */
-  private updateRow(next: RelayRow, previous: RelayRow, expectedRev: number, head: number | undefined): number {
+  private updateRow(
+    next: RelayRow,
+    previous: RelayRow,
+    expectedRev: number,
+    head: number | undefined,
+  ): number {
     const values: unknown[] = [];
     let key = '';
     for (const c of RELAY_COLUMNS) {
