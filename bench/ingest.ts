@@ -20,9 +20,12 @@ import { Command } from '../src/command.js';
 import { systemClock } from '../src/domain/clock.js';
 import { generateSecretKey, publicKeyOf } from '../src/domain/keys.js';
 import type { Principal } from '../src/domain/principal.js';
+import type { Relay } from '../src/domain/relay.js';
 import { Notifier } from '../src/notifier.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/store/port.js';
+import { RELAY_COLUMNS, toRow } from '../src/store/rows.js';
+import { migrations } from '../src/store/sqlite/migrations.js';
 import { SQLITE_PRAGMAS, SqliteStore } from '../src/store/sqlite/sqlite-store.js';
 
 const arg = (name: string) => {
@@ -46,6 +49,47 @@ function sqliteBaseline(dir: string, round: number, n: number): number {
   );
   const start = performance.now();
   for (let i = 0; i < n; i++) tx(i);
+  const rate = n / ((performance.now() - start) / 1000);
+  db.close();
+  return rate;
+}
+
+/**
+ * The floor under bosun's update on SQLite: the two statements its transaction runs (append the
+ * activity to the relay's chain, rewrite the changed columns of the relay row), issued raw on a
+ * database with bosun's schema and relays — no bosun code. Shows how much of the gap to the
+ * 1-INSERT baseline is the second row every change must write, and how much is bosun.
+ */
+function sqliteFloor(dir: string, round: number, n: number, relays: Relay[]): number {
+  const db = new Database(join(dir, `floor-${round}.db`));
+  for (const pragma of SQLITE_PRAGMAS) db.pragma(pragma);
+  for (const m of migrations) db.exec(m.sql);
+  const insertRelay = db.prepare(
+    `INSERT INTO relays (${RELAY_COLUMNS.join(', ')}) VALUES (${RELAY_COLUMNS.map((c) => `@${c}`).join(', ')})`,
+  );
+  for (const relay of relays) insertRelay.run(toRow(relay, (b) => (b ? 1 : 0)));
+  const append = db.prepare(
+    `INSERT INTO activities (type, relay_id, actor, payload, created_at, prev_id)
+     VALUES ('update_relay', ?, 'bench', ?, ?, (SELECT last_activity_id FROM relays WHERE id = ?))`,
+  );
+  const rewrite = db.prepare(
+    'UPDATE relays SET version = ?, rev = ?, config = ?, updated_at = ?, last_activity_id = ? WHERE id = ? AND rev = ?',
+  );
+  const revs = relays.map((r) => r.rev);
+  const configs = relays.map((r) => JSON.stringify(r.config));
+  const tx = db.transaction((i: number) => {
+    const j = i % relays.length;
+    const id = relays[j]!.id;
+    const rev = revs[j]!;
+    const { lastInsertRowid } = append.run(id, `{"version":${rev + 1},"fields":["info"]}`, Date.now(), id);
+    const config = configs[j]!.replace(/"name":"[^"]*"/, `"name":"n${i}"`);
+    if (rewrite.run(rev + 1, rev + 1, config, Date.now(), lastInsertRowid, id, rev).changes !== 1) {
+      throw new Error('floor: stale rev');
+    }
+    revs[j] = rev + 1;
+  });
+  const start = performance.now();
+  for (let i = 0; i < n; i++) tx.immediate(i);
   const rate = n / ((performance.now() - start) / 1000);
   db.close();
   return rate;
@@ -102,7 +146,7 @@ async function commandRounds(store: Store) {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-function report(backend: string, raw: number, update: number, create: number) {
+function report(backend: string, raw: number, update: number, create: number, floor?: number) {
   const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
   const rounds = backend === 'pg' ? '' : `, median of ${ROUNDS} alternating rounds`;
   console.log(`bench/ingest ${backend} (n=${N}${rounds}, node ${process.version})`);
@@ -113,6 +157,11 @@ function report(backend: string, raw: number, update: number, create: number) {
   console.log(
     `  bosun createRelay, 1 command per tx     : ${fmt(create)} commands/s  ratio ${(create / raw).toFixed(2)}`,
   );
+  if (floor !== undefined) {
+    console.log(
+      `  floor: bosun's 2 update statements, raw  : ${fmt(floor)} tx/s  ratio ${(floor / raw).toFixed(2)}  (bosun at ${(update / floor).toFixed(2)} of it)`,
+    );
+  }
   console.log(`  target: updateRelay ratio >= 0.5 -> ${update / raw >= 0.5 ? 'met' : 'NOT met'}`);
 }
 
@@ -143,14 +192,17 @@ if (POSTGRES) {
     const store = new SqliteStore(join(dir, 'bosun.db'));
     const { create, updates } = await commandRounds(store);
     const per = Math.ceil(N / ROUNDS);
+    const relays = await store.getRelays(Array.from({ length: RELAYS }, (_, i) => `r${i}`));
     const raw: number[] = [];
+    const floor: number[] = [];
     const update: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       raw.push(sqliteBaseline(dir, r, per));
+      floor.push(sqliteFloor(dir, r, per, relays));
       update.push(await updates(per));
     }
     await store.close();
-    report('better-sqlite3', median(raw), median(update), create);
+    report('better-sqlite3', median(raw), median(update), create, median(floor));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
