@@ -59,6 +59,13 @@ const BENCHES: Bench[] = [
     what: 'first render of a 5,000-relay fleet in Chromium vs the same data as JSON',
     timeoutMs: 240_000,
   },
+  {
+    name: 'load',
+    script: 'bench/load.ts',
+    args: ['--relays', '10000', '--agents', '1000', '--duration', '20'],
+    what: '10,000 relays × 20 s of PATCHes while 1,000 agents stream: updates/s, latency, RSS vs bare node:http',
+    timeoutMs: 300_000,
+  },
 ];
 
 function run(b: Bench): Promise<{ code: number | null; out: string; ms: number }> {

@@ -22,48 +22,19 @@
  * Bounded: at most 5,000 streams per server, a few seconds per phase, a 3-minute hard limit.
  * BENCH_PROF=bosun (or baseline) writes a CPU profile of that server to /tmp/bprof.
  */
-import { type ChildProcess, fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type ServerResponse } from 'node:http';
-import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { arg, Child, gcMemory, now, pct, serve } from './support/child.js';
+import { openSse, type SseStream } from './support/sse.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const MODE = process.argv[2] ?? 'main';
-const arg = (name: string) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
-};
-const now = () => performance.timeOrigin + performance.now();
 const PUBKEY = '79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798';
 const RELAYS = 10;
-
-type Msg = { id: number; cmd: string; [k: string]: unknown };
-type Reply = { id: number; [k: string]: unknown };
-
-/** Child side: answers the orchestrator's commands over IPC. */
-function serve(
-  handlers: Record<string, (msg: Msg) => Promise<Record<string, unknown>> | Record<string, unknown>>,
-) {
-  process.on('message', async (msg: Msg) => {
-    try {
-      const out = await handlers[msg.cmd]!(msg);
-      process.send!({ id: msg.id, ...out });
-    } catch (err) {
-      process.send!({ id: msg.id, error: String((err as Error).stack ?? err) });
-    }
-  });
-  process.send!({ id: 0, ready: true });
-}
-
-function rss(): Record<string, unknown> {
-  for (let i = 0; i < 3; i++) (globalThis as { gc?: () => void }).gc?.();
-  const m = process.memoryUsage();
-  return { rss: m.rss, heap: m.heapUsed, external: m.external };
-}
 
 // ---- server under test: bosun ------------------------------------------------------------------
 
@@ -102,7 +73,7 @@ async function bosunServer(): Promise<void> {
       }
       return { port: Number(new URL(url).port), tokens };
     },
-    rss,
+    rss: gcMemory,
     stats: () => ({ ...peer.streams.stats() }),
     commit: async (msg) => {
       const t0 = now();
@@ -143,7 +114,7 @@ async function baselineServer(): Promise<void> {
       put = Buffer.from(`event: put\ndata: ${'x'.repeat(Math.max(0, Number(msg.putBytes) - 20))}\n\n`);
       return { port, tokens: ['baseline'] };
     },
-    rss,
+    rss: gcMemory,
     stats: () => ({ streams: streams.size }),
     commit: (msg) => {
       const frame = Buffer.from(
@@ -165,13 +136,7 @@ async function baselineServer(): Promise<void> {
 // ---- clients -------------------------------------------------------------------------------------
 
 interface Conn {
-  socket: Socket;
-  token: string;
-  buf: string;
-  putAt: number | undefined;
-  putBytes: number;
-  epoch: string | undefined;
-  held: string | undefined;
+  sse: SseStream;
   /** marker -> arrival time of the frame's end */
   seen: Map<string, number>;
   frameBytes: number;
@@ -187,67 +152,31 @@ async function clients(): Promise<void> {
   let onProgress: () => void = () => {};
 
   const open = (token: string, resume?: { epoch: string; held: string }): Conn => {
-    const socket = connect(port, '127.0.0.1');
-    const c: Conn = {
-      socket,
+    const c: Conn = { sse: undefined!, seen: new Map(), watching: undefined, frameBytes: 0 };
+    c.sse = openSse({
+      port,
       token,
-      buf: '',
-      putAt: undefined,
-      putBytes: 0,
-      epoch: resume?.epoch,
-      held: resume?.held,
-      seen: new Map(),
-      watching: undefined,
-      frameBytes: 0,
-    };
-    socket.setNoDelay(true);
-    socket.on('connect', () => {
-      const extra = resume ? `Bosun-Epoch: ${resume.epoch}\r\nBosun-Held-Versions: ${resume.held}\r\n` : '';
-      socket.write(
-        `GET /v1/stream HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${token}\r\nAccept: text/event-stream\r\n${extra}\r\n`,
-      );
-    });
-    socket.on('data', (chunk: Buffer) => {
-      c.buf += chunk.toString('latin1');
-      if (c.putAt === undefined) {
-        const start = c.buf.indexOf('event: put\n');
-        const end = start < 0 ? -1 : c.buf.indexOf('\n\n', start);
-        if (end < 0) return;
-        c.putAt = now();
-        c.putBytes = end + 2 - start;
-        const data = c.buf.slice(start + 'event: put\ndata: '.length, end);
-        if (data.startsWith('{')) {
-          try {
-            const put = JSON.parse(data) as {
-              epoch: string;
-              data: { relays: Record<string, { version: number }> };
-            };
-            c.epoch = put.epoch;
-            const versions = Object.entries(put.data.relays).map(([id, r]) => `${id}=${r.version}`);
-            if (versions.length > 0) c.held = versions.sort().join(',');
-          } catch {
-            // the baseline's put is padding
-          }
-        }
-        c.buf = c.buf.slice(end + 2);
+      resume,
+      onPut: () => {
         puts++;
         onProgress();
-      }
-      if (c.watching) {
-        const at = c.buf.indexOf(c.watching);
-        const end = at < 0 ? -1 : c.buf.indexOf('\n\n', at);
-        if (end >= 0) {
-          c.seen.set(c.watching, now());
-          c.frameBytes = end + 2 - c.buf.lastIndexOf('event: ', at);
-          c.watching = undefined;
-          c.buf = '';
-          seenCount++;
-          onProgress();
+      },
+      onData: (s) => {
+        if (c.watching) {
+          const at = s.buf.indexOf(c.watching);
+          const end = at < 0 ? -1 : s.buf.indexOf('\n\n', at);
+          if (end >= 0) {
+            c.seen.set(c.watching, now());
+            c.frameBytes = end + 2 - s.buf.lastIndexOf('event: ', at);
+            c.watching = undefined;
+            s.buf = '';
+            seenCount++;
+            onProgress();
+          }
         }
-      }
-      if (c.buf.length > 65_536 && !c.watching) c.buf = c.buf.slice(-1024);
+        if (s.buf.length > 65_536 && !c.watching) s.buf = s.buf.slice(-1024);
+      },
     });
-    socket.on('error', () => {});
     return c;
   };
 
@@ -274,7 +203,7 @@ async function clients(): Promise<void> {
       const base = conns.length;
       conns = [...conns, ...Array.from({ length: n }, (_, i) => open(tokens[(base + i) % tokens.length]!))];
       await until(() => puts === conns.length, 60_000, 'every put');
-      return { ms: now() - t0, putBytes: conns[0]!.putBytes };
+      return { ms: now() - t0, putBytes: conns[0]!.sse.putBytes };
     },
     watch: (msg) => {
       seenCount = 0;
@@ -288,9 +217,9 @@ async function clients(): Promise<void> {
     },
     drop: async () => {
       const closed = conns.map(
-        (c) => new Promise<void>((resolve) => c.socket.once('close', () => resolve())),
+        (c) => new Promise<void>((resolve) => c.sse.socket.once('close', () => resolve())),
       );
-      for (const c of conns) c.socket.destroy();
+      for (const c of conns) c.sse.socket.destroy();
       await Promise.all(closed);
       return {};
     },
@@ -298,14 +227,14 @@ async function clients(): Promise<void> {
       const old = conns;
       puts = 0;
       const t0 = now();
-      conns = old.map((c) =>
+      conns = old.map(({ sse: c }) =>
         open(c.token, msg.resume && c.epoch && c.held ? { epoch: c.epoch, held: c.held } : undefined),
       );
       await until(() => puts === conns.length, 60_000, 'every put after the storm');
       return { ms: now() - t0 };
     },
     close: () => {
-      for (const c of conns) c.socket.destroy();
+      for (const c of conns) c.sse.socket.destroy();
       setImmediate(() => process.exit(0));
       return {};
     },
@@ -314,54 +243,19 @@ async function clients(): Promise<void> {
 
 // ---- orchestrator --------------------------------------------------------------------------------
 
-class Child {
-  private seq = 1;
-  private readonly waiting = new Map<number, (r: Reply) => void>();
-  readonly ready: Promise<void>;
-
-  constructor(readonly proc: ChildProcess) {
-    let ready!: () => void;
-    this.ready = new Promise((resolve) => {
-      ready = resolve;
-    });
-    proc.on('message', (r: Reply) => {
-      if (r.id === 0) return ready();
-      this.waiting.get(r.id)?.(r);
-      this.waiting.delete(r.id);
-    });
-  }
-
-  static spawn(mode: string): Child {
-    return new Child(
-      fork(SELF, [mode], {
-        execArgv: [
-          '--import',
-          'tsx',
-          '--expose-gc',
-          '--max-old-space-size=2048',
-          ...(process.env.BENCH_PROF && mode === process.env.BENCH_PROF
-            ? ['--cpu-prof', '--cpu-prof-dir=/tmp/bprof']
-            : []),
-        ],
-      }),
-    );
-  }
-
-  async call<T = Record<string, number>>(cmd: string, args: Record<string, unknown> = {}): Promise<T> {
-    const id = this.seq++;
-    const reply = await new Promise<Reply>((resolve) => {
-      this.waiting.set(id, resolve);
-      this.proc.send({ id, cmd, ...args });
-    });
-    if (reply.error) throw new Error(`${cmd}: ${reply.error}`);
-    return reply as T;
-  }
-}
-
-const pct = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
-};
+/** Forks this script as a server or the clients; BENCH_PROF=<mode> profiles that child. */
+const spawnChild = (mode: string): Child =>
+  Child.fork(
+    SELF,
+    [mode],
+    [
+      '--expose-gc',
+      '--max-old-space-size=2048',
+      ...(process.env.BENCH_PROF && mode === process.env.BENCH_PROF
+        ? ['--cpu-prof', '--cpu-prof-dir=/tmp/bprof']
+        : []),
+    ],
+  );
 
 interface Result {
   kibPerStream: number;
@@ -383,8 +277,8 @@ async function measure(
   putBytes: number,
   patchBytes: number,
 ): Promise<Result> {
-  const server = Child.spawn(kind);
-  const client = Child.spawn('clients');
+  const server = spawnChild(kind);
+  const client = spawnChild('clients');
   await Promise.all([server.ready, client.ready]);
   try {
     const { port, tokens } = await server.call<{ port: number; tokens: string[] }>('setup', { n, putBytes });
