@@ -114,8 +114,10 @@ export class SqliteStore implements Store {
          WHERE synced_version < version OR sync_status IN ('pending', 'retrying')
          ORDER BY id LIMIT ?`,
       ),
+      // A UNION, not `host = ? OR schema = ?`: SQLite scans the whole table for that OR.
       using: db.prepare(
-        `SELECT * FROM relays WHERE deleted_at IS NULL AND (host = ? OR schema = ?) ORDER BY id`,
+        `SELECT * FROM relays WHERE deleted_at IS NULL AND host = ?
+         UNION SELECT * FROM relays WHERE deleted_at IS NULL AND schema = ? ORDER BY id`,
       ),
       expiredCredentials: db.prepare(
         `SELECT * FROM relays WHERE expiring_next_at IS NOT NULL AND expiring_next_at <= ?
