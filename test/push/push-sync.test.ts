@@ -197,6 +197,53 @@ describe('push sync to zooid', () => {
     expect(zooid.relays().has('flaky')).toBe(true);
   });
 
+  it('zooid down for 5 minutes under the default retry policy: everything converges when it is back', async () => {
+    const clock = new FakeClock();
+    const zooid = await startZooidEmulator({
+      whitelist: [bosunPub],
+      clock,
+      faults: { failAll: true, failStatus: 503 },
+    });
+    open.push(zooid);
+    // The documented defaults (1 s doubling to a 5 min cap, 10 attempts: about 8.5 min of retries).
+    const { s, idle } = await rig({
+      clock,
+      zooid,
+      env: { BOSUN_RETRY_BASE_MS: '1000', BOSUN_RETRY_CAP_MS: '300000', BOSUN_RETRY_MAX_ATTEMPTS: '10' },
+    });
+    for (const id of ['a', 'b', 'c']) {
+      expect((await s.api('POST', '/v1/relays', relayBody(id, owner.pubkey))).status).toBe(201);
+    }
+    await idle();
+    const relays = async () => (await s.api('GET', '/v1/relays?limit=100')).body.relays as any[];
+    // Five minutes down while changes keep coming: every relay keeps retrying, none gives up.
+    for (let minute = 1; minute <= 5; minute++) {
+      await s.api('PATCH', '/v1/relays/a', { info: { name: `a${minute}` } });
+      for (let k = 0; k < 6; k++) {
+        await clock.advance(10_000);
+        await idle();
+      }
+      for (const r of await relays()) expect(r.sync.status, `${r.id} at minute ${minute}`).toBe('retrying');
+    }
+    const attemptsDuringOutage = zooid.requests.length;
+    expect(attemptsDuringOutage).toBeGreaterThan(20);
+    zooid.setFaults({});
+    // Back up: each relay succeeds at its next scheduled attempt (at most the cap later).
+    for (let k = 0; k < 40; k++) {
+      if ((await relays()).every((r) => r.sync.status === 'synced')) break;
+      await clock.advance(10_000);
+      await idle();
+    }
+    for (const r of await relays()) {
+      expect(r.sync, r.id).toMatchObject({ status: 'synced', synced_version: r.version, attempts: 0 });
+    }
+    expect(zooid.relays().get('a')?.info.name).toBe('a5');
+    expect([...zooid.relays().keys()].sort()).toEqual(['a', 'b', 'c']);
+    // One successful request per relay after the outage: no duplicates, nothing stale after.
+    const after = zooid.requests.slice(attemptsDuringOutage).filter((q) => q.status < 300);
+    expect(after.map((q) => q.id).sort()).toEqual(['a', 'b', 'c']);
+  });
+
   it('catches up after downtime with one sync per relay, of its final state', async () => {
     const dir = tempDir();
     open.push({ close: async () => dir.cleanup() });
