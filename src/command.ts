@@ -82,18 +82,24 @@ export class Command {
   /** Writers of one relay in this process queue up instead of racing on its rev. */
   private readonly locks = new KeyedMutex();
 
-  /**
-   * @param cache relays as last read or committed, shared by the Commands of one process (the API's
-   *   and the sync worker's) so one's writes do not make the other's entries stale.
-   */
+  /** Relays as last read or committed here, shared with the Commands made by over(). */
+  private readonly cache: RelayCache;
+
   constructor(
     private readonly store: Store,
     private readonly notifier: Notifier,
     private readonly clock: Clock,
-    private readonly cache = new RelayCache(),
-  ) {}
+    shared?: RelayCache,
+  ) {
+    this.cache = shared ?? new RelayCache();
+    // Changes committed by other processes (PostgreSQL replicas) arrive as notifications too.
+    if (!shared) notifier.subscribe((activities) => this.cache.changed(activities));
+  }
 
-  /** A Command over another view of the same store (e.g. fenced) sharing this one's relay cache. */
+  /**
+   * A Command over another view of the same store (e.g. fenced) sharing this one's relay cache, so
+   * the API's and the sync worker's writes do not make each other's entries stale.
+   */
   over(store: Store): Command {
     return new Command(store, this.notifier, this.clock, this.cache);
   }
@@ -848,7 +854,12 @@ export class Command {
       for (const write of batch.relays) this.cache.delete(write.relay.id);
       throw err;
     }
-    for (const write of batch.relays) this.cache.set(write.relay);
+    const [only] = activities;
+    const newest = activities.length === 1 ? undefined : new Map(activities.map((a) => [a.relayId, a.id]));
+    for (const write of batch.relays) {
+      const id = write.relay.id;
+      this.cache.set(write.relay, newest ? newest.get(id) : only?.relayId === id ? only.id : undefined);
+    }
     this.notifier.publish(activities);
     return activities;
   }

@@ -70,6 +70,37 @@ describe('Command', () => {
     });
   });
 
+  it("evicts a cached relay when another process's change is notified, sparing a failed write", async () => {
+    await command.createRelay(admin, relayBody('r1', pubkey));
+    const other = new SqliteStore(join(dir.path, 'bosun.db'));
+    const { activity } = await new Command(other, new Notifier(), clock).updateRelay(admin, 'r1', {
+      groups: { enabled: true },
+    });
+    await other.close();
+    let commits = 0;
+    let reads = 0;
+    const commit = store.commit.bind(store);
+    const getRelay = store.getRelay.bind(store);
+    store.commit = (batch) => {
+      commits++;
+      return commit(batch);
+    };
+    store.getRelay = (id) => {
+      reads++;
+      return getRelay(id);
+    };
+    // What a PostgreSQL replica's change feed does with another replica's commit.
+    notifier.publish([activity!]);
+    await new Promise((r) => setTimeout(r, 0));
+    const { relay } = await command.updateRelay(admin, 'r1', { info: { name: 'after' } });
+    expect({ commits, reads }).toEqual({ commits: 1, reads: 1 });
+    expect(relay.config.groups.enabled).toBe(true);
+    // Its own notifications do not evict what it just wrote: the next write reads nothing.
+    await new Promise((r) => setTimeout(r, 0));
+    await command.updateRelay(admin, 'r1', { info: { name: 'again' } });
+    expect({ commits, reads }).toEqual({ commits: 2, reads: 1 });
+  });
+
   it('bumps the version only when something zooid sees changes', async () => {
     await command.createRelay(admin, relayBody('r1', pubkey));
     const same = await command.updateRelay(admin, 'r1', { info: { name: 'r1' } });
