@@ -45,7 +45,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateSecretKey, publicKeyOf } from '../src/domain/keys.js';
 import { type BosunServe, ensureDist, scrapeMetrics, startBosunServe } from './support/bosun.js';
-import { arg, Child, now, quantiles, serve, sleep } from './support/child.js';
+import { arg, Child, now, progressWaiter, quantiles, serve, sleep } from './support/child.js';
 import { openSse, type SseStream, takeEvent } from './support/sse.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -183,20 +183,7 @@ async function agentsChild(): Promise<void> {
   let closing = false;
   let patches = 0;
   let otherEvents = 0;
-  let onProgress: () => void = () => {};
-
-  const until = (cond: () => boolean, timeoutMs: number, what: string) =>
-    new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`agents: timed out waiting for ${what}`)), timeoutMs);
-      onProgress = () => {
-        if (cond()) {
-          clearTimeout(timer);
-          onProgress = () => {};
-          resolve();
-        }
-      };
-      onProgress();
-    });
+  const { progress, until } = progressWaiter('agents');
 
   serve({
     /** Opens one stream per token and waits for every put. */
@@ -212,7 +199,7 @@ async function agentsChild(): Promise<void> {
           token: tokens[j]!,
           onPut: () => {
             puts++;
-            onProgress();
+            progress();
           },
           onData: (s) => {
             const at = now();
@@ -231,7 +218,7 @@ async function agentsChild(): Promise<void> {
           },
           onClose: () => {
             if (!closing) ended++;
-            onProgress();
+            progress();
           },
         });
         conns.push(c);

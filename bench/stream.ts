@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-import { arg, Child, gcMemory, now, pct, serve } from './support/child.js';
+import { arg, Child, gcMemory, now, pct, progressWaiter, serve } from './support/child.js';
 import { openSse, type SseStream } from './support/sse.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -149,7 +149,7 @@ async function clients(): Promise<void> {
   // Counters, so that progress checks are O(1) per frame (not a scan of every connection).
   let puts = 0;
   let seenCount = 0;
-  let onProgress: () => void = () => {};
+  const { progress, until } = progressWaiter('clients');
 
   const open = (token: string, resume?: { epoch: string; held: string }): Conn => {
     const c: Conn = { sse: undefined!, seen: new Map(), watching: undefined, frameBytes: 0 };
@@ -159,7 +159,7 @@ async function clients(): Promise<void> {
       resume,
       onPut: () => {
         puts++;
-        onProgress();
+        progress();
       },
       onData: (s) => {
         if (c.watching) {
@@ -171,7 +171,7 @@ async function clients(): Promise<void> {
             c.watching = undefined;
             s.buf = '';
             seenCount++;
-            onProgress();
+            progress();
           }
         }
         if (s.buf.length > 65_536 && !c.watching) s.buf = s.buf.slice(-1024);
@@ -179,19 +179,6 @@ async function clients(): Promise<void> {
     });
     return c;
   };
-
-  const until = (cond: () => boolean, timeoutMs: number, what: string) =>
-    new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`clients: timed out waiting for ${what}`)), timeoutMs);
-      onProgress = () => {
-        if (cond()) {
-          clearTimeout(timer);
-          onProgress = () => {};
-          resolve();
-        }
-      };
-      onProgress();
-    });
 
   serve({
     /** Opens `n` more streams (tokens continue round-robin) and waits for all their puts. */

@@ -118,3 +118,26 @@ export class Child {
     clearTimeout(timer);
   }
 }
+
+/**
+ * Waiting, in a client process, for a condition on state that events update: `until` resolves
+ * once `cond()` holds, re-checked at each `progress()`; rejects after `timeoutMs`.
+ */
+export function progressWaiter(who: string) {
+  let onProgress: () => void = () => {};
+  return {
+    progress: () => onProgress(),
+    until: (cond: () => boolean, timeoutMs: number, what: string) =>
+      new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`${who}: timed out waiting for ${what}`)), timeoutMs);
+        onProgress = () => {
+          if (cond()) {
+            clearTimeout(timer);
+            onProgress = () => {};
+            resolve();
+          }
+        };
+        onProgress();
+      }),
+  };
+}

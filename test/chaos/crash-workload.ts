@@ -12,6 +12,7 @@ import type { Store } from '../../src/store/port.js';
 import { blossomS3FromEnv } from '../../src/zooid/body.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/zooid/emulator.js';
 import { ADMIN_TOKEN, keypair } from '../support/env.js';
+import { seededRandom } from '../support/random.js';
 import { type Spawned, spawnBosun, startServe } from '../support/spawn.js';
 import { type CrashFront, startCrashFront } from './crash-front.js';
 
@@ -73,17 +74,6 @@ export interface CrashOptions {
 export const chaosSeed = (): number =>
   Number(process.env.BOSUN_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 export const chaosRounds = (): number => Number(process.env.BOSUN_CHAOS_ROUNDS ?? 50);
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Known {
   /** Monotonic per relay: each request that changes the name carries the next value. */
@@ -147,8 +137,8 @@ export async function runCrashMatrix(backend: CrashBackend, opts: CrashOptions):
   console.log(
     `${tag}: seed ${SEED}, ${ROUNDS} rounds (replay: BOSUN_CHAOS_SEED=${SEED} BOSUN_CHAOS_ROUNDS=${ROUNDS} npx vitest run ${opts.file})`,
   );
-  const rng = mulberry32(SEED);
-  const zooidRng = mulberry32(SEED ^ 0x5bd1e995);
+  const rng = seededRandom(SEED);
+  const zooidRng = seededRandom(SEED ^ 0x5bd1e995);
   const key = generateSecretKey();
   const env = {
     BOSUN_DATABASE_URL: backend.databaseUrl,

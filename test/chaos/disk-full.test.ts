@@ -17,6 +17,7 @@ import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/zooid/emulator.js';
 import { ADMIN_TOKEN, keypair } from '../support/env.js';
+import { seededRandom } from '../support/random.js';
 import { type Spawned, startServe } from '../support/spawn.js';
 
 /**
@@ -40,17 +41,6 @@ const SEED = Number(process.env.BOSUN_CHAOS_SEED ?? Math.floor(Math.random() * 2
 const FS_SIZE = '4m';
 /** Space given back after filling, so that some writes succeed before the disk is full. */
 const HEADROOM = 320 * 1024;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const mount = (dir: string) => execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${FS_SIZE}`, 'tmpfs', dir]);
 const umount = (dir: string) => {
@@ -116,7 +106,7 @@ describe('disk full under the SQLite file', () => {
     'writes get 503 storage_full, nothing is corrupted, and bosun recovers when space returns',
     async () => {
       console.log(`disk-full: seed ${SEED} (replay: BOSUN_CHAOS_SEED=${SEED})`);
-      const rng = mulberry32(SEED);
+      const rng = seededRandom(SEED);
       dir = mkdtempSync(join(tmpdir(), 'bosun-disk-full-'));
       mount(dir);
       mounted = true;

@@ -8,6 +8,7 @@ import { relayRep } from '../../src/autoconfig/rep.js';
 import { generateSecretKey } from '../../src/domain/keys.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { ADMIN_TOKEN, keypair, tempDir } from '../support/env.js';
+import { seededRandom } from '../support/random.js';
 import { type Spawned, spawnBosun, startServe } from '../support/spawn.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
@@ -29,17 +30,6 @@ import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
  */
 const SEED = Number(process.env.BOSUN_CHAOS_SEED ?? Math.floor(Math.random() * 2 ** 31));
 const CUT_MS = 12_000;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const counterOf = (name: unknown) => Number(String(name).replace(/^k/, ''));
@@ -64,8 +54,8 @@ describe('agent stream cut every few seconds', () => {
 
   it('the agent reconnects, resumes, never goes back, and its directory converges exactly', async () => {
     console.log(`stream faults: seed ${SEED} (replay: BOSUN_CHAOS_SEED=${SEED})`);
-    const rng = mulberry32(SEED);
-    const cutRng = mulberry32(SEED ^ 0x5bd1e995);
+    const rng = seededRandom(SEED);
+    const cutRng = seededRandom(SEED ^ 0x5bd1e995);
     const dbFile = join(tmp.path, 'bosun.db');
     const serve = await startServe({
       BOSUN_DATABASE_URL: `sqlite:${dbFile}`,
