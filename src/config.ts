@@ -33,7 +33,7 @@ export interface ServeConfig {
   /** A fleet directory applied at start through the DB syncer (`--fleet`, BOSUN_FLEET_DIR). */
   fleetDir: string | undefined;
   /** The agents' autoconfig stream (absent: its defaults). */
-  stream?: { heartbeatMs: number; maxStreams: number };
+  stream?: { heartbeatMs: number; retryMs: number; maxStreams: number };
   /** HTTP timeouts against slow clients (absent: buildApp's defaults). */
   http?: { headersTimeoutMs: number; requestTimeoutMs: number };
 }
@@ -122,6 +122,7 @@ const schema = z
     BOSUN_ACTIVITY_RETENTION: duration(30 * 86_400_000, 60_000),
     BOSUN_SHUTDOWN_GRACE: duration(10_000, 0),
     BOSUN_STREAM_HEARTBEAT: duration(15_000, 5_000).refine((ms) => ms <= 15_000, 'must be from 5s to 15s'),
+    BOSUN_STREAM_RETRY: duration(1_000, 100).refine((ms) => ms <= 60_000, 'must be from 100ms to 60s'),
     BOSUN_STREAM_MAX_CONNECTIONS: int(1, 1_000_000, 20_000),
     BOSUN_HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000, 10_000),
     BOSUN_HTTP_REQUEST_TIMEOUT_MS: int(100, 3_600_000, 120_000),
@@ -202,7 +203,11 @@ export function loadServeConfig(
     ) as Record<ChoreName, ChoreConfig>,
     activityRetentionMs: c.BOSUN_ACTIVITY_RETENTION,
     shutdownGraceMs: c.BOSUN_SHUTDOWN_GRACE,
-    stream: { heartbeatMs: c.BOSUN_STREAM_HEARTBEAT, maxStreams: c.BOSUN_STREAM_MAX_CONNECTIONS },
+    stream: {
+      heartbeatMs: c.BOSUN_STREAM_HEARTBEAT,
+      retryMs: c.BOSUN_STREAM_RETRY,
+      maxStreams: c.BOSUN_STREAM_MAX_CONNECTIONS,
+    },
     http: {
       headersTimeoutMs: c.BOSUN_HTTP_HEADERS_TIMEOUT_MS,
       requestTimeoutMs: c.BOSUN_HTTP_REQUEST_TIMEOUT_MS,

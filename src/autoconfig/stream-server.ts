@@ -43,6 +43,12 @@ export interface StreamServerOptions {
   blossomS3: BlossomS3 | null;
   /** `: hb` this often (the protocol allows 5–15 s). Default 15 s. */
   heartbeatMs?: number;
+  /**
+   * `retry:` written at the start of every stream (§2): the agents' reconnect base, and each
+   * stream that opens resets their backoff, so after a bosun restart they come back within about
+   * this long instead of on a curve grown by earlier failures. Default 1 s.
+   */
+  retryMs?: number;
   /** Concurrent streams per token (§9.5). Default 4. */
   maxStreamsPerToken?: number;
   /** Concurrent streams on this server before shedding load with 503. Default 20 000. */
@@ -153,6 +159,7 @@ export class StreamServer {
   constructor(options: StreamServerOptions) {
     this.o = {
       heartbeatMs: 15_000,
+      retryMs: 1_000,
       maxStreamsPerToken: 4,
       maxStreams: 20_000,
       tokenCheckMs: 2_000,
@@ -298,7 +305,7 @@ export class StreamServer {
       // The stream never ends on its own; when we end it (drain, revocation), close the socket.
       Connection: 'close',
     });
-    res.flushHeaders();
+    res.write(`retry: ${this.o.retryMs}\n\n`);
     res.socket?.setNoDelay(true);
     res.socket?.setKeepAlive(true, 30_000);
 

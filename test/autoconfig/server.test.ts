@@ -209,6 +209,18 @@ describe('autoconfig stream server', () => {
     expect(again.status).toBe(401);
   });
 
+  it('starts every stream with retry: (BOSUN_STREAM_RETRY, default 1 s) before the put', async () => {
+    const s = await server();
+    const p = await open(s, (await agentToken(s, 'default')).token);
+    await p.until((q) => puts(q).length === 1, 'put');
+    expect(p.retries).toEqual([{ ms: 1000, seq: 0 }]);
+    expect(puts(p)[0]!.seq).toBe(1);
+    const fast = await server({ env: { BOSUN_STREAM_RETRY: '250ms' } });
+    const q = await open(fast, (await agentToken(fast, 'default')).token);
+    await q.until((x) => puts(x).length === 1, 'put');
+    expect(q.retries.map((r) => r.ms)).toEqual([250]);
+  });
+
   it('case 36: heartbeats at most 15 s apart; shutdown sends reconnect before closing', async () => {
     const clock = new FakeClock(Date.now());
     const s = await startServer({ clock });

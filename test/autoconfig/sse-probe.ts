@@ -21,6 +21,8 @@ export interface Probe {
   body: any;
   events: ProbeEvent[];
   comments: { text: string; seq: number; at: number }[];
+  /** `retry:` fields received (§2), with their place among the frames. */
+  retries: { ms: number; seq: number }[];
   /** Resolves once the predicate holds (polls on every frame), or rejects after timeoutMs. */
   until(predicate: (p: Probe) => boolean, what?: string, timeoutMs?: number): Promise<void>;
   ended: Promise<void>;
@@ -47,6 +49,7 @@ export async function probe(
   });
   const events: ProbeEvent[] = [];
   const comments: Probe['comments'] = [];
+  const retries: Probe['retries'] = [];
   const waiters = new Set<() => void>();
   let seq = 0;
   let ended = false;
@@ -59,6 +62,7 @@ export async function probe(
     body: undefined,
     events,
     comments,
+    retries,
     until(predicate, what = 'condition', timeoutMs = 5000) {
       return new Promise<void>((resolve, reject) => {
         const check = () => {
@@ -114,6 +118,10 @@ export async function probe(
     },
     onComment: (c) => {
       comments.push({ text: c.trim(), seq: seq++, at: now() });
+      wake();
+    },
+    onRetry: (ms) => {
+      retries.push({ ms, seq: seq++ });
       wake();
     },
   });

@@ -17,11 +17,9 @@ import type { AddressInfo } from 'node:net';
  *   waits for the next target too.
  * - A response being streamed when its bosun dies is destroyed, not ended: the agent sees the
  *   network error that a direct connection would give.
- * - `retryMs`: writes the protocol's optional `retry: <ms>` field (autoconfig-protocol.md §2) at
- *   the start of every stream answered 200. bosun's server never sends one, so an agent's normal
- *   curve (base 1 s, cap 30 s, reset only after 60 s of health) would back off to 15-30 s after a
- *   few kills and reconnect a handful of times in a one-minute run; `retry:` resets that curve at
- *   every connection, so the agent reconnects after each restart, through its real code.
+ *
+ * Agents reconnect after every restart because bosun starts each stream with `retry:` (the
+ * workload sets BOSUN_STREAM_RETRY short), which resets their backoff; the front passes it on.
  */
 export interface CrashFront {
   url: string;
@@ -48,7 +46,7 @@ function endToEnd(headers: IncomingHttpHeaders): IncomingHttpHeaders {
   return out;
 }
 
-export async function startCrashFront(opts: { retryMs?: number; holdMs?: number } = {}): Promise<CrashFront> {
+export async function startCrashFront(opts: { holdMs?: number } = {}): Promise<CrashFront> {
   const holdMs = opts.holdMs ?? 15_000;
   let target: string | null = null;
   /** Bumped by every setTarget(url): a request that failed on generation g waits for a later one. */
@@ -104,7 +102,6 @@ export async function startCrashFront(opts: { retryMs?: number; holdMs?: number 
       if (stream && status === 200) stats.streams++;
       else stats.refused++;
       res.writeHead(status, endToEnd(answer.headers));
-      if (stream && status === 200 && opts.retryMs !== undefined) res.write(`retry: ${opts.retryMs}\n\n`);
       answer.on('data', (chunk: Buffer) => res.write(chunk));
       answer.on('end', () => res.end());
       answer.on('error', () => res.destroy());

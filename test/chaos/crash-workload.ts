@@ -43,8 +43,9 @@ import { type CrashFront, startCrashFront } from './crash-front.js';
  * record, and the agent's state file lists exactly the relays' versions.
  *
  * The agents reach bosun through crash-front.ts (one stable URL while bosun gets a new port every
- * round); it adds the protocol's `retry:` field so that they reconnect after every restart instead
- * of backing off to 30 s. The run checks that they did, or the agent checks would cover little.
+ * round); bosun's `retry:` (BOSUN_STREAM_RETRY, short here) resets their backoff at every stream,
+ * so they reconnect after every restart instead of backing off to 30 s. The run checks that they
+ * did, or the agent checks would cover little.
  */
 
 export interface CrashBackend {
@@ -149,6 +150,7 @@ export async function runCrashMatrix(backend: CrashBackend, opts: CrashOptions):
     BOSUN_RETRY_MAX_ATTEMPTS: '1000',
     BOSUN_SYNC_TIMEOUT_MS: '2000',
     BOSUN_SHUTDOWN_GRACE: '1s',
+    BOSUN_STREAM_RETRY: '200ms',
     BOSUN_CHORE_RETRY_SWEEPER_INTERVAL: '1s',
     BOSUN_CHORE_TARGET_HEALTH_ENABLED: 'false',
     ...backend.env,
@@ -430,7 +432,7 @@ export async function runCrashMatrix(backend: CrashBackend, opts: CrashOptions):
         name: `chaos-${fleet}`,
       });
       expect(res.status, JSON.stringify(res.body)).toBe(201);
-      const front = await startCrashFront({ retryMs: 200 });
+      const front = await startCrashFront();
       fronts.push(front);
       front.setTarget(server.url);
       const dir = join(opts.dir, `agent-${fleet}`);
