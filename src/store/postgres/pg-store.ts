@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Activity } from '../../domain/activity.js';
 import type { Token } from '../../domain/principal.js';
 import type { Relay, SyncStatus } from '../../domain/relay.js';
+import { FleetStateCache } from '../fleet-state-cache.js';
 import {
   type ActivityFilter,
   type Fence,
@@ -337,13 +338,23 @@ export class PostgresStore implements Store {
     );
   }
 
+  /** Kept parsed while still the newest (see FleetStateCache): a plan reads one version number. */
+  private readonly fleetStates = new FleetStateCache();
+
   async latestFleetState(fleet: string): Promise<FleetStateRecord | undefined> {
+    const [{ version } = { version: 0 }] = await this.query<{ version: number }>(
+      'bosun_latest_fleet_version',
+      'SELECT COALESCE(MAX(version), 0)::int AS version FROM fleet_states WHERE fleet = $1',
+      [fleet],
+    );
+    const kept = this.fleetStates.get(fleet, version);
+    if (kept) return kept;
     const [row] = await this.query<FleetStateRow>(
       'bosun_latest_fleet_state',
       'SELECT * FROM fleet_states WHERE fleet = $1 ORDER BY version DESC LIMIT 1',
       [fleet],
     );
-    return row && fromFleetStateRow(row);
+    return row && this.fleetStates.keep(fromFleetStateRow(row));
   }
 
   async listFleetStates(filter: FleetStateFilter): Promise<FleetStateRecord[]> {

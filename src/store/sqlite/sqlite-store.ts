@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import type { Activity } from '../../domain/activity.js';
 import type { Token } from '../../domain/principal.js';
 import type { Relay, SyncStatus } from '../../domain/relay.js';
+import { FleetStateCache } from '../fleet-state-cache.js';
 import {
   type ActivityFilter,
   type Fence,
@@ -319,21 +320,14 @@ export class SqliteStore implements Store {
     return this.stmts.relayHeads.all(fleet) as RelayHead[];
   }
 
-  /**
-   * Fleet states never change once written, so the newest one is kept parsed per fleet: a plan
-   * checks its version (one indexed read) instead of parsing a 10,000-relay State again.
-   */
-  private readonly latestStates = new Map<string, FleetStateRecord>();
+  private readonly fleetStates = new FleetStateCache();
 
   async latestFleetState(fleet: string): Promise<FleetStateRecord | undefined> {
     const { version } = this.stmts.latestFleetVersion.get(fleet) as { version: number };
-    const cached = this.latestStates.get(fleet);
-    if (cached?.version === version) return cached;
+    const kept = this.fleetStates.get(fleet, version);
+    if (kept) return kept;
     const row = this.stmts.latestFleetState.get(fleet) as FleetStateRow | undefined;
-    if (!row) return undefined;
-    const record = fromFleetStateRow(row);
-    this.latestStates.set(fleet, record);
-    return record;
+    return row && this.fleetStates.keep(fromFleetStateRow(row));
   }
 
   async listFleetStates(filter: FleetStateFilter): Promise<FleetStateRecord[]> {
