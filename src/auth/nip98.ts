@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { verifyEvent } from 'nostr-tools/pure';
+import { NIP98_KIND, type NostrEvent, verifyEventSignature } from '../zooid/nip98.js';
 
 /**
  * NIP-98 for bosun's own API: a tenant signs each request with its Nostr key. Checks run cheapest
@@ -9,16 +9,6 @@ import { verifyEvent } from 'nostr-tools/pure';
 export const NIP98_WINDOW_SECONDS = 60;
 
 export type Nip98Result = { ok: true; pubkey: string } | { ok: false; reason: string };
-
-interface NostrEvent {
-  id: string;
-  pubkey: string;
-  created_at: number;
-  kind: number;
-  tags: string[][];
-  content: string;
-  sig: string;
-}
 
 export class Nip98Verifier {
   private readonly seen = new Map<string, number>();
@@ -42,7 +32,7 @@ export class Nip98Verifier {
     if (typeof event !== 'object' || event === null || !Array.isArray(event.tags)) {
       return { ok: false, reason: 'invalid NIP-98 event' };
     }
-    if (event.kind !== 27235) return { ok: false, reason: 'NIP-98 event kind must be 27235' };
+    if (event.kind !== NIP98_KIND) return { ok: false, reason: `NIP-98 event kind must be ${NIP98_KIND}` };
     const now = Math.floor(req.nowMs / 1000);
     if (typeof event.created_at !== 'number' || Math.abs(now - event.created_at) > NIP98_WINDOW_SECONDS) {
       return { ok: false, reason: 'NIP-98 event is outside the allowed time window' };
@@ -57,8 +47,7 @@ export class Nip98Verifier {
       if (tag('payload') !== digest)
         return { ok: false, reason: 'NIP-98 payload tag does not match the body' };
     }
-    // Parsed from JSON just now, so it carries no verification cached by nostr-tools.
-    if (!verifyEvent(event)) return { ok: false, reason: 'invalid NIP-98 event signature' };
+    if (!verifyEventSignature(event)) return { ok: false, reason: 'invalid NIP-98 event signature' };
     if (!this.remember(event.id, req.nowMs)) return { ok: false, reason: 'NIP-98 event was already used' };
     return { ok: true, pubkey: event.pubkey };
   }

@@ -222,6 +222,15 @@ const HEX128 = /^[0-9a-f]{128}$/;
 const fail = (error: string, status: 401 | 403 = 401): Nip98Verdict => ({ ok: false, status, error });
 
 /**
+ * True when the event's `id` is the hash of its content and `sig` signs it for `pubkey`: the one
+ * signature check of both NIP-98 verifiers (zooid's, and bosun's own API auth), on the wasm
+ * backend once it has loaded.
+ */
+export function verifyEventSignature(event: NostrEvent): boolean {
+  return HEX64.test(event.id) && HEX64.test(event.pubkey) && HEX128.test(event.sig) && backend.verify(event);
+}
+
+/**
  * Checks an `Authorization` header in zooid's order (contract §2): presence, scheme, standard
  * padded base64, event JSON, kind, signature, time window (when `windowSeconds` is set), `u` tag,
  * `method` tag, then the whitelist (403). Errors are zooid's texts.
@@ -240,14 +249,7 @@ export function verifyNip98(header: string | null | undefined, options: Nip98Ver
   if (typeof decoded === 'string') return fail(`invalid event json: ${decoded}`);
   const event = decoded;
   if (event.kind !== NIP98_KIND) return fail(`invalid event kind: expected ${NIP98_KIND}, got ${event.kind}`);
-  if (
-    !HEX64.test(event.id) ||
-    !HEX64.test(event.pubkey) ||
-    !HEX128.test(event.sig) ||
-    !backend.verify(event)
-  ) {
-    return fail('invalid event signature');
-  }
+  if (!verifyEventSignature(event)) return fail('invalid event signature');
   if (options.windowSeconds !== undefined && options.windowSeconds !== null) {
     const nowSeconds = Math.floor(options.now / 1000);
     if (Math.abs(nowSeconds - event.created_at) > options.windowSeconds) {
