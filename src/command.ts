@@ -854,12 +854,9 @@ export class Command {
       for (const write of batch.relays) this.cache.delete(write.relay.id);
       throw err;
     }
-    const [only] = activities;
-    const newest = activities.length === 1 ? undefined : new Map(activities.map((a) => [a.relayId, a.id]));
-    for (const write of batch.relays) {
-      const id = write.relay.id;
-      this.cache.set(write.relay, newest ? newest.get(id) : only?.relayId === id ? only.id : undefined);
-    }
+    // Each relay's newest activity of the batch: its own notification must not evict it.
+    const newest = new Map(activities.map((a) => [a.relayId, a.id]));
+    for (const write of batch.relays) this.cache.set(write.relay, newest.get(write.relay.id));
     this.notifier.publish(activities);
     return activities;
   }

@@ -188,20 +188,14 @@ export class SqliteStore implements Store {
         const head = heads.get(write.relay.id);
         heads.delete(write.relay.id);
         const previous = write.kind === 'update' ? write.previous : undefined;
-        const previousRow = previous && this.rowOf(previous);
-        const row = toRow(
-          write.relay,
-          BOOL,
-          previous && previousRow && { relay: previous, row: previousRow },
-        );
+        const basis = previous && { relay: previous, row: this.rowOf(previous) };
+        const row = toRow(write.relay, BOOL, basis);
         this.remember(write.relay, row);
         try {
-          if (!previous || !previousRow) {
+          if (!basis) {
             this.stmts.insertRelay.run({ ...row, last_activity_id: head ?? null });
-          } else {
-            if (this.updateRow(row, previousRow, previous.rev, head) !== 1) {
-              throw new StaleWriteError(write.relay.id);
-            }
+          } else if (this.updateRow(row, basis.row, basis.relay.rev, head) !== 1) {
+            throw new StaleWriteError(write.relay.id);
           }
         } catch (err) {
           throw conflictFrom(err, write.relay) ?? err;
