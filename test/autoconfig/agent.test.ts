@@ -145,6 +145,8 @@ describe('bosun agent against a real bosun', () => {
       expect(statSync(join(d, f)).mode & 0o777).toBe(0o600);
     }
     expect(statSync(join(d, '.bosun-agent.json')).mode & 0o777).toBe(0o600);
+    // A delete unlinks the file before the agent's state forgets the relay: wait for both.
+    await waitFor(() => agent.health().relays === 2, 'health counting 2 relays');
     const health = await (await fetch(agent.healthUrl!)).json();
     expect(health).toMatchObject({ ok: true, status: 'valid', relays: 2, file_error: null });
 
