@@ -107,7 +107,7 @@ export class ServiceGroup {
           } catch (err) {
             if (fatal || this.shuttingDown) return;
             fatal = new ServiceError(service.name, 'run', err);
-            this.logger.error({ service: service.name, err }, 'service failed; stopping the others');
+            this.logger.error({ component: service.name, err }, 'service failed; stopping the others');
             this.controller.abort(fatal);
           }
         }),
@@ -152,7 +152,7 @@ export class ServiceGroup {
           new Error(`timed out after ${this.closeTimeoutMs} ms`),
         );
         this.logger.warn(
-          { service: service.name, timeoutMs: this.closeTimeoutMs },
+          { component: service.name, timeoutMs: this.closeTimeoutMs },
           'service close timed out; moving on',
         );
         resolve(err);
@@ -173,10 +173,10 @@ export class ServiceGroup {
         () => finish(undefined),
         (err: unknown) => {
           if (done) {
-            this.logger.warn({ service: service.name, err }, 'service close failed after its timeout');
+            this.logger.warn({ component: service.name, err }, 'service close failed after its timeout');
             return;
           }
-          this.logger.error({ service: service.name, err }, 'service close failed');
+          this.logger.error({ component: service.name, err }, 'service close failed');
           finish(new ServiceError(service.name, 'close', err));
         },
       );

@@ -40,7 +40,7 @@ export async function startReplication(o: {
     registers: [o.registry],
   });
   held.set({ replica: replicaId }, 0);
-  const logger = o.logger.child({ service: 'lease' });
+  const logger = o.logger.child({ component: 'lease' });
   const show = (isHeld: boolean, e: number | undefined) => {
     held.set({ replica: replicaId }, isHeld ? 1 : 0);
     if (e !== undefined) epoch.set(e);
@@ -50,7 +50,7 @@ export async function startReplication(o: {
     const feed = await ChangeFeed.start({
       store: o.store,
       notifier: o.notifier,
-      logger: o.logger.child({ service: 'change-feed' }),
+      logger: o.logger.child({ component: 'change-feed' }),
     });
     const lease = new PgAdvisoryLease({
       store: o.store,

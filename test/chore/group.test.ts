@@ -265,7 +265,7 @@ describe('ServiceGroup.close', () => {
     expect(log).toEqual(['a:closed']);
     expect(warn).toHaveBeenCalledTimes(1);
     expect(warn).toHaveBeenCalledWith(
-      { service: 'stuck', timeoutMs: 1000 },
+      { component: 'stuck', timeoutMs: 1000 },
       'service close timed out; moving on',
     );
     expect(state.settled).toBe(true);

@@ -327,6 +327,15 @@ describe('HTTP API', () => {
     expect(shown.body.config.livekit).toEqual({ server_url: '', api_key: '', api_secret_set: true });
     expect(JSON.stringify(shown.body)).not.toContain('lk-very-secret');
   });
+
+  it('logs one JSON object per line with each key once', async () => {
+    expect(s.logs.length).toBeGreaterThan(0);
+    for (const line of s.logs) {
+      // JSON.parse keeps the last of two equal keys, so count them in the text.
+      expect(line.match(/"service":/g)?.length, line).toBe(1);
+      expect(JSON.parse(line)).toMatchObject({ service: 'bosun' });
+    }
+  });
 });
 
 async function snapshot(s: TestServer) {

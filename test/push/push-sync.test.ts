@@ -124,6 +124,9 @@ describe('push sync to zooid', () => {
     });
     expect(zooid.accepted('plain')[0]!.body).toMatchObject({ blossom: { enabled: false } });
     expect(s.logs.join('\n')).not.toContain('s3-very-secret');
+    // The push syncer logs as a component of the one bosun service, not as a second service.
+    expect(s.logs.some((l) => JSON.parse(l).component === 'observer')).toBe(true);
+    for (const line of s.logs) expect(line.match(/"service":/g)?.length, line).toBe(1);
   });
 
   it('retries on a fake clock with capped exponential backoff, stops at the max, resumes after restart', async () => {
