@@ -25,7 +25,7 @@ export function relayRep(relay: Relay, blossomS3: BlossomS3 | null): RelayRep {
     version: relay.version,
     config: zooidBody(relay, { withSecret: false, blossomS3 }) as unknown as Record<string, unknown>,
     secret: relay.secret,
-    expiring: (relay.expiring ?? []).map((c) => ({ name: c.name, value: c.value, expiresAt: c.expiresAt })),
+    expiring: relay.expiring.map((c) => ({ name: c.name, value: c.value, expiresAt: c.expiresAt })),
   };
 }
 

@@ -35,7 +35,7 @@ export function unexpired(list: readonly ExpiringCredential[], now: number): Exp
 }
 
 /** The earliest expiry of a list, or null when it is empty (an index column for the expiry chore). */
-export function nextExpiry(list: readonly ExpiringCredential[] | undefined): number | null {
-  if (!list || list.length === 0) return null;
+export function nextExpiry(list: readonly ExpiringCredential[]): number | null {
+  if (list.length === 0) return null;
   return Math.min(...list.map((c) => c.expiresAt));
 }

@@ -120,10 +120,10 @@ export interface SyncState {
   ackedDeleted: boolean;
   /**
    * SHA-256 (secretDigest) of the secret zooid last acknowledged; push sync replaces (PUT) the relay
-   * when it differs from the current secret (after a rotation). Absent or null: not recorded, taken
-   * to be the current secret (migration 3 added it; rotation records the old one first).
+   * when it differs from the current secret (after a rotation). Null: not recorded, taken to be the
+   * current secret (rows from before migration 3; rotation records the old one first).
    */
-  ackedSecret?: string | null;
+  ackedSecret: string | null;
 }
 
 export interface Relay {
@@ -140,9 +140,9 @@ export interface Relay {
   sync: SyncState;
   /**
    * Rotated credentials still valid for a grace period (autoconfig-protocol.md §6), oldest first.
-   * Absent means none. Agents see them; zooid and the API never do (the API shows fingerprints).
+   * Agents see them; zooid and the API never do (the API shows fingerprints).
    */
-  expiring?: ExpiringCredential[];
+  expiring: ExpiringCredential[];
 }
 
 /** What the API shows of a relay: never the secret, never livekit's api_secret. */
@@ -190,7 +190,7 @@ export function viewRelay(relay: Relay): RelayView {
       synced_version: relay.sync.syncedVersion,
       last_synced_at: iso(relay.sync.lastSyncedAt),
     },
-    ...(relay.expiring?.length
+    ...(relay.expiring.length
       ? {
           expiring: relay.expiring.map((c) => ({
             name: c.name,

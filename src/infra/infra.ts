@@ -120,7 +120,7 @@ export class Infra {
       return { method: 'POST', result: created, acked };
     }
     // After a rotation zooid still holds the old secret, and PATCH never carries one: replace it.
-    const rotated = relay.sync.ackedSecret != null && relay.sync.ackedSecret !== secretDigest(relay.secret);
+    const rotated = relay.sync.ackedSecret !== null && relay.sync.ackedSecret !== secretDigest(relay.secret);
     if (opts.force || rotated) {
       const replaced = await client.replace(relay.id, full, req);
       if (!replaced.ok && replaced.kind === 'not_found') {

@@ -115,7 +115,7 @@ export function toRow(
   const prev = basis?.relay;
   const sameConfig = prev !== undefined && r.config === prev.config;
   const sameAcked = prev !== undefined && r.sync.ackedConfig === prev.sync.ackedConfig;
-  const sameExpiring = prev !== undefined && r.expiring !== undefined && r.expiring === prev.expiring;
+  const sameExpiring = prev !== undefined && r.expiring === prev.expiring;
   return {
     id: r.id,
     owner: r.owner,
@@ -141,9 +141,9 @@ export function toRow(
         ? null
         : JSON.stringify(r.sync.ackedConfig),
     acked_deleted: bool(r.sync.ackedDeleted),
-    expiring: sameExpiring ? basis!.row.expiring : JSON.stringify(r.expiring ?? []),
+    expiring: sameExpiring ? basis!.row.expiring : JSON.stringify(r.expiring),
     expiring_next_at: sameExpiring ? basis!.row.expiring_next_at : nextExpiry(r.expiring),
-    acked_secret: r.sync.ackedSecret ?? null,
+    acked_secret: r.sync.ackedSecret,
   };
 }
 
