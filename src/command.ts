@@ -1,5 +1,4 @@
-import type { z } from 'zod';
-import type { Activity, ActivityDraft, ActivityType } from './domain/activity.js';
+import type { Activity, ActivityDraft } from './domain/activity.js';
 import type { Clock } from './domain/clock.js';
 import {
   credentialFingerprint,
@@ -8,43 +7,26 @@ import {
   unexpired,
 } from './domain/credentials.js';
 import { BosunError, invalid, relayNotFound, truncateError } from './domain/errors.js';
-import { diffDocuments, mergeDiff } from './domain/fleet/diff.js';
-import {
-  type FleetApplyResult,
-  type FleetPlan,
-  type PlanEntry,
-  type ScheduledRelay,
-  summarize,
-} from './domain/fleet/plan.js';
-import type { RelayFileFields, ResolvedFleet, ResolvedRelay } from './domain/fleet/spec.js';
-import {
-  type FleetState,
-  fleetConfigId,
-  type RelayState,
-  relayChecksum,
-  relayConfigId,
-  STATE_VERSION,
-  sameState,
-} from './domain/fleet/state.js';
+import type { FleetApplyResult, FleetPlan } from './domain/fleet/plan.js';
+import type { ResolvedFleet } from './domain/fleet/spec.js';
 import { KeyedMutex } from './domain/keyed-mutex.js';
 import { generateSecretKey } from './domain/keys.js';
-import type { Principal } from './domain/principal.js';
+import { assertWriter, canSee, type Principal } from './domain/principal.js';
+import { createRelaySchema, FLEET, parseOrThrow, type Relay } from './domain/relay.js';
 import {
-  applyRelayPatch,
-  createRelaySchema,
-  editableDocument,
-  FLEET,
-  generateRelayId,
-  jsonEqual,
-  parseOrThrow,
-  type Relay,
-  type RelayConfig,
-  type SyncState,
-  schemaFromId,
-} from './domain/relay.js';
+  conflictError,
+  createdRelay,
+  deletedRelay,
+  draftActivity,
+  draftNewRelay,
+  freshSync,
+  nextVersion,
+  patchedRelay,
+  relayActivity,
+} from './domain/relay-changes.js';
+import { computeFleetChanges } from './fleet-changes.js';
 import type { Notifier } from './notifier.js';
 import {
-  type RelayWrite,
   StaleFleetStateError,
   StaleWriteError,
   type Store,
@@ -60,18 +42,6 @@ export interface CommandResult {
 }
 
 const MAX_CAS_ATTEMPTS = 8;
-
-const freshSync = (prev?: SyncState): SyncState => ({
-  status: 'pending',
-  error: '',
-  attempts: 0,
-  nextAttemptAt: null,
-  syncedVersion: prev?.syncedVersion ?? 0,
-  lastSyncedAt: prev?.lastSyncedAt ?? null,
-  ackedConfig: prev?.ackedConfig ?? null,
-  ackedDeleted: prev?.ackedDeleted ?? true,
-  ackedSecret: prev?.ackedSecret ?? null,
-});
 
 /**
  * The only writer. Each method reads the relay, computes its next state, and commits the row and
@@ -117,8 +87,7 @@ export class Command {
       if (existing && existing.deletedAt === null) {
         throw new BosunError('id_conflict', `id: relay ${JSON.stringify(id)} already exists`, `relay/${id}`);
       }
-      const relay = this.materialize(draft, existing);
-      const activity = this.activity('create_relay', relay, principal, { version: relay.version });
+      const { relay, activity } = createdRelay(draft, existing, principal, this.clock.now());
       const [written] = existing
         ? await this.commit(relay, activity, existing)
         : await this.commitInsert(relay, activity);
@@ -130,7 +99,7 @@ export class Command {
     assertWriter(principal);
     return this.retrying(id, async () => {
       const current = await this.visible(principal, id);
-      const update = this.patched(current, patch, principal);
+      const update = patchedRelay(current, patch, principal, this.clock.now());
       if (!update) return { relay: current, activity: null };
       const [written] = await this.commit(update.relay, update.activity, current);
       return { relay: update.relay, activity: written ?? null };
@@ -149,7 +118,7 @@ export class Command {
     assertWriter(principal);
     return this.retrying(id, async () => {
       const current = await this.visible(principal, id);
-      const { relay, activity } = this.tombstone(current, principal);
+      const { relay, activity } = deletedRelay(current, principal, this.clock.now());
       const [written] = await this.commit(relay, activity, current);
       return { relay, activity: written ?? null };
     });
@@ -160,13 +129,14 @@ export class Command {
     assertWriter(principal);
     return this.retrying(id, async () => {
       const current = await this.visible(principal, id);
+      const now = this.clock.now();
       const relay: Relay = {
         ...current,
         rev: current.rev + 1,
-        updatedAt: this.clock.now(),
-        sync: { ...freshSync(current.sync) },
+        updatedAt: now,
+        sync: freshSync(current.sync),
       };
-      const activity = this.activity('resync_relay', relay, principal, { version: relay.version });
+      const activity = relayActivity('resync_relay', relay, principal, now);
       const [written] = await this.commit(relay, activity, current);
       return { relay, activity: written ?? null };
     });
@@ -190,17 +160,15 @@ export class Command {
       const now = this.clock.now();
       const secret = generateSecretKey();
       const expiresAt = now + graceMs;
-      const expiring = unexpired(current.expiring ?? [], now);
+      const expiring = unexpired(current.expiring, now);
       if (graceMs > 0) expiring.push({ name: 'secret', value: current.secret, expiresAt });
-      const next = this.nextVersion(current, { secret, expiring });
+      const next = nextVersion(current, { secret, expiring }, now);
       // If zooid acknowledged anything, it was the old secret: record that before it is forgotten.
       const relay: Relay = {
         ...next,
-        updatedAt: now,
         sync: { ...next.sync, ackedSecret: current.sync.ackedSecret ?? secretDigest(current.secret) },
       };
-      const activity = this.activity('rotate_secret', relay, principal, {
-        version: relay.version,
+      const activity = relayActivity('rotate_secret', relay, principal, now, {
         fingerprint: credentialFingerprint(secret),
         previous_fingerprint: credentialFingerprint(current.secret),
         grace_seconds: Math.floor(graceMs / 1000),
@@ -219,26 +187,21 @@ export class Command {
   async expireCredentials(id: string, actor = 'system:credential_expiry'): Promise<CommandResult | null> {
     return this.retrying(id, async () => {
       const current = await this.load(id);
-      if (!current?.expiring?.length) return null;
+      if (!current?.expiring.length) return null;
       const now = this.clock.now();
       const kept = unexpired(current.expiring, now);
       if (kept.length === current.expiring.length) return null;
       const dropped = current.expiring.filter((c) => c.expiresAt <= now);
       const names = dropped.map((c) => ({ name: c.name, fingerprint: credentialFingerprint(c.value) }));
       // A deleted relay keeps its version: only its row is tidied (nobody sees it any more).
-      if (current.deletedAt !== null) {
-        const relay: Relay = { ...current, rev: current.rev + 1, expiring: kept };
-        const activity = this.draft('expire_credentials', id, actor, {
-          version: relay.version,
-          expired: names,
-        });
-        const [written] = await this.commit(relay, activity, current);
-        return { relay, activity: written ?? null };
-      }
-      const next = this.nextVersion(current, { expiring: kept });
-      const activity = this.draft('expire_credentials', id, actor, { version: next.version, expired: names });
-      const [written] = await this.commit(next, activity, current);
-      return { relay: next, activity: written ?? null };
+      const relay: Relay =
+        current.deletedAt !== null
+          ? { ...current, rev: current.rev + 1, expiring: kept }
+          : nextVersion(current, { expiring: kept }, now);
+      const payload = { version: relay.version, expired: names };
+      const activity = draftActivity('expire_credentials', id, actor, payload, now);
+      const [written] = await this.commit(relay, activity, current);
+      return { relay, activity: written ?? null };
     });
   }
 
@@ -274,10 +237,10 @@ export class Command {
           lastSyncedAt: now,
           ackedConfig: ack.config,
           ackedDeleted: ack.deleted,
-          ackedSecret: ack.secretDigest ?? current.sync.ackedSecret ?? null,
+          ackedSecret: ack.secretDigest ?? current.sync.ackedSecret,
         },
       };
-      const activity = this.draft('complete_relay_sync', relay.id, actor, { version: ack.version });
+      const activity = draftActivity('complete_relay_sync', relay.id, actor, { version: ack.version }, now);
       const [written] = await this.commit(relay, activity, current);
       return { relay, activity: written ?? null };
     });
@@ -308,14 +271,20 @@ export class Command {
           nextAttemptAt: failure.nextAttemptAt,
         },
       };
-      const activity = this.draft('fail_relay_sync', relay.id, actor, {
-        version: failure.version,
-        error,
-        attempts: failure.attempts,
-        status,
-        next_attempt_at:
-          failure.nextAttemptAt === null ? null : new Date(failure.nextAttemptAt).toISOString(),
-      });
+      const activity = draftActivity(
+        'fail_relay_sync',
+        relay.id,
+        actor,
+        {
+          version: failure.version,
+          error,
+          attempts: failure.attempts,
+          status,
+          next_attempt_at:
+            failure.nextAttemptAt === null ? null : new Date(failure.nextAttemptAt).toISOString(),
+        },
+        this.clock.now(),
+      );
       const [written] = await this.commit(relay, activity, current);
       return { relay, activity: written ?? null };
     });
@@ -326,9 +295,10 @@ export class Command {
     return this.retrying(id, async () => {
       const current = await this.visible(principal, id);
       if (current.config.inactive === inactive) return { relay: current, activity: null };
-      const relay = this.nextVersion(current, { config: { ...current.config, inactive } });
+      const now = this.clock.now();
+      const relay = nextVersion(current, { config: { ...current.config, inactive } }, now);
       const type = inactive ? 'deactivate_relay' : 'activate_relay';
-      const activity = this.activity(type, relay, principal, { version: relay.version });
+      const activity = relayActivity(type, relay, principal, now);
       const [written] = await this.commit(relay, activity, current);
       return { relay, activity: written ?? null };
     });
@@ -346,7 +316,8 @@ export class Command {
   ): Promise<FleetPlan> {
     assertWriter(principal);
     const store = this.fleetStore(fleet);
-    return (await this.computeFleet(store, principal, fleet, resolved, opts.prune)).result.plan;
+    return (await computeFleetChanges(store, principal, fleet, resolved, opts.prune, this.clock.now())).result
+      .plan;
   }
 
   /**
@@ -380,7 +351,14 @@ export class Command {
       const release = await this.lockAll(resolved.relays.map((r) => r.id));
       try {
         for (let attempt = 1; ; attempt++) {
-          const computed = await this.computeFleet(store, principal, fleet, resolved, opts.prune);
+          const computed = await computeFleetChanges(
+            store,
+            principal,
+            fleet,
+            resolved,
+            opts.prune,
+            this.clock.now(),
+          );
           if (!computed.batch) return computed.result;
           try {
             const activities = await this.publish(computed.batch, store);
@@ -415,319 +393,6 @@ export class Command {
     return this.store;
   }
 
-  /**
-   * The writes, activities, plan and State of applying `resolved` to what the store holds now.
-   *
-   * A relay whose version is the one the fleet's last State recorded, and whose desired config
-   * (from the files) has that State's checksum, is unchanged without reading its row: in a steady
-   * fleet only the few changed relays are read and compared field by field. Every other relay
-   * goes through the same rules as createRelay / updateRelay.
-   */
-  private async computeFleet(
-    store: Store,
-    principal: Principal,
-    fleet: string,
-    resolved: ResolvedFleet,
-    prune: boolean,
-  ) {
-    const latest = await store.latestFleetState(fleet);
-    const baseVersion = latest?.version ?? 0;
-    const previous = new Map((latest?.state.relays ?? []).map((r) => [r.id, r]));
-    const heads = new Map((await store.relayHeads(fleet)).map((h) => [h.id, h]));
-
-    interface Final {
-      name: string;
-      resource: string;
-      /** Unknown for a file left unparsed (its relay and schema are as the last State applied). */
-      schema: string | undefined;
-      state: RelayState;
-      /** Set when the relay was read (and maybe changed) rather than found unchanged by checksum. */
-      relay?: Relay;
-      changed: boolean;
-    }
-    const finals: Final[] = [];
-    /** Each relay of the files, with its outcome when the checksum already showed it unchanged. */
-    const slots: { spec: ResolvedRelay; unchanged?: Final; fields?: RelayFileFields }[] = [];
-    const toRead: string[] = [];
-    for (const spec of resolved.relays) {
-      const head = heads.get(spec.id);
-      const prev = previous.get(spec.id);
-      // The relay is still at the version the last State applied, and the caller may see it.
-      const asRecorded =
-        head !== undefined &&
-        prev !== undefined &&
-        prev.config_id === relayConfigId({ id: head.id, version: head.version }) &&
-        (principal.role !== 'tenant' || head.owner === principal.owner);
-      const sourceState = (checksum: string): RelayState => ({
-        name: spec.name,
-        id: spec.id,
-        config_id: prev!.config_id,
-        checksum,
-        ...(spec.source !== undefined ? { source: spec.source } : {}),
-      });
-      if (asRecorded && !spec.fields && spec.source !== undefined && spec.source === prev.source) {
-        // The same bytes that State applied, to the same relay version: unchanged, unparsed.
-        const final: Final = {
-          name: spec.name,
-          resource: spec.resource,
-          schema: undefined,
-          state: sourceState(prev.checksum),
-          changed: false,
-        };
-        finals.push(final);
-        slots.push({ spec, unchanged: final });
-        continue;
-      }
-      const fields = spec.fields ?? spec.load!();
-      const { id, owner, secret, schema, inactive, host, ...sections } = fields;
-      if (
-        asRecorded &&
-        (owner === undefined || owner === head.owner) &&
-        secret === undefined &&
-        sections.livekit.api_secret === ''
-      ) {
-        const config = {
-          host,
-          schema: schema ?? schemaFromId(head.id),
-          inactive: inactive ?? false,
-          ...sections,
-        };
-        const checksum = relayChecksum({ id: head.id, owner: head.owner, fleet, config, secret: '' });
-        if (checksum === prev.checksum) {
-          const final: Final = {
-            name: spec.name,
-            resource: spec.resource,
-            schema: config.schema,
-            state: sourceState(checksum),
-            changed: false,
-          };
-          finals.push(final);
-          slots.push({ spec, unchanged: final });
-          continue;
-        }
-      }
-      toRead.push(spec.id);
-      slots.push({ spec, fields });
-    }
-
-    const inFiles = new Set(resolved.relays.map((r) => r.id));
-    const orphanHeads = [...heads.values()].filter(
-      (h) => !inFiles.has(h.id) && (principal.role !== 'tenant' || h.owner === principal.owner),
-    );
-    const rows = new Map(
-      (await store.getRelays(prune ? [...toRead, ...orphanHeads.map((h) => h.id)] : toRead)).map((r) => [
-        r.id,
-        r,
-      ]),
-    );
-
-    const entries: PlanEntry[] = [];
-    const deletes: RelayWrite[] = [];
-    const updates: RelayWrite[] = [];
-    const inserts: RelayWrite[] = [];
-    const deleteActs: ActivityDraft[] = [];
-    const updateActs: ActivityDraft[] = [];
-    const insertActs: ActivityDraft[] = [];
-    const finalOf = (spec: ResolvedRelay, relay: Relay, changed: boolean): Final => ({
-      name: spec.name,
-      resource: spec.resource,
-      schema: relay.config.schema,
-      state: {
-        name: spec.name,
-        id: relay.id,
-        config_id: relayConfigId(relay),
-        checksum: relayChecksum(relay),
-        ...(spec.source !== undefined ? { source: spec.source } : {}),
-      },
-      relay,
-      changed,
-    });
-
-    for (const { spec, unchanged, fields } of slots) {
-      if (unchanged || !fields) {
-        entries.push(entry(spec, 'unchanged'));
-        continue;
-      }
-      const existing = rows.get(spec.id);
-      try {
-        const { id: _id, owner, secret, schema, inactive, host, ...sections } = fields;
-        if (existing && existing.deletedAt === null) {
-          if (!canSee(principal, existing)) {
-            throw new BosunError(
-              'id_conflict',
-              `id: relay ${JSON.stringify(spec.id)} already exists and belongs to another tenant`,
-            );
-          }
-          if (owner !== undefined && owner !== existing.owner) {
-            throw invalid(
-              `owner: cannot be changed; relay ${JSON.stringify(spec.id)} is owned by ${existing.owner}`,
-            );
-          }
-          if (secret !== undefined && secret !== existing.secret) {
-            throw invalid(
-              'secret: differs from the stored secret; sync never rotates a secret (omit it to keep the stored one)',
-            );
-          }
-          const config = {
-            host,
-            schema: schema ?? existing.config.schema,
-            inactive: inactive ?? false,
-            ...sections,
-          };
-          if (existing.fleet === fleet && jsonEqual(existing.config, config)) {
-            entries.push(entry(spec, 'unchanged'));
-            finals.push(finalOf(spec, existing, false));
-            continue;
-          }
-          const desired = mergeDiff(editableDocument(existing), { fleet, ...config });
-          const update = this.patched(existing, desired, principal)!;
-          updates.push({ kind: 'update', relay: update.relay, previous: existing });
-          updateActs.push(update.activity);
-          entries.push({
-            ...entry(spec, 'update'),
-            changes: diffDocuments(documentOf(existing), documentOf(update.relay)),
-          });
-          finals.push(finalOf(spec, update.relay, true));
-        } else {
-          const relay = this.materialize(draftNewRelay(principal, { ...fields, fleet }), existing);
-          if (existing) updates.push({ kind: 'update', relay, previous: existing });
-          else inserts.push({ kind: 'insert', relay });
-          (existing ? updateActs : insertActs).push(
-            this.activity('create_relay', relay, principal, { version: relay.version }),
-          );
-          const shown = { ...documentOf(relay), ...(secret !== undefined ? { secret } : {}) };
-          entries.push({ ...entry(spec, 'create'), changes: diffDocuments(undefined, shown) });
-          finals.push(finalOf(spec, relay, true));
-        }
-      } catch (err) {
-        if (err instanceof BosunError && err.resource === undefined) {
-          throw new BosunError(err.code, err.message, spec.resource);
-        }
-        throw err;
-      }
-    }
-
-    const schemas = new Map<string, string>();
-    for (const f of finals) {
-      if (f.schema === undefined) continue;
-      const other = schemas.get(f.schema);
-      if (other)
-        throw invalid(`schema: ${JSON.stringify(f.schema)} is also the schema of ${other}`, f.resource);
-      schemas.set(f.schema, f.resource);
-    }
-
-    // A host that a relay this apply leaves in place already uses (an unchanged file's, or one
-    // outside the fleet) is refused now, in the plan too, rather than at commit.
-    const finalsById = new Map(finals.map((f) => [f.state.id, f]));
-    const leaving = new Set(prune ? orphanHeads.map((h) => h.id) : []);
-    for (const f of finals) {
-      if (!f.changed || !f.relay) continue;
-      const { host } = f.relay.config;
-      const before = rows.get(f.relay.id);
-      if (before && before.deletedAt === null && before.config.host === host) continue;
-      for (const user of await store.relaysUsing({ host })) {
-        if (user.id === f.relay.id || leaving.has(user.id)) continue;
-        const other = finalsById.get(user.id);
-        if (other?.relay && other.relay.config.host !== host) continue; // it moves away in this apply
-        if (other)
-          throw invalid(`host: ${JSON.stringify(host)} is also the host of ${other.resource}`, f.resource);
-        throw new BosunError(
-          'host_conflict',
-          `host: ${JSON.stringify(host)} is already used by another relay`,
-          f.resource,
-        );
-      }
-    }
-
-    const previousNames = new Map((latest?.state.relays ?? []).map((r) => [r.id, r.name]));
-    const orphans: Record<string, string> = {};
-    const pruned: Record<string, string> = {};
-    for (const head of orphanHeads) {
-      const name = previousNames.get(head.id) ?? head.id;
-      const relay = rows.get(head.id);
-      if (prune && relay && relay.deletedAt === null) {
-        const gone = this.tombstone(relay, principal);
-        deletes.push({ kind: 'update', relay: gone.relay, previous: relay });
-        deleteActs.push(gone.activity);
-        pruned[name] = head.id;
-        entries.push({ name, id: head.id, action: 'delete' });
-      } else {
-        orphans[name] = head.id;
-        entries.push({ name, id: head.id, action: 'orphaned' });
-      }
-    }
-
-    const summary = summarize(entries);
-    const plan: FleetPlan = {
-      fleet,
-      prune,
-      base_version: baseVersion,
-      relays: entries,
-      summary,
-      changes: summary.create + summary.update + summary.delete > 0,
-    };
-    const version = baseVersion + 1;
-    const state: FleetState = {
-      version: STATE_VERSION,
-      config_id: fleetConfigId(fleet, version),
-      fleet_id: fleet,
-      fleet_version: version,
-      owner: principal.role === 'tenant' ? principal.owner : null,
-      relays: finals.map((f) => f.state).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
-      orphans,
-    };
-    const relays = [...deletes, ...updates, ...inserts];
-    const write = relays.length > 0 || !sameState(latest?.state, state);
-    const scheduled: ScheduledRelay[] = finals
-      .filter((f) => f.changed)
-      .map((f) => ({ ...f.state, version: f.relay!.version }));
-    const result: FleetApplyResult = {
-      plan,
-      state: write ? state : (latest?.state ?? null),
-      written: write,
-      scheduled,
-      orphans,
-      pruned,
-      activities: 0,
-    };
-    const batch: WriteBatch | null = write
-      ? {
-          relays,
-          activities: [...deleteActs, ...updateActs, ...insertActs],
-          fleetStates: [
-            {
-              previousVersion: baseVersion,
-              record: {
-                fleet,
-                version,
-                configId: state.config_id,
-                owner: state.owner,
-                actor: principal.actor,
-                createdAt: this.clock.now(),
-                state,
-              },
-            },
-          ],
-        }
-      : null;
-    /** A host/schema/id taken outside the fleet: name the relay of the files that wants it. */
-    const conflict = (err: StoreConflictError): BosunError => {
-      const culprit = finals.find(
-        (f) =>
-          f.changed &&
-          f.relay &&
-          (err.field === 'host'
-            ? f.relay.config.host === err.value
-            : err.field === 'schema'
-              ? f.relay.config.schema === err.value
-              : f.relay.id === err.value),
-      );
-      const e = conflictError(err);
-      return new BosunError(e.code, e.message, culprit?.resource ?? `fleet/${fleet}`);
-    };
-    return { result, batch, baseVersion, conflict };
-  }
-
   /** Holds this process's lock of every relay id until the returned release is called. */
   private async lockAll(ids: readonly string[]): Promise<() => void> {
     let release!: () => void;
@@ -749,83 +414,10 @@ export class Command {
     return release;
   }
 
-  /** A new relay from a validated create input (createRelay and fleet creates). */
-  private materialize(draft: NewRelayDraft, existing: Relay | undefined): Relay {
-    const now = this.clock.now();
-    return {
-      id: draft.id,
-      owner: draft.owner,
-      fleet: draft.fleet,
-      version: (existing?.version ?? 0) + 1,
-      rev: (existing?.rev ?? 0) + 1,
-      config: draft.config,
-      secret: draft.secret,
-      createdAt: now,
-      updatedAt: now,
-      deletedAt: null,
-      sync: freshSync(existing?.sync),
-      // A re-created id starts without the old incarnation's rotated credentials.
-      expiring: [],
-    };
-  }
-
-  /** A merge patch applied to a live relay (updateRelay and fleet updates); null when it changes nothing. */
-  private patched(
-    current: Relay,
-    patch: unknown,
-    principal: Principal,
-  ): { relay: Relay; activity: ActivityDraft } | null {
-    const next = applyRelayPatch(current, patch);
-    const fields = changedFields(current, next);
-    if (fields.length === 0) return null;
-    const relay = this.nextVersion(current, { fleet: next.fleet, config: next.config });
-    return {
-      relay,
-      activity: this.activity('update_relay', relay, principal, { version: relay.version, fields }),
-    };
-  }
-
-  /**
-   * A deleted relay (deleteRelay and fleet prunes). The row stays as a tombstone: versions keep
-   * increasing if the id is created again, and the observer still has to delete it from zooid.
-   */
-  private tombstone(current: Relay, principal: Principal): { relay: Relay; activity: ActivityDraft } {
-    const relay: Relay = { ...this.nextVersion(current, {}), deletedAt: this.clock.now() };
-    return { relay, activity: this.activity('delete_relay', relay, principal, { version: relay.version }) };
-  }
-
-  /** A change zooid or an agent would see: a new version, and any pending retry is superseded. */
-  private nextVersion(
-    current: Relay,
-    change: Partial<Pick<Relay, 'fleet' | 'config' | 'secret' | 'expiring'>>,
-  ): Relay {
-    return {
-      ...current,
-      ...change,
-      version: current.version + 1,
-      rev: current.rev + 1,
-      updatedAt: this.clock.now(),
-      sync: freshSync(current.sync),
-    };
-  }
-
   private async visible(principal: Principal, id: string): Promise<Relay> {
     const relay = await this.load(id);
     if (!relay || relay.deletedAt !== null || !canSee(principal, relay)) throw relayNotFound(id);
     return relay;
-  }
-
-  private activity(
-    type: ActivityType,
-    relay: Relay,
-    principal: Principal,
-    payload: Record<string, unknown>,
-  ): ActivityDraft {
-    return this.draft(type, relay.id, principal.actor, payload);
-  }
-
-  private draft(type: ActivityType, relayId: string, actor: string, payload: Record<string, unknown>) {
-    return { type, relayId, actor, payload, createdAt: this.clock.now() };
   }
 
   /** The relay as last read or committed here, else from the store; its rev guards the write. */
@@ -881,83 +473,10 @@ export class Command {
   }
 }
 
-export function canSee(principal: Principal, relay: Relay): boolean {
-  switch (principal.role) {
-    case 'admin':
-      return true;
-    case 'tenant':
-      return relay.owner === principal.owner;
-    case 'agent':
-      return relay.fleet === principal.fleet;
-  }
-}
-
-function assertWriter(principal: Principal): void {
-  if (principal.role === 'agent') {
-    throw new BosunError('forbidden', 'agent tokens can only read their fleet; use an admin or tenant token');
-  }
-}
-
-interface NewRelayDraft {
-  id: string;
-  owner: string;
-  fleet: string;
-  config: RelayConfig;
-  secret: string;
-}
-
-/** The create rules: owner from the caller, generated id and secret, schema derived from the id. */
-function draftNewRelay(principal: Principal, parsed: z.output<typeof createRelaySchema>): NewRelayDraft {
-  const owner = ownerFor(principal, parsed.owner);
-  const id = parsed.id ?? generateRelayId();
-  const { id: _id, owner: _owner, fleet, secret, schema, inactive, host, ...sections } = parsed;
-  return {
-    id,
-    owner,
-    fleet: fleet ?? 'default',
-    config: { host, schema: schema ?? schemaFromId(id), inactive: inactive ?? false, ...sections },
-    secret: secret ?? generateSecretKey(),
-  };
-}
-
-/** What a plan diff shows of a relay: who owns it, its fleet and its config (no secret). */
-function documentOf(relay: Relay): Record<string, unknown> {
-  return { owner: relay.owner, fleet: relay.fleet, ...relay.config };
-}
-
-function entry(spec: ResolvedRelay, action: PlanEntry['action']): PlanEntry {
-  return { name: spec.name, id: spec.id, action, ...(spec.file !== undefined ? { file: spec.file } : {}) };
-}
-
 function concurrentApply(fleet: string, version: number): BosunError {
   return new BosunError(
     'conflict',
     `fleet ${fleet} was applied concurrently (now at version ${version}); nothing was applied, plan again`,
     `fleet/${fleet}`,
   );
-}
-
-function ownerFor(principal: Principal, requested: string | undefined): string {
-  if (principal.role === 'tenant') {
-    if (requested !== undefined && requested !== principal.owner) {
-      throw new BosunError('forbidden', 'owner: a tenant can only create relays it owns');
-    }
-    return principal.owner;
-  }
-  return requested ?? 'default';
-}
-
-function conflictError(err: StoreConflictError): BosunError {
-  const code =
-    err.field === 'host' ? 'host_conflict' : err.field === 'schema' ? 'schema_conflict' : 'id_conflict';
-  return new BosunError(code, `${err.field}: ${JSON.stringify(err.value)} is already used by another relay`);
-}
-
-function changedFields(current: Relay, next: { fleet: string; config: RelayConfig }): string[] {
-  const fields: string[] = [];
-  if (current.fleet !== next.fleet) fields.push('fleet');
-  for (const key of Object.keys(next.config) as (keyof RelayConfig)[]) {
-    if (!jsonEqual(current.config[key], next.config[key])) fields.push(key);
-  }
-  return fields;
 }

@@ -1,7 +1,6 @@
-import { canSee } from './command.js';
 import type { Activity } from './domain/activity.js';
 import { relayNotFound } from './domain/errors.js';
-import type { Principal } from './domain/principal.js';
+import { canSee, type Principal } from './domain/principal.js';
 import type { Relay, SyncStatus } from './domain/relay.js';
 import type { Store } from './store/port.js';
 

@@ -1,3 +1,6 @@
+import { BosunError } from './errors.js';
+import type { Relay } from './relay.js';
+
 /** Who is calling. A tenant sees only relays it owns; an agent only the relays of its fleet. */
 export type Principal =
   | { role: 'admin'; actor: string }
@@ -7,6 +10,24 @@ export type Principal =
 export type Role = Principal['role'];
 
 export const SYSTEM: Principal = { role: 'admin', actor: 'system' };
+
+/** Whether the caller may see (and, unless an agent, change) the relay. */
+export function canSee(principal: Principal, relay: Relay): boolean {
+  switch (principal.role) {
+    case 'admin':
+      return true;
+    case 'tenant':
+      return relay.owner === principal.owner;
+    case 'agent':
+      return relay.fleet === principal.fleet;
+  }
+}
+
+export function assertWriter(principal: Principal): void {
+  if (principal.role === 'agent') {
+    throw new BosunError('forbidden', 'agent tokens can only read their fleet; use an admin or tenant token');
+  }
+}
 
 export interface Token {
   id: string;

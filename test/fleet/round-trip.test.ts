@@ -312,6 +312,42 @@ describe('declarative fleet sync: both syncers', () => {
     }
   });
 
+  it('moves hosts along a chain in one apply, whatever the file order; refuses a swap, saying how', async () => {
+    const rig = dbRig();
+    try {
+      const dir = join(root.path, 'shift');
+      const files = (a: string, b: string) =>
+        writeFleet(dir, manifest('shift'), { 'a.toml': relayFile(a), 'b.toml': relayFile(b) });
+      const syncer = () =>
+        DbSyncer.fromDir({ command: rig.command, store: rig.store, principal: ADMIN, dir });
+      const hosts = async () => (await rig.store.getRelays(['a', 'b'])).map((r) => r.config.host);
+      files('one.example.com', 'two.example.com');
+      await (await syncer()).sync();
+
+      // a takes b's host while b moves on: b is written first (a.toml comes first in the files).
+      files('two.example.com', 'three.example.com');
+      const shift = await syncer();
+      expect((await shift.plan()).summary).toMatchObject({ update: 2 });
+      await shift.sync();
+      expect(await hosts()).toEqual(['two.example.com', 'three.example.com']);
+
+      // A swap: refused in the plan, nothing written.
+      files('three.example.com', 'two.example.com');
+      const before = await rig.store.lastActivityId();
+      const swap = await (await syncer()).plan().catch((e) => e);
+      expect(swap).toBeInstanceOf(SyncError);
+      expect(swap.message).toBe(
+        `${join(dir, 'a.toml')}: host: ${join(dir, 'a.toml')}, ${join(dir, 'b.toml')} would pass their hosts ` +
+          'round in one apply; zooid checks each relay’s host on its own, so first move one of them to an ' +
+          'unused host, apply, then finish',
+      );
+      expect(await rig.store.lastActivityId()).toBe(before);
+      expect(await hosts()).toEqual(['two.example.com', 'three.example.com']);
+    } finally {
+      await rig.close();
+    }
+  });
+
   it('adopts relays created through the API, keeps their secret, and moves them into the fleet', async () => {
     const api = await apiHarness();
     try {

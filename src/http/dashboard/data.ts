@@ -1,8 +1,7 @@
-import { canSee } from '../../command.js';
 import { type ActivityView, SYNC_TYPES, viewActivity } from '../../domain/activity.js';
 import type { Clock } from '../../domain/clock.js';
 import { relayNotFound } from '../../domain/errors.js';
-import type { Principal } from '../../domain/principal.js';
+import { canSee, type Principal } from '../../domain/principal.js';
 import { type Relay, type RelayView, type SyncStatus, viewRelay } from '../../domain/relay.js';
 import type { Query } from '../../query.js';
 import type { Store } from '../../store/port.js';
