@@ -18,8 +18,13 @@ export interface ObserverOptions {
   concurrency?: number;
   cursorName?: string;
   pageSize?: number;
-  /** Delay before trying again after the sync itself threw (not a zooid failure: e.g. the database). */
+  /**
+   * After the sync itself threw (not a zooid failure: e.g. the database is full or down), the relay
+   * is tried again after this delay, doubling on each consecutive failure up to
+   * `internalRetryMaxMs`. Defaults 1 s and 30 s.
+   */
   internalRetryMs?: number;
+  internalRetryMaxMs?: number;
   onSyncStart?: (commitLatencyMs: number) => void;
   onOutcome?: (outcome: SyncOutcome) => void;
   onQueueDepth?: (depth: number) => void;
@@ -48,6 +53,8 @@ export class Observer {
   /** Per relay: the activities its next sync will account for. */
   private readonly attached = new Map<string, Activity[]>();
   private readonly retryTimers = new Map<string, TimerHandle>();
+  /** Per relay: consecutive syncs that threw inside bosun (reset by one that returns). */
+  private readonly internalFailures = new Map<string, number>();
   /** Relays whose next sync re-asserts the whole config even if bosun believes zooid has it. */
   private readonly forced = new Set<string>();
   private highWater = 0;
@@ -89,6 +96,7 @@ export class Observer {
       this.outstanding.clear();
       this.attached.clear();
       this.forced.clear();
+      this.internalFailures.clear();
       this.highWater = 0;
       this.persisted = -1;
       this.rereadRequested = false;
@@ -140,6 +148,20 @@ export class Observer {
     if (this.stopped) return;
     if (opts.force) this.forced.add(relayId);
     this.queue.add(relayId);
+  }
+
+  /**
+   * Relays waiting out an internal-failure backoff are tried now: the cause is gone (the database
+   * takes writes again), so there is no point in waiting up to 30 s.
+   */
+  retryFailedNow(): void {
+    if (this.stopped) return;
+    for (const relayId of this.internalFailures.keys()) {
+      const timer = this.retryTimers.get(relayId);
+      if (timer) this.o.clock.clearTimeout(timer);
+      this.retryTimers.delete(relayId);
+      this.queue.add(relayId);
+    }
   }
 
   get inFlight(): number {
@@ -240,13 +262,19 @@ export class Observer {
     try {
       outcome = await this.o.sync(relayId, this.abort.signal, { force });
     } catch (err) {
-      // Not done and not durably scheduled: keep the activities outstanding and try again.
-      this.o.logger.error({ err, relayId }, 'relay sync failed inside bosun; retrying');
+      // Not done and not durably scheduled: keep the activities outstanding and try again, backing
+      // off so that a long outage neither re-pushes every relay to zooid nor logs it every second.
+      const failures = (this.internalFailures.get(relayId) ?? 0) + 1;
+      this.internalFailures.set(relayId, failures);
+      const base = this.o.internalRetryMs ?? 1000;
+      const retryInMs = Math.min(base * 2 ** Math.min(failures - 1, 30), this.o.internalRetryMaxMs ?? 30_000);
+      this.o.logger.error({ err, relayId, failures, retryInMs }, 'relay sync failed inside bosun; retrying');
       const again = this.attached.get(relayId) ?? [];
       this.attached.set(relayId, [...activities, ...again]);
-      this.scheduleRetry(relayId, this.o.clock.now() + (this.o.internalRetryMs ?? 1000));
+      this.scheduleRetry(relayId, this.o.clock.now() + retryInMs);
       return;
     }
+    this.internalFailures.delete(relayId);
     this.o.onOutcome?.(outcome);
     if (outcome.kind === 'retry') this.scheduleRetry(relayId, outcome.at);
     if (outcome.kind === 'skipped' && outcome.retryAt !== undefined)

@@ -51,6 +51,7 @@ const WRITES: ReadonlySet<PropertyKey> = new Set(['commit', 'setCursor', 'insert
  */
 export class StorageHealth {
   private failure: (StorageFailure & { since: number }) | undefined;
+  private readonly recoveryListeners = new Set<() => void>();
 
   constructor(
     private readonly clock: Clock,
@@ -77,6 +78,19 @@ export class StorageHealth {
       { code, driverCode, durationMs: this.clock.now() - since },
       'database storage writable again',
     );
+    for (const listener of this.recoveryListeners) {
+      try {
+        listener();
+      } catch (err) {
+        this.logger.error({ err }, 'a storage recovery listener failed');
+      }
+    }
+  }
+
+  /** Calls `listener` each time the storage takes writes again after a failure. */
+  onRecovered(listener: () => void): () => void {
+    this.recoveryListeners.add(listener);
+    return () => this.recoveryListeners.delete(listener);
   }
 
   /** `ok`, or what is wrong since when (a readiness check's text). */

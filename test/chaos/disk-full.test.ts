@@ -16,8 +16,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/zooid/emulator.js';
-import { ADMIN_TOKEN, keypair } from '../support/env.js';
+import { ADMIN_TOKEN, apiCall, keypair } from '../support/env.js';
 import { seededRandom } from '../support/random.js';
+import { type AckedRelay, ackedRelay } from '../support/relays.js';
 import { type Spawned, startServe } from '../support/spawn.js';
 
 /**
@@ -82,7 +83,7 @@ interface Known {
   exists: boolean;
   inactive: boolean;
   /** The last acknowledged state; every request after it was refused, so the database holds this. */
-  acked: { version: number; deleted: boolean; name: string; inactive: boolean } | null;
+  acked: AckedRelay | null;
 }
 
 describe('disk full under the SQLite file', () => {
@@ -126,18 +127,7 @@ describe('disk full under the SQLite file', () => {
         BOSUN_SHUTDOWN_GRACE: '1s',
       });
       const url = serve.url;
-      const call = async (method: string, path: string, body?: unknown) => {
-        const res = await fetch(url + path, {
-          method,
-          headers: {
-            authorization: `Bearer ${ADMIN_TOKEN}`,
-            ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-          },
-          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-        });
-        const text = await res.text();
-        return { status: res.status, text, body: text ? JSON.parse(text) : undefined, headers: res.headers };
-      };
+      const call = (method: string, path: string, body?: unknown) => apiCall(url, method, path, body);
 
       const { pubkey } = keypair();
       const known = new Map<string, Known>();
@@ -178,15 +168,9 @@ describe('disk full under the SQLite file', () => {
         const s = known.get(id)!;
         if (res.status === 200 || res.status === 201) {
           stats.acked++;
-          const r = res.body;
-          s.acked = {
-            version: r.version,
-            deleted: !!r.deleted,
-            name: r.config.info.name,
-            inactive: r.config.inactive,
-          };
-          s.exists = !r.deleted;
-          s.inactive = r.config.inactive;
+          s.acked = ackedRelay(res.body);
+          s.exists = !s.acked.deleted;
+          s.inactive = s.acked.inactive;
           return 'acked';
         }
         // The only acceptable refusal: a clear storage_full error, no internals.
@@ -284,7 +268,7 @@ describe('disk full under the SQLite file', () => {
       const counts = new Map<string, number>();
       for (const l of lines) counts.set(l.msg, (counts.get(l.msg) ?? 0) + 1);
       console.log(`disk-full: log lines in 2 s while full: ${JSON.stringify(Object.fromEntries(counts))}`);
-      // 1 s internal retry per relay (≤ 20 relays here) plus chores: a bounded trickle, not a spin.
+      // Internal retries back off per relay from 1 s (≤ 20 relays here), plus chores: a trickle, not a spin.
       expect(lines.length).toBeLessThan(150);
       expect(lines.filter((l) => l.level >= 60)).toEqual([]);
 

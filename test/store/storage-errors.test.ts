@@ -65,6 +65,8 @@ describe('storage errors', () => {
       lastActivityId: async () => 7,
     };
     const store = watchStorage(fake as unknown as Store, health);
+    let recoveries = 0;
+    health.onRecovered(() => recoveries++);
     expect(store.dialect).toBe('sqlite');
     expect(health.status()).toBe('ok');
 
@@ -86,6 +88,9 @@ describe('storage errors', () => {
     await clock.advance(5_000);
     expect(await store.commit({ relays: [], activities: [] })).toEqual([]);
     expect(health.status()).toBe('ok');
+    // Listeners hear of the recovery once, not of every later write.
+    expect(await store.commit({ relays: [], activities: [] })).toEqual([]);
+    expect(recoveries).toBe(1);
 
     // One line when it starts (however many failures), one when it ends.
     const logged = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
