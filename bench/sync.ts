@@ -10,6 +10,7 @@
  * Targets: throughput >= 0.7 of the raw signed-request rate; p99 commit -> sync start <= 10 ms (SQLite).
  *
  *   npm run bench:sync [-- --n 3000]
+ *   BOSUN_SIGN_WORKERS=0 npm run bench:sync   (bosun signs on its main thread, for comparison)
  *   npm run bench:sync -- --postgres postgres://user@host/db [--n 3000]   (target p99 <= 20 ms; a
  *                                               scratch schema, dropped after)
  */
@@ -67,7 +68,10 @@ async function signedBaseline(url: string, key: string, body: string): Promise<n
         const target = `${url}/relay/base-${i}`;
         const res = await fetch(target, {
           method: 'POST',
-          headers: { authorization: signer.sign(target, 'POST', body), 'content-type': 'application/json' },
+          headers: {
+            authorization: await signer.sign(target, 'POST', body),
+            'content-type': 'application/json',
+          },
           body,
         });
         await res.arrayBuffer();
@@ -112,6 +116,8 @@ try {
     ZOOID_API_URL: zooid.url,
     BOSUN_SECRET_KEY: key,
     BOSUN_SYNC_CONCURRENCY: String(CONCURRENCY),
+    // Unset: bosun's default; `BOSUN_SIGN_WORKERS=0 npm run bench:sync` compares with in-thread signing.
+    ...(process.env.BOSUN_SIGN_WORKERS ? { BOSUN_SIGN_WORKERS: process.env.BOSUN_SIGN_WORKERS } : {}),
     ...disabled,
   });
   const peer = await Peer.create(config, { logger: createLogger({ level: 'silent' }) });
@@ -142,7 +148,7 @@ try {
 
   const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
   console.log(
-    `bench/sync ${POSTGRES ? 'postgres' : 'sqlite'} (n=${N}, ${CONCURRENCY} in flight, signer ${nip98Backend()}, node ${process.version})`,
+    `bench/sync ${POSTGRES ? 'postgres' : 'sqlite'} (n=${N}, ${CONCURRENCY} in flight, signer ${nip98Backend()}, sign workers ${config.sync.signWorkers}, node ${process.version})`,
   );
   console.log(`  baseline signed loopback requests : ${fmt(raw)} req/s`);
   console.log(

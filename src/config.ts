@@ -20,7 +20,8 @@ export interface ServeConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   trustProxy: boolean;
   blossomS3Env: Record<string, string | undefined>;
-  sync: { concurrency: number; retry: RetryPolicy; timeoutMs: number };
+  /** `signWorkers`: threads that sign NIP-98 headers for zooid; 0 signs on the main thread. */
+  sync: { concurrency: number; retry: RetryPolicy; timeoutMs: number; signWorkers: number };
   chores: Record<ChoreName, ChoreConfig>;
   activityRetentionMs: number;
   shutdownGraceMs: number;
@@ -109,6 +110,8 @@ const schema = z
     BOSUN_TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false'),
     BOSUN_SYNC_CONCURRENCY: int(1, 1000, 20),
     BOSUN_SYNC_TIMEOUT_MS: int(100, 600_000, 10_000),
+    // One thread beside the main one fills a 2-core machine; more only pays off with more cores.
+    BOSUN_SIGN_WORKERS: int(0, 8, 1),
     BOSUN_RETRY_BASE_MS: int(1, 3_600_000, 1000),
     BOSUN_RETRY_CAP_MS: int(1, 86_400_000, 300_000),
     BOSUN_RETRY_MAX_ATTEMPTS: int(1, 1000, 10),
@@ -180,6 +183,7 @@ export function loadServeConfig(
     sync: {
       concurrency: c.BOSUN_SYNC_CONCURRENCY,
       timeoutMs: c.BOSUN_SYNC_TIMEOUT_MS,
+      signWorkers: c.BOSUN_SIGN_WORKERS,
       retry: {
         baseMs: c.BOSUN_RETRY_BASE_MS,
         capMs: Math.max(c.BOSUN_RETRY_CAP_MS, c.BOSUN_RETRY_BASE_MS),

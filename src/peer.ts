@@ -36,7 +36,8 @@ import { FencedError, type Store } from './store/port.js';
 import { StorageHealth, watchStorage } from './store/storage-errors.js';
 import { blossomS3FromEnv } from './zooid/body.js';
 import { ZooidClient } from './zooid/client.js';
-import { createNip98Signer, nip98Ready } from './zooid/nip98.js';
+import type { Nip98Signer } from './zooid/nip98.js';
+import { createPooledNip98Signer } from './zooid/signer-pool.js';
 
 export interface PeerDeps {
   clock?: Clock;
@@ -61,6 +62,8 @@ export class Peer {
   readonly app: FastifyInstance;
   /** Push sync; null when ZOOID_API_URL is not set. */
   readonly infra: Infra | null;
+  /** Signs push sync's requests to zooid, on BOSUN_SIGN_WORKERS threads; null with push sync off. */
+  readonly signer: Nip98Signer | null;
   readonly observer: Observer | null;
   readonly targetHealth: TargetHealth | null;
   /** The agents' autoconfig stream (`GET /v1/stream`). */
@@ -99,7 +102,15 @@ export class Peer {
     this.workerStore = fencedStore(store, () => this.lease.fence);
     this.clock = deps.clock;
     this.random = deps.random;
-    this.infra = config.zooidApiUrl && config.secretKey ? this.createInfra(deps.fetch) : null;
+    this.signer =
+      config.zooidApiUrl && config.secretKey
+        ? createPooledNip98Signer(config.secretKey, {
+            workers: config.sync.signWorkers,
+            clock: this.clock,
+            logger: logger.child({ component: 'signer' }),
+          })
+        : null;
+    this.infra = this.signer ? this.createInfra(this.signer, deps.fetch) : null;
     this.observer = this.infra ? this.createObserver(this.infra) : null;
     this.targetHealth =
       config.zooidApiUrl && config.chores.target_health.enabled
@@ -112,7 +123,7 @@ export class Peer {
       store,
       notifier,
       clock: this.clock,
-      logger: logger.child({ service: 'stream' }),
+      logger: logger.child({ component: 'stream' }),
       blossomS3: blossomS3FromEnv(config.blossomS3Env),
       onSent: (n) => metrics.streamEventsSent.inc(n),
       ...config.stream,
@@ -155,6 +166,8 @@ export class Peer {
       closeTimeoutMs: config.shutdownGraceMs + 5000,
     });
     if (this.observer) this.hookObserver(this.observer);
+    // Added first so it closes last: syncs still draining in the services' closes keep signing.
+    if (this.signer) this.group.add(this.signerService(this.signer));
     this.group.add(this.leaseService());
     for (const chore of this.createChores()) this.group.add(this.choreService(chore));
     this.group.add(this.httpService());
@@ -165,7 +178,7 @@ export class Peer {
   static async create(config: ServeConfig, deps: PeerDeps = {}): Promise<Peer> {
     const logger = deps.logger ?? createLogger({ level: config.logLevel });
     const clock = deps.clock ?? systemClock;
-    const storage = new StorageHealth(clock, logger.child({ service: 'storage' }));
+    const storage = new StorageHealth(clock, logger.child({ component: 'storage' }));
     const rawStore = await openStore(config.databaseUrl, config.postgres);
     const store = watchStorage(rawStore, storage);
     const notifier = new Notifier((err) => logger.error({ err }, 'change listener failed'));
@@ -194,7 +207,7 @@ export class Peer {
   /** Starts every service; resolves with the API's URL once it listens and push sync caught up. */
   start(): Promise<string> {
     this.started ??= (async () => {
-      if (this.infra) await nip98Ready();
+      if (this.signer) await this.signer.ready();
       let listening!: (url: string) => void;
       const url = new Promise<string>((resolve) => {
         listening = resolve;
@@ -208,7 +221,11 @@ export class Peer {
       ]);
       if (this.infra) {
         this.logger.info(
-          { zooid: this.config.zooidApiUrl, pubkey: this.infra.pubkey },
+          {
+            zooid: this.config.zooidApiUrl,
+            pubkey: this.infra.pubkey,
+            signWorkers: this.config.sync.signWorkers,
+          },
           'push sync enabled: zooid must list this pubkey in API_WHITELIST',
         );
       } else {
@@ -270,6 +287,7 @@ export class Peer {
    * take over. With one process (SQLite) the lease is held from start to close.
    */
   private hookObserver(observer: Observer): void {
+    this.storage.onRecovered(() => observer.retryFailedNow());
     let stopped: Promise<void> = Promise.resolve();
     this.lease.onAcquired(async () => {
       await stopped;
@@ -299,7 +317,16 @@ export class Peer {
     });
   }
 
-  /** Added first, so a holder's workers have started (caught up) before HTTP listens. */
+  /** Signing threads outlive no bosun: a leaked one would keep the process (or a test run) alive. */
+  private signerService(signer: Nip98Signer): Service {
+    return {
+      name: 'signer',
+      run: (signal) => untilAborted(signal),
+      close: () => signer.close(),
+    };
+  }
+
+  /** Added before the chores and HTTP, so a holder's workers have started (caught up) before HTTP listens. */
   private leaseService(): Service {
     let ready!: () => void;
     this.observerReady = new Promise((resolve) => {
@@ -374,10 +401,10 @@ export class Peer {
     return handles;
   }
 
-  private createInfra(fetchImpl?: typeof fetch): Infra {
+  private createInfra(signer: Nip98Signer, fetchImpl?: typeof fetch): Infra {
     const client = new ZooidClient({
       apiUrl: this.config.zooidApiUrl!,
-      signer: createNip98Signer(this.config.secretKey!, { clock: this.clock }),
+      signer,
       clock: this.clock,
       timeoutMs: this.config.sync.timeoutMs,
       ...(fetchImpl ? { fetch: fetchImpl } : {}),
@@ -393,7 +420,7 @@ export class Peer {
       retry: this.config.sync.retry,
       // A timed-out request may still be running in zooid for about as long again.
       inDoubtHoldMs: this.config.sync.timeoutMs,
-      logger: this.logger.child({ service: 'infra' }),
+      logger: this.logger.child({ component: 'infra' }),
       onSync: (e) => this.metrics.syncs.inc({ outcome: e.outcome, method: e.method }),
     });
   }
@@ -404,7 +431,7 @@ export class Peer {
       store: this.workerStore,
       notifier: this.notifier,
       clock: this.clock,
-      logger: this.logger.child({ service: 'observer' }),
+      logger: this.logger.child({ component: 'observer' }),
       concurrency: this.config.sync.concurrency,
       sync: async (relayId, signal, { force }) => {
         // Checked against the term's deadline: a replica frozen past it starts no sync on waking.

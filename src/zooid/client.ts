@@ -171,7 +171,7 @@ export class ZooidClient {
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
       const headers: Record<string, string> = {
-        authorization: this.signer.sign(url, method, body),
+        authorization: await this.signer.sign(url, method, body),
         accept: 'application/json',
       };
       if (body !== undefined) headers['content-type'] = 'application/json';

@@ -6,6 +6,7 @@
  * this module is imported (`nip98Ready()`); until then, or if it cannot load, with @noble/curves
  * (pure JS, ~10× slower). Both paths produce and accept the same events; `nip98Backend()` says
  * which one is in use. No top-level await, so the module also loads where that is unsupported.
+ * `bosun serve` signs on worker threads (signer-pool.ts) with the same template and finalize steps.
  */
 import { createHash } from 'node:crypto';
 import { schnorr } from '@noble/curves/secp256k1.js';
@@ -150,15 +151,26 @@ export interface Nip98Signer {
   /** The signer's public key, lowercase hex: the value zooid's API_WHITELIST must contain. */
   readonly pubkey: string;
   /**
-   * Returns the whole `Authorization` header value for one request: `Nostr <base64 event>`.
+   * Resolves with the whole `Authorization` header value for one request: `Nostr <base64 event>`.
    * `url` is the absolute request URL; any query string or fragment is dropped (zooid compares the
-   * `u` tag with `<scheme>://<Host><path>`), nothing else is normalised.
+   * `u` tag with `<scheme>://<Host><path>`), nothing else is normalised. `created_at` is read from
+   * the clock when this is called, not when the signature is computed.
    */
-  sign(url: string, method: string, body?: Uint8Array | string): string;
+  sign(url: string, method: string, body?: Uint8Array | string): Promise<string>;
+  /** Resolves once signing runs at full speed; signing before that works, just slower. */
+  ready(): Promise<void>;
+  /** Releases what the signer holds (threads); later `sign` calls still work, on the calling thread. */
+  close(): Promise<void>;
 }
 
 export interface Nip98SignerOptions {
   clock?: Clock;
+}
+
+/** What varies between NIP-98 events: everything else (kind, empty content) is fixed. */
+export interface Nip98Template {
+  created_at: number;
+  tags: string[][];
 }
 
 /** Lowercase-hex SHA-256 of the exact body bytes (strings are UTF-8). */
@@ -172,25 +184,56 @@ export function stripQuery(url: string): string {
   return cut === -1 ? url : url.slice(0, cut);
 }
 
-export function createNip98Signer(secretHex: string, options: Nip98SignerOptions = {}): Nip98Signer {
+/** The unsigned part of one request's event; `nowMs` is the caller's clock reading. */
+export function nip98Template(
+  url: string,
+  method: string,
+  body: Uint8Array | string | undefined,
+  nowMs: number,
+): Nip98Template {
+  const tags = [
+    ['u', stripQuery(url)],
+    ['method', method.toUpperCase()],
+  ];
+  if (body !== undefined) tags.push(['payload', payloadHash(body)]);
+  return { created_at: Math.floor(nowMs / 1000), tags };
+}
+
+/** The secret key's bytes; the error never repeats the input, which may be a real key. */
+export function nip98SecretBytes(secretHex: string): Uint8Array {
   if (!isValidSecretKey(secretHex)) {
     throw new Error('NIP-98 signing key must be a 64-character lowercase hex Nostr secret key');
   }
+  return Uint8Array.from(Buffer.from(secretHex, 'hex'));
+}
+
+export function nip98PublicKey(secret: Uint8Array): string {
+  return backend.publicKey(secret);
+}
+
+/** Signs a template with the current backend and encodes it as an `Authorization` header value. */
+export function signNip98Template(template: Nip98Template, secret: Uint8Array, pubkey: string): string {
+  const event = backend.finalize(
+    { kind: NIP98_KIND, created_at: template.created_at, tags: template.tags, content: '' },
+    secret,
+    pubkey,
+  );
+  return `Nostr ${Buffer.from(JSON.stringify(event)).toString('base64')}`;
+}
+
+/** Signs on the calling thread. */
+export function createNip98Signer(secretHex: string, options: Nip98SignerOptions = {}): Nip98Signer {
+  const secret = nip98SecretBytes(secretHex);
   const clock = options.clock ?? systemClock;
-  const secret = Uint8Array.from(Buffer.from(secretHex, 'hex'));
-  const pubkey = backend.publicKey(secret);
+  const pubkey = nip98PublicKey(secret);
   return {
     pubkey,
-    sign(url, method, body) {
-      const tags = [
-        ['u', stripQuery(url)],
-        ['method', method.toUpperCase()],
-      ];
-      if (body !== undefined) tags.push(['payload', payloadHash(body)]);
-      const template = { kind: NIP98_KIND, created_at: Math.floor(clock.now() / 1000), tags, content: '' };
-      const event = backend.finalize(template, secret, pubkey);
-      return `Nostr ${Buffer.from(JSON.stringify(event)).toString('base64')}`;
+    sign: async (url, method, body) =>
+      signNip98Template(nip98Template(url, method, body, clock.now()), secret, pubkey),
+    ready: async () => {
+      await ready;
     },
+    close: async () => {},
   };
 }
 

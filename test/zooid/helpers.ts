@@ -32,7 +32,7 @@ export interface RawRequest {
 }
 
 /** A request over node:http, so the Host header and the body are exactly what the test says. */
-export function raw(baseUrl: string, r: RawRequest): Promise<RawResponse> {
+export async function raw(baseUrl: string, r: RawRequest): Promise<RawResponse> {
   const base = new URL(baseUrl);
   const host = r.host ?? base.host;
   const body =
@@ -45,7 +45,7 @@ export function raw(baseUrl: string, r: RawRequest): Promise<RawResponse> {
   if (r.authorization !== undefined) headers.authorization = r.authorization;
   else if (r.signer) {
     const u = r.u ?? `http://${host}${r.path}`;
-    headers.authorization = r.signer.sign(u, r.signMethod ?? r.method, body);
+    headers.authorization = await r.signer.sign(u, r.signMethod ?? r.method, body);
   }
   if (body) headers['content-type'] = 'application/json';
   return new Promise((resolve, reject) => {

@@ -1,0 +1,248 @@
+/**
+ * NIP-98 signing on worker threads. Schnorr signing dominates push sync (performance.md), and on
+ * the main thread it competes with the HTTP API, the agent streams and the database. Here the main
+ * thread only builds the unsigned template (clock reading, `u` and `method` tags, payload hash), so
+ * headers are exactly what the in-thread signer makes, and a thread signs it.
+ *
+ * Requests go to the thread with the fewest pending, ties in turn. A thread that errors or exits
+ * never strands a caller: its pending requests are signed on the main thread, it is logged once and
+ * replaced (a bounded number of times, and only if it had started: one that cannot even start
+ * would fail again). With no thread left, signing stays on the main thread. Threads are unref'd
+ * while idle, so an open pool never keeps a process alive, and ref'd while they owe an answer.
+ */
+import { Worker } from 'node:worker_threads';
+import { type Clock, systemClock } from '../domain/clock.js';
+import {
+  createNip98Signer,
+  type Nip98Signer,
+  type Nip98Template,
+  nip98PublicKey,
+  nip98Ready,
+  nip98SecretBytes,
+  nip98Template,
+  signNip98Template,
+} from './nip98.js';
+import type { SignReply, SignRequest, SignWorkerData } from './sign-worker.js';
+
+/** The subset of a pino logger the pool uses. */
+export interface SignerLogger {
+  warn(obj: object, msg: string): void;
+}
+
+export interface SignerPoolOptions {
+  /** Signing threads; 0 signs on the calling thread. */
+  workers: number;
+  clock?: Clock;
+  logger?: SignerLogger;
+  /** Starts one signing thread (default `spawnSignWorker`); tests wrap it to reach the Worker. */
+  spawn?: (data: SignWorkerData) => Worker;
+}
+
+/** Replacements of failed threads over a pool's life; past this, their share is signed in-thread. */
+const MAX_REPLACEMENTS = 3;
+
+/**
+ * Starts a signing thread from the file next to this module. From dist/ that is plain JS. Under
+ * vitest or `node --import tsx` this module is TypeScript source, and a thread inherits neither
+ * vitest's transform nor, on Node 20, tsx's hooks (tsx registers them on the main thread only, and
+ * `--import tsx` in a worker's execArgv does not reach its entry module): so the thread registers
+ * tsx itself before importing the entry. tsx is a devDependency, which is fine for tests and benches.
+ */
+export function spawnSignWorker(data: SignWorkerData): Worker {
+  const options = { workerData: data, name: 'nip98-signer' };
+  if (!import.meta.url.endsWith('.ts'))
+    return new Worker(new URL('./sign-worker.js', import.meta.url), options);
+  const entry = new URL('./sign-worker.ts', import.meta.url).href;
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const bootstrap = `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`;
+  return new Worker(bootstrap, { ...options, eval: true, execArgv: [] });
+}
+
+/** A signer for `workers` threads, or the in-thread one for 0. */
+export function createPooledNip98Signer(secretHex: string, options: SignerPoolOptions): Nip98Signer {
+  if (options.workers === 0)
+    return createNip98Signer(secretHex, options.clock ? { clock: options.clock } : {});
+  return new Nip98SignerPool(secretHex, options);
+}
+
+interface Pending {
+  template: Nip98Template;
+  resolve(header: string): void;
+  reject(err: unknown): void;
+}
+
+interface Thread {
+  readonly index: number;
+  readonly worker: Worker;
+  readonly pending: Map<number, Pending>;
+  /** Resolves when the thread reported ready or failed, whichever comes first. */
+  readonly started: Promise<void>;
+  markStarted(): void;
+  ready: boolean;
+  gone: boolean;
+}
+
+const silent: SignerLogger = { warn() {} };
+
+export class Nip98SignerPool implements Nip98Signer {
+  readonly pubkey: string;
+  private readonly secret: Uint8Array;
+  private readonly clock: Clock;
+  private readonly logger: SignerLogger;
+  private readonly spawn: (data: SignWorkerData) => Worker;
+  private threads: Thread[] = [];
+  private readonly initial: Promise<void>[] = [];
+  private nextId = 0;
+  private turn = 0;
+  private replacementsLeft = MAX_REPLACEMENTS;
+  private closing: Promise<void> | undefined;
+
+  constructor(secretHex: string, options: SignerPoolOptions) {
+    if (!Number.isInteger(options.workers) || options.workers < 1) {
+      throw new Error('a NIP-98 signer pool needs at least one worker');
+    }
+    this.secret = nip98SecretBytes(secretHex);
+    this.pubkey = nip98PublicKey(this.secret);
+    this.clock = options.clock ?? systemClock;
+    this.logger = options.logger ?? silent;
+    this.spawn = options.spawn ?? spawnSignWorker;
+    for (let i = 0; i < options.workers; i++) {
+      const thread = this.start(i);
+      if (thread) this.initial.push(thread.started);
+    }
+  }
+
+  /** Signing threads currently in use. */
+  get size(): number {
+    return this.threads.length;
+  }
+
+  async ready(): Promise<void> {
+    // The main thread's backend matters too: it signs whatever a failed thread leaves behind.
+    await Promise.all([nip98Ready(), ...this.initial]);
+  }
+
+  async sign(url: string, method: string, body?: Uint8Array | string): Promise<string> {
+    const template = nip98Template(url, method, body, this.clock.now());
+    const thread = this.pick();
+    if (!thread) return this.signHere(template);
+    return new Promise<string>((resolve, reject) => {
+      const id = this.nextId++;
+      if (thread.pending.size === 0) thread.worker.ref();
+      thread.pending.set(id, { template, resolve, reject });
+      thread.worker.postMessage({ id, template } satisfies SignRequest);
+    });
+  }
+
+  /** Stops the threads; what they still owed is signed here, as is anything signed later. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      const threads = this.threads;
+      this.threads = [];
+      for (const thread of threads) this.retire(thread);
+      await Promise.all(threads.map((t) => t.worker.terminate().catch(() => undefined)));
+    })();
+    return this.closing;
+  }
+
+  private start(index: number): Thread | null {
+    let worker: Worker;
+    try {
+      worker = this.spawn({ secret: this.secret, pubkey: this.pubkey });
+    } catch (err) {
+      this.logger.warn(
+        { err, worker: index },
+        'cannot start a NIP-98 signing thread; signing on the main thread',
+      );
+      return null;
+    }
+    worker.unref();
+    let markStarted!: () => void;
+    const started = new Promise<void>((resolve) => {
+      markStarted = resolve;
+    });
+    const thread: Thread = {
+      index,
+      worker,
+      pending: new Map(),
+      started,
+      markStarted,
+      ready: false,
+      gone: false,
+    };
+    worker.on('message', (message: SignReply) => this.onReply(thread, message));
+    worker.on('error', (err) => this.onFailure(thread, err));
+    worker.on('messageerror', (err) => this.onFailure(thread, err));
+    worker.on('exit', (code) => this.onFailure(thread, new Error(`signing thread exited with code ${code}`)));
+    this.threads.push(thread);
+    return thread;
+  }
+
+  private pick(): Thread | undefined {
+    const n = this.threads.length;
+    let best: Thread | undefined;
+    for (let i = 0; i < n; i++) {
+      const t = this.threads[(this.turn + i) % n]!;
+      if (!best || t.pending.size < best.pending.size) best = t;
+    }
+    this.turn = n === 0 ? 0 : (this.turn + 1) % n;
+    return best;
+  }
+
+  private onReply(thread: Thread, message: SignReply): void {
+    if (message.type === 'ready') {
+      thread.ready = true;
+      thread.markStarted();
+      return;
+    }
+    const pending = thread.pending.get(message.id);
+    if (!pending) return;
+    thread.pending.delete(message.id);
+    if (thread.pending.size === 0) thread.worker.unref();
+    if (message.type === 'signed') pending.resolve(message.header);
+    else this.settleHere(pending);
+  }
+
+  /** Runs once per thread, for whichever of error, messageerror or exit comes first. */
+  private onFailure(thread: Thread, err: unknown): void {
+    if (thread.gone) return;
+    const owed = thread.pending.size;
+    this.threads = this.threads.filter((t) => t !== thread);
+    const replace = !this.closing && thread.ready && this.replacementsLeft > 0;
+    if (replace) this.replacementsLeft--;
+    this.logger.warn(
+      { err, worker: thread.index, pending: owed, replaced: replace },
+      replace
+        ? 'NIP-98 signing thread failed; replaced it, its pending requests are signed on the main thread'
+        : this.threads.length > 0
+          ? 'NIP-98 signing thread failed; the other threads carry on, its pending requests are signed on the main thread'
+          : 'NIP-98 signing thread failed; signing on the main thread from now on',
+    );
+    this.retire(thread);
+    // An error or a bad message leaves the thread running: it is not used again either way.
+    void thread.worker.terminate().catch(() => undefined);
+    if (replace) this.start(thread.index);
+  }
+
+  /** Takes the thread out of service and signs what it owed on this thread, so no caller waits on it. */
+  private retire(thread: Thread): void {
+    thread.gone = true;
+    thread.markStarted();
+    const owed = [...thread.pending.values()];
+    thread.pending.clear();
+    thread.worker.unref();
+    for (const pending of owed) this.settleHere(pending);
+  }
+
+  private settleHere(pending: Pending): void {
+    try {
+      pending.resolve(this.signHere(pending.template));
+    } catch (err) {
+      pending.reject(err);
+    }
+  }
+
+  private signHere(template: Nip98Template): string {
+    return signNip98Template(template, this.secret, this.pubkey);
+  }
+}
