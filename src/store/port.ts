@@ -148,6 +148,17 @@ export interface Store {
    */
   newLeaseEpoch(lease: string): Promise<number>;
 
+  /**
+   * A random 256-bit secret (hex) shared by every process on this database, made by whichever
+   * asks first: e.g. the key of dashboard stream tickets, so any replica accepts another's.
+   */
+  sharedSecret(name: string): Promise<string>;
+  /**
+   * Spends a single-use value until `expiresAt`: true the first time, false if any process spent it
+   * already. Values past their expiry (as of `now`) are forgotten on the way.
+   */
+  spendNonce(nonce: string, expiresAt: number, now: number): Promise<boolean>;
+
   /** The newest recorded config version of a fleet (recorded atomically by `WriteBatch.fleetStates`). */
   latestFleetState(fleet: string): Promise<FleetStateRecord | undefined>;
   /** A fleet's recorded config versions, newest first. */

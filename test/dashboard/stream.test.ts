@@ -1,10 +1,12 @@
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Nip98Verifier } from '../../src/auth/nip98.js';
 import { FakeClock, systemClock } from '../../src/domain/clock.js';
 import { buildApp } from '../../src/http/app.js';
 import { StreamTickets } from '../../src/http/dashboard/ticket.js';
 import { createMetrics } from '../../src/metrics.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import {
   ADMIN_TOKEN,
   captureLogger,
@@ -12,6 +14,7 @@ import {
   relayBody,
   startServer,
   type TestServer,
+  tempDir,
 } from '../support/env.js';
 import { activities, openStream, ready } from './sse-client.js';
 
@@ -163,20 +166,75 @@ describe('GET /v1/activities/stream', () => {
 });
 
 describe('StreamTickets', () => {
+  const principal = { role: 'tenant' as const, owner: 'alice', actor: 'tenant:alice' };
+
   it('expire after their TTL and open one stream once', async () => {
-    const clock = new FakeClock();
-    const tickets = new StreamTickets(clock, 60_000);
-    const principal = { role: 'tenant' as const, owner: 'alice', actor: 'tenant:alice' };
-    const a = tickets.issue(principal);
-    expect(tickets.redeem(a.ticket)).toEqual({ ok: true, principal });
-    expect(tickets.redeem(a.ticket)).toMatchObject({
-      ok: false,
-      reason: expect.stringContaining('already used'),
-    });
-    const b = tickets.issue(principal);
-    await clock.advance(60_000);
-    expect(tickets.redeem(b.ticket)).toMatchObject({ ok: false, reason: expect.stringContaining('expired') });
-    expect(new StreamTickets(clock).redeem(tickets.issue(principal).ticket)).toMatchObject({ ok: false });
+    const dir = tempDir();
+    const store = new SqliteStore(join(dir.path, 'bosun.db'));
+    try {
+      const clock = new FakeClock();
+      const tickets = new StreamTickets(store, clock, 60_000);
+      const a = await tickets.issue(principal);
+      expect(await tickets.redeem(a.ticket)).toEqual({ ok: true, principal });
+      expect(await tickets.redeem(a.ticket)).toMatchObject({
+        ok: false,
+        reason: expect.stringContaining('already used'),
+      });
+      const b = await tickets.issue(principal);
+      await clock.advance(60_000);
+      expect(await tickets.redeem(b.ticket)).toMatchObject({
+        ok: false,
+        reason: expect.stringContaining('expired'),
+      });
+    } finally {
+      await store.close();
+      dir.cleanup();
+    }
+  });
+
+  it('are accepted once by any process on the same database, and by no other database', async () => {
+    const dir = tempDir();
+    const file = join(dir.path, 'bosun.db');
+    // Two connections to one file stand for two replicas; a third database for another deployment.
+    const [one, two, elsewhere] = [
+      new SqliteStore(file),
+      new SqliteStore(file),
+      new SqliteStore(join(dir.path, 'other.db')),
+    ];
+    try {
+      const clock = new FakeClock();
+      const [a, b, c] = [one, two, elsewhere].map((store) => new StreamTickets(store, clock));
+      const { ticket } = await a!.issue(principal);
+      expect(await c!.redeem(ticket)).toEqual({ ok: false, reason: 'invalid stream ticket' });
+      expect(await b!.redeem(ticket)).toEqual({ ok: true, principal });
+      expect(await a!.redeem(ticket)).toMatchObject({
+        ok: false,
+        reason: expect.stringContaining('already used'),
+      });
+    } finally {
+      for (const store of [one, two, elsewhere]) await store!.close();
+      dir.cleanup();
+    }
+  });
+
+  it('issued by one bosun open a stream on another bosun on the same database', async () => {
+    const a = await startServer();
+    const b = await startServer({ dir: a.dir });
+    try {
+      await a.api('POST', '/v1/relays', relayBody('shared', keypair().pubkey));
+      const { ticket } = (await a.api('POST', '/v1/activities/stream-ticket')).body;
+      const stream = await openStream(
+        `${b.url}/v1/activities/stream?after=0&ticket=${encodeURIComponent(ticket)}`,
+      );
+      expect(stream.status).toBe(200);
+      await stream.until((e) => activities(e).some((x) => x.relay_id === 'shared'));
+      stream.close();
+      const again = await fetch(`${a.url}/v1/activities/stream?ticket=${encodeURIComponent(ticket)}`);
+      expect(again.status).toBe(401);
+    } finally {
+      await b.close();
+      await a.close();
+    }
   });
 });
 

@@ -221,6 +221,20 @@ export function storeConformance(
       expect(await store.newLeaseEpoch('other')).toBe(1);
     });
 
+    it('makes a shared secret once and returns it from then on; spends a nonce only once', async () => {
+      const key = await store.sharedSecret('stream_tickets');
+      expect(key).toMatch(/^[0-9a-f]{64}$/);
+      expect(await store.sharedSecret('stream_tickets')).toBe(key);
+      expect(await store.sharedSecret('other')).not.toBe(key);
+
+      expect(await store.spendNonce('n1', 2000, 1000)).toBe(true);
+      expect(await store.spendNonce('n1', 2000, 1500)).toBe(false);
+      expect(await store.spendNonce('n2', 3000, 1500)).toBe(true);
+      // Past its expiry a spent nonce is forgotten (its ticket is refused as expired before that).
+      expect(await store.spendNonce('n1', 4000, 2000)).toBe(true);
+      expect(await store.spendNonce('n2', 4000, 2000)).toBe(false);
+    });
+
     it('persists named cursors', async () => {
       expect(await store.getCursor('observer')).toBe(0);
       await store.setCursor('observer', 42);

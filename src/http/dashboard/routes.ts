@@ -58,7 +58,7 @@ export interface DashboardHandle {
 export function registerDashboard(app: FastifyInstance, deps: AppDeps): DashboardHandle {
   const assets = loadAssets();
   const data = new DashboardData(deps.store, deps.query, deps.clock);
-  const tickets = new StreamTickets(deps.clock, deps.dashboard?.ticketTtlMs);
+  const tickets = new StreamTickets(deps.store, deps.clock, deps.dashboard?.ticketTtlMs);
   const streams = new ActivityStreams(
     {
       query: deps.query,
@@ -118,7 +118,7 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
   });
 
   app.post('/v1/activities/stream-ticket', async (request) => {
-    const { ticket, expiresAt } = tickets.issue(principalOf(request));
+    const { ticket, expiresAt } = await tickets.issue(principalOf(request));
     return { ticket, expires_at: new Date(expiresAt).toISOString() };
   });
 
@@ -130,7 +130,7 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       onRequest: async (request) => {
         const ticket = (request.query as { ticket?: unknown }).ticket;
         if (typeof ticket !== 'string' || request.headers.authorization) return;
-        const redeemed = tickets.redeem(ticket);
+        const redeemed = await tickets.redeem(ticket);
         if (!redeemed.ok) throw new BosunError('unauthorized', redeemed.reason);
         request.principal = redeemed.principal;
       },

@@ -114,4 +114,14 @@ export const migrations: { version: number; name: string; sql: string }[] = [
         ON CONFLICT (name) DO NOTHING;
     `,
   },
+  // 4 is SQLite's per-relay activity chain (sqliteOnly).
+  {
+    version: 5,
+    name: 'shared secrets, spent nonces',
+    sql: `
+      CREATE TABLE shared_secrets (name TEXT COLLATE "C" PRIMARY KEY, value TEXT NOT NULL);
+      CREATE TABLE spent_nonces (nonce TEXT COLLATE "C" PRIMARY KEY, expires_at BIGINT NOT NULL);
+      CREATE INDEX spent_nonces_expiry ON spent_nonces(expires_at);
+    `,
+  },
 ];

@@ -125,4 +125,16 @@ export const migrations: { version: number; name: string; sql: string; sqliteOnl
       DROP INDEX activities_relay;
     `,
   },
+  {
+    version: 5,
+    name: 'shared secrets, spent nonces',
+    sql: `
+      -- Random secrets every process on this database shares (e.g. the key that signs dashboard
+      -- stream tickets, so a ticket one replica issued opens a stream on another), made on first use.
+      CREATE TABLE shared_secrets (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+      -- Single-use values already spent (stream ticket nonces), kept until they would expire anyway.
+      CREATE TABLE spent_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+      CREATE INDEX spent_nonces_expiry ON spent_nonces(expires_at);
+    `,
+  },
 ];

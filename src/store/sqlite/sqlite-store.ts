@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
@@ -154,6 +155,14 @@ export class SqliteStore implements Store {
       getCursor: db.prepare('SELECT position FROM cursors WHERE name = ?'),
       setCursor: db.prepare(
         'INSERT INTO cursors (name, position) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET position = excluded.position',
+      ),
+      insertSecret: db.prepare(
+        'INSERT INTO shared_secrets (name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING',
+      ),
+      getSecret: db.prepare('SELECT value FROM shared_secrets WHERE name = ?'),
+      forgetNonces: db.prepare('DELETE FROM spent_nonces WHERE expires_at <= ?'),
+      spendNonce: db.prepare(
+        'INSERT INTO spent_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT(nonce) DO NOTHING',
       ),
       newLeaseEpoch: db.prepare(
         `INSERT INTO cursors (name, position) VALUES (?, 1)
@@ -485,6 +494,20 @@ export class SqliteStore implements Store {
 
   async newLeaseEpoch(lease: string): Promise<number> {
     return (this.stmts.newLeaseEpoch.get(leaseEpochKey(lease)) as { position: number }).position;
+  }
+
+  async sharedSecret(name: string): Promise<string> {
+    this.stmts.insertSecret.run(name, randomBytes(32).toString('hex'));
+    return (this.stmts.getSecret.get(name) as { value: string }).value;
+  }
+
+  async spendNonce(nonce: string, expiresAt: number, now: number): Promise<boolean> {
+    return this.db
+      .transaction(() => {
+        this.stmts.forgetNonces.run(now);
+        return this.stmts.spendNonce.run(nonce, expiresAt).changes === 1;
+      })
+      .immediate();
   }
 
   /** Inside a write transaction: SQLite serialises writers, so the epoch cannot move under us. */
