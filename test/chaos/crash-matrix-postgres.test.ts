@@ -6,9 +6,10 @@ import { chaosRounds, chaosSeed, runCrashMatrix } from './crash-workload.js';
 /**
  * Crash matrix on PostgreSQL: the same seeded workload and invariants as the SQLite one
  * (crash-workload.ts), with bosun on a fresh schema of the test server. Only bosun is SIGKILLed;
- * PostgreSQL rolls back whatever the killed connections had in flight. Skipped with one line when
- * no server is reachable, unless BOSUN_REQUIRE_POSTGRES=1 (CI), which fails the run instead
- * (test/postgres-setup.ts).
+ * PostgreSQL rolls back the transactions the killed connections had open, while a single-statement
+ * write already sent still runs to its commit (the checks read until the log stands still).
+ * Skipped with one line when no server is reachable, unless BOSUN_REQUIRE_POSTGRES=1 (CI), which
+ * fails the run instead (test/postgres-setup.ts).
  *
  * Activity ids come from an identity sequence: a transaction that drew ids and then rolled back —
  * which a kill mid-commit does — leaves a gap, so gap-free is not promised here (migrations.ts).

@@ -11,8 +11,9 @@ import { openStore } from '../../src/store/open.js';
 import type { Store } from '../../src/store/port.js';
 import { blossomS3FromEnv } from '../../src/zooid/body.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/zooid/emulator.js';
-import { ADMIN_TOKEN, keypair } from '../support/env.js';
+import { ADMIN_TOKEN, apiFetch, keypair } from '../support/env.js';
 import { seededRandom } from '../support/random.js';
+import { type AckedRelay, ackedRelay } from '../support/relays.js';
 import { type Spawned, spawnBosun, startServe } from '../support/spawn.js';
 import { type CrashFront, startCrashFront } from './crash-front.js';
 
@@ -82,7 +83,7 @@ interface Known {
   /** Requests sent / the last one answered 2xx (equal: the DB must hold exactly `acked`). */
   sent: number;
   ackedSeq: number;
-  acked: { version: number; deleted: boolean; name: string; inactive: boolean } | null;
+  acked: AckedRelay | null;
   /** What the client believes, to pick a sensible next request. */
   exists: boolean;
   inactive: boolean;
@@ -188,14 +189,7 @@ export async function runCrashMatrix(backend: CrashBackend, opts: CrashOptions):
 
     const call = async (url: string, method: string, path: string, body?: unknown) => {
       stats.requests++;
-      const res = await fetch(url + path, {
-        method,
-        headers: {
-          authorization: `Bearer ${ADMIN_TOKEN}`,
-          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      });
+      const res = await apiFetch(url, method, path, body);
       statuses[res.status] = (statuses[res.status] ?? 0) + 1;
       return { status: res.status, body: (await res.json().catch(() => undefined)) as any };
     };
@@ -226,16 +220,10 @@ export async function runCrashMatrix(backend: CrashBackend, opts: CrashOptions):
       if (res.status >= 500) violations.push(`${req[0]} ${req[1]} answered ${res.status}`);
       if (res.status === 200 || res.status === 201) {
         stats.acked++;
-        const r = res.body;
         s.ackedSeq = seq;
-        s.acked = {
-          version: r.version,
-          deleted: !!r.deleted,
-          name: r.config.info.name,
-          inactive: r.config.inactive,
-        };
-        s.exists = !r.deleted;
-        s.inactive = r.config.inactive;
+        s.acked = ackedRelay(res.body);
+        s.exists = !s.acked.deleted;
+        s.inactive = s.acked.inactive;
       } else if (res.status === 404) {
         s.exists = false;
       } else if (res.status === 409) {
@@ -290,7 +278,21 @@ export async function runCrashMatrix(backend: CrashBackend, opts: CrashOptions):
     /** The database after a kill, through the store port; returns the relays for the agent checks. */
     const checkDatabase = async (label: string): Promise<Map<string, Relay>> => {
       for (const v of (await backend.offlineCheck?.()) ?? []) violations.push(`${label}: ${v}`);
-      const activities: Activity[] = await store!.activitiesAfter({ after: 0, limit: 1_000_000 });
+      // The log and the relays are two reads. On PostgreSQL a statement the killed bosun sent just
+      // before it died still runs to its commit (a single-statement write has no COMMIT to lose),
+      // and could land between them: read until the log stands still across the relays' read. A
+      // change commits its row and its activity together, so an unchanged log means both reads
+      // saw the same commits.
+      let activities: Activity[] = [];
+      let relays: Relay[] = [];
+      for (let attempt = 1; ; attempt++) {
+        activities = await store!.activitiesAfter({ after: 0, limit: 1_000_000 });
+        relays = await store!.listRelays({ limit: 10_000, includeDeleted: true });
+        if ((await store!.lastActivityId()) === (activities.at(-1)?.id ?? 0)) break;
+        check(attempt < 20, `${label}: the activity log kept growing after bosun was killed`);
+        if (attempt >= 20) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
       stats.idGaps = activities.filter((a, i) => a.id !== (i === 0 ? 1 : activities[i - 1]!.id + 1)).length;
       if (backend.gapFreeActivityIds) {
         check(
@@ -307,7 +309,6 @@ export async function runCrashMatrix(backend: CrashBackend, opts: CrashOptions):
         skipped.length === 0,
         `${label}: activities ${skipped.map((a) => a.id).join(',')} became visible after a reader had passed them (cursor ${tail.cursor}): a cursor reader skips them`,
       );
-      const relays = await store!.listRelays({ limit: 10_000, includeDeleted: true });
       for (const relay of relays) {
         const versions = activities
           .filter(

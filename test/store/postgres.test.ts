@@ -6,7 +6,7 @@ import { parsePostgresUrl } from '../../src/store/postgres/options.js';
 import { PostgresStore } from '../../src/store/postgres/pg-store.js';
 import { migrations as sqliteMigrations } from '../../src/store/sqlite/migrations.js';
 import { keypair } from '../support/env.js';
-import { freshSchema, postgresUrl, withPg } from '../support/postgres.js';
+import { followActivities, freshSchema, postgresUrl, withPg } from '../support/postgres.js';
 import { relayRecord } from '../support/relays.js';
 import { storeConformance } from './conformance.js';
 
@@ -68,19 +68,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
       // while a follower reads id > cursor and advances its cursor to the last id it saw: with
       // out-of-order visibility it would skip an id for good.
       let writing = true;
-      const seen: number[] = [];
-      const follower = (async () => {
-        let cursor = 0;
-        for (;;) {
-          const done = !writing;
-          const page = await reader.activitiesAfter({ after: cursor, limit: 1000 });
-          for (const a of page) {
-            seen.push(a.id);
-            cursor = a.id;
-          }
-          if (done && page.length === 0) return;
-        }
-      })();
+      const follower = followActivities(reader, () => writing);
       const second = await open(s.url);
       const committed: number[] = [];
       await Promise.all(
@@ -97,7 +85,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
         }),
       );
       writing = false;
-      await follower;
+      const seen = await follower;
       expect(seen).toEqual([...committed].sort((x, y) => x - y));
       await Promise.all([store.close(), reader.close(), second.close()]);
     });

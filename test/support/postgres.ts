@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
+import type { Store } from '../../src/store/port.js';
 
 /** The PostgreSQL server probed by test/postgres-setup.ts, or null (the PostgreSQL tests skip). */
 export const postgresUrl: string | null = inject('postgresUrl');
@@ -37,5 +38,24 @@ export async function withPg<T>(fn: (client: pg.Client) => Promise<T>): Promise<
     return await fn(client);
   } finally {
     await client.end();
+  }
+}
+
+/**
+ * Follows the activity log like the observer: reads `id > cursor` and moves the cursor to the last
+ * id it saw, until `writing()` turns false and the log is drained. Resolves with every id seen, in
+ * order: an id that became visible after a larger one would be skipped, and missing here.
+ */
+export async function followActivities(reader: Store, writing: () => boolean): Promise<number[]> {
+  const seen: number[] = [];
+  let cursor = 0;
+  for (;;) {
+    const done = !writing();
+    const page = await reader.activitiesAfter({ after: cursor, limit: 1000 });
+    for (const a of page) {
+      seen.push(a.id);
+      cursor = a.id;
+    }
+    if (done && page.length === 0) return seen;
   }
 }

@@ -44,3 +44,25 @@ export function relayRecord(id: string, pubkey: string, over: Partial<Relay> = {
     ...over,
   };
 }
+
+/** What a workload keeps of a relay the API acknowledged, to hold the database to it after a failure. */
+export interface AckedRelay {
+  version: number;
+  deleted: boolean;
+  name: string;
+  inactive: boolean;
+}
+
+/** The acknowledged state in a 200/201 relay answer (the API's relay view). */
+export function ackedRelay(view: {
+  version: number;
+  deleted?: boolean;
+  config: { inactive: boolean; info: { name: string } };
+}): AckedRelay {
+  return {
+    version: view.version,
+    deleted: !!view.deleted,
+    name: view.config.info.name,
+    inactive: view.config.inactive,
+  };
+}

@@ -1,6 +1,6 @@
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import pg from 'pg';
-import type { Activity } from '../../domain/activity.js';
+import type { Activity, ActivityDraft } from '../../domain/activity.js';
 import type { Token } from '../../domain/principal.js';
 import type { Relay, SyncStatus } from '../../domain/relay.js';
 import { FleetStateCache } from '../fleet-state-cache.js';
@@ -14,6 +14,7 @@ import {
   leaseEpochKey,
   type RelayFilter,
   type RelayHead,
+  type RelayWrite,
   StaleFleetStateError,
   StaleWriteError,
   type Store,
@@ -97,18 +98,86 @@ const ident = (name: string): string => `"${name}"`;
  * The same statement queues a NOTIFY (delivered at commit, never for a rollback) whose payload is
  * this store's instance id, so a process can ignore its own commits (it published them in-process).
  * The lock CTE is MATERIALIZED and its volatile outputs are kept, so it runs once, before any row.
+ *
+ * Two pieces, so that the single-update commit (updateAndAppendSql) embeds the same SQL: APPENDER
+ * (the lock and the NOTIFY; $1-$4) and APPEND_INSERT (the rows, read from a CTE named `appender`;
+ * $5-$9). Their values come from appendValues.
  */
-const APPEND_ACTIVITIES = `
-  WITH appender AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock($1::int, $2::int) AS locked, pg_notify($3, $4) AS notified
-  )
-  INSERT INTO activities (type, relay_id, actor, payload, created_at)
+const APPENDER = 'SELECT pg_advisory_xact_lock($1::int, $2::int) AS locked, pg_notify($3, $4) AS notified';
+const APPEND_INSERT = `INSERT INTO activities (type, relay_id, actor, payload, created_at)
   SELECT a.type, a.relay_id, a.actor, a.payload, a.created_at
   FROM appender,
        unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])
          WITH ORDINALITY AS a(type, relay_id, actor, payload, created_at, ord)
   ORDER BY a.ord
   RETURNING id, type, relay_id, actor, payload, created_at`;
+/** How many parameters the appender pieces take ($1-$9). */
+const APPEND_PARAMS = 9;
+const APPEND_ACTIVITIES = `WITH appender AS MATERIALIZED (${APPENDER})
+  ${APPEND_INSERT}`;
+
+/** Locks a lease's epoch row (name = `nameParam`) for the rest of the transaction; see checkFence. */
+const fenceSql = (nameParam: string): string =>
+  `SELECT position FROM cursors WHERE name = ${nameParam} FOR SHARE`;
+
+/**
+ * An UPDATE of the changed columns of one relay, guarded by the rev that was read: the id is
+ * `$p`, the rev `$p+1`, the changed columns' values follow in order.
+ */
+function relayUpdateSql(changed: readonly string[], p: number): string {
+  const sets = changed.map((c, i) => `${c} = $${p + 2 + i}`).join(', ');
+  return `UPDATE relays SET ${sets || 'rev = rev'} WHERE id = $${p} AND rev = $${p + 1}`;
+}
+
+/**
+ * The common write — one relay update, its activities, maybe a fence — as ONE statement, sent
+ * without BEGIN/COMMIT (autocommit: the statement is its own transaction), so it costs one round
+ * trip instead of five. It does what the explicit transaction of `commit` does, in the same lock
+ * order (lease epoch row FOR SHARE, then the relay row, then the append lock), so the two paths
+ * cannot deadlock with each other.
+ *
+ * Parameters: $1-$9 the appender's (appendValues); then the relay's id, rev and changed columns
+ * (relayUpdateSql); then, when fenced, the lease's epoch row name and the fence's epoch.
+ *
+ * All CTEs share one snapshot and PostgreSQL picks their order, so the order is forced by data
+ * dependencies: the UPDATE's guard reads `fence` (taking the FOR SHARE lock, re-checked against
+ * the newest row version like any locking read), the appender reads the UPDATE's RETURNING (so the
+ * advisory lock, the NOTIFY and therefore the ids are drawn only after the relay row is locked,
+ * and not at all when nothing was updated), and the INSERT reads the appender. A stale rev or a
+ * superseded fence updates no row, so nothing is appended or notified and the statement commits
+ * nothing; a unique violation (host) aborts the whole statement, like any error. The result is one
+ * outcome row — the fence's current epoch (null: no such lease) and
+ * whether the relay was updated — left-joined with the appended activities, in id order.
+ */
+function updateAndAppendSql(changed: readonly string[], fenced: boolean): string {
+  const p = APPEND_PARAMS + 1;
+  const f = p + 2 + changed.length;
+  const fenceCte = fenced ? `fence AS MATERIALIZED (${fenceSql(`$${f}`)}),` : '';
+  const fenceGuard = fenced ? ` AND (SELECT position FROM fence) = $${f + 1}` : '';
+  return `
+  WITH ${fenceCte}
+  updated AS (
+    ${relayUpdateSql(changed, p)}${fenceGuard}
+    RETURNING id
+  ),
+  appender AS MATERIALIZED (${APPENDER} FROM updated),
+  appended AS (${APPEND_INSERT})
+  SELECT o.fence_epoch, o.updated, a.id, a.type, a.relay_id, a.actor, a.payload, a.created_at
+  FROM (SELECT ${fenced ? '(SELECT position FROM fence)' : 'NULL::bigint'} AS fence_epoch,
+               EXISTS (SELECT FROM updated) AS updated) AS o
+  LEFT JOIN appended AS a ON true
+  ORDER BY a.id`;
+}
+
+/** The columns an update writes: those that differ from the row as read. */
+const changedColumns = (next: RelayRow, previous: RelayRow): (keyof RelayRow)[] =>
+  RELAY_COLUMNS.filter((c) => c !== 'id' && next[c] !== previous[c]);
+
+/** The outcome row(s) of updateAndAppendSql: the activity columns are null when none was appended. */
+type UpdateAndAppendRow = { fence_epoch: number | null; updated: boolean } & (
+  | ActivityRow
+  | { [K in keyof ActivityRow]: null }
+);
 
 /**
  * The PostgreSQL store (`postgres://…`): a `pg` pool whose connections use the installation's
@@ -124,6 +193,8 @@ export class PostgresStore implements Store {
   private readonly appendKey: [number, number];
   /** UPDATE statements by changed-column set: their text and prepared-statement name. */
   private readonly updates = new Map<string, { name: string; text: string }>();
+  /** updateAndAppendSql statements by fenced-or-not and changed-column set, likewise. */
+  private readonly updatesAndAppends = new Map<string, { name: string; text: string }>();
   private closed = false;
 
   private constructor(readonly options: PostgresOptions) {
@@ -240,6 +311,10 @@ export class PostgresStore implements Store {
     ) {
       return [];
     }
+    const [only] = batch.relays;
+    if (batch.relays.length === 1 && only?.kind === 'update' && !batch.fleetStates?.length) {
+      return this.updateAndAppend(only, batch);
+    }
     return this.transaction(async (client) => {
       if (batch.fence) await this.checkFence(client, batch.fence);
       for (const write of batch.fleetStates ?? []) await this.insertFleetState(client, write);
@@ -263,24 +338,67 @@ export class PostgresStore implements Store {
         }
       }
       if (batch.activities.length === 0) return [];
-      const a = batch.activities;
       const res = await client.query<ActivityRow>({
         name: 'bosun_append_activities',
         text: APPEND_ACTIVITIES,
-        values: [
-          this.appendKey[0],
-          this.appendKey[1],
-          this.channel,
-          this.instanceId,
-          a.map((x) => x.type),
-          a.map((x) => x.relayId),
-          a.map((x) => x.actor),
-          a.map((x) => JSON.stringify(x.payload)),
-          a.map((x) => x.createdAt),
-        ],
+        values: this.appendValues(batch.activities),
       });
       return res.rows.map(fromActivityRow).sort((x, y) => x.id - y.id);
     });
+  }
+
+  /** The values of the appender's parameters $1-$9 (APPENDER, APPEND_INSERT). */
+  private appendValues(a: readonly ActivityDraft[]): unknown[] {
+    return [
+      this.appendKey[0],
+      this.appendKey[1],
+      this.channel,
+      this.instanceId,
+      a.map((x) => x.type),
+      a.map((x) => x.relayId),
+      a.map((x) => x.actor),
+      a.map((x) => JSON.stringify(x.payload)),
+      a.map((x) => x.createdAt),
+    ];
+  }
+
+  /**
+   * `commit` of a batch with exactly one relay update and no fleet states, in one round trip
+   * (updateAndAppendSql): same errors, same effects, same ordering guarantees.
+   */
+  private async updateAndAppend(
+    write: Extract<RelayWrite, { kind: 'update' }>,
+    batch: WriteBatch,
+  ): Promise<Activity[]> {
+    const next = toRow(write.relay, BOOL);
+    const changed = changedColumns(next, toRow(write.previous, BOOL));
+    const { fence } = batch;
+    const key = `${fence ? 'fenced' : 'unfenced'}:${changed.join(',')}`;
+    let stmt = this.updatesAndAppends.get(key);
+    if (stmt === undefined) {
+      stmt = {
+        name: `bosun_update_and_append_${this.updatesAndAppends.size}`,
+        text: updateAndAppendSql(changed, fence !== undefined),
+      };
+      this.updatesAndAppends.set(key, stmt);
+    }
+    const values = [
+      ...this.appendValues(batch.activities),
+      next.id,
+      write.previous.rev,
+      ...changed.map((c) => next[c]),
+      ...(fence ? [leaseEpochKey(fence.lease), fence.epoch] : []),
+    ];
+    let rows: UpdateAndAppendRow[];
+    try {
+      rows = (await this.pool.query<UpdateAndAppendRow>({ ...stmt, values })).rows;
+    } catch (err) {
+      throw conflictFrom(err, write.relay) ?? err;
+    }
+    const [outcome] = rows;
+    if (fence && outcome?.fence_epoch !== fence.epoch) throw new FencedError(fence.lease, fence.epoch);
+    if (!outcome?.updated) throw new StaleWriteError(write.relay.id);
+    return rows.flatMap((r) => (r.id === null ? [] : [fromActivityRow(r)]));
   }
 
   /**
@@ -378,16 +496,12 @@ export class PostgresStore implements Store {
    * per column set and connection (a handful of shapes in practice).
    */
   private updateQuery(next: RelayRow, previous: RelayRow, expectedRev: number): pg.QueryConfig {
-    const changed = RELAY_COLUMNS.filter((c) => c !== 'id' && next[c] !== previous[c]);
+    const changed = changedColumns(next, previous);
     const key = changed.join(',');
     let stmt = this.updates.get(key);
     if (stmt === undefined) {
-      const sets = changed.map((c, i) => `${c} = $${i + 3}`).join(', ');
       // Numbered, not named after the columns: server-side names are cut at 63 bytes.
-      stmt = {
-        name: `bosun_update_relay_${this.updates.size}`,
-        text: `UPDATE relays SET ${sets || 'rev = rev'} WHERE id = $1 AND rev = $2`,
-      };
+      stmt = { name: `bosun_update_relay_${this.updates.size}`, text: relayUpdateSql(changed, 1) };
       this.updates.set(key, stmt);
     }
     return { ...stmt, values: [next.id, expectedRev, ...changed.map((c) => next[c])] };
@@ -401,7 +515,7 @@ export class PostgresStore implements Store {
   private async checkFence(client: pg.PoolClient, fence: Fence): Promise<void> {
     const res = await client.query<{ position: number }>({
       name: 'bosun_check_fence',
-      text: 'SELECT position FROM cursors WHERE name = $1 FOR SHARE',
+      text: fenceSql('$1'),
       values: [leaseEpochKey(fence.lease)],
     });
     if (res.rows[0]?.position !== fence.epoch) throw new FencedError(fence.lease, fence.epoch);
@@ -619,6 +733,31 @@ export class PostgresStore implements Store {
       leaseEpochKey(lease),
     ]);
     return row!.position;
+  }
+
+  async sharedSecret(name: string): Promise<string> {
+    // Two statements: after a conflict with another process's insert, a fresh snapshot sees it.
+    await this.query(
+      'bosun_make_shared_secret',
+      'INSERT INTO shared_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING',
+      [name, randomBytes(32).toString('hex')],
+    );
+    const [row] = await this.query<{ value: string }>(
+      'bosun_shared_secret',
+      'SELECT value FROM shared_secrets WHERE name = $1',
+      [name],
+    );
+    return row!.value;
+  }
+
+  async spendNonce(nonce: string, expiresAt: number, now: number): Promise<boolean> {
+    await this.query('bosun_forget_nonces', 'DELETE FROM spent_nonces WHERE expires_at <= $1', [now]);
+    const spent = await this.query(
+      'bosun_spend_nonce',
+      'INSERT INTO spent_nonces (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING RETURNING 1',
+      [nonce, expiresAt],
+    );
+    return spent.length === 1;
   }
 
   async ping(): Promise<void> {
