@@ -8,7 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { afterAll, describe, expect, it } from 'vitest';
-import { keypair, relayBody, tempDir } from '../support/env.js';
+import { apiCall, keypair, relayBody, tempDir } from '../support/env.js';
 import { type Spawned, spawnBosun, startServe } from '../support/spawn.js';
 
 const ADMIN = 'e2e-admin-token-0123456789';
@@ -53,17 +53,9 @@ describe('bosun serve + bosun agent, end to end', () => {
     const url = serve.url;
     const port = new URL(url).port;
     const api = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(url + path, {
-        method,
-        headers: {
-          authorization: `Bearer ${ADMIN}`,
-          ...(body ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      });
-      const text = await res.text();
-      if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${text}`);
-      return text ? JSON.parse(text) : undefined;
+      const res = await apiCall(url, method, path, body, ADMIN);
+      if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${res.text}`);
+      return res.body;
     };
     const token = async (fleet: string) =>
       (await api('POST', '/v1/tokens', { role: 'agent', fleet })).token as string;

@@ -7,7 +7,7 @@ import { fingerprint } from '../../src/autoconfig/protocol.js';
 import { relayRep } from '../../src/autoconfig/rep.js';
 import { generateSecretKey } from '../../src/domain/keys.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { ADMIN_TOKEN, keypair, tempDir } from '../support/env.js';
+import { ADMIN_TOKEN, apiCall, keypair, tempDir } from '../support/env.js';
 import { seededRandom } from '../support/random.js';
 import { type Spawned, spawnBosun, startServe } from '../support/spawn.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
@@ -64,17 +64,9 @@ describe('agent stream cut every few seconds', () => {
     });
     procs.push(serve);
     const call = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(serve.url + path, {
-        method,
-        headers: {
-          authorization: `Bearer ${ADMIN_TOKEN}`,
-          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      });
-      const text = await res.text();
-      if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 300)}`);
-      return text ? JSON.parse(text) : undefined;
+      const res = await apiCall(serve.url, method, path, body);
+      if (res.status >= 300) throw new Error(`${method} ${path}: ${res.status} ${res.text.slice(0, 300)}`);
+      return res.body;
     };
 
     // The fleet: relays with a global counter in info.name, secrets the test knows (until rotated).

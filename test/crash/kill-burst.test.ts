@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { ADMIN_TOKEN, keypair, relayBody, tempDir } from '../support/env.js';
+import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
 import { startServe } from '../support/spawn.js';
 
 /**
@@ -21,12 +21,7 @@ describe('crash during a write burst', () => {
     };
     const server = await startServe(env);
     const { pubkey } = keypair();
-    const call = (method: string, path: string, body: unknown) =>
-      fetch(server.url + path, {
-        method,
-        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-      });
+    const call = (method: string, path: string, body: unknown) => apiFetch(server.url, method, path, body);
     const ids = Array.from({ length: 20 }, (_, i) => `burst-${i}`);
     for (const id of ids) expect((await call('POST', '/v1/relays', relayBody(id, pubkey))).status).toBe(201);
 
@@ -79,9 +74,7 @@ describe('crash during a write burst', () => {
     await store.close();
 
     const again = await startServe(env);
-    const res = await fetch(`${again.url}/v1/relays/burst-0`, {
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-    });
+    const res = await apiFetch(again.url, 'GET', '/v1/relays/burst-0');
     expect(res.status).toBe(200);
     again.child.kill('SIGTERM');
     expect((await again.exited).code).toBe(0);

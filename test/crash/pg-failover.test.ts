@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { startZooidEmulator } from '../../src/zooid/emulator.js';
-import { ADMIN_TOKEN, keypair, relayBody, tempDir } from '../support/env.js';
+import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
 import { freshSchema, postgresUrl } from '../support/postgres.js';
 import { type Spawned, startServe } from '../support/spawn.js';
 
@@ -46,18 +46,10 @@ describe.skipIf(!postgresUrl)('several replicas on PostgreSQL: worker failover',
         startServe({ ...env, BOSUN_REPLICA_ID: 'r2' }, dir.path),
       ])),
     );
-    const call = (url: string, method: string, path: string, body?: unknown) =>
-      fetch(url + path, {
-        method,
-        headers: {
-          authorization: `Bearer ${ADMIN_TOKEN}`,
-          ...(body ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      });
     const alive = () => replicas.filter((r) => r.child.exitCode === null && r.child.signalCode === null);
     const leaseOf = async (r: { url: string }) =>
-      ((await (await call(r.url, 'GET', '/readyz')).json()) as { checks: { lease: string } }).checks.lease;
+      ((await (await apiFetch(r.url, 'GET', '/readyz')).json()) as { checks: { lease: string } }).checks
+        .lease;
     const holders = async () => {
       const roles = await Promise.all(alive().map(async (r) => ({ r, lease: await leaseOf(r) })));
       return roles.filter((x) => x.lease === 'holder').map((x) => x.r);
@@ -65,7 +57,7 @@ describe.skipIf(!postgresUrl)('several replicas on PostgreSQL: worker failover',
     const initial = await holders();
     expect(initial).toHaveLength(1);
     const holder = initial[0]!;
-    expect(await (await call(holder.url, 'GET', '/metrics')).text()).toMatch(
+    expect(await (await apiFetch(holder.url, 'GET', '/metrics')).text()).toMatch(
       /bosun_worker_lease_held\{replica="r\d"\} 1/,
     );
 
@@ -83,7 +75,7 @@ describe.skipIf(!postgresUrl)('several replicas on PostgreSQL: worker failover',
         const live = alive();
         const target = live[(n + attempt) % live.length]!;
         try {
-          const res = await call(target.url, method, path, body);
+          const res = await apiFetch(target.url, method, path, body);
           // A create cut off by the kill may have committed before its answer was lost: sent
           // again, it finds its own relay (409 id_conflict), which is the create having landed.
           if (cut && method === 'POST' && res.status === 409) {
@@ -152,7 +144,9 @@ describe.skipIf(!postgresUrl)('several replicas on PostgreSQL: worker failover',
       relays = [];
       let after = '';
       for (;;) {
-        const page = (await (await call(reader.url, 'GET', `/v1/relays?limit=1000${after}`)).json()) as any;
+        const page = (await (
+          await apiFetch(reader.url, 'GET', `/v1/relays?limit=1000${after}`)
+        ).json()) as any;
         relays.push(...page.relays);
         if (!page.next) break;
         after = `&after=${page.next}`;

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { startZooidEmulator } from '../../src/zooid/emulator.js';
-import { ADMIN_TOKEN, keypair, relayBody, tempDir } from '../support/env.js';
+import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
 import { startServe } from '../support/spawn.js';
 
 /**
@@ -37,15 +37,6 @@ describe('crash during push sync', () => {
     };
     const { pubkey } = keypair();
     let server = await startServe(env);
-    const call = (url: string, method: string, path: string, body?: unknown) =>
-      fetch(url + path, {
-        method,
-        headers: {
-          authorization: `Bearer ${ADMIN_TOKEN}`,
-          ...(body ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      });
     const ids = Array.from({ length: 200 }, (_, i) => `c-${String(i).padStart(3, '0')}`);
     let sent = 0;
     const worker = async (w: number) => {
@@ -56,10 +47,10 @@ describe('crash during push sync', () => {
         const id = ids[n % 200]!;
         const req =
           n < 200
-            ? call(server.url, 'POST', '/v1/relays', relayBody(id, pubkey))
+            ? apiFetch(server.url, 'POST', '/v1/relays', relayBody(id, pubkey))
             : n % 7 === 0
-              ? call(server.url, 'POST', `/v1/relays/${id}/${n % 2 ? 'deactivate' : 'activate'}`)
-              : call(server.url, 'PATCH', `/v1/relays/${id}`, {
+              ? apiFetch(server.url, 'POST', `/v1/relays/${id}/${n % 2 ? 'deactivate' : 'activate'}`)
+              : apiFetch(server.url, 'PATCH', `/v1/relays/${id}`, {
                   info: { name: `n${n}-w${w}` },
                   groups: { enabled: n % 2 === 0 },
                 });
@@ -81,7 +72,9 @@ describe('crash during push sync', () => {
       relays = [];
       let after = '';
       for (;;) {
-        const page = (await (await call(server.url, 'GET', `/v1/relays?limit=1000${after}`)).json()) as any;
+        const page = (await (
+          await apiFetch(server.url, 'GET', `/v1/relays?limit=1000${after}`)
+        ).json()) as any;
         relays.push(...page.relays);
         if (!page.next) break;
         after = `&after=${page.next}`;

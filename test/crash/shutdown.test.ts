@@ -3,7 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { startZooidEmulator } from '../../src/zooid/emulator.js';
-import { ADMIN_TOKEN, keypair, relayBody, tempDir } from '../support/env.js';
+import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
 import { startServe } from '../support/spawn.js';
 
 /**
@@ -36,12 +36,7 @@ describe('graceful shutdown', () => {
       };
       const { pubkey } = keypair();
       const server = await startServe(env);
-      const post = (id: string) =>
-        fetch(`${server.url}/v1/relays`, {
-          method: 'POST',
-          headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-          body: JSON.stringify(relayBody(id, pubkey)),
-        });
+      const post = (id: string) => apiFetch(server.url, 'POST', '/v1/relays', relayBody(id, pubkey));
       const ids = Array.from({ length: 30 }, (_, i) => `g-${i}`);
       for (const id of ids) expect((await post(id)).status).toBe(201);
       // Syncs are in flight (zooid answers slowly) when the signal arrives.
@@ -70,11 +65,9 @@ describe('graceful shutdown', () => {
       const again = await startServe(env);
       const deadline = Date.now() + 20_000;
       for (;;) {
-        const page = (await (
-          await fetch(`${again.url}/v1/relays?limit=100`, {
-            headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
-          })
-        ).json()) as { relays: { sync: { status: string } }[] };
+        const page = (await (await apiFetch(again.url, 'GET', '/v1/relays?limit=100')).json()) as {
+          relays: { sync: { status: string } }[];
+        };
         if (page.relays.every((r) => r.sync.status === 'synced')) break;
         if (Date.now() > deadline) throw new Error('did not converge after restart');
         await new Promise((r) => setTimeout(r, 100));

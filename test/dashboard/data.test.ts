@@ -8,7 +8,7 @@ import { configDiff, DashboardData } from '../../src/http/dashboard/data.js';
 import { Notifier } from '../../src/notifier.js';
 import { Query } from '../../src/query.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { ADMIN_TOKEN, keypair, relayBody, tempDir } from '../support/env.js';
+import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
 import { type Planet, startPlanet } from '../support/planet.js';
 import { openStream, ready } from './sse-client.js';
 
@@ -144,7 +144,7 @@ describe('dashboard read models over a real planet', () => {
   it('never puts a secret in the page, its assets, the API it uses, the SSE feed or /metrics', async () => {
     const texts: Record<string, string> = {};
     const get = async (path: string, token = ADMIN_TOKEN) => {
-      const res = await fetch(planet.bosun.url + path, { headers: { authorization: `Bearer ${token}` } });
+      const res = await apiFetch(planet.bosun.url, 'GET', path, undefined, token);
       texts[`${path} (${token === ADMIN_TOKEN ? 'admin' : 'tenant'})`] = await res.text();
       return texts[path];
     };
@@ -246,6 +246,7 @@ describe('configDiff', () => {
     createdAt: 0,
     updatedAt: 0,
     deletedAt: null,
+    expiring: [],
     config: {
       host: 'r.example.com',
       schema: 'r',
@@ -268,6 +269,7 @@ describe('configDiff', () => {
       lastSyncedAt: 0,
       ackedConfig: null,
       ackedDeleted: true,
+      ackedSecret: null,
       ...over,
     },
   });

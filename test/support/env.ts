@@ -33,6 +33,49 @@ export function captureLogger(): { logger: Logger; lines: string[] } {
 
 export const ADMIN_TOKEN = 'test-admin-token-0123456789';
 
+/**
+ * A request to bosun's HTTP API at `url` (a running peer or a spawned `bosun serve`): the bearer
+ * token unless it is empty, and a JSON body when there is one (a string is sent as it is). The raw
+ * Response, for tests that must not read the body or read it their own way (crashes cut it).
+ */
+export function apiFetch(
+  url: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token = ADMIN_TOKEN,
+): Promise<Response> {
+  return fetch(url + path, {
+    method,
+    headers: {
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+      ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+    },
+    ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
+  });
+}
+
+export interface ApiAnswer {
+  status: number;
+  /** The parsed JSON body, undefined when empty; a body that is not JSON throws. */
+  body: any;
+  text: string;
+  headers: Headers;
+}
+
+/** apiFetch with the answer read. */
+export async function apiCall(
+  url: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token = ADMIN_TOKEN,
+): Promise<ApiAnswer> {
+  const res = await apiFetch(url, method, path, body, token);
+  const text = await res.text();
+  return { status: res.status, body: text ? JSON.parse(text) : undefined, text, headers: res.headers };
+}
+
 export interface TestServer {
   peer: Peer;
   url: string;
@@ -64,16 +107,9 @@ export async function startServer(
   const peer = await Peer.create(config, { logger, clock: opts.clock ?? systemClock });
   const url = await peer.start();
   const api = async (method: string, path: string, body?: unknown, token = ADMIN_TOKEN) => {
-    const res = await fetch(url + path, {
-      method,
-      headers: {
-        ...(token ? { authorization: `Bearer ${token}` } : {}),
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body !== undefined ? { body: typeof body === 'string' ? body : JSON.stringify(body) } : {}),
-    });
-    const text = await res.text();
-    return { status: res.status, body: text ? JSON.parse(text) : undefined };
+    // Only these two: tests compare the whole answer with toEqual.
+    const { status, body: json } = await apiCall(url, method, path, body, token);
+    return { status, body: json };
   };
   return {
     peer,
