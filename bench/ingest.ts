@@ -20,7 +20,7 @@ import { Command } from '../src/command.js';
 import { systemClock } from '../src/domain/clock.js';
 import { generateSecretKey, publicKeyOf } from '../src/domain/keys.js';
 import type { Principal } from '../src/domain/principal.js';
-import type { Relay } from '../src/domain/relay.js';
+import { applyRelayPatch, type Relay } from '../src/domain/relay.js';
 import { Notifier } from '../src/notifier.js';
 import { openStore } from '../src/store/open.js';
 import type { Store } from '../src/store/port.js';
@@ -54,14 +54,42 @@ function sqliteBaseline(dir: string, round: number, n: number): number {
   return rate;
 }
 
+/** What one update writes, given the relay before it: the config's JSON and the activity payload. */
+type UpdateStep = (relay: Relay, i: number) => { relay: Relay; config: string; payload: string };
+
 /**
  * The floor under bosun's update on SQLite: the two statements its transaction runs (append the
  * activity to the relay's chain, rewrite the changed columns of the relay row), issued raw on a
  * database with bosun's schema and relays — no bosun code. Shows how much of the gap to the
  * 1-INSERT baseline is the second row every change must write, and how much is bosun.
  */
-function sqliteFloor(dir: string, round: number, n: number, relays: Relay[]): number {
-  const db = new Database(join(dir, `floor-${round}.db`));
+function floorStep(relays: Relay[]): UpdateStep {
+  const configs = new Map(relays.map((r) => [r.id, JSON.stringify(r.config)]));
+  return (relay, i) => ({
+    relay: { ...relay, version: relay.version + 1, rev: relay.rev + 1 },
+    config: configs.get(relay.id)!.replace(/"name":"[^"]*"/, `"name":"n${i}"`),
+    payload: `{"version":${relay.version + 1},"fields":["info"]}`,
+  });
+}
+
+/**
+ * The floor plus the least work any updateRelay must do in JavaScript: merge and validate the patch
+ * (the domain's own function), derive the next relay, serialize its config and its activity. No
+ * locks, cache, async layers or store port: what is left between this and bosun is bosun's code.
+ */
+const minimumStep: UpdateStep = (relay, i) => {
+  const { fleet, config } = applyRelayPatch(relay, { info: { name: `n${i}` } });
+  const next = { ...relay, fleet, config, version: relay.version + 1, rev: relay.rev + 1 };
+  return {
+    relay: next,
+    config: JSON.stringify(config),
+    payload: JSON.stringify({ version: next.version, fields: ['info'] }),
+  };
+};
+
+/** `n` updates of `relays` round robin, each one transaction of bosun's two statements. */
+function sqliteTwoStatements(file: string, n: number, relays: Relay[], step: UpdateStep): number {
+  const db = new Database(file);
   for (const pragma of SQLITE_PRAGMAS) db.pragma(pragma);
   for (const m of migrations) db.exec(m.sql);
   const insertRelay = db.prepare(
@@ -75,18 +103,19 @@ function sqliteFloor(dir: string, round: number, n: number, relays: Relay[]): nu
   const rewrite = db.prepare(
     'UPDATE relays SET version = ?, rev = ?, config = ?, updated_at = ?, last_activity_id = ? WHERE id = ? AND rev = ?',
   );
-  const revs = relays.map((r) => r.rev);
-  const configs = relays.map((r) => JSON.stringify(r.config));
+  const current = [...relays];
   const tx = db.transaction((i: number) => {
-    const j = i % relays.length;
-    const id = relays[j]!.id;
-    const rev = revs[j]!;
-    const { lastInsertRowid } = append.run(id, `{"version":${rev + 1},"fields":["info"]}`, Date.now(), id);
-    const config = configs[j]!.replace(/"name":"[^"]*"/, `"name":"n${i}"`);
-    if (rewrite.run(rev + 1, rev + 1, config, Date.now(), lastInsertRowid, id, rev).changes !== 1) {
-      throw new Error('floor: stale rev');
+    const j = i % current.length;
+    const relay = current[j]!;
+    const { relay: next, config, payload } = step(relay, i);
+    const now = Date.now();
+    const { lastInsertRowid } = append.run(relay.id, payload, now, relay.id);
+    if (
+      rewrite.run(next.version, next.rev, config, now, lastInsertRowid, relay.id, relay.rev).changes !== 1
+    ) {
+      throw new Error('bench: stale rev');
     }
-    revs[j] = rev + 1;
+    current[j] = next;
   });
   const start = performance.now();
   for (let i = 0; i < n; i++) tx.immediate(i);
@@ -146,7 +175,13 @@ async function commandRounds(store: Store) {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-function report(backend: string, raw: number, update: number, create: number, floor?: number) {
+function report(
+  backend: string,
+  raw: number,
+  update: number,
+  create: number,
+  sqlite?: { floor: number; minimum: number },
+) {
   const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
   const rounds = backend === 'pg' ? '' : `, median of ${ROUNDS} alternating rounds`;
   console.log(`bench/ingest ${backend} (n=${N}${rounds}, node ${process.version})`);
@@ -157,9 +192,13 @@ function report(backend: string, raw: number, update: number, create: number, fl
   console.log(
     `  bosun createRelay, 1 command per tx     : ${fmt(create)} commands/s  ratio ${(create / raw).toFixed(2)}`,
   );
-  if (floor !== undefined) {
+  if (sqlite) {
+    const { floor, minimum } = sqlite;
     console.log(
       `  floor: bosun's 2 update statements, raw  : ${fmt(floor)} tx/s  ratio ${(floor / raw).toFixed(2)}  (bosun at ${(update / floor).toFixed(2)} of it)`,
+    );
+    console.log(
+      `  minimum: floor + patch, validate, JSON   : ${fmt(minimum)} tx/s  ratio ${(minimum / raw).toFixed(2)}  (bosun at ${(update / minimum).toFixed(2)} of it)`,
     );
   }
   console.log(`  target: updateRelay ratio >= 0.5 -> ${update / raw >= 0.5 ? 'met' : 'NOT met'}`);
@@ -195,14 +234,19 @@ if (POSTGRES) {
     const relays = await store.getRelays(Array.from({ length: RELAYS }, (_, i) => `r${i}`));
     const raw: number[] = [];
     const floor: number[] = [];
+    const minimum: number[] = [];
     const update: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       raw.push(sqliteBaseline(dir, r, per));
-      floor.push(sqliteFloor(dir, r, per, relays));
+      floor.push(sqliteTwoStatements(join(dir, `floor-${r}.db`), per, relays, floorStep(relays)));
+      minimum.push(sqliteTwoStatements(join(dir, `minimum-${r}.db`), per, relays, minimumStep));
       update.push(await updates(per));
     }
     await store.close();
-    report('better-sqlite3', median(raw), median(update), create, median(floor));
+    report('better-sqlite3', median(raw), median(update), create, {
+      floor: median(floor),
+      minimum: median(minimum),
+    });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
