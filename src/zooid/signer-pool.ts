@@ -4,11 +4,16 @@
  * thread only builds the unsigned template (clock reading, `u` and `method` tags, payload hash), so
  * headers are exactly what the in-thread signer makes, and a thread signs it.
  *
- * Requests go to the thread with the fewest pending, ties in turn. A thread that errors or exits
- * never strands a caller: its pending requests are signed on the main thread, it is logged once and
- * replaced (a bounded number of times, and only if it had started: one that cannot even start
- * would fail again). With no thread left, signing stays on the main thread. Threads are unref'd
- * while idle, so an open pool never keeps a process alive, and ref'd while they owe an answer.
+ * Requests go to the ready thread with the fewest pending, ties in turn; until a thread is ready
+ * (its wasm backend loaded) they are signed on the main thread, so neither bosun's start nor a
+ * replacement thread's start holds a request. A thread that errors, exits, or stops answering
+ * (nothing back for `answerTimeoutMs` while it owes something: a hang, not a slow signature, which
+ * takes well under a millisecond) never strands a caller: its pending requests are signed on the
+ * main thread, it is logged once, terminated and replaced (a bounded number of times, and only if
+ * it had started: one that cannot even start would fail again). A thread not ready within
+ * `startTimeoutMs` is given up the same way. With no thread left, signing stays on the main thread.
+ * Threads are unref'd while idle, so an open pool never keeps a process alive, and ref'd while they
+ * start or owe an answer.
  */
 import { Worker } from 'node:worker_threads';
 import { type Clock, systemClock } from '../domain/clock.js';
@@ -36,10 +41,16 @@ export interface SignerPoolOptions {
   logger?: SignerLogger;
   /** Starts one signing thread (default `spawnSignWorker`); tests wrap it to reach the Worker. */
   spawn?: (data: SignWorkerData) => Worker;
+  /** A thread that owes answers and sends none for this long is taken as hung (default 5 s). */
+  answerTimeoutMs?: number;
+  /** A thread not ready after this long is given up (default 30 s: loading tsx in tests is slow). */
+  startTimeoutMs?: number;
 }
 
 /** Replacements of failed threads over a pool's life; past this, their share is signed in-thread. */
 const MAX_REPLACEMENTS = 3;
+const ANSWER_TIMEOUT_MS = 5000;
+const START_TIMEOUT_MS = 30_000;
 
 /**
  * Starts a signing thread from the file next to this module. From dist/ that is plain JS. Under
@@ -80,6 +91,10 @@ interface Thread {
   markStarted(): void;
   ready: boolean;
   gone: boolean;
+  /** Real time (ms) of the thread's last answer, or of its first request after being idle. */
+  lastProgressAt: number;
+  /** Checks for a hang while the thread owes answers, or for a start that never ends. */
+  watchdog: NodeJS.Timeout | undefined;
 }
 
 const silent: SignerLogger = { warn() {} };
@@ -90,6 +105,8 @@ export class Nip98SignerPool implements Nip98Signer {
   private readonly clock: Clock;
   private readonly logger: SignerLogger;
   private readonly spawn: (data: SignWorkerData) => Worker;
+  private readonly answerTimeoutMs: number;
+  private readonly startTimeoutMs: number;
   private threads: Thread[] = [];
   private readonly initial: Promise<void>[] = [];
   private nextId = 0;
@@ -106,20 +123,30 @@ export class Nip98SignerPool implements Nip98Signer {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silent;
     this.spawn = options.spawn ?? spawnSignWorker;
+    this.answerTimeoutMs = options.answerTimeoutMs ?? ANSWER_TIMEOUT_MS;
+    this.startTimeoutMs = options.startTimeoutMs ?? START_TIMEOUT_MS;
     for (let i = 0; i < options.workers; i++) {
       const thread = this.start(i);
       if (thread) this.initial.push(thread.started);
     }
   }
 
-  /** Signing threads currently in use. */
+  /** Signing threads currently in use (started or starting). */
   get size(): number {
     return this.threads.length;
   }
 
+  /**
+   * The main thread's fast backend is loaded: it signs until a thread is ready, and whatever a
+   * failed thread leaves behind. The threads are not waited for (see `threadsStarted`).
+   */
   async ready(): Promise<void> {
-    // The main thread's backend matters too: it signs whatever a failed thread leaves behind.
-    await Promise.all([nip98Ready(), ...this.initial]);
+    await nip98Ready();
+  }
+
+  /** Resolves when each initial thread is ready or given up. */
+  async threadsStarted(): Promise<void> {
+    await Promise.all(this.initial);
   }
 
   async sign(url: string, method: string, body?: Uint8Array | string): Promise<string> {
@@ -128,7 +155,11 @@ export class Nip98SignerPool implements Nip98Signer {
     if (!thread) return this.signHere(template);
     return new Promise<string>((resolve, reject) => {
       const id = this.nextId++;
-      if (thread.pending.size === 0) thread.worker.ref();
+      if (thread.pending.size === 0) {
+        thread.worker.ref();
+        thread.lastProgressAt = performance.now();
+        this.watch(thread, this.answerTimeoutMs);
+      }
       thread.pending.set(id, { template, resolve, reject });
       thread.worker.postMessage({ id, template } satisfies SignRequest);
     });
@@ -156,7 +187,6 @@ export class Nip98SignerPool implements Nip98Signer {
       );
       return null;
     }
-    worker.unref();
     let markStarted!: () => void;
     const started = new Promise<void>((resolve) => {
       markStarted = resolve;
@@ -169,13 +199,44 @@ export class Nip98SignerPool implements Nip98Signer {
       markStarted,
       ready: false,
       gone: false,
+      lastProgressAt: performance.now(),
+      watchdog: undefined,
     };
     worker.on('message', (message: SignReply) => this.onReply(thread, message));
     worker.on('error', (err) => this.onFailure(thread, err));
     worker.on('messageerror', (err) => this.onFailure(thread, err));
     worker.on('exit', (code) => this.onFailure(thread, new Error(`signing thread exited with code ${code}`)));
     this.threads.push(thread);
+    this.watch(thread, this.startTimeoutMs);
     return thread;
+  }
+
+  /**
+   * Arms the thread's watchdog, unless armed. Real time, not the injected clock: it measures whether
+   * the thread makes progress, and a fake clock jumping ahead in a test says nothing about that.
+   */
+  private watch(thread: Thread, afterMs: number): void {
+    if (thread.watchdog || thread.gone) return;
+    thread.watchdog = setTimeout(() => {
+      thread.watchdog = undefined;
+      this.check(thread);
+    }, afterMs);
+    thread.watchdog.unref();
+  }
+
+  private check(thread: Thread): void {
+    if (thread.gone) return;
+    if (!thread.ready) {
+      this.onFailure(thread, new Error(`signing thread not ready after ${this.startTimeoutMs} ms`));
+      return;
+    }
+    if (thread.pending.size === 0) return;
+    const silentMs = performance.now() - thread.lastProgressAt;
+    if (silentMs >= this.answerTimeoutMs) {
+      this.onFailure(thread, new Error(`signing thread did not answer for ${Math.round(silentMs)} ms`));
+    } else {
+      this.watch(thread, this.answerTimeoutMs - silentMs);
+    }
   }
 
   private pick(): Thread | undefined {
@@ -183,7 +244,7 @@ export class Nip98SignerPool implements Nip98Signer {
     let best: Thread | undefined;
     for (let i = 0; i < n; i++) {
       const t = this.threads[(this.turn + i) % n]!;
-      if (!best || t.pending.size < best.pending.size) best = t;
+      if (t.ready && (!best || t.pending.size < best.pending.size)) best = t;
     }
     this.turn = n === 0 ? 0 : (this.turn + 1) % n;
     return best;
@@ -193,11 +254,17 @@ export class Nip98SignerPool implements Nip98Signer {
     if (message.type === 'ready') {
       thread.ready = true;
       thread.markStarted();
+      // Ref'd while starting (so a process awaiting `threadsStarted` is not cut short), idle now.
+      // Not before: adding the 'message' listener refs the worker's port again.
+      thread.worker.unref();
+      clearTimeout(thread.watchdog);
+      thread.watchdog = undefined;
       return;
     }
     const pending = thread.pending.get(message.id);
     if (!pending) return;
     thread.pending.delete(message.id);
+    thread.lastProgressAt = performance.now();
     if (thread.pending.size === 0) thread.worker.unref();
     if (message.type === 'signed') pending.resolve(message.header);
     else this.settleHere(pending);
@@ -219,7 +286,7 @@ export class Nip98SignerPool implements Nip98Signer {
           : 'NIP-98 signing thread failed; signing on the main thread from now on',
     );
     this.retire(thread);
-    // An error or a bad message leaves the thread running: it is not used again either way.
+    // An error, a bad message or a hang leaves the thread running: it is not used again either way.
     void thread.worker.terminate().catch(() => undefined);
     if (replace) this.start(thread.index);
   }
@@ -228,6 +295,8 @@ export class Nip98SignerPool implements Nip98Signer {
   private retire(thread: Thread): void {
     thread.gone = true;
     thread.markStarted();
+    clearTimeout(thread.watchdog);
+    thread.watchdog = undefined;
     const owed = [...thread.pending.values()];
     thread.pending.clear();
     thread.worker.unref();

@@ -32,6 +32,15 @@ interface Spawned {
   signed: number;
 }
 
+/** A thread that says it is ready, then spins forever on the first request (CommonJS, eval'd). */
+const HANGS_ON_FIRST_REQUEST = `
+  const { parentPort } = require('node:worker_threads');
+  parentPort.postMessage({ type: 'ready', backend: 'pure' });
+  parentPort.on('message', () => { for (;;) {} });
+`;
+/** A thread that stays alive and never says it is ready. */
+const NEVER_READY = 'setInterval(() => {}, 1000);';
+
 const pools: Nip98SignerPool[] = [];
 afterEach(async () => {
   await Promise.all(pools.splice(0).map((p) => p.close()));
@@ -72,7 +81,7 @@ describe('Nip98SignerPool', () => {
     const clock = new FakeClock(T0 + 999);
     const { pool: p, spawned } = pool({ clock });
     expect(p.pubkey).toBe(BOSUN_PUBKEY);
-    await p.ready();
+    await p.threadsStarted();
     const body = '{"host":"a"}';
     const first = p.sign(`${BASE}/r1?x=1#frag`, 'post', body);
     // The clock moves before the thread answers: the header keeps the second sign() was called in.
@@ -105,6 +114,7 @@ describe('Nip98SignerPool', () => {
   it('answers many concurrent requests correctly, spread over the threads', async () => {
     const { pool: p, spawned } = pool({ workers: 2 });
     expect(p.size).toBe(2);
+    await p.threadsStarted();
     const methods = ['POST', 'PUT', 'PATCH', 'DELETE'];
     const requests = Array.from({ length: 400 }, (_, i) => {
       const method = methods[i % 4]!;
@@ -124,7 +134,7 @@ describe('Nip98SignerPool', () => {
 
   it('signs on the main thread what a thread killed mid-flight owed, replaces the thread and logs once', async () => {
     const { pool: p, spawned, warnings } = pool();
-    await p.ready();
+    await p.threadsStarted();
     const requests = Array.from({ length: 500 }, (_, i) => p.sign(`${BASE}/k${i}`, 'PATCH', `{"i":${i}}`));
     await spawned[0]!.worker.terminate();
     const headers = await Promise.all(requests);
@@ -159,7 +169,7 @@ describe('Nip98SignerPool', () => {
       spawn: () => new Worker('throw new Error("cannot load the signer")', { eval: true }),
     });
     const pending = broken.pool.sign(`${BASE}/r1`, 'POST', '{}');
-    await broken.pool.ready();
+    await broken.pool.threadsStarted();
     expect(verify(await pending, `${BASE}/r1`, 'POST', '{}').ok).toBe(true);
     expect(broken.warnings).toHaveLength(1);
     expect(broken.warnings[0]).toMatchObject({ replaced: false });
@@ -179,9 +189,62 @@ describe('Nip98SignerPool', () => {
     );
   });
 
+  it('takes a thread that stops answering as hung: what it owed is signed here, it is terminated and replaced', async () => {
+    const hung: Worker[] = [];
+    const {
+      pool: p,
+      spawned,
+      warnings,
+    } = pool({
+      answerTimeoutMs: 100,
+      spawn: (data) => {
+        if (hung.length > 0) return spawnSignWorker(data);
+        hung.push(new Worker(HANGS_ON_FIRST_REQUEST, { eval: true }));
+        return hung[0]!;
+      },
+    });
+    const exited = new Promise((resolve) => hung[0]!.once('exit', resolve));
+    await p.threadsStarted();
+    const started = performance.now();
+    const headers = await Promise.all([0, 1, 2].map((i) => p.sign(`${BASE}/h${i}`, 'PUT', '{}')));
+    expect(performance.now() - started).toBeGreaterThanOrEqual(90);
+    headers.forEach((h, i) => {
+      expect(verify(h, `${BASE}/h${i}`, 'PUT', '{}').ok).toBe(true);
+    });
+    await exited;
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ worker: 0, pending: 3, replaced: true });
+    expect(String(warnings[0]!.err)).toMatch(/did not answer for \d+ ms/);
+    // The replacement is a real signing thread and takes the work once it is ready.
+    expect(spawned).toHaveLength(0);
+    expect(p.size).toBe(1);
+  });
+
+  it('signs on the main thread while no thread is ready, and gives up a thread that never gets ready', async () => {
+    let never: Worker | undefined;
+    const { pool: p, warnings } = pool({
+      startTimeoutMs: 100,
+      spawn: () => {
+        never = new Worker(NEVER_READY, { eval: true });
+        return never;
+      },
+    });
+    const exited = new Promise((resolve) => never!.once('exit', resolve));
+    // Not held by the starting thread: answered before the start times out.
+    expect(verify(await p.sign(`${BASE}/s1`, 'POST', '{}'), `${BASE}/s1`, 'POST', '{}').ok).toBe(true);
+    expect(warnings).toEqual([]);
+    await p.threadsStarted();
+    await exited;
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatchObject({ worker: 0, pending: 0, replaced: false });
+    expect(String(warnings[0]!.err)).toMatch(/not ready after 100 ms/);
+    expect(p.size).toBe(0);
+    expect(verify(await p.sign(`${BASE}/s2`, 'POST', '{}'), `${BASE}/s2`, 'POST', '{}').ok).toBe(true);
+  });
+
   it('close() terminates the threads, settles what they owed and keeps signing on the main thread', async () => {
     const { pool: p, spawned, warnings } = pool({ workers: 2 });
-    await p.ready();
+    await p.threadsStarted();
     const owed = Array.from({ length: 100 }, (_, i) => p.sign(`${BASE}/c${i}`, 'DELETE'));
     await p.close();
     expect(await Promise.all(spawned.map((s) => s.exited))).toHaveLength(2);
