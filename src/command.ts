@@ -249,15 +249,29 @@ export class Command {
   /**
    * Records a failed sync of `version`. `nextAttemptAt` null means no more retries: the relay is
    * failed until an operator asks for a resync. A failure of a superseded version is dropped.
+   *
+   * `parked`: zooid did acknowledge a stand-in config (the relay moved to a placeholder host to
+   * break a host swap, see Infra). That is what zooid now holds, so it is recorded even when the
+   * version was superseded meanwhile: the next sync must patch from it, never from the config
+   * before it.
    */
   async failRelaySync(
     id: string,
-    failure: { version: number; error: string; attempts: number; nextAttemptAt: number | null },
+    failure: {
+      version: number;
+      error: string;
+      attempts: number;
+      nextAttemptAt: number | null;
+      parked?: { config: Record<string, unknown>; secretDigest: string };
+    },
     actor = 'system:infra',
   ): Promise<CommandResult | null> {
     return this.retrying(id, async () => {
       const current = await this.load(id);
-      if (!current || current.version !== failure.version) return null;
+      if (!current) return null;
+      const superseded = current.version !== failure.version;
+      const { parked } = failure;
+      if (superseded && !parked) return null;
       const error = truncateError(failure.error);
       const status = failure.nextAttemptAt === null ? 'failed' : 'retrying';
       const relay: Relay = {
@@ -265,10 +279,12 @@ export class Command {
         rev: current.rev + 1,
         sync: {
           ...current.sync,
-          status,
-          error,
-          attempts: failure.attempts,
-          nextAttemptAt: failure.nextAttemptAt,
+          ...(superseded
+            ? {}
+            : { status, error, attempts: failure.attempts, nextAttemptAt: failure.nextAttemptAt }),
+          ...(parked
+            ? { ackedConfig: parked.config, ackedDeleted: false, ackedSecret: parked.secretDigest }
+            : {}),
         },
       };
       const activity = draftActivity(
@@ -282,6 +298,7 @@ export class Command {
           status,
           next_attempt_at:
             failure.nextAttemptAt === null ? null : new Date(failure.nextAttemptAt).toISOString(),
+          ...(parked ? { parked_host: parked.config.host } : {}),
         },
         this.clock.now(),
       );

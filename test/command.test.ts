@@ -214,6 +214,34 @@ describe('Command', () => {
     // A new change supersedes the failure.
     const upd = await command.updateRelay(admin, 'r1', { info: { name: 'v3' } });
     expect(upd.relay.sync).toMatchObject({ status: 'pending', attempts: 0, error: '', nextAttemptAt: null });
+
+    // A relay parked on a placeholder host (Infra): zooid holds the stand-in config, so it is recorded
+    // even for a superseded version, leaving the newer version's status alone.
+    const parkedConfig = { ...upd.relay.config, host: 'r1.bosun-parked.invalid' };
+    const parked = await command.failRelaySync('r1', {
+      version: 2,
+      error: 'zooid conflict: host swap',
+      attempts: 1,
+      nextAttemptAt: null,
+      parked: { config: parkedConfig, secretDigest: 'd1' },
+    });
+    expect(parked?.relay.sync).toMatchObject({
+      status: 'pending',
+      error: '',
+      syncedVersion: 1,
+      ackedConfig: parkedConfig,
+      ackedDeleted: false,
+      ackedSecret: 'd1',
+    });
+    expect(parked?.activity?.payload).toMatchObject({ version: 2, parked_host: 'r1.bosun-parked.invalid' });
+    const current = await command.failRelaySync('r1', {
+      version: 3,
+      error: 'zooid conflict: host swap',
+      attempts: 1,
+      nextAttemptAt: null,
+      parked: { config: parkedConfig, secretDigest: 'd1' },
+    });
+    expect(current?.relay.sync).toMatchObject({ status: 'failed', error: 'zooid conflict: host swap' });
   });
 
   it('notifies subscribers after commit without letting a failing one break the writer', async () => {

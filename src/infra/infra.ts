@@ -84,7 +84,9 @@ export class Infra {
       this.inDoubt.set(relayId, this.o.clock.now() + this.o.inDoubtHoldMs);
     }
     const durationMs = this.o.clock.now() - started;
-    const outcome = await this.report(relay, result, acked);
+    let outcome = await this.report(relay, result, acked);
+    if (!result.ok && result.kind === 'conflict')
+      outcome = (await this.parkOutOfRing(relay, opts)) ?? outcome;
     this.o.onSync?.({ relayId, outcome: outcome.kind, durationMs, method });
     this.o.logger.debug(
       { relayId, version: relay.version, method, outcome: outcome.kind, durationMs },
@@ -148,14 +150,69 @@ export class Infra {
     if (typeof before.schema === 'string' && before.schema !== acked?.schema) freed.schema = before.schema;
     if (freed.host === undefined && freed.schema === undefined) return;
     for (const waiter of await this.o.store.relaysUsing(freed)) {
-      if (
-        waiter.id !== relay.id &&
-        waiter.sync.status === 'failed' &&
-        waiter.sync.error.startsWith(CONFLICT_PREFIX)
-      ) {
+      if (waiter.id !== relay.id && stuckOnConflict(waiter)) {
         await this.o.command.resyncRelay(SYSTEM_INFRA, waiter.id);
       }
     }
+  }
+
+  /**
+   * Hosts passed round a ring (x→y and y→x, or longer) that reach zooid in one go deadlock there:
+   * zooid checks each relay's new host on its own, so each relay of the ring fails on a conflict
+   * with the next and waits for it to move first. (Moves made one at a time never do this; a swap
+   * collapses into one when the observer catches up on several changes at once, e.g. after zooid
+   * was down.) The last relay of the ring to fail finds the ring here and parks on a placeholder
+   * host of its own. That frees its old host, and the ring unwinds through wakeConflicted: the
+   * relay waiting for that host takes it and frees its own, and so on, until this relay's host is
+   * free and it is woken to take it. Null when the relay is in no such ring or zooid refused the
+   * placeholder too (the relay stays failed, as reported).
+   */
+  private async parkOutOfRing(
+    relay: Relay,
+    opts: { force?: boolean; signal?: AbortSignal },
+  ): Promise<SyncOutcome | null> {
+    if (relay.deletedAt !== null || !(await this.inHostRing(relay))) return null;
+    const parking = parkingHost(relay.id);
+    const parkedRelay: Relay = { ...relay, config: { ...relay.config, host: parking } };
+    const { result, acked } = await this.push(parkedRelay, opts);
+    if (!result.ok || acked === null) return null;
+    const error = `${CONFLICT_PREFIX}: host swap; parked on ${parking} until ${relay.config.host} is free`;
+    await this.o.command.failRelaySync(relay.id, {
+      version: relay.version,
+      error,
+      attempts: relay.sync.attempts + 1,
+      nextAttemptAt: null,
+      parked: { config: acked, secretDigest: secretDigest(relay.secret) },
+    });
+    this.o.logger.warn(
+      { relayId: relay.id, version: relay.version, host: relay.config.host, parkedOn: parking },
+      'host swap: relay parked on a placeholder host to free its old one',
+    );
+    await this.wakeConflicted(relay, acked);
+    return { kind: 'failed', error };
+  }
+
+  /**
+   * Whether the relay's conflict is part of a ring: following "the relay stuck waiting for the host
+   * I hold in zooid, then the one waiting for the host it holds, …" leads to the relay holding the
+   * host this one wants. Relays still pending or retrying are not stuck yet: when they fail, they
+   * look for the ring themselves.
+   */
+  private async inHostRing(relay: Relay): Promise<boolean> {
+    const wanted = relay.config.host;
+    const seen = new Set([relay.id]);
+    let freed = heldHost(relay);
+    for (let step = 0; freed !== undefined && freed !== wanted && step < MAX_RING; step++) {
+      const host: string = freed;
+      const waiter = (await this.o.store.relaysUsing({ host })).find(
+        (w) => !seen.has(w.id) && w.config.host === host && stuckOnConflict(w),
+      );
+      if (!waiter) return false;
+      seen.add(waiter.id);
+      freed = heldHost(waiter);
+      if (freed === wanted) return true;
+    }
+    return false;
   }
 
   private async report(
@@ -189,6 +246,20 @@ export class Infra {
 
 /** The first words of a stored conflict error; waiters are found by them. */
 const CONFLICT_PREFIX = 'zooid conflict';
+/** Longest ring of host moves looked for (each step is one indexed read). */
+const MAX_RING = 64;
+
+/** A host of the relay's own that no client resolves (RFC 2606 `.invalid`) and no other relay has. */
+export const parkingHost = (relayId: string): string => `${relayId}.bosun-parked.invalid`;
+
+/** The host zooid holds for the relay, as last acknowledged; undefined if zooid holds none. */
+function heldHost(relay: Relay): string | undefined {
+  const host = relay.sync.ackedDeleted ? undefined : relay.sync.ackedConfig?.host;
+  return typeof host === 'string' ? host : undefined;
+}
+
+const stuckOnConflict = (relay: Relay): boolean =>
+  relay.sync.status === 'failed' && relay.sync.error.startsWith(CONFLICT_PREFIX);
 
 const ok = (): ZooidResult => ({ ok: true, status: 200, attempts: 0 });
 

@@ -381,4 +381,70 @@ describe('push sync to zooid', () => {
     expect(zooid.relays().get('b')!.host).toBe('shared.example.com');
     expect((await s.api('GET', '/v1/relays/b')).body.sync.status).toBe('synced');
   });
+
+  it.each([2, 3])(
+    'hosts passed round a ring of %i relays while zooid was down converge: one relay parks on a placeholder host',
+    async (n) => {
+      const { s, zooid, idle } = await rig();
+      const ids = Array.from({ length: n }, (_, i) => `ring-${i}`);
+      const host = (i: number) => `${ids[i % n]}.example.com`;
+      for (const [i, id] of ids.entries()) {
+        await s.api('POST', '/v1/relays', relayBody(id, owner.pubkey, { host: host(i) }));
+      }
+      await idle();
+      // zooid refuses every change until the whole ring has moved in bosun, one host at a time
+      // through a spare one: bosun then pushes each relay straight to the host another still holds.
+      zooid.setFaults({ statusOverride: { PATCH: 503 } });
+      await s.api('PATCH', `/v1/relays/${ids[0]}`, { host: 'spare.example.com' });
+      for (let i = 1; i < n; i++) await s.api('PATCH', `/v1/relays/${ids[i]}`, { host: host(i - 1) });
+      await s.api('PATCH', `/v1/relays/${ids[0]}`, { host: host(n - 1) });
+      await idle();
+      zooid.setFaults({});
+      zooid.requests.length = 0;
+      for (const id of ids) await s.api('POST', `/v1/relays/${id}/sync`);
+      await idle();
+
+      const wanted = (i: number) => (i === 0 ? host(n - 1) : host(i - 1));
+      for (const [i, id] of ids.entries()) {
+        expect(zooid.relays().get(id)!.host).toBe(wanted(i));
+        const { sync } = (await s.api('GET', `/v1/relays/${id}`)).body;
+        expect(sync).toMatchObject({ status: 'synced', error: '' });
+      }
+      // Each relay failed once on the conflict; exactly one of them parked to break the ring.
+      const parks = zooid.requests.filter(
+        (r) => r.status === 200 && JSON.stringify(r.body).includes('bosun-parked.invalid'),
+      );
+      expect(parks).toHaveLength(1);
+      expect(zooid.requests.filter((r) => r.status === 409)).toHaveLength(n);
+      const parked = s.logs.map((l) => JSON.parse(l)).filter((l) => l.msg?.startsWith('host swap'));
+      expect(parked).toHaveLength(1);
+      const log = (await s.api('GET', '/v1/activities?limit=500')).body.activities as {
+        type: string;
+        payload: Record<string, unknown>;
+      }[];
+      expect(log.filter((a) => a.type === 'fail_relay_sync' && a.payload.parked_host)).toEqual([
+        expect.objectContaining({
+          payload: expect.objectContaining({ parked_host: `${parked[0].relayId}.bosun-parked.invalid` }),
+        }),
+      ]);
+    },
+  );
+
+  it('a relay waiting for a host held outside any ring stays failed and parks nowhere', async () => {
+    const { s, zooid, idle } = await rig();
+    await s.api('POST', '/v1/relays', relayBody('p', owner.pubkey, { host: 'p.example.com' }));
+    await idle();
+    // A relay bosun does not know holds the host p wants.
+    await direct(zooid).create('foreign', {
+      ...(zooid.relays().get('p') as unknown as Record<string, unknown>),
+      host: 'taken.example.com',
+      schema: 'foreign',
+    });
+    zooid.requests.length = 0;
+    await s.api('PATCH', '/v1/relays/p', { host: 'taken.example.com' });
+    await idle();
+    expect((await s.api('GET', '/v1/relays/p')).body.sync.status).toBe('failed');
+    expect(zooid.relays().get('p')!.host).toBe('p.example.com');
+    expect(zooid.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['PATCH 409']);
+  });
 });
