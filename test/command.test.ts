@@ -286,5 +286,15 @@ describe('Command', () => {
     expect(err.message).toBe(
       'host: must be a lowercase hostname with an optional :port, without scheme or path; info: is required',
     );
+    // bosun's placeholder hosts (host swaps) are reserved, with or without a port.
+    await command.createRelay(admin, relayBody('r1', pubkey));
+    for (const host of ['x.bosun-parked.invalid', 'r1.bosun-parked.invalid:8080']) {
+      const reserved = await command.createRelay(admin, { ...relayBody('r2', pubkey), host }).catch((e) => e);
+      expect(reserved.message).toBe(
+        "host: must not end in .bosun-parked.invalid (bosun's placeholder hosts)",
+      );
+      const moved = await command.updateRelay(admin, 'r1', { host }).catch((e) => e);
+      expect(moved.message).toBe("host: must not end in .bosun-parked.invalid (bosun's placeholder hosts)");
+    }
   });
 });

@@ -67,9 +67,22 @@ export const sectionsShape = {
   roles: rolesSchema,
 };
 
+/**
+ * Hosts of this domain stand in for a relay's host while hosts go round a ring (a swap): inside a
+ * fleet apply's transaction, and in zooid while push sync unwinds the ring (Infra). RFC 2606
+ * `.invalid`, so nothing resolves them, and reserved, so no relay has one.
+ */
+const PARKING_DOMAIN = '.bosun-parked.invalid';
+
+/** The relay's own placeholder host (relay ids are unique, so these are too). */
+export const parkingHost = (relayId: string): string => `${relayId}${PARKING_DOMAIN}`;
+
 export const hostSchema = z
   .string()
-  .regex(HOST, 'must be a lowercase hostname with an optional :port, without scheme or path');
+  .regex(HOST, 'must be a lowercase hostname with an optional :port, without scheme or path')
+  .refine((host) => !host.split(':')[0]!.endsWith(PARKING_DOMAIN), {
+    message: `must not end in ${PARKING_DOMAIN} (bosun's placeholder hosts)`,
+  });
 
 export const relayConfigSchema = z.strictObject({
   host: hostSchema,

@@ -4,7 +4,7 @@ import type { Clock } from '../domain/clock.js';
 import { secretDigest } from '../domain/credentials.js';
 import type { Principal } from '../domain/principal.js';
 import type { Random } from '../domain/random.js';
-import type { Relay } from '../domain/relay.js';
+import { parkingHost, type Relay } from '../domain/relay.js';
 import { type RetryPolicy, retryDelay } from '../observer/backoff.js';
 import type { Store } from '../store/port.js';
 import { type BlossomS3, patchBody, zooidBody } from '../zooid/body.js';
@@ -248,9 +248,6 @@ export class Infra {
 const CONFLICT_PREFIX = 'zooid conflict';
 /** Longest ring of host moves looked for (each step is one indexed read). */
 const MAX_RING = 64;
-
-/** A host of the relay's own that no client resolves (RFC 2606 `.invalid`) and no other relay has. */
-export const parkingHost = (relayId: string): string => `${relayId}.bosun-parked.invalid`;
 
 /** The host zooid holds for the relay, as last acknowledged; undefined if zooid holds none. */
 function heldHost(relay: Relay): string | undefined {

@@ -312,37 +312,54 @@ describe('declarative fleet sync: both syncers', () => {
     }
   });
 
-  it('moves hosts along a chain in one apply, whatever the file order; refuses a swap, saying how', async () => {
+  it('moves hosts along a chain and round a ring (a swap) in one apply, whatever the file order', async () => {
     const rig = dbRig();
     try {
       const dir = join(root.path, 'shift');
-      const files = (a: string, b: string) =>
-        writeFleet(dir, manifest('shift'), { 'a.toml': relayFile(a), 'b.toml': relayFile(b) });
+      const files = (...hosts: string[]) =>
+        writeFleet(
+          dir,
+          manifest('shift'),
+          Object.fromEntries(hosts.map((h, i) => [`${'abc'[i]}.toml`, relayFile(h)])),
+        );
       const syncer = () =>
         DbSyncer.fromDir({ command: rig.command, store: rig.store, principal: ADMIN, dir });
-      const hosts = async () => (await rig.store.getRelays(['a', 'b'])).map((r) => r.config.host);
-      files('one.example.com', 'two.example.com');
+      const relays = () => rig.store.getRelays(['a', 'b', 'c']);
+      const hosts = async () =>
+        (await relays()).sort((x, y) => (x.id < y.id ? -1 : 1)).map((r) => r.config.host);
+      files('one.example.com', 'two.example.com', 'six.example.com');
       await (await syncer()).sync();
 
       // a takes b's host while b moves on: b is written first (a.toml comes first in the files).
-      files('two.example.com', 'three.example.com');
+      files('two.example.com', 'three.example.com', 'six.example.com');
       const shift = await syncer();
       expect((await shift.plan()).summary).toMatchObject({ update: 2 });
       await shift.sync();
-      expect(await hosts()).toEqual(['two.example.com', 'three.example.com']);
+      expect(await hosts()).toEqual(['two.example.com', 'three.example.com', 'six.example.com']);
 
-      // A swap: refused in the plan, nothing written.
-      files('three.example.com', 'two.example.com');
-      const before = await rig.store.lastActivityId();
-      const swap = await (await syncer()).plan().catch((e) => e);
-      expect(swap).toBeInstanceOf(SyncError);
-      expect(swap.message).toBe(
-        `${join(dir, 'a.toml')}: host: ${join(dir, 'a.toml')}, ${join(dir, 'b.toml')} would pass their hosts ` +
-          'round in one apply; zooid checks each relay’s host on its own, so first move one of them to an ' +
-          'unused host, apply, then finish',
-      );
-      expect(await rig.store.lastActivityId()).toBe(before);
-      expect(await hosts()).toEqual(['two.example.com', 'three.example.com']);
+      // A swap, and a ring of three: one relay of each stands on a placeholder host inside the
+      // transaction. Each relay gets one new version and one activity, as for any update.
+      for (const ring of [
+        ['three.example.com', 'two.example.com', 'six.example.com'],
+        ['six.example.com', 'three.example.com', 'two.example.com'],
+      ]) {
+        const before = await rig.store.lastActivityId();
+        const versions = (await relays()).map((r) => [r.id, r.version]);
+        files(...ring);
+        const apply = await syncer();
+        expect((await apply.plan()).summary).toMatchObject({ update: ring[2] === 'six.example.com' ? 2 : 3 });
+        await apply.sync();
+        expect(await hosts()).toEqual(ring);
+        const changed = (await rig.store.activitiesAfter({ after: before, limit: 10 })).map((a) => a.relayId);
+        expect(changed.sort()).toEqual(ring[2] === 'six.example.com' ? ['a', 'b'] : ['a', 'b', 'c']);
+        for (const [id, version] of versions) {
+          const now = (await rig.store.getRelay(id as string))!;
+          expect(now.version).toBe((version as number) + (changed.includes(id as string) ? 1 : 0));
+        }
+        expect((await rig.store.relaysUsing({ host: 'a.bosun-parked.invalid' })).length).toBe(0);
+        // Applying the same files again changes nothing.
+        expect((await (await syncer()).plan()).changes).toBe(false);
+      }
     } finally {
       await rig.close();
     }

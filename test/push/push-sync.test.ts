@@ -430,6 +430,28 @@ describe('push sync to zooid', () => {
     },
   );
 
+  it('a fleet apply that swaps two hosts commits, and zooid ends with them swapped', async () => {
+    const { s, zooid, idle } = await rig();
+    const apply = async (hosts: Record<string, string>) => {
+      const body = {
+        defaults: { info: { pubkey: owner.pubkey } },
+        relays: Object.entries(hosts).map(([name, host]) => ({ name, config: { host } })),
+      };
+      expect((await s.api('POST', '/v1/fleets/swap/apply', body)).status).toBe(200);
+      await idle();
+    };
+    await apply({ sa: 'sa.example.com', sb: 'sb.example.com' });
+    await apply({ sa: 'sb.example.com', sb: 'sa.example.com' });
+    expect(zooid.relays().get('sa')!.host).toBe('sb.example.com');
+    expect(zooid.relays().get('sb')!.host).toBe('sa.example.com');
+    for (const id of ['sa', 'sb']) {
+      expect((await s.api('GET', `/v1/relays/${id}`)).body.sync).toMatchObject({
+        status: 'synced',
+        synced_version: 2,
+      });
+    }
+  });
+
   it('a relay waiting for a host held outside any ring stays failed and parks nowhere', async () => {
     const { s, zooid, idle } = await rig();
     await s.api('POST', '/v1/relays', relayBody('p', owner.pubkey, { host: 'p.example.com' }));

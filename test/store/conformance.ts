@@ -105,6 +105,61 @@ export function storeConformance(
       expect(await store.lastActivityId()).toBe(1);
     });
 
+    it('writes one relay twice in a batch (a placeholder host, then its own): hosts swap in one commit', async () => {
+      const a = relay('a1');
+      const b = relay('b1');
+      await store.commit({
+        relays: [
+          { kind: 'insert', relay: a },
+          { kind: 'insert', relay: b },
+        ],
+        activities: [act('a1'), act('b1')],
+      });
+      const host = (r: Relay, h: string, rev: number): Relay => ({
+        ...r,
+        rev,
+        config: { ...r.config, host: h },
+      });
+      const parked = host(a, 'a1.bosun-parked.invalid', 2);
+      const [a2, b2] = [
+        { ...host(a, 'b1.example.com', 3), version: 2 },
+        { ...host(b, 'a1.example.com', 2), version: 2 },
+      ];
+      // The same order without the placeholder write collides on the unique host.
+      await expect(
+        store.commit({
+          relays: [
+            { kind: 'update', relay: b2, previous: b },
+            { kind: 'update', relay: { ...a2, rev: 2 }, previous: a },
+          ],
+          activities: [act('b1', 'update_relay'), act('a1', 'update_relay')],
+        }),
+      ).rejects.toBeInstanceOf(StoreConflictError);
+      const written = await store.commit({
+        relays: [
+          { kind: 'update', relay: parked, previous: a },
+          { kind: 'update', relay: b2, previous: b },
+          { kind: 'update', relay: a2, previous: parked },
+        ],
+        activities: [act('b1', 'update_relay'), act('a1', 'update_relay')],
+      });
+      expect(written.map((w) => w.id)).toEqual([3, 4]);
+      const rows = await store.getRelays(['a1', 'b1']);
+      const [ra, rb] = ['a1', 'b1'].map((id) => rows.find((r) => r.id === id));
+      expect([ra?.config.host, ra?.rev, ra?.version]).toEqual(['b1.example.com', 3, 2]);
+      expect([rb?.config.host, rb?.rev, rb?.version]).toEqual(['a1.example.com', 2, 2]);
+      expect((await store.relaysUsing({ host: 'a1.bosun-parked.invalid' })).length).toBe(0);
+      expect((await store.activitiesAfter({ after: 2, relayId: 'a1', limit: 10 })).map((x) => x.id)).toEqual([
+        4,
+      ]);
+      // The next write of each builds on what was committed.
+      await store.commit({
+        relays: [{ kind: 'update', relay: { ...ra!, rev: 4, version: 3 }, previous: ra! }],
+        activities: [act('a1', 'update_relay')],
+      });
+      expect((await store.getRelay('a1'))?.rev).toBe(4);
+    });
+
     it('frees the host of a deleted relay but keeps its schema reserved', async () => {
       const r = relay('a1');
       await store.commit({ relays: [{ kind: 'insert', relay: r }], activities: [act('a1')] });
