@@ -2,6 +2,7 @@ import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { type Activity, RELAY_CHANGE_TYPES } from '../domain/activity.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
+import { CoalescedRun } from '../domain/coalesced-run.js';
 import type { SyncOutcome } from '../infra/infra.js';
 import type { Notifier } from '../notifier.js';
 import type { Store } from '../store/port.js';
@@ -59,8 +60,19 @@ export class Observer {
   private readonly forced = new Set<string>();
   private highWater = 0;
   private persisted = -1;
-  private reading: Promise<void> | null = null;
-  private rereadRequested = false;
+  /** Reads of the log after the high-water mark, one at a time; wake-ups meanwhile coalesce. */
+  private readonly reads = new CoalescedRun({
+    task: async () => {
+      for (const relayId of await this.readAll()) this.queue.add(relayId);
+      this.o.onQueueDepth?.(this.queue.depth);
+    },
+    onError: (err) => {
+      this.o.logger.error({ err }, 'observer could not read the activity log; retrying');
+      this.o.onQueueDepth?.(this.queue.depth);
+      this.o.clock.setTimeout(() => this.wake(), this.o.internalRetryMs ?? 1000);
+    },
+    stopped: () => this.stopped,
+  });
   private flushScheduled = false;
   private unsubscribe: (() => void) | null = null;
   private stopped = false;
@@ -99,7 +111,6 @@ export class Observer {
       this.internalFailures.clear();
       this.highWater = 0;
       this.persisted = -1;
-      this.rereadRequested = false;
       this.started = false;
       this.stopped = false;
       this.fresh();
@@ -130,7 +141,7 @@ export class Observer {
     this.unsubscribe?.();
     for (const timer of this.retryTimers.values()) this.o.clock.clearTimeout(timer);
     this.retryTimers.clear();
-    await this.reading;
+    await this.reads.current;
     await this.queue.drain();
     await this.flush();
   }
@@ -179,34 +190,16 @@ export class Observer {
   /** Resolves when nothing is queued, in flight or unread (for tests and graceful shutdown). */
   async idle(): Promise<void> {
     for (;;) {
-      await this.reading;
+      await this.reads.current;
       await this.queue.idle();
-      if (!this.reading && this.queue.depth === 0 && this.queue.inFlight === 0) break;
+      if (!this.reads.current && this.queue.depth === 0 && this.queue.inFlight === 0) break;
     }
     await this.flush();
   }
 
   private wake(): void {
-    if (this.stopped) return;
     // During catch-up, start() reads the log itself and wakes once more when it is done.
-    if (this.reading || !this.started) {
-      this.rereadRequested = true;
-      return;
-    }
-    this.reading = (async () => {
-      try {
-        do {
-          this.rereadRequested = false;
-          for (const relayId of await this.readAll()) this.queue.add(relayId);
-        } while (this.rereadRequested && !this.stopped);
-      } catch (err) {
-        this.o.logger.error({ err }, 'observer could not read the activity log; retrying');
-        this.o.clock.setTimeout(() => this.wake(), this.o.internalRetryMs ?? 1000);
-      } finally {
-        this.reading = null;
-        this.o.onQueueDepth?.(this.queue.depth);
-      }
-    })();
+    if (this.started) this.reads.request();
   }
 
   /** Reads every activity after the high-water mark; returns the relays it touched. */

@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { CoalescedRun } from '../../domain/coalesced-run.js';
 import type { Notifier } from '../../notifier.js';
 import type { PostgresStore } from './pg-store.js';
 
@@ -32,8 +33,18 @@ export class ChangeFeed {
   /** Ids above `seen` that this process published itself (Command, or this feed). */
   private readonly local = new Set<number>();
   private unsubscribe: (() => void) | null = null;
-  private reading: Promise<void> | null = null;
-  private rereadRequested = false;
+  /** Catch-up reads of the log, one at a time; wake-ups meanwhile coalesce. */
+  private readonly reads = new CoalescedRun({
+    task: () => this.catchUp(),
+    onError: (err) => {
+      this.o.logger.warn(
+        { err },
+        'change feed could not read the activity log; retrying on the next wake-up',
+      );
+      if (!this.stopped) setTimeout(() => this.wake(), 1000).unref();
+    },
+    stopped: () => this.stopped,
+  });
   private reconnectTimer: NodeJS.Timeout | undefined;
   private failures = 0;
   private stopped = false;
@@ -56,13 +67,13 @@ export class ChangeFeed {
     this.unsubscribe?.();
     const c = this.conn;
     this.conn = null;
-    await this.reading;
+    await this.reads.current;
     if (c) await Promise.race([c.end().catch(() => {}), new Promise((r) => setTimeout(r, 1000).unref())]);
   }
 
   /** Resolves when no catch-up read is running (tests). */
   async settled(): Promise<void> {
-    while (this.reading) await this.reading;
+    while (this.reads.current) await this.reads.current;
   }
 
   private recordLocal(activities: readonly { id: number }[]): void {
@@ -127,27 +138,7 @@ export class ChangeFeed {
   }
 
   private wake(): void {
-    if (this.stopped) return;
-    if (this.reading) {
-      this.rereadRequested = true;
-      return;
-    }
-    this.reading = (async () => {
-      try {
-        do {
-          this.rereadRequested = false;
-          await this.catchUp();
-        } while (this.rereadRequested && !this.stopped);
-      } catch (err) {
-        this.o.logger.warn(
-          { err },
-          'change feed could not read the activity log; retrying on the next wake-up',
-        );
-        if (!this.stopped) setTimeout(() => this.wake(), 1000).unref();
-      } finally {
-        this.reading = null;
-      }
-    })();
+    this.reads.request();
   }
 
   private async catchUp(): Promise<void> {

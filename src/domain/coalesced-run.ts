@@ -1,0 +1,45 @@
+/**
+ * Runs an async task on request, one run at a time. A request made while a run is in progress
+ * makes the task run once more after it (any number of such requests coalesce into that one), so
+ * every request is followed by a run that started after it: what the task reads is never older
+ * than the request. The observer's and the change feed's reads of the activity log work this way.
+ */
+export class CoalescedRun {
+  private running: Promise<void> | null = null;
+  private again = false;
+
+  constructor(
+    private readonly o: {
+      task: () => Promise<void>;
+      /** A run that threw; the task is not run again until the next request. */
+      onError: (err: unknown) => void;
+      /** Once true, requests are ignored and no further run starts. */
+      stopped: () => boolean;
+    },
+  ) {}
+
+  /** The run in progress (including its follow-ups), or null. */
+  get current(): Promise<void> | null {
+    return this.running;
+  }
+
+  request(): void {
+    if (this.o.stopped()) return;
+    if (this.running) {
+      this.again = true;
+      return;
+    }
+    this.running = (async () => {
+      try {
+        do {
+          this.again = false;
+          await this.o.task();
+        } while (this.again && !this.o.stopped());
+      } catch (err) {
+        this.o.onError(err);
+      } finally {
+        this.running = null;
+      }
+    })();
+  }
+}
