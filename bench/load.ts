@@ -27,7 +27,7 @@
  *
  * Push sync target (`--push`): `noop` (default) answers 2xx at once and checks nothing, as in
  * bench/sync: in production zooid runs on other machines, so its CPU should not be taken from
- * bosun's two cores here. `emulator` is src/zooid/emulator.ts (NIP-98 verified, configs stored):
+ * bosun's two cores here. `emulator` is src/push/zooid/emulator.ts (NIP-98 verified, configs stored):
  * faithful, but every write sorts all stored ids to check uniqueness (O(n log n) per request), so
  * at 10,000 relays its own cost weighs on the figures. `off`: pull sync only.
  *
@@ -324,7 +324,7 @@ async function zooidChild(): Promise<void> {
   serve({
     start: async (msg) => {
       if (msg.kind === 'emulator') {
-        const { startZooidEmulator } = await import('../src/zooid/emulator.js');
+        const { startZooidEmulator } = await import('../src/push/zooid/emulator.js');
         const emulator = await startZooidEmulator({ whitelist: [String(msg.pubkey)], record: false });
         close = () => emulator.close();
         return { url: emulator.url };

@@ -24,8 +24,8 @@ import { loadServeConfig } from '../src/config.js';
 import { generateSecretKey, publicKeyOf } from '../src/domain/keys.js';
 import type { Principal } from '../src/domain/principal.js';
 import { createLogger } from '../src/logger.js';
+import { createNip98Signer, nip98Backend, nip98Ready } from '../src/nostr/nip98.js';
 import { Peer } from '../src/peer.js';
-import { createNip98Signer, nip98Backend, nip98Ready } from '../src/zooid/nip98.js';
 
 const argN = process.argv.indexOf('--n');
 const N = argN > 0 ? Number(process.argv[argN + 1]) : 3000;

@@ -24,7 +24,7 @@ import {
   patchedRelay,
   relayActivity,
 } from './domain/relay-changes.js';
-import { computeFleetChanges } from './fleet-changes.js';
+import { computeFleetChanges } from './fleet/changes.js';
 import type { Notifier } from './notifier.js';
 import {
   StaleFleetStateError,

@@ -1,10 +1,10 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
-import { CHORE_DEFAULTS, CHORE_NAMES, type ChoreConfig, type ChoreName } from './chore/chores.js';
 import { formatDuration, parseDuration } from './domain/duration.js';
 import { isValidSecretKey } from './domain/keys.js';
 import { describeIssues } from './domain/relay.js';
-import type { RetryPolicy } from './observer/backoff.js';
+import { CHORE_DEFAULTS, CHORE_NAMES, type ChoreConfig, type ChoreName } from './lifecycle/chores.js';
+import type { RetryPolicy } from './push/retry-policy.js';
 
 /**
  * Serve configuration from flags and environment (flags win). Validated once at start; a bad value

@@ -4,7 +4,11 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Nip98Verifier } from './auth/nip98.js';
 import { TokenService } from './auth/tokens.js';
-import { StreamServer } from './autoconfig/stream-server.js';
+import { Command } from './command.js';
+import type { ServeConfig } from './config.js';
+import { type Clock, sleep, systemClock } from './domain/clock.js';
+import { type Random, systemRandom } from './domain/random.js';
+import { buildApp } from './http/app.js';
 import {
   ActivityRetention,
   type Chore,
@@ -14,30 +18,26 @@ import {
   Resync,
   RetrySweeper,
   TargetHealth,
-} from './chore/chores.js';
-import { Cycle } from './chore/cycle.js';
-import { type Service, ServiceGroup } from './chore/group.js';
-import { Command } from './command.js';
-import type { ServeConfig } from './config.js';
-import { type Clock, sleep, systemClock } from './domain/clock.js';
-import { type Random, systemRandom } from './domain/random.js';
-import { buildApp } from './http/app.js';
-import { Infra } from './infra/infra.js';
-import { fencedStore } from './lease/fenced-store.js';
-import type { WorkerLease } from './lease/lease.js';
-import { type Replication, startReplication } from './lease/replication.js';
+} from './lifecycle/chores.js';
+import { Cycle } from './lifecycle/cycle.js';
+import { type Service, ServiceGroup } from './lifecycle/group.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
+import type { Nip98Signer } from './nostr/nip98.js';
+import { createPooledNip98Signer } from './nostr/signer-pool.js';
 import { Notifier } from './notifier.js';
-import { Observer } from './observer/observer.js';
+import { StreamServer } from './pull/server/stream-server.js';
+import { Observer } from './push/observer.js';
+import { Infra } from './push/syncer.js';
+import { blossomS3FromEnv } from './push/zooid/body.js';
+import { ZooidClient } from './push/zooid/client.js';
 import { Query } from './query.js';
+import { fencedStore } from './store/fenced-store.js';
+import type { WorkerLease } from './store/lease.js';
 import { openStore } from './store/open.js';
 import { FencedError, type Store } from './store/port.js';
+import { type Replication, startReplication } from './store/replication.js';
 import { StorageHealth, watchStorage } from './store/storage-errors.js';
-import { blossomS3FromEnv } from './zooid/body.js';
-import { ZooidClient } from './zooid/client.js';
-import type { Nip98Signer } from './zooid/nip98.js';
-import { createPooledNip98Signer } from './zooid/signer-pool.js';
 
 export interface PeerDeps {
   clock?: Clock;
@@ -71,7 +71,7 @@ export class Peer {
   readonly chores = new Map<ChoreName, ChoreHandle>();
   /**
    * Of the replicas on one database, only the holder of this lease runs the observer, push sync
-   * and the chores (src/lease/); their writes are fenced by its epoch.
+   * and the chores (src/store/lease.ts); their writes are fenced by its epoch.
    */
   readonly lease: WorkerLease;
   /** The workers' view of the store: sync-state commits and cursor writes carry the lease's fence. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { NIP98_KIND, type NostrEvent, verifyEventSignature } from '../zooid/nip98.js';
+import { NIP98_KIND, type NostrEvent, verifyEventSignature } from '../nostr/nip98.js';
 
 /**
  * NIP-98 for bosun's own API: a tenant signs each request with its Nostr key. Checks run cheapest

@@ -1,9 +1,9 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { Command } from 'commander';
 import type { LevelWithSilent } from 'pino';
-import { Agent, AgentConfigError } from '../autoconfig/agent.js';
-import { StreamAuthError, StreamClosedError, StreamConfigError } from '../autoconfig/stream-manager.js';
 import { createLogger } from '../logger.js';
+import { Agent, AgentConfigError } from '../pull/agent/agent.js';
+import { StreamAuthError, StreamClosedError, StreamConfigError } from '../pull/agent/stream-manager.js';
 
 interface AgentFlags {
   dir: string;

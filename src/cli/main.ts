@@ -1,7 +1,7 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config.js';
 import { generateSecretKey, publicKeyOf } from '../domain/keys.js';
-import { runZooidEmulatorCli } from '../zooid/emulator.js';
+import { runZooidEmulatorCli } from '../push/zooid/emulator.js';
 import { registerAgentCommand } from './agent-command.js';
 import { ApiError } from './api-client.js';
 import { registerRelayCommands } from './relay-commands.js';

@@ -68,7 +68,7 @@ export interface FleetStateFilter {
 }
 
 /**
- * A worker's proof that it holds a lease (src/lease/). Each holder starts a new epoch with
+ * A worker's proof that it holds a lease (src/store/lease.ts). Each holder starts a new epoch with
  * `newLeaseEpoch`; a write fenced with an older epoch throws FencedError and changes nothing, so a
  * replica that lost its lease can never overwrite the work of the one that took over.
  */

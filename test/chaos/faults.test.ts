@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startZooidEmulator } from '../../src/zooid/emulator.js';
+import { startZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { keypair, relayBody } from '../support/env.js';
 import { type Planet, startPlanet } from '../support/planet.js';
 

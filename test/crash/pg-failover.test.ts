@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
-import { startZooidEmulator } from '../../src/zooid/emulator.js';
+import { startZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
 import { freshSchema, postgresUrl } from '../support/postgres.js';
 import { type Spawned, startServe } from '../support/spawn.js';

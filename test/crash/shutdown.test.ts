@@ -1,8 +1,8 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
+import { startZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { startZooidEmulator } from '../../src/zooid/emulator.js';
 import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
 import { startServe } from '../support/spawn.js';
 

@@ -2,7 +2,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
-import { startZooidEmulator, type ZooidEmulator } from '../../src/zooid/emulator.js';
+import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { ADMIN_TOKEN, startServer, type TestServer, tempDir } from '../support/env.js';
 import { spawnBosun } from '../support/spawn.js';
 import { manifest, relayFile, writeFleet } from './helpers.js';

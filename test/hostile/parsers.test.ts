@@ -2,15 +2,15 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SyncError } from '../../src/fleet/errors.js';
+import { readFleetDir } from '../../src/fleet/files.js';
 import {
   parseDelete,
   parseHeldVersions,
   parsePatch,
   parsePut,
   parseReconnect,
-} from '../../src/autoconfig/protocol.js';
-import { SyncError } from '../../src/fleet/errors.js';
-import { readFleetDir } from '../../src/fleet/files.js';
+} from '../../src/pull/protocol.js';
 import { keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
 import { printSeed, runs, snapshot } from './helpers.js';
 

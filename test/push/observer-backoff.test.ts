@@ -2,9 +2,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Command } from '../../src/command.js';
 import { FakeClock } from '../../src/domain/clock.js';
-import type { SyncOutcome } from '../../src/infra/infra.js';
 import { Notifier } from '../../src/notifier.js';
-import { Observer } from '../../src/observer/observer.js';
+import { Observer } from '../../src/push/observer.js';
+import type { SyncOutcome } from '../../src/push/syncer.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { captureLogger, keypair, tempDir } from '../support/env.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { WorkQueue } from '../../src/observer/workqueue.js';
+import { WorkQueue } from '../../src/push/workqueue.js';
 
 /** A process function whose calls stay open until the test finishes them. */
 function gated() {

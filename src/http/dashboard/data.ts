@@ -3,9 +3,9 @@ import type { Clock } from '../../domain/clock.js';
 import { relayNotFound } from '../../domain/errors.js';
 import { canSee, type Principal } from '../../domain/principal.js';
 import { type Relay, type RelayView, type SyncStatus, viewRelay } from '../../domain/relay.js';
+import { zooidBody } from '../../push/zooid/body.js';
 import type { Query } from '../../query.js';
 import type { Store } from '../../store/port.js';
-import { zooidBody } from '../../zooid/body.js';
 
 /** Read models behind the dashboard: each one scoped to what the caller may see, none with a secret. */
 export class DashboardData {

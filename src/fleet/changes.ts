@@ -1,0 +1,425 @@
+/**
+ * What applying a declarative fleet (src/fleet) would change: computed from the store's current
+ * relays and the fleet's last State, with the same rules as the single-relay commands
+ * (src/domain/relay-changes.ts). Command.planFleet shows it; Command.applyFleet commits it.
+ */
+import type { ActivityDraft } from '../domain/activity.js';
+import { BosunError, invalid } from '../domain/errors.js';
+import { diffDocuments, mergeDiff } from '../domain/fleet/diff.js';
+import {
+  type FleetApplyResult,
+  type FleetPlan,
+  type PlanEntry,
+  type ScheduledRelay,
+  summarize,
+} from '../domain/fleet/plan.js';
+import type { RelayFileFields, ResolvedFleet, ResolvedRelay } from '../domain/fleet/spec.js';
+import {
+  type FleetState,
+  fleetConfigId,
+  type RelayState,
+  relayChecksum,
+  relayConfigId,
+  STATE_VERSION,
+  sameState,
+} from '../domain/fleet/state.js';
+import { canSee, type Principal } from '../domain/principal.js';
+import { editableDocument, jsonEqual, parkingHost, type Relay, schemaFromId } from '../domain/relay.js';
+import {
+  conflictError,
+  createdRelay,
+  deletedRelay,
+  draftNewRelay,
+  patchedRelay,
+} from '../domain/relay-changes.js';
+import type { RelayWrite, Store, StoreConflictError, WriteBatch } from '../store/port.js';
+
+export interface FleetChanges {
+  result: FleetApplyResult;
+  /** What to commit; null when the store already holds this fleet exactly. */
+  batch: WriteBatch | null;
+  /** The fleet version the changes were computed from. */
+  baseVersion: number;
+  /** Names the relay of the files behind a unique-index conflict met at commit. */
+  conflict: (err: StoreConflictError) => BosunError;
+}
+
+/**
+ * The writes, activities, plan and State of applying `resolved` to what the store holds now.
+ * Reads only; Command.applyFleet commits the batch under its locks and retries.
+ *
+ * A relay whose version is the one the fleet's last State recorded, and whose desired config
+ * (from the files) has that State's checksum, is unchanged without reading its row: in a steady
+ * fleet only the few changed relays are read and compared field by field. Every other relay
+ * goes through the same rules as createRelay / updateRelay.
+ */
+export async function computeFleetChanges(
+  store: Store,
+  principal: Principal,
+  fleet: string,
+  resolved: ResolvedFleet,
+  prune: boolean,
+  now: number,
+): Promise<FleetChanges> {
+  const latest = await store.latestFleetState(fleet);
+  const baseVersion = latest?.version ?? 0;
+  const previous = new Map((latest?.state.relays ?? []).map((r) => [r.id, r]));
+  const heads = new Map((await store.relayHeads(fleet)).map((h) => [h.id, h]));
+
+  interface Final {
+    name: string;
+    resource: string;
+    /** Unknown for a file left unparsed (its relay and schema are as the last State applied). */
+    schema: string | undefined;
+    state: RelayState;
+    /** Set when the relay was read (and maybe changed) rather than found unchanged by checksum. */
+    relay?: Relay;
+    changed: boolean;
+  }
+  const finals: Final[] = [];
+  /** Each relay of the files, with its outcome when the checksum already showed it unchanged. */
+  const slots: { spec: ResolvedRelay; unchanged?: Final; fields?: RelayFileFields }[] = [];
+  const toRead: string[] = [];
+  for (const spec of resolved.relays) {
+    const head = heads.get(spec.id);
+    const prev = previous.get(spec.id);
+    // The relay is still at the version the last State applied, and the caller may see it.
+    const asRecorded =
+      head !== undefined &&
+      prev !== undefined &&
+      prev.config_id === relayConfigId({ id: head.id, version: head.version }) &&
+      (principal.role !== 'tenant' || head.owner === principal.owner);
+    const sourceState = (checksum: string): RelayState => ({
+      name: spec.name,
+      id: spec.id,
+      config_id: prev!.config_id,
+      checksum,
+      ...(spec.source !== undefined ? { source: spec.source } : {}),
+    });
+    if (asRecorded && !spec.fields && spec.source !== undefined && spec.source === prev.source) {
+      // The same bytes that State applied, to the same relay version: unchanged, unparsed.
+      const final: Final = {
+        name: spec.name,
+        resource: spec.resource,
+        schema: undefined,
+        state: sourceState(prev.checksum),
+        changed: false,
+      };
+      finals.push(final);
+      slots.push({ spec, unchanged: final });
+      continue;
+    }
+    const fields = spec.fields ?? spec.load!();
+    const { id, owner, secret, schema, inactive, host, ...sections } = fields;
+    if (
+      asRecorded &&
+      (owner === undefined || owner === head.owner) &&
+      secret === undefined &&
+      sections.livekit.api_secret === ''
+    ) {
+      const config = {
+        host,
+        schema: schema ?? schemaFromId(head.id),
+        inactive: inactive ?? false,
+        ...sections,
+      };
+      const checksum = relayChecksum({ id: head.id, owner: head.owner, fleet, config, secret: '' });
+      if (checksum === prev.checksum) {
+        const final: Final = {
+          name: spec.name,
+          resource: spec.resource,
+          schema: config.schema,
+          state: sourceState(checksum),
+          changed: false,
+        };
+        finals.push(final);
+        slots.push({ spec, unchanged: final });
+        continue;
+      }
+    }
+    toRead.push(spec.id);
+    slots.push({ spec, fields });
+  }
+
+  const inFiles = new Set(resolved.relays.map((r) => r.id));
+  const orphanHeads = [...heads.values()].filter(
+    (h) => !inFiles.has(h.id) && (principal.role !== 'tenant' || h.owner === principal.owner),
+  );
+  const rows = new Map(
+    (await store.getRelays(prune ? [...toRead, ...orphanHeads.map((h) => h.id)] : toRead)).map((r) => [
+      r.id,
+      r,
+    ]),
+  );
+
+  const entries: PlanEntry[] = [];
+  const deletes: RelayWrite[] = [];
+  const updates: RelayWrite[] = [];
+  const inserts: RelayWrite[] = [];
+  const deleteActs: ActivityDraft[] = [];
+  const updateActs: ActivityDraft[] = [];
+  const insertActs: ActivityDraft[] = [];
+  const finalOf = (spec: ResolvedRelay, relay: Relay, changed: boolean): Final => ({
+    name: spec.name,
+    resource: spec.resource,
+    schema: relay.config.schema,
+    state: {
+      name: spec.name,
+      id: relay.id,
+      config_id: relayConfigId(relay),
+      checksum: relayChecksum(relay),
+      ...(spec.source !== undefined ? { source: spec.source } : {}),
+    },
+    relay,
+    changed,
+  });
+
+  for (const { spec, unchanged, fields } of slots) {
+    if (unchanged || !fields) {
+      entries.push(entry(spec, 'unchanged'));
+      continue;
+    }
+    const existing = rows.get(spec.id);
+    try {
+      const { id: _id, owner, secret, schema, inactive, host, ...sections } = fields;
+      if (existing && existing.deletedAt === null) {
+        if (!canSee(principal, existing)) {
+          throw new BosunError(
+            'id_conflict',
+            `id: relay ${JSON.stringify(spec.id)} already exists and belongs to another tenant`,
+          );
+        }
+        if (owner !== undefined && owner !== existing.owner) {
+          throw invalid(
+            `owner: cannot be changed; relay ${JSON.stringify(spec.id)} is owned by ${existing.owner}`,
+          );
+        }
+        if (secret !== undefined && secret !== existing.secret) {
+          throw invalid(
+            'secret: differs from the stored secret; sync never rotates a secret (omit it to keep the stored one)',
+          );
+        }
+        const config = {
+          host,
+          schema: schema ?? existing.config.schema,
+          inactive: inactive ?? false,
+          ...sections,
+        };
+        if (existing.fleet === fleet && jsonEqual(existing.config, config)) {
+          entries.push(entry(spec, 'unchanged'));
+          finals.push(finalOf(spec, existing, false));
+          continue;
+        }
+        const desired = mergeDiff(editableDocument(existing), { fleet, ...config });
+        const update = patchedRelay(existing, desired, principal, now)!;
+        updates.push({ kind: 'update', relay: update.relay, previous: existing });
+        updateActs.push(update.activity);
+        entries.push({
+          ...entry(spec, 'update'),
+          changes: diffDocuments(documentOf(existing), documentOf(update.relay)),
+        });
+        finals.push(finalOf(spec, update.relay, true));
+      } else {
+        const { relay, activity } = createdRelay(
+          draftNewRelay(principal, { ...fields, fleet }),
+          existing,
+          principal,
+          now,
+        );
+        if (existing) updates.push({ kind: 'update', relay, previous: existing });
+        else inserts.push({ kind: 'insert', relay });
+        (existing ? updateActs : insertActs).push(activity);
+        const shown = { ...documentOf(relay), ...(secret !== undefined ? { secret } : {}) };
+        entries.push({ ...entry(spec, 'create'), changes: diffDocuments(undefined, shown) });
+        finals.push(finalOf(spec, relay, true));
+      }
+    } catch (err) {
+      if (err instanceof BosunError && err.resource === undefined) {
+        throw new BosunError(err.code, err.message, spec.resource);
+      }
+      throw err;
+    }
+  }
+
+  const schemas = new Map<string, string>();
+  for (const f of finals) {
+    if (f.schema === undefined) continue;
+    const other = schemas.get(f.schema);
+    if (other)
+      throw invalid(`schema: ${JSON.stringify(f.schema)} is also the schema of ${other}`, f.resource);
+    schemas.set(f.schema, f.resource);
+  }
+
+  // A host that a relay this apply leaves in place already uses (an unchanged file's, or one
+  // outside the fleet) is refused now, in the plan too, rather than at commit.
+  const finalsById = new Map(finals.map((f) => [f.state.id, f]));
+  const leaving = new Set(prune ? orphanHeads.map((h) => h.id) : []);
+  for (const f of finals) {
+    if (!f.changed || !f.relay) continue;
+    const { host } = f.relay.config;
+    const before = rows.get(f.relay.id);
+    if (before && before.deletedAt === null && before.config.host === host) continue;
+    for (const user of await store.relaysUsing({ host })) {
+      if (user.id === f.relay.id || leaving.has(user.id)) continue;
+      const other = finalsById.get(user.id);
+      if (other?.relay && other.relay.config.host !== host) continue; // it moves away in this apply
+      if (other)
+        throw invalid(`host: ${JSON.stringify(host)} is also the host of ${other.resource}`, f.resource);
+      throw new BosunError(
+        'host_conflict',
+        `host: ${JSON.stringify(host)} is already used by another relay`,
+        f.resource,
+      );
+    }
+  }
+
+  const previousNames = new Map((latest?.state.relays ?? []).map((r) => [r.id, r.name]));
+  const orphans: Record<string, string> = {};
+  const pruned: Record<string, string> = {};
+  for (const head of orphanHeads) {
+    const name = previousNames.get(head.id) ?? head.id;
+    const relay = rows.get(head.id);
+    if (prune && relay && relay.deletedAt === null) {
+      const gone = deletedRelay(relay, principal, now);
+      deletes.push({ kind: 'update', relay: gone.relay, previous: relay });
+      deleteActs.push(gone.activity);
+      pruned[name] = head.id;
+      entries.push({ name, id: head.id, action: 'delete' });
+    } else {
+      orphans[name] = head.id;
+      entries.push({ name, id: head.id, action: 'orphaned' });
+    }
+  }
+
+  const summary = summarize(entries);
+  const plan: FleetPlan = {
+    fleet,
+    prune,
+    base_version: baseVersion,
+    relays: entries,
+    summary,
+    changes: summary.create + summary.update + summary.delete > 0,
+  };
+  const version = baseVersion + 1;
+  const state: FleetState = {
+    version: STATE_VERSION,
+    config_id: fleetConfigId(fleet, version),
+    fleet_id: fleet,
+    fleet_version: version,
+    owner: principal.role === 'tenant' ? principal.owner : null,
+    relays: finals.map((f) => f.state).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
+    orphans,
+  };
+  const relays = [...deletes, ...hostOrder(updates), ...inserts];
+  const write = relays.length > 0 || !sameState(latest?.state, state);
+  const scheduled: ScheduledRelay[] = finals
+    .filter((f) => f.changed)
+    .map((f) => ({ ...f.state, version: f.relay!.version }));
+  const result: FleetApplyResult = {
+    plan,
+    state: write ? state : (latest?.state ?? null),
+    written: write,
+    scheduled,
+    orphans,
+    pruned,
+    activities: 0,
+  };
+  const batch: WriteBatch | null = write
+    ? {
+        relays,
+        activities: [...deleteActs, ...updateActs, ...insertActs],
+        fleetStates: [
+          {
+            previousVersion: baseVersion,
+            record: {
+              fleet,
+              version,
+              configId: state.config_id,
+              owner: state.owner,
+              actor: principal.actor,
+              createdAt: now,
+              state,
+            },
+          },
+        ],
+      }
+    : null;
+  /** A host/schema/id taken outside the fleet: name the relay of the files that wants it. */
+  const conflict = (err: StoreConflictError): BosunError => {
+    const culprit = finals.find(
+      (f) =>
+        f.changed &&
+        f.relay &&
+        (err.field === 'host'
+          ? f.relay.config.host === err.value
+          : err.field === 'schema'
+            ? f.relay.config.schema === err.value
+            : f.relay.id === err.value),
+    );
+    const e = conflictError(err);
+    return new BosunError(e.code, e.message, culprit?.resource ?? `fleet/${fleet}`);
+  };
+  return { result, batch, baseVersion, conflict };
+}
+
+/**
+ * The updates, ordered so that a relay moving to a host another relay of the apply moves away from
+ * is written after it: the unique host index is checked row by row, and zooid checks each pushed
+ * relay on its own too. Hosts going round a ring (a swap) cannot be ordered: one relay of the ring
+ * is first written with its placeholder host (never seen outside the transaction), which frees its
+ * old host for the rest of the ring, and is written again, last, with its real host. In zooid,
+ * push sync unwinds the same ring by parking one relay (Infra).
+ */
+function hostOrder(updates: RelayWrite[]): RelayWrite[] {
+  type Update = Extract<RelayWrite, { kind: 'update' }>;
+  const moving = new Set(
+    updates.filter(
+      (w): w is Update =>
+        w.kind === 'update' &&
+        w.previous.deletedAt === null &&
+        w.relay.config.host !== w.previous.config.host,
+    ),
+  );
+  if (moving.size < 2) return updates;
+  const leaving = new Map([...moving].map((w) => [w.previous.config.host, w]));
+  const ordered = updates.filter((w) => !moving.has(w as Update));
+  const placed = new Set<RelayWrite>();
+  for (const start of moving) {
+    // Follow who must go first (the relay leaving the host this one takes) to the chain's end.
+    // Hosts are unique, so a chain that comes back on itself comes back to `start`: a ring.
+    const chain = new Set<Update>();
+    let ring = false;
+    for (let w: Update | undefined = start; w && !placed.has(w); w = leaving.get(w.relay.config.host)) {
+      if (chain.has(w)) {
+        ring = w === start;
+        if (!ring) throw new Error(`host moves: ${w.relay.id} is taken twice`); // unique hosts: a bug
+        break;
+      }
+      chain.add(w);
+    }
+    let last: Update = start;
+    if (ring) {
+      const parked: Relay = {
+        ...start.previous,
+        rev: start.previous.rev + 1,
+        config: { ...start.previous.config, host: parkingHost(start.relay.id) },
+      };
+      ordered.push({ kind: 'update', relay: parked, previous: start.previous });
+      last = { kind: 'update', relay: { ...start.relay, rev: parked.rev + 1 }, previous: parked };
+    }
+    for (const w of [...chain].reverse()) {
+      placed.add(w);
+      ordered.push(w === start ? last : w);
+    }
+  }
+  return ordered;
+}
+
+/** What a plan diff shows of a relay: who owns it, its fleet and its config (no secret). */
+function documentOf(relay: Relay): Record<string, unknown> {
+  return { owner: relay.owner, fleet: relay.fleet, ...relay.config };
+}
+
+function entry(spec: ResolvedRelay, action: PlanEntry['action']): PlanEntry {
+  return { name: spec.name, id: spec.id, action, ...(spec.file !== undefined ? { file: spec.file } : {}) };
+}

@@ -1,0 +1,529 @@
+/**
+ * Server of the autoconfig stream, `GET /v1/stream` (autoconfig-protocol.md §1–§3, §8, §9): streams
+ * one fleet's relays to agent tokens over SSE.
+ *
+ * - One permanent notifier subscription: change notifications name relays; each is read once, its
+ *   rep serialized once, and offered to every fleet's hub (fleet-hub.ts), which turns it into one
+ *   frame written to all of that fleet's connections — never one JSON.stringify per connection.
+ * - Admission before any byte of the stream: agent tokens only (401/403), at most 4 streams per
+ *   token (429), a total cap and shutdown (503), each with Retry-After.
+ * - Heartbeats (`: hb`) on one timer for all connections; revoked or expired tokens are re-checked
+ *   every few seconds and their streams closed; a connection whose unsent output passes a bound is
+ *   dropped (it resumes with a delta put), so a slow agent never grows memory without bound.
+ * - close(): `reconnect` to every connection that had its put, then end them all.
+ *
+ * Logs name token ids, fleets and counts; never event data.
+ */
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
+import { hashToken } from '../../auth/tokens.js';
+import { RELAY_CHANGE_TYPES } from '../../domain/activity.js';
+import type { Clock, TimerHandle } from '../../domain/clock.js';
+import { BosunError, type ErrorCode } from '../../domain/errors.js';
+import type { Relay } from '../../domain/relay.js';
+import { principalOf } from '../../http/routes/params.js';
+import type { Service } from '../../lifecycle/group.js';
+import type { Notifier } from '../../notifier.js';
+import type { BlossomS3 } from '../../push/zooid/body.js';
+import type { Store } from '../../store/port.js';
+import { EPOCH_HEADER, HELD_VERSIONS_HEADER, parseHeldVersions, STREAM_PATH } from '../protocol.js';
+import { FleetHub, type HubConn } from './fleet-hub.js';
+import { HEARTBEAT_FRAME, reconnectFrame, repJson } from './rep.js';
+
+/** The cursors row holding the database's stream epoch (created by migration 3). */
+export const EPOCH_CURSOR = 'autoconfig:epoch';
+
+export interface StreamServerOptions {
+  store: Store;
+  notifier: Notifier;
+  clock: Clock;
+  logger: Logger;
+  blossomS3: BlossomS3 | null;
+  /** `: hb` this often (the protocol allows 5–15 s). Default 15 s. */
+  heartbeatMs?: number;
+  /**
+   * `retry:` written at the start of every stream (§2): the agents' reconnect base, and each
+   * stream that opens resets their backoff, so after a bosun restart they come back within about
+   * this long instead of on a curve grown by earlier failures. Default 1 s.
+   */
+  retryMs?: number;
+  /** Concurrent streams per token (§9.5). Default 4. */
+  maxStreamsPerToken?: number;
+  /** Concurrent streams on this server before shedding load with 503. Default 20 000. */
+  maxStreams?: number;
+  /** Revoked/expired tokens are found this often; their streams close (§9.4: within 5 s). Default 2 s. */
+  tokenCheckMs?: number;
+  /** Full re-read of each streamed fleet, in case a notification was missed. Default 60 s. */
+  resyncMs?: number;
+  /** Joiners this soon after a read of their fleet are served without another (storms). Default 1 s. */
+  reuseReadMs?: number;
+  /** A connection with more unsent bytes than this (beyond its put) is dropped. Default 1 MiB. */
+  maxBufferedBytes?: number;
+  /** `delayMs` of the `reconnect` sent on shutdown. Default 10 s. */
+  reconnectDelayMs?: number;
+  /** Retry-After of a 429 or 503. Default 5 s. */
+  retryAfterSeconds?: number;
+  /** Called with the number of stream events (not heartbeats) just written. */
+  onSent?: (events: number) => void;
+  /** How long close() waits for clients to go before destroying their sockets. Default 2 s. */
+  closeWaitMs?: number;
+}
+
+const CHANGE_TYPES: ReadonlySet<string> = new Set(RELAY_CHANGE_TYPES);
+const PAGE = 1000;
+
+interface TokenGroup {
+  id: string;
+  hash: string;
+  fleet: string;
+  conns: Set<StreamConn>;
+}
+
+/** One SSE response. */
+class StreamConn implements HubConn {
+  held: Map<string, number> | undefined;
+  closed = false;
+  /** Has had its put: gets every frame of its hub, and `reconnect` on shutdown. */
+  live = false;
+  readonly connectedAt: number;
+  private limit: number;
+
+  constructor(
+    readonly res: ServerResponse,
+    readonly group: TokenGroup,
+    readonly hub: FleetHub,
+    private readonly maxBuffered: number,
+    private readonly onSlow: (conn: StreamConn) => void,
+    now: number,
+  ) {
+    this.limit = maxBuffered;
+    this.connectedAt = now;
+  }
+
+  write(frame: Buffer): boolean {
+    if (this.closed) return false;
+    if (this.res.writableLength > this.limit) {
+      this.onSlow(this);
+      this.destroy();
+      return false;
+    }
+    this.res.write(frame);
+    return true;
+  }
+
+  joined(putBytes: number): void {
+    this.live = true;
+    // A big put may still be draining when the next change comes: that is not slowness.
+    this.limit = this.maxBuffered + putBytes;
+  }
+
+  end(frame?: Buffer): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (frame) this.res.end(frame);
+    else this.res.end();
+  }
+
+  destroy(): void {
+    this.closed = true;
+    this.res.destroy();
+  }
+}
+
+export class StreamServer {
+  private readonly o: Required<Omit<StreamServerOptions, 'blossomS3'>> & { blossomS3: BlossomS3 | null };
+  private readonly hubs = new Map<string, FleetHub>();
+  private readonly groups = new Map<string, TokenGroup>();
+  private readonly all = new Set<StreamConn>();
+  private readonly dirty = new Set<string>();
+  private pumping = false;
+  private closing: Promise<void> | undefined;
+  private epochValue: Promise<string> | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private heartbeatTimer: TimerHandle | undefined;
+  private tokenTimer: TimerHandle | undefined;
+  private checkingTokens = false;
+  /** Connections dropped for being too slow (stats, tests). */
+  slowDrops = 0;
+  /** One function for every connection (not a closure each: streams are many and long-lived). */
+  private readonly onSlow = (c: StreamConn): void => {
+    this.slowDrops++;
+    this.o.logger.warn(
+      { tokenId: c.group.id, fleet: c.group.fleet, buffered: c.res.writableLength },
+      'stream dropped: the agent reads too slowly (it will resume)',
+    );
+  };
+
+  constructor(options: StreamServerOptions) {
+    this.o = {
+      heartbeatMs: 15_000,
+      retryMs: 1_000,
+      maxStreamsPerToken: 4,
+      maxStreams: 20_000,
+      tokenCheckMs: 2_000,
+      resyncMs: 60_000,
+      reuseReadMs: 1_000,
+      maxBufferedBytes: 1024 * 1024,
+      reconnectDelayMs: 10_000,
+      retryAfterSeconds: 5,
+      closeWaitMs: 2_000,
+      onSent: () => {},
+      ...options,
+    };
+    this.unsubscribe = this.o.notifier.subscribe((activities) => {
+      if (this.hubs.size === 0) return;
+      for (const a of activities) if (CHANGE_TYPES.has(a.type)) this.dirty.add(a.relayId);
+      if (this.dirty.size > 0 && !this.pumping) {
+        this.pumping = true;
+        void this.pumpChanges();
+      }
+    });
+  }
+
+  /** Registers `GET /v1/stream` (authentication is the app's /v1 preHandler). */
+  register(app: FastifyInstance): void {
+    // Streams live long: one shared request logger (warn and up) instead of a child per stream.
+    let streamLog: FastifyBaseLogger | undefined;
+    app.get(
+      STREAM_PATH,
+      {
+        logLevel: 'warn',
+        childLoggerFactory: (logger, _bindings, opts) => {
+          streamLog ??= logger.child({ route: STREAM_PATH }, opts);
+          return streamLog;
+        },
+      },
+      (request, reply) => this.handle(request, reply),
+    );
+    // Node 20's fetch opens a spare connection after an aborted stream (every agent reconnect), and
+    // server.close() waits for a connection that never sent a request (it is not "idle") until the
+    // headers timeout. On close, such connections are dropped: they hold no request to lose.
+    const fresh = new Set<Socket>();
+    app.server.on('connection', (socket: Socket) => {
+      fresh.add(socket);
+      socket.once('close', () => fresh.delete(socket));
+    });
+    app.server.on('request', (request: { socket: Socket }) => fresh.delete(request.socket));
+    app.addHook('preClose', async () => {
+      for (const socket of fresh) socket.destroy();
+      fresh.clear();
+    });
+  }
+
+  /** Runs with the peer's other services; its close drains the streams (before HTTP closes). */
+  service(): Service {
+    return {
+      name: 'stream',
+      run: (signal) =>
+        new Promise<void>((resolve) => {
+          if (signal.aborted) resolve();
+          else signal.addEventListener('abort', () => resolve(), { once: true });
+        }),
+      close: () => this.close(),
+    };
+  }
+
+  stats(): { streams: number; joining: number; fleets: number; tokens: number; slowDrops: number } {
+    let joining = 0;
+    for (const hub of this.hubs.values()) joining += hub.joining;
+    return {
+      streams: this.all.size,
+      joining,
+      fleets: this.hubs.size,
+      tokens: this.groups.size,
+      slowDrops: this.slowDrops,
+    };
+  }
+
+  /** Connected streams (admin view; at most 1000): token id, fleet, since when, put received. */
+  agents(): { token: string; fleet: string; connectedAt: string; synced: boolean }[] {
+    const out = [];
+    for (const c of this.all) {
+      out.push({
+        token: c.group.id,
+        fleet: c.group.fleet,
+        connectedAt: new Date(c.connectedAt).toISOString(),
+        synced: c.live,
+      });
+      if (out.length >= 1000) break;
+    }
+    return out;
+  }
+
+  /** The database's data lineage (§4 epoch): made once per database by migration 3. */
+  epoch(): Promise<string> {
+    this.epochValue ??= this.readEpoch().catch((err) => {
+      this.epochValue = undefined;
+      throw err;
+    });
+    return this.epochValue;
+  }
+
+  private async readEpoch(): Promise<string> {
+    let n = await this.o.store.getCursor(EPOCH_CURSOR);
+    if (n === 0) {
+      // Deleted by an operator after restoring a backup: a new lineage.
+      await this.o.store.setCursor(EPOCH_CURSOR, Math.floor(Math.random() * 2 ** 52) + 1);
+      n = await this.o.store.getCursor(EPOCH_CURSOR);
+    }
+    return `e-${n.toString(36)}`;
+  }
+
+  async handle(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const principal = principalOf(request);
+    if (principal.role !== 'agent') {
+      throw new BosunError(
+        'forbidden',
+        'the autoconfig stream needs an agent token (bosun token create --role agent --fleet <fleet>)',
+      );
+    }
+    const epoch = await this.epoch();
+    // From here to registration nothing awaits, so the limits below hold.
+    if (this.closing) return this.refuse(reply, 'unavailable', 'bosun is shutting down; reconnect later');
+    if (this.all.size >= this.o.maxStreams) {
+      this.o.logger.warn({ streams: this.all.size }, 'stream refused: server at its stream limit');
+      return this.refuse(reply, 'unavailable', 'this server has too many streams; retry later');
+    }
+    const existing = this.groups.get(principal.tokenId);
+    if (existing && existing.conns.size >= this.o.maxStreamsPerToken) {
+      this.o.logger.warn({ tokenId: principal.tokenId }, 'stream refused: too many streams for this token');
+      return this.refuse(
+        reply,
+        'too_many_requests',
+        `at most ${this.o.maxStreamsPerToken} concurrent streams per token`,
+      );
+    }
+    const held = resumeState(request, epoch);
+    reply.hijack();
+    const res = reply.raw;
+    res.writeHead(200, {
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-store',
+      'X-Accel-Buffering': 'no',
+      // The stream never ends on its own; when we end it (drain, revocation), close the socket.
+      Connection: 'close',
+    });
+    res.write(`retry: ${this.o.retryMs}\n\n`);
+    res.socket?.setNoDelay(true);
+    res.socket?.setKeepAlive(true, 30_000);
+
+    const group = this.group(principal.tokenId, principal.fleet, request);
+    const hub = this.hub(principal.fleet);
+    const conn = new StreamConn(res, group, hub, this.o.maxBufferedBytes, this.onSlow, this.o.clock.now());
+    conn.held = held;
+    group.conns.add(conn);
+    this.all.add(conn);
+    res.once('close', () => this.remove(conn));
+    this.o.logger.debug(
+      { tokenId: group.id, fleet: group.fleet, resume: held !== undefined },
+      'stream opened',
+    );
+    hub.join(conn);
+  }
+
+  /**
+   * Sends `reconnect` to every stream that had its put, ends them all and refuses new ones (503).
+   * Waits up to closeWaitMs for clients to go, then destroys what is left. Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  private async shutdown(): Promise<void> {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    if (this.heartbeatTimer) this.o.clock.clearTimeout(this.heartbeatTimer);
+    if (this.tokenTimer) this.o.clock.clearTimeout(this.tokenTimer);
+    for (const hub of this.hubs.values()) hub.dispose();
+    this.hubs.clear();
+    const frame = reconnectFrame('shutdown', this.o.reconnectDelayMs);
+    const open = [...this.all];
+    if (open.length > 0)
+      this.o.logger.info({ streams: open.length }, 'stream server closing: agents told to reconnect');
+    const gone = open.map((c) => new Promise<void>((resolve) => c.res.once('close', () => resolve())));
+    for (const conn of open) conn.end(conn.live ? frame : undefined);
+    // Real time on purpose: sockets close in real time whatever clock the peer runs on.
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(gone),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.o.closeWaitMs);
+        timer.unref();
+      }),
+    ]);
+    clearTimeout(timer);
+    for (const conn of this.all) conn.destroy();
+  }
+
+  private refuse(reply: FastifyReply, code: ErrorCode, message: string): FastifyReply {
+    const err = new BosunError(code, message);
+    return reply
+      .status(err.status)
+      .header('retry-after', String(this.o.retryAfterSeconds))
+      .send(err.toJSON());
+  }
+
+  private group(tokenId: string, fleet: string, request: FastifyRequest): TokenGroup {
+    let group = this.groups.get(tokenId);
+    if (!group) {
+      const header = request.headers.authorization ?? '';
+      const bearer = header.slice(header.indexOf(' ') + 1).trim();
+      group = { id: tokenId, hash: hashToken(bearer), fleet, conns: new Set() };
+      this.groups.set(tokenId, group);
+      this.armTokenCheck();
+    }
+    return group;
+  }
+
+  private hub(fleet: string): FleetHub {
+    let hub = this.hubs.get(fleet);
+    if (!hub) {
+      hub = new FleetHub(fleet, {
+        clock: this.o.clock,
+        onSent: this.o.onSent,
+        epoch: () => this.epoch(),
+        readFleet: (f) => this.readFleet(f),
+        readRelays: (ids) => this.readRelays(ids),
+        repJson: (relay) => repJson(relay, this.o.blossomS3),
+        resyncMs: this.o.resyncMs,
+        reuseReadMs: this.o.reuseReadMs,
+        retryMs: 1_000,
+        onError: (err, f) => this.o.logger.error({ err, fleet: f }, 'stream: reading the fleet failed'),
+        onEmpty: (h) => {
+          if (this.hubs.get(h.fleet) === h) this.hubs.delete(h.fleet);
+          h.dispose();
+        },
+      });
+      this.hubs.set(fleet, hub);
+      this.armHeartbeat();
+    }
+    return hub;
+  }
+
+  private remove(conn: StreamConn): void {
+    conn.closed = true;
+    if (!this.all.delete(conn)) return;
+    conn.hub.leave(conn);
+    conn.group.conns.delete(conn);
+    if (conn.group.conns.size === 0 && this.groups.get(conn.group.id) === conn.group) {
+      this.groups.delete(conn.group.id);
+    }
+    this.o.logger.debug({ tokenId: conn.group.id, fleet: conn.group.fleet }, 'stream closed');
+  }
+
+  // ---- changes ----------------------------------------------------------------------------------
+
+  private async pumpChanges(): Promise<void> {
+    try {
+      while (this.dirty.size > 0 && this.hubs.size > 0) {
+        const ids = [...this.dirty];
+        this.dirty.clear();
+        const relays = await this.readRelays(ids);
+        for (const relay of relays) {
+          let json: string | undefined;
+          const lazy = () => {
+            json ??= repJson(relay, this.o.blossomS3);
+            return json;
+          };
+          for (const hub of this.hubs.values()) hub.offer(relay, lazy);
+        }
+      }
+      this.dirty.clear();
+    } catch (err) {
+      // Those changes are lost to us: every fleet is re-read instead.
+      this.o.logger.error({ err }, 'stream: reading changed relays failed; re-reading every fleet');
+      for (const hub of this.hubs.values()) hub.resync();
+    } finally {
+      this.pumping = false;
+    }
+    if (this.dirty.size > 0 && this.hubs.size > 0) {
+      this.pumping = true;
+      void this.pumpChanges();
+    }
+  }
+
+  private async readFleet(fleet: string): Promise<Relay[]> {
+    const out: Relay[] = [];
+    for (let after: string | undefined; ; ) {
+      const page = await this.o.store.listRelays({
+        fleet,
+        limit: PAGE,
+        ...(after !== undefined ? { after } : {}),
+      });
+      out.push(...page);
+      if (page.length < PAGE) return out;
+      after = page[page.length - 1]!.id;
+    }
+  }
+
+  private async readRelays(ids: string[]): Promise<Relay[]> {
+    const store = this.o.store;
+    if (store.getRelays) return store.getRelays(ids);
+    const relays = await Promise.all(ids.map((id) => store.getRelay(id)));
+    return relays.filter((r): r is Relay => r !== undefined);
+  }
+
+  // ---- timers -----------------------------------------------------------------------------------
+
+  private armHeartbeat(): void {
+    if (this.heartbeatTimer || this.closing) return;
+    this.heartbeatTimer = this.o.clock.setTimeout(() => {
+      this.heartbeatTimer = undefined;
+      if (this.closing) return;
+      for (const conn of this.all) conn.write(HEARTBEAT_FRAME);
+      if (this.all.size > 0) this.armHeartbeat();
+    }, this.o.heartbeatMs);
+  }
+
+  private armTokenCheck(): void {
+    if (this.tokenTimer || this.closing) return;
+    this.tokenTimer = this.o.clock.setTimeout(() => {
+      this.tokenTimer = undefined;
+      void this.checkTokens().finally(() => {
+        if (this.groups.size > 0) this.armTokenCheck();
+      });
+    }, this.o.tokenCheckMs);
+  }
+
+  /** Closes the streams of tokens that were revoked or expired since they connected (§9.4). */
+  private async checkTokens(): Promise<void> {
+    if (this.checkingTokens || this.closing) return;
+    this.checkingTokens = true;
+    try {
+      const now = this.o.clock.now();
+      let n = 0;
+      for (const group of [...this.groups.values()]) {
+        // Thousands of tokens: let broadcasts run between small batches of lookups.
+        if (++n % 64 === 0) await new Promise((resolve) => setImmediate(resolve));
+        if (group.conns.size === 0) continue;
+        const token = await this.o.store.findTokenByHash(group.hash);
+        const valid =
+          token && token.revokedAt === null && (token.expiresAt === null || token.expiresAt > now);
+        if (valid) continue;
+        this.o.logger.info(
+          { tokenId: group.id, fleet: group.fleet, streams: group.conns.size },
+          'token revoked or expired: its streams closed',
+        );
+        for (const conn of [...group.conns]) conn.end();
+      }
+    } catch (err) {
+      this.o.logger.warn({ err }, 'stream: checking tokens failed; trying again');
+    } finally {
+      this.checkingTokens = false;
+    }
+  }
+}
+
+/** Held versions (§8) when the client's epoch is ours and its header parses; anything else: full put. */
+function resumeState(request: FastifyRequest, epoch: string): Map<string, number> | undefined {
+  const header = (name: string) => {
+    const v = request.headers[name.toLowerCase()];
+    return Array.isArray(v) ? v.join(',') : v;
+  };
+  if (header(EPOCH_HEADER) !== epoch) return undefined;
+  const held = header(HELD_VERSIONS_HEADER);
+  return held === undefined ? undefined : parseHeldVersions(held);
+}

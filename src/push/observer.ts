@@ -1,0 +1,314 @@
+import { setMaxListeners } from 'node:events';
+import type { Logger } from 'pino';
+import { type Activity, RELAY_CHANGE_TYPES } from '../domain/activity.js';
+import type { Clock, TimerHandle } from '../domain/clock.js';
+import { CoalescedRun } from '../domain/coalesced-run.js';
+import type { Notifier } from '../notifier.js';
+import type { Store } from '../store/port.js';
+import type { SyncOutcome } from './syncer.js';
+import { WorkQueue } from './workqueue.js';
+
+export interface ObserverOptions {
+  store: Store;
+  notifier: Notifier;
+  clock: Clock;
+  logger: Logger;
+  /** Makes zooid match the relay's current state; called at most once at a time per relay. */
+  sync: (relayId: string, signal: AbortSignal, opts: { force: boolean }) => Promise<SyncOutcome>;
+  /** Relays synced at once (seed 004's stream limit). Default 20. */
+  concurrency?: number;
+  cursorName?: string;
+  pageSize?: number;
+  /**
+   * After the sync itself threw (not a zooid failure: e.g. the database is full or down), the relay
+   * is tried again after this delay, doubling on each consecutive failure up to
+   * `internalRetryMaxMs`. Defaults 1 s and 30 s.
+   */
+  internalRetryMs?: number;
+  internalRetryMaxMs?: number;
+  onSyncStart?: (commitLatencyMs: number) => void;
+  onOutcome?: (outcome: SyncOutcome) => void;
+  onQueueDepth?: (depth: number) => void;
+  onCursor?: (position: number) => void;
+}
+
+const TRIGGERS: ReadonlySet<string> = new Set(RELAY_CHANGE_TYPES);
+
+/**
+ * The durable observer (seed 004) that drives push sync. It follows the activity log from a
+ * persisted cursor in two phases: first it reads everything after the cursor and collapses it to
+ * each relay's final state (one sync per relay, however many changes it saw), then it follows new
+ * activities as they are committed — woken by the notifier, but always reading the log.
+ *
+ * The cursor only moves past an activity once the sync it caused is done or durably scheduled as
+ * a retry, so a crash re-reads whatever was in flight. Retries live in the database
+ * (`next_attempt_at`); the timers here are only a fast path, re-armed from it on start.
+ */
+export class Observer {
+  private queue!: WorkQueue;
+  private readonly cursorName: string;
+  private readonly pageSize: number;
+  private abort!: AbortController;
+  /** Activities whose sync is not done yet, in id order (Map keeps insertion order). */
+  private readonly outstanding = new Map<number, string>();
+  /** Per relay: the activities its next sync will account for. */
+  private readonly attached = new Map<string, Activity[]>();
+  private readonly retryTimers = new Map<string, TimerHandle>();
+  /** Per relay: consecutive syncs that threw inside bosun (reset by one that returns). */
+  private readonly internalFailures = new Map<string, number>();
+  /** Relays whose next sync re-asserts the whole config even if bosun believes zooid has it. */
+  private readonly forced = new Set<string>();
+  private highWater = 0;
+  private persisted = -1;
+  /** Reads of the log after the high-water mark, one at a time; wake-ups meanwhile coalesce. */
+  private readonly reads = new CoalescedRun({
+    task: async () => {
+      for (const relayId of await this.readAll()) this.queue.add(relayId);
+      this.o.onQueueDepth?.(this.queue.depth);
+    },
+    onError: (err) => {
+      this.o.logger.error({ err }, 'observer could not read the activity log; retrying');
+      this.o.onQueueDepth?.(this.queue.depth);
+      this.o.clock.setTimeout(() => this.wake(), this.o.internalRetryMs ?? 1000);
+    },
+    stopped: () => this.stopped,
+  });
+  private flushScheduled = false;
+  private unsubscribe: (() => void) | null = null;
+  private stopped = false;
+  private started = false;
+
+  constructor(private readonly o: ObserverOptions) {
+    this.cursorName = o.cursorName ?? 'observer';
+    this.pageSize = o.pageSize ?? 1000;
+    this.fresh();
+  }
+
+  /** A new queue and abort signal: at construction, and when started again after stop(). */
+  private fresh(): void {
+    this.abort = new AbortController();
+    // Every in-flight sync listens on this one signal.
+    setMaxListeners(0, this.abort.signal);
+    this.queue = new WorkQueue(
+      this.o.concurrency ?? 20,
+      (id) => this.process(id),
+      (id, err) => this.o.logger.error({ err, relayId: id }, 'sync worker failed'),
+    );
+  }
+
+  get running(): boolean {
+    return this.started && !this.stopped;
+  }
+
+  /** Phase 1 (catch-up) runs before this resolves; phase 2 (live) continues in the background. */
+  async start(): Promise<void> {
+    // Started again after stop() resolved (a replica that gets the worker lease back): begin anew
+    // from the persisted cursor, exactly like a restarted process.
+    if (this.stopped) {
+      this.outstanding.clear();
+      this.attached.clear();
+      this.forced.clear();
+      this.internalFailures.clear();
+      this.highWater = 0;
+      this.persisted = -1;
+      this.started = false;
+      this.stopped = false;
+      this.fresh();
+    }
+    // Subscribe first: a change committed while we catch up wakes a re-read, so none slips by.
+    // Sync bookkeeping (complete/fail) never needs a sync: skipping those wake-ups saves a log read
+    // and a cursor write per sync. The next read passes over them anyway.
+    this.unsubscribe = this.o.notifier.subscribe((activities) => {
+      if (activities.some((a) => TRIGGERS.has(a.type))) this.wake();
+    });
+    this.highWater = await this.o.store.getCursor(this.cursorName);
+    this.persisted = this.highWater;
+    const caughtUp = await this.readAll();
+    for (const relayId of caughtUp) this.queue.add(relayId);
+    await this.armStoredWork();
+    this.started = true;
+    this.o.logger.info(
+      { cursor: this.persisted, relays: caughtUp.size, through: this.highWater },
+      'observer caught up; following the activity log',
+    );
+    this.wake();
+  }
+
+  /** Stops taking work, lets in-flight syncs finish, and persists the cursor. */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.unsubscribe?.();
+    for (const timer of this.retryTimers.values()) this.o.clock.clearTimeout(timer);
+    this.retryTimers.clear();
+    await this.reads.current;
+    await this.queue.drain();
+    await this.flush();
+  }
+
+  /** Aborts in-flight syncs (after a shutdown grace period ran out, or when the worker lease is lost). */
+  abortInFlight(reason = 'bosun is shutting down'): void {
+    this.abort.abort(new Error(reason));
+  }
+
+  /**
+   * Asks for a sync of one relay now, outside the log (retry sweeper, drift repair). `force`
+   * re-asserts the full config (PUT) even when bosun believes zooid is up to date.
+   */
+  enqueue(relayId: string, opts: { force?: boolean } = {}): void {
+    if (this.stopped) return;
+    if (opts.force) this.forced.add(relayId);
+    this.queue.add(relayId);
+  }
+
+  /**
+   * Relays waiting out an internal-failure backoff are tried now: the cause is gone (the database
+   * takes writes again), so there is no point in waiting up to 30 s.
+   */
+  retryFailedNow(): void {
+    if (this.stopped) return;
+    for (const relayId of this.internalFailures.keys()) {
+      const timer = this.retryTimers.get(relayId);
+      if (timer) this.o.clock.clearTimeout(timer);
+      this.retryTimers.delete(relayId);
+      this.queue.add(relayId);
+    }
+  }
+
+  get inFlight(): number {
+    return this.queue.inFlight;
+  }
+
+  get queueDepth(): number {
+    return this.queue.depth;
+  }
+
+  get cursor(): number {
+    return this.currentCursor();
+  }
+
+  /** Resolves when nothing is queued, in flight or unread (for tests and graceful shutdown). */
+  async idle(): Promise<void> {
+    for (;;) {
+      await this.reads.current;
+      await this.queue.idle();
+      if (!this.reads.current && this.queue.depth === 0 && this.queue.inFlight === 0) break;
+    }
+    await this.flush();
+  }
+
+  private wake(): void {
+    // During catch-up, start() reads the log itself and wakes once more when it is done.
+    if (this.started) this.reads.request();
+  }
+
+  /** Reads every activity after the high-water mark; returns the relays it touched. */
+  private async readAll(): Promise<Set<string>> {
+    const touched = new Set<string>();
+    for (;;) {
+      const page = await this.o.store.activitiesAfter({ after: this.highWater, limit: this.pageSize });
+      for (const activity of page) {
+        if (TRIGGERS.has(activity.type)) {
+          this.outstanding.set(activity.id, activity.relayId);
+          const list = this.attached.get(activity.relayId);
+          if (list) list.push(activity);
+          else this.attached.set(activity.relayId, [activity]);
+          touched.add(activity.relayId);
+        }
+        this.highWater = activity.id;
+      }
+      if (page.length < this.pageSize) break;
+    }
+    this.scheduleFlush();
+    return touched;
+  }
+
+  /** Relays whose state says they still need a sync: scheduled retries and work a crash lost. */
+  private async armStoredWork(): Promise<void> {
+    const now = this.o.clock.now();
+    for (const relay of await this.o.store.relaysNeedingSync(1_000_000)) {
+      if (
+        relay.sync.status === 'retrying' &&
+        relay.sync.nextAttemptAt !== null &&
+        relay.sync.nextAttemptAt > now
+      ) {
+        this.scheduleRetry(relay.id, relay.sync.nextAttemptAt);
+      } else {
+        this.queue.add(relay.id);
+      }
+    }
+  }
+
+  private async process(relayId: string): Promise<void> {
+    const activities = this.attached.get(relayId) ?? [];
+    this.attached.delete(relayId);
+    const timer = this.retryTimers.get(relayId);
+    if (timer) {
+      this.o.clock.clearTimeout(timer);
+      this.retryTimers.delete(relayId);
+    }
+    const now = this.o.clock.now();
+    for (const a of activities) this.o.onSyncStart?.(now - a.createdAt);
+
+    const force = this.forced.delete(relayId);
+    let outcome: SyncOutcome;
+    try {
+      outcome = await this.o.sync(relayId, this.abort.signal, { force });
+    } catch (err) {
+      // Not done and not durably scheduled: keep the activities outstanding and try again, backing
+      // off so that a long outage neither re-pushes every relay to zooid nor logs it every second.
+      const failures = (this.internalFailures.get(relayId) ?? 0) + 1;
+      this.internalFailures.set(relayId, failures);
+      const base = this.o.internalRetryMs ?? 1000;
+      const retryInMs = Math.min(base * 2 ** Math.min(failures - 1, 30), this.o.internalRetryMaxMs ?? 30_000);
+      this.o.logger.error({ err, relayId, failures, retryInMs }, 'relay sync failed inside bosun; retrying');
+      const again = this.attached.get(relayId) ?? [];
+      this.attached.set(relayId, [...activities, ...again]);
+      this.scheduleRetry(relayId, this.o.clock.now() + retryInMs);
+      return;
+    }
+    this.internalFailures.delete(relayId);
+    this.o.onOutcome?.(outcome);
+    if (outcome.kind === 'retry') this.scheduleRetry(relayId, outcome.at);
+    if (outcome.kind === 'skipped' && outcome.retryAt !== undefined)
+      this.scheduleRetry(relayId, outcome.retryAt);
+    for (const a of activities) this.outstanding.delete(a.id);
+    this.scheduleFlush();
+  }
+
+  private scheduleRetry(relayId: string, at: number): void {
+    if (this.stopped) return;
+    const existing = this.retryTimers.get(relayId);
+    if (existing) this.o.clock.clearTimeout(existing);
+    const timer = this.o.clock.setTimeout(
+      () => {
+        this.retryTimers.delete(relayId);
+        this.queue.add(relayId);
+      },
+      Math.max(0, at - this.o.clock.now()),
+    );
+    this.retryTimers.set(relayId, timer);
+  }
+
+  private currentCursor(): number {
+    const first = this.outstanding.keys().next();
+    return first.done ? this.highWater : first.value - 1;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush().catch((err) => this.o.logger.error({ err }, 'could not persist the observer cursor'));
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const cursor = this.currentCursor();
+    if (cursor === this.persisted) return;
+    await this.o.store.setCursor(this.cursorName, cursor);
+    this.persisted = cursor;
+    this.o.onCursor?.(cursor);
+  }
+}

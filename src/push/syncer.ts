@@ -1,0 +1,273 @@
+import type { Logger } from 'pino';
+import type { Command } from '../command.js';
+import type { Clock } from '../domain/clock.js';
+import { secretDigest } from '../domain/credentials.js';
+import type { Principal } from '../domain/principal.js';
+import type { Random } from '../domain/random.js';
+import { parkingHost, type Relay } from '../domain/relay.js';
+import type { Store } from '../store/port.js';
+import { type RetryPolicy, retryDelay } from './retry-policy.js';
+import { type BlossomS3, patchBody, zooidBody } from './zooid/body.js';
+import type { ZooidClient, ZooidFailure, ZooidResult } from './zooid/client.js';
+
+export type SyncOutcome =
+  | { kind: 'skipped'; reason: 'missing' | 'up_to_date' | 'failed' | 'not_due'; retryAt?: number }
+  | { kind: 'synced'; version: number }
+  | { kind: 'retry'; at: number; error: string }
+  | { kind: 'failed'; error: string };
+
+export interface InfraOptions {
+  store: Store;
+  command: Command;
+  client: ZooidClient;
+  blossomS3: BlossomS3 | null;
+  clock: Clock;
+  random: Random;
+  retry: RetryPolicy;
+  /**
+   * After a request zooid may still be working on (it timed out or was aborted), the retry waits at
+   * least this long, so it cannot overlap the abandoned one and land before it. Default: 0.
+   */
+  inDoubtHoldMs?: number;
+  logger: Logger;
+  onSync?: (e: { relayId: string; outcome: SyncOutcome['kind']; durationMs: number; method: string }) => void;
+}
+
+const SYSTEM_INFRA: Principal = { role: 'admin', actor: 'system:infra' };
+
+/** Errors that retrying the same request cannot fix: stored, and the relay waits for a change or resync. */
+const PERMANENT: ReadonlySet<ZooidFailure['kind']> = new Set(['invalid', 'conflict']);
+
+/**
+ * Push sync (seed 000): makes zooid hold a relay's current state. Idempotent by construction — it
+ * reads the relay's latest state and the config zooid last acknowledged, sends the request that
+ * moves zooid from one to the other, falls back when zooid's state differs from what bosun believed
+ * (409 id exists → PUT, 404 → POST), and records the outcome through Command.
+ */
+export class Infra {
+  /**
+   * Relays whose last request may still be running in zooid, and until when. No request for them
+   * is sent before then — not a retry, and not a newer change either — so two never overlap.
+   */
+  private readonly inDoubt = new Map<string, number>();
+
+  constructor(private readonly o: InfraOptions) {}
+
+  get pubkey(): string {
+    return this.o.client.pubkey;
+  }
+
+  /** Syncs one relay. `force` re-asserts a relay bosun believes is up to date (drift repair). */
+  async syncRelay(
+    relayId: string,
+    opts: { force?: boolean; signal?: AbortSignal } = {},
+  ): Promise<SyncOutcome> {
+    const relay = await this.o.store.getRelay(relayId);
+    if (!relay) return { kind: 'skipped', reason: 'missing' };
+    const { status, nextAttemptAt, syncedVersion } = relay.sync;
+    if (!opts.force) {
+      if (status === 'failed') return { kind: 'skipped', reason: 'failed' };
+      if (status === 'synced' && syncedVersion === relay.version)
+        return { kind: 'skipped', reason: 'up_to_date' };
+      if (status === 'retrying' && nextAttemptAt !== null && nextAttemptAt > this.o.clock.now()) {
+        return { kind: 'skipped', reason: 'not_due', retryAt: nextAttemptAt };
+      }
+    }
+    const held = this.inDoubt.get(relayId);
+    if (held !== undefined) {
+      if (held > this.o.clock.now()) return { kind: 'skipped', reason: 'not_due', retryAt: held };
+      this.inDoubt.delete(relayId);
+    }
+    const started = this.o.clock.now();
+    const { method, result, acked } = await this.push(relay, opts);
+    if (!result.ok && result.inDoubt && this.o.inDoubtHoldMs) {
+      this.inDoubt.set(relayId, this.o.clock.now() + this.o.inDoubtHoldMs);
+    }
+    const durationMs = this.o.clock.now() - started;
+    let outcome = await this.report(relay, result, acked);
+    if (!result.ok && result.kind === 'conflict')
+      outcome = (await this.parkOutOfRing(relay, opts)) ?? outcome;
+    this.o.onSync?.({ relayId, outcome: outcome.kind, durationMs, method });
+    this.o.logger.debug(
+      { relayId, version: relay.version, method, outcome: outcome.kind, durationMs },
+      'relay sync',
+    );
+    return outcome;
+  }
+
+  private async push(
+    relay: Relay,
+    opts: { force?: boolean; signal?: AbortSignal },
+  ): Promise<{ method: string; result: ZooidResult; acked: Record<string, unknown> | null }> {
+    const client = this.o.client;
+    const req = opts.signal ? { signal: opts.signal } : undefined;
+    if (relay.deletedAt !== null) {
+      if (relay.sync.ackedDeleted && !opts.force) return { method: 'none', result: ok(), acked: null };
+      const result = await client.remove(relay.id, req);
+      // zooid no longer has it: that is what a delete wants.
+      return {
+        method: 'DELETE',
+        result: !result.ok && result.kind === 'not_found' ? ok() : result,
+        acked: null,
+      };
+    }
+    const full = zooidBody(relay, { withSecret: true, blossomS3: this.o.blossomS3 });
+    const { secret: _secret, ...acked } = full;
+    if (relay.sync.ackedDeleted || relay.sync.ackedConfig === null) {
+      const created = await client.create(relay.id, full, req);
+      // zooid has the id already (e.g. bosun crashed after POST): replace it with the same secret.
+      if (!created.ok && created.kind === 'id_exists') {
+        return { method: 'PUT', result: await client.replace(relay.id, full, req), acked };
+      }
+      return { method: 'POST', result: created, acked };
+    }
+    // After a rotation zooid still holds the old secret, and PATCH never carries one: replace it.
+    const rotated = relay.sync.ackedSecret !== null && relay.sync.ackedSecret !== secretDigest(relay.secret);
+    if (opts.force || rotated) {
+      const replaced = await client.replace(relay.id, full, req);
+      if (!replaced.ok && replaced.kind === 'not_found') {
+        return { method: 'POST', result: await client.create(relay.id, full, req), acked };
+      }
+      return { method: 'PUT', result: replaced, acked };
+    }
+    const patched = await client.patch(relay.id, patchBody(relay.sync.ackedConfig, acked), req);
+    // zooid lost the relay (file deleted behind bosun's back): create it again with its secret.
+    if (!patched.ok && patched.kind === 'not_found') {
+      return { method: 'POST', result: await client.create(relay.id, full, req), acked };
+    }
+    return { method: 'PATCH', result: patched, acked };
+  }
+
+  /**
+   * A relay that moved off a host or schema (or was deleted) frees it in zooid. Relays that failed
+   * with a conflict on exactly that value are asked to sync again — a targeted retry, not a blind one.
+   */
+  private async wakeConflicted(relay: Relay, acked: Record<string, unknown> | null): Promise<void> {
+    const before = relay.sync.ackedDeleted ? null : relay.sync.ackedConfig;
+    if (!before) return;
+    const freed: { host?: string; schema?: string } = {};
+    if (typeof before.host === 'string' && before.host !== acked?.host) freed.host = before.host;
+    if (typeof before.schema === 'string' && before.schema !== acked?.schema) freed.schema = before.schema;
+    if (freed.host === undefined && freed.schema === undefined) return;
+    for (const waiter of await this.o.store.relaysUsing(freed)) {
+      if (waiter.id !== relay.id && stuckOnConflict(waiter)) {
+        await this.o.command.resyncRelay(SYSTEM_INFRA, waiter.id);
+      }
+    }
+  }
+
+  /**
+   * Hosts passed round a ring (x→y and y→x, or longer) that reach zooid in one go deadlock there:
+   * zooid checks each relay's new host on its own, so each relay of the ring fails on a conflict
+   * with the next and waits for it to move first. (Moves made one at a time never do this; a swap
+   * collapses into one when the observer catches up on several changes at once, e.g. after zooid
+   * was down.) The last relay of the ring to fail finds the ring here and parks on a placeholder
+   * host of its own. That frees its old host, and the ring unwinds through wakeConflicted: the
+   * relay waiting for that host takes it and frees its own, and so on, until this relay's host is
+   * free and it is woken to take it. Null when the relay is in no such ring or zooid refused the
+   * placeholder too (the relay stays failed, as reported).
+   */
+  private async parkOutOfRing(
+    relay: Relay,
+    opts: { force?: boolean; signal?: AbortSignal },
+  ): Promise<SyncOutcome | null> {
+    if (relay.deletedAt !== null || !(await this.inHostRing(relay))) return null;
+    const parking = parkingHost(relay.id);
+    const parkedRelay: Relay = { ...relay, config: { ...relay.config, host: parking } };
+    const { result, acked } = await this.push(parkedRelay, opts);
+    if (!result.ok || acked === null) return null;
+    const error = `${CONFLICT_PREFIX}: host swap; parked on ${parking} until ${relay.config.host} is free`;
+    await this.o.command.failRelaySync(relay.id, {
+      version: relay.version,
+      error,
+      attempts: relay.sync.attempts + 1,
+      nextAttemptAt: null,
+      parked: { config: acked, secretDigest: secretDigest(relay.secret) },
+    });
+    this.o.logger.warn(
+      { relayId: relay.id, version: relay.version, host: relay.config.host, parkedOn: parking },
+      'host swap: relay parked on a placeholder host to free its old one',
+    );
+    await this.wakeConflicted(relay, acked);
+    return { kind: 'failed', error };
+  }
+
+  /**
+   * Whether the relay's conflict is part of a ring: following "the relay stuck waiting for the host
+   * I hold in zooid, then the one waiting for the host it holds, …" leads to the relay holding the
+   * host this one wants. Relays still pending or retrying are not stuck yet: when they fail, they
+   * look for the ring themselves.
+   */
+  private async inHostRing(relay: Relay): Promise<boolean> {
+    const wanted = relay.config.host;
+    const seen = new Set([relay.id]);
+    let freed = heldHost(relay);
+    for (let step = 0; freed !== undefined && freed !== wanted && step < MAX_RING; step++) {
+      const host: string = freed;
+      const waiter = (await this.o.store.relaysUsing({ host })).find(
+        (w) => !seen.has(w.id) && w.config.host === host && stuckOnConflict(w),
+      );
+      if (!waiter) return false;
+      seen.add(waiter.id);
+      freed = heldHost(waiter);
+      if (freed === wanted) return true;
+    }
+    return false;
+  }
+
+  private async report(
+    relay: Relay,
+    result: ZooidResult,
+    acked: Record<string, unknown> | null,
+  ): Promise<SyncOutcome> {
+    const { command, clock, random, retry } = this.o;
+    if (result.ok) {
+      await command.completeRelaySync(relay.id, {
+        version: relay.version,
+        config: acked,
+        deleted: relay.deletedAt !== null,
+        ...(relay.deletedAt === null ? { secretDigest: secretDigest(relay.secret) } : {}),
+      });
+      await this.wakeConflicted(relay, acked);
+      return { kind: 'synced', version: relay.version };
+    }
+    const attempts = relay.sync.attempts + 1;
+    const error = describe(result, relay);
+    const delay = PERMANENT.has(result.kind) ? null : retryDelay(retry, attempts, random);
+    const at = delay === null ? null : clock.now() + delay;
+    await command.failRelaySync(relay.id, { version: relay.version, error, attempts, nextAttemptAt: at });
+    this.o.logger.warn(
+      { relayId: relay.id, version: relay.version, kind: result.kind, attempts, retryAt: at },
+      error,
+    );
+    return at === null ? { kind: 'failed', error } : { kind: 'retry', at, error };
+  }
+}
+
+/** The first words of a stored conflict error; waiters are found by them. */
+const CONFLICT_PREFIX = 'zooid conflict';
+/** Longest ring of host moves looked for (each step is one indexed read). */
+const MAX_RING = 64;
+
+/** The host zooid holds for the relay, as last acknowledged; undefined if zooid holds none. */
+function heldHost(relay: Relay): string | undefined {
+  const host = relay.sync.ackedDeleted ? undefined : relay.sync.ackedConfig?.host;
+  return typeof host === 'string' ? host : undefined;
+}
+
+const stuckOnConflict = (relay: Relay): boolean =>
+  relay.sync.status === 'failed' && relay.sync.error.startsWith(CONFLICT_PREFIX);
+
+const ok = (): ZooidResult => ({ ok: true, status: 200, attempts: 0 });
+
+function describe(result: ZooidFailure, relay: Relay): string {
+  const status = result.status ? ` ${result.status}` : '';
+  switch (result.kind) {
+    case 'invalid':
+      return `zooid rejected the config${status}: ${result.message}`;
+    case 'conflict':
+      return `${CONFLICT_PREFIX}${status}: ${result.message} (host ${relay.config.host}, schema ${relay.config.schema})`;
+    default:
+      return result.message;
+  }
+}

@@ -1,0 +1,247 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { defaultReplicaId, LeaseBase, WORKER_LEASE, type WorkerLease } from '../lease.js';
+import { type Fence, leaseEpochKey } from '../port.js';
+import { LOCK_CLASS, schemaKey } from './options.js';
+import { NEW_LEASE_EPOCH, type PostgresStore } from './pg-store.js';
+
+export interface PgLeaseOptions {
+  store: PostgresStore;
+  /** Longest time from the holder dying (SIGKILL, network cut, freeze) to another replica taking over. */
+  ttlMs: number;
+  logger: Pick<Logger, 'info' | 'warn' | 'debug'>;
+  replicaId?: string;
+  name?: string;
+  onChange?: (held: boolean, fence: Fence | null) => void;
+}
+
+/** Timings derived from the TTL (see PgAdvisoryLease). */
+export function leaseTimings(ttlMs: number) {
+  const pollMs = Math.round(Math.min(1000, Math.max(50, ttlMs / 10)));
+  return {
+    pollMs,
+    beatMs: Math.round(ttlMs / 6),
+    giveUpMs: Math.round(ttlMs / 2),
+    idleSessionTimeoutMs: ttlMs - pollMs,
+  };
+}
+
+/**
+ * The worker lease on PostgreSQL: a session-level advisory lock held on a dedicated connection
+ * (not from the pool), plus a fencing epoch bumped in the database by every new holder.
+ *
+ * Liveness, with T = ttlMs and P = poll interval (≤ T/10, ≤ 1 s):
+ * - standbys try `pg_try_advisory_lock` every P;
+ * - a holder that dies with its socket (SIGKILL, crash) frees the lock at once: takeover ≤ P;
+ * - a holder that goes silent (network cut, frozen process) is disconnected by the server's
+ *   `idle_session_timeout` = T − P, set on the lock connection: takeover ≤ T. (No TCP keepalive
+ *   tuning needed: the server side times out on its own clock.)
+ *
+ * Safety (no two replicas working at once): the holder heartbeats (`SELECT 1`) every T/6 and
+ * gives up at its own deadline — T/2 after the start of its last successful heartbeat — or at the
+ * first failed one. The server cannot free the lock earlier than T − P after the end of that
+ * heartbeat, so the holder stops its workers at least T/2 − P (≥ 0.4·T) before anyone else can
+ * start. On top, every worker write is fenced by epoch in the database, and `held` is checked
+ * against the deadline before each sync, so a process frozen past its deadline starts nothing
+ * and writes nothing when it wakes.
+ *
+ * Requires a direct session (not a transaction-pooling proxy), as advisory session locks do.
+ */
+export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
+  readonly name: string;
+  readonly replicaId: string;
+  readonly timings: ReturnType<typeof leaseTimings>;
+  private readonly key: [number, number];
+  private conn: pg.Client | null = null;
+  private state: 'idle' | 'standby' | 'held' | 'stopped' = 'idle';
+  private term: Fence | null = null;
+  private deadline = 0;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private beatTimer: NodeJS.Timeout | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
+  /** Acquisitions, releases and stop run one at a time. */
+  private chain: Promise<void> = Promise.resolve();
+
+  constructor(private readonly o: PgLeaseOptions) {
+    super();
+    this.name = o.name ?? WORKER_LEASE;
+    this.replicaId = o.replicaId ?? defaultReplicaId();
+    this.timings = leaseTimings(o.ttlMs);
+    this.key = [LOCK_CLASS.workerLease, schemaKey(o.store.options.schema)];
+  }
+
+  get held(): boolean {
+    return this.state === 'held' && performance.now() < this.deadline;
+  }
+
+  get fence(): Fence | null {
+    return this.term;
+  }
+
+  async start(): Promise<void> {
+    if (this.state !== 'idle') return;
+    this.state = 'standby';
+    await this.serial(() => this.poll());
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === 'stopped') return;
+    const wasHeld = this.state === 'held';
+    this.state = 'stopped';
+    this.clearTimers();
+    if (wasHeld) {
+      this.o.onChange?.(false, this.term);
+      await this.runLost('stopping');
+    }
+    await this.serial(async () => {
+      // Unlock explicitly (a graceful hand-over is then immediate), then close the session.
+      if (wasHeld && this.conn) {
+        await this.conn.query('SELECT pg_advisory_unlock($1::int, $2::int)', this.key).catch(() => {});
+      }
+      await this.dropConnection();
+    });
+    if (wasHeld)
+      this.o.logger.info({ replica: this.replicaId, epoch: this.term?.epoch }, 'worker lease released');
+  }
+
+  private serial(step: () => Promise<void>): Promise<void> {
+    const next = this.chain.then(step, step);
+    this.chain = next.catch(() => {});
+    return next;
+  }
+
+  private async connection(): Promise<pg.Client> {
+    if (this.conn) return this.conn;
+    const client = new pg.Client({
+      ...this.o.store.clientConfig({ idleSessionTimeoutMs: this.timings.idleSessionTimeoutMs }),
+      application_name: `bosun-lease:${this.replicaId}`.slice(0, 63),
+      connectionTimeoutMillis: Math.max(1000, this.timings.giveUpMs),
+      query_timeout: this.timings.giveUpMs,
+    });
+    client.on('error', (err) => {
+      if (this.conn !== client) return;
+      this.conn = null;
+      client.end().catch(() => {});
+      if (this.state === 'held') this.lose(`lease connection failed: ${err.message}`);
+    });
+    this.conn = client;
+    try {
+      await client.connect();
+    } catch (err) {
+      if (this.conn === client) this.conn = null;
+      throw err;
+    }
+    return client;
+  }
+
+  private async dropConnection(): Promise<void> {
+    const c = this.conn;
+    this.conn = null;
+    // end() waits for the server's goodbye; a cut network would make it hang, so don't wait long.
+    if (c) await Promise.race([c.end().catch(() => {}), delay(1000)]);
+  }
+
+  /** One attempt to take the lease; schedules the next one unless it succeeded. */
+  private async poll(): Promise<void> {
+    if (this.state !== 'standby') return;
+    try {
+      const conn = await this.connection();
+      const started = performance.now();
+      const { rows } = await conn.query<{ ok: boolean }>(
+        'SELECT pg_try_advisory_lock($1::int, $2::int) AS ok',
+        this.key,
+      );
+      if (rows[0]?.ok) {
+        // Bumped on the lock's own session: no other replica can be between lock and epoch.
+        const epoch = await conn.query<{ position: number }>(NEW_LEASE_EPOCH, [leaseEpochKey(this.name)]);
+        if (this.state !== 'standby') return;
+        this.term = { lease: this.name, epoch: epoch.rows[0]!.position };
+        this.state = 'held';
+        this.extend(started);
+        this.scheduleBeat();
+        this.o.logger.info({ replica: this.replicaId, epoch: this.term.epoch }, 'worker lease acquired');
+        this.o.onChange?.(true, this.term);
+        try {
+          await this.runAcquired(this.term);
+        } catch (err) {
+          this.o.logger.warn({ err }, 'workers failed to start; giving the lease up');
+          this.lose('workers failed to start');
+        }
+        return;
+      }
+    } catch (err) {
+      this.o.logger.debug({ err }, 'worker lease attempt failed');
+      await this.dropConnection();
+    }
+    this.schedulePoll();
+  }
+
+  private schedulePoll(): void {
+    if (this.state !== 'standby') return;
+    clearTimeout(this.pollTimer);
+    this.pollTimer = setTimeout(() => void this.serial(() => this.poll()), this.timings.pollMs);
+    this.pollTimer.unref();
+  }
+
+  /** A heartbeat that started at `at` succeeded: the term lasts until at + giveUp. */
+  private extend(at: number): void {
+    this.deadline = at + this.timings.giveUpMs;
+    clearTimeout(this.watchdog);
+    this.watchdog = setTimeout(
+      () => this.lose('lease deadline passed without a heartbeat'),
+      Math.max(0, this.deadline - performance.now()),
+    );
+    this.watchdog.unref();
+  }
+
+  private scheduleBeat(): void {
+    clearTimeout(this.beatTimer);
+    this.beatTimer = setTimeout(() => void this.beat(), this.timings.beatMs);
+    this.beatTimer.unref();
+  }
+
+  private async beat(): Promise<void> {
+    const conn = this.conn;
+    if (this.state !== 'held' || !conn) return;
+    const started = performance.now();
+    try {
+      await conn.query('SELECT 1');
+    } catch (err) {
+      if (this.state === 'held') this.lose(`heartbeat failed: ${(err as Error).message}`);
+      return;
+    }
+    if (this.state !== 'held' || this.conn !== conn) return;
+    this.extend(started);
+    this.scheduleBeat();
+  }
+
+  /**
+   * Ends the term now: `held` turns false at once and the onLost handlers start (they abort
+   * in-flight work synchronously); the lock is let go after they finished, or after the safety
+   * margin at the latest, and the replica goes back to standby.
+   */
+  private lose(reason: string): void {
+    if (this.state !== 'held') return;
+    this.state = 'standby';
+    this.clearTimers();
+    this.o.logger.warn({ replica: this.replicaId, epoch: this.term?.epoch, reason }, 'worker lease lost');
+    this.o.onChange?.(false, this.term);
+    const stopped = this.runLost(reason);
+    const margin = Math.max(0, this.timings.idleSessionTimeoutMs - this.timings.giveUpMs);
+    void this.serial(async () => {
+      await Promise.race([stopped, delay(margin)]);
+      await this.dropConnection();
+    }).then(() => this.schedulePoll());
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.pollTimer);
+    clearTimeout(this.beatTimer);
+    clearTimeout(this.watchdog);
+  }
+}
+
+const delay = (ms: number) =>
+  new Promise<void>((resolve) => {
+    setTimeout(resolve, ms).unref();
+  });
