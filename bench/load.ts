@@ -19,7 +19,7 @@
  * 3. Load: `--concurrency` keep-alive clients send `PATCH /v1/relays/:id` (a random relay, a new
  *    `info.name` each) back to back for `--duration` seconds. Per request: latency and status. Per
  *    commit: when each agent of the relay's fleet got a patch at that version or later (versions
- *    identify changes on the stream, §4 of autoconfig-protocol.md), and when zooid got the PATCH
+ *    identify changes on the stream, docs/stream-protocol.md §4), and when zooid got the PATCH
  *    carrying it. Bosun's RSS (/proc VmRSS) and CPU are sampled throughout.
  * 4. Settle: every delivery awaited (≤ 15 s), push sync's backlog drained (≤ 30 s), all stopped.
  * 5. Baseline: the same client, concurrency and request against a bare node:http server that

@@ -1,7 +1,7 @@
 /**
  * A lightweight agent-stream client for benchmarks: raw HTTP/1.1 over a net socket (no fetch, no
  * EventSource), so one process can hold thousands of streams and cost little. It speaks
- * `GET /v1/stream` (autoconfig-protocol.md §1, §8), decodes chunked transfer encoding, notes when the
+ * `GET /v1/stream` (docs/stream-protocol.md §1, §8), decodes chunked transfer encoding, notes when the
  * first put has fully arrived (with its epoch and held versions, for resume headers), and then hands
  * the decoded body text to the caller. Text is latin1, one char per byte. Shared by bench/stream and
  * bench/load.

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 
 /**
- * Rotated credentials (autoconfig-protocol.md §6): after `rotate-secret`, the old secret stays valid
+ * Rotated credentials (docs/stream-protocol.md §6): after `rotate-secret`, the old secret stays valid
  * for a grace period and is listed here until it expires. Values are secrets: never logged, never
  * shown by the API (only their fingerprint is).
  */

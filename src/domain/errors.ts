@@ -76,7 +76,7 @@ export const invalid = (message: string, resource?: string) =>
 export const relayNotFound = (id: string) =>
   new BosunError('relay_not_found', `relay ${JSON.stringify(id)} not found`, `relay/${id}`);
 
-/** Truncates an error message for storage, as the observer's stored errors are bounded (seed 004). */
+/** Truncates an error message for storage, as the observer's stored errors are bounded. */
 export function truncateError(message: string, max = 120): string {
   const oneLine = message.replace(/\s+/g, ' ').trim();
   return oneLine.length <= max ? oneLine : `${oneLine.slice(0, max - 1)}…`;

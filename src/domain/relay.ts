@@ -5,7 +5,7 @@ import { invalid } from './errors.js';
 import { isValidPublicKey, isValidSecretKey } from './keys.js';
 
 /**
- * A relay as bosun records it. `config` is the zooid relay config (zooid-contract.md §3) without
+ * A relay as bosun records it. `config` is the zooid relay config (docs/zooid-contract.md §3) without
  * `secret`, with every default filled in, so two equal configs are equal JSON (stable diffs and
  * checksums). `version` counts changes that zooid or an agent would see; `rev` counts every write and
  * is the store's optimistic-concurrency token.
@@ -152,7 +152,7 @@ export interface Relay {
   deletedAt: number | null;
   sync: SyncState;
   /**
-   * Rotated credentials still valid for a grace period (autoconfig-protocol.md §6), oldest first.
+   * Rotated credentials still valid for a grace period (docs/stream-protocol.md §6), oldest first.
    * Agents see them; zooid and the API never do (the API shows fingerprints).
    */
   expiring: ExpiringCredential[];

@@ -2,7 +2,7 @@ import type { FleetApplyResult, FleetPlan, ScheduledRelay } from '../domain/flee
 import { SyncInternalError, toSyncError } from './errors.js';
 
 /**
- * Seed 002's Syncer, for relays: makes bosun match a fleet directory. Two implementations: the
+ * The fleet Syncer: makes bosun match a fleet directory. Two implementations: the
  * API syncer (over HTTP with a token; what CI and the CLI use) and the DB syncer (in process,
  * through Command; what `bosun serve --fleet` uses). Both apply through Command.applyFleet, so
  * the same files give the same plan, the same errors and the same State.

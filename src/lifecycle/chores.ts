@@ -3,7 +3,7 @@ import type { Clock } from '../domain/clock.js';
 import type { Observer } from '../push/observer.js';
 import type { Store } from '../store/port.js';
 
-/** What every chore is configured by (seed 003's Config: interval and timeout, plus a switch). */
+/** What every chore is configured by (a Storj chore's Config: interval and timeout, plus a switch). */
 export interface ChoreConfig {
   interval: number;
   timeout: number;

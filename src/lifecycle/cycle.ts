@@ -1,5 +1,5 @@
 /**
- * A Cycle runs one job periodically, modelled on Storj's `sync2.Cycle` (seed 003): the job runs at
+ * A Cycle runs one job periodically, modelled on Storj's `sync2.Cycle`: the job runs at
  * once when the cycle starts, then again `interval` after each run ends, until the cycle is stopped.
  *
  * Semantics (all timing goes through the injected Clock, so tests drive a FakeClock):

@@ -1,5 +1,5 @@
 /**
- * An errgroup-style lifecycle for the Peer's long-running services (seed 003: run in `Peer.run`,
+ * An errgroup-style lifecycle for the Peer's long-running services (run in `Peer.run`,
  * shut down in `Peer.close`).
  *
  * - `add()` registers services before `run()`; adding after run() or close() throws.

@@ -1,5 +1,5 @@
 /**
- * NIP-98 HTTP auth as zooid's management API checks it (zooid-contract.md §2).
+ * NIP-98 HTTP auth as zooid's management API checks it (docs/zooid-contract.md §2).
  *
  * Signing dominates the cost of a push sync, so events are signed with libsecp256k1 compiled to
  * WebAssembly (`nostr-wasm`, a dependency of nostr-tools), initialised once in the background when
@@ -274,7 +274,7 @@ export function verifyEventSignature(event: NostrEvent): boolean {
 }
 
 /**
- * Checks an `Authorization` header in zooid's order (contract §2): presence, scheme, standard
+ * Checks an `Authorization` header in zooid's order (docs/zooid-contract.md §2): presence, scheme, standard
  * padded base64, event JSON, kind, signature, time window (when `windowSeconds` is set), `u` tag,
  * `method` tag, then the whitelist (403). Errors are zooid's texts.
  */

@@ -1,5 +1,5 @@
 /**
- * Wire types and validators of the autoconfig stream (autoconfig-protocol.md §3, §8), shared by the
+ * Wire types and validators of the autoconfig stream (docs/stream-protocol.md §3, §8), shared by the
  * client (StreamManager) and the server. Validation never puts event data into a message: reasons
  * name fields and ids only, because payloads carry secrets.
  */

@@ -15,7 +15,7 @@ export interface ObserverOptions {
   logger: Logger;
   /** Makes zooid match the relay's current state; called at most once at a time per relay. */
   sync: (relayId: string, signal: AbortSignal, opts: { force: boolean }) => Promise<SyncOutcome>;
-  /** Relays synced at once (seed 004's stream limit). Default 20. */
+  /** Relays synced at once. Default 20. */
   concurrency?: number;
   cursorName?: string;
   pageSize?: number;
@@ -35,7 +35,7 @@ export interface ObserverOptions {
 const TRIGGERS: ReadonlySet<string> = new Set(RELAY_CHANGE_TYPES);
 
 /**
- * The durable observer (seed 004) that drives push sync. It follows the activity log from a
+ * The durable observer that drives push sync. It follows the activity log from a
  * persisted cursor in two phases: first it reads everything after the cursor and collapses it to
  * each relay's final state (one sync per relay, however many changes it saw), then it follows new
  * activities as they are committed — woken by the notifier, but always reading the log.

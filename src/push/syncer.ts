@@ -39,7 +39,7 @@ const SYSTEM_INFRA: Principal = { role: 'admin', actor: 'system:infra' };
 const PERMANENT: ReadonlySet<ZooidFailure['kind']> = new Set(['invalid', 'conflict']);
 
 /**
- * Push sync (seed 000): makes zooid hold a relay's current state. Idempotent by construction — it
+ * Push sync: makes zooid hold a relay's current state. Idempotent by construction — it
  * reads the relay's latest state and the config zooid last acknowledged, sends the request that
  * moves zooid from one to the other, falls back when zooid's state differs from what bosun believed
  * (409 id exists → PUT, 404 → POST), and records the outcome through Command.

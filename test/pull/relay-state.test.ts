@@ -1,3 +1,4 @@
+/** The version table of docs/stream-protocol.md §4, row by row. */
 import { describe, expect, it } from 'vitest';
 import {
   decideDelete,

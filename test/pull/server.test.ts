@@ -1,6 +1,6 @@
 /**
  * The autoconfig stream server over real loopback HTTP: conformance cases 1 and 33–37 of
- * autoconfig-protocol.md §12 (37's agent half is in agent.test.ts), plus resume, load shedding and
+ * docs/stream-protocol.md §12 (37's agent half is in agent.test.ts), plus resume, load shedding and
  * backpressure.
  */
 import { connect } from 'node:net';

@@ -1,7 +1,7 @@
 /**
  * A raw client of the real `GET /v1/stream` for server tests: keeps every event and comment in
  * arrival order with the time it arrived, parses event data, and checks the per-connection version
- * rule (§9.2) on everything it received.
+ * rule (docs/stream-protocol.md §9.2) on everything it received.
  */
 import { createParser } from 'eventsource-parser';
 import { expect } from 'vitest';

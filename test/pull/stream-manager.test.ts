@@ -1,6 +1,6 @@
 /**
  * StreamManager against a scripted SSE server over real loopback HTTP, on a FakeClock with pinned
- * randomness. Test names start with the conformance case numbers of autoconfig-protocol.md §12.
+ * randomness. Test names start with the conformance case numbers of docs/stream-protocol.md §12.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';

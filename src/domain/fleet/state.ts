@@ -2,7 +2,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { z } from 'zod';
 import { canonicalJson, type Relay, relayConfigSchema } from '../relay.js';
 
-/** The current version of the State format (seed 002's DefaultStateVersion). */
+/** The current version of the State format. */
 export const STATE_VERSION = 'v1';
 
 /** One relay as a fleet config version recorded it. */

@@ -1,5 +1,5 @@
 /**
- * The agent's files (autoconfig-protocol.md §7, §10): one zooid TOML file per relay, written
+ * The agent's files (docs/stream-protocol.md §7, §10): one zooid TOML file per relay, written
  * atomically (temp file in the same directory, fsync, rename, mode 0600), and the agent's state file.
  * Names come only from validated ids; a file is deleted only if the agent manages it.
  */

@@ -1,5 +1,5 @@
 /**
- * `bosun agent` (autoconfig-protocol.md §7, §10): follows one fleet's relays over the autoconfig
+ * `bosun agent` (docs/stream-protocol.md §7, §10): follows one fleet's relays over the autoconfig
  * stream (StreamManager) and keeps one zooid TOML file per relay in a config directory.
  *
  * - add/update: `<id>.toml` = the rep's config + `secret` (+ `expiring` while a rotated secret is in

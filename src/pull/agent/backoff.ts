@@ -1,5 +1,5 @@
 /**
- * Reconnect delays of the autoconfig stream (autoconfig-protocol.md §2, §7). Every wait is
+ * Reconnect delays of the autoconfig stream (docs/stream-protocol.md §2, §7). Every wait is
  * d − r·d/2 for r ∈ [0, 1) from the injected random, so it lies in (d/2, d].
  */
 import type { Random } from '../../domain/random.js';

@@ -1,5 +1,5 @@
 /**
- * Timers for expiring credentials (autoconfig-protocol.md §6): one per (relay, name, value), on the
+ * Timers for expiring credentials (docs/stream-protocol.md §6): one per (relay, name, value), on the
  * injected clock, re-armed in steps of at most 2^31−1 ms and never fired early. The first
  * `expiresAt` seen for a credential wins for as long as the relay's reps keep listing it.
  */

@@ -1,5 +1,5 @@
 /**
- * What the stream client holds per relay and the version table of autoconfig-protocol.md §4. Pure:
+ * What the stream client holds per relay and the version table of docs/stream-protocol.md §4. Pure:
  * no I/O, no callbacks; the StreamManager asks what to do, runs the callback, then records.
  */
 import type { RelayRep } from '../protocol.js';

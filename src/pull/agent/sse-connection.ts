@@ -1,6 +1,6 @@
 /**
  * One request to the autoconfig stream: yields its SSE events (framed by eventsource-parser) or
- * throws a StreamFailure saying why the connection ended (autoconfig-protocol.md §1, §2). Bytes are
+ * throws a StreamFailure saying why the connection ended (docs/stream-protocol.md §1, §2). Bytes are
  * read only when the consumer asks for the next event, so a slow handler holds the stream back.
  * The read timeout runs on the injected clock and counts only time spent waiting for bytes.
  */

@@ -1,5 +1,5 @@
 /**
- * Client of the autoconfig stream (autoconfig-protocol.md), modelled on ld-relay's StreamManager:
+ * Client of the autoconfig stream (docs/stream-protocol.md), modelled on ld-relay's StreamManager:
  * keeps one fleet's relays in sync over SSE and tells a handler what to add, update and delete.
  *
  * - sse-connection.ts: one request -> events or a StreamFailure;

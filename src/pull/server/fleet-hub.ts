@@ -1,5 +1,5 @@
 /**
- * One fleet's fan-out (autoconfig-protocol.md §9). Every connection of the fleet that has had its
+ * One fleet's fan-out (docs/stream-protocol.md §9). Every connection of the fleet that has had its
  * put has been sent exactly the hub's `entries` (id -> version, and the rep's bytes), so one frame
  * per change serves them all and "never send a version ≤ one already sent" (§9.2) is one check per
  * change, not one per connection.

@@ -1,5 +1,5 @@
 /**
- * Server side of the wire format (autoconfig-protocol.md §3): a relay's RelayRep and the SSE frames
+ * Server side of the wire format (docs/stream-protocol.md §3): a relay's RelayRep and the SSE frames
  * that carry it, each serialized ONCE and shared as bytes by every connection that gets it.
  */
 import type { Relay } from '../../domain/relay.js';

@@ -1,5 +1,5 @@
 /**
- * Server of the autoconfig stream, `GET /v1/stream` (autoconfig-protocol.md §1–§3, §8, §9): streams
+ * Server of the autoconfig stream, `GET /v1/stream` (docs/stream-protocol.md §1–§3, §8, §9): streams
  * one fleet's relays to agent tokens over SSE.
  *
  * - One permanent notifier subscription: change notifications name relays; each is read once, its

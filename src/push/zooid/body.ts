@@ -1,5 +1,5 @@
 /**
- * Maps a bosun relay to zooid request bodies (seed 000, zooid-contract.md §3): the full config for
+ * Maps a bosun relay to zooid request bodies (docs/zooid-contract.md §3): the full config for
  * POST/PUT, with Blossom S3 settings injected from the environment, and PATCH bodies that undo keys
  * removed since the last config zooid acknowledged (zooid PATCH is a deep merge).
  */

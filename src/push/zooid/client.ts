@@ -1,9 +1,9 @@
 /**
- * The zooid management API client (zooid-contract.md §1, §4). Every request is signed anew with
+ * The zooid management API client (docs/zooid-contract.md §1, §4). Every request is signed anew with
  * NIP-98. HTTP outcomes are returned as typed results, never thrown, so the push syncer can decide:
  * `id_exists` → PUT with the secret, `not_found` → POST with the secret, `conflict`/`invalid`/`auth`/
  * `forbidden` → stored error, `transient` → retry later. Network errors that happen before any
- * response are retried a few times inside one call ("weak retries", seed 004).
+ * response are retried a few times inside one call ("weak retries").
  */
 import { type Clock, sleep, systemClock } from '../../domain/clock.js';
 import type { Nip98Signer } from '../../nostr/nip98.js';
@@ -42,7 +42,7 @@ export interface ZooidClientOptions {
   /** Per attempt, headers and body included. Default 10 000 ms. */
   timeoutMs?: number;
   clock?: Clock;
-  /** Extra attempts after a network error before any response. Default 5 (seed 004 ConfigMaxRetryWeak). */
+  /** Extra attempts after a network error before any response. Default 5. */
   weakRetries?: number;
   /** Backoff before weak retry n is `retryDelayMs · 2^(n−1)`, capped at 1 s. Default 50 ms. */
   retryDelayMs?: number;
