@@ -1,6 +1,11 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { BosunError } from '../domain/errors.js';
-import { storageError, storageFailure } from '../store/storage-errors.js';
+import {
+  connectionFailure,
+  retryAfterSeconds,
+  storageError,
+  storageFailure,
+} from '../store/storage-errors.js';
 
 /** Every error leaves as `{"error":{"code","message"}}`; internals are logged, never returned. */
 export function toBosunError(err: unknown): BosunError {
@@ -26,9 +31,10 @@ export function errorHandler(err: unknown, request: FastifyRequest, reply: Fasti
   const be = toBosunError(err);
   if (be.code === 'internal') request.log.error({ err }, 'request failed');
   if (be.code === 'storage_full' || be.code === 'storage_unavailable') {
-    // One line, no stack: the disk is the problem, not the code.
-    request.log.warn({ code: be.code, driverCode: storageFailure(err)?.driverCode }, 'request refused');
-    void reply.header('retry-after', '30');
+    // One line, no stack: the disk or the connection is the problem, not the code.
+    const driverCode = storageFailure(err)?.driverCode ?? connectionFailure(err);
+    request.log.warn({ code: be.code, driverCode }, 'request refused');
+    void reply.header('retry-after', String(retryAfterSeconds(err)));
   }
   void reply.status(be.status).send(be.toJSON());
 }

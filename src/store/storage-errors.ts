@@ -26,8 +26,63 @@ export function storageFailure(err: unknown): StorageFailure | undefined {
   return undefined;
 }
 
-/** The API error for a storage failure, or undefined for any other error. */
+/**
+ * SQLSTATEs of a session the server ended or would not start: class 08 (connection exception),
+ * 53300 too_many_connections, 57P01 admin_shutdown (pg_terminate_backend, a fast shutdown), 57P02
+ * crash_shutdown, 57P03 cannot_connect_now (starting up, shutting down).
+ */
+const SQLSTATE_CONNECTION = /^(08[0-9A-Z]{3}|53300|57P0[123])$/;
+/** Socket errors reaching the database. */
+const ERRNO_CONNECTION = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+]);
+/** `pg`'s own errors for a lost or unobtainable connection carry no code, only these texts. */
+const PG_CONNECTION_TEXT =
+  /^(Connection terminated|Client has encountered a connection error|Client was closed|timeout exceeded when trying to connect|Query read timeout)/;
+/** Of those, the ones that mean an established session died: a fresh connection likely works. */
+const SESSION_ENDED =
+  /^(57P01|57P02|ECONNRESET|EPIPE|Connection terminated unexpectedly|Client has encountered a connection error)/;
+
+/**
+ * The database cannot be reached, or ended the session under bosun (a backend terminated, a
+ * server restart, a cut network): transient, unlike a full disk. The statement in flight failed;
+ * one that was committing may or may not have committed. Returns the driver's code (SQLSTATE,
+ * errno, or pg's message), or undefined for any other error.
+ */
+export function connectionFailure(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined;
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  if (typeof code === 'string' && (SQLSTATE_CONNECTION.test(code) || ERRNO_CONNECTION.has(code))) return code;
+  if (code === undefined && typeof message === 'string' && PG_CONNECTION_TEXT.test(message)) return message;
+  return undefined;
+}
+
+/** Whether `err` ended an established session: a read that failed so is worth sending once more. */
+export function sessionEnded(err: unknown): boolean {
+  return SESSION_ENDED.test(connectionFailure(err) ?? '');
+}
+
+/** Seconds a client should wait before retrying after a storage or connection failure. */
+export function retryAfterSeconds(err: unknown): number {
+  return connectionFailure(err) ? 2 : 30;
+}
+
+/** The API error for a storage or connection failure, or undefined for any other error. */
 export function storageError(err: unknown): BosunError | undefined {
+  if (connectionFailure(err)) {
+    return new BosunError(
+      'storage_unavailable',
+      "bosun's connection to its database failed: the request may not have completed; retry shortly",
+    );
+  }
   const failure = storageFailure(err);
   if (!failure) return undefined;
   return failure.code === 'storage_full'

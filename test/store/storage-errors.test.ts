@@ -2,7 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../src/domain/clock.js';
 import { toBosunError } from '../../src/http/errors.js';
 import type { Store } from '../../src/store/port.js';
-import { StorageHealth, storageFailure, watchStorage } from '../../src/store/storage-errors.js';
+import {
+  connectionFailure,
+  retryAfterSeconds,
+  StorageHealth,
+  sessionEnded,
+  storageFailure,
+  watchStorage,
+} from '../../src/store/storage-errors.js';
 import { captureLogger } from '../support/env.js';
 
 /** A driver error as better-sqlite3 (SqliteError) and pg (DatabaseError) raise them: a `code`. */
@@ -46,6 +53,49 @@ describe('storage errors', () => {
     expect(io.toJSON().error.code).toBe('storage_unavailable');
     expect(JSON.stringify([full.toJSON(), io.toJSON()])).not.toMatch(/SQLITE|database or disk|disk I\/O/);
     expect(toBosunError(driverError('SQLITE_BUSY')).code).toBe('internal');
+  });
+
+  it('classifies a lost or refused database connection as storage_unavailable, to retry shortly', () => {
+    const ended = [
+      driverError('57P01', 'terminating connection due to administrator command'),
+      driverError('57P02', 'terminating connection due to crash of another server process'),
+      driverError('ECONNRESET', 'read ECONNRESET'),
+      new Error('Connection terminated unexpectedly'),
+      new Error('Client has encountered a connection error and is not queryable'),
+    ];
+    const refused = [
+      driverError('57P03', 'the database system is starting up'),
+      driverError('08006', 'connection failure'),
+      driverError('53300', 'sorry, too many clients already'),
+      driverError('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:5432'),
+      new Error('timeout exceeded when trying to connect'),
+    ];
+    for (const err of [...ended, ...refused]) {
+      expect(connectionFailure(err), err.message).toBeDefined();
+      const be = toBosunError(err);
+      expect(be.status).toBe(503);
+      expect(be.toJSON().error).toEqual({
+        code: 'storage_unavailable',
+        message: expect.stringMatching(/connection to its database failed/),
+      });
+      expect(retryAfterSeconds(err)).toBe(2);
+      // Transient: not a storage condition for /readyz.
+      expect(storageFailure(err)).toBeUndefined();
+    }
+    // Only a session that died under a statement is worth sending a read again on another one.
+    expect(ended.every(sessionEnded)).toBe(true);
+    expect(refused.some(sessionEnded)).toBe(false);
+    for (const err of [
+      driverError('57014', 'canceling statement due to statement timeout'),
+      driverError('23505'),
+      // A code-less text match is pg's own error, never a server error with a code.
+      driverError('XX000', 'Connection terminated unexpectedly'),
+      new Error('plain'),
+      null,
+    ]) {
+      expect(connectionFailure(err)).toBeUndefined();
+    }
+    expect(retryAfterSeconds(driverError('SQLITE_FULL'))).toBe(30);
   });
 
   it('tracks the condition through the store: set by any failure, cleared by the next write', async () => {

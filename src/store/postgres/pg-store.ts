@@ -33,6 +33,7 @@ import {
   type TokenRow,
   toRow,
 } from '../rows.js';
+import { sessionEnded } from '../storage-errors.js';
 import { migrations } from './migrations.js';
 
 /** PostgreSQL stores booleans as such. */
@@ -76,6 +77,9 @@ export const NEW_LEASE_EPOCH = `INSERT INTO cursors (name, position) VALUES ($1,
 
 /** The LISTEN/NOTIFY channel of one installation (schema). */
 export const channelFor = (schema: string): string => `bosun_changes_${schema}`;
+
+/** Statements that only read: safe to send again (see PostgresStore.run). */
+const READ_ONLY = /^\s*SELECT\b/i;
 
 /** Quotes an identifier that was validated as `[a-z_][a-z0-9_]*`. */
 const ident = (name: string): string => `"${name}"`;
@@ -211,6 +215,11 @@ export class PostgresStore implements Store {
     });
     // An idle client that loses its connection emits here; without a listener it would crash.
     this.pool.on('error', () => {});
+    // So does a checked-out one (transaction, migrate): its backend terminated, the server
+    // restarting. Every client keeps a listener from connect to removal; the statement in flight
+    // fails by itself (a connection failure: 503 storage_unavailable) and the dead client is
+    // dropped when released.
+    this.pool.on('connect', (client) => client.on('error', () => {}));
   }
 
   /** Connects, creates the schema if needed and applies pending migrations. */
@@ -488,7 +497,7 @@ export class PostgresStore implements Store {
     }
     args.push(filter.limit);
     const sql = `SELECT * FROM fleet_states WHERE ${where.join(' AND ')} ORDER BY version DESC LIMIT $${args.length}`;
-    return (await this.pool.query<FleetStateRow>(sql, args)).rows.map(fromFleetStateRow);
+    return (await this.run<FleetStateRow>({ text: sql, values: args })).rows.map(fromFleetStateRow);
   }
 
   /**
@@ -526,7 +535,21 @@ export class PostgresStore implements Store {
     text: string,
     values: unknown[] = [],
   ): Promise<R[]> {
-    return (await this.pool.query<R>({ name, text, values })).rows;
+    return (await this.run<R>({ name, text, values })).rows;
+  }
+
+  /**
+   * One statement on a pooled connection. A read whose session ended under it (backend
+   * terminated, server restarting) is sent once more, on another connection: reading twice is
+   * harmless. A write is not: it may have committed before the answer was lost.
+   */
+  private async run<R extends pg.QueryResultRow>(statement: pg.QueryConfig): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(statement);
+    } catch (err) {
+      if (!READ_ONLY.test(statement.text) || !sessionEnded(err)) throw err;
+      return this.pool.query<R>(statement);
+    }
   }
 
   async getRelay(id: string): Promise<Relay | undefined> {
@@ -548,7 +571,7 @@ export class PostgresStore implements Store {
     if (filter.after !== undefined) where.push(`id > ${arg(filter.after)}`);
     //: ids sort by bytes, as in SQLite, whatever the database's collation.
     const sql = `SELECT * FROM relays ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ${arg(filter.limit)}`;
-    const res = await this.pool.query<RelayRow>(sql, args);
+    const res = await this.run<RelayRow>({ text: sql, values: args });
     return res.rows.map(fromRow);
   }
 
@@ -617,7 +640,7 @@ export class PostgresStore implements Store {
     }
     args.push(filter.limit);
     const sql = `SELECT a.* FROM ${from} WHERE ${where.join(' AND ')} ORDER BY a.id LIMIT $${args.length}`;
-    const res = await this.pool.query<ActivityRow>(sql, args);
+    const res = await this.run<ActivityRow>({ text: sql, values: args });
     return res.rows.map(fromActivityRow);
   }
 
@@ -761,7 +784,7 @@ export class PostgresStore implements Store {
   }
 
   async ping(): Promise<void> {
-    await this.pool.query('SELECT 1');
+    await this.run({ text: 'SELECT 1' });
   }
 
   async close(): Promise<void> {
