@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
-import { startZooidEmulator, type ZooidEmulator } from '../../src/zooid/emulator.js';
+import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
 import { freshSchema, postgresUrl } from '../support/postgres.js';
 import { type Spawned, startServe } from '../support/spawn.js';
