@@ -12,6 +12,7 @@ import {
   CredentialExpiry,
   DriftRepair,
   Resync,
+  ResyncFailed,
   RetrySweeper,
   TargetHealth,
 } from './chore/chores.js';
@@ -22,7 +23,7 @@ import type { ServeConfig } from './config.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
 import { type Random, systemRandom } from './domain/random.js';
 import { buildApp } from './http/app.js';
-import { Infra } from './infra/infra.js';
+import { Infra, mayHeal } from './infra/infra.js';
 import { fencedStore } from './lease/fenced-store.js';
 import type { WorkerLease } from './lease/lease.js';
 import { type Replication, startReplication } from './lease/replication.js';
@@ -114,9 +115,17 @@ export class Peer {
     this.observer = this.infra ? this.createObserver(this.infra) : null;
     this.targetHealth =
       config.zooidApiUrl && config.chores.target_health.enabled
-        ? new TargetHealth(config.zooidApiUrl, this.clock, deps.fetch ?? fetch, (up, ms) => {
-            this.metrics.zooidUp.set({ target: config.zooidApiUrl! }, up ? 1 : 0);
-            this.metrics.zooidProbeSeconds.set({ target: config.zooidApiUrl! }, ms / 1000);
+        ? new TargetHealth(config.zooidApiUrl, this.clock, deps.fetch ?? fetch, {
+            onStatus: (status) => {
+              const target = { target: config.zooidApiUrl! };
+              if (status.up !== null) this.metrics.zooidUp.set(target, status.up ? 1 : 0);
+              if (status.latencyMs !== null)
+                this.metrics.zooidProbeSeconds.set(target, status.latencyMs / 1000);
+            },
+            // Relays that failed while zooid was away need not wait for the slow pace.
+            onRecovered: () => {
+              if (this.lease.held) this.chores.get('resync_failed')?.cycle.trigger();
+            },
           })
         : null;
     this.streams = new StreamServer({
@@ -368,6 +377,7 @@ export class Peer {
       chores.push(new RetrySweeper(this.store, observer, this.clock));
       chores.push(new DriftRepair(this.store, observer, this.clock));
       chores.push(new Resync(this.store, observer));
+      chores.push(new ResyncFailed(this.store, observer, mayHeal));
     }
     if (this.targetHealth) chores.push(this.targetHealth);
     chores.push(new CredentialExpiry(this.store, this.clock, this.command));
@@ -422,6 +432,7 @@ export class Peer {
       inDoubtHoldMs: this.config.sync.timeoutMs,
       logger: this.logger.child({ component: 'infra' }),
       onSync: (e) => this.metrics.syncs.inc({ outcome: e.outcome, method: e.method }),
+      onResult: (result) => this.targetHealth?.recordSync(result),
     });
   }
 

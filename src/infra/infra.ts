@@ -31,6 +31,8 @@ export interface InfraOptions {
   inDoubtHoldMs?: number;
   logger: Logger;
   onSync?: (e: { relayId: string; outcome: SyncOutcome['kind']; durationMs: number; method: string }) => void;
+  /** zooid's answer to every sync that sent a request (target health reads them). */
+  onResult?: (result: ZooidResult) => void;
 }
 
 const SYSTEM_INFRA: Principal = { role: 'admin', actor: 'system:infra' };
@@ -88,6 +90,7 @@ export class Infra {
       this.inDoubt.set(relayId, this.o.clock.now() + this.o.inDoubtHoldMs);
     }
     const durationMs = this.o.clock.now() - started;
+    if (method !== 'none') this.o.onResult?.(result);
     let outcome = await this.report(relay, result, acked);
     if (!result.ok && result.kind === 'conflict')
       outcome = (await this.parkOutOfRing(relay, opts)) ?? outcome;
