@@ -85,7 +85,7 @@ export class DriftRepair implements Chore {
  * zooid cannot list or read back configs, so a relay edited or deleted behind bosun's back is only
  * found by saying it again: every live relay is re-asserted with a full PUT (404 → POST), in
  * batches so the fan-out stays bounded, like controller-runtime's periodic resync. Failed relays
- * are left to their operator.
+ * are ResyncFailed's (or their operator's).
  */
 export class Resync implements Chore {
   readonly name = 'resync';
