@@ -67,7 +67,7 @@ export function createMetrics() {
     }),
     zooidUp: new Gauge({
       name: 'bosun_zooid_up',
-      help: '1 when the last probe of the zooid API got an answer, else 0',
+      help: '1 when the zooid API answers its probe and the last syncs did not all fail (401, 403, 5xx, network), else 0',
       labelNames: ['target'] as const,
       registers: [registry],
     }),

@@ -16,6 +16,7 @@ import {
   CredentialExpiry,
   DriftRepair,
   Resync,
+  ResyncFailed,
   RetrySweeper,
   TargetHealth,
 } from './lifecycle/chores.js';
@@ -28,7 +29,7 @@ import { createPooledNip98Signer } from './nostr/signer-pool.js';
 import { Notifier } from './notifier.js';
 import { StreamServer } from './pull/server/stream-server.js';
 import { Observer } from './push/observer.js';
-import { Infra } from './push/syncer.js';
+import { Infra, mayHeal } from './push/syncer.js';
 import { blossomS3FromEnv } from './push/zooid/body.js';
 import { ZooidClient } from './push/zooid/client.js';
 import { Query } from './query.js';
@@ -114,9 +115,17 @@ export class Peer {
     this.observer = this.infra ? this.createObserver(this.infra) : null;
     this.targetHealth =
       config.zooidApiUrl && config.chores.target_health.enabled
-        ? new TargetHealth(config.zooidApiUrl, this.clock, deps.fetch ?? fetch, (up, ms) => {
-            this.metrics.zooidUp.set({ target: config.zooidApiUrl! }, up ? 1 : 0);
-            this.metrics.zooidProbeSeconds.set({ target: config.zooidApiUrl! }, ms / 1000);
+        ? new TargetHealth(config.zooidApiUrl, this.clock, deps.fetch ?? fetch, {
+            onStatus: (status) => {
+              const target = { target: config.zooidApiUrl! };
+              if (status.up !== null) this.metrics.zooidUp.set(target, status.up ? 1 : 0);
+              if (status.latencyMs !== null)
+                this.metrics.zooidProbeSeconds.set(target, status.latencyMs / 1000);
+            },
+            // Relays that failed while zooid was away need not wait for the slow pace.
+            onRecovered: () => {
+              if (this.lease.held) this.chores.get('resync_failed')?.cycle.trigger();
+            },
           })
         : null;
     this.streams = new StreamServer({
@@ -368,6 +377,7 @@ export class Peer {
       chores.push(new RetrySweeper(this.store, observer, this.clock));
       chores.push(new DriftRepair(this.store, observer, this.clock));
       chores.push(new Resync(this.store, observer));
+      chores.push(new ResyncFailed(this.store, observer, mayHeal));
     }
     if (this.targetHealth) chores.push(this.targetHealth);
     chores.push(new CredentialExpiry(this.store, this.clock, this.command));
@@ -422,6 +432,7 @@ export class Peer {
       inDoubtHoldMs: this.config.sync.timeoutMs,
       logger: this.logger.child({ component: 'infra' }),
       onSync: (e) => this.metrics.syncs.inc({ outcome: e.outcome, method: e.method }),
+      onResult: (result) => this.targetHealth?.recordSync(result),
     });
   }
 

@@ -1,6 +1,8 @@
 import type { Command } from '../command.js';
 import type { Clock } from '../domain/clock.js';
+import type { Relay } from '../domain/relay.js';
 import type { Observer } from '../push/observer.js';
+import type { ZooidErrorKind, ZooidResult } from '../push/zooid/client.js';
 import type { Store } from '../store/port.js';
 
 /** What every chore is configured by (a Storj chore's Config: interval and timeout, plus a switch). */
@@ -20,6 +22,7 @@ export const CHORE_NAMES = [
   'retry_sweeper',
   'drift_repair',
   'resync',
+  'resync_failed',
   'credential_expiry',
   'activity_retention',
   'target_health',
@@ -30,6 +33,7 @@ export const CHORE_DEFAULTS: Record<ChoreName, ChoreConfig> = {
   retry_sweeper: { interval: 5_000, timeout: 30_000, enabled: true },
   drift_repair: { interval: 60_000, timeout: 60_000, enabled: true },
   resync: { interval: 10 * 3_600_000, timeout: 3_600_000, enabled: true },
+  resync_failed: { interval: 10 * 60_000, timeout: 300_000, enabled: true },
   credential_expiry: { interval: 60_000, timeout: 30_000, enabled: true },
   activity_retention: { interval: 3_600_000, timeout: 300_000, enabled: true },
   target_health: { interval: 30_000, timeout: 10_000, enabled: true },
@@ -81,7 +85,7 @@ export class DriftRepair implements Chore {
  * zooid cannot list or read back configs, so a relay edited or deleted behind bosun's back is only
  * found by saying it again: every live relay is re-asserted with a full PUT (404 → POST), in
  * batches so the fan-out stays bounded, like controller-runtime's periodic resync. Failed relays
- * are left to their operator.
+ * are ResyncFailed's (or their operator's).
  */
 export class Resync implements Chore {
   readonly name = 'resync';
@@ -107,6 +111,37 @@ export class Resync implements Chore {
       }
       await this.observer.idle();
       if (page.length < this.batchSize || signal.aborted) return;
+      after = page[page.length - 1]!.id;
+    }
+  }
+}
+
+/**
+ * `failed` is not forever for faults that can heal: a host or schema freed in zooid, a relay zooid
+ * lost, an API URL or whitelist fixed, an outage longer than the retries. Failed relays whose fault
+ * may heal (`mayHeal`) are re-asserted with a full PUT at this chore's slow pace, and at once when
+ * the zooid target recovers; a config zooid rejected (400) waits for a change or a manual resync.
+ */
+export class ResyncFailed implements Chore {
+  readonly name = 'resync_failed';
+
+  constructor(
+    private readonly store: Store,
+    private readonly observer: Observer,
+    private readonly mayHeal: (relay: Relay) => boolean,
+  ) {}
+
+  async once(signal: AbortSignal): Promise<void> {
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.store.listRelays({
+        status: 'failed',
+        includeDeleted: true,
+        limit: PAGE,
+        ...(after ? { after } : {}),
+      });
+      for (const relay of page) if (this.mayHeal(relay)) this.observer.enqueue(relay.id, { force: true });
+      if (page.length < PAGE || signal.aborted) return;
       after = page[page.length - 1]!.id;
     }
   }
@@ -173,31 +208,73 @@ export class ActivityRetention implements Chore {
 
 export interface TargetStatus {
   url: string;
+  /** The probe answered and the recent syncs did not all fail; null before the first probe. */
   up: boolean | null;
   latencyMs: number | null;
   checkedAt: string | null;
+  /** Why the target is not up: the probe's error, or the last of the syncs that failed in a row. */
   error: string | null;
+  /** Syncs in a row that zooid refused (401, 403) or could not serve (5xx, network, timeout). */
+  syncFailures: number;
+}
+
+/** Sync failures that speak about zooid itself, not about one relay's config. */
+const UNHEALTHY: ReadonlySet<ZooidErrorKind> = new Set(['auth', 'forbidden', 'transient']);
+/** Syncs that must fail in a row before the target is taken as not up (one may be a fluke). */
+const FAILING_AFTER = 3;
+
+export interface TargetHealthHooks {
+  /** After every probe and every change of `up`. */
+  onStatus?: (status: TargetStatus) => void;
+  /** The probe got an answer again after it got none: failed relays are worth a try now. */
+  onRecovered?: () => void;
 }
 
 /**
- * Probes the zooid instance: any HTTP answer (zooid answers 401 to an unsigned request) means it
- * is up; no answer within the timeout means down.
+ * The health of the zooid instance: the probe AND the outcomes of recent syncs. The probe is an
+ * unsigned request (zooid answers 401), so an answer only shows zooid is reachable; a zooid that
+ * refuses bosun's key (403), its signatures (401), or every write (5xx) answers the probe too. So
+ * the target is not up while the last syncs all failed that way — until one succeeds, or zooid
+ * answers it in a way that speaks about the relay (400, 404, 409).
  */
 export class TargetHealth implements Chore {
   readonly name = 'target_health';
-  private current: TargetStatus;
+  private probe: Omit<TargetStatus, 'syncFailures'>;
+  private failures = 0;
+  private lastFailure = '';
+  private lastUp: boolean | null = null;
 
   constructor(
     private readonly apiUrl: string,
     private readonly clock: Clock,
     private readonly fetchImpl: typeof fetch = fetch,
-    private readonly onProbe?: (up: boolean, latencyMs: number) => void,
+    private readonly hooks: TargetHealthHooks = {},
   ) {
-    this.current = { url: apiUrl, up: null, latencyMs: null, checkedAt: null, error: null };
+    this.probe = { url: apiUrl, up: null, latencyMs: null, checkedAt: null, error: null };
   }
 
   status(): TargetStatus {
-    return { ...this.current };
+    const failing = this.failures >= FAILING_AFTER;
+    const why = `the last ${this.failures} syncs failed: ${this.lastFailure}`;
+    return {
+      ...this.probe,
+      up: failing ? false : this.probe.up,
+      error: this.probe.error ?? (failing ? why : null),
+      syncFailures: this.failures,
+    };
+  }
+
+  /** The outcome of one sync request to this target (from push sync). */
+  recordSync(result: ZooidResult): void {
+    if (!result.ok && UNHEALTHY.has(result.kind)) {
+      this.failures++;
+      this.lastFailure = result.message;
+    } else {
+      this.failures = 0;
+      this.lastFailure = '';
+    }
+    const status = this.status();
+    if (status.up !== this.lastUp) this.publish(status);
   }
 
   async once(signal: AbortSignal): Promise<void> {
@@ -216,13 +293,20 @@ export class TargetHealth implements Chore {
       error = cause ?? (err instanceof Error ? err.message : String(err));
     }
     const latencyMs = Math.round((performance.now() - started) * 10) / 10;
-    this.current = {
+    const recovered = up && this.probe.up === false;
+    this.probe = {
       url: this.apiUrl,
       up,
       latencyMs: up ? latencyMs : null,
       checkedAt: new Date(this.clock.now()).toISOString(),
       error,
     };
-    this.onProbe?.(up, latencyMs);
+    this.publish(this.status());
+    if (recovered) this.hooks.onRecovered?.();
+  }
+
+  private publish(status: TargetStatus): void {
+    this.lastUp = status.up;
+    this.hooks.onStatus?.(status);
   }
 }

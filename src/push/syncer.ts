@@ -31,12 +31,18 @@ export interface InfraOptions {
   inDoubtHoldMs?: number;
   logger: Logger;
   onSync?: (e: { relayId: string; outcome: SyncOutcome['kind']; durationMs: number; method: string }) => void;
+  /** zooid's answer to every sync that sent a request (target health reads them). */
+  onResult?: (result: ZooidResult) => void;
 }
 
 const SYSTEM_INFRA: Principal = { role: 'admin', actor: 'system:infra' };
 
-/** Errors that retrying the same request cannot fix: stored, and the relay waits for a change or resync. */
-const PERMANENT: ReadonlySet<ZooidFailure['kind']> = new Set(['invalid', 'conflict']);
+/**
+ * Errors that retrying the same request soon cannot fix: the relay is `failed` at once. Only a
+ * config zooid rejects (400) waits for a change or a manual resync; the rest may heal (a host freed,
+ * the API URL fixed), so the resync_failed chore tries them again at a slow pace.
+ */
+const PERMANENT: ReadonlySet<ZooidFailure['kind']> = new Set(['invalid', 'conflict', 'not_found']);
 
 /**
  * Push sync: makes zooid hold a relay's current state. Idempotent by construction — it
@@ -84,6 +90,7 @@ export class Infra {
       this.inDoubt.set(relayId, this.o.clock.now() + this.o.inDoubtHoldMs);
     }
     const durationMs = this.o.clock.now() - started;
+    if (method !== 'none') this.o.onResult?.(result);
     let outcome = await this.report(relay, result, acked);
     if (!result.ok && result.kind === 'conflict')
       outcome = (await this.parkOutOfRing(relay, opts)) ?? outcome;
@@ -117,7 +124,12 @@ export class Infra {
       const created = await client.create(relay.id, full, req);
       // zooid has the id already (e.g. bosun crashed after POST): replace it with the same secret.
       if (!created.ok && created.kind === 'id_exists') {
-        return { method: 'PUT', result: await client.replace(relay.id, full, req), acked };
+        const replaced = await client.replace(relay.id, full, req);
+        // No such relay after all: the 409 (in words bosun did not know) was a host or schema conflict.
+        if (!replaced.ok && replaced.kind === 'not_found') {
+          return { method: 'POST', result: { ...created, kind: 'conflict' }, acked };
+        }
+        return { method: 'PUT', result: replaced, acked };
       }
       return { method: 'POST', result: created, acked };
     }
@@ -260,11 +272,21 @@ const stuckOnConflict = (relay: Relay): boolean =>
 
 const ok = (): ZooidResult => ({ ok: true, status: 200, attempts: 0 });
 
+/** The first words of a stored 400: zooid refuses this config, so only a change can fix it. */
+const REJECTED_PREFIX = 'zooid rejected the config';
+
+/**
+ * A failed relay whose fault may heal by itself (a conflict, a 404, retries that ran out): tried
+ * again at a slow pace. A config zooid rejected (400) waits for a change or a manual resync.
+ */
+export const mayHeal = (relay: Relay): boolean =>
+  relay.sync.status === 'failed' && !relay.sync.error.startsWith(REJECTED_PREFIX);
+
 function describe(result: ZooidFailure, relay: Relay): string {
   const status = result.status ? ` ${result.status}` : '';
   switch (result.kind) {
     case 'invalid':
-      return `zooid rejected the config${status}: ${result.message}`;
+      return result.status === 400 ? `${REJECTED_PREFIX}${status}: ${result.message}` : result.message;
     case 'conflict':
       return `${CONFLICT_PREFIX}${status}: ${result.message} (host ${relay.config.host}, schema ${relay.config.schema})`;
     default:

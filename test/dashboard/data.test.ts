@@ -296,7 +296,6 @@ describe('configDiff', () => {
     relay.sync.ackedConfig = acked;
     const diff = configDiff(relay)!;
     expect(diff).toEqual([
-      { path: 'blossom.authenticated_read', acked: false },
       { path: 'blossom.enabled', acked: true, current: false },
       { path: 'host', acked: 'old.example.com', current: 'r.example.com' },
       { path: 'livekit.api_secret', acked: '', current: '(set, hidden)' },

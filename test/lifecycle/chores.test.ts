@@ -3,15 +3,20 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Command } from '../../src/command.js';
 import { FakeClock } from '../../src/domain/clock.js';
 import { Notifier } from '../../src/notifier.js';
+import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { keypair, relayBody } from '../support/env.js';
 import { type Planet, startPlanet } from '../support/planet.js';
 
 const owner = keypair();
 let planet: Planet | undefined;
+/** A zooid started again in a test, on the port of the planet's. */
+let back: ZooidEmulator | undefined;
 afterEach(async () => {
   await planet?.close();
+  await back?.close();
   planet = undefined;
+  back = undefined;
 });
 
 describe('chores, end to end through a test peer', () => {
@@ -150,4 +155,121 @@ describe('chores, end to end through a test peer', () => {
     expect(metrics).toMatch(/bosun_zooid_up\{target="[^"]+"\} 0/);
     expect(metrics).toMatch(/bosun_chore_runs_total\{chore="target_health",result="ok"\} 4/);
   });
+
+  it('failed relays whose fault can heal (409, 404) are retried at a slow pace; a rejected config (400) waits', async () => {
+    const clock = new FakeClock();
+    planet = await startPlanet({
+      clock,
+      // A request sent while the clock jumps minutes ahead must not time out on it.
+      env: { BOSUN_CHORE_RESYNC_FAILED_INTERVAL: '10m', BOSUN_SYNC_TIMEOUT_MS: '600000' },
+    });
+    const { bosun, zooid, idle } = planet;
+    const status = async (id: string) => (await bosun.api('GET', `/v1/relays/${id}`)).body.sync.status;
+    zooid.setFaults({
+      statusOverride: { POST: { status: 400, body: '{"error":"invalid info.pubkey: bad"}' } },
+    });
+    await bosun.api('POST', '/v1/relays', relayBody('rejected', owner.pubkey));
+    await idle();
+    // A 404 to the POST itself: as if ZOOID_API_URL pointed elsewhere for a while.
+    zooid.setFaults({ statusOverride: { POST: 404 } });
+    await bosun.api('POST', '/v1/relays', relayBody('lost', owner.pubkey));
+    await idle();
+    zooid.setFaults({});
+    // A host held in zooid by a relay bosun does not know.
+    zooid.setFaults({
+      statusOverride: {
+        POST: { status: 409, body: '{"error":"host \\"wants.example.com\\" is already in use"}' },
+      },
+    });
+    await bosun.api('POST', '/v1/relays', relayBody('wants', owner.pubkey));
+    await idle();
+    for (const id of ['rejected', 'lost', 'wants']) expect(await status(id), id).toBe('failed');
+
+    // The faults heal: the other relay leaves the host, the URL is right again.
+    zooid.setFaults({});
+    zooid.requests.length = 0;
+    await clock.advance(9 * 60_000);
+    await settle(idle, async () => false, 10);
+    expect(zooid.requests.filter((r) => r.id)).toEqual([]);
+    await clock.advance(2 * 60_000);
+    await settle(
+      idle,
+      async () => (await status('wants')) === 'synced' && (await status('lost')) === 'synced',
+    );
+    for (const id of ['lost', 'wants']) {
+      expect((await bosun.api('GET', `/v1/relays/${id}`)).body.sync, id).toMatchObject({ status: 'synced' });
+    }
+    expect(zooid.relays().get('wants')!.host).toBe('wants.example.com');
+    expect(await status('rejected')).toBe('failed');
+    expect(zooid.requests.filter((r) => r.id === 'rejected')).toEqual([]);
+  });
+
+  it('failed relays are retried at once when the zooid target recovers', async () => {
+    const clock = new FakeClock();
+    planet = await startPlanet({ clock, env: { BOSUN_RETRY_MAX_ATTEMPTS: '1' } });
+    const { bosun, zooid, idle, trigger, bosunPubkey } = planet;
+    const status = async (id: string) => (await bosun.api('GET', `/v1/relays/${id}`)).body.sync.status;
+    zooid.setFaults({ failAll: true, failStatus: 503 });
+    await bosun.api('POST', '/v1/relays', relayBody('outage', owner.pubkey));
+    await idle();
+    expect(await status('outage')).toBe('failed');
+    await zooid.close();
+    await trigger('target_health');
+    await trigger('target_health');
+    expect((await bosun.api('GET', '/v1/targets')).body.targets[0].up).toBe(false);
+
+    back = await startZooidEmulator({ port: zooid.port, whitelist: [bosunPubkey], clock });
+    await trigger('target_health');
+    await settle(idle, async () => (await status('outage')) === 'synced');
+    expect(await status('outage')).toBe('synced');
+    expect(back.relays().has('outage')).toBe(true);
+  });
+
+  it('a zooid that refuses bosun’s key (403) is not up, and the target says which key; whitelisted, up again', async () => {
+    const clock = new FakeClock();
+    planet = await startPlanet({ clock });
+    const { bosun, zooid, idle, trigger, bosunPubkey } = planet;
+    const target = async () => (await bosun.api('GET', '/v1/targets')).body.targets[0];
+    const upMetric = async () =>
+      /bosun_zooid_up\{target="[^"]+"\} (\d)/.exec(
+        await fetch(`${bosun.url}/metrics`).then((r) => r.text()),
+      )?.[1];
+    zooid.setWhitelist([owner.pubkey]);
+    await trigger('target_health');
+    // The probe alone cannot tell: zooid answers it.
+    expect(await target()).toMatchObject({ up: true, error: null });
+
+    await bosun.api('POST', '/v1/relays', relayBody('denied', owner.pubkey));
+    await idle();
+    for (let i = 0; i < 2; i++) {
+      await clock.advance(5_000);
+      await idle();
+    }
+    expect(zooid.requests.filter((r) => r.id === 'denied' && r.status === 403).length).toBeGreaterThanOrEqual(
+      3,
+    );
+    await trigger('target_health');
+    const down = await target();
+    expect(down).toMatchObject({ up: false, syncFailures: expect.any(Number) });
+    expect(down.syncFailures).toBeGreaterThanOrEqual(3);
+    expect(down.error).toContain(bosunPubkey);
+    expect(down.error).toContain('API_WHITELIST');
+    expect(await upMetric()).toBe('0');
+
+    zooid.setWhitelist([owner.pubkey, bosunPubkey]);
+    await clock.advance(10_000);
+    await idle();
+    expect((await bosun.api('GET', '/v1/relays/denied')).body.sync.status).toBe('synced');
+    expect(await target()).toMatchObject({ up: true, error: null, syncFailures: 0 });
+    expect(await upMetric()).toBe('1');
+  });
 });
+
+/** Waits (in real time, briefly) for chore runs started by a fake-clock tick to reach the observer. */
+async function settle(idle: () => Promise<void>, done: () => Promise<boolean>, rounds = 100) {
+  for (let i = 0; i < rounds; i++) {
+    await new Promise((r) => setTimeout(r, 10));
+    await idle();
+    if (await done()) return;
+  }
+}

@@ -5,6 +5,7 @@ import { createNip98Signer } from '../../src/nostr/nip98.js';
 import { ZooidClient } from '../../src/push/zooid/client.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
+import { rewordAll, startZooidVariant } from '../support/zooid-variant.js';
 
 const bosunKey = generateSecretKey();
 const bosunPub = publicKeyOf(bosunKey);
@@ -180,7 +181,8 @@ describe('push sync to zooid', () => {
       await second.idle();
       expect(count()).toBe(before + 1);
     }
-    // The sixth attempt fails too: no more retries.
+    // The sixth attempt fails too: no more backoff retries (the resync_failed chore tries it again
+    // later, at its own slow pace: test/chore/chores.test.ts).
     relay = (await second.s.api('GET', '/v1/relays/flaky')).body;
     const wait = Date.parse(relay.sync.next_attempt_at) - clock.now();
     await clock.advance(wait);
@@ -188,7 +190,7 @@ describe('push sync to zooid', () => {
     relay = (await second.s.api('GET', '/v1/relays/flaky')).body;
     expect(relay.sync).toMatchObject({ status: 'failed', attempts: 6, next_attempt_at: null });
     const settled = count();
-    await clock.advance(3_600_000);
+    await clock.advance(5 * 60_000);
     await second.idle();
     expect(count()).toBe(settled);
 
@@ -470,3 +472,108 @@ describe('push sync to zooid', () => {
     expect(zooid.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['PATCH 409']);
   });
 });
+
+describe('push sync with a zooid variant that words its answers differently', () => {
+  async function variantRig() {
+    const variant = await startZooidVariant({ whitelist: [bosunPub] });
+    open.push(variant);
+    const s = await startServer({ env: { ZOOID_API_URL: variant.url, BOSUN_SECRET_KEY: bosunKey } });
+    open.push(s);
+    const direct = new ZooidClient({ apiUrl: variant.url, signer: createNip98Signer(bosunKey) });
+    const zooid = variant.zooid;
+    const trail = () => zooid.requests.filter((r) => r.id).map((r) => `${r.method} ${r.id} ${r.status}`);
+    return { s, zooid, direct, trail, idle: () => s.peer.observer!.idle() };
+  }
+  const sync = async (s: TestServer, id: string) => (await s.api('GET', `/v1/relays/${id}`)).body.sync;
+
+  it('converges: 404 "Not Found" and {"error":"missing"}, 409s in other words, extra fields', async () => {
+    const { s, zooid, direct, trail, idle } = await variantRig();
+    await s.api('POST', '/v1/relays', relayBody('v1', owner.pubkey));
+    await idle();
+    expect(await sync(s, 'v1')).toMatchObject({ status: 'synced', synced_version: 1 });
+
+    // Lost in zooid: the PATCH's plain-text 404 means "create it again".
+    await direct.remove('v1');
+    zooid.requests.length = 0;
+    await s.api('PATCH', '/v1/relays/v1', { info: { name: 'again' } });
+    await idle();
+    expect(trail()).toEqual(['PATCH v1 404', 'POST v1 201']);
+    expect(await sync(s, 'v1')).toMatchObject({ status: 'synced', synced_version: 2 });
+    expect(zooid.relays().get('v1')!.info.name).toBe('again');
+
+    // Already gone: a DELETE answered 404 {"error":"missing"} is done.
+    await direct.remove('v1');
+    zooid.requests.length = 0;
+    await s.api('DELETE', '/v1/relays/v1');
+    await idle();
+    expect(trail()).toEqual(['DELETE v1 404']);
+    expect((await s.peer.store.getRelay('v1'))!.sync).toMatchObject({ status: 'synced', ackedDeleted: true });
+
+    // The id exists already ("duplicate id"): replaced with bosun's secret.
+    const secret = generateSecretKey();
+    await direct.create('dup', {
+      ...zooidLike('dup'),
+      secret: generateSecretKey(),
+    });
+    zooid.requests.length = 0;
+    await s.api('POST', '/v1/relays', { ...relayBody('dup', owner.pubkey), secret });
+    await idle();
+    expect(trail()).toEqual(['POST dup 409', 'PUT dup 200']);
+    expect(zooid.relays().get('dup')!.secret).toBe(secret);
+    expect(await sync(s, 'dup')).toMatchObject({ status: 'synced' });
+
+    // A host held by a relay bosun does not know, in the variant's words: a conflict.
+    await direct.create('foreign', { ...zooidLike('foreign'), host: 'taken.example.com' });
+    await s.api('POST', '/v1/relays', relayBody('wants', owner.pubkey, { host: 'taken.example.com' }));
+    await idle();
+    expect(await sync(s, 'wants')).toMatchObject({
+      status: 'failed',
+      error: expect.stringMatching(/^zooid conflict 409: host taken\.example\.com belongs to another relay/),
+    });
+  });
+
+  it('a 409 that names neither id, host nor schema: the PUT that follows answers 404, so it was a conflict', async () => {
+    const variant = await startZooidVariant({
+      whitelist: [bosunPub],
+      reword: (method, status, text) =>
+        status === 409 ? { status, body: 'Conflict' } : rewordAll(method, status, text),
+    });
+    open.push(variant);
+    const s = await startServer({ env: { ZOOID_API_URL: variant.url, BOSUN_SECRET_KEY: bosunKey } });
+    open.push(s);
+    const direct = new ZooidClient({ apiUrl: variant.url, signer: createNip98Signer(bosunKey) });
+    await direct.create('holder', { ...zooidLike('holder'), schema: 'shared' });
+    variant.zooid.requests.length = 0;
+    await s.api('POST', '/v1/relays', relayBody('shared', owner.pubkey));
+    await s.peer.observer!.idle();
+    expect(variant.zooid.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['POST 409', 'PUT 404']);
+    expect(await sync(s, 'shared')).toMatchObject({
+      status: 'failed',
+      error: 'zooid conflict 409: Conflict (host shared.example.com, schema shared)',
+    });
+  });
+
+  it('a wrong API URL: the POST after a 404 answers 404 too, and the error names the URL', async () => {
+    const { s, zooid, idle } = await variantRig();
+    await s.api('POST', '/v1/relays', relayBody('lost', owner.pubkey));
+    await idle();
+    // As if ZOOID_API_URL now pointed at something that is not zooid's API.
+    zooid.setFaults({ statusOverride: { PATCH: 404, POST: 404, PUT: 404 } });
+    await s.api('PATCH', '/v1/relays/lost', { info: { name: 'x' } });
+    await idle();
+    const state = await sync(s, 'lost');
+    expect(state.status).toBe('failed');
+    expect(state.error).toContain('404');
+    expect(state.error).toContain("reaches zooid's API_HOST");
+  });
+});
+
+/** A zooid config body for a relay created behind bosun's back. */
+function zooidLike(id: string) {
+  return {
+    host: `${id}.example.com`,
+    schema: id,
+    secret: generateSecretKey(),
+    info: { pubkey: owner.pubkey, name: id, icon: '', description: '' },
+  };
+}

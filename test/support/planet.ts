@@ -36,6 +36,7 @@ export async function startPlanet(
     'RETRY_SWEEPER',
     'DRIFT_REPAIR',
     'RESYNC',
+    'RESYNC_FAILED',
     'CREDENTIAL_EXPIRY',
     'ACTIVITY_RETENTION',
     'TARGET_HEALTH',

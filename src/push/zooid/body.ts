@@ -24,30 +24,11 @@ export interface ZooidS3Body {
   key_prefix: string;
 }
 
-export type ZooidBlossomBody =
-  | { enabled: false }
-  | { enabled: true; authenticated_read: boolean; adapter?: 's3'; s3?: ZooidS3Body };
+/** Blossom as the record holds it; `adapter` and `s3` are added only when it is enabled and S3 is set. */
+export type ZooidBlossomBody = RelayConfig['blossom'] & { adapter?: 's3'; s3?: ZooidS3Body };
 
-export interface ZooidRoleBody {
-  pubkeys: string[];
-  can_invite: boolean;
-  can_manage: boolean;
-}
-
-export interface ZooidRelayBody {
-  host: string;
-  schema: string;
-  secret?: string;
-  inactive: boolean;
-  info: { name: string; icon: string; description: string; pubkey: string };
-  policy: { public_join: boolean; strip_signatures: boolean };
-  groups: { enabled: boolean };
-  management: { enabled: boolean };
-  blossom: ZooidBlossomBody;
-  livekit: { server_url: string; api_key: string; api_secret: string };
-  push: { enabled: boolean };
-  roles: Record<string, ZooidRoleBody>;
-}
+/** The relay's whole config record as zooid takes it, plus the secret on POST/PUT. */
+export type ZooidRelayBody = Omit<RelayConfig, 'blossom'> & { secret?: string; blossom: ZooidBlossomBody };
 
 export interface ZooidBodyOptions {
   /** Include the relay's secret: on create (POST) and full replacement (PUT) only. */
@@ -55,47 +36,35 @@ export interface ZooidBodyOptions {
   blossomS3: BlossomS3 | null;
 }
 
-/** The full zooid config for a relay; `secret` only when `withSecret`. */
+/**
+ * The full zooid config for a relay; `secret` only when `withSecret`. Every field of the record is
+ * sent as it is (a copy, so the body never aliases it): zooid's stored config must equal bosun's
+ * record, and a field the body left out would silently fall back to zooid's zero value.
+ */
 export function zooidBody(
   relay: { config: RelayConfig; secret: string },
   options: ZooidBodyOptions,
 ): ZooidRelayBody {
-  const c = relay.config;
-  const roles: Record<string, ZooidRoleBody> = {};
-  for (const [name, role] of Object.entries(c.roles)) {
-    Object.defineProperty(roles, name, {
-      value: { pubkeys: [...role.pubkeys], can_invite: role.can_invite, can_manage: role.can_manage },
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  }
+  // A JSON copy keeps a role named `__proto__` an own key (JSON.parse defines, never assigns).
+  const { host, schema, ...rest } = JSON.parse(JSON.stringify(relay.config)) as RelayConfig;
   return {
-    host: c.host,
-    schema: c.schema,
+    host,
+    schema,
     ...(options.withSecret ? { secret: relay.secret } : {}),
-    inactive: c.inactive,
-    info: { name: c.info.name, icon: c.info.icon, description: c.info.description, pubkey: c.info.pubkey },
-    policy: { public_join: c.policy.public_join, strip_signatures: c.policy.strip_signatures },
-    groups: { enabled: c.groups.enabled },
-    management: { enabled: c.management.enabled },
-    blossom: blossomBody(c, options.blossomS3),
-    livekit: {
-      server_url: c.livekit.server_url,
-      api_key: c.livekit.api_key,
-      api_secret: c.livekit.api_secret,
-    },
-    push: { enabled: c.push.enabled },
-    roles,
+    ...rest,
+    blossom: blossomBody(rest.blossom, schema, options.blossomS3),
   };
 }
 
-function blossomBody(c: RelayConfig, s3: BlossomS3 | null): ZooidBlossomBody {
-  if (!c.blossom.enabled) return { enabled: false };
-  const base = { enabled: true as const, authenticated_read: c.blossom.authenticated_read };
-  if (!s3) return base;
+/** Only the shared S3 storage depends on `enabled`: a relay without Blossom gets no S3 credentials. */
+function blossomBody(
+  blossom: RelayConfig['blossom'],
+  schema: string,
+  s3: BlossomS3 | null,
+): ZooidBlossomBody {
+  if (!blossom.enabled || !s3) return blossom;
   return {
-    ...base,
+    ...blossom,
     adapter: 's3',
     s3: {
       region: s3.region,
@@ -103,7 +72,7 @@ function blossomBody(c: RelayConfig, s3: BlossomS3 | null): ZooidBlossomBody {
       access_key: s3.accessKey,
       secret_key: s3.secretKey,
       ...(s3.endpoint ? { endpoint: s3.endpoint } : {}),
-      key_prefix: c.schema,
+      key_prefix: schema,
     },
   };
 }

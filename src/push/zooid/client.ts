@@ -1,8 +1,9 @@
 /**
  * The zooid management API client (docs/zooid-contract.md §1, §4). Every request is signed anew with
  * NIP-98. HTTP outcomes are returned as typed results, never thrown, so the push syncer can decide:
- * `id_exists` → PUT with the secret, `not_found` → POST with the secret, `conflict`/`invalid`/`auth`/
- * `forbidden` → stored error, `transient` → retry later. Network errors that happen before any
+ * `id_exists` → PUT with the secret, `not_found` (any 404) → POST with the secret,
+ * `conflict`/`invalid`/`auth`/`forbidden` → stored error, `transient` → retry later. Kinds follow
+ * the status; zooid's text only tells its 409s apart. Network errors that happen before any
  * response are retried a few times inside one call ("weak retries").
  */
 import { type Clock, sleep, systemClock } from '../../domain/clock.js';
@@ -260,16 +261,18 @@ export class ZooidClient {
           status,
         );
       case 404:
-        if (said === 'relay not found') return failure('not_found', said, status);
-        return failure(
-          'invalid',
-          `zooid answered 404 (${said}) for ${method} /relay/:id: check that ${this.apiUrl} reaches zooid's API_HOST`,
-          status,
-        );
+        // By status alone: zooid says `relay not found`, a proxy or another build `Not Found` or
+        // anything else. A POST never answers 404 from zooid's API, so there it means the URL.
+        if (method === 'POST') {
+          return failure(
+            'not_found',
+            `zooid answered 404 to a POST: check that ${this.apiUrl} reaches zooid's API_HOST (${said})`,
+            status,
+          );
+        }
+        return failure('not_found', `zooid has no such relay: ${method} answered 404 (${said})`, status);
       case 409:
-        if (said === 'relay with this id already exists') return failure('id_exists', said, status);
-        if (said === 'relay not found') return failure('not_found', said, status);
-        return failure('conflict', said, status);
+        return failure(conflictKind(method, said), said, status);
       case 408:
       case 425:
       case 429:
@@ -285,6 +288,18 @@ export class ZooidClient {
     }
     return failure('invalid', `zooid answered ${status}: ${said}`, status);
   }
+}
+
+/**
+ * zooid's 409s differ only in their text (docs/zooid-contract.md §4), so the text is read, tolerantly:
+ * one that names a host or schema is a real conflict; one that says the relay is missing is the
+ * `relay not found` of an old V2; on POST anything else is the id (checked before the body, so it
+ * comes first) — push sync then PUTs, and a 404 to that PUT shows the 409 was a conflict after all.
+ */
+function conflictKind(method: string, said: string): ZooidErrorKind {
+  if (/\b(host|hostname|schema)\b/i.test(said)) return 'conflict';
+  if (/not found|missing|no such|does not exist/i.test(said)) return 'not_found';
+  return method === 'POST' ? 'id_exists' : 'conflict';
 }
 
 function parseJsonObject(text: string): Record<string, unknown> | null {

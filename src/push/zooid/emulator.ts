@@ -137,6 +137,8 @@ export interface ZooidEmulator {
   maxConcurrentPerRelay(id?: string): number;
   /** Replaces the active faults. */
   setFaults(faults: ZooidFaults): void;
+  /** Replaces API_WHITELIST (an operator editing zooid's environment and restarting it). */
+  setWhitelist(whitelist: readonly string[] | string): void;
   close(): Promise<void>;
 }
 
@@ -467,12 +469,10 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
   const clock = options.clock ?? systemClock;
   const rng = options.rng ?? Math.random;
   const listenHost = options.host ?? '127.0.0.1';
-  const whitelist = (
-    typeof options.whitelist === 'string' ? options.whitelist.split(',') : [...options.whitelist]
-  )
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  const whitelistSet = new Set(whitelist);
+  const parseWhitelist = (list: readonly string[] | string) =>
+    (typeof list === 'string' ? list.split(',') : [...list]).map((s) => s.trim()).filter((s) => s !== '');
+  let whitelist = parseWhitelist(options.whitelist);
+  let whitelistSet = new Set(whitelist);
   const dir = options.configDir ?? null;
   let faults: ZooidFaults = { ...(options.faults ?? {}) };
   const recording = options.record ?? true;
@@ -871,7 +871,9 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
     port,
     apiHost,
     variant,
-    pubkeysAllowed: whitelist,
+    get pubkeysAllowed() {
+      return [...whitelist];
+    },
     dir,
     requests,
     relays: () => new Map([...store].map(([id, c]) => [id, clone(c)])),
@@ -880,6 +882,10 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
       id === undefined ? Math.max(0, ...maxInFlight.values()) : (maxInFlight.get(id) ?? 0),
     setFaults(next) {
       faults = { ...next };
+    },
+    setWhitelist(next) {
+      whitelist = parseWhitelist(next);
+      whitelistSet = new Set(whitelist);
     },
     async close() {
       if (closed) return;

@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { type RelayConfig, relayConfigSchema } from '../../../src/domain/relay.js';
 import { type BlossomS3, blossomS3FromEnv, patchBody, zooidBody } from '../../../src/push/zooid/body.js';
@@ -34,7 +35,7 @@ describe('zooidBody', () => {
       policy: { public_join: true, strip_signatures: false },
       groups: { enabled: true },
       management: { enabled: true },
-      blossom: { enabled: false },
+      blossom: { enabled: false, authenticated_read: false },
       livekit: { server_url: 'wss://lk', api_key: 'k', api_secret: 's' },
       push: { enabled: true },
       roles: {
@@ -53,11 +54,11 @@ describe('zooidBody', () => {
     expect(c.roles.admin!.pubkeys).toEqual([ADMIN_PUBKEY]);
   });
 
-  it('blossom disabled is exactly {"enabled":false}, S3 or not', () => {
+  it('blossom disabled keeps what the record holds and gets no S3, S3 or not', () => {
     const c = config({ blossom: { enabled: false, authenticated_read: true } });
     for (const blossomS3 of [null, S3]) {
       const body = zooidBody({ config: c, secret: RELAY_SECRET }, { withSecret: false, blossomS3 });
-      expect(JSON.stringify(body.blossom)).toBe('{"enabled":false}');
+      expect(JSON.stringify(body.blossom)).toBe('{"enabled":false,"authenticated_read":true}');
     }
   });
 
@@ -95,6 +96,71 @@ describe('zooidBody', () => {
         key_prefix: 'r1',
       },
     });
+  });
+});
+
+describe('zooidBody sends what the record holds', () => {
+  const text = fc.string({ maxLength: 12 });
+  const section = <T>(arb: fc.Arbitrary<T>) => fc.option(arb, { nil: undefined });
+  const role = fc.record(
+    {
+      pubkeys: fc.subarray([ADMIN_PUBKEY, OWNER_PUBKEY]),
+      can_invite: fc.boolean(),
+      can_manage: fc.boolean(),
+    },
+    { requiredKeys: [] },
+  );
+  /** Any valid relay config: every section and field optional, so defaults are covered too. */
+  const configs = fc
+    .record({
+      inactive: section(fc.boolean()),
+      info: section(fc.record({ name: text, icon: text, description: text }, { requiredKeys: [] })),
+      policy: section(
+        fc.record({ public_join: fc.boolean(), strip_signatures: fc.boolean() }, { requiredKeys: [] }),
+      ),
+      groups: section(fc.record({ enabled: fc.boolean() })),
+      management: section(fc.record({ enabled: fc.boolean() })),
+      blossom: section(
+        fc.record({ enabled: fc.boolean(), authenticated_read: fc.boolean() }, { requiredKeys: [] }),
+      ),
+      livekit: section(
+        fc.record({ server_url: text, api_key: text, api_secret: text }, { requiredKeys: [] }),
+      ),
+      push: section(fc.record({ enabled: fc.boolean() })),
+      roles: section(fc.dictionary(fc.constantFrom('admin', 'member', 'mod', 'x_1'), role)),
+    })
+    .map(({ info, ...rest }) =>
+      config(
+        Object.fromEntries(
+          Object.entries({ ...rest, info: { ...info, pubkey: OWNER_PUBKEY } }).filter(
+            ([, v]) => v !== undefined,
+          ),
+        ),
+      ),
+    );
+
+  /** Every leaf of `value` (arrays whole) with its path. */
+  const leaves = (value: unknown, path: string[] = []): Array<[string[], unknown]> =>
+    typeof value === 'object' && value !== null && !Array.isArray(value)
+      ? Object.entries(value).flatMap(([k, v]) => leaves(v, [...path, k]))
+      : [[path, value]];
+  const at = (value: unknown, path: string[]): unknown =>
+    path.reduce<unknown>(
+      (v, k) => (typeof v === 'object' && v !== null && Object.hasOwn(v, k) ? (v as never)[k] : undefined),
+      value,
+    );
+
+  it('every field of the record is in the POST/PUT body, with or without S3, blossom on or off', () => {
+    fc.assert(
+      fc.property(configs, fc.constantFrom(null, S3), (c, blossomS3) => {
+        const body = zooidBody({ config: c, secret: RELAY_SECRET }, { withSecret: true, blossomS3 });
+        for (const [path, value] of leaves(c)) expect(at(body, path), path.join('.')).toEqual(value);
+        expect(body.secret).toBe(RELAY_SECRET);
+        // Only the S3 injection depends on blossom.enabled.
+        expect('s3' in body.blossom).toBe(c.blossom.enabled && blossomS3 !== null);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
@@ -147,14 +213,14 @@ describe('patchBody', () => {
     expect(Object.keys(patch)).toEqual(Object.keys(after).filter((k) => k !== 'secret'));
   });
 
-  it('turning blossom off nulls adapter, s3 and authenticated_read', () => {
+  it('turning blossom off nulls adapter and s3, and keeps authenticated_read', () => {
     const before = body(config({ blossom: { enabled: true, authenticated_read: true } }), {
       ...{ region: 'r', bucket: 'b', accessKey: 'a', secretKey: 's' },
     });
-    const after = body(config({ blossom: { enabled: false } }));
+    const after = body(config({ blossom: { enabled: false, authenticated_read: true } }));
     expect(patchBody(before, after).blossom).toEqual({
       enabled: false,
-      authenticated_read: null,
+      authenticated_read: true,
       adapter: null,
       s3: null,
     });

@@ -153,7 +153,7 @@ describe('ZooidClient: error classification (4xx never retried)', () => {
       ok: false,
       kind: 'not_found',
       status: 404,
-      message: 'relay not found',
+      message: 'zooid has no such relay: PATCH answered 404 (relay not found)',
       attempts: 1,
     });
     expect(await client.remove('nope')).toMatchObject({ kind: 'not_found', status: 404 });
@@ -216,16 +216,58 @@ describe('ZooidClient: error classification (4xx never retried)', () => {
     expect(emu.requests.length).toBe(2);
   });
 
-  it('a 404 that is not "relay not found" points at the API URL', async () => {
+  it('a 404 to a POST points at the API URL', async () => {
     const { emu } = await setup();
     const client = new ZooidClient({ apiUrl: `${emu.url}/zooid`, signer: createNip98Signer(BOSUN_SECRET) });
     expect(await client.create('r1', minimalBody(1))).toEqual({
       ok: false,
-      kind: 'invalid',
+      kind: 'not_found',
       status: 404,
-      message: `zooid answered 404 (404 page not found) for POST /relay/:id: check that ${emu.url}/zooid reaches zooid's API_HOST`,
+      message: `zooid answered 404 to a POST: check that ${emu.url}/zooid reaches zooid's API_HOST (404 page not found)`,
       attempts: 1,
     });
+  });
+
+  it('any 404 is not_found whatever zooid (or a proxy) says; 409 wording is read tolerantly', async () => {
+    const { emu, client } = await setup();
+    await client.create('r1', minimalBody(1));
+    const notFound: Array<{ status: number; body: string; contentType?: string }> = [
+      { status: 404, body: 'Not Found\n' },
+      { status: 404, body: '{"error":"missing"}\n', contentType: 'application/json' },
+      { status: 404, body: '' },
+      { status: 404, body: '{"error":{"code":"gone"},"hint":"x"}', contentType: 'application/json' },
+      { status: 409, body: '{"error":"no such relay"}' },
+    ];
+    for (const reply of notFound) {
+      for (const method of ['PUT', 'PATCH', 'DELETE'] as const) {
+        emu.setFaults({ statusOverride: { [method]: reply } });
+        const res =
+          method === 'PUT'
+            ? await client.replace('r1', minimalBody(1))
+            : method === 'PATCH'
+              ? await client.patch('r1', {})
+              : await client.remove('r1');
+        expect(res, `${method} ${reply.status} ${reply.body}`).toMatchObject({
+          ok: false,
+          kind: 'not_found',
+          status: reply.status,
+        });
+      }
+    }
+    const post409 = async (body: string) => {
+      emu.setFaults({ statusOverride: { POST: { status: 409, body } } });
+      return client.create('r1', minimalBody(1));
+    };
+    // POST checks the id before the body: a 409 that names no host or schema is the id.
+    expect(await post409('{"error":"duplicate relay id r1"}')).toMatchObject({ kind: 'id_exists' });
+    expect(await post409('Conflict')).toMatchObject({ kind: 'id_exists' });
+    expect(await post409('{"error":"Host r1.example.com taken"}')).toMatchObject({ kind: 'conflict' });
+    expect(await post409('{"error":"schema r1 belongs to relay r0","extra":1}')).toMatchObject({
+      kind: 'conflict',
+      message: 'schema r1 belongs to relay r0',
+    });
+    emu.setFaults({ statusOverride: { PATCH: { status: 409, body: '{"error":"HOST IS USED"}' } } });
+    expect(await client.patch('r1', {})).toMatchObject({ kind: 'conflict' });
   });
 
   it('refuses unsafe ids without sending anything', async () => {
