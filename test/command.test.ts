@@ -284,7 +284,7 @@ describe('Command', () => {
     const err = await command.createRelay(admin, { host: 'X Y' }).catch((e) => e);
     expect(err).toBeInstanceOf(BosunError);
     expect(err.message).toBe(
-      'host: must be a lowercase hostname with an optional :port, without scheme or path; info: is required',
+      'host: must be a hostname with an optional :port (1-65535, no leading zeros), without scheme or path; info: is required',
     );
     // bosun's placeholder hosts (host swaps) are reserved, with or without a port.
     await command.createRelay(admin, relayBody('r1', pubkey));

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { parse as parseToml } from 'smol-toml';
 import type { ActivityView } from '../domain/activity.js';
 import { parseDuration } from '../domain/duration.js';
+import { jsonTooDeep, TOO_DEEP_JSON, TOO_DEEP_TOML, tooDeepPath } from '../domain/nesting.js';
 import type { RelayView } from '../domain/relay.js';
 import { mergePatch } from '../domain/relay.js';
 import { ApiClient } from './api-client.js';
@@ -34,11 +35,17 @@ interface ConfigFlags {
 
 function readDocument(file: string): Record<string, unknown> {
   const text = readFileSync(file, 'utf8');
+  const toml = file.endsWith('.toml');
+  if (!toml && jsonTooDeep(text)) throw new Error(`${file}: ${TOO_DEEP_JSON}`);
+  let doc: Record<string, unknown>;
   try {
-    return (file.endsWith('.toml') ? parseToml(text) : JSON.parse(text)) as Record<string, unknown>;
+    doc = (toml ? parseToml(text) : JSON.parse(text)) as Record<string, unknown>;
   } catch (err) {
     throw new Error(`${file}: ${(err as Error).message}`);
   }
+  const deep = toml ? tooDeepPath(doc) : undefined;
+  if (deep) throw new Error(`${file}: ${String(deep[0])}: ${TOO_DEEP_TOML}`);
+  return doc;
 }
 
 /** `--set info.name=Foo --set policy.public_join=true`: values parse as JSON when they can. */

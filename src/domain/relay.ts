@@ -15,8 +15,13 @@ export const SCHEMA = /^[a-z_][a-z0-9_]*$/;
 export const FLEET = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 export const OWNER = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const HOST =
-  /^(?=.{1,253}(:|$))[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[0-9]{1,5})?$/;
+  /^(?=.{1,253}(:|$))[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,4})?$/;
 const ROLE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * Keys that mean something to a JavaScript object: assigning `__proto__` replaces a prototype (zod
+ * drops it from records without a word), the others shadow what every object has.
+ */
+const RESERVED_KEYS = ['__proto__', 'prototype', 'constructor'];
 
 const str = (max: number) => z.string().max(max, `must be at most ${max} characters`);
 const publicKey = z
@@ -50,10 +55,31 @@ const roleSchema = section({
   can_invite: z.boolean().default(false),
   can_manage: z.boolean().default(false),
 });
-const rolesSchema = z
-  .record(z.string().regex(ROLE_NAME, 'role names are 1-64 letters, digits, _ or -'), roleSchema)
-  .refine((r) => Object.keys(r).length <= 64, 'at most 64 roles')
-  .default({});
+/** A map whose keys a user chooses: a reserved key is refused by name, checked before zod sees it. */
+function userKeyed<T extends z.ZodType>(record: T) {
+  return z
+    .unknown()
+    .superRefine((value, ctx) => {
+      if (typeof value !== 'object' || value === null) return;
+      for (const key of RESERVED_KEYS) {
+        if (Object.hasOwn(value, key)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [key],
+            message: `is a reserved name (${RESERVED_KEYS.join(', ')})`,
+            input: value,
+          });
+        }
+      }
+    })
+    .pipe(record);
+}
+
+const rolesSchema = userKeyed(
+  z
+    .record(z.string().regex(ROLE_NAME, 'role names are 1-64 letters, digits, _ or -'), roleSchema)
+    .refine((r) => Object.keys(r).length <= 64, 'at most 64 roles'),
+).default({});
 
 /** The zooid config sections a caller may set (everything but host/schema/inactive/secret). */
 export const sectionsShape = {
@@ -77,9 +103,19 @@ const PARKING_DOMAIN = '.bosun-parked.invalid';
 /** The relay's own placeholder host (relay ids are unique, so these are too). */
 export const parkingHost = (relayId: string): string => `${relayId}${PARKING_DOMAIN}`;
 
+const HOST_RULE =
+  'must be a hostname with an optional :port (1-65535, no leading zeros), without scheme or path';
+
+/**
+ * A host as zooid matches it against a request's Host header: lower case, and without the default
+ * ports 80 and 443 (clients leave them out). Stored in this form, so equal hosts are equal strings.
+ */
 export const hostSchema = z
   .string()
-  .regex(HOST, 'must be a lowercase hostname with an optional :port, without scheme or path')
+  .toLowerCase()
+  .regex(HOST, HOST_RULE)
+  .refine((host) => Number(host.split(':')[1] ?? 1) <= 65_535, HOST_RULE)
+  .overwrite((host) => host.replace(/:(80|443)$/, ''))
   .refine((host) => !host.split(':')[0]!.endsWith(PARKING_DOMAIN), {
     message: `must not end in ${PARKING_DOMAIN} (bosun's placeholder hosts)`,
   });
@@ -315,9 +351,19 @@ export function mergePatch(target: unknown, patch: unknown): unknown {
       : {};
   for (const [key, value] of Object.entries(patch)) {
     if (value === null) delete result[key];
-    else result[key] = mergePatch(result[key], value);
+    else setOwn(result, key, mergePatch(result[key], value));
   }
   return result;
+}
+
+/**
+ * `target[key] = value`, also for a `__proto__` key, which an assignment would turn into the
+ * object's prototype: kept as an own key, the validators refuse it by name.
+ */
+export function setOwn(target: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') {
+    Object.defineProperty(target, key, { value, writable: true, enumerable: true, configurable: true });
+  } else target[key] = value;
 }
 
 /** Structural equality of JSON values, ignoring object key order. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, openSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync, readSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { BosunError } from '../domain/errors.js';
@@ -15,6 +15,7 @@ import {
   resolveRelayFields,
 } from '../domain/fleet/spec.js';
 import type { FleetState } from '../domain/fleet/state.js';
+import { TOO_DEEP_TOML, tooDeepPath } from '../domain/nesting.js';
 import { describeIssues } from '../domain/relay.js';
 import { SyncError } from './errors.js';
 
@@ -45,9 +46,10 @@ interface Manifest {
 export function readManifest(dir: string): Manifest {
   let entries: { name: string; file: boolean }[];
   try {
+    // Anything but a directory is a file here: readLimited refuses what is not a regular file.
     entries = readdirSync(dir, { withFileTypes: true }).map((e) => ({
       name: e.name,
-      file: e.isFile() || e.isSymbolicLink(),
+      file: !e.isDirectory(),
     }));
   } catch (err) {
     throw new SyncError(dir, `cannot read the fleet directory (${(err as NodeJS.ErrnoException).code})`);
@@ -176,15 +178,21 @@ function syncErrors<T>(fn: () => T): T {
  */
 const readBuffer = Buffer.allocUnsafe(MAX_FILE_BYTES + 1);
 
-/** A file's bytes, as a view of the shared buffer valid until the next read; SyncError when unreadable or too large. */
+/**
+ * A file's bytes, as a view of the shared buffer valid until the next read; SyncError when
+ * unreadable, too large or not a regular file. Opened without blocking, so a FIFO (or a link to
+ * one) is refused instead of waiting for a writer, and a device is never read.
+ */
 function readLimited(path: string): Buffer {
   let fd: number;
   try {
-    fd = openSync(path, 'r');
+    fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (err) {
     throw new SyncError(path, `cannot read (${(err as NodeJS.ErrnoException).code})`);
   }
   try {
+    const stats = fstatSync(fd);
+    if (!stats.isFile()) throw new SyncError(path, `is not a regular file (${fileKind(stats)})`);
     let length = 0;
     for (;;) {
       const n = readSync(fd, readBuffer, length, readBuffer.length - length, null);
@@ -204,9 +212,19 @@ function readLimited(path: string): Buffer {
   }
 }
 
+function fileKind(stats: Stats): string {
+  if (stats.isFIFO()) return 'a FIFO';
+  if (stats.isCharacterDevice()) return 'a character device';
+  if (stats.isBlockDevice()) return 'a block device';
+  if (stats.isDirectory()) return 'a directory';
+  if (stats.isSocket()) return 'a socket';
+  return 'not a file';
+}
+
 function parseTomlFile(path: string, text: string): Record<string, unknown> {
+  let doc: Record<string, unknown>;
   try {
-    return parseToml(text) as Record<string, unknown>;
+    doc = parseToml(text) as Record<string, unknown>;
   } catch (err) {
     if (err instanceof TomlError) {
       const what = (err.message.split('\n')[0] ?? '').replace(/^Invalid TOML document: /, '');
@@ -214,6 +232,12 @@ function parseTomlFile(path: string, text: string): Record<string, unknown> {
     }
     throw new SyncError(path, `invalid TOML: ${(err as Error).message}`);
   }
+  const deep = tooDeepPath(doc);
+  if (deep) {
+    const line = locateLine(text, deep);
+    throw new SyncError(line ? `${path}:${line}` : path, `${String(deep[0])}: ${TOO_DEEP_TOML}`);
+  }
+  return doc;
 }
 
 /** Splits a TOML key (`a.b`, `"a.b".c`, `a . 'b'`) into its parts. */

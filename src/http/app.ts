@@ -4,7 +4,8 @@ import type { Nip98Verifier } from '../auth/nip98.js';
 import type { TokenService } from '../auth/tokens.js';
 import type { Command } from '../command.js';
 import type { Clock } from '../domain/clock.js';
-import { BosunError } from '../domain/errors.js';
+import { BosunError, invalid } from '../domain/errors.js';
+import { jsonTooDeep, TOO_DEEP_JSON } from '../domain/nesting.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notifier.js';
 import type { Query } from '../query.js';
@@ -82,6 +83,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   ) => {
     request.rawBody = body;
     if (body.length === 0) return done(null, undefined);
+    if (jsonTooDeep(body)) return done(invalid(`(body): ${TOO_DEEP_JSON}`));
     try {
       done(null, JSON.parse(body));
     } catch (err) {

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { isValidSecretKey } from '../domain/keys.js';
+import { jsonTooDeep, TOO_DEEP_JSON } from '../domain/nesting.js';
 
 export const STREAM_PATH = '/v1/stream';
 export const EPOCH_HEADER = 'Bosun-Epoch';
@@ -110,6 +111,7 @@ function describe(error: z.ZodError): string {
 }
 
 function parseJson<T extends z.ZodType>(schema: T, text: string): Parsed<z.output<T>> {
+  if (jsonTooDeep(text)) return { ok: false, reason: TOO_DEEP_JSON };
   let json: unknown;
   try {
     json = JSON.parse(text);

@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, keypair, tempDir } from '../support/env.js';
@@ -77,7 +78,7 @@ describe('bosun CLI against a running server', () => {
   });
 
   it('explains failures in one line without a stack trace', async () => {
-    const bad = await run(['relay', 'create', 'x1', '--host', 'UPPER', '--pubkey', 'nope'], env);
+    const bad = await run(['relay', 'create', 'x1', '--host', 'x1.example:0', '--pubkey', 'nope'], env);
     expect(bad.code).toBe(1);
     expect(bad.out.trim().split('\n')).toHaveLength(1);
     expect(bad.out).toMatch(/^bosun: host: .*info.pubkey: .*\[invalid_request\]/);
@@ -89,6 +90,14 @@ describe('bosun CLI against a running server', () => {
     expect(down.out).not.toMatch(/\n\s+at /);
     const unauth = await run(['relay', 'list'], { BOSUN_SERVER: server.url, BOSUN_TOKEN: 'wrong' });
     expect(unauth.out.trim()).toBe('bosun: unknown, revoked or expired token [unauthorized]');
+    // A document nested deeper than bosun reads is refused before it is sent.
+    const deep = join(dir.path, 'deep.json');
+    writeFileSync(deep, `{"info":${'['.repeat(100_000)}${']'.repeat(100_000)}}`);
+    const nested = await run(['relay', 'create', 'x2', '--host', 'x2.example', '--file', deep], env);
+    expect(nested).toEqual({
+      code: 1,
+      out: `bosun: ${deep}: JSON nested over 64 levels of objects and arrays (the limit)\n`,
+    });
   });
 });
 

@@ -1,4 +1,5 @@
-import { writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
@@ -11,6 +12,15 @@ async function run(args: string[], env: Record<string, string>) {
   const p = spawnBosun(args, env);
   const { code } = await p.exited;
   return { code, out: p.output() };
+}
+
+/** As run, but a process still running after `ms` is killed and reported as `hung`. */
+async function runWithin(ms: number, args: string[], env: Record<string, string>) {
+  const p = spawnBosun(args, env);
+  const timer = setTimeout(() => p.child.kill('SIGKILL'), ms);
+  const { code, signal } = await p.exited;
+  clearTimeout(timer);
+  return { code: signal === 'SIGKILL' ? 'hung' : code, out: p.output() };
 }
 
 describe('bosun sync (CLI, API syncer)', () => {
@@ -108,6 +118,31 @@ describe('bosun sync (CLI, API syncer)', () => {
     });
     expect(await s.peer.store.latestFleetState!('broken')).toBeUndefined();
   });
+
+  it('refuses a FIFO (or a link to one) without blocking, in sync and in serve --fleet, exit 1', async () => {
+    const dir = writeFleet(join(root.path, 'fifo'), manifest('fifo'), {
+      'r1.toml': relayFile('r1.example.com'),
+    });
+    const pipe = join(root.path, 'pipe');
+    execFileSync('mkfifo', [pipe]);
+    const db = { BOSUN_DATABASE_URL: `sqlite:${join(root.path, 'fifo.db')}`, BOSUN_ADMIN_TOKEN: ADMIN_TOKEN };
+    for (const [name, make] of [
+      ['r2.toml', (at: string) => symlinkSync(pipe, at)],
+      ['r2.toml', (at: string) => execFileSync('mkfifo', [at])],
+      ['fleet.toml', (at: string) => symlinkSync(pipe, at)],
+    ] as const) {
+      const at = join(dir, name);
+      rmSync(at, { force: true });
+      make(at);
+      const line = `bosun: ${at}: is not a regular file (a FIFO)`;
+      const plan = await runWithin(20_000, ['sync', dir, '--plan'], env);
+      expect(plan, name).toEqual({ code: 1, out: `${line}\n` });
+      const serve = await runWithin(20_000, ['serve', '--port', '0', '--fleet', dir], db);
+      expect(serve.code, name).toBe(1);
+      expect(serve.out, name).toContain(line);
+      rmSync(at);
+    }
+  }, 180_000);
 
   it('--wait gives up with exit 1 when the relays do not sync in time', async () => {
     const dir = writeFleet(join(root.path, 'nowait'), manifest('nowait'), {

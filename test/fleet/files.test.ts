@@ -1,4 +1,4 @@
-import { rmSync, writeFileSync } from 'node:fs';
+import { rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { MAX_FILE_BYTES, MAX_FLEET_RELAYS } from '../../src/domain/fleet/spec.js';
@@ -145,6 +145,76 @@ describe('fleet files', () => {
     const crowded = fresh(manifest('edge'), many);
     expect(failure(crowded).message).toBe(
       `${crowded}: has 10001 relay files; the limit is 10000 relays per fleet`,
+    );
+  });
+
+  it('refuses objects and arrays nested over 64 levels, naming the file and the limit', () => {
+    // A table header nests as deep as it has dotted keys; TOML's own limit only counts values.
+    const header = (depth: number) => `[${Array(depth).fill('a').join('.')}]\nx = 1\n`;
+    const deep = fresh(manifest('edge'), { 'r1.toml': relayFile('r1.example.com', header(20_000)) });
+    expect(failure(deep).message).toBe(
+      `${join(deep, 'r1.toml')}:2: a: nested over 64 levels of tables and arrays (the limit)`,
+    );
+    const deepDefaults = fresh(manifest('edge', `[defaults.info]\npubkey = "${PUBKEY}"\n${header(65)}`), {});
+    expect(failure(deepDefaults).message).toBe(
+      `${join(deepDefaults, 'fleet.toml')}:5: a: nested over 64 levels of tables and arrays (the limit)`,
+    );
+    // 64 levels are read (and refused for what they say, not for their depth).
+    const limit = fresh(manifest('edge'), { 'r1.toml': relayFile('r1.example.com', header(63)) });
+    expect(failure(limit).message).toBe(`${join(limit, 'r1.toml')}:2: a: unknown field`);
+  });
+
+  it('refuses __proto__, prototype and constructor as keys, naming the field', () => {
+    for (const name of ['__proto__', 'prototype', 'constructor']) {
+      const dir = fresh(manifest('edge'), {
+        'r1.toml': relayFile('r1.example.com', `[roles.${name}]\ncan_invite = true\n`),
+      });
+      expect(failure(dir).message).toBe(
+        `${join(dir, 'r1.toml')}:2: roles.${name}: is a reserved name (__proto__, prototype, constructor)`,
+      );
+    }
+    // Elsewhere __proto__ is a field like any other: unknown, never a way to set inherited values.
+    const info = fresh(manifest('edge'), {
+      'r1.toml': relayFile('r1.example.com', '[info.__proto__]\nname = "sneaky"\n'),
+    });
+    expect(failure(info).message).toBe(`${join(info, 'r1.toml')}:2: info.__proto__: unknown field`);
+    const defaults = fresh(
+      manifest('edge', `[defaults.info]\npubkey = "${PUBKEY}"\n[defaults.roles.__proto__]\n`),
+      {
+        'r1.toml': relayFile('r1.example.com'),
+      },
+    );
+    expect(failure(defaults).message).toMatch(
+      /^.*fleet\.toml:\d+: defaults\.roles\.__proto__: is a reserved name/,
+    );
+  });
+
+  it('takes a host written with its default port, or in capitals, as the same host', () => {
+    const dir = fresh(manifest('edge'), {
+      'a.toml': relayFile('same.example.com:443'),
+      'b.toml': relayFile('same.example.com'),
+    });
+    expect(failure(dir).message).toBe(
+      `${join(dir, 'b.toml')}:1: host: "same.example.com" is also the host of ${join(dir, 'a.toml')}`,
+    );
+    writeFileSync(join(dir, 'b.toml'), relayFile('Other.Example.COM:80'));
+    expect(readFleetDir(dir).resolved.relays.map((r) => r.fields!.host)).toEqual([
+      'same.example.com',
+      'other.example.com',
+    ]);
+  });
+
+  it('reads only regular files: a link to a device is refused, naming the file', () => {
+    const dir = fresh(manifest('edge'), { 'r1.toml': relayFile('r1.example.com') });
+    symlinkSync('/dev/zero', join(dir, 'zero.toml'));
+    expect(failure(dir).message).toBe(
+      `${join(dir, 'zero.toml')}: is not a regular file (a character device)`,
+    );
+    rmSync(join(dir, 'zero.toml'));
+    rmSync(join(dir, 'fleet.toml'));
+    symlinkSync('/dev/null', join(dir, 'fleet.toml'));
+    expect(failure(dir).message).toBe(
+      `${join(dir, 'fleet.toml')}: is not a regular file (a character device)`,
     );
   });
 

@@ -108,6 +108,22 @@ describe('hostile input: fleet files and stream messages', () => {
     );
   });
 
+  it('stream messages nested over 64 levels are malformed, whatever event they are', () => {
+    const deep = `${'{"a":'.repeat(20_000)}1${'}'.repeat(20_000)}`;
+    const secret = 'ab'.repeat(32);
+    const rep = `{"id":"r1","version":1,"secret":"${secret}","config":{"info":${deep}}}`;
+    const reason = 'JSON nested over 64 levels of objects and arrays (the limit)';
+    expect(parsePatch(`{"path":"relays/r1","data":${rep}}`)).toEqual({ ok: false, reason });
+    expect(parsePut(`{"path":"/","epoch":"e","data":{"relays":{"r1":${rep}}}}`)).toEqual({
+      ok: false,
+      reason,
+    });
+    expect(parseDelete(`{"path":"relays/r1","version":1,"x":${deep}}`)).toEqual({ ok: false, reason });
+    expect(parseReconnect(`{"reason":"x","extra":${deep}}`)).toEqual({});
+    // A rep at the limit is read.
+    expect(parsePatch(`{"path":"relays/r1","data":{"x":${'['.repeat(62)}${']'.repeat(62)}}}`).ok).toBe(true);
+  });
+
   describe('resume headers from agents', () => {
     let s: TestServer;
     let agent: string;

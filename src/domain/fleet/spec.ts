@@ -1,6 +1,14 @@
 import { z } from 'zod';
 import { BosunError, invalid } from '../errors.js';
-import { createRelaySchema, describeIssues, FLEET, mergePatch, RELAY_ID, sectionsShape } from '../relay.js';
+import {
+  createRelaySchema,
+  describeIssues,
+  FLEET,
+  mergePatch,
+  RELAY_ID,
+  sectionsShape,
+  setOwn,
+} from '../relay.js';
 
 /** At most this many relays in one fleet (one apply, one transaction). */
 export const MAX_FLEET_RELAYS = 10_000;
@@ -154,7 +162,7 @@ export function mergeUnder(base: unknown, patch: unknown): unknown {
   for (const key in patch) {
     const value = patch[key];
     if (value === null) delete out[key];
-    else out[key] = mergeUnder(out[key], value);
+    else setOwn(out, key, mergeUnder(out[key], value));
   }
   return out;
 }
