@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -30,6 +29,7 @@ import { createLogger } from './logger.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Notifier } from './notifier.js';
 import { Observer } from './observer/observer.js';
+import { writePrivateFileSync } from './private-files.js';
 import { Query } from './query.js';
 import { openStore } from './store/open.js';
 import { FencedError, type Store } from './store/port.js';
@@ -179,7 +179,10 @@ export class Peer {
     const logger = deps.logger ?? createLogger({ level: config.logLevel });
     const clock = deps.clock ?? systemClock;
     const storage = new StorageHealth(clock, logger.child({ component: 'storage' }));
-    const rawStore = await openStore(config.databaseUrl, config.postgres);
+    const rawStore = await openStore(config.databaseUrl, {
+      ...config.postgres,
+      warn: (fields, msg) => logger.warn(fields, msg),
+    });
     const store = watchStorage(rawStore, storage);
     const notifier = new Notifier((err) => logger.error({ err }, 'change listener failed'));
     const command = new Command(store, notifier, clock);
@@ -463,7 +466,7 @@ export class Peer {
       ? dirname(this.config.databaseUrl.slice('sqlite:'.length))
       : 'data';
     const file = join(dir, 'admin-token');
-    writeFileSync(file, `${token}\n`, { mode: 0o600 });
+    writePrivateFileSync(file, `${token}\n`);
     this.logger.warn({ file }, 'no admin token existed: generated one and wrote it to this file (mode 0600)');
   }
 }
