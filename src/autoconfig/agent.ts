@@ -12,23 +12,29 @@
  *   recorded, no partial file stays, and the stream restarts and retries with backoff.
  * - Status on a small local `/healthz`; one log line per change (ids and versions, never secrets).
  */
-import { mkdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { type Clock, systemClock } from '../domain/clock.js';
 import { type Random, systemRandom } from '../domain/random.js';
 import {
   type AgentState,
   atomicWrite,
+  defaultWorkDir,
+  isInside,
   isManagedFile,
+  makeAgentDir,
+  migrateLegacyState,
   readState,
   relayFile,
   relayToml,
   removeFile,
   removeStaleTemps,
+  STATE_FILE,
   STATE_FORMAT,
+  sameFileSystem,
   scanManaged,
   syncDir,
   writeState,
@@ -47,7 +53,9 @@ export interface AgentOptions {
   token: string;
   /** zooid's config directory. */
   dir: string;
-  /** Default `<dir>/.bosun-agent.json`. */
+  /** Temp files and the state file; outside `dir`, on its file system. Default `<parent>/.<name>.bosun`. */
+  workDir?: string;
+  /** Default `<workDir>/state.json`. */
   stateFile?: string;
   /** Allow `http://` to a host that is not loopback. */
   allowInsecure?: boolean;
@@ -122,7 +130,10 @@ export interface AgentHealth {
 export class Agent implements RelayStreamHandler {
   private readonly log: Logger;
   private readonly dir: string;
+  private readonly workDir: string;
   private readonly stateFile: string;
+  /** The directories exist (made once; again after a write failed, e.g. one was removed). */
+  private dirsReady = false;
   private readonly url: string;
   private readonly clock: Clock;
   private manager: StreamManager | undefined;
@@ -144,7 +155,18 @@ export class Agent implements RelayStreamHandler {
   constructor(private readonly o: AgentOptions) {
     this.url = streamUrl(o.server, o.allowInsecure);
     this.dir = o.dir;
-    this.stateFile = o.stateFile ?? join(o.dir, '.bosun-agent.json');
+    this.workDir = o.workDir ?? defaultWorkDir(o.dir);
+    this.stateFile = o.stateFile ?? join(this.workDir, STATE_FILE);
+    for (const [flag, path] of [
+      ['--work-dir', this.workDir],
+      ['--state-file', this.stateFile],
+    ] as const) {
+      if (isInside(path, o.dir)) {
+        throw new AgentConfigError(
+          `${flag} ${path} is inside --dir ${o.dir}: zooid loads every file there; use a path outside it`,
+        );
+      }
+    }
     this.log = o.logger;
     this.clock = o.clock ?? systemClock;
   }
@@ -155,15 +177,26 @@ export class Agent implements RelayStreamHandler {
    * (the agent is then closed). Until then the files already on disk stay as they are.
    */
   async start(): Promise<void> {
-    await mkdir(this.dir, { recursive: true }).catch(() => {});
-    const temps = await removeStaleTemps(this.dir);
+    await this.ensureDirs();
+    if (this.dirsReady && !(await sameFileSystem(this.dir, this.workDir))) {
+      throw new AgentConfigError(
+        `--work-dir ${this.workDir} is on another file system than --dir ${this.dir}: files could not be renamed into place atomically; give a --work-dir on the same file system, outside --dir`,
+      );
+    }
+    // The config directory is cleaned too: older agents wrote their temp files there.
+    let temps = 0;
+    for (const d of new Set([this.dir, this.workDir, dirname(this.stateFile)]))
+      temps += await removeStaleTemps(d);
     if (temps > 0) this.log.info({ count: temps }, 'removed temp files left by an interrupted write');
+    await this.migrateLegacyState();
     const saved = await readState(this.stateFile);
     this.managed = new Set([...(saved?.managed ?? []), ...(await scanManaged(this.dir))]);
     const initialState = saved?.epoch ? await this.resumable(saved) : undefined;
     this.log.info(
       {
         dir: this.dir,
+        workDir: this.workDir,
+        stateFile: this.stateFile,
         held: initialState ? Object.keys(initialState.relays).length : 0,
         managed: this.managed.size,
       },
@@ -306,9 +339,11 @@ export class Agent implements RelayStreamHandler {
       this.managed.add(rep.id);
       this.schedulePersist();
     }
+    await this.ensureDirs();
     try {
-      await atomicWrite(file, relayToml(rep));
+      await atomicWrite(file, relayToml(rep), this.workDir);
     } catch (err) {
+      this.dirsReady = false;
       this.fileError = (err as Error).message;
       this.log.error({ id: rep.id, error: this.fileError }, 'cannot write relay file');
       throw err;
@@ -358,7 +393,31 @@ export class Agent implements RelayStreamHandler {
     return { epoch: saved.epoch!, relays };
   }
 
+  /** Creates the config, work and state directories (0700). A failure shows in the write that needs them. */
+  private async ensureDirs(): Promise<void> {
+    if (this.dirsReady) return;
+    try {
+      for (const d of new Set([this.dir, this.workDir, dirname(this.stateFile)])) await makeAgentDir(d);
+      this.dirsReady = true;
+    } catch {
+      // e.g. a file where a directory should be: the write reports it and the stream retries.
+    }
+  }
+
   // ---- state file --------------------------------------------------------------------------------
+
+  /** An older agent's state file in the config directory: moved to the state file, or dropped. */
+  private async migrateLegacyState(): Promise<void> {
+    try {
+      const outcome = await migrateLegacyState(this.dir, this.stateFile);
+      if (outcome === 'moved')
+        this.log.info({ to: this.stateFile }, 'moved the state file out of the config directory');
+      if (outcome === 'removed')
+        this.log.info({}, "removed an older agent's state file from the config directory");
+    } catch (err) {
+      this.log.warn({ error: (err as Error).message }, "cannot move an older agent's state file");
+    }
+  }
 
   private schedulePersist(delayMs = this.o.persistDelayMs ?? 50): void {
     this.dirty = true;
@@ -395,6 +454,7 @@ export class Agent implements RelayStreamHandler {
       };
       // Renames in the config dir become durable before the state that relies on them.
       await syncDir(this.dir);
+      await this.ensureDirs();
       await writeState(this.stateFile, state);
     })();
     try {
@@ -424,9 +484,20 @@ export class Agent implements RelayStreamHandler {
     });
     this.healthServer = server;
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const where = `${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`;
+        const why =
+          err.code === 'EADDRINUSE'
+            ? 'the address is already in use (EADDRINUSE)'
+            : err.code === 'EADDRNOTAVAIL'
+              ? 'no such local address (EADDRNOTAVAIL)'
+              : err.message;
+        reject(
+          new AgentConfigError(`--health ${where}: ${why}; choose another host:port, or leave --health out`),
+        );
+      });
       server.listen(addr.port, addr.host, () => {
-        server.off('error', reject);
+        server.removeAllListeners('error');
         this.log.info({ url: this.healthUrl }, 'agent health listening');
         resolve();
       });

@@ -17,7 +17,13 @@ import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, AgentConfigError, type AgentHealth, streamUrl } from '../../src/autoconfig/agent.js';
-import { MANAGED_MARKER, readState, relayFile, relayToml } from '../../src/autoconfig/agent-files.js';
+import {
+  defaultWorkDir,
+  MANAGED_MARKER,
+  readState,
+  relayFile,
+  relayToml,
+} from '../../src/autoconfig/agent-files.js';
 import { EPOCH_HEADER, HELD_VERSIONS_HEADER } from '../../src/autoconfig/protocol.js';
 import { StreamClosedError } from '../../src/autoconfig/stream-manager.js';
 import { agentToken } from '../../src/cli/agent-command.js';
@@ -31,10 +37,13 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** A directory inside a temp one, so that the agent's work directory next to it is removed too. */
 function dir(): string {
   const t = tempDir('bosun-agent-');
   cleanups.push(t.cleanup);
-  return t.path;
+  const d = join(t.path, 'relays');
+  mkdirSync(d);
+  return d;
 }
 
 function startAgent(
@@ -57,6 +66,7 @@ function startAgent(
   return { agent, lines, started: agent.start() };
 }
 
+const stateFile = (d: string) => join(defaultWorkDir(d), 'state.json');
 const tomls = (d: string) =>
   readdirSync(d)
     .filter((f) => f.endsWith('.toml'))
@@ -144,7 +154,7 @@ describe('bosun agent against a real bosun', () => {
     for (const f of tomls(d).filter((f) => f !== 'zz.toml')) {
       expect(statSync(join(d, f)).mode & 0o777).toBe(0o600);
     }
-    expect(statSync(join(d, '.bosun-agent.json')).mode & 0o777).toBe(0o600);
+    expect(statSync(stateFile(d)).mode & 0o777).toBe(0o600);
     // A delete unlinks the file before the agent's state forgets the relay: wait for both.
     await waitFor(() => agent.health().relays === 2, 'health counting 2 relays');
     const health = await (await fetch(agent.healthUrl!)).json();
@@ -161,7 +171,7 @@ describe('bosun agent against a real bosun', () => {
     for (const secret of secrets) expect(everything).not.toContain(secret);
     expect(everything).not.toContain(oldB);
     await agent.close();
-    const state = JSON.stringify(await readState(join(d, '.bosun-agent.json')));
+    const state = JSON.stringify(await readState(stateFile(d)));
     for (const secret of secrets) expect(state).not.toContain(secret);
   });
 
@@ -173,7 +183,7 @@ describe('bosun agent against a real bosun', () => {
     const first = startAgent(s.url, d, tok);
     await first.started;
     await first.agent.close();
-    const saved = await readState(join(d, '.bosun-agent.json'));
+    const saved = await readState(stateFile(d));
     expect(saved?.relays).toEqual({ x: 1, y: 1, z: 1 });
 
     await s.api('DELETE', '/v1/relays/x');
@@ -205,8 +215,9 @@ describe('bosun agent against a scripted stream', () => {
   function seed(d: string, state: { epoch: string; relays: Record<string, number> }, files: string[]) {
     for (const id of files)
       writeFileSync(relayFile(d, id), relayToml(rep(id, state.relays[id] ?? 1)), { mode: 0o600 });
+    mkdirSync(defaultWorkDir(d), { recursive: true });
     writeFileSync(
-      join(d, '.bosun-agent.json'),
+      stateFile(d),
       JSON.stringify({ format: 1, ...state, managed: Object.keys(state.relays), expiring: [] }),
     );
   }
@@ -252,7 +263,7 @@ describe('bosun agent against a scripted stream', () => {
     (await server.next()).open().put(relays);
     await started;
     expect(tomls(d)).toEqual(['ok.toml']);
-    expect(readdirSync(root).sort()).toEqual(['cfg']);
+    expect(readdirSync(root).sort()).toEqual(['.cfg.bosun', 'cfg']);
     expect(msgs(lines, 'relay refused')).toHaveLength(hostile.length);
     for (const id of hostile) expect(() => relayFile(d, id)).toThrow(/safe file name/);
   });
@@ -275,7 +286,8 @@ describe('bosun agent against a scripted stream', () => {
     (await server.next()).open().put([rep('A', 1)]);
     await started;
     expect(tomls(d)).toEqual(['A.toml']);
-    expect(readdirSync(d).filter((f) => f.startsWith('.bosun-tmp-'))).toEqual([]);
+    expect(readdirSync(d)).toEqual(['A.toml']);
+    expect(readdirSync(defaultWorkDir(d)).filter((f) => f.startsWith('.bosun-tmp-'))).toEqual([]);
     expect(((await (await fetch(agent.healthUrl!)).json()) as AgentHealth).file_error).toBeNull();
   });
 
@@ -300,7 +312,12 @@ describe('bosun agent against a scripted stream', () => {
     const { server, base } = await scripted();
     // On tmpfs when there is one: this is about the agent, not about 10,000 fsyncs of a shared disk.
     const shm = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/bosun-agent-') : undefined;
-    if (shm) cleanups.push(() => rmSync(shm, { recursive: true, force: true }));
+    if (shm) {
+      cleanups.push(() => {
+        rmSync(shm, { recursive: true, force: true });
+        rmSync(defaultWorkDir(shm), { recursive: true, force: true });
+      });
+    }
     const d = shm ?? dir();
     const { started } = startAgent(base, d, 't');
     const reps = Array.from({ length: 10_000 }, (_, i) => rep(`r${i}`, 1));
@@ -308,8 +325,7 @@ describe('bosun agent against a scripted stream', () => {
     await started;
     expect(tomls(d)).toHaveLength(10_000);
     await waitFor(
-      () =>
-        Object.keys(JSON.parse(readFileSync(join(d, '.bosun-agent.json'), 'utf8')).relays).length === 10_000,
+      () => Object.keys(JSON.parse(readFileSync(stateFile(d), 'utf8')).relays).length === 10_000,
       'state saved',
       10_000,
     );
