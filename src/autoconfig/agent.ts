@@ -10,13 +10,15 @@
  *   first put after a restart is a delta put and deletes relays removed while it was down.
  * - A failed write (e.g. the directory is not writable) throws from the callback: nothing is
  *   recorded, no partial file stays, and the stream restarts and retries with backoff.
- * - Status on a small local `/healthz`; one log line per change (ids and versions, never secrets).
+ * - Status on a small local `/healthz` and Prometheus `/metrics` (when --health asks for a
+ *   listener); one log line per change (ids and versions, never secrets).
  */
 import { stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { type Clock, systemClock } from '../domain/clock.js';
 import { type Random, systemRandom } from '../domain/random.js';
 import {
@@ -121,10 +123,53 @@ export interface AgentHealth {
   epoch: string | null;
   dir: string;
   last_change_at: string | null;
-  /** Why the last connection ended (kind, HTTP status). */
-  last_error: { kind: string; status?: number; at: string } | null;
+  /** Why the last connection ended (kind, HTTP status, the cause in the transport's words). */
+  last_error: { kind: string; status?: number; cause?: string; at: string } | null;
   /** The last failed file write or delete, until one succeeds. */
   file_error: string | null;
+}
+
+/** The agent's own metrics (a registry per agent: tests run several in one process). */
+function agentMetrics(agent: Agent) {
+  const registry = new Registry();
+  const registers = [registry];
+  return {
+    registry,
+    connected: new Gauge({
+      name: 'bosun_agent_stream_connected',
+      help: '1 while the stream is connected and the directory matches the fleet, else 0',
+      registers,
+      collect() {
+        this.set(agent.health().status === 'valid' ? 1 : 0);
+      },
+    }),
+    relays: new Gauge({
+      name: 'bosun_agent_relays',
+      help: 'relays held (one file each)',
+      registers,
+      collect() {
+        this.set(agent.health().relays);
+      },
+    }),
+    lastVersion: new Gauge({
+      name: 'bosun_agent_last_applied_version',
+      help: 'version of the last relay change applied (file written or removed)',
+      registers,
+    }),
+    lastChange: new Gauge({
+      name: 'bosun_agent_last_change_timestamp_seconds',
+      help: 'when the last relay change was applied',
+      registers,
+    }),
+    errors: new Counter({
+      name: 'bosun_agent_errors_total',
+      help: 'stream connections that ended in an error, by kind (network, http, tls, timeout, ...), and failed file writes or deletes (kind "file")',
+      labelNames: ['kind'],
+      registers,
+    }),
+    written: new Counter({ name: 'bosun_agent_files_written_total', help: 'relay files written', registers }),
+    removed: new Counter({ name: 'bosun_agent_files_removed_total', help: 'relay files removed', registers }),
+  };
 }
 
 export class Agent implements RelayStreamHandler {
@@ -151,6 +196,7 @@ export class Agent implements RelayStreamHandler {
   private dirty = false;
   private lastPersistAt = 0;
   private closing: Promise<void> | undefined;
+  private readonly metrics = agentMetrics(this);
 
   constructor(private readonly o: AgentOptions) {
     this.url = streamUrl(o.server, o.allowInsecure);
@@ -237,7 +283,7 @@ export class Agent implements RelayStreamHandler {
     return this.closing;
   }
 
-  /** `http://host:port/healthz`, once listening. */
+  /** `http://host:port/healthz`, once listening (`/metrics` beside it). */
   get healthUrl(): string | undefined {
     const addr = this.healthServer?.address() as AddressInfo | null | undefined;
     if (!addr) return undefined;
@@ -259,6 +305,7 @@ export class Agent implements RelayStreamHandler {
         ? {
             kind: e.kind,
             ...(e.status !== undefined ? { status: e.status } : {}),
+            ...(e.cause !== undefined ? { cause: e.cause } : {}),
             at: new Date(e.at).toISOString(),
           }
         : null,
@@ -271,16 +318,19 @@ export class Agent implements RelayStreamHandler {
   async addRelay(rep: RelayRep): Promise<void> {
     await this.write(rep);
     this.changed({ id: rep.id, version: rep.version }, 'relay written');
+    this.metrics.lastVersion.set(rep.version);
   }
 
   async updateRelay(rep: RelayRep, previousVersion: number): Promise<void> {
     await this.write(rep);
     this.changed({ id: rep.id, version: rep.version, previousVersion }, 'relay written');
+    this.metrics.lastVersion.set(rep.version);
   }
 
   async deleteRelay(id: string, version: number | null): Promise<void> {
     const removed = await this.remove(id);
     this.changed({ id, version, removed }, 'relay removed');
+    if (version !== null) this.metrics.lastVersion.set(version);
   }
 
   async receivedAllRelays(): Promise<void> {
@@ -321,10 +371,12 @@ export class Agent implements RelayStreamHandler {
   onStatus(s: StreamStatus): void {
     const previous = this.status.state;
     this.status = s;
+    // `reconnect` is the server asking (e.g. on its shutdown), not a fault.
+    if (s.error && s.error.kind !== 'reconnect') this.metrics.errors.inc({ kind: s.error.kind });
     if (s.state === previous && s.state !== 'interrupted') return;
     const fields = {
       status: s.state,
-      ...(s.error ? { kind: s.error.kind, httpStatus: s.error.status } : {}),
+      ...(s.error ? { kind: s.error.kind, httpStatus: s.error.status, cause: s.error.cause } : {}),
     };
     if (s.state === 'valid' || s.state === 'initializing' || s.state === 'closed')
       this.log.info(fields, 'stream status');
@@ -345,9 +397,11 @@ export class Agent implements RelayStreamHandler {
     } catch (err) {
       this.dirsReady = false;
       this.fileError = (err as Error).message;
+      this.metrics.errors.inc({ kind: 'file' });
       this.log.error({ id: rep.id, error: this.fileError }, 'cannot write relay file');
       throw err;
     }
+    this.metrics.written.inc();
     this.fileError = null;
     this.reps.set(rep.id, rep);
   }
@@ -363,9 +417,11 @@ export class Agent implements RelayStreamHandler {
       removed = await removeFile(file);
     } catch (err) {
       this.fileError = (err as Error).message;
+      this.metrics.errors.inc({ kind: 'file' });
       this.log.error({ id, error: this.fileError }, 'cannot delete relay file');
       throw err;
     }
+    if (removed) this.metrics.removed.inc();
     this.fileError = null;
     this.managed.delete(id);
     this.reps.delete(id);
@@ -374,6 +430,7 @@ export class Agent implements RelayStreamHandler {
 
   private changed(fields: Record<string, unknown>, msg: string): void {
     this.lastChangeAt = this.clock.now();
+    this.metrics.lastChange.set(this.lastChangeAt / 1000);
     this.log.info(fields, msg);
     this.schedulePersist();
   }
@@ -469,13 +526,30 @@ export class Agent implements RelayStreamHandler {
     if (this.dirty) this.schedulePersist();
   }
 
-  // ---- /healthz ----------------------------------------------------------------------------------
+  // ---- /healthz, /metrics -------------------------------------------------------------------------
 
   private startHealth(addr: { host: string; port: number }): Promise<void> {
     const server = createServer((req, res) => {
-      if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/healthz') {
+      const path = (req.url ?? '').split('?')[0];
+      if (req.method === 'GET' && path === '/metrics') {
+        void this.metrics.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, {
+              'content-type': this.metrics.registry.contentType,
+              'cache-control': 'no-store',
+            });
+            res.end(text);
+          },
+          (err: Error) => {
+            res.writeHead(500, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ error: { code: 'internal', message: err.message } }));
+          },
+        );
+        return;
+      }
+      if (req.method !== 'GET' || path !== '/healthz') {
         res.writeHead(404, { 'content-type': 'application/json' });
-        res.end('{"error":"not found"}');
+        res.end(JSON.stringify({ error: { code: 'not_found', message: 'GET /healthz or /metrics' } }));
         return;
       }
       const h = this.health();

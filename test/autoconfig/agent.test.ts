@@ -3,6 +3,7 @@
  * a scripted stream (case 27, hostile input, an unwritable directory, a server that never puts,
  * 10,000 relays in one put).
  */
+import { spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -13,6 +14,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -29,7 +31,7 @@ import { StreamClosedError } from '../../src/autoconfig/stream-manager.js';
 import { agentToken } from '../../src/cli/agent-command.js';
 import { zooidBody } from '../../src/zooid/body.js';
 import { captureLogger, keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
-import { rep, ScriptedServer, waitFor } from './harness.js';
+import { rep, ScriptedServer, SECRET, waitFor } from './harness.js';
 
 const { pubkey } = keypair();
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -360,5 +362,123 @@ describe('agent configuration', () => {
       /does not take --token/,
     );
     expect(() => agentToken({}, {})).toThrow(/no agent token/);
+  });
+});
+
+describe('agent errors say why', () => {
+  /** A loopback port nothing listens on. */
+  async function closedPort(): Promise<number> {
+    const s = createNetServer();
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+    const port = (s.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+    return port;
+  }
+  async function firstError(server: string, extra: Partial<ConstructorParameters<typeof Agent>[0]> = {}) {
+    const { agent, lines, started } = startAgent(server, dir(), 't', extra);
+    started.catch(() => {});
+    await waitFor(() => agent.health().last_error !== null, 'a connection error', 10_000);
+    return { error: agent.health().last_error!, lines, started };
+  }
+
+  it('server down: last_error and the log line carry ECONNREFUSED', async () => {
+    const port = await closedPort();
+    const { error, lines } = await firstError(`http://127.0.0.1:${port}`);
+    expect(error).toMatchObject({ kind: 'network', cause: `connect ECONNREFUSED 127.0.0.1:${port}` });
+    expect(msgs(lines, 'autoconfig: stream interrupted')[0]).toMatchObject({
+      kind: 'network',
+      cause: `connect ECONNREFUSED 127.0.0.1:${port}`,
+    });
+  });
+
+  it('a name that does not resolve: the DNS error', async () => {
+    const { error } = await firstError('http://bosun-agent-test.invalid', { allowInsecure: true });
+    expect(error.kind).toBe('network');
+    expect(error.cause).toMatch(/^getaddrinfo (ENOTFOUND|EAI_AGAIN) bosun-agent-test\.invalid$/);
+  });
+
+  it('https to a server that does not speak TLS: the TLS error', async () => {
+    const server = await ScriptedServer.start();
+    cleanups.push(() => server.close());
+    const { error } = await firstError(server.url.replace(/^http:/, 'https:').replace(/\/v1\/stream$/, ''));
+    expect(error.kind).toBe('network');
+    expect(error.cause).toMatch(/ERR_SSL_WRONG_VERSION_NUMBER|wrong version number|packet length too long/i);
+  });
+
+  it('a certificate error before the first put: the start error names it', async () => {
+    const certError = Object.assign(new Error('self-signed certificate'), {
+      code: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+    });
+    const { error, started } = await firstError('https://bosun.example.com', {
+      fetch: async () => {
+        throw new TypeError('fetch failed', { cause: certError });
+      },
+    });
+    expect(error).toMatchObject({
+      kind: 'tls',
+      cause: 'DEPTH_ZERO_SELF_SIGNED_CERT: self-signed certificate',
+    });
+    await expect(started).rejects.toThrow(
+      'TLS certificate error: DEPTH_ZERO_SELF_SIGNED_CERT: self-signed certificate',
+    );
+  });
+
+  it('an HTTP error: its status', async () => {
+    const server = await ScriptedServer.start();
+    cleanups.push(() => server.close());
+    const { agent, started } = startAgent(server.url.replace(/\/v1\/stream$/, ''), dir(), 't');
+    (await server.next()).respond(502);
+    await waitFor(() => agent.health().last_error !== null, 'the HTTP error');
+    expect(agent.health().last_error).toMatchObject({ kind: 'http', status: 502, cause: 'HTTP 502' });
+    (await server.next()).open().put([rep('A', 1)]);
+    await started;
+  });
+});
+
+describe('agent /metrics', () => {
+  /** `name{labels} value` lines of a Prometheus text page, keyed by name and labels. */
+  const samples = (text: string) =>
+    new Map(
+      text
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#'))
+        .map((l) => [l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))] as const),
+    );
+
+  it('serves Prometheus text beside /healthz: connected, relays held, last applied version, errors, files', async () => {
+    const server = await ScriptedServer.start();
+    cleanups.push(() => server.close());
+    const { agent, started } = startAgent(server.url.replace(/\/v1\/stream$/, ''), dir(), 't');
+    const conn = (await server.next()).open().put([rep('A', 1), rep('B', 2)]);
+    await started;
+    conn.patch(rep('A', 3)).del('B', 4);
+    await waitFor(() => agent.health().relays === 1, 'the delete applied');
+    const metricsUrl = agent.healthUrl!.replace(/\/healthz$/, '/metrics');
+    const res = await fetch(metricsUrl);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    expect(Object.fromEntries(samples(text))).toMatchObject({
+      bosun_agent_stream_connected: 1,
+      bosun_agent_relays: 1,
+      bosun_agent_last_applied_version: 4,
+      bosun_agent_files_written_total: 3,
+      bosun_agent_files_removed_total: 1,
+    });
+    expect(text).not.toContain(SECRET);
+    if (existsSync('/usr/bin/promtool')) {
+      const lint = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      expect(`${lint.stdout}${lint.stderr}`.trim()).toBe('');
+      expect(lint.status).toBe(0);
+    }
+
+    conn.destroy();
+    await waitFor(() => agent.health().status === 'interrupted', 'the cut seen');
+    const after = samples(await (await fetch(metricsUrl)).text());
+    expect(after.get('bosun_agent_stream_connected')).toBe(0);
+    expect(
+      after.get('bosun_agent_errors_total{kind="network"}') ??
+        after.get('bosun_agent_errors_total{kind="eof"}'),
+    ).toBe(1);
   });
 });
