@@ -4,14 +4,18 @@
  * file system so a rename into place stays atomic. Directories the agent creates are 0700.
  */
 import {
+  existsSync,
   type FSWatcher,
   mkdirSync,
+  mkdtempSync,
   readdirSync,
   readFileSync,
+  rmSync,
   statSync,
   watch,
   writeFileSync,
 } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Agent, AgentConfigError } from '../../src/autoconfig/agent.js';
@@ -130,6 +134,18 @@ describe('agent work directory', () => {
         }),
     ).toThrow(/inside --dir/);
   });
+
+  const shmDev = existsSync('/dev/shm') ? statSync('/dev/shm').dev : undefined;
+  it.skipIf(shmDev === undefined || shmDev === statSync(tmpdir()).dev)(
+    'a --work-dir on another file system than --dir is refused at start (rename would not be atomic)',
+    async () => {
+      const { base } = await scripted();
+      const shm = mkdtempSync('/dev/shm/bosun-agent-work-');
+      cleanups.push(() => rmSync(shm, { recursive: true, force: true }));
+      const { started } = startAgent(base, join(dir(), 'relays'), { workDir: shm });
+      await expect(started).rejects.toThrow(/--work-dir .* is on another file system than --dir/);
+    },
+  );
 
   it('bosun agent under umask 000: every directory it creates is 0700, every file 0600', async () => {
     const { server, base } = await scripted();
