@@ -1,4 +1,3 @@
-import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -27,6 +26,7 @@ import { createMetrics, type Metrics } from './metrics.js';
 import type { Nip98Signer } from './nostr/nip98.js';
 import { createPooledNip98Signer } from './nostr/signer-pool.js';
 import { Notifier } from './notifier.js';
+import { writePrivateFileSync } from './private-files.js';
 import { StreamServer } from './pull/server/stream-server.js';
 import { Observer } from './push/observer.js';
 import { Infra, mayHeal } from './push/syncer.js';
@@ -188,7 +188,10 @@ export class Peer {
     const logger = deps.logger ?? createLogger({ level: config.logLevel });
     const clock = deps.clock ?? systemClock;
     const storage = new StorageHealth(clock, logger.child({ component: 'storage' }));
-    const rawStore = await openStore(config.databaseUrl, config.postgres);
+    const rawStore = await openStore(config.databaseUrl, {
+      ...config.postgres,
+      warn: (fields, msg) => logger.warn(fields, msg),
+    });
     const store = watchStorage(rawStore, storage);
     const notifier = new Notifier((err) => logger.error({ err }, 'change listener failed'));
     const command = new Command(store, notifier, clock);
@@ -474,7 +477,7 @@ export class Peer {
       ? dirname(this.config.databaseUrl.slice('sqlite:'.length))
       : 'data';
     const file = join(dir, 'admin-token');
-    writeFileSync(file, `${token}\n`, { mode: 0o600 });
+    writePrivateFileSync(file, `${token}\n`);
     this.logger.warn({ file }, 'no admin token existed: generated one and wrote it to this file (mode 0600)');
   }
 }

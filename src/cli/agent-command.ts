@@ -7,15 +7,15 @@ import { StreamAuthError, StreamClosedError, StreamConfigError } from '../pull/a
 
 interface AgentFlags {
   dir: string;
+  workDir?: string;
   stateFile?: string;
   tokenFile?: string;
-  health: string;
+  health?: string;
   allowInsecure?: boolean;
   logLevel?: string;
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-export const DEFAULT_AGENT_HEALTH = '127.0.0.1:9180';
 
 /**
  * The agent token: env BOSUN_AGENT_TOKEN, or a file (--token-file / BOSUN_AGENT_TOKEN_FILE) that
@@ -58,11 +58,12 @@ export function agentToken(
   return token;
 }
 
-function parseHealth(value: string): { host: string; port: number } | null {
-  if (value === 'off') return null;
+/** Off unless asked for: no port is free on every host (a second agent needs its own). */
+function parseHealth(value: string | undefined): { host: string; port: number } | null {
+  if (value === undefined || value === 'off') return null;
   const m = /^(\[[0-9a-fA-F:]+\]|[^:]+):(\d{1,5})$/.exec(value);
   if (!m || Number(m[2]) > 65535) {
-    throw new AgentConfigError(`--health ${value}: expected host:port (e.g. ${DEFAULT_AGENT_HEALTH}) or off`);
+    throw new AgentConfigError(`--health ${value}: expected host:port (e.g. 127.0.0.1:9180) or off`);
   }
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
 }
@@ -75,11 +76,15 @@ export function registerAgentCommand(program: Command): void {
     )
     .requiredOption('--dir <dir>', 'zooid config directory to write <id>.toml files into')
     .option(
+      '--work-dir <dir>',
+      'temp files and state, outside --dir on its file system (zooid loads every file in --dir); default <parent of dir>/.<name of dir>.bosun',
+    )
+    .option(
       '--state-file <file>',
-      'resume state (versions, managed files; no secrets); default <dir>/.bosun-agent.json',
+      'resume state (versions, managed files; no secrets); default <work-dir>/state.json',
     )
     .option('--token-file <file>', 'file with the agent token, mode 0600 (or env BOSUN_AGENT_TOKEN[_FILE])')
-    .option('--health <host:port>', 'serve GET /healthz here, or "off"', DEFAULT_AGENT_HEALTH)
+    .option('--health <host:port>', 'serve GET /healthz and /metrics here (e.g. 127.0.0.1:9180); default off')
     .option('--allow-insecure', 'allow http:// to a server that is not loopback (the stream carries secrets)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env BOSUN_LOG_LEVEL)')
     .action(async (flags: AgentFlags, cmd: Command) => {
@@ -98,6 +103,7 @@ export function registerAgentCommand(program: Command): void {
         server,
         token,
         dir: flags.dir,
+        ...(flags.workDir !== undefined ? { workDir: flags.workDir } : {}),
         ...(flags.stateFile !== undefined ? { stateFile: flags.stateFile } : {}),
         allowInsecure: flags.allowInsecure === true,
         health: parseHealth(flags.health),

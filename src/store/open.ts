@@ -1,4 +1,5 @@
 import { BosunError } from '../domain/errors.js';
+import { exposedMode } from '../private-files.js';
 import type { Store } from './port.js';
 import { parsePostgresUrl } from './postgres/options.js';
 import { PostgresStore } from './postgres/pg-store.js';
@@ -9,6 +10,8 @@ export interface OpenStoreOptions {
   poolSize?: number;
   /** PostgreSQL: server-side statement_timeout in ms (0 = none). */
   statementTimeoutMs?: number;
+  /** Where start-up warnings go (e.g. a database file others can read). */
+  warn?: (fields: Record<string, unknown>, msg: string) => void;
 }
 
 /**
@@ -19,6 +22,7 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
   if (url.startsWith('sqlite:')) {
     const file = url.slice('sqlite:'.length);
     if (!file) throw new BosunError('invalid_request', 'BOSUN_DATABASE_URL: sqlite: needs a file path');
+    warnExposed(file, opts.warn);
     return new SqliteStore(file);
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
@@ -28,4 +32,21 @@ export async function openStore(url: string, opts: OpenStoreOptions = {}): Promi
     'invalid_request',
     `BOSUN_DATABASE_URL: expected sqlite:<file> or postgres://…, got ${JSON.stringify(url.split(':')[0] + ':…')}`,
   );
+}
+
+/**
+ * bosun creates its files 0600 but leaves an existing file's mode alone (the operator may share it on
+ * purpose): it says so at start instead, since the database holds every relay's secret key.
+ */
+function warnExposed(file: string, warn: OpenStoreOptions['warn']): void {
+  if (!warn || file === ':memory:') return;
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    const mode = exposedMode(f);
+    if (mode !== undefined) {
+      warn(
+        { file: f, mode: mode.toString(8), fix: `chmod 600 ${f}` },
+        'a file holding secrets is readable by others',
+      );
+    }
+  }
 }

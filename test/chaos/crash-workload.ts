@@ -5,7 +5,13 @@ import { expect } from 'vitest';
 import type { Activity } from '../../src/domain/activity.js';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import type { Relay } from '../../src/domain/relay.js';
-import { readState, relayToml, TEMP_PREFIX } from '../../src/pull/agent/agent-files.js';
+import {
+  defaultWorkDir,
+  readState,
+  relayToml,
+  STATE_FILE,
+  TEMP_PREFIX,
+} from '../../src/pull/agent/agent-files.js';
 import { relayRep } from '../../src/pull/server/rep.js';
 import { blossomS3FromEnv } from '../../src/push/zooid/body.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
@@ -109,7 +115,6 @@ interface AgentFile {
 const k = (name: unknown) => Number(String(name).replace(/^k/, ''));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const alive = (p: Spawned | undefined) => !!p && p.child.exitCode === null && p.child.signalCode === null;
-const STATE_FILE = '.bosun-agent.json';
 
 /** The `<id>.toml` files of an agent directory (a file deleted while listing is skipped). */
 function readAgentDir(dir: string): Map<string, AgentFile> {
@@ -539,7 +544,7 @@ export async function runCrashMatrix(backend: CrashBackend, opts: CrashOptions):
           if (f.counter !== k(r.config.info.name) || f.inactive !== r.config.inactive)
             return `${a.fleet}: ${id}.toml holds k${f.counter} inactive=${f.inactive}, bosun ${r.config.info.name} inactive=${r.config.inactive}`;
         }
-        const state = await readState(join(a.dir, STATE_FILE));
+        const state = await readState(join(defaultWorkDir(a.dir), STATE_FILE));
         const sorted = (o: Record<string, number>) => JSON.stringify(Object.entries(o).sort());
         const versions = Object.fromEntries([...want.values()].map((r) => [r.id, r.version]));
         if (!state || sorted(state.relays) !== sorted(versions))
@@ -618,7 +623,9 @@ export async function runCrashMatrix(backend: CrashBackend, opts: CrashOptions):
         );
         expect(statSync(join(a.dir, `${r.id}.toml`)).mode & 0o777).toBe(0o600);
       }
-      expect(readdirSync(a.dir).filter((f) => f.startsWith(TEMP_PREFIX))).toEqual([]);
+      // zooid loads every file in its directory: only relay files there, and no temp file left anywhere.
+      expect(readdirSync(a.dir).filter((f) => !f.endsWith('.toml'))).toEqual([]);
+      expect(readdirSync(defaultWorkDir(a.dir)).filter((f) => f.startsWith(TEMP_PREFIX))).toEqual([]);
       // The agent lived through every kill: one process, stopped cleanly now.
       expect(alive(a.proc), `${a.fleet} agent exited during the run`).toBe(true);
       a.proc.child.kill('SIGTERM');

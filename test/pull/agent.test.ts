@@ -3,6 +3,7 @@
  * a scripted stream (case 27, hostile input, an unwritable directory, a server that never puts,
  * 10,000 relays in one put).
  */
+import { spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -13,17 +14,24 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { afterEach, describe, expect, it } from 'vitest';
 import { agentToken } from '../../src/cli/agent-command.js';
 import { Agent, AgentConfigError, type AgentHealth, streamUrl } from '../../src/pull/agent/agent.js';
-import { MANAGED_MARKER, readState, relayFile, relayToml } from '../../src/pull/agent/agent-files.js';
+import {
+  defaultWorkDir,
+  MANAGED_MARKER,
+  readState,
+  relayFile,
+  relayToml,
+} from '../../src/pull/agent/agent-files.js';
 import { StreamClosedError } from '../../src/pull/agent/stream-manager.js';
 import { EPOCH_HEADER, HELD_VERSIONS_HEADER } from '../../src/pull/protocol.js';
 import { zooidBody } from '../../src/push/zooid/body.js';
 import { captureLogger, keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
-import { rep, ScriptedServer, waitFor } from './harness.js';
+import { rep, ScriptedServer, SECRET, waitFor } from './harness.js';
 
 const { pubkey } = keypair();
 const cleanups: (() => Promise<void> | void)[] = [];
@@ -31,10 +39,13 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** A directory inside a temp one, so that the agent's work directory next to it is removed too. */
 function dir(): string {
   const t = tempDir('bosun-agent-');
   cleanups.push(t.cleanup);
-  return t.path;
+  const d = join(t.path, 'relays');
+  mkdirSync(d);
+  return d;
 }
 
 function startAgent(
@@ -57,6 +68,7 @@ function startAgent(
   return { agent, lines, started: agent.start() };
 }
 
+const stateFile = (d: string) => join(defaultWorkDir(d), 'state.json');
 const tomls = (d: string) =>
   readdirSync(d)
     .filter((f) => f.endsWith('.toml'))
@@ -144,7 +156,7 @@ describe('bosun agent against a real bosun', () => {
     for (const f of tomls(d).filter((f) => f !== 'zz.toml')) {
       expect(statSync(join(d, f)).mode & 0o777).toBe(0o600);
     }
-    expect(statSync(join(d, '.bosun-agent.json')).mode & 0o777).toBe(0o600);
+    expect(statSync(stateFile(d)).mode & 0o777).toBe(0o600);
     // A delete unlinks the file before the agent's state forgets the relay: wait for both.
     await waitFor(() => agent.health().relays === 2, 'health counting 2 relays');
     const health = await (await fetch(agent.healthUrl!)).json();
@@ -161,7 +173,7 @@ describe('bosun agent against a real bosun', () => {
     for (const secret of secrets) expect(everything).not.toContain(secret);
     expect(everything).not.toContain(oldB);
     await agent.close();
-    const state = JSON.stringify(await readState(join(d, '.bosun-agent.json')));
+    const state = JSON.stringify(await readState(stateFile(d)));
     for (const secret of secrets) expect(state).not.toContain(secret);
   });
 
@@ -173,7 +185,7 @@ describe('bosun agent against a real bosun', () => {
     const first = startAgent(s.url, d, tok);
     await first.started;
     await first.agent.close();
-    const saved = await readState(join(d, '.bosun-agent.json'));
+    const saved = await readState(stateFile(d));
     expect(saved?.relays).toEqual({ x: 1, y: 1, z: 1 });
 
     await s.api('DELETE', '/v1/relays/x');
@@ -205,8 +217,9 @@ describe('bosun agent against a scripted stream', () => {
   function seed(d: string, state: { epoch: string; relays: Record<string, number> }, files: string[]) {
     for (const id of files)
       writeFileSync(relayFile(d, id), relayToml(rep(id, state.relays[id] ?? 1)), { mode: 0o600 });
+    mkdirSync(defaultWorkDir(d), { recursive: true });
     writeFileSync(
-      join(d, '.bosun-agent.json'),
+      stateFile(d),
       JSON.stringify({ format: 1, ...state, managed: Object.keys(state.relays), expiring: [] }),
     );
   }
@@ -252,7 +265,7 @@ describe('bosun agent against a scripted stream', () => {
     (await server.next()).open().put(relays);
     await started;
     expect(tomls(d)).toEqual(['ok.toml']);
-    expect(readdirSync(root).sort()).toEqual(['cfg']);
+    expect(readdirSync(root).sort()).toEqual(['.cfg.bosun', 'cfg']);
     expect(msgs(lines, 'relay refused')).toHaveLength(hostile.length);
     for (const id of hostile) expect(() => relayFile(d, id)).toThrow(/safe file name/);
   });
@@ -275,7 +288,8 @@ describe('bosun agent against a scripted stream', () => {
     (await server.next()).open().put([rep('A', 1)]);
     await started;
     expect(tomls(d)).toEqual(['A.toml']);
-    expect(readdirSync(d).filter((f) => f.startsWith('.bosun-tmp-'))).toEqual([]);
+    expect(readdirSync(d)).toEqual(['A.toml']);
+    expect(readdirSync(defaultWorkDir(d)).filter((f) => f.startsWith('.bosun-tmp-'))).toEqual([]);
     expect(((await (await fetch(agent.healthUrl!)).json()) as AgentHealth).file_error).toBeNull();
   });
 
@@ -300,7 +314,12 @@ describe('bosun agent against a scripted stream', () => {
     const { server, base } = await scripted();
     // On tmpfs when there is one: this is about the agent, not about 10,000 fsyncs of a shared disk.
     const shm = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/bosun-agent-') : undefined;
-    if (shm) cleanups.push(() => rmSync(shm, { recursive: true, force: true }));
+    if (shm) {
+      cleanups.push(() => {
+        rmSync(shm, { recursive: true, force: true });
+        rmSync(defaultWorkDir(shm), { recursive: true, force: true });
+      });
+    }
     const d = shm ?? dir();
     const { started } = startAgent(base, d, 't');
     const reps = Array.from({ length: 10_000 }, (_, i) => rep(`r${i}`, 1));
@@ -308,8 +327,7 @@ describe('bosun agent against a scripted stream', () => {
     await started;
     expect(tomls(d)).toHaveLength(10_000);
     await waitFor(
-      () =>
-        Object.keys(JSON.parse(readFileSync(join(d, '.bosun-agent.json'), 'utf8')).relays).length === 10_000,
+      () => Object.keys(JSON.parse(readFileSync(stateFile(d), 'utf8')).relays).length === 10_000,
       'state saved',
       10_000,
     );
@@ -344,5 +362,123 @@ describe('agent configuration', () => {
       /does not take --token/,
     );
     expect(() => agentToken({}, {})).toThrow(/no agent token/);
+  });
+});
+
+describe('agent errors say why', () => {
+  /** A loopback port nothing listens on. */
+  async function closedPort(): Promise<number> {
+    const s = createNetServer();
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+    const port = (s.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => s.close(() => resolve()));
+    return port;
+  }
+  async function firstError(server: string, extra: Partial<ConstructorParameters<typeof Agent>[0]> = {}) {
+    const { agent, lines, started } = startAgent(server, dir(), 't', extra);
+    started.catch(() => {});
+    await waitFor(() => agent.health().last_error !== null, 'a connection error', 10_000);
+    return { error: agent.health().last_error!, lines, started };
+  }
+
+  it('server down: last_error and the log line carry ECONNREFUSED', async () => {
+    const port = await closedPort();
+    const { error, lines } = await firstError(`http://127.0.0.1:${port}`);
+    expect(error).toMatchObject({ kind: 'network', cause: `connect ECONNREFUSED 127.0.0.1:${port}` });
+    expect(msgs(lines, 'autoconfig: stream interrupted')[0]).toMatchObject({
+      kind: 'network',
+      cause: `connect ECONNREFUSED 127.0.0.1:${port}`,
+    });
+  });
+
+  it('a name that does not resolve: the DNS error', async () => {
+    const { error } = await firstError('http://bosun-agent-test.invalid', { allowInsecure: true });
+    expect(error.kind).toBe('network');
+    expect(error.cause).toMatch(/^getaddrinfo (ENOTFOUND|EAI_AGAIN) bosun-agent-test\.invalid$/);
+  });
+
+  it('https to a server that does not speak TLS: the TLS error', async () => {
+    const server = await ScriptedServer.start();
+    cleanups.push(() => server.close());
+    const { error } = await firstError(server.url.replace(/^http:/, 'https:').replace(/\/v1\/stream$/, ''));
+    expect(error.kind).toBe('network');
+    expect(error.cause).toMatch(/ERR_SSL_WRONG_VERSION_NUMBER|wrong version number|packet length too long/i);
+  });
+
+  it('a certificate error before the first put: the start error names it', async () => {
+    const certError = Object.assign(new Error('self-signed certificate'), {
+      code: 'DEPTH_ZERO_SELF_SIGNED_CERT',
+    });
+    const { error, started } = await firstError('https://bosun.example.com', {
+      fetch: async () => {
+        throw new TypeError('fetch failed', { cause: certError });
+      },
+    });
+    expect(error).toMatchObject({
+      kind: 'tls',
+      cause: 'DEPTH_ZERO_SELF_SIGNED_CERT: self-signed certificate',
+    });
+    await expect(started).rejects.toThrow(
+      'TLS certificate error: DEPTH_ZERO_SELF_SIGNED_CERT: self-signed certificate',
+    );
+  });
+
+  it('an HTTP error: its status', async () => {
+    const server = await ScriptedServer.start();
+    cleanups.push(() => server.close());
+    const { agent, started } = startAgent(server.url.replace(/\/v1\/stream$/, ''), dir(), 't');
+    (await server.next()).respond(502);
+    await waitFor(() => agent.health().last_error !== null, 'the HTTP error');
+    expect(agent.health().last_error).toMatchObject({ kind: 'http', status: 502, cause: 'HTTP 502' });
+    (await server.next()).open().put([rep('A', 1)]);
+    await started;
+  });
+});
+
+describe('agent /metrics', () => {
+  /** `name{labels} value` lines of a Prometheus text page, keyed by name and labels. */
+  const samples = (text: string) =>
+    new Map(
+      text
+        .split('\n')
+        .filter((l) => l && !l.startsWith('#'))
+        .map((l) => [l.slice(0, l.lastIndexOf(' ')), Number(l.slice(l.lastIndexOf(' ') + 1))] as const),
+    );
+
+  it('serves Prometheus text beside /healthz: connected, relays held, last applied version, errors, files', async () => {
+    const server = await ScriptedServer.start();
+    cleanups.push(() => server.close());
+    const { agent, started } = startAgent(server.url.replace(/\/v1\/stream$/, ''), dir(), 't');
+    const conn = (await server.next()).open().put([rep('A', 1), rep('B', 2)]);
+    await started;
+    conn.patch(rep('A', 3)).del('B', 4);
+    await waitFor(() => agent.health().relays === 1, 'the delete applied');
+    const metricsUrl = agent.healthUrl!.replace(/\/healthz$/, '/metrics');
+    const res = await fetch(metricsUrl);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    expect(Object.fromEntries(samples(text))).toMatchObject({
+      bosun_agent_stream_connected: 1,
+      bosun_agent_relays: 1,
+      bosun_agent_last_applied_version: 4,
+      bosun_agent_files_written_total: 3,
+      bosun_agent_files_removed_total: 1,
+    });
+    expect(text).not.toContain(SECRET);
+    if (existsSync('/usr/bin/promtool')) {
+      const lint = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
+      expect(`${lint.stdout}${lint.stderr}`.trim()).toBe('');
+      expect(lint.status).toBe(0);
+    }
+
+    conn.destroy();
+    await waitFor(() => agent.health().status === 'interrupted', 'the cut seen');
+    const after = samples(await (await fetch(metricsUrl)).text());
+    expect(after.get('bosun_agent_stream_connected')).toBe(0);
+    expect(
+      after.get('bosun_agent_errors_total{kind="network"}') ??
+        after.get('bosun_agent_errors_total{kind="eof"}'),
+    ).toBe(1);
   });
 });

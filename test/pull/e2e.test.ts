@@ -8,6 +8,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { afterAll, describe, expect, it } from 'vitest';
+import { defaultWorkDir } from '../../src/pull/agent/agent-files.js';
 import { apiCall, keypair, relayBody, tempDir } from '../support/env.js';
 import { type Spawned, spawnBosun, startServe } from '../support/spawn.js';
 
@@ -162,7 +163,8 @@ describe('bosun serve + bosun agent, end to end', () => {
     agents[1] = await startAgent('a2', 'edge', a2.dir);
     await until(converged, 'convergence after the agent restart');
     expect(agents[1].proc.output()).toMatch(/"held":[1-9][0-9]*,.*"msg":"agent starting"/);
-    expect(readdirSync(a2.dir).filter((f) => f.startsWith('.bosun-tmp-'))).toEqual([]);
+    expect(readdirSync(a2.dir).filter((f) => !f.endsWith('.toml'))).toEqual([]);
+    expect(readdirSync(defaultWorkDir(a2.dir)).filter((f) => f.startsWith('.bosun-tmp-'))).toEqual([]);
 
     // Case 37 end to end: no secret in any process's output.
     const outputs = procs.map((p) => p.output()).join('\n');

@@ -11,9 +11,21 @@ export interface Spawned {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Runs the real bosun CLI (compiled by the global setup) in a child process, so tests can SIGKILL it. */
-export function spawnBosun(args: string[], env: Record<string, string> = {}, cwd?: string): Spawned {
-  const child = spawn(process.execPath, [BIN, ...args], {
+/**
+ * Runs the real bosun CLI (compiled by the global setup) in a child process, so tests can SIGKILL it.
+ * `umask` (e.g. 0o000) runs it through `sh -c 'umask …; exec node …'`.
+ */
+export function spawnBosun(
+  args: string[],
+  env: Record<string, string> = {},
+  cwd?: string,
+  opts: { umask?: number } = {},
+): Spawned {
+  const command =
+    opts.umask === undefined
+      ? [process.execPath, BIN, ...args]
+      : ['/bin/sh', '-c', `umask ${opts.umask.toString(8)}; exec "$@"`, 'sh', process.execPath, BIN, ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     env: { ...process.env, BOSUN_LOG_LEVEL: 'info', ...env },
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,11 +1,12 @@
 /**
  * The agent's files (docs/stream-protocol.md §7, §10): one zooid TOML file per relay, written
- * atomically (temp file in the same directory, fsync, rename, mode 0600), and the agent's state file.
+ * atomically (temp file, fsync, rename, mode 0600), and the agent's state file. zooid loads every
+ * file in its config directory, so temp files and the state live in a work directory next to it.
  * Names come only from validated ids; a file is deleted only if the agent manages it.
  */
 import { randomBytes } from 'node:crypto';
-import { open, readdir, readFile, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join, resolve } from 'node:path';
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { stringify } from 'smol-toml';
 import { isValidRelayId, isValidVersion, type RelayRep } from '../protocol.js';
 
@@ -14,6 +15,38 @@ export const MANAGED_MARKER = '# Managed by bosun agent: changes are overwritten
 /** Temp files the agent creates (and removes at start if a crash left one). */
 export const TEMP_PREFIX = '.bosun-tmp-';
 export const STATE_FORMAT = 1;
+/** The state file's name in the work directory. */
+export const STATE_FILE = 'state.json';
+/** Where agents before the work directory kept their state: in the config directory itself. */
+export const LEGACY_STATE_FILE = '.bosun-agent.json';
+/** Directories the agent creates: its files hold relay secrets. */
+export const AGENT_DIR_MODE = 0o700;
+
+/**
+ * `<parent>/.<name>.bosun` for config directory `<parent>/<name>`: outside zooid's directory, and
+ * on the same file system unless the config directory is a mount point (then --work-dir).
+ */
+export function defaultWorkDir(dir: string): string {
+  const root = resolve(dir);
+  return join(dirname(root), `.${basename(root)}.bosun`);
+}
+
+/** Whether `path` is `dir` or inside it. */
+export function isInside(path: string, dir: string): boolean {
+  const rel = relative(resolve(dir), resolve(path));
+  return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+}
+
+/** mkdir -p with mode 0700 for every directory it creates (the mode is below any umask's reach). */
+export async function makeAgentDir(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: AGENT_DIR_MODE });
+}
+
+/** Whether two existing paths are on the same file system (a rename between them is atomic). */
+export async function sameFileSystem(a: string, b: string): Promise<boolean> {
+  const [sa, sb] = await Promise.all([stat(a), stat(b)]);
+  return sa.dev === sb.dev;
+}
 
 /** What the agent persists (no secrets): the stream's resume state and the files it manages. */
 export interface AgentState {
@@ -75,9 +108,17 @@ const errno = (err: unknown) => (err as NodeJS.ErrnoException).code ?? (err as E
 /** The process umask, read once (it only ever takes permission bits away). */
 const UMASK = process.umask();
 
-/** temp file in the same directory + fsync + rename: readers see the old file or the new one. */
-export async function atomicWrite(file: string, content: string, mode = 0o600): Promise<void> {
-  const tmp = join(dirname(file), `${TEMP_PREFIX}${basename(file)}-${randomBytes(4).toString('hex')}`);
+/**
+ * Temp file in `tmpDir` (same file system as `file`) + fsync + rename: readers see the old file or
+ * the new one.
+ */
+export async function atomicWrite(
+  file: string,
+  content: string,
+  tmpDir = dirname(file),
+  mode = 0o600,
+): Promise<void> {
+  const tmp = join(tmpDir, `${TEMP_PREFIX}${basename(file)}-${randomBytes(4).toString('hex')}`);
   let created = false;
   try {
     const fh = await open(tmp, 'wx', mode);
@@ -194,6 +235,37 @@ export async function readState(file: string): Promise<AgentState | undefined> {
     };
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * Moves an older agent's `<dir>/.bosun-agent.json` to `stateFile` (or drops it if `stateFile`
+ * exists already): zooid would otherwise load it as a config file.
+ */
+export async function migrateLegacyState(
+  dir: string,
+  stateFile: string,
+): Promise<'moved' | 'removed' | null> {
+  const legacy = join(dir, LEGACY_STATE_FILE);
+  const saved = await readState(legacy);
+  if (saved === undefined && !(await exists(legacy))) return null;
+  let outcome: 'moved' | 'removed' = 'removed';
+  if (saved !== undefined && !(await exists(stateFile))) {
+    await writeState(stateFile, saved);
+    outcome = 'moved';
+  }
+  await removeFile(legacy);
+  await syncDir(dir);
+  return outcome;
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await stat(file);
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
   }
 }
 

@@ -10,26 +10,34 @@
  *   first put after a restart is a delta put and deletes relays removed while it was down.
  * - A failed write (e.g. the directory is not writable) throws from the callback: nothing is
  *   recorded, no partial file stays, and the stream restarts and retries with backoff.
- * - Status on a small local `/healthz`; one log line per change (ids and versions, never secrets).
+ * - Status on a small local `/healthz` and Prometheus `/metrics` (when --health asks for a
+ *   listener); one log line per change (ids and versions, never secrets).
  */
-import { mkdir, stat } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { type Clock, systemClock } from '../../domain/clock.js';
 import { type Random, systemRandom } from '../../domain/random.js';
 import { fingerprint, isValidRelayId, type RelayRep, STREAM_PATH } from '../protocol.js';
 import {
   type AgentState,
   atomicWrite,
+  defaultWorkDir,
+  isInside,
   isManagedFile,
+  makeAgentDir,
+  migrateLegacyState,
   readState,
   relayFile,
   relayToml,
   removeFile,
   removeStaleTemps,
+  STATE_FILE,
   STATE_FORMAT,
+  sameFileSystem,
   scanManaged,
   syncDir,
   writeState,
@@ -47,7 +55,9 @@ export interface AgentOptions {
   token: string;
   /** zooid's config directory. */
   dir: string;
-  /** Default `<dir>/.bosun-agent.json`. */
+  /** Temp files and the state file; outside `dir`, on its file system. Default `<parent>/.<name>.bosun`. */
+  workDir?: string;
+  /** Default `<workDir>/state.json`. */
   stateFile?: string;
   /** Allow `http://` to a host that is not loopback. */
   allowInsecure?: boolean;
@@ -113,16 +123,62 @@ export interface AgentHealth {
   epoch: string | null;
   dir: string;
   last_change_at: string | null;
-  /** Why the last connection ended (kind, HTTP status). */
-  last_error: { kind: string; status?: number; at: string } | null;
+  /** Why the last connection ended (kind, HTTP status, the cause in the transport's words). */
+  last_error: { kind: string; status?: number; cause?: string; at: string } | null;
   /** The last failed file write or delete, until one succeeds. */
   file_error: string | null;
+}
+
+/** The agent's own metrics (a registry per agent: tests run several in one process). */
+function agentMetrics(agent: Agent) {
+  const registry = new Registry();
+  const registers = [registry];
+  return {
+    registry,
+    connected: new Gauge({
+      name: 'bosun_agent_stream_connected',
+      help: '1 while the stream is connected and the directory matches the fleet, else 0',
+      registers,
+      collect() {
+        this.set(agent.health().status === 'valid' ? 1 : 0);
+      },
+    }),
+    relays: new Gauge({
+      name: 'bosun_agent_relays',
+      help: 'relays held (one file each)',
+      registers,
+      collect() {
+        this.set(agent.health().relays);
+      },
+    }),
+    lastVersion: new Gauge({
+      name: 'bosun_agent_last_applied_version',
+      help: 'version of the last relay change applied (file written or removed)',
+      registers,
+    }),
+    lastChange: new Gauge({
+      name: 'bosun_agent_last_change_timestamp_seconds',
+      help: 'when the last relay change was applied',
+      registers,
+    }),
+    errors: new Counter({
+      name: 'bosun_agent_errors_total',
+      help: 'stream connections that ended in an error, by kind (network, http, tls, timeout, ...), and failed file writes or deletes (kind "file")',
+      labelNames: ['kind'],
+      registers,
+    }),
+    written: new Counter({ name: 'bosun_agent_files_written_total', help: 'relay files written', registers }),
+    removed: new Counter({ name: 'bosun_agent_files_removed_total', help: 'relay files removed', registers }),
+  };
 }
 
 export class Agent implements RelayStreamHandler {
   private readonly log: Logger;
   private readonly dir: string;
+  private readonly workDir: string;
   private readonly stateFile: string;
+  /** The directories exist (made once; again after a write failed, e.g. one was removed). */
+  private dirsReady = false;
   private readonly url: string;
   private readonly clock: Clock;
   private manager: StreamManager | undefined;
@@ -140,11 +196,23 @@ export class Agent implements RelayStreamHandler {
   private dirty = false;
   private lastPersistAt = 0;
   private closing: Promise<void> | undefined;
+  private readonly metrics = agentMetrics(this);
 
   constructor(private readonly o: AgentOptions) {
     this.url = streamUrl(o.server, o.allowInsecure);
     this.dir = o.dir;
-    this.stateFile = o.stateFile ?? join(o.dir, '.bosun-agent.json');
+    this.workDir = o.workDir ?? defaultWorkDir(o.dir);
+    this.stateFile = o.stateFile ?? join(this.workDir, STATE_FILE);
+    for (const [flag, path] of [
+      ['--work-dir', this.workDir],
+      ['--state-file', this.stateFile],
+    ] as const) {
+      if (isInside(path, o.dir)) {
+        throw new AgentConfigError(
+          `${flag} ${path} is inside --dir ${o.dir}: zooid loads every file there; use a path outside it`,
+        );
+      }
+    }
     this.log = o.logger;
     this.clock = o.clock ?? systemClock;
   }
@@ -155,15 +223,26 @@ export class Agent implements RelayStreamHandler {
    * (the agent is then closed). Until then the files already on disk stay as they are.
    */
   async start(): Promise<void> {
-    await mkdir(this.dir, { recursive: true }).catch(() => {});
-    const temps = await removeStaleTemps(this.dir);
+    await this.ensureDirs();
+    if (this.dirsReady && !(await sameFileSystem(this.dir, this.workDir))) {
+      throw new AgentConfigError(
+        `--work-dir ${this.workDir} is on another file system than --dir ${this.dir}: files could not be renamed into place atomically; give a --work-dir on the same file system, outside --dir`,
+      );
+    }
+    // The config directory is cleaned too: older agents wrote their temp files there.
+    let temps = 0;
+    for (const d of new Set([this.dir, this.workDir, dirname(this.stateFile)]))
+      temps += await removeStaleTemps(d);
     if (temps > 0) this.log.info({ count: temps }, 'removed temp files left by an interrupted write');
+    await this.migrateLegacyState();
     const saved = await readState(this.stateFile);
     this.managed = new Set([...(saved?.managed ?? []), ...(await scanManaged(this.dir))]);
     const initialState = saved?.epoch ? await this.resumable(saved) : undefined;
     this.log.info(
       {
         dir: this.dir,
+        workDir: this.workDir,
+        stateFile: this.stateFile,
         held: initialState ? Object.keys(initialState.relays).length : 0,
         managed: this.managed.size,
       },
@@ -204,7 +283,7 @@ export class Agent implements RelayStreamHandler {
     return this.closing;
   }
 
-  /** `http://host:port/healthz`, once listening. */
+  /** `http://host:port/healthz`, once listening (`/metrics` beside it). */
   get healthUrl(): string | undefined {
     const addr = this.healthServer?.address() as AddressInfo | null | undefined;
     if (!addr) return undefined;
@@ -226,6 +305,7 @@ export class Agent implements RelayStreamHandler {
         ? {
             kind: e.kind,
             ...(e.status !== undefined ? { status: e.status } : {}),
+            ...(e.cause !== undefined ? { cause: e.cause } : {}),
             at: new Date(e.at).toISOString(),
           }
         : null,
@@ -238,16 +318,19 @@ export class Agent implements RelayStreamHandler {
   async addRelay(rep: RelayRep): Promise<void> {
     await this.write(rep);
     this.changed({ id: rep.id, version: rep.version }, 'relay written');
+    this.metrics.lastVersion.set(rep.version);
   }
 
   async updateRelay(rep: RelayRep, previousVersion: number): Promise<void> {
     await this.write(rep);
     this.changed({ id: rep.id, version: rep.version, previousVersion }, 'relay written');
+    this.metrics.lastVersion.set(rep.version);
   }
 
   async deleteRelay(id: string, version: number | null): Promise<void> {
     const removed = await this.remove(id);
     this.changed({ id, version, removed }, 'relay removed');
+    if (version !== null) this.metrics.lastVersion.set(version);
   }
 
   async receivedAllRelays(): Promise<void> {
@@ -288,10 +371,12 @@ export class Agent implements RelayStreamHandler {
   onStatus(s: StreamStatus): void {
     const previous = this.status.state;
     this.status = s;
+    // `reconnect` is the server asking (e.g. on its shutdown), not a fault.
+    if (s.error && s.error.kind !== 'reconnect') this.metrics.errors.inc({ kind: s.error.kind });
     if (s.state === previous && s.state !== 'interrupted') return;
     const fields = {
       status: s.state,
-      ...(s.error ? { kind: s.error.kind, httpStatus: s.error.status } : {}),
+      ...(s.error ? { kind: s.error.kind, httpStatus: s.error.status, cause: s.error.cause } : {}),
     };
     if (s.state === 'valid' || s.state === 'initializing' || s.state === 'closed')
       this.log.info(fields, 'stream status');
@@ -306,13 +391,17 @@ export class Agent implements RelayStreamHandler {
       this.managed.add(rep.id);
       this.schedulePersist();
     }
+    await this.ensureDirs();
     try {
-      await atomicWrite(file, relayToml(rep));
+      await atomicWrite(file, relayToml(rep), this.workDir);
     } catch (err) {
+      this.dirsReady = false;
       this.fileError = (err as Error).message;
+      this.metrics.errors.inc({ kind: 'file' });
       this.log.error({ id: rep.id, error: this.fileError }, 'cannot write relay file');
       throw err;
     }
+    this.metrics.written.inc();
     this.fileError = null;
     this.reps.set(rep.id, rep);
   }
@@ -328,9 +417,11 @@ export class Agent implements RelayStreamHandler {
       removed = await removeFile(file);
     } catch (err) {
       this.fileError = (err as Error).message;
+      this.metrics.errors.inc({ kind: 'file' });
       this.log.error({ id, error: this.fileError }, 'cannot delete relay file');
       throw err;
     }
+    if (removed) this.metrics.removed.inc();
     this.fileError = null;
     this.managed.delete(id);
     this.reps.delete(id);
@@ -339,6 +430,7 @@ export class Agent implements RelayStreamHandler {
 
   private changed(fields: Record<string, unknown>, msg: string): void {
     this.lastChangeAt = this.clock.now();
+    this.metrics.lastChange.set(this.lastChangeAt / 1000);
     this.log.info(fields, msg);
     this.schedulePersist();
   }
@@ -358,7 +450,31 @@ export class Agent implements RelayStreamHandler {
     return { epoch: saved.epoch!, relays };
   }
 
+  /** Creates the config, work and state directories (0700). A failure shows in the write that needs them. */
+  private async ensureDirs(): Promise<void> {
+    if (this.dirsReady) return;
+    try {
+      for (const d of new Set([this.dir, this.workDir, dirname(this.stateFile)])) await makeAgentDir(d);
+      this.dirsReady = true;
+    } catch {
+      // e.g. a file where a directory should be: the write reports it and the stream retries.
+    }
+  }
+
   // ---- state file --------------------------------------------------------------------------------
+
+  /** An older agent's state file in the config directory: moved to the state file, or dropped. */
+  private async migrateLegacyState(): Promise<void> {
+    try {
+      const outcome = await migrateLegacyState(this.dir, this.stateFile);
+      if (outcome === 'moved')
+        this.log.info({ to: this.stateFile }, 'moved the state file out of the config directory');
+      if (outcome === 'removed')
+        this.log.info({}, "removed an older agent's state file from the config directory");
+    } catch (err) {
+      this.log.warn({ error: (err as Error).message }, "cannot move an older agent's state file");
+    }
+  }
 
   private schedulePersist(delayMs = this.o.persistDelayMs ?? 50): void {
     this.dirty = true;
@@ -395,6 +511,7 @@ export class Agent implements RelayStreamHandler {
       };
       // Renames in the config dir become durable before the state that relies on them.
       await syncDir(this.dir);
+      await this.ensureDirs();
       await writeState(this.stateFile, state);
     })();
     try {
@@ -409,13 +526,30 @@ export class Agent implements RelayStreamHandler {
     if (this.dirty) this.schedulePersist();
   }
 
-  // ---- /healthz ----------------------------------------------------------------------------------
+  // ---- /healthz, /metrics -------------------------------------------------------------------------
 
   private startHealth(addr: { host: string; port: number }): Promise<void> {
     const server = createServer((req, res) => {
-      if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/healthz') {
+      const path = (req.url ?? '').split('?')[0];
+      if (req.method === 'GET' && path === '/metrics') {
+        void this.metrics.registry.metrics().then(
+          (text) => {
+            res.writeHead(200, {
+              'content-type': this.metrics.registry.contentType,
+              'cache-control': 'no-store',
+            });
+            res.end(text);
+          },
+          (err: Error) => {
+            res.writeHead(500, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ error: { code: 'internal', message: err.message } }));
+          },
+        );
+        return;
+      }
+      if (req.method !== 'GET' || path !== '/healthz') {
         res.writeHead(404, { 'content-type': 'application/json' });
-        res.end('{"error":"not found"}');
+        res.end(JSON.stringify({ error: { code: 'not_found', message: 'GET /healthz or /metrics' } }));
         return;
       }
       const h = this.health();
@@ -424,9 +558,20 @@ export class Agent implements RelayStreamHandler {
     });
     this.healthServer = server;
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (err: NodeJS.ErrnoException) => {
+        const where = `${addr.host.includes(':') ? `[${addr.host}]` : addr.host}:${addr.port}`;
+        const why =
+          err.code === 'EADDRINUSE'
+            ? 'the address is already in use (EADDRINUSE)'
+            : err.code === 'EADDRNOTAVAIL'
+              ? 'no such local address (EADDRNOTAVAIL)'
+              : err.message;
+        reject(
+          new AgentConfigError(`--health ${where}: ${why}; choose another host:port, or leave --health out`),
+        );
+      });
       server.listen(addr.port, addr.host, () => {
-        server.off('error', reject);
+        server.removeAllListeners('error');
         this.log.info({ url: this.healthUrl }, 'agent health listening');
         resolve();
       });

@@ -76,6 +76,32 @@ export function isCertificateError(err: unknown): boolean {
   return false;
 }
 
+/** Kinds whose cause is the transport's or the server's own words (never event data). */
+const CAUSED: ReadonlySet<FailureKind> = new Set(['http', 'network', 'tls', 'timeout', 'eof', 'not_sse']);
+
+/**
+ * Why a connection failed, in words an operator can act on: `HTTP 502`, or the innermost error of
+ * fetch's cause chain (`connect ECONNREFUSED 127.0.0.1:8080`, `getaddrinfo ENOTFOUND bosun.example`,
+ * `DEPTH_ZERO_SELF_SIGNED_CERT: self-signed certificate`) — fetch itself only says `fetch failed`.
+ */
+export function failureCause(f: StreamFailure): string | undefined {
+  if (!CAUSED.has(f.kind)) return undefined;
+  if (f.kind === 'http' && f.status !== undefined) return `HTTP ${f.status}`;
+  let inner: unknown = f;
+  for (let e = f.cause, depth = 0; e && depth < 5; depth++) {
+    inner = e;
+    e = (e as { cause?: unknown }).cause;
+  }
+  const err = inner as { message?: unknown; code?: unknown; errors?: unknown };
+  let msg = typeof err.message === 'string' ? err.message : '';
+  // Connecting to every address of a name fails as an AggregateError with an empty message.
+  if (!msg && Array.isArray(err.errors) && typeof err.errors[0]?.message === 'string')
+    msg = err.errors[0].message;
+  const code = typeof err.code === 'string' ? err.code : undefined;
+  if (code && !msg.includes(code)) msg = msg ? `${code}: ${msg}` : code;
+  return (msg || f.message).slice(0, 300);
+}
+
 function isEventStream(contentType: string | null): boolean {
   return contentType?.split(';')[0]?.trim().toLowerCase() === 'text/event-stream';
 }

@@ -37,7 +37,7 @@ import {
 import { Backoff, parseRetryAfter } from './backoff.js';
 import { ExpiryTimers } from './expiry.js';
 import { decideDelete, decideUpsert, RelayState, sortIds } from './relay-state.js';
-import { openSse, type SseItem, StreamFailure } from './sse-connection.js';
+import { failureCause, openSse, type SseItem, StreamFailure } from './sse-connection.js';
 
 export { StreamFailure } from './sse-connection.js';
 
@@ -49,9 +49,10 @@ export interface StreamStatus {
   state: StreamState;
   /**
    * Why the last connection ended: a FailureKind, or `reconnect` (the server asked) or `resync` (a
-   * delta put did not match what we hold); `status` is the HTTP status.
+   * delta put did not match what we hold); `status` is the HTTP status; `cause` the failure in the
+   * transport's words (e.g. `connect ECONNREFUSED 127.0.0.1:8080`, `HTTP 502`).
    */
-  error?: { kind: string; status?: number; at: number };
+  error?: { kind: string; status?: number; cause?: string; at: number };
 }
 
 export interface RelayStreamHandler {
@@ -319,9 +320,11 @@ export class StreamManager {
     }
 
     const status = failure.status;
+    const cause = failureCause(failure);
     const error: NonNullable<StreamStatus['error']> = {
       kind: failure.kind,
       ...(status !== undefined ? { status } : {}),
+      ...(cause !== undefined ? { cause } : {}),
       at: now,
     };
     const auth = status !== undefined && failure.kind === 'http' && isAuthStatus(status);
@@ -332,12 +335,12 @@ export class StreamManager {
         ? new StreamAuthError(status!)
         : new StreamConfigError(
             failure.kind === 'tls'
-              ? 'TLS certificate error'
+              ? `TLS certificate error: ${cause}`
               : `the autoconfig stream answered HTTP ${status}`,
             status,
           );
       this.log.error(
-        { status, kind: failure.kind },
+        { status, kind: failure.kind, cause },
         'autoconfig: stream refused before the first put; stopping',
       );
       this.closePromise ??= this.shutdown(err, error);
@@ -347,7 +350,7 @@ export class StreamManager {
       status === 429 || status === 503 ? parseRetryAfter(failure.retryAfter, now) : undefined;
     const wait = this.backoff.failure({ extended: auth || config, retryAfterMs });
     this.log.warn(
-      { kind: failure.kind, status, waitMs: Math.round(wait), extended: this.backoff.extended },
+      { kind: failure.kind, status, cause, waitMs: Math.round(wait), extended: this.backoff.extended },
       'autoconfig: stream interrupted',
     );
     this.setStatus({ state: !this.started ? 'initializing' : auth ? 'unauthorized' : 'interrupted', error });

@@ -9,7 +9,7 @@
  * info.pubkey), `v2` (the mplorentz fork: mux routing, members route, blossom adapter/s3, 60 s
  * NIP-98 window). The default is `v2`.
  */
-import { mkdirSync, readdirSync, readFileSync, unlinkSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -18,6 +18,7 @@ import { type Clock, systemClock, type TimerHandle } from '../../domain/clock.js
 import { isValidPublicKey, publicKeyOf } from '../../domain/keys.js';
 import type { Random } from '../../domain/random.js';
 import { verifyNip98 } from '../../nostr/nip98.js';
+import { makePrivateDir, writePrivateFileSync } from '../../private-files.js';
 
 export type ZooidVariant = 'v1' | 'v1p' | 'v2';
 
@@ -487,7 +488,8 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
   let closed = false;
 
   if (dir) {
-    mkdirSync(dir, { recursive: true });
+    // The files hold relay secrets.
+    makePrivateDir(dir);
     for (const name of readdirSync(dir).sort()) {
       if (!name.endsWith('.toml')) continue;
       try {
@@ -502,7 +504,7 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
   const persist = (id: string, config: ZooidStoredConfig | null) => {
     if (dir) {
       const file = join(dir, `${id}.toml`);
-      if (config) writeFileSync(file, stringifyToml(config));
+      if (config) writePrivateFileSync(file, stringifyToml(config));
       else unlinkSync(file);
     }
     if (config) store.set(id, config);

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Activity } from '../../domain/activity.js';
 import type { Token } from '../../domain/principal.js';
 import type { Relay, SyncStatus } from '../../domain/relay.js';
+import { createPrivateFileSync, makePrivateDir } from '../../private-files.js';
 import { FleetStateCache } from '../fleet-state-cache.js';
 import {
   type ActivityFilter,
@@ -74,7 +74,11 @@ export class SqliteStore implements Store {
   private readonly commitTx: Database.Transaction<(batch: WriteBatch) => Activity[]>;
 
   constructor(file: string) {
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    if (file !== ':memory:') {
+      // Created 0600 before SQLite opens it: SQLite gives -wal and -shm the database file's mode.
+      makePrivateDir(dirname(file));
+      createPrivateFileSync(file);
+    }
     this.db = new Database(file);
     for (const pragma of SQLITE_PRAGMAS) this.db.pragma(pragma);
     this.migrate();

@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -533,6 +534,29 @@ describe('TOML storage', () => {
     await expectError(post(again, 'r2', minimalBody(1)), 409, 'schema "r1" is already in use');
     expect((await call(again, 'DELETE', '/relay/r1')).status).toBe(200);
     expect(existsSync(file)).toBe(false);
+  });
+  it('keeps relay secrets private: a directory it creates is 0700, every file 0600 (also one that was 0644)', async () => {
+    const dir = join(tempDir(), 'zooid-config');
+    const emu = await start({ configDir: dir });
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect((await post(emu, 'r1', minimalBody(1))).status).toBe(201);
+    expect(statSync(join(dir, 'r1.toml')).mode & 0o777).toBe(0o600);
+    chmodSync(join(dir, 'r1.toml'), 0o644);
+    expect((await call(emu, 'PATCH', '/relay/r1', { info: { name: 'again' } })).status).toBe(200);
+    expect(statSync(join(dir, 'r1.toml')).mode & 0o777).toBe(0o600);
+  });
+
+  it("git ignores the demo's config directory and the SQLite data directory", () => {
+    const root = join(import.meta.dirname, '..', '..');
+    const ignored = execFileSync(
+      'git',
+      ['check-ignore', 'zooid-config/r1.toml', 'data/bosun.db', 'data/admin-token'],
+      {
+        cwd: root,
+        encoding: 'utf8',
+      },
+    );
+    expect(ignored.trim().split('\n')).toEqual(['zooid-config/r1.toml', 'data/bosun.db', 'data/admin-token']);
   });
 });
 
