@@ -34,6 +34,7 @@ export function storeConformance(
     const act = (relayId: string, type: ActivityDraft['type'] = 'create_relay'): ActivityDraft => ({
       type,
       relayId,
+      owner: 'alice',
       actor: 'test',
       payload: { version: 1 },
       createdAt: 1000,

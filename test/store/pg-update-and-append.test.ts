@@ -33,6 +33,7 @@ const relay = (id: string, over: Partial<Relay> = {}): Relay =>
 const act = (relayId: string, type: ActivityDraft['type'] = 'update_relay'): ActivityDraft => ({
   type,
   relayId,
+  owner: 'o',
   actor: 't',
   payload: { n: 1 },
   createdAt: 1,

@@ -78,7 +78,9 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
             const id = `w${w}-${i}`;
             const [a] = await st.commit({
               relays: [{ kind: 'insert', relay: relay(id) }],
-              activities: [{ type: 'create_relay', relayId: id, actor: 't', payload: {}, createdAt: 1 }],
+              activities: [
+                { type: 'create_relay', relayId: id, owner: 'alice', actor: 't', payload: {}, createdAt: 1 },
+              ],
             });
             committed.push(a!.id);
           }
@@ -99,7 +101,9 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
         c.on('notification', (n) => received.push(n.payload ?? ''));
         const relay = await store.commit({
           relays: [],
-          activities: [{ type: 'resync_relay', relayId: 'a', actor: 't', payload: {}, createdAt: 1 }],
+          activities: [
+            { type: 'resync_relay', relayId: 'a', owner: 'alice', actor: 't', payload: {}, createdAt: 1 },
+          ],
         });
         expect(relay).toHaveLength(1);
         await store.commit({ relays: [], activities: [] });

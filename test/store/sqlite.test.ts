@@ -78,7 +78,9 @@ describe('SQLite adapter', () => {
     // New activities continue the chain.
     await store.commit({
       relays: [],
-      activities: [{ type: 'resync_relay', relayId: 'a', actor: 't', payload: {}, createdAt: 2 }],
+      activities: [
+        { type: 'resync_relay', relayId: 'a', owner: 'alice', actor: 't', payload: {}, createdAt: 2 },
+      ],
     });
     const history = await store.activitiesAfter({ after: 0, relayId: 'a', limit: 10 });
     expect(history.map((a) => a.id)).toEqual([1, 3, 4, 5]);
