@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { activities, openStream, ready } from '../dashboard/sse-client.js';
 import { keypair, relayBody, startServer, type TestServer } from '../support/env.js';
 import { freshSchema, postgresUrl } from '../support/postgres.js';
 
@@ -126,6 +127,18 @@ for (const { name, skip, url } of stores) {
       expect(
         all.filter((a: { relay_id: string }) => a.relay_id === 'a-given').map((a: any) => a.type),
       ).toEqual(['create_relay']);
+      // The dashboard's activity stream, from the start of the log: bob's create and nothing before.
+      const stream = await openStream(`${s.url}/v1/activities/stream?after=0`, {
+        authorization: `Bearer ${bob}`,
+      });
+      try {
+        const givens = () => activities(stream.events).filter((a) => a.relay_id === 'a-given');
+        await stream.until(() => givens().length > 0);
+        await stream.until(ready);
+        expect(givens().map((a) => [a.type, a.actor])).toEqual([['create_relay', 'admin:bootstrap']]);
+      } finally {
+        stream.close();
+      }
       const dash = await s.api('GET', '/v1/dashboard/relays/a-given', undefined, bob);
       expect(dash.status).toBe(200);
       expect(dash.body.history.map((a: { type: string }) => a.type)).toEqual(['create_relay']);
