@@ -97,8 +97,8 @@ function sqliteTwoStatements(file: string, n: number, relays: Relay[], step: Upd
   );
   for (const relay of relays) insertRelay.run(toRow(relay, (b) => (b ? 1 : 0)));
   const append = db.prepare(
-    `INSERT INTO activities (type, relay_id, actor, payload, created_at, prev_id)
-     VALUES ('update_relay', ?, 'bench', ?, ?, (SELECT last_activity_id FROM relays WHERE id = ?))`,
+    `INSERT INTO activities (type, relay_id, owner, actor, payload, created_at, prev_id)
+     VALUES ('update_relay', ?, ?, 'bench', ?, ?, (SELECT last_activity_id FROM relays WHERE id = ?))`,
   );
   const rewrite = db.prepare(
     'UPDATE relays SET version = ?, rev = ?, config = ?, updated_at = ?, last_activity_id = ? WHERE id = ? AND rev = ?',
@@ -109,7 +109,7 @@ function sqliteTwoStatements(file: string, n: number, relays: Relay[], step: Upd
     const relay = current[j]!;
     const { relay: next, config, payload } = step(relay, i);
     const now = Date.now();
-    const { lastInsertRowid } = append.run(relay.id, payload, now, relay.id);
+    const { lastInsertRowid } = append.run(relay.id, relay.owner, payload, now, relay.id);
     if (
       rewrite.run(next.version, next.rev, config, now, lastInsertRowid, relay.id, relay.rev).changes !== 1
     ) {

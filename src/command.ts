@@ -199,7 +199,7 @@ export class Command {
           ? { ...current, rev: current.rev + 1, expiring: kept }
           : nextVersion(current, { expiring: kept }, now);
       const payload = { version: relay.version, expired: names };
-      const activity = draftActivity('expire_credentials', id, actor, payload, now);
+      const activity = draftActivity('expire_credentials', relay, actor, payload, now);
       const [written] = await this.commit(relay, activity, current);
       return { relay, activity: written ?? null };
     });
@@ -240,7 +240,7 @@ export class Command {
           ackedSecret: ack.secretDigest ?? current.sync.ackedSecret,
         },
       };
-      const activity = draftActivity('complete_relay_sync', relay.id, actor, { version: ack.version }, now);
+      const activity = draftActivity('complete_relay_sync', relay, actor, { version: ack.version }, now);
       const [written] = await this.commit(relay, activity, current);
       return { relay, activity: written ?? null };
     });
@@ -289,7 +289,7 @@ export class Command {
       };
       const activity = draftActivity(
         'fail_relay_sync',
-        relay.id,
+        relay,
         actor,
         {
           version: failure.version,

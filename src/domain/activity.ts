@@ -24,6 +24,12 @@ export interface Activity {
   id: number;
   type: ActivityType;
   relayId: string;
+  /**
+   * The relay's owner when the activity was recorded. Tenants read the log through it, never
+   * through the relay's owner today: an id deleted and given to another owner by an admin keeps
+   * its past with the owner it belonged to.
+   */
+  owner: string;
   /** Who caused it: `admin`, `tenant:<owner>`, `token:<id>`, `system:<service>`. Never a secret. */
   actor: string;
   payload: Record<string, unknown>;

@@ -31,6 +31,8 @@ export interface NewRelayDraft {
   fleet: string;
   config: RelayConfig;
   secret: string;
+  /** Whether the caller named the schema (else it is derived from the id). */
+  schemaGiven: boolean;
 }
 
 /** A pending sync that keeps what zooid last acknowledged. */
@@ -46,14 +48,15 @@ export const freshSync = (prev?: SyncState): SyncState => ({
   ackedSecret: prev?.ackedSecret ?? null,
 });
 
+/** An activity of `relay`, recorded with the relay's owner (tenant reads are scoped by it). */
 export function draftActivity(
   type: ActivityType,
-  relayId: string,
+  relay: Pick<Relay, 'id' | 'owner'>,
   actor: string,
   payload: Record<string, unknown>,
   now: number,
 ): ActivityDraft {
-  return { type, relayId, actor, payload, createdAt: now };
+  return { type, relayId: relay.id, owner: relay.owner, actor, payload, createdAt: now };
 }
 
 /** The create rules: owner from the caller, generated id and secret, schema derived from the id. */
@@ -70,12 +73,18 @@ export function draftNewRelay(
     fleet: fleet ?? 'default',
     config: { host, schema: schema ?? schemaFromId(id), inactive: inactive ?? false, ...sections },
     secret: secret ?? generateSecretKey(),
+    schemaGiven: schema !== undefined,
   };
 }
 
 /**
  * A new relay from a validated create input. An id created again after a delete continues the
  * tombstone's version and rev, and starts without the old incarnation's rotated credentials.
+ *
+ * A deleted id and its schema stay reserved for the deleted relay's owner, because zooid keeps
+ * that relay's tables and media under the schema: another tenant may not create the id, and the
+ * id comes back with its old schema. An admin may create it for any owner (the schema, and what
+ * zooid kept under it, go with it).
  */
 export function createdRelay(
   draft: NewRelayDraft,
@@ -83,13 +92,31 @@ export function createdRelay(
   principal: Principal,
   now: number,
 ): RelayChange {
+  let { config } = draft;
+  if (existing) {
+    if (principal.role === 'tenant' && existing.owner !== principal.owner) {
+      throw new BosunError(
+        'id_conflict',
+        `id: ${JSON.stringify(draft.id)} is reserved: a deleted relay of another owner had it; choose another id`,
+      );
+    }
+    const kept = existing.config.schema;
+    if (draft.schemaGiven && config.schema !== kept) {
+      throw new BosunError(
+        'schema_conflict',
+        `schema: relay ${JSON.stringify(draft.id)} was deleted with schema ${JSON.stringify(kept)}, which stays reserved for it; create it again with that schema (or omit schema)`,
+      );
+    }
+    config = { ...config, schema: kept };
+  }
   const relay: Relay = {
     id: draft.id,
     owner: draft.owner,
     fleet: draft.fleet,
     version: (existing?.version ?? 0) + 1,
+    createdVersion: (existing?.version ?? 0) + 1,
     rev: (existing?.rev ?? 0) + 1,
-    config: draft.config,
+    config,
     secret: draft.secret,
     createdAt: now,
     updatedAt: now,
@@ -147,17 +174,16 @@ export function relayActivity(
   now: number,
   payload: Record<string, unknown> = {},
 ): ActivityDraft {
-  return draftActivity(type, relay.id, principal.actor, { version: relay.version, ...payload }, now);
+  return draftActivity(type, relay, principal.actor, { version: relay.version, ...payload }, now);
 }
 
 /** A value another relay already holds under a unique index. */
 export function conflictError(taken: { field: 'host' | 'schema' | 'id'; value: string }): BosunError {
   const code =
     taken.field === 'host' ? 'host_conflict' : taken.field === 'schema' ? 'schema_conflict' : 'id_conflict';
-  return new BosunError(
-    code,
-    `${taken.field}: ${JSON.stringify(taken.value)} is already used by another relay`,
-  );
+  // Schemas stay reserved after a delete (zooid keeps the deleted relay's data under it).
+  const by = taken.field === 'schema' ? 'another relay, or reserved by a deleted one' : 'another relay';
+  return new BosunError(code, `${taken.field}: ${JSON.stringify(taken.value)} is already used by ${by}`);
 }
 
 function ownerFor(principal: Principal, requested: string | undefined): string {

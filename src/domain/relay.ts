@@ -180,6 +180,11 @@ export interface Relay {
   owner: string;
   fleet: string;
   version: number;
+  /**
+   * The version this relay started at: 1, or the version after the tombstone when a deleted id was
+   * created again. Sync state below it (what zooid acknowledged) is the deleted relay's.
+   */
+  createdVersion: number;
   rev: number;
   config: RelayConfig;
   secret: string;

@@ -34,6 +34,7 @@ export interface RelayRow {
   expiring: string;
   expiring_next_at: number | null;
   acked_secret: string | null;
+  created_version: number;
 }
 
 export interface FleetStateRow {
@@ -60,6 +61,7 @@ export interface ActivityRow {
   id: number;
   type: string;
   relay_id: string;
+  owner: string;
   actor: string;
   payload: string;
   created_at: number;
@@ -100,6 +102,7 @@ export const RELAY_COLUMNS = [
   'expiring',
   'expiring_next_at',
   'acked_secret',
+  'created_version',
 ] as const;
 
 /**
@@ -144,6 +147,7 @@ export function toRow(
     expiring: sameExpiring ? basis!.row.expiring : JSON.stringify(r.expiring),
     expiring_next_at: sameExpiring ? basis!.row.expiring_next_at : nextExpiry(r.expiring),
     acked_secret: r.sync.ackedSecret,
+    created_version: r.createdVersion,
   };
 }
 
@@ -153,6 +157,7 @@ export function fromRow(row: RelayRow): Relay {
     owner: row.owner,
     fleet: row.fleet,
     version: row.version,
+    createdVersion: row.created_version,
     rev: row.rev,
     config: JSON.parse(row.config) as RelayConfig,
     secret: row.secret,
@@ -179,6 +184,7 @@ export const fromActivityRow = (row: ActivityRow): Activity => ({
   id: row.id,
   type: row.type as ActivityType,
   relayId: row.relay_id,
+  owner: row.owner,
   actor: row.actor,
   payload: JSON.parse(row.payload) as Record<string, unknown>,
   createdAt: row.created_at,

@@ -241,6 +241,7 @@ describe('configDiff', () => {
     owner: 'o',
     fleet: 'default',
     version: 2,
+    createdVersion: 1,
     rev: 2,
     secret: SECRET,
     createdAt: 0,

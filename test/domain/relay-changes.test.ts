@@ -29,6 +29,7 @@ describe('relay changes', () => {
     expect(activity).toEqual({
       type: 'create_relay',
       relayId: 'my-relay',
+      owner: 'alice',
       actor: 'tenant:alice',
       payload: { version: 1 },
       createdAt: 1000,
@@ -83,7 +84,35 @@ describe('relay changes', () => {
       parseOrThrow(createRelaySchema, { id: 'r3', host: 'r3.example.com', info: { pubkey } }),
     );
     const again = createdRelay(draft, gone.relay, admin, 3000).relay;
-    expect(again).toMatchObject({ version: 3, rev: 3, deletedAt: null, expiring: [] });
+    expect(again).toMatchObject({ version: 3, createdVersion: 3, rev: 3, deletedAt: null, expiring: [] });
+  });
+
+  it("keeps a deleted id and its schema for the deleted relay's owner; an admin may give it to another", () => {
+    const bob: Principal = { role: 'tenant', owner: 'bob', actor: 'tenant:bob' };
+    const input = { id: 'r4', host: 'r4.example.com', info: { pubkey }, schema: 'kept' };
+    const gone = deletedRelay(created(alice, input).relay, alice, 2000).relay;
+    const recreate = (principal: Principal, over: Record<string, unknown> = {}) => {
+      const { schema: _schema, ...rest } = input;
+      const draft = draftNewRelay(principal, parseOrThrow(createRelaySchema, { ...rest, ...over }));
+      return createdRelay(draft, gone, principal, 3000);
+    };
+    expect(() => recreate(bob)).toThrow(
+      expect.objectContaining({ code: 'id_conflict', message: expect.stringMatching(/reserved/) }),
+    );
+    expect(() => recreate(bob)).not.toThrow(/alice/);
+    // The id comes back with the schema it was deleted with, which cannot be changed.
+    expect(recreate(alice).relay.config.schema).toBe('kept');
+    expect(recreate(alice, { schema: 'kept' }).relay.config.schema).toBe('kept');
+    expect(() => recreate(alice, { schema: 'r4' })).toThrow(
+      expect.objectContaining({
+        code: 'schema_conflict',
+        message: expect.stringMatching(/"kept".*reserved/),
+      }),
+    );
+    const given = recreate(admin, { owner: 'bob' });
+    expect(given.relay).toMatchObject({ owner: 'bob', version: 3, createdVersion: 3 });
+    expect(given.relay.config.schema).toBe('kept');
+    expect(given.activity).toMatchObject({ type: 'create_relay', owner: 'bob' });
   });
 
   it('names the field another relay holds', () => {

@@ -31,9 +31,14 @@ export function storeConformance(
     });
 
     const relay = (id: string, over: Partial<Relay> = {}): Relay => relayRecord(id, pubkey, over);
-    const act = (relayId: string, type: ActivityDraft['type'] = 'create_relay'): ActivityDraft => ({
+    const act = (
+      relayId: string,
+      type: ActivityDraft['type'] = 'create_relay',
+      owner = 'alice',
+    ): ActivityDraft => ({
       type,
       relayId,
+      owner,
       actor: 'test',
       payload: { version: 1 },
       createdAt: 1000,
@@ -197,7 +202,7 @@ export function storeConformance(
       await store.commit({ relays: [{ kind: 'insert', relay: relay('a') }], activities: [act('a')] });
       await store.commit({
         relays: [{ kind: 'insert', relay: relay('b', { owner: 'bob' }) }],
-        activities: [act('b')],
+        activities: [act('b', 'create_relay', 'bob')],
       });
       await store.commit({ relays: [], activities: [act('a', 'resync_relay')] });
       expect((await store.activitiesAfter({ after: 0, limit: 10 })).map((a) => a.id)).toEqual([1, 2, 3]);
@@ -213,10 +218,47 @@ export function storeConformance(
         id: 3,
         type: 'resync_relay',
         relayId: 'a',
+        owner: 'alice',
         actor: 'test',
         payload: { version: 1 },
         createdAt: 1000,
       });
+    });
+
+    it("scopes activities by the owner recorded on each, not by the relay's owner now", async () => {
+      // alice's relay, deleted, then created again for bob (an admin's choice).
+      const r = relay('a');
+      const gone = { ...r, version: 2, rev: 2, deletedAt: 2000 };
+      const bobs = { ...r, owner: 'bob', version: 3, createdVersion: 3, rev: 3, deletedAt: null };
+      const [first] = await store.commit({ relays: [{ kind: 'insert', relay: r }], activities: [act('a')] });
+      expect(first?.owner).toBe('alice');
+      await store.commit({
+        relays: [{ kind: 'update', relay: gone, previous: r }],
+        activities: [act('a', 'delete_relay')],
+      });
+      const [again] = await store.commit({
+        relays: [{ kind: 'update', relay: bobs, previous: gone }],
+        activities: [act('a', 'create_relay', 'bob')],
+      });
+      expect(again?.owner).toBe('bob');
+      expect(await store.getRelay('a')).toEqual(bobs);
+      const ids = async (filter: { owner?: string; relayId?: string }) =>
+        (await store.activitiesAfter({ after: 0, limit: 10, ...filter })).map((a) => [a.id, a.owner]);
+      expect(await ids({ owner: 'alice' })).toEqual([
+        [1, 'alice'],
+        [2, 'alice'],
+      ]);
+      expect(await ids({ owner: 'bob' })).toEqual([[3, 'bob']]);
+      expect(await ids({ owner: 'bob', relayId: 'a' })).toEqual([[3, 'bob']]);
+      expect(await ids({ owner: 'alice', relayId: 'a' })).toEqual([
+        [1, 'alice'],
+        [2, 'alice'],
+      ]);
+      expect(await ids({ relayId: 'a' })).toEqual([
+        [1, 'alice'],
+        [2, 'alice'],
+        [3, 'bob'],
+      ]);
     });
 
     it('stores tokens by hash, revokes and expires them', async () => {

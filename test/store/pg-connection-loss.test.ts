@@ -48,6 +48,7 @@ const relay = (id: string) => relayRecord(id, pubkey, { owner: 'o', createdAt: 1
 const activity = (relayId: string) => ({
   type: 'create_relay' as const,
   relayId,
+  owner: 'alice',
   actor: 't',
   payload: {},
   createdAt: 1,

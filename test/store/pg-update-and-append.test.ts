@@ -33,6 +33,7 @@ const relay = (id: string, over: Partial<Relay> = {}): Relay =>
 const act = (relayId: string, type: ActivityDraft['type'] = 'update_relay'): ActivityDraft => ({
   type,
   relayId,
+  owner: 'o',
   actor: 't',
   payload: { n: 1 },
   createdAt: 1,
@@ -94,8 +95,16 @@ describe.skipIf(!postgresUrl)('PostgreSQL single-relay update commit (one statem
     expect(statements).toHaveLength(1);
     expect(statements[0]).toMatch(/^\s*WITH fence AS MATERIALIZED/);
     expect(result).toEqual([
-      { id: 2, type: 'complete_relay_sync', relayId: 'a', actor: 't', payload: { n: 1 }, createdAt: 1 },
-      { id: 3, type: 'resync_relay', relayId: 'b', actor: 't', payload: { n: 1 }, createdAt: 1 },
+      {
+        id: 2,
+        type: 'complete_relay_sync',
+        relayId: 'a',
+        owner: 'o',
+        actor: 't',
+        payload: { n: 1 },
+        createdAt: 1,
+      },
+      { id: 3, type: 'resync_relay', relayId: 'b', owner: 'o', actor: 't', payload: { n: 1 }, createdAt: 1 },
     ]);
     expect(await store!.getRelay('a')).toEqual(next);
     expect((await store!.activitiesAfter({ after: 0, limit: 10 })).slice(1)).toEqual(result);

@@ -4,6 +4,7 @@ import { openStore } from '../../src/store/open.js';
 import { migrations } from '../../src/store/postgres/migrations.js';
 import { parsePostgresUrl } from '../../src/store/postgres/options.js';
 import { PostgresStore } from '../../src/store/postgres/pg-store.js';
+import { RELAY_COLUMNS, toRow } from '../../src/store/rows.js';
 import { migrations as sqliteMigrations } from '../../src/store/sqlite/migrations.js';
 import { keypair } from '../support/env.js';
 import { followActivities, freshSchema, postgresUrl, withPg } from '../support/postgres.js';
@@ -78,7 +79,9 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
             const id = `w${w}-${i}`;
             const [a] = await st.commit({
               relays: [{ kind: 'insert', relay: relay(id) }],
-              activities: [{ type: 'create_relay', relayId: id, actor: 't', payload: {}, createdAt: 1 }],
+              activities: [
+                { type: 'create_relay', relayId: id, owner: 'alice', actor: 't', payload: {}, createdAt: 1 },
+              ],
             });
             committed.push(a!.id);
           }
@@ -99,7 +102,9 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
         c.on('notification', (n) => received.push(n.payload ?? ''));
         const relay = await store.commit({
           relays: [],
-          activities: [{ type: 'resync_relay', relayId: 'a', actor: 't', payload: {}, createdAt: 1 }],
+          activities: [
+            { type: 'resync_relay', relayId: 'a', owner: 'alice', actor: 't', payload: {}, createdAt: 1 },
+          ],
         });
         expect(relay).toHaveLength(1);
         await store.commit({ relays: [], activities: [] });
@@ -149,6 +154,66 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
       const s = fresh();
       const store = await PostgresStore.open(parsePostgresUrl(s.url, { statementTimeoutMs: 50 }));
       await expect(store.pool.query('SELECT pg_sleep(1)')).rejects.toThrow(/statement timeout/);
+      await store.close();
+    });
+
+    it("migration 6 records each activity's owner and each relay's first version", async () => {
+      const s = fresh();
+      const { pubkey } = keypair();
+      await withPg(async (c) => {
+        // The schema as bosun left it at migration 5.
+        await c.query(`CREATE SCHEMA "${s.schema}"; SET search_path = "${s.schema}"`);
+        await c.query(
+          'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+        );
+        for (const m of migrations.filter((m) => m.version <= 5)) {
+          await c.query(m.sql);
+          await c.query('INSERT INTO schema_migrations VALUES ($1, $2, 0)', [m.version, m.name]);
+        }
+        const cols = RELAY_COLUMNS.filter((col) => col !== 'created_version');
+        const insert = `INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`)})`;
+        for (const [id, owner, version] of [
+          ['a', 'alice', 2],
+          ['b', 'bob', 3],
+          ['c', 'carol', 5],
+        ] as const) {
+          const row = toRow(relayRecord(id, pubkey, { owner, version }), (b) => b);
+          await c.query(
+            insert,
+            cols.map((col) => row[col]),
+          );
+        }
+        // b was deleted and created again (version 3); c's create was pruned from the log.
+        for (const [type, id, version] of [
+          ['create_relay', 'a', 1],
+          ['create_relay', 'b', 1],
+          ['delete_relay', 'b', 2],
+          ['create_relay', 'b', 3],
+          ['update_relay', 'a', 2],
+          ['update_relay', 'c', 5],
+        ] as const) {
+          await c.query(
+            "INSERT INTO activities (type, relay_id, actor, payload, created_at) VALUES ($1, $2, 't', $3, 1)",
+            [type, id, JSON.stringify({ version })],
+          );
+        }
+      });
+      const store = await open(s.url);
+      expect((await store.activitiesAfter({ after: 0, limit: 10 })).map((a) => [a.relayId, a.owner])).toEqual(
+        [
+          ['a', 'alice'],
+          ['b', 'bob'],
+          ['b', 'bob'],
+          ['b', 'bob'],
+          ['a', 'alice'],
+          ['c', 'carol'],
+        ],
+      );
+      expect((await store.getRelays(['a', 'b', 'c'])).map((r) => [r.id, r.createdVersion])).toEqual([
+        ['a', 1],
+        ['b', 3],
+        ['c', 1],
+      ]);
       await store.close();
     });
   });

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
+import type { Relay } from '../../src/domain/relay.js';
 import { RELAY_COLUMNS, toRow } from '../../src/store/rows.js';
 import { migrations } from '../../src/store/sqlite/migrations.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -40,20 +41,10 @@ describe('SQLite adapter', () => {
     const dir = tempDir();
     const file = join(dir.path, 'bosun.db');
     // A database as bosun left it at migration 3, with relays a and b and history a, b, a, a.
-    const db = new Database(file);
-    db.exec(
-      'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
-    );
-    for (const m of migrations.filter((m) => m.version <= 3)) {
-      db.exec(m.sql);
-      db.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
-    }
+    const db = migratedTo(file, 3);
     const { pubkey } = keypair();
-    const cols = RELAY_COLUMNS.join(', ');
-    const insertRelay = db.prepare(
-      `INSERT INTO relays (${cols}) VALUES (${RELAY_COLUMNS.map((c) => `@${c}`)})`,
-    );
-    for (const id of ['a', 'b', 'c']) insertRelay.run(toRow(relayRecord(id, pubkey), (b) => (b ? 1 : 0)));
+    const insertRelay = relayInserter(db, 3);
+    for (const id of ['a', 'b', 'c']) insertRelay(relayRecord(id, pubkey));
     const insertActivity = db.prepare(
       "INSERT INTO activities (type, relay_id, actor, payload, created_at) VALUES ('update_relay', ?, 't', '{}', 1)",
     );
@@ -78,11 +69,79 @@ describe('SQLite adapter', () => {
     // New activities continue the chain.
     await store.commit({
       relays: [],
-      activities: [{ type: 'resync_relay', relayId: 'a', actor: 't', payload: {}, createdAt: 2 }],
+      activities: [
+        { type: 'resync_relay', relayId: 'a', owner: 'alice', actor: 't', payload: {}, createdAt: 2 },
+      ],
     });
     const history = await store.activitiesAfter({ after: 0, relayId: 'a', limit: 10 });
     expect(history.map((a) => a.id)).toEqual([1, 3, 4, 5]);
     await store.close();
     dir.cleanup();
   });
+
+  it("migration 6 records each activity's owner and each relay's first version", async () => {
+    const dir = tempDir();
+    const file = join(dir.path, 'bosun.db');
+    const db = migratedTo(file, 5);
+    const { pubkey } = keypair();
+    const insertRelay = relayInserter(db, 5);
+    insertRelay(relayRecord('a', pubkey, { owner: 'alice', version: 2 }));
+    // b was deleted and created again (version 3); c's create was pruned from the log.
+    insertRelay(relayRecord('b', pubkey, { owner: 'bob', version: 3 }));
+    insertRelay(relayRecord('c', pubkey, { owner: 'carol', version: 5 }));
+    const insertActivity = db.prepare(
+      "INSERT INTO activities (type, relay_id, actor, payload, created_at) VALUES (?, ?, 't', ?, 1)",
+    );
+    for (const [type, id, version] of [
+      ['create_relay', 'a', 1],
+      ['create_relay', 'b', 1],
+      ['delete_relay', 'b', 2],
+      ['create_relay', 'b', 3],
+      ['update_relay', 'a', 2],
+      ['update_relay', 'c', 5],
+    ] as const) {
+      insertActivity.run(type, id, JSON.stringify({ version }));
+    }
+    db.close();
+
+    const store = new SqliteStore(file);
+    expect((await store.activitiesAfter({ after: 0, limit: 10 })).map((a) => [a.relayId, a.owner])).toEqual([
+      ['a', 'alice'],
+      ['b', 'bob'],
+      ['b', 'bob'],
+      ['b', 'bob'],
+      ['a', 'alice'],
+      ['c', 'carol'],
+    ]);
+    expect((await store.getRelays(['a', 'b', 'c'])).map((r) => [r.id, r.createdVersion])).toEqual([
+      ['a', 1],
+      ['b', 3],
+      ['c', 1],
+    ]);
+    await store.close();
+    dir.cleanup();
+  });
 });
+
+/** A database file as bosun left it at `version` of the migrations. */
+function migratedTo(file: string, version: number): Database.Database {
+  const db = new Database(file);
+  db.exec(
+    'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
+  );
+  for (const m of migrations.filter((m) => m.version <= version)) {
+    db.exec(m.sql);
+    db.prepare('INSERT INTO schema_migrations VALUES (?, ?, 0)').run(m.version, m.name);
+  }
+  return db;
+}
+
+/** Inserts relays into a database left at an older migration: only the columns it had then. */
+function relayInserter(db: Database.Database, version: number): (relay: Relay) => void {
+  const cols = RELAY_COLUMNS.filter((c) => version >= 6 || c !== 'created_version');
+  const insert = db.prepare(`INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`)})`);
+  return (relay) => {
+    const row = toRow(relay, (b) => (b ? 1 : 0));
+    insert.run(Object.fromEntries(cols.map((c) => [c, row[c]])));
+  };
+}

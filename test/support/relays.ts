@@ -23,6 +23,7 @@ export function relayRecord(id: string, pubkey: string, over: Partial<Relay> = {
     owner: 'alice',
     fleet: 'default',
     version: 1,
+    createdVersion: 1,
     rev: 1,
     config: relayConfig({ host: `${id}.example.com`, info: { pubkey } }, id.replace(/-/g, '_')),
     secret: generateSecretKey(),

@@ -1,7 +1,6 @@
 import { type ActivityView, SYNC_TYPES, viewActivity } from '../../domain/activity.js';
 import type { Clock } from '../../domain/clock.js';
-import { relayNotFound } from '../../domain/errors.js';
-import { canSee, type Principal } from '../../domain/principal.js';
+import type { Principal } from '../../domain/principal.js';
 import { type Relay, type RelayView, type SyncStatus, viewRelay } from '../../domain/relay.js';
 import { zooidBody } from '../../push/zooid/body.js';
 import type { Query } from '../../query.js';
@@ -45,33 +44,40 @@ export class DashboardData {
     return relays.slice(0, limit).map(viewRelay);
   }
 
-  /** A relay, its latest activities (newest first) and what zooid last acknowledged against now. */
+  /**
+   * A relay, its latest activities (newest first) and what zooid last acknowledged against now.
+   * An acknowledgement of a deleted relay that had the id before this one is not shown: it may be
+   * another owner's.
+   */
   async relay(principal: Principal, id: string, historyLimit = 50) {
     const relay = await this.query.getRelay(principal, id);
+    const ours = ackedThisRelay(relay);
     return {
       relay: viewRelay(relay),
       history: await this.history(principal, id, historyLimit),
       acked: {
-        version: relay.sync.syncedVersion,
-        at: relay.sync.lastSyncedAt === null ? null : new Date(relay.sync.lastSyncedAt).toISOString(),
-        known: relay.sync.ackedConfig !== null && !relay.sync.ackedDeleted,
+        version: ours ? relay.sync.syncedVersion : 0,
+        at:
+          !ours || relay.sync.lastSyncedAt === null ? null : new Date(relay.sync.lastSyncedAt).toISOString(),
+        known: ours && relay.sync.ackedConfig !== null && !relay.sync.ackedDeleted,
       },
       diff: configDiff(relay),
     };
   }
 
-  /** The last `limit` activities of one relay, newest first (reads its slice of the log by index). */
+  /**
+   * The last `limit` activities of one relay the caller may see, newest first (reads its slice of
+   * the log by index, through the caller's scope).
+   */
   async history(principal: Principal, relayId: string, limit: number): Promise<ActivityView[]> {
-    const relay = await this.store.getRelay(relayId);
-    if (!relay || !canSee(principal, relay)) throw relayNotFound(relayId);
     const last: ActivityView[] = [];
     let after = 0;
     for (let pages = 0; pages < 100; pages++) {
-      const page = await this.store.activitiesAfter({ after, relayId, limit: 1000 });
-      for (const a of page) last.push(viewActivity(a));
+      const page = await this.query.activities(principal, { after, relayId, limit: 1000 });
+      for (const a of page.items) last.push(viewActivity(a));
       if (last.length > limit) last.splice(0, last.length - limit);
-      if (page.length < 1000) break;
-      after = page[page.length - 1]!.id;
+      if (page.items.length < 1000) break;
+      after = page.next;
     }
     return last.reverse();
   }
@@ -149,14 +155,17 @@ export interface DiffEntry {
 /** Keys whose values are credentials: a diff shows whether they changed, never what they are. */
 const SECRET_KEYS = new Set(['secret', 'api_secret', 'secret_key', 'access_key']);
 
+/** Whether zooid's last acknowledgement is of this relay, not of a deleted one before it with its id. */
+const ackedThisRelay = (relay: Relay): boolean => relay.sync.syncedVersion >= relay.createdVersion;
+
 /**
  * The difference between the config zooid last acknowledged and the relay's config now, as zooid
- * would receive it, leaf by leaf; null when zooid never acknowledged the relay. The Blossom S3
+ * would receive it, leaf by leaf; null when zooid never acknowledged this relay. The Blossom S3
  * settings injected from the environment are left out (they are not part of the relay's record),
  * and credential values are masked.
  */
 export function configDiff(relay: Relay): DiffEntry[] | null {
-  if (relay.sync.ackedConfig === null || relay.sync.ackedDeleted) return null;
+  if (relay.sync.ackedConfig === null || relay.sync.ackedDeleted || !ackedThisRelay(relay)) return null;
   const strip = (body: Record<string, unknown>) => {
     const { secret: _s, ...rest } = body;
     const blossom = rest.blossom;

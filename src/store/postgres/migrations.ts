@@ -124,4 +124,18 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       CREATE INDEX spent_nonces_expiry ON spent_nonces(expires_at);
     `,
   },
+  {
+    version: 6,
+    name: 'activity owners, relay incarnations',
+    sql: `
+      ALTER TABLE activities ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+      UPDATE activities a SET owner = r.owner FROM relays r WHERE r.id = a.relay_id;
+      ALTER TABLE relays ADD COLUMN created_version BIGINT NOT NULL DEFAULT 1;
+      UPDATE relays r SET created_version = c.version
+        FROM (SELECT relay_id, MAX((payload::jsonb ->> 'version')::bigint) AS version FROM activities
+              WHERE type = 'create_relay' AND jsonb_typeof(payload::jsonb -> 'version') = 'number'
+              GROUP BY relay_id) AS c
+        WHERE c.relay_id = r.id;
+    `,
+  },
 ];

@@ -105,18 +105,18 @@ const ident = (name: string): string => `"${name}"`;
  *
  * Two pieces, so that the single-update commit (updateAndAppendSql) embeds the same SQL: APPENDER
  * (the lock and the NOTIFY; $1-$4) and APPEND_INSERT (the rows, read from a CTE named `appender`;
- * $5-$9). Their values come from appendValues.
+ * $5-$10). Their values come from appendValues.
  */
 const APPENDER = 'SELECT pg_advisory_xact_lock($1::int, $2::int) AS locked, pg_notify($3, $4) AS notified';
-const APPEND_INSERT = `INSERT INTO activities (type, relay_id, actor, payload, created_at)
-  SELECT a.type, a.relay_id, a.actor, a.payload, a.created_at
+const APPEND_INSERT = `INSERT INTO activities (type, relay_id, owner, actor, payload, created_at)
+  SELECT a.type, a.relay_id, a.owner, a.actor, a.payload, a.created_at
   FROM appender,
-       unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[])
-         WITH ORDINALITY AS a(type, relay_id, actor, payload, created_at, ord)
+       unnest($5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::bigint[])
+         WITH ORDINALITY AS a(type, relay_id, owner, actor, payload, created_at, ord)
   ORDER BY a.ord
-  RETURNING id, type, relay_id, actor, payload, created_at`;
-/** How many parameters the appender pieces take ($1-$9). */
-const APPEND_PARAMS = 9;
+  RETURNING id, type, relay_id, owner, actor, payload, created_at`;
+/** How many parameters the appender pieces take ($1-$10). */
+const APPEND_PARAMS = 10;
 const APPEND_ACTIVITIES = `WITH appender AS MATERIALIZED (${APPENDER})
   ${APPEND_INSERT}`;
 
@@ -140,7 +140,7 @@ function relayUpdateSql(changed: readonly string[], p: number): string {
  * order (lease epoch row FOR SHARE, then the relay row, then the append lock), so the two paths
  * cannot deadlock with each other.
  *
- * Parameters: $1-$9 the appender's (appendValues); then the relay's id, rev and changed columns
+ * Parameters: $1-$10 the appender's (appendValues); then the relay's id, rev and changed columns
  * (relayUpdateSql); then, when fenced, the lease's epoch row name and the fence's epoch.
  *
  * All CTEs share one snapshot and PostgreSQL picks their order, so the order is forced by data
@@ -166,7 +166,7 @@ function updateAndAppendSql(changed: readonly string[], fenced: boolean): string
   ),
   appender AS MATERIALIZED (${APPENDER} FROM updated),
   appended AS (${APPEND_INSERT})
-  SELECT o.fence_epoch, o.updated, a.id, a.type, a.relay_id, a.actor, a.payload, a.created_at
+  SELECT o.fence_epoch, o.updated, a.id, a.type, a.relay_id, a.owner, a.actor, a.payload, a.created_at
   FROM (SELECT ${fenced ? '(SELECT position FROM fence)' : 'NULL::bigint'} AS fence_epoch,
                EXISTS (SELECT FROM updated) AS updated) AS o
   LEFT JOIN appended AS a ON true
@@ -356,7 +356,7 @@ export class PostgresStore implements Store {
     });
   }
 
-  /** The values of the appender's parameters $1-$9 (APPENDER, APPEND_INSERT). */
+  /** The values of the appender's parameters $1-$10 (APPENDER, APPEND_INSERT). */
   private appendValues(a: readonly ActivityDraft[]): unknown[] {
     return [
       this.appendKey[0],
@@ -365,6 +365,7 @@ export class PostgresStore implements Store {
       this.instanceId,
       a.map((x) => x.type),
       a.map((x) => x.relayId),
+      a.map((x) => x.owner),
       a.map((x) => x.actor),
       a.map((x) => JSON.stringify(x.payload)),
       a.map((x) => x.createdAt),
@@ -632,14 +633,12 @@ export class PostgresStore implements Store {
       args.push(filter.relayId);
       where.push(`a.relay_id = $${args.length}`);
     }
-    let from = 'activities a';
     if (filter.owner !== undefined) {
-      from += ' JOIN relays r ON r.id = a.relay_id';
       args.push(filter.owner);
-      where.push(`r.owner = $${args.length}`);
+      where.push(`a.owner = $${args.length}`);
     }
     args.push(filter.limit);
-    const sql = `SELECT a.* FROM ${from} WHERE ${where.join(' AND ')} ORDER BY a.id LIMIT $${args.length}`;
+    const sql = `SELECT a.* FROM activities a WHERE ${where.join(' AND ')} ORDER BY a.id LIMIT $${args.length}`;
     const res = await this.run<ActivityRow>({ text: sql, values: args });
     return res.rows.map(fromActivityRow);
   }

@@ -137,4 +137,23 @@ export const migrations: { version: number; name: string; sql: string; sqliteOnl
       CREATE INDEX spent_nonces_expiry ON spent_nonces(expires_at);
     `,
   },
+  {
+    version: 6,
+    name: 'activity owners, relay incarnations',
+    sql: `
+      -- The relay's owner when each activity was recorded: tenants read the log by it, so an id
+      -- given to another owner after its delete never shows its past to the new owner. Rows from
+      -- before are taken to belong to the relay's owner now (the best that is known).
+      ALTER TABLE activities ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+      UPDATE activities SET owner = COALESCE((SELECT r.owner FROM relays r WHERE r.id = activities.relay_id), '');
+      -- The version a relay started at (a deleted id created again starts above its tombstone):
+      -- the newest create_relay activity still kept says it, else 1.
+      ALTER TABLE relays ADD COLUMN created_version INTEGER NOT NULL DEFAULT 1;
+      UPDATE relays SET created_version = c.version
+        FROM (SELECT relay_id, MAX(json_extract(payload, '$.version')) AS version FROM activities
+              WHERE type = 'create_relay' AND json_type(payload, '$.version') = 'integer'
+              GROUP BY relay_id) AS c
+        WHERE c.relay_id = relays.id;
+    `,
+  },
 ];

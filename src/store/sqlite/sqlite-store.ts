@@ -106,12 +106,12 @@ export class SqliteStore implements Store {
          VALUES (@fleet, @version, @config_id, @owner, @actor, @state, @created_at)`,
       ),
       insertActivity: db.prepare(
-        'INSERT INTO activities (type, relay_id, actor, payload, created_at, prev_id) VALUES (?, ?, ?, ?, ?, ?)',
+        'INSERT INTO activities (type, relay_id, owner, actor, payload, created_at, prev_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
       ),
       /** The relay's first activity in a batch: its predecessor is the head the relay row records. */
       insertActivityAfterHead: db.prepare(
-        `INSERT INTO activities (type, relay_id, actor, payload, created_at, prev_id)
-         VALUES (?, ?, ?, ?, ?, (SELECT last_activity_id FROM relays WHERE id = ?))`,
+        `INSERT INTO activities (type, relay_id, owner, actor, payload, created_at, prev_id)
+         VALUES (?, ?, ?, ?, ?, ?, (SELECT last_activity_id FROM relays WHERE id = ?))`,
       ),
       setHead: db.prepare('UPDATE relays SET last_activity_id = ? WHERE id = ?'),
       lastActivity: db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM activities'),
@@ -187,12 +187,13 @@ export class SqliteStore implements Store {
             ? this.stmts.insertActivityAfterHead.run(
                 a.type,
                 a.relayId,
+                a.owner,
                 a.actor,
                 payload,
                 a.createdAt,
                 a.relayId,
               )
-            : this.stmts.insertActivity.run(a.type, a.relayId, a.actor, payload, a.createdAt, prev);
+            : this.stmts.insertActivity.run(a.type, a.relayId, a.owner, a.actor, payload, a.createdAt, prev);
         const id = Number(res.lastInsertRowid);
         heads.set(a.relayId, id);
         return { ...a, id };
@@ -434,11 +435,10 @@ export class SqliteStore implements Store {
       from += ' JOIN chain ON chain.id = a.id';
     }
     if (filter.owner !== undefined) {
-      from += ' JOIN relays r ON r.id = a.relay_id';
-      where.push('r.owner = ?');
+      where.push('a.owner = ?');
       args.push(filter.owner);
     }
-    const sql = `${chain}SELECT a.id, a.type, a.relay_id, a.actor, a.payload, a.created_at FROM ${from}
+    const sql = `${chain}SELECT a.id, a.type, a.relay_id, a.owner, a.actor, a.payload, a.created_at FROM ${from}
                  WHERE ${where.join(' AND ')} ORDER BY a.id LIMIT ?`;
     return (this.db.prepare(sql).all(...args, filter.limit) as ActivityRow[]).map(fromActivityRow);
   }
