@@ -48,7 +48,7 @@ const relay = (id: string) => relayRecord(id, pubkey, { owner: 'o', createdAt: 1
 const activity = (relayId: string) => ({
   type: 'create_relay' as const,
   relayId,
-  owner: 'alice',
+  owner: 'o',
   actor: 't',
   payload: {},
   createdAt: 1,
