@@ -1,7 +1,6 @@
 import { type ActivityView, SYNC_TYPES, viewActivity } from '../../domain/activity.js';
 import type { Clock } from '../../domain/clock.js';
-import { relayNotFound } from '../../domain/errors.js';
-import { canSee, type Principal } from '../../domain/principal.js';
+import type { Principal } from '../../domain/principal.js';
 import { type Relay, type RelayView, type SyncStatus, viewRelay } from '../../domain/relay.js';
 import type { Query } from '../../query.js';
 import type { Store } from '../../store/port.js';
@@ -60,18 +59,19 @@ export class DashboardData {
     };
   }
 
-  /** The last `limit` activities of one relay, newest first (reads its slice of the log by index). */
+  /**
+   * The last `limit` activities of one relay, newest first: read through the same scope as
+   * `GET /v1/activities?relay=` (an agent sees none), by the log's relay index.
+   */
   async history(principal: Principal, relayId: string, limit: number): Promise<ActivityView[]> {
-    const relay = await this.store.getRelay(relayId);
-    if (!relay || !canSee(principal, relay)) throw relayNotFound(relayId);
     const last: ActivityView[] = [];
     let after = 0;
     for (let pages = 0; pages < 100; pages++) {
-      const page = await this.store.activitiesAfter({ after, relayId, limit: 1000 });
-      for (const a of page) last.push(viewActivity(a));
+      const page = await this.query.activities(principal, { after, relayId, limit: 1000 });
+      for (const a of page.items) last.push(viewActivity(a));
       if (last.length > limit) last.splice(0, last.length - limit);
-      if (page.length < 1000) break;
-      after = page[page.length - 1]!.id;
+      if (page.items.length < 1000) break;
+      after = page.next;
     }
     return last.reverse();
   }
