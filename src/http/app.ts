@@ -121,11 +121,20 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // Credentials are judged before the body is read (Fastify reads it after onRequest), so an
   // unauthenticated upload costs bosun nothing; a body over the route's limit is refused from its
   // Content-Length, before reading, too.
-  app.addHook('onRequest', async (request) => {
+  app.addHook('onRequest', async (request, reply) => {
     if (!request.url.startsWith('/v1/')) return;
     // The activity stream's ticket stands in for the header (its route redeems it).
     if (request.routeOptions.config?.streamTicket && !request.headers.authorization) return;
-    await auth.beforeBody(request);
+    try {
+      await auth.beforeBody(request);
+    } catch (err) {
+      // Node would receive (and drop) the whole unread body to keep the connection: close it.
+      const length = request.headers['content-length'];
+      if ((length !== undefined && length !== '0') || request.headers['transfer-encoding']) {
+        void reply.header('connection', 'close');
+      }
+      throw err;
+    }
   });
   app.addHook('preHandler', async (request) => {
     if (request.nostrEvent) await auth.afterBody(request);

@@ -109,6 +109,8 @@ describe('hostile input: NIP-98 and credentials before the body', () => {
         3000,
       );
       expect(res.status, `${path} ${authorization.slice(0, 40)}`).toBe(401);
+      // …and the connection closes rather than take the body in for nothing.
+      expect(res.head).toMatch(/^connection: close$/im);
     }
     // A valid credential with a body over the route's limit: 413 from Content-Length alone.
     const over = await rawRequest(s.url, head('POST', '/v1/relays', `Bearer ${ADMIN_TOKEN}`, 2 << 20), 3000);
