@@ -68,11 +68,12 @@ export class Nip98Verifier {
   }
 
   /**
-   * Until when (ms) the event passes the time check, so a spent id must be remembered: every
-   * `now` with |floor(now / 1000) − created_at| ≤ the window lies before this.
+   * Until when (ms) a spent event's id must be remembered: past the last `now` at which it passes
+   * the time check (|floor(now / 1000) − created_at| ≤ the window), plus a window more for replicas
+   * whose clocks run behind the one that forgets it.
    */
-  acceptedUntil(event: Nip98Event): number {
-    return (event.created_at + NIP98_WINDOW_SECONDS + 1) * 1000;
+  spentUntil(event: Nip98Event): number {
+    return (event.created_at + 2 * NIP98_WINDOW_SECONDS + 1) * 1000;
   }
 }
 

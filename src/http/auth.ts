@@ -81,7 +81,7 @@ export class Authenticator {
     if (!SAFE_METHODS.has(request.method.toUpperCase())) {
       const fresh = await this.store.spendNonce(
         `nip98:${event.id}`,
-        this.nip98.acceptedUntil(event),
+        this.nip98.spentUntil(event),
         this.clock.now(),
       );
       if (!fresh) throw unauthorized('NIP-98 event was already used');

@@ -1,8 +1,15 @@
 import { createHash } from 'node:crypto';
 import { request } from 'node:http';
+import { join } from 'node:path';
 import { schnorr } from '@noble/curves/secp256k1.js';
+import type { FastifyRequest } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, keypair, relayBody, startServer, type TestServer } from '../support/env.js';
+import { Nip98Verifier } from '../../src/auth/nip98.js';
+import { TokenService } from '../../src/auth/tokens.js';
+import { FakeClock } from '../../src/domain/clock.js';
+import { Authenticator } from '../../src/http/auth.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { ADMIN_TOKEN, keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
 import { freshSchema, postgresUrl } from '../support/postgres.js';
 import { rawRequest, snapshot } from './helpers.js';
 
@@ -290,6 +297,49 @@ describe('NIP-98 replay protection is per database', () => {
       await c?.close();
       await b.close();
       await a.close();
+    }
+  });
+
+  it('remembers a spent id for all of its window, however many others are spent meanwhile', async () => {
+    const dir = tempDir();
+    const store = new SqliteStore(join(dir.path, 'bosun.db'));
+    try {
+      const clock = new FakeClock();
+      const tenant = keypair();
+      await new TokenService(store, clock).create({ role: 'tenant', owner: tenant.pubkey });
+      const auth = new Authenticator(new TokenService(store, clock), new Nip98Verifier(), store, clock);
+      const request = (event: unknown) =>
+        ({
+          headers: { authorization: header(event) },
+          protocol: 'http',
+          host: 'bosun.example',
+          url: '/v1/relays',
+          method: 'POST',
+        }) as unknown as FastifyRequest;
+      const sign = () =>
+        signEvent(tenant.secret, {
+          url: 'http://bosun.example/v1/relays',
+          method: 'POST',
+          created_at: Math.floor(clock.now() / 1000),
+        });
+      const spend = async (event: unknown) => {
+        const req = request(event);
+        await auth.beforeBody(req);
+        await auth.afterBody(req);
+        return req.principal;
+      };
+      const first = sign();
+      expect(await spend(first)).toMatchObject({ role: 'tenant', owner: tenant.pubkey });
+      // Others spent later, up to the last moment the first one passes the time check.
+      for (let s = 1; s <= 60; s++) {
+        await clock.advance(1000);
+        await spend(sign());
+      }
+      await clock.advance(999);
+      await expect(spend(first)).rejects.toThrow('NIP-98 event was already used');
+    } finally {
+      await store.close();
+      dir.cleanup();
     }
   });
 
