@@ -35,6 +35,8 @@ export interface ServeConfig {
   fleetDir: string | undefined;
   /** The agents' autoconfig stream (absent: its defaults). */
   stream?: { heartbeatMs: number; retryMs: number; maxStreams: number };
+  /** The dashboard's activity streams: concurrent streams in total and per token. */
+  activityStream?: { maxStreams: number; maxStreamsPerToken: number };
   /** HTTP timeouts against slow clients (absent: buildApp's defaults). */
   http?: { headersTimeoutMs: number; requestTimeoutMs: number };
 }
@@ -127,6 +129,8 @@ const schema = z
     BOSUN_STREAM_HEARTBEAT: duration(15_000, 5_000).refine((ms) => ms <= 15_000, 'must be from 5s to 15s'),
     BOSUN_STREAM_RETRY: duration(1_000, 100).refine((ms) => ms <= 60_000, 'must be from 100ms to 60s'),
     BOSUN_STREAM_MAX_CONNECTIONS: int(1, 1_000_000, 20_000),
+    BOSUN_ACTIVITY_STREAM_MAX_CONNECTIONS: int(1, 100_000, 1000),
+    BOSUN_ACTIVITY_STREAM_MAX_PER_TOKEN: int(1, 1000, 8),
     BOSUN_HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000, 10_000),
     BOSUN_HTTP_REQUEST_TIMEOUT_MS: int(100, 3_600_000, 120_000),
     BOSUN_FLEET_DIR: z.string().optional(),
@@ -211,6 +215,10 @@ export function loadServeConfig(
       heartbeatMs: c.BOSUN_STREAM_HEARTBEAT,
       retryMs: c.BOSUN_STREAM_RETRY,
       maxStreams: c.BOSUN_STREAM_MAX_CONNECTIONS,
+    },
+    activityStream: {
+      maxStreams: c.BOSUN_ACTIVITY_STREAM_MAX_CONNECTIONS,
+      maxStreamsPerToken: c.BOSUN_ACTIVITY_STREAM_MAX_PER_TOKEN,
     },
     http: {
       headersTimeoutMs: c.BOSUN_HTTP_HEADERS_TIMEOUT_MS,

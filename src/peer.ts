@@ -151,6 +151,7 @@ export class Peer {
       metrics,
       trustProxy: config.trustProxy,
       ...(config.http ? { http: config.http } : {}),
+      ...(config.activityStream ? { dashboard: { stream: config.activityStream } } : {}),
       targets: () => (this.targetHealth ? [this.targetHealth.status()] : []),
       notifier,
       readiness: {

@@ -10,6 +10,32 @@ const TOKEN_PREFIX = 'bosun_';
 
 export const hashToken = (token: string) => createHash('sha256').update(token).digest('hex');
 
+/**
+ * What signed a caller in, kept beside its principal so a long-lived stream or a stream ticket can
+ * ask later whether it still would: a token row, the bootstrap admin token, or a NIP-98 key.
+ */
+export type Credential =
+  | { kind: 'token'; id: string }
+  | { kind: 'bootstrap' }
+  | { kind: 'nostr'; pubkey: string };
+
+export interface Authenticated {
+  principal: Principal;
+  credential: Credential;
+}
+
+/** One key per credential: streams are counted and watched per key. */
+export function credentialKey(credential: Credential): string {
+  switch (credential.kind) {
+    case 'token':
+      return `token:${credential.id}`;
+    case 'bootstrap':
+      return 'bootstrap';
+    case 'nostr':
+      return `nostr:${credential.pubkey}`;
+  }
+}
+
 export const createTokenSchema = z
   .strictObject({
     role: z.enum(['admin', 'tenant', 'agent']),
@@ -76,26 +102,46 @@ export class TokenService {
     }
   }
 
-  /** Resolves a bearer token to a principal, or null when it is unknown, revoked or expired. */
-  async authenticate(bearer: string): Promise<Principal | null> {
+  /** Resolves a bearer token to its principal and credential, or null when it is unknown, revoked or expired. */
+  async authenticate(bearer: string): Promise<Authenticated | null> {
     const hash = hashToken(bearer);
     if (this.bootstrapHash && timingSafeEqual(Buffer.from(hash, 'hex'), this.bootstrapHash)) {
-      return { role: 'admin', actor: 'admin:bootstrap' };
+      return { principal: { role: 'admin', actor: 'admin:bootstrap' }, credential: { kind: 'bootstrap' } };
     }
     const token = await this.store.findTokenByHash(hash);
-    if (!token || token.revokedAt !== null) return null;
-    if (token.expiresAt !== null && token.expiresAt <= this.clock.now()) return null;
-    return principalOf(token);
+    if (!token || !usable(token, this.clock.now())) return null;
+    return { principal: principalOf(token), credential: { kind: 'token', id: token.id } };
+  }
+
+  /**
+   * Whether a credential still signs the caller in: the token is neither revoked nor expired, or
+   * the NIP-98 key is still a registered tenant. Long-lived streams and stream tickets ask this.
+   */
+  async isLive(credential: Credential): Promise<boolean> {
+    const now = this.clock.now();
+    switch (credential.kind) {
+      case 'bootstrap':
+        return this.bootstrapHash !== null;
+      case 'token': {
+        const token = await this.store.findTokenById(credential.id);
+        return token !== undefined && usable(token, now);
+      }
+      case 'nostr':
+        return this.store.hasTenant(credential.pubkey, now);
+    }
   }
 
   /** Whether any admin can sign in (the bootstrap token or an admin row). */
   async hasAdmin(): Promise<boolean> {
     if (this.bootstrapHash) return true;
     const now = this.clock.now();
-    return (await this.store.listTokens()).some(
-      (t) => t.role === 'admin' && t.revokedAt === null && (t.expiresAt === null || t.expiresAt > now),
-    );
+    return (await this.store.listTokens()).some((t) => t.role === 'admin' && usable(t, now));
   }
+}
+
+/** The one rule for a token row: not revoked, not expired. */
+function usable(token: Token, now: number): boolean {
+  return token.revokedAt === null && (token.expiresAt === null || token.expiresAt > now);
 }
 
 function principalOf(token: Token): Principal {

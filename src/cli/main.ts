@@ -80,6 +80,11 @@ export function buildProgram(): Command {
 
 /** Runs the CLI; every failure becomes one line on stderr and a non-zero exit, never a stack trace. */
 export async function main(argv: string[]): Promise<void> {
+  // `bosun … | head`: the reader left, so there is nobody to tell; exit as a pipe would end us.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

@@ -17,6 +17,9 @@ export type ErrorCode =
   | 'schema_conflict'
   | 'conflict'
   | 'unsupported_media_type'
+  | 'request_timeout'
+  | 'uri_too_long'
+  | 'headers_too_large'
   | 'too_many_requests'
   | 'unavailable'
   | 'storage_full'
@@ -37,6 +40,9 @@ const STATUS: Record<ErrorCode, number> = {
   schema_conflict: 409,
   conflict: 409,
   unsupported_media_type: 415,
+  request_timeout: 408,
+  uri_too_long: 414,
+  headers_too_large: 431,
   too_many_requests: 429,
   unavailable: 503,
   // The database's disk is full (nothing was changed; the request works again once space is

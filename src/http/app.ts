@@ -12,7 +12,7 @@ import type { Query } from '../query.js';
 import type { Store } from '../store/port.js';
 import { Authenticator } from './auth.js';
 import { type DashboardOptions, registerDashboard } from './dashboard/routes.js';
-import { errorHandler } from './errors.js';
+import { clientErrorHandler, errorHandler } from './errors.js';
 import { registerActivityRoutes } from './routes/activities.js';
 import { registerFleetRoutes } from './routes/fleets.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -72,6 +72,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     },
     trustProxy: deps.trustProxy ?? false,
     return503OnClosing: true,
+    // Errors raised before a route (a malformed URL, a too-long path parameter) and those Node's
+    // parser raises before Fastify sees a request (too-large headers, garbage): bosun's shape too.
+    frameworkErrors: (err, request, reply) => errorHandler(err, request, reply),
+    clientErrorHandler: clientErrorHandler,
   });
 
   // Keep the raw body: NIP-98 signs a hash of the exact bytes. Empty bodies are allowed on
@@ -113,12 +117,29 @@ export function buildApp(deps: AppDeps): FastifyInstance {
 
   const auth = new Authenticator(deps.tokens, deps.nip98, deps.store, deps.clock);
   app.decorateRequest('principal', undefined);
+  app.decorateRequest('credential', undefined);
   app.decorateRequest('rawBody', undefined);
-  app.addHook('preHandler', async (request) => {
-    // A principal set earlier came from a route's own credential (the activity stream's ticket).
-    if (request.url.startsWith('/v1/') && !request.principal) {
-      request.principal = await auth.authenticate(request);
+  app.decorateRequest('nostrEvent', undefined);
+  // Credentials are judged before the body is read (Fastify reads it after onRequest), so an
+  // unauthenticated upload costs bosun nothing; a body over the route's limit is refused from its
+  // Content-Length, before reading, too.
+  app.addHook('onRequest', async (request, reply) => {
+    if (!request.url.startsWith('/v1/')) return;
+    // The activity stream's ticket stands in for the header (its route redeems it).
+    if (request.routeOptions.config?.streamTicket && !request.headers.authorization) return;
+    try {
+      await auth.beforeBody(request);
+    } catch (err) {
+      // Node would receive (and drop) the whole unread body to keep the connection: close it.
+      const length = request.headers['content-length'];
+      if ((length !== undefined && length !== '0') || request.headers['transfer-encoding']) {
+        void reply.header('connection', 'close');
+      }
+      throw err;
     }
+  });
+  app.addHook('preHandler', async (request) => {
+    if (request.nostrEvent) await auth.afterBody(request);
   });
 
   registerHealthRoutes(app, deps);

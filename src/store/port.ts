@@ -125,6 +125,7 @@ export interface Store {
 
   insertToken(token: Token, hash: string): Promise<void>;
   findTokenByHash(hash: string): Promise<Token | undefined>;
+  findTokenById(id: string): Promise<Token | undefined>;
   listTokens(): Promise<Token[]>;
   revokeToken(id: string, at: number): Promise<boolean>;
   /** True when an unrevoked, unexpired tenant token exists for this owner (NIP-98 registration). */

@@ -167,20 +167,22 @@ describe('GET /v1/activities/stream', () => {
 
 describe('StreamTickets', () => {
   const principal = { role: 'tenant' as const, owner: 'alice', actor: 'tenant:alice' };
+  const credential = { kind: 'token' as const, id: 'tok_alice' };
+  const live = async () => true;
 
   it('expire after their TTL and open one stream once', async () => {
     const dir = tempDir();
     const store = new SqliteStore(join(dir.path, 'bosun.db'));
     try {
       const clock = new FakeClock();
-      const tickets = new StreamTickets(store, clock, 60_000);
-      const a = await tickets.issue(principal);
-      expect(await tickets.redeem(a.ticket)).toEqual({ ok: true, principal });
+      const tickets = new StreamTickets(store, clock, live, 60_000);
+      const a = await tickets.issue(principal, credential);
+      expect(await tickets.redeem(a.ticket)).toEqual({ ok: true, principal, credential });
       expect(await tickets.redeem(a.ticket)).toMatchObject({
         ok: false,
         reason: expect.stringContaining('already used'),
       });
-      const b = await tickets.issue(principal);
+      const b = await tickets.issue(principal, credential);
       await clock.advance(60_000);
       expect(await tickets.redeem(b.ticket)).toMatchObject({
         ok: false,
@@ -203,10 +205,10 @@ describe('StreamTickets', () => {
     ];
     try {
       const clock = new FakeClock();
-      const [a, b, c] = [one, two, elsewhere].map((store) => new StreamTickets(store, clock));
-      const { ticket } = await a!.issue(principal);
+      const [a, b, c] = [one, two, elsewhere].map((store) => new StreamTickets(store, clock, live));
+      const { ticket } = await a!.issue(principal, credential);
       expect(await c!.redeem(ticket)).toEqual({ ok: false, reason: 'invalid stream ticket' });
-      expect(await b!.redeem(ticket)).toEqual({ ok: true, principal });
+      expect(await b!.redeem(ticket)).toEqual({ ok: true, principal, credential });
       expect(await a!.redeem(ticket)).toMatchObject({
         ok: false,
         reason: expect.stringContaining('already used'),

@@ -275,6 +275,8 @@ export function storeConformance(
       await store.insertToken(token, 'h1');
       expect(await store.findTokenByHash('h1')).toEqual(token);
       expect(await store.findTokenByHash('h2')).toBeUndefined();
+      expect(await store.findTokenById('tok_1')).toEqual(token);
+      expect(await store.findTokenById('tok_2')).toBeUndefined();
       expect(await store.hasTenant('alice', 4000)).toBe(true);
       expect(await store.hasTenant('alice', 5000)).toBe(false);
       expect(await store.revokeToken('tok_1', 10)).toBe(true);

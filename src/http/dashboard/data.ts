@@ -66,8 +66,8 @@ export class DashboardData {
   }
 
   /**
-   * The last `limit` activities of one relay the caller may see, newest first (reads its slice of
-   * the log by index, through the caller's scope).
+   * The last `limit` activities of one relay, newest first: read through the same scope as
+   * `GET /v1/activities?relay=` (an agent sees none), by the log's relay index.
    */
   async history(principal: Principal, relayId: string, limit: number): Promise<ActivityView[]> {
     const last: ActivityView[] = [];

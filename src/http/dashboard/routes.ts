@@ -1,5 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { TokenWatch } from '../../auth/token-watch.js';
+import type { Credential } from '../../auth/tokens.js';
 import { parseDuration } from '../../domain/duration.js';
 import { BosunError } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
@@ -58,7 +60,15 @@ export interface DashboardHandle {
 export function registerDashboard(app: FastifyInstance, deps: AppDeps): DashboardHandle {
   const assets = loadAssets();
   const data = new DashboardData(deps.store, deps.query, deps.clock);
-  const tickets = new StreamTickets(deps.store, deps.clock, deps.dashboard?.ticketTtlMs);
+  const isLive = (credential: Credential) => deps.tokens.isLive(credential);
+  const tickets = new StreamTickets(deps.store, deps.clock, isLive, deps.dashboard?.ticketTtlMs);
+  const options = { ...DEFAULT_STREAM_OPTIONS, ...deps.dashboard?.stream };
+  const watch = new TokenWatch({
+    isLive,
+    clock: deps.clock,
+    logger: deps.logger,
+    intervalMs: options.tokenCheckMs,
+  });
   const streams = new ActivityStreams(
     {
       query: deps.query,
@@ -66,10 +76,19 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       logger: deps.logger,
       serialCommits: deps.store.dialect === 'sqlite',
       onClients: (n) => deps.metrics.activityStreams.set(n),
+      watch,
     },
-    { ...DEFAULT_STREAM_OPTIONS, ...deps.dashboard?.stream },
+    options,
   );
-  app.addHook('preClose', async () => streams.closeAll());
+  app.addHook('onReady', async () => {
+    await tickets.prepare().catch((err: unknown) => {
+      deps.logger.warn({ err }, 'stream-ticket key not ready; trying again on the first ticket');
+    });
+  });
+  app.addHook('preClose', async () => {
+    watch.close();
+    streams.closeAll();
+  });
 
   const page = (_request: FastifyRequest, reply: FastifyReply) =>
     reply
@@ -118,7 +137,7 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
   });
 
   app.post('/v1/activities/stream-ticket', async (request) => {
-    const { ticket, expiresAt } = await tickets.issue(principalOf(request));
+    const { ticket, expiresAt } = await tickets.issue(principalOf(request), credentialOf(request));
     return { ticket, expires_at: new Date(expiresAt).toISOString() };
   });
 
@@ -127,12 +146,14 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
     {
       // EventSource cannot send headers: a ticket from POST /v1/activities/stream-ticket stands in
       // for the Authorization header on this route only.
+      config: { streamTicket: true },
       onRequest: async (request) => {
         const ticket = (request.query as { ticket?: unknown }).ticket;
         if (typeof ticket !== 'string' || request.headers.authorization) return;
         const redeemed = await tickets.redeem(ticket);
         if (!redeemed.ok) throw new BosunError('unauthorized', redeemed.reason);
         request.principal = redeemed.principal;
+        request.credential = redeemed.credential;
       },
     },
     async (request, reply) => {
@@ -153,11 +174,16 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       } else {
         after = Math.max(0, (await deps.query.lastActivityId()) - (q.tail ?? 0));
       }
-      return streams.serve(request, reply, principal, after);
+      return streams.serve(request, reply, principal, credentialOf(request), after);
     },
   );
 
   return { streams, tickets };
+}
+
+function credentialOf(request: FastifyRequest): Credential {
+  if (!request.credential) throw new BosunError('unauthorized', 'not authenticated');
+  return request.credential;
 }
 
 function whoami(p: Principal) {

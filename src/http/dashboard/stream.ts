@@ -1,7 +1,10 @@
 import { PassThrough } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
+import type { TokenWatch } from '../../auth/token-watch.js';
+import { type Credential, credentialKey } from '../../auth/tokens.js';
 import { viewActivity } from '../../domain/activity.js';
+import { BosunError, type ErrorCode } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
 import type { Notifier } from '../../notifier.js';
 import type { Query } from '../../query.js';
@@ -14,6 +17,14 @@ export interface ActivityStreamOptions {
   /** Notifications within this window are coalesced into one read of the log. */
   coalesceMs: number;
   pageSize: number;
+  /** Concurrent streams per credential (token or NIP-98 key) before 429. */
+  maxStreamsPerToken: number;
+  /** Concurrent streams on this server before 503: each one reads the log on every change. */
+  maxStreams: number;
+  /** Retry-After of a 429 or 503. */
+  retryAfterSeconds: number;
+  /** Revoked or expired credentials are found this often; their streams close. */
+  tokenCheckMs: number;
 }
 
 export const DEFAULT_STREAM_OPTIONS: ActivityStreamOptions = {
@@ -21,6 +32,10 @@ export const DEFAULT_STREAM_OPTIONS: ActivityStreamOptions = {
   maxStreamMs: 15 * 60_000,
   coalesceMs: 25,
   pageSize: 500,
+  maxStreamsPerToken: 8,
+  maxStreams: 1000,
+  retryAfterSeconds: 5,
+  tokenCheckMs: 1000,
 };
 
 /**
@@ -29,9 +44,13 @@ export const DEFAULT_STREAM_OPTIONS: ActivityStreamOptions = {
  * subscribes to the Notifier first, then reads the log after the resume point, then follows live;
  * a notification is only a wake-up — every event is read from the log through the caller's scope,
  * so tenant scoping and de-duplication (by id) hold whatever the notification carried.
+ *
+ * Admission before any byte of the stream, as `GET /v1/stream`: a cap per credential (429) and in
+ * total (503), both with Retry-After; a stream ends once its credential is revoked or expires.
  */
 export class ActivityStreams {
   private readonly open = new Set<() => void>();
+  private readonly perCredential = new Map<string, number>();
 
   constructor(
     private readonly deps: {
@@ -41,6 +60,8 @@ export class ActivityStreams {
       /** Reads may skip ahead to the log's head after a short page (true where commits are serial). */
       serialCommits: boolean;
       onClients?: (n: number) => void;
+      /** Ends the streams of credentials that stop signing in. */
+      watch?: TokenWatch;
     },
     private readonly opts: ActivityStreamOptions = DEFAULT_STREAM_OPTIONS,
   ) {}
@@ -54,9 +75,28 @@ export class ActivityStreams {
     for (const close of [...this.open]) close();
   }
 
-  serve(request: FastifyRequest, reply: FastifyReply, principal: Principal, after: number): FastifyReply {
+  serve(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    principal: Principal,
+    credential: Credential,
+    after: number,
+  ): FastifyReply {
     const { query, notifier, logger } = this.deps;
     const { pageSize } = this.opts;
+    // From here to registration nothing awaits, so the limits hold.
+    const key = credentialKey(credential);
+    if (this.open.size >= this.opts.maxStreams) {
+      logger.warn({ streams: this.open.size }, 'activity stream refused: server at its stream limit');
+      return this.refuse(reply, 'unavailable', 'this server has too many activity streams; retry later');
+    }
+    if ((this.perCredential.get(key) ?? 0) >= this.opts.maxStreamsPerToken) {
+      return this.refuse(
+        reply,
+        'too_many_requests',
+        `at most ${this.opts.maxStreamsPerToken} concurrent activity streams per token`,
+      );
+    }
     const out = new PassThrough();
     let cursor = after;
     let closed = false;
@@ -142,11 +182,17 @@ export class ActivityStreams {
       clearInterval(heartbeat);
       clearTimeout(lifetime);
       if (wake) clearTimeout(wake);
+      unwatch?.();
       this.open.delete(close);
+      const left = (this.perCredential.get(key) ?? 1) - 1;
+      if (left > 0) this.perCredential.set(key, left);
+      else this.perCredential.delete(key);
       this.deps.onClients?.(this.open.size);
       out.end();
     };
     this.open.add(close);
+    this.perCredential.set(key, (this.perCredential.get(key) ?? 0) + 1);
+    const unwatch = this.deps.watch?.watch(credential, close);
     this.deps.onClients?.(this.open.size);
     reply.raw.on('close', close);
     out.on('error', close);
@@ -161,5 +207,13 @@ export class ActivityStreams {
       .header('cache-control', 'no-cache, no-transform')
       .header('x-accel-buffering', 'no')
       .send(out);
+  }
+
+  private refuse(reply: FastifyReply, code: ErrorCode, message: string): FastifyReply {
+    const err = new BosunError(code, message);
+    return reply
+      .status(err.status)
+      .header('retry-after', String(this.opts.retryAfterSeconds))
+      .send(err.toJSON());
   }
 }

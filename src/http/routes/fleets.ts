@@ -1,6 +1,5 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import { BosunError } from '../../domain/errors.js';
 import {
   checkFleetName,
   MAX_FLEET_BODY_BYTES,
@@ -24,24 +23,11 @@ const nameParam = (request: FastifyRequest) => {
 
 /**
  * Declarative fleets: plan and apply a parsed fleet directory, and read the applied versions.
- * Bodies may be up to 64 MiB (10,000 relays); a request without valid bearer credentials is
- * refused before its body is read.
+ * Bodies may be up to 64 MiB (10,000 relays); like every /v1 route, a request without valid
+ * credentials is refused before its body is read (app.ts).
  */
-export function registerFleetRoutes(app: FastifyInstance, { command, store, tokens }: AppDeps): void {
-  const authenticateEarly = async (request: FastifyRequest) => {
-    const header = request.headers.authorization;
-    if (!header) {
-      throw new BosunError(
-        'unauthorized',
-        'missing Authorization header (Bearer <token> or Nostr <NIP-98 event>)',
-      );
-    }
-    const [scheme, token] = header.split(' ', 2);
-    if (scheme?.toLowerCase() === 'bearer' && !(await tokens.authenticate((token ?? '').trim()))) {
-      throw new BosunError('unauthorized', 'unknown, revoked or expired token');
-    }
-  };
-  const large = { bodyLimit: MAX_FLEET_BODY_BYTES, onRequest: authenticateEarly };
+export function registerFleetRoutes(app: FastifyInstance, { command, store }: AppDeps): void {
+  const large = { bodyLimit: MAX_FLEET_BODY_BYTES };
 
   app.post('/v1/fleets/:name/plan', large, async (request) => {
     const principal = principalOf(request);

@@ -18,7 +18,8 @@ import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
-import { hashToken } from '../../auth/tokens.js';
+import { TokenWatch } from '../../auth/token-watch.js';
+import { hashToken, TokenService } from '../../auth/tokens.js';
 import { RELAY_CHANGE_TYPES } from '../../domain/activity.js';
 import type { Clock, TimerHandle } from '../../domain/clock.js';
 import { BosunError, type ErrorCode } from '../../domain/errors.js';
@@ -76,9 +77,9 @@ const PAGE = 1000;
 
 interface TokenGroup {
   id: string;
-  hash: string;
   fleet: string;
   conns: Set<StreamConn>;
+  unwatch: () => void;
 }
 
 /** One SSE response. */
@@ -143,8 +144,7 @@ export class StreamServer {
   private epochValue: Promise<string> | undefined;
   private unsubscribe: (() => void) | undefined;
   private heartbeatTimer: TimerHandle | undefined;
-  private tokenTimer: TimerHandle | undefined;
-  private checkingTokens = false;
+  private readonly tokens: TokenWatch;
   /** Connections dropped for being too slow (stats, tests). */
   slowDrops = 0;
   /** One function for every connection (not a closure each: streams are many and long-lived). */
@@ -172,6 +172,13 @@ export class StreamServer {
       onSent: () => {},
       ...options,
     };
+    const tokens = new TokenService(this.o.store, this.o.clock);
+    this.tokens = new TokenWatch({
+      isLive: (credential) => tokens.isLive(credential),
+      clock: this.o.clock,
+      logger: this.o.logger,
+      intervalMs: this.o.tokenCheckMs,
+    });
     this.unsubscribe = this.o.notifier.subscribe((activities) => {
       if (this.hubs.size === 0) return;
       for (const a of activities) if (CHANGE_TYPES.has(a.type)) this.dirty.add(a.relayId);
@@ -309,7 +316,7 @@ export class StreamServer {
     res.socket?.setNoDelay(true);
     res.socket?.setKeepAlive(true, 30_000);
 
-    const group = this.group(principal.tokenId, principal.fleet, request);
+    const group = this.group(principal.tokenId, principal.fleet);
     const hub = this.hub(principal.fleet);
     const conn = new StreamConn(res, group, hub, this.o.maxBufferedBytes, this.onSlow, this.o.clock.now());
     conn.held = held;
@@ -336,7 +343,7 @@ export class StreamServer {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     if (this.heartbeatTimer) this.o.clock.clearTimeout(this.heartbeatTimer);
-    if (this.tokenTimer) this.o.clock.clearTimeout(this.tokenTimer);
+    this.tokens.close();
     for (const hub of this.hubs.values()) hub.dispose();
     this.hubs.clear();
     const frame = reconnectFrame('shutdown', this.o.reconnectDelayMs);
@@ -366,14 +373,21 @@ export class StreamServer {
       .send(err.toJSON());
   }
 
-  private group(tokenId: string, fleet: string, request: FastifyRequest): TokenGroup {
+  private group(tokenId: string, fleet: string): TokenGroup {
     let group = this.groups.get(tokenId);
     if (!group) {
-      const header = request.headers.authorization ?? '';
-      const bearer = header.slice(header.indexOf(' ') + 1).trim();
-      group = { id: tokenId, hash: hashToken(bearer), fleet, conns: new Set() };
+      const conns = new Set<StreamConn>();
+      // Revoked or expired since it connected (§9.4): its streams close.
+      const unwatch = this.tokens.watch({ kind: 'token', id: tokenId }, () => {
+        if (conns.size === 0) return;
+        this.o.logger.info(
+          { tokenId, fleet, streams: conns.size },
+          'token revoked or expired: its streams closed',
+        );
+        for (const conn of [...conns]) conn.end();
+      });
+      group = { id: tokenId, fleet, conns, unwatch };
       this.groups.set(tokenId, group);
-      this.armTokenCheck();
     }
     return group;
   }
@@ -410,6 +424,7 @@ export class StreamServer {
     conn.group.conns.delete(conn);
     if (conn.group.conns.size === 0 && this.groups.get(conn.group.id) === conn.group) {
       this.groups.delete(conn.group.id);
+      conn.group.unwatch();
     }
     this.o.logger.debug({ tokenId: conn.group.id, fleet: conn.group.fleet }, 'stream closed');
   }
@@ -476,44 +491,6 @@ export class StreamServer {
       for (const conn of this.all) conn.write(HEARTBEAT_FRAME);
       if (this.all.size > 0) this.armHeartbeat();
     }, this.o.heartbeatMs);
-  }
-
-  private armTokenCheck(): void {
-    if (this.tokenTimer || this.closing) return;
-    this.tokenTimer = this.o.clock.setTimeout(() => {
-      this.tokenTimer = undefined;
-      void this.checkTokens().finally(() => {
-        if (this.groups.size > 0) this.armTokenCheck();
-      });
-    }, this.o.tokenCheckMs);
-  }
-
-  /** Closes the streams of tokens that were revoked or expired since they connected (§9.4). */
-  private async checkTokens(): Promise<void> {
-    if (this.checkingTokens || this.closing) return;
-    this.checkingTokens = true;
-    try {
-      const now = this.o.clock.now();
-      let n = 0;
-      for (const group of [...this.groups.values()]) {
-        // Thousands of tokens: let broadcasts run between small batches of lookups.
-        if (++n % 64 === 0) await new Promise((resolve) => setImmediate(resolve));
-        if (group.conns.size === 0) continue;
-        const token = await this.o.store.findTokenByHash(group.hash);
-        const valid =
-          token && token.revokedAt === null && (token.expiresAt === null || token.expiresAt > now);
-        if (valid) continue;
-        this.o.logger.info(
-          { tokenId: group.id, fleet: group.fleet, streams: group.conns.size },
-          'token revoked or expired: its streams closed',
-        );
-        for (const conn of [...group.conns]) conn.end();
-      }
-    } catch (err) {
-      this.o.logger.warn({ err }, 'stream: checking tokens failed; trying again');
-    } finally {
-      this.checkingTokens = false;
-    }
   }
 }
 

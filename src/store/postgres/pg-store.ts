@@ -677,6 +677,13 @@ export class PostgresStore implements Store {
     return row && fromTokenRow(row);
   }
 
+  async findTokenById(id: string): Promise<Token | undefined> {
+    const [row] = await this.query<TokenRow>('bosun_find_token_by_id', 'SELECT * FROM tokens WHERE id = $1', [
+      id,
+    ]);
+    return row && fromTokenRow(row);
+  }
+
   async listTokens(): Promise<Token[]> {
     const rows = await this.query<TokenRow>(
       'bosun_list_tokens',

@@ -150,6 +150,7 @@ export class SqliteStore implements Store {
          VALUES (@id, @hash, @name, @role, @owner, @fleet, @created_at, @expires_at, @revoked_at)`,
       ),
       findToken: db.prepare('SELECT * FROM tokens WHERE hash = ?'),
+      findTokenById: db.prepare('SELECT * FROM tokens WHERE id = ?'),
       listTokens: db.prepare('SELECT * FROM tokens ORDER BY created_at, id'),
       revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
       hasTenant: db.prepare(
@@ -463,6 +464,11 @@ export class SqliteStore implements Store {
 
   async findTokenByHash(hash: string): Promise<Token | undefined> {
     const row = this.stmts.findToken.get(hash) as TokenRow | undefined;
+    return row && fromTokenRow(row);
+  }
+
+  async findTokenById(id: string): Promise<Token | undefined> {
+    const row = this.stmts.findTokenById.get(id) as TokenRow | undefined;
     return row && fromTokenRow(row);
   }
 

@@ -137,7 +137,11 @@
 
   function currentRoute() {
     const m = /^#\/relay\/(.+)$/.exec(location.hash);
-    return m ? { view: 'relay', id: decodeURIComponent(m[1]) } : { view: 'overview' };
+    try {
+      return m ? { view: 'relay', id: decodeURIComponent(m[1]) } : { view: 'overview' };
+    } catch {
+      return { view: 'overview' }; // a malformed escape (#/relay/%E0%A4%A) names no relay
+    }
   }
 
   async function route() {
