@@ -73,7 +73,10 @@ class RequestsAtDebug extends LogController {
     request: FastifyRequest,
     reply: FastifyReply,
   ): void {
-    if (error) return super.requestCompleted(error, request, reply);
+    if (error) {
+      super.requestCompleted(error, request, reply);
+      return;
+    }
     // Without the query: the activity stream's ticket travels there.
     reply.log.debug(
       {

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
@@ -287,6 +288,41 @@ describe('logs', { timeout: 120_000 }, () => {
   });
 });
 
+describe('logs on a terminal', { timeout: 120_000 }, () => {
+  it('are human-readable lines when stdout is a TTY', async () => {
+    const dir = tempDir();
+    const bin = join(process.cwd(), 'bin/bosun.js');
+    // script(1) gives bosun a pseudo-terminal; closing it (SIGHUP) ends bosun.
+    const tty = spawn('script', ['-qfec', `${process.execPath} ${bin} serve --port 0`, '/dev/null'], {
+      cwd: dir.path,
+      env: {
+        ...process.env,
+        BOSUN_ADMIN_TOKEN: ADMIN_TOKEN,
+        BOSUN_DATABASE_URL: '',
+        BOSUN_LOG_LEVEL: 'info',
+      },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tty.stdout.on('data', (chunk: Buffer) => {
+          out += chunk.toString();
+          if (/bosun listening/.test(out)) resolve();
+        });
+        tty.on('exit', () => reject(new Error(out)));
+      });
+      expect(out).toMatch(
+        /\d\d:\d\d:\d\d\.\d{3} INFO {2}bosun listening url=http:\/\/127\.0\.0\.1:\d+ dashboard=/,
+      );
+      expect(out).not.toContain('{"level"');
+    } finally {
+      tty.kill('SIGTERM');
+      dir.cleanup();
+    }
+  });
+});
+
 describe('relay activities', { timeout: 120_000 }, () => {
   const dir = tempDir();
   let server: Spawned & { url: string };
@@ -319,6 +355,15 @@ describe('relay activities', { timeout: 120_000 }, () => {
   });
 
   it('--follow listens on the activity stream instead of polling', async () => {
+    const pageReads = async () => {
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      return Number(
+        /^bosun_http_requests_total\{method="GET",route="\/v1\/activities",status="200"\} (\d+)$/m.exec(
+          metrics,
+        )?.[1] ?? 0,
+      );
+    };
+    const before = await pageReads();
     const follow = spawnBosun(['relay', 'activities', '--follow', '--after', '0'], env);
     try {
       await follow.waitFor(/create_relay\s+relay-with-a-long-id/);
@@ -327,9 +372,7 @@ describe('relay activities', { timeout: 120_000 }, () => {
       const metrics = await (await fetch(`${server.url}/metrics`)).text();
       expect(metrics).toMatch(/^bosun_activity_streams 1$/m);
       // One read of the log's first page, then the stream: a poller would have read it again by now.
-      expect(metrics).toMatch(
-        /^bosun_http_requests_total\{method="GET",route="\/v1\/activities",status="200"\} 1$/m,
-      );
+      expect((await pageReads()) - before).toBe(1);
     } finally {
       follow.child.kill('SIGINT');
       await follow.exited;
