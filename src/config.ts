@@ -5,6 +5,7 @@ import { isValidSecretKey } from './domain/keys.js';
 import { describeIssues } from './domain/relay.js';
 import { CHORE_DEFAULTS, CHORE_NAMES, type ChoreConfig, type ChoreName } from './lifecycle/chores.js';
 import type { RetryPolicy } from './push/retry-policy.js';
+import { parsePostgresUrl } from './store/postgres/options.js';
 
 /**
  * Serve configuration from flags and environment (flags win). Validated once at start; a bad value
@@ -90,6 +91,17 @@ const schema = z
     BOSUN_DATABASE_URL: z
       .string()
       .regex(/^(sqlite:.+|postgres(ql)?:\/\/.+)$/, 'must be sqlite:<file> or postgres://…')
+      .superRefine((url, ctx) => {
+        if (url.startsWith('sqlite:')) return;
+        try {
+          parsePostgresUrl(url);
+        } catch (err) {
+          ctx.addIssue({
+            code: 'custom',
+            message: (err as Error).message.replace(/^BOSUN_DATABASE_URL: /, ''),
+          });
+        }
+      })
       .default('sqlite:./data/bosun.db'),
     PORT: z
       .string()
@@ -157,21 +169,38 @@ function clean(env: Record<string, string | undefined>) {
   return Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v.trim() !== ''));
 }
 
+/** The serve flags and the variable each one stands in for. */
+const FLAGS = {
+  port: ['PORT', '--port'],
+  host: ['BOSUN_HOST', '--host'],
+  databaseUrl: ['BOSUN_DATABASE_URL', '--database-url'],
+  logLevel: ['BOSUN_LOG_LEVEL', '--log-level'],
+  fleet: ['BOSUN_FLEET_DIR', '--fleet'],
+} as const;
+
 export function loadServeConfig(
   env: Record<string, string | undefined>,
   flags: { port?: string; host?: string; databaseUrl?: string; logLevel?: string; fleet?: string } = {},
 ): ServeConfig {
+  const given = Object.entries(FLAGS).filter(([key]) => flags[key as keyof typeof FLAGS] !== undefined);
   const merged = clean({
     ...env,
-    ...(flags.port !== undefined ? { PORT: flags.port } : {}),
-    ...(flags.host !== undefined ? { BOSUN_HOST: flags.host } : {}),
-    ...(flags.databaseUrl !== undefined ? { BOSUN_DATABASE_URL: flags.databaseUrl } : {}),
-    ...(flags.logLevel !== undefined ? { BOSUN_LOG_LEVEL: flags.logLevel } : {}),
-    ...(flags.fleet !== undefined ? { BOSUN_FLEET_DIR: flags.fleet } : {}),
+    ...Object.fromEntries(given.map(([key, [variable]]) => [variable, flags[key as keyof typeof FLAGS]])),
   });
+  // A problem is reported under the name the operator used: the flag when a flag set the value.
+  const flagOf = new Map<PropertyKey, string>(given.map(([, [variable, flag]]) => [variable, flag]));
+  const describe = (error: z.ZodError) =>
+    describeIssues(
+      new z.ZodError(
+        error.issues.map((issue) => {
+          const flag = flagOf.get(issue.path[0] ?? '');
+          return flag ? { ...issue, path: [flag, ...issue.path.slice(1)] } : issue;
+        }),
+      ),
+    );
   const result = schema.safeParse(merged);
   const chores = choreSchema.safeParse(merged);
-  const problems = [result, chores].flatMap((r) => (r.success ? [] : [describeIssues(r.error)]));
+  const problems = [result, chores].flatMap((r) => (r.success ? [] : [describe(r.error)]));
   if (!result.success || !chores.success)
     throw new ConfigError(`invalid configuration: ${problems.join('; ')}`);
   const c = result.data;

@@ -1,9 +1,16 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { VERSION } from './version.js';
 
 /** One registry per peer, so tests that start several peers never share counters. */
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'bosun_' });
+  new Gauge({
+    name: 'bosun_build_info',
+    help: 'Always 1; the version label says which bosun this process runs',
+    labelNames: ['version'] as const,
+    registers: [registry],
+  }).set({ version: VERSION }, 1);
   return {
     registry,
     httpRequests: new Counter({

@@ -1,10 +1,13 @@
-import { dirname, join } from 'node:path';
+import { closeSync, existsSync, openSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Nip98Verifier } from './auth/nip98.js';
 import { TokenService } from './auth/tokens.js';
 import { Command } from './command.js';
 import type { ServeConfig } from './config.js';
+import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './database-url.js';
+import { makeDirs } from './dirs.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
 import { type Random, systemRandom } from './domain/random.js';
 import { buildApp } from './http/app.js';
@@ -26,7 +29,6 @@ import { createMetrics, type Metrics } from './metrics.js';
 import type { Nip98Signer } from './nostr/nip98.js';
 import { createPooledNip98Signer } from './nostr/signer-pool.js';
 import { Notifier } from './notifier.js';
-import { writePrivateFileSync } from './private-files.js';
 import { StreamServer } from './pull/server/stream-server.js';
 import { Observer } from './push/observer.js';
 import { Infra, mayHeal } from './push/syncer.js';
@@ -213,13 +215,13 @@ export class Peer {
       ...(deps.fetch ? { fetch: deps.fetch } : {}),
       storage,
     });
-    await peer.bootstrapAdmin();
     return peer;
   }
 
   /** Starts every service; resolves with the API's URL once it listens and push sync caught up. */
   start(): Promise<string> {
     this.started ??= (async () => {
+      const adminTokenFile = await this.adminTokenToWrite();
       if (this.signer) await this.signer.ready();
       let listening!: (url: string) => void;
       const url = new Promise<string>((resolve) => {
@@ -244,7 +246,18 @@ export class Peer {
       } else {
         this.logger.warn('push sync disabled: ZOOID_API_URL is not set');
       }
-      this.logger.info({ url: address, database: this.config.databaseUrl.split(':')[0] }, 'bosun listening');
+      // Only once bosun listens: a start that fails (port in use) leaves no token file behind.
+      if (adminTokenFile) await this.bootstrapAdmin(adminTokenFile);
+      const tokenFile = adminTokenFile ?? tokenFileOf(this.config.databaseUrl);
+      this.logger.info(
+        {
+          url: address,
+          dashboard: `${address}/`,
+          database: shownDatabaseUrl(this.config.databaseUrl),
+          ...(existsSync(tokenFile) ? { adminTokenFile: tokenFile } : {}),
+        },
+        'bosun listening',
+      );
       return address;
     })();
     return this.started;
@@ -252,8 +265,8 @@ export class Peer {
 
   /** Runs until closed; rejects with the first fatal service error (after everything stopped). */
   async run(): Promise<void> {
-    await this.start();
     try {
+      await this.start();
       await this.running;
     } finally {
       await this.close();
@@ -469,18 +482,49 @@ export class Peer {
 
   /**
    * A fresh install has no way to sign in. Without BOSUN_ADMIN_TOKEN and any admin token, bosun
-   * creates one and writes it (mode 0600) next to the SQLite file, never to the log.
+   * creates one and writes it (mode 0600) to this database's own file, never to the log. A file
+   * already there is never overwritten: it may hold the only admin token of another database.
+   * Returns the file to write once bosun listens, or null when an admin exists.
    */
-  private async bootstrapAdmin(): Promise<void> {
-    if (await this.tokens.hasAdmin()) return;
-    const { token } = await this.tokens.create({ role: 'admin', name: 'generated-admin' });
-    const dir = this.config.databaseUrl.startsWith('sqlite:')
-      ? dirname(this.config.databaseUrl.slice('sqlite:'.length))
-      : 'data';
-    const file = join(dir, 'admin-token');
-    writePrivateFileSync(file, `${token}\n`);
+  private async adminTokenToWrite(): Promise<string | null> {
+    if (await this.tokens.hasAdmin()) return null;
+    const file = tokenFileOf(this.config.databaseUrl);
+    if (existsSync(file)) throw this.tokenFileTaken(file);
+    return file;
+  }
+
+  private tokenFileTaken(file: string): StartupError {
+    const db = shownDatabaseUrl(this.config.databaseUrl);
+    return new StartupError(
+      `the database ${db} has no admin token, and ${file} already exists (it may belong to another ` +
+        `database): move it away, or create an admin token with \`bosun token create --role admin --database-url ${db}\``,
+    );
+  }
+
+  private async bootstrapAdmin(file: string): Promise<void> {
+    makeDirs(dirname(file));
+    let fd: number;
+    try {
+      fd = openSync(file, 'wx', 0o600);
+    } catch (err) {
+      throw (err as NodeJS.ErrnoException).code === 'EEXIST' ? this.tokenFileTaken(file) : err;
+    }
+    try {
+      const { token } = await this.tokens.create({ role: 'admin', name: 'generated-admin' });
+      writeSync(fd, `${token}\n`);
+    } catch (err) {
+      closeSync(fd);
+      unlinkSync(file);
+      throw err;
+    }
+    closeSync(fd);
     this.logger.warn({ file }, 'no admin token existed: generated one and wrote it to this file (mode 0600)');
   }
+}
+
+/** A start-up failure the operator can act on: its message alone is the whole story (no stack). */
+export class StartupError extends Error {
+  override readonly name = 'StartupError';
 }
 
 function untilAborted(signal: AbortSignal): Promise<void> {

@@ -3,14 +3,15 @@
  * the zooid emulator's relay configs — are the owner's only: directories bosun creates are 0700 and
  * such files 0600, whatever the umask (an explicit chmod, since umask 000 would leave 0666/0777).
  */
-import { closeSync, fchmodSync, mkdirSync, openSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fchmodSync, openSync, statSync, writeSync } from 'node:fs';
+import { makeDirs } from './dirs.js';
 
 export const PRIVATE_DIR_MODE = 0o700;
 export const PRIVATE_FILE_MODE = 0o600;
 
 /** Creates the directory (and missing parents) 0700; an existing one keeps its mode. */
 export function makePrivateDir(dir: string): void {
-  mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+  makeDirs(dir, PRIVATE_DIR_MODE);
 }
 
 /** Writes (creates or truncates) a file and leaves it 0600, also if it existed with another mode. */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { describeIssues } from '../domain/relay.js';
-import { NIP98_KIND, type NostrEvent, verifyEventSignature } from '../nostr/nip98.js';
+import { NIP98_KIND, verifyEventSignature } from '../nostr/nip98.js';
 
 /**
  * NIP-98 for bosun's own API: a tenant signs each request with its Nostr key. The header is judged

@@ -34,31 +34,17 @@ export class ApiClient {
   }
 
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
-    if (!this.token) {
-      throw new ApiError(
-        0,
-        'no_token',
-        'no token: pass --token, or set BOSUN_TOKEN or BOSUN_TOKEN_FILE (a local install writes data/admin-token)',
-      );
-    }
-    let res: Response;
-    try {
-      res = await fetch(this.server + path, {
-        method,
-        headers: {
-          authorization: `Bearer ${this.token}`,
-          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-        },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      });
-    } catch (err) {
-      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
-      throw new ApiError(
-        0,
-        'unreachable',
-        `cannot reach bosun at ${this.server} (${cause}); is \`bosun serve\` running?`,
-      );
-    }
+    return this.read<T>(await this.send(method, path, body));
+  }
+
+  /** A GET whose body is read as it arrives (Server-Sent Events); an error answer throws as request's do. */
+  async stream(path: string): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.send('GET', path, undefined, { accept: 'text/event-stream' });
+    if (!res.ok || !res.body) return this.read(res);
+    return res.body;
+  }
+
+  private async read<T>(res: Response): Promise<T> {
     if (res.status === 204) return undefined as T;
     const text = await res.text();
     let json: unknown;
@@ -76,6 +62,39 @@ export class ApiClient {
       throw new ApiError(res.status, e?.code ?? 'error', e?.message ?? `HTTP ${res.status}`);
     }
     return json as T;
+  }
+
+  private async send(
+    method: string,
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<Response> {
+    if (!this.token) {
+      throw new ApiError(
+        0,
+        'no_token',
+        'no token: pass --token, or set BOSUN_TOKEN or BOSUN_TOKEN_FILE (a local install writes data/admin-token)',
+      );
+    }
+    try {
+      return await fetch(this.server + path, {
+        method,
+        headers: {
+          ...headers,
+          authorization: `Bearer ${this.token}`,
+          ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+        },
+        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      });
+    } catch (err) {
+      const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+      throw new ApiError(
+        0,
+        'unreachable',
+        `cannot reach bosun at ${this.server} (${cause}); is \`bosun serve\` running?`,
+      );
+    }
   }
 }
 

@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config.js';
 import { generateSecretKey, publicKeyOf } from '../domain/keys.js';
 import { runZooidEmulatorCli } from '../push/zooid/emulator.js';
+import { VERSION } from '../version.js';
 import { registerAgentCommand } from './agent-command.js';
 import { ApiError } from './api-client.js';
 import { registerRelayCommands } from './relay-commands.js';
@@ -18,6 +19,7 @@ export function buildProgram(): Command {
     )
     .option('--token <token>', 'API token (prefer env BOSUN_TOKEN or BOSUN_TOKEN_FILE)')
     .option('--json', 'machine-readable output')
+    .version(VERSION, '-V, --version', 'print the version')
     .showHelpAfterError()
     .exitOverride();
 
@@ -62,6 +64,13 @@ export function buildProgram(): Command {
         process.on('SIGINT', stop);
       },
     );
+
+  program
+    .command('version')
+    .description('print the version')
+    .action(() => {
+      process.stdout.write(`${VERSION}\n`);
+    });
 
   program
     .command('key')

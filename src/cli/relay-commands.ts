@@ -1,13 +1,14 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { createParser } from 'eventsource-parser';
 import { parse as parseToml } from 'smol-toml';
 import type { ActivityView } from '../domain/activity.js';
 import { parseDuration } from '../domain/duration.js';
 import { jsonTooDeep, TOO_DEEP_JSON, TOO_DEEP_TOML, tooDeepPath } from '../domain/nesting.js';
 import type { RelayView } from '../domain/relay.js';
 import { mergePatch } from '../domain/relay.js';
-import { ApiClient } from './api-client.js';
-import { print, printJson, table } from './output.js';
+import { ApiClient, ApiError } from './api-client.js';
+import { columnWidths, formatRow, print, printJson, table } from './output.js';
 
 interface GlobalOpts {
   server?: string;
@@ -89,12 +90,57 @@ function bodyFromFlags(f: ConfigFlags): Record<string, unknown> {
   return setPaths(body, f.set ?? []);
 }
 
-function configOptions(cmd: Command): Command {
+/**
+ * The relay fields each flag sets: an API error about a field is shown as the flag that sets it.
+ * `info` itself is missing only when nothing set info.pubkey, the one info field without a default.
+ */
+const FLAG_OF_FIELD: Record<string, string> = {
+  host: 'host',
+  schema: 'schema',
+  fleet: 'fleet',
+  owner: 'owner',
+  'info.pubkey': 'pubkey',
+  info: 'pubkey',
+  'info.name': 'name',
+  'info.description': 'description',
+  'info.icon': 'icon',
+  'policy.public_join': 'publicJoin',
+  'groups.enabled': 'groups',
+  'management.enabled': 'management',
+  'blossom.enabled': 'blossom',
+  'push.enabled': 'push',
+};
+
+/**
+ * Rewrites `info.pubkey: is required; host: …` as `--pubkey: is required; --host: …` for the fields
+ * the user set with a flag or left out; a field a --file or --set gave keeps its path.
+ */
+function namingFlags(cmd: Command, err: unknown): unknown {
+  if (!(err instanceof ApiError) || err.code !== 'invalid_request') return err;
+  const typed = explicitFlags(cmd) as Record<string, unknown>;
+  const message = err.message
+    .split('; ')
+    .map((part) => {
+      const m = /^([\w.]+): (.*)$/.exec(part);
+      const key = m ? FLAG_OF_FIELD[m[1]!] : undefined;
+      if (!m || !key || (typed[key] === undefined && m[2] !== 'is required')) return part;
+      const flag = cmd.options.find((o) => o.attributeName() === key && !o.negate);
+      return flag ? `${flag.long}: ${m[2]}` : part;
+    })
+    .join('; ');
+  return new ApiError(err.status, err.code, message);
+}
+
+const REQUIRED = '(required) ';
+
+/** `required`: mark the flags a new relay needs (unless its --file or --set gives the field). */
+function configOptions(cmd: Command, required = false): Command {
+  const must = required ? REQUIRED : '';
   return cmd
-    .option('--host <host>', 'hostname zooid serves the relay on (e.g. r1.example.com)')
+    .option('--host <host>', `${must}hostname zooid serves the relay on (e.g. r1.example.com)`)
     .option('--schema <schema>', 'zooid schema (table prefix); immutable; derived from the id when omitted')
     .option('--fleet <fleet>', 'fleet the relay belongs to (default: default)')
-    .option('--pubkey <hex>', "owner's Nostr public key (info.pubkey), 64 hex")
+    .option('--pubkey <hex>', `${must}owner's Nostr public key (info.pubkey), 64 hex`)
     .option('--name <name>', 'NIP-11 name (info.name)')
     .option('--description <text>', 'NIP-11 description')
     .option('--icon <url>', 'NIP-11 icon URL')
@@ -149,10 +195,14 @@ export function registerRelayCommands(program: Command): void {
       .command('create [id]')
       .description('record a new relay (its secret is generated unless given in --file)')
       .option('--owner <owner>', 'tenant that owns the relay (admin only)'),
+    true,
   ).action(async (id: string | undefined, _opts, cmd: Command) => {
     const body = bodyFromFlags(explicitFlags(cmd));
     if (id !== undefined) body.id = id;
-    showRelay(await client(cmd).request<RelayView>('POST', '/v1/relays', body), globals(cmd).json);
+    const created = await client(cmd)
+      .request<RelayView>('POST', '/v1/relays', body)
+      .catch((err) => Promise.reject(namingFlags(cmd, err)));
+    showRelay(created, globals(cmd).json);
   });
 
   relay
@@ -189,10 +239,10 @@ export function registerRelayCommands(program: Command): void {
   ).action(async (id: string, _opts, cmd: Command) => {
     const patch = bodyFromFlags(explicitFlags(cmd));
     if (Object.keys(patch).length === 0) throw new Error('nothing to update: give a flag, --set or --file');
-    showRelay(
-      await client(cmd).request<RelayView>('PATCH', `/v1/relays/${encodeURIComponent(id)}`, patch),
-      globals(cmd).json,
-    );
+    const updated = await client(cmd)
+      .request<RelayView>('PATCH', `/v1/relays/${encodeURIComponent(id)}`, patch)
+      .catch((err) => Promise.reject(namingFlags(cmd, err)));
+    showRelay(updated, globals(cmd).json);
   });
 
   const action = (name: string, description: string, method: string, suffix: string) =>
@@ -232,7 +282,7 @@ export function registerRelayCommands(program: Command): void {
     .description('show the activity log, of one relay or all you can see')
     .option('--after <n>', 'only activities after this id', '0')
     .option('--limit <n>', 'page size', '100')
-    .option('--follow', 'keep polling for new activities (Ctrl-C to stop)')
+    .option('--follow', 'then print new activities as they happen (Ctrl-C to stop)')
     .action(
       async (
         id: string | undefined,
@@ -240,25 +290,61 @@ export function registerRelayCommands(program: Command): void {
         cmd: Command,
       ) => {
         const api = client(cmd);
-        let after = Number(opts.after);
         const json = globals(cmd).json;
-        if (!json) print(table(['ID', 'TIME', 'TYPE', 'RELAY', 'ACTOR', 'DETAIL'], []));
-        for (;;) {
-          const params = new URLSearchParams({ after: String(after), limit: opts.limit });
-          if (id) params.set('relay', id);
-          const page = await api.request<{ activities: ActivityView[]; next: number }>(
-            'GET',
-            `/v1/activities?${params}`,
-          );
-          for (const a of page.activities) {
-            if (json) print(JSON.stringify(a));
-            else
-              print([a.id, a.created_at, a.type, a.relay_id, a.actor, JSON.stringify(a.payload)].join('  '));
-          }
-          after = page.next;
-          if (!opts.follow) return;
-          if (page.activities.length === 0) await new Promise((r) => setTimeout(r, 1000));
-        }
+        const params = new URLSearchParams({ after: opts.after, limit: opts.limit });
+        if (id) params.set('relay', id);
+        const page = await api.request<{ activities: ActivityView[]; next: number }>(
+          'GET',
+          `/v1/activities?${params}`,
+        );
+        if (json) for (const a of page.activities) print(JSON.stringify(a));
+        else print(table(ACTIVITY_HEADERS, page.activities.map(activityRow), ACTIVITY_MIN_WIDTHS));
+        if (!opts.follow) return;
+        // The rows above fixed the column widths; later rows keep them (a longer cell pushes its row).
+        const widths = columnWidths(ACTIVITY_HEADERS, page.activities.map(activityRow), ACTIVITY_MIN_WIDTHS);
+        await followActivities(api, page.next, (a) => {
+          if (id && a.relay_id !== id) return;
+          print(json ? JSON.stringify(a) : formatRow(activityRow(a), widths));
+        });
       },
     );
+}
+
+const ACTIVITY_HEADERS = ['ID', 'TIME', 'TYPE', 'RELAY', 'ACTOR', 'DETAIL'];
+/** Room for the usual cells, so rows that --follow prints later line up with the first ones. */
+const ACTIVITY_MIN_WIDTHS = [6, 24, 19, 16, 16];
+
+function activityRow(a: ActivityView): string[] {
+  return [String(a.id), a.created_at, a.type, a.relay_id, a.actor, JSON.stringify(a.payload)];
+}
+
+/**
+ * Follows the activity stream the dashboard reads (GET /v1/activities/stream, Server-Sent Events)
+ * from `after`. The server ends a stream now and then; it is reopened from the last id seen, after
+ * a pause that doubles while the server stays unreachable.
+ */
+async function followActivities(api: ApiClient, after: number, onActivity: (a: ActivityView) => void) {
+  let cursor = after;
+  let failures = 0;
+  for (;;) {
+    try {
+      const body = await api.stream(`/v1/activities/stream?after=${cursor}`);
+      failures = 0;
+      const parser = createParser({
+        onEvent: (event) => {
+          const activity = JSON.parse(event.data) as ActivityView;
+          cursor = activity.id;
+          onActivity(activity);
+        },
+      });
+      const decoder = new TextDecoder();
+      for await (const chunk of body) parser.feed(decoder.decode(chunk, { stream: true }));
+    } catch (err) {
+      // Refusals (a revoked token) end the command; a lost connection is retried.
+      if (err instanceof ApiError && err.code !== 'unreachable') throw err;
+      if (++failures > 8) throw err;
+      process.stderr.write(`bosun: activity stream interrupted (${(err as Error).message}); reconnecting\n`);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** failures)));
+    }
+  }
 }

@@ -1,10 +1,13 @@
+import { createServer } from 'node:net';
 import { loadServeConfig } from '../config.js';
+import { shownDatabaseUrl } from '../database-url.js';
 import { loadFleetAtStart } from '../fleet/load.js';
-import { Peer } from '../peer.js';
+import { Peer, StartupError } from '../peer.js';
 
 /**
  * `bosun serve`: a thin shell over the Peer. SIGTERM/SIGINT close it in order (in-flight syncs
- * drain up to BOSUN_SHUTDOWN_GRACE) and exit 0; a fatal service error exits 1.
+ * drain up to BOSUN_SHUTDOWN_GRACE) and exit 0; a fatal service error exits 1. A start that cannot
+ * succeed (port in use, database unreachable) fails with one line before anything is written.
  */
 export async function serve(flags: {
   port?: string;
@@ -14,7 +17,13 @@ export async function serve(flags: {
   fleet?: string;
 }) {
   const config = loadServeConfig(process.env, flags);
-  const peer = await Peer.create(config);
+  // Checked before the database is opened: a second `bosun serve` on the same port changes nothing.
+  if (config.port !== 0) await assertCanListen(config.host, config.port);
+  const peer = await Peer.create(config).catch((err) => {
+    throw new StartupError(
+      `cannot open the database ${shownDatabaseUrl(config.databaseUrl)}: ${(err as Error).message}`,
+    );
+  });
   if (config.fleetDir) {
     // --fleet: apply the fleet directory (DB syncer) before serving; invalid files stop bosun.
     await loadFleetAtStart(peer, config.fleetDir).catch(async (err) => {
@@ -32,7 +41,36 @@ export async function serve(flags: {
     await peer.run();
     peer.logger.info('bosun stopped');
   } catch (err) {
+    const listen = listenError(err, config.host, config.port);
+    if (listen) throw listen;
+    if (err instanceof StartupError) throw err;
     peer.logger.fatal({ err }, 'bosun stopped after a fatal error');
     process.exitCode = 1;
   }
+}
+
+async function assertCanListen(host: string, port: number): Promise<void> {
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once('error', reject);
+    probe.listen({ port, host, exclusive: true }, () => probe.close(() => resolve()));
+  }).catch((err) => {
+    throw listenError(err, host, port) ?? err;
+  });
+}
+
+/** A listen failure, found in an error or its causes, as one line naming what to change. */
+function listenError(err: unknown, host: string, port: number): StartupError | null {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE')
+      return new StartupError(
+        `cannot listen on ${host}:${port}: the address is in use (another bosun?); choose another with --port or PORT`,
+      );
+    if (code === 'EADDRNOTAVAIL' || code === 'EACCES' || code === 'ENOTFOUND')
+      return new StartupError(
+        `cannot listen on ${host}:${port}: ${code}; check --host/BOSUN_HOST and --port/PORT`,
+      );
+  }
+  return null;
 }

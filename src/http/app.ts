@@ -1,4 +1,10 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+  LogController,
+} from 'fastify';
 import type { Logger } from 'pino';
 import type { Nip98Verifier } from '../auth/nip98.js';
 import type { TokenService } from '../auth/tokens.js';
@@ -56,6 +62,35 @@ export interface AppDeps {
   http?: { headersTimeoutMs: number; requestTimeoutMs: number };
 }
 
+/**
+ * One line per request, at debug: Fastify's two lines per request at info (probes, scrapes, the
+ * dashboard's reads) would drown everything else. Failed requests stay at error.
+ */
+class RequestsAtDebug extends LogController {
+  override incomingRequest(): void {}
+
+  override requestCompleted(
+    error: Error | null | undefined,
+    request: FastifyRequest,
+    reply: FastifyReply,
+  ): void {
+    if (error) {
+      super.requestCompleted(error, request, reply);
+      return;
+    }
+    // Without the query: the activity stream's ticket travels there.
+    reply.log.debug(
+      {
+        method: request.method,
+        url: request.url.split('?')[0],
+        status: reply.statusCode,
+        ms: Math.round(reply.elapsedTime),
+      },
+      'request',
+    );
+  }
+}
+
 export function buildApp(deps: AppDeps): FastifyInstance {
   const timeouts = deps.http ?? HTTP_TIMEOUTS;
   const headersTimeout = Math.min(timeouts.headersTimeoutMs, timeouts.requestTimeoutMs);
@@ -76,6 +111,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     // parser raises before Fastify sees a request (too-large headers, garbage): bosun's shape too.
     frameworkErrors: (err, request, reply) => errorHandler(err, request, reply),
     clientErrorHandler: clientErrorHandler,
+    logController: new RequestsAtDebug(),
   });
 
   // Keep the raw body: NIP-98 signs a hash of the exact bytes. Empty bodies are allowed on

@@ -81,7 +81,7 @@ describe('bosun CLI against a running server', () => {
     const bad = await run(['relay', 'create', 'x1', '--host', 'x1.example:0', '--pubkey', 'nope'], env);
     expect(bad.code).toBe(1);
     expect(bad.out.trim().split('\n')).toHaveLength(1);
-    expect(bad.out).toMatch(/^bosun: host: .*info.pubkey: .*\[invalid_request\]/);
+    expect(bad.out).toMatch(/^bosun: --host: .*--pubkey: .*\[invalid_request\]/);
     const down = await run(['relay', 'list'], { BOSUN_SERVER: 'http://127.0.0.1:1', BOSUN_TOKEN: 't' });
     expect(down.code).toBe(1);
     expect(down.out).toMatch(

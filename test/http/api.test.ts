@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { finalizeEvent } from 'nostr-tools/pure';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VERSION } from '../../src/version.js';
 import { keypair, relayBody, startServer, type TestServer } from '../support/env.js';
 
 describe('HTTP API', () => {
@@ -22,7 +23,10 @@ describe('HTTP API', () => {
   });
 
   it('serves health, readiness and metrics without auth', async () => {
-    expect(await s.api('GET', '/healthz', undefined, '')).toEqual({ status: 200, body: { status: 'ok' } });
+    expect(await s.api('GET', '/healthz', undefined, '')).toEqual({
+      status: 200,
+      body: { status: 'ok', version: VERSION },
+    });
     const ready = await s.api('GET', '/readyz', undefined, '');
     // One process on SQLite holds the worker lease.
     expect(ready).toEqual({

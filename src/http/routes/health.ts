@@ -1,10 +1,11 @@
 import type { FastifyInstance } from 'fastify';
+import { VERSION } from '../../version.js';
 import type { AppDeps } from '../app.js';
 import { requireAdmin } from '../auth.js';
 import { principalOf } from './params.js';
 
 export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void {
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/healthz', async () => ({ status: 'ok', version: VERSION }));
 
   app.get('/readyz', async (_request, reply) => {
     const checks: Record<string, string> = {};

@@ -19,7 +19,7 @@ import type { Socket } from 'node:net';
 import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { TokenWatch } from '../../auth/token-watch.js';
-import { hashToken, TokenService } from '../../auth/tokens.js';
+import { TokenService } from '../../auth/tokens.js';
 import { RELAY_CHANGE_TYPES } from '../../domain/activity.js';
 import type { Clock, TimerHandle } from '../../domain/clock.js';
 import { BosunError, type ErrorCode } from '../../domain/errors.js';
