@@ -4,6 +4,11 @@ import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'bosun_' });
+  // prom-client names three gauges `_total`, which Prometheus reserves for counters (promtool
+  // refuses them); each is the sum of its per-type gauge (`bosun_nodejs_active_handles{type}`, …).
+  for (const kind of ['handles', 'requests', 'resources']) {
+    registry.removeSingleMetric(`bosun_nodejs_active_${kind}_total`);
+  }
   return {
     registry,
     httpRequests: new Counter({
