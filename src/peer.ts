@@ -27,12 +27,13 @@ import { fencedStore } from './lease/fenced-store.js';
 import type { WorkerLease } from './lease/lease.js';
 import { type Replication, startReplication } from './lease/replication.js';
 import { createLogger } from './logger.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { createMetrics, type Metrics, watchPgPool } from './metrics.js';
 import { Notifier } from './notifier.js';
 import { Observer } from './observer/observer.js';
 import { Query } from './query.js';
 import { openStore } from './store/open.js';
 import { FencedError, type Store } from './store/port.js';
+import { PostgresStore } from './store/postgres/pg-store.js';
 import { StorageHealth, watchStorage } from './store/storage-errors.js';
 import { blossomS3FromEnv } from './zooid/body.js';
 import { ZooidClient } from './zooid/client.js';
@@ -186,6 +187,7 @@ export class Peer {
     const query = new Query(store);
     const tokens = new TokenService(store, clock, config.adminToken);
     const metrics = createMetrics();
+    if (rawStore instanceof PostgresStore) watchPgPool(metrics, rawStore.pool);
     const replication = await startReplication({
       store: rawStore,
       notifier,

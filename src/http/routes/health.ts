@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { setRelayGauges } from '../../metrics.js';
 import type { AppDeps } from '../app.js';
 import { requireAdmin } from '../auth.js';
 import { principalOf } from './params.js';
@@ -28,8 +29,7 @@ export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void 
   });
 
   app.get('/metrics', async (_request, reply) => {
-    const counts = await deps.query.countByStatus();
-    for (const [status, n] of Object.entries(counts)) deps.metrics.relaysByStatus.set({ status }, n);
+    setRelayGauges(deps.metrics, await deps.store.relayCounts(), deps.clock.now());
     deps.metrics.agentsConnected.set(deps.streams?.stats().streams ?? 0);
     return reply
       .header('content-type', deps.metrics.registry.contentType)

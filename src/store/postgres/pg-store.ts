@@ -12,6 +12,7 @@ import {
   type FleetStateRecord,
   type FleetStateWrite,
   leaseEpochKey,
+  type RelayCount,
   type RelayFilter,
   type RelayHead,
   type RelayWrite,
@@ -600,6 +601,23 @@ export class PostgresStore implements Store {
     );
     for (const row of rows) counts[row.status] = row.n;
     return counts;
+  }
+
+  async relayCounts(): Promise<RelayCount[]> {
+    const rows = await this.query<{
+      fleet: string;
+      status: SyncStatus;
+      inactive: boolean;
+      deleted: boolean;
+      n: number;
+      oldest: number;
+    }>(
+      'bosun_relay_counts',
+      `SELECT fleet, sync_status AS status, COALESCE((config::jsonb->>'inactive')::boolean, false) AS inactive,
+              deleted_at IS NOT NULL AS deleted, COUNT(*) AS n, MIN(updated_at) AS oldest
+       FROM relays WHERE deleted_at IS NULL OR sync_status <> 'synced' GROUP BY 1, 2, 3, 4`,
+    );
+    return rows.map(({ oldest, ...r }) => ({ ...r, oldestChangeAt: oldest }));
   }
 
   async activitiesAfter(filter: ActivityFilter): Promise<Activity[]> {
