@@ -81,6 +81,8 @@ export interface RelayFilter {
   owner?: string;
   fleet?: string;
   status?: SyncStatus;
+  /** Only relays whose config has `inactive` set (true) or not (false). */
+  inactive?: boolean;
   includeDeleted?: boolean;
   /** Keyset pagination: ids strictly after this one, ascending. */
   after?: string;

@@ -190,7 +190,14 @@ export function storeConformance(
       expect((await store.listRelays({ limit: 10, owner: 'bob' })).map((r) => r.id)).toEqual(['c', 'd', 'e']);
       expect((await store.listRelays({ limit: 10, fleet: 'edge' })).map((r) => r.id)).toEqual(['e']);
       expect((await store.listRelays({ limit: 10, status: 'synced' })).map((r) => r.id)).toEqual([]);
-      expect(await store.countRelaysByStatus()).toEqual({ pending: 5, synced: 0, retrying: 0, failed: 0 });
+      const off = relay('f', { config: { ...relay('f').config, inactive: true } });
+      await store.commit({ relays: [{ kind: 'insert', relay: off }], activities: [act('f')] });
+      expect((await store.listRelays({ limit: 10, inactive: true })).map((r) => r.id)).toEqual(['f']);
+      expect((await store.listRelays({ limit: 2, inactive: false, after: 'c' })).map((r) => r.id)).toEqual([
+        'd',
+        'e',
+      ]);
+      expect(await store.countRelaysByStatus()).toEqual({ pending: 6, synced: 0, retrying: 0, failed: 0 });
     });
 
     it('counts relays by fleet, status and inactive, with the oldest change; synced deletes left out', async () => {

@@ -8,6 +8,10 @@ const listQuery = z.strictObject({
   owner: z.string().max(128).optional(),
   fleet: z.string().max(64).optional(),
   status: z.enum(['pending', 'synced', 'retrying', 'failed']).optional(),
+  inactive: z
+    .enum(['true', 'false'])
+    .transform((v) => v === 'true')
+    .optional(),
   after: z.string().max(64).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });

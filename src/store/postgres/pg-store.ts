@@ -546,6 +546,9 @@ export class PostgresStore implements Store {
     if (filter.owner !== undefined) where.push(`owner = ${arg(filter.owner)}`);
     if (filter.fleet !== undefined) where.push(`fleet = ${arg(filter.fleet)}`);
     if (filter.status !== undefined) where.push(`sync_status = ${arg(filter.status)}`);
+    if (filter.inactive !== undefined) {
+      where.push(`COALESCE((config::jsonb->>'inactive')::boolean, false) = ${arg(filter.inactive)}`);
+    }
     if (filter.after !== undefined) where.push(`id > ${arg(filter.after)}`);
     //: ids sort by bytes, as in SQLite, whatever the database's collation.
     const sql = `SELECT * FROM relays ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ${arg(filter.limit)}`;

@@ -378,6 +378,10 @@ export class SqliteStore implements Store {
       where.push('sync_status = ?');
       args.push(filter.status);
     }
+    if (filter.inactive !== undefined) {
+      where.push("COALESCE(json_extract(config, '$.inactive'), 0) = ?");
+      args.push(filter.inactive ? 1 : 0);
+    }
     if (filter.after !== undefined) {
       where.push('id > ?');
       args.push(filter.after);
