@@ -21,7 +21,7 @@ import { Command } from './command.js';
 import type { ServeConfig } from './config.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
 import { type Random, systemRandom } from './domain/random.js';
-import { buildApp } from './http/app.js';
+import { type AppDeps, buildApp } from './http/app.js';
 import { Infra } from './infra/infra.js';
 import { fencedStore } from './lease/fenced-store.js';
 import type { WorkerLease } from './lease/lease.js';
@@ -46,6 +46,8 @@ export interface PeerDeps {
   random?: Random;
   /** The network below the zooid client and the health probe (tests inject faults here). */
   fetch?: typeof fetch;
+  /** Sees every HTTP route as it is registered (the OpenAPI test checks each is documented). */
+  onRoute?: AppDeps['onRoute'];
 }
 
 interface ChoreHandle {
@@ -96,7 +98,8 @@ export class Peer {
     readonly tokens: TokenService,
     readonly metrics: Metrics,
     private readonly replication: Replication,
-    deps: Required<Pick<PeerDeps, 'clock' | 'random'>> & Pick<PeerDeps, 'fetch'> & { storage: StorageHealth },
+    deps: Required<Pick<PeerDeps, 'clock' | 'random'>> &
+      Pick<PeerDeps, 'fetch' | 'onRoute'> & { storage: StorageHealth },
   ) {
     this.storage = deps.storage;
     this.lease = replication.lease;
@@ -131,6 +134,7 @@ export class Peer {
     });
 
     this.app = buildApp({
+      ...(deps.onRoute ? { onRoute: deps.onRoute } : {}),
       streams: this.streams,
       agents: () => this.streams.agents(),
       store,
@@ -200,6 +204,7 @@ export class Peer {
       clock,
       random: deps.random ?? systemRandom,
       ...(deps.fetch ? { fetch: deps.fetch } : {}),
+      ...(deps.onRoute ? { onRoute: deps.onRoute } : {}),
       storage,
     });
     await peer.bootstrapAdmin();

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type RouteOptions } from 'fastify';
 import type { Logger } from 'pino';
 import type { Nip98Verifier } from '../auth/nip98.js';
 import type { TokenService } from '../auth/tokens.js';
@@ -12,7 +12,9 @@ import type { Store } from '../store/port.js';
 import { Authenticator } from './auth.js';
 import { type DashboardOptions, registerDashboard } from './dashboard/routes.js';
 import { errorHandler } from './errors.js';
+import { registerOpenApi } from './openapi.js';
 import { registerActivityRoutes } from './routes/activities.js';
+import { accessOf } from './routes/define.js';
 import { registerFleetRoutes } from './routes/fleets.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerRelayRoutes } from './routes/relays.js';
@@ -53,6 +55,8 @@ export interface AppDeps {
   dashboard?: DashboardOptions;
   /** Slow-client timeouts (default HTTP_TIMEOUTS; env BOSUN_HTTP_HEADERS_TIMEOUT_MS / _REQUEST_TIMEOUT_MS). */
   http?: { headersTimeoutMs: number; requestTimeoutMs: number };
+  /** Sees every route as it is registered, HEAD routes included (tests list them). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 export function buildApp(deps: AppDeps): FastifyInstance {
@@ -72,6 +76,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     trustProxy: deps.trustProxy ?? false,
     return503OnClosing: true,
   });
+  if (deps.onRoute) app.addHook('onRoute', deps.onRoute);
 
   // Keep the raw body: NIP-98 signs a hash of the exact bytes. Empty bodies are allowed on
   // action routes (POST /activate) even with a JSON content type.
@@ -114,7 +119,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   app.decorateRequest('rawBody', undefined);
   app.addHook('preHandler', async (request) => {
     // A principal set earlier came from a route's own credential (the activity stream's ticket).
-    if (request.url.startsWith('/v1/') && !request.principal) {
+    if (request.url.startsWith('/v1/') && !request.principal && accessOf(request) !== 'public') {
       request.principal = await auth.authenticate(request);
     }
   });
@@ -126,5 +131,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   deps.streams?.register(app);
   registerFleetRoutes(app, deps);
   registerDashboard(app, deps);
+  registerOpenApi(app);
   return app;
 }
