@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keypair, relayBody } from '../support/env.js';
+import { keypair, relayBody, tempDir } from '../support/env.js';
 import { type Planet, startPlanet } from '../support/planet.js';
 import { freshSchema, postgresUrl } from '../support/postgres.js';
 
@@ -74,4 +76,22 @@ describe.skipIf(SKIP).each([
       }
     },
   );
+});
+
+describe.skipIf(SKIP)("the README's example alerts", () => {
+  it('pass `promtool check rules`', () => {
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    const block = /Example alerts:\n\n```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toContain('bosun_oldest_unsynced_change_age_seconds');
+    const dir = tempDir();
+    try {
+      const file = join(dir.path, 'alerts.yml');
+      writeFileSync(file, block!);
+      const check = spawnSync(PROMTOOL, ['check', 'rules', file], { encoding: 'utf8' });
+      expect(check.stderr).toBe('');
+      expect(check.status).toBe(0);
+    } finally {
+      dir.cleanup();
+    }
+  });
 });
