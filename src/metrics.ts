@@ -1,4 +1,6 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { SyncStatus } from './domain/relay.js';
+import type { RelayCount } from './store/port.js';
 import { VERSION } from './version.js';
 
 /** One registry per peer, so tests that start several peers never share counters. */
@@ -11,6 +13,11 @@ export function createMetrics() {
     labelNames: ['version'] as const,
     registers: [registry],
   }).set({ version: VERSION }, 1);
+  // prom-client names three gauges `_total`, which Prometheus reserves for counters (promtool
+  // refuses them); each is the sum of its per-type gauge (`bosun_nodejs_active_handles{type}`, …).
+  for (const kind of ['handles', 'requests', 'resources']) {
+    registry.removeSingleMetric(`bosun_nodejs_active_${kind}_total`);
+  }
   return {
     registry,
     httpRequests: new Counter({
@@ -105,7 +112,94 @@ export function createMetrics() {
       labelNames: ['status'] as const,
       registers: [registry],
     }),
+    relaysByFleet: new Gauge({
+      name: 'bosun_fleet_relays',
+      help: `Live relays by fleet and sync status: the ${MAX_FLEET_LABELS} largest fleets, the rest summed as fleet="${OTHER_FLEETS}"`,
+      labelNames: ['fleet', 'status'] as const,
+      registers: [registry],
+    }),
+    relaysInactive: new Gauge({
+      name: 'bosun_relays_inactive',
+      help: 'Live relays marked inactive (zooid keeps them but does not serve them)',
+      registers: [registry],
+    }),
+    oldestUnsyncedAge: new Gauge({
+      name: 'bosun_oldest_unsynced_change_age_seconds',
+      help: 'Age of the latest change of the longest-waiting pending or retrying relay (deletes included); 0 when none waits',
+      registers: [registry],
+    }),
   };
+}
+
+/**
+ * A fleet label per fleet would grow with the fleets an operator creates: the largest
+ * MAX_FLEET_LABELS fleets get their own label, the rest are summed under OTHER_FLEETS (not a valid
+ * fleet name, so it never collides with one).
+ */
+export const MAX_FLEET_LABELS = 100;
+export const OTHER_FLEETS = '_other';
+
+/** Sets the relay gauges at scrape time from one grouped count of the relays table. */
+export function setRelayGauges(m: Metrics, counts: readonly RelayCount[], now: number): void {
+  const zero = (): Record<SyncStatus, number> => ({ pending: 0, synced: 0, retrying: 0, failed: 0 });
+  const byStatus = zero();
+  const byFleet = new Map<string, Record<SyncStatus, number>>();
+  let inactive = 0;
+  let oldest = now;
+  for (const c of counts) {
+    if ((c.status === 'pending' || c.status === 'retrying') && c.oldestChangeAt < oldest) {
+      oldest = c.oldestChangeAt;
+    }
+    if (c.deleted) continue;
+    byStatus[c.status] += c.n;
+    if (c.inactive) inactive += c.n;
+    const f = byFleet.get(c.fleet) ?? zero();
+    byFleet.set(c.fleet, f);
+    f[c.status] += c.n;
+  }
+  for (const [status, n] of Object.entries(byStatus)) m.relaysByStatus.set({ status }, n);
+  m.relaysInactive.set(inactive);
+  m.oldestUnsyncedAge.set(Math.max(0, now - oldest) / 1000);
+
+  const size = (f: Record<SyncStatus, number>) => f.pending + f.synced + f.retrying + f.failed;
+  const fleets = [...byFleet].sort(([a, fa], [b, fb]) => size(fb) - size(fa) || a.localeCompare(b));
+  const other = zero();
+  // A fleet that lost its last relay, or fell out of the top, must not keep its old series.
+  m.relaysByFleet.reset();
+  for (const [i, [fleet, f]] of fleets.entries()) {
+    for (const [status, n] of Object.entries(f) as [SyncStatus, number][]) {
+      if (i < MAX_FLEET_LABELS) m.relaysByFleet.set({ fleet, status }, n);
+      else other[status] += n;
+    }
+  }
+  if (fleets.length > MAX_FLEET_LABELS) {
+    for (const [status, n] of Object.entries(other)) m.relaysByFleet.set({ fleet: OTHER_FLEETS, status }, n);
+  }
+}
+
+/** PostgreSQL pool gauges, read at scrape time (pg.Pool's own counters). */
+export function watchPgPool(
+  m: Metrics,
+  pool: { readonly totalCount: number; readonly idleCount: number; readonly waitingCount: number },
+): void {
+  new Gauge({
+    name: 'bosun_pg_pool_clients',
+    help: 'PostgreSQL pool connections by state (in_use: checked out by a query or transaction)',
+    labelNames: ['state'] as const,
+    registers: [m.registry],
+    collect() {
+      this.set({ state: 'in_use' }, pool.totalCount - pool.idleCount);
+      this.set({ state: 'idle' }, pool.idleCount);
+    },
+  });
+  new Gauge({
+    name: 'bosun_pg_pool_waiting',
+    help: 'Queries waiting for a PostgreSQL pool connection (all in use)',
+    registers: [m.registry],
+    collect() {
+      this.set(pool.waitingCount);
+    },
+  });
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;

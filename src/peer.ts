@@ -10,7 +10,7 @@ import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './database-url.
 import { makeDirs } from './dirs.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
 import { type Random, systemRandom } from './domain/random.js';
-import { buildApp } from './http/app.js';
+import { type AppDeps, buildApp } from './http/app.js';
 import {
   ActivityRetention,
   type Chore,
@@ -25,7 +25,7 @@ import {
 import { Cycle } from './lifecycle/cycle.js';
 import { type Service, ServiceGroup } from './lifecycle/group.js';
 import { createLogger } from './logger.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { createMetrics, type Metrics, watchPgPool } from './metrics.js';
 import type { Nip98Signer } from './nostr/nip98.js';
 import { createPooledNip98Signer } from './nostr/signer-pool.js';
 import { Notifier } from './notifier.js';
@@ -39,6 +39,7 @@ import { fencedStore } from './store/fenced-store.js';
 import type { WorkerLease } from './store/lease.js';
 import { openStore } from './store/open.js';
 import { FencedError, type Store } from './store/port.js';
+import { PostgresStore } from './store/postgres/pg-store.js';
 import { type Replication, startReplication } from './store/replication.js';
 import { StorageHealth, watchStorage } from './store/storage-errors.js';
 
@@ -48,6 +49,8 @@ export interface PeerDeps {
   random?: Random;
   /** The network below the zooid client and the health probe (tests inject faults here). */
   fetch?: typeof fetch;
+  /** Sees every HTTP route as it is registered (the OpenAPI test checks each is documented). */
+  onRoute?: AppDeps['onRoute'];
 }
 
 interface ChoreHandle {
@@ -98,7 +101,8 @@ export class Peer {
     readonly tokens: TokenService,
     readonly metrics: Metrics,
     private readonly replication: Replication,
-    deps: Required<Pick<PeerDeps, 'clock' | 'random'>> & Pick<PeerDeps, 'fetch'> & { storage: StorageHealth },
+    deps: Required<Pick<PeerDeps, 'clock' | 'random'>> &
+      Pick<PeerDeps, 'fetch' | 'onRoute'> & { storage: StorageHealth },
   ) {
     this.storage = deps.storage;
     this.lease = replication.lease;
@@ -141,6 +145,7 @@ export class Peer {
     });
 
     this.app = buildApp({
+      ...(deps.onRoute ? { onRoute: deps.onRoute } : {}),
       streams: this.streams,
       agents: () => this.streams.agents(),
       store,
@@ -201,6 +206,7 @@ export class Peer {
     const query = new Query(store);
     const tokens = new TokenService(store, clock, config.adminToken);
     const metrics = createMetrics();
+    if (rawStore instanceof PostgresStore) watchPgPool(metrics, rawStore.pool);
     const replication = await startReplication({
       store: rawStore,
       notifier,
@@ -213,6 +219,7 @@ export class Peer {
       clock,
       random: deps.random ?? systemRandom,
       ...(deps.fetch ? { fetch: deps.fetch } : {}),
+      ...(deps.onRoute ? { onRoute: deps.onRoute } : {}),
       storage,
     });
     return peer;

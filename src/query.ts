@@ -22,7 +22,14 @@ export class Query {
 
   async listRelays(
     principal: Principal,
-    opts: { owner?: string; fleet?: string; status?: SyncStatus; after?: string; limit: number },
+    opts: {
+      owner?: string;
+      fleet?: string;
+      status?: SyncStatus;
+      inactive?: boolean;
+      after?: string;
+      limit: number;
+    },
   ): Promise<Page<Relay>> {
     const scope = scopeOf(principal);
     // A tenant asking for another owner, or an agent for another fleet, gets an empty page.

@@ -26,7 +26,7 @@ export type ErrorCode =
   | 'storage_unavailable'
   | 'internal';
 
-const STATUS: Record<ErrorCode, number> = {
+export const STATUS: Record<ErrorCode, number> = {
   invalid_request: 400,
   invalid_json: 400,
   body_too_large: 413,

@@ -295,7 +295,8 @@ export function editableDocument(relay: Relay): Record<string, unknown> {
   return { fleet: relay.fleet, ...relay.config };
 }
 
-const updatedDocumentSchema = relayConfigSchema.extend({
+/** The editable document of a relay (PATCH applies an RFC 7396 merge patch to it). */
+export const updatedDocumentSchema = relayConfigSchema.extend({
   fleet: createRelaySchema.shape.fleet.unwrap(),
 });
 const documentKeys = Object.keys(updatedDocumentSchema.shape) as (keyof typeof updatedDocumentSchema.shape)[];

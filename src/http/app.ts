@@ -4,6 +4,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
   LogController,
+  type RouteOptions,
 } from 'fastify';
 import type { Logger } from 'pino';
 import type { Nip98Verifier } from '../auth/nip98.js';
@@ -19,7 +20,9 @@ import type { Store } from '../store/port.js';
 import { Authenticator } from './auth.js';
 import { type DashboardOptions, registerDashboard } from './dashboard/routes.js';
 import { clientErrorHandler, errorHandler } from './errors.js';
+import { registerOpenApi } from './openapi.js';
 import { registerActivityRoutes } from './routes/activities.js';
+import { accessOf } from './routes/define.js';
 import { registerFleetRoutes } from './routes/fleets.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerRelayRoutes } from './routes/relays.js';
@@ -60,6 +63,8 @@ export interface AppDeps {
   dashboard?: DashboardOptions;
   /** Slow-client timeouts (default HTTP_TIMEOUTS; env BOSUN_HTTP_HEADERS_TIMEOUT_MS / _REQUEST_TIMEOUT_MS). */
   http?: { headersTimeoutMs: number; requestTimeoutMs: number };
+  /** Sees every route as it is registered, HEAD routes included (tests list them). */
+  onRoute?: (route: RouteOptions) => void;
 }
 
 /**
@@ -113,6 +118,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     clientErrorHandler: clientErrorHandler,
     logController: new RequestsAtDebug(),
   });
+  if (deps.onRoute) app.addHook('onRoute', deps.onRoute);
 
   // Keep the raw body: NIP-98 signs a hash of the exact bytes. Empty bodies are allowed on
   // action routes (POST /activate) even with a JSON content type.
@@ -160,9 +166,9 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   // unauthenticated upload costs bosun nothing; a body over the route's limit is refused from its
   // Content-Length, before reading, too.
   app.addHook('onRequest', async (request, reply) => {
-    if (!request.url.startsWith('/v1/')) return;
+    if (!request.url.startsWith('/v1/') || accessOf(request) === 'public') return;
     // The activity stream's ticket stands in for the header (its route redeems it).
-    if (request.routeOptions.config?.streamTicket && !request.headers.authorization) return;
+    if (accessOf(request) === 'ticket' && !request.headers.authorization) return;
     try {
       await auth.beforeBody(request);
     } catch (err) {
@@ -185,5 +191,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   deps.streams?.register(app);
   registerFleetRoutes(app, deps);
   registerDashboard(app, deps);
+  registerOpenApi(app);
   return app;
 }

@@ -15,10 +15,6 @@ declare module 'fastify' {
     /** A NIP-98 event that passed every check the headers allow; its payload waits for the body. */
     nostrEvent?: Nip98Event;
   }
-  interface FastifyContextConfig {
-    /** The route takes a stream ticket in place of the Authorization header (its own hook redeems it). */
-    streamTicket?: boolean;
-  }
 }
 
 const unauthorized = (message: string) => new BosunError('unauthorized', message);

@@ -81,10 +81,26 @@ export interface RelayFilter {
   owner?: string;
   fleet?: string;
   status?: SyncStatus;
+  /** Only relays whose config has `inactive` set (true) or not (false). */
+  inactive?: boolean;
   includeDeleted?: boolean;
   /** Keyset pagination: ids strictly after this one, ascending. */
   after?: string;
   limit: number;
+}
+
+/**
+ * One group of relays for counts and metrics: live relays, plus deleted ones whose delete zooid has
+ * not acknowledged yet (`deleted`: a stuck delete is a stuck change too).
+ */
+export interface RelayCount {
+  fleet: string;
+  status: SyncStatus;
+  inactive: boolean;
+  deleted: boolean;
+  n: number;
+  /** The earliest `updatedAt` (time of the latest change) in the group. */
+  oldestChangeAt: number;
 }
 
 export interface ActivityFilter {
@@ -111,6 +127,8 @@ export interface Store {
   /** Relays whose sync is not done: pending, retrying, or behind their version. */
   relaysNeedingSync(limit: number): Promise<Relay[]>;
   countRelaysByStatus(): Promise<Record<SyncStatus, number>>;
+  /** Relays grouped by fleet, sync status, inactive and deleted (one scan; see RelayCount). */
+  relayCounts(): Promise<RelayCount[]>;
   /** Relays (deleted included) whose scheduled retry is due at `now`, oldest first. */
   relaysDueForRetry(now: number, limit: number): Promise<Relay[]>;
   /**

@@ -1,11 +1,38 @@
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Probe, probe } from '../pull/sse-probe.js';
 import { ARTIFACTS, launchBrowser, SKIP_BROWSER } from '../support/browser.js';
 import { ADMIN_TOKEN, keypair, relayBody } from '../support/env.js';
 import { type Planet, startPlanet } from '../support/planet.js';
 
+// Code inside page.evaluate runs in the browser; the test project has no DOM typings.
+declare const document: any;
+declare const getComputedStyle: (e: unknown) => { color: string };
+
 const SECRET = keypair().secret;
+const AXE = createRequire(import.meta.url).resolve('axe-core/axe.min.js');
+const PHONE = { width: 375, height: 812 };
+
+/** axe-core's violations on the page as it is, `rule (impact): selectors` per violation. */
+async function axeViolations(p: Page): Promise<{ serious: string[]; all: string[] }> {
+  if (!(await p.evaluate(() => 'axe' in globalThis))) await p.addScriptTag({ path: AXE });
+  const found: { id: string; impact: string; targets: string[] }[] = await p.evaluate(async () => {
+    const axe = (globalThis as any).axe;
+    const { violations } = await axe.run(document, { resultTypes: ['violations'] });
+    return violations.map((v: any) => ({
+      id: v.id,
+      impact: v.impact,
+      targets: v.nodes.map((n: any) => n.target.join(' ')),
+    }));
+  });
+  const line = (v: (typeof found)[number]) => `${v.id} (${v.impact}): ${v.targets.slice(0, 3).join(', ')}`;
+  return {
+    serious: found.filter((v) => v.impact === 'serious' || v.impact === 'critical').map(line),
+    all: found.map(line),
+  };
+}
 
 /** The dashboard in headless Chromium against a real bosun and zooid emulator. */
 describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
@@ -15,6 +42,7 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
   let page: Page;
   let aliceToken: string;
   let bobToken: string;
+  let agent: Probe;
   const requested: string[] = [];
   const owner = keypair();
   const api = (...args: Parameters<Planet['bosun']['api']>) => planet.bosun.api(...args);
@@ -29,7 +57,10 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
 
   beforeAll(async () => {
     [planet, browser] = await Promise.all([
-      startPlanet({ env: { BOSUN_RETRY_MAX_ATTEMPTS: '1' } }),
+      // Three quick attempts: a failing relay writes several fail_relay_sync activities in a row.
+      startPlanet({
+        env: { BOSUN_RETRY_MAX_ATTEMPTS: '3', BOSUN_RETRY_BASE_MS: '20', BOSUN_RETRY_CAP_MS: '40' },
+      }),
       launchBrowser(),
     ]);
     aliceToken = (await api('POST', '/v1/tokens', { role: 'tenant', owner: 'alice' })).body.token;
@@ -39,12 +70,16 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
     await api('POST', '/v1/relays', relayBody('bob-r', owner.pubkey), bobToken);
     await planet.idle();
     await planet.trigger('target_health');
+    const agentToken = (await api('POST', '/v1/tokens', { role: 'agent', fleet: 'default' })).body.token;
+    agent = await probe(planet.bosun.url, agentToken);
+    await agent.until((p) => p.events.some((e) => e.event === 'put'), 'the agent stream');
     admin = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
     page = await admin.newPage();
     page.setDefaultTimeout(10_000);
     page.on('request', (r) => requested.push(r.url()));
   }, 60_000);
   afterAll(async () => {
+    agent?.close();
     await browser?.close();
     await planet?.close();
   });
@@ -67,7 +102,16 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
     await page.waitForSelector('#live[data-state="live"]');
     await page.waitForSelector('#chart svg');
     expect(await page.textContent('#targets')).toContain('up');
-    expect(await page.textContent('#agents')).toMatch(/agent/i);
+    expect(await page.textContent('#agents')).toContain('default');
+    // Resync is offered where it helps: not on a synced row.
+    expect(await page.locator('#relays tr[data-relay="ok-1"] button[data-resync]').count()).toBe(0);
+    // The agent's badge stays inside its panel.
+    const inside = await page.evaluate(() => {
+      const panel = document.getElementById('fleet')!.getBoundingClientRect();
+      const badge = document.querySelector('#agents .badge')!.getBoundingClientRect();
+      return badge.right <= panel.right && badge.left >= panel.left;
+    });
+    expect(inside).toBe(true);
   });
 
   it('shows a relay failing against zooid, then recovering after “Resync now”, without a reload', async () => {
@@ -79,10 +123,19 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
     const row = page.locator('#failing tr[data-relay="bad-1"]');
     await row.waitFor();
     await expect.poll(() => row.locator('td.err').textContent()).toContain('zooid answered 500');
-    expect(await row.textContent()).toContain('failed');
-    expect(await row.textContent()).toContain('waits for a resync');
     await expect.poll(() => count(page, 'failed')).toBe('1');
-    await page.waitForSelector('#feed li[data-type="fail_relay_sync"][data-relay="bad-1"]');
+    await expect.poll(() => row.textContent()).toContain('waits for a resync');
+    expect(await row.textContent()).toContain('failed');
+    // Three identical failures in a row are one feed line that counts them.
+    const fails = page.locator('#feed li[data-type="fail_relay_sync"][data-relay="bad-1"]');
+    await expect.poll(() => fails.locator('.repeat').textContent()).toBe('×3');
+    expect(await fails.count()).toBe(1);
+    expect(await fails.textContent()).toContain('failed ×3');
+    // The chart counts attempts (3 failed ones), the cards count relays (1 failed).
+    expect(await page.textContent('.chart h2')).toContain('attempts');
+    await expect
+      .poll(() => page.textContent('#chart-summary'), { timeout: 15_000 })
+      .toContain('3 failed attempts');
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-failing.png'), fullPage: true });
 
     planet.zooid.setFaults({});
@@ -121,6 +174,16 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
     await api('PATCH', '/v1/relays/ok-1', { info: { name: 'Renamed' } });
     await expect.poll(() => page.textContent('#diff')).toContain('info.name');
     expect(await page.textContent('#diff')).toContain('"Renamed"');
+    // An update's detail is not an error: it is not drawn in the error colour.
+    const colors = await page.evaluate(() => {
+      const row = [...document.querySelectorAll('#history tbody tr')].find((tr) =>
+        tr.textContent!.includes('update_relay'),
+      )!;
+      const cells = row.querySelectorAll('td');
+      return { id: getComputedStyle(cells[0]!).color, detail: getComputedStyle(cells[4]!).color };
+    });
+    expect(colors.detail).toBe(colors.id);
+    expect(await page.locator('main button[data-resync="ok-1"]').count()).toBe(1);
     planet.zooid.setFaults({});
     await page.screenshot({ path: join(ARTIFACTS, 'dashboard-relay.png'), fullPage: true });
     expect(await page.evaluate(() => (globalThis as any).__sameDocument)).toBe(true);
@@ -128,6 +191,115 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
     expect(requested.length).toBeGreaterThan(0);
     expect(requested.filter((u) => u.includes(ADMIN_TOKEN))).toEqual([]);
     expect(requested.some((u) => u.includes('/v1/activities/stream?ticket='))).toBe(true);
+  });
+
+  it('shows a repeated failure once in the relay history, with its count', async () => {
+    await page.goto(`${planet.bosun.url}/#/relay/bad-1`);
+    await page.waitForSelector('main[data-view="relay:bad-1"][data-loaded="true"]');
+    const fails = page.locator('#history tr', { hasText: 'fail_relay_sync' });
+    expect(await fails.count()).toBe(1);
+    expect(await fails.textContent()).toContain('×3');
+  });
+
+  it('shows inactive relays: a badge, a count and a filter', async () => {
+    await api('POST', '/v1/relays', relayBody('off-1', owner.pubkey, { inactive: true }));
+    await page.goto(`${planet.bosun.url}/#/`);
+    await overviewLoaded(page);
+    await expect.poll(() => count(page, 'inactive')).toBe('1');
+    const off = page.locator('#relays tr[data-relay="off-1"]');
+    expect(await off.locator('.badge.inactive').textContent()).toBe('inactive');
+    expect(await page.locator('#relays tr[data-relay="ok-1"] .badge.inactive').count()).toBe(0);
+    await page.selectOption('#active-filter', 'inactive');
+    await expect
+      .poll(() =>
+        page
+          .locator('#relays tr[data-relay]')
+          .evaluateAll((trs) => trs.map((t) => t.getAttribute('data-relay'))),
+      )
+      .toEqual(['off-1']);
+    await page.selectOption('#active-filter', 'active');
+    await expect.poll(() => page.locator('#relays tr[data-relay="off-1"]').count()).toBe(0);
+    expect(await page.locator('#relays tr[data-relay="ok-1"]').count()).toBe(1);
+    await page.selectOption('#active-filter', '');
+    await page.click('#relays a[href="#/relay/off-1"]');
+    await page.waitForSelector('main[data-view="relay:off-1"][data-loaded="true"]');
+    expect(await page.textContent('#main h1')).toContain('inactive');
+  });
+
+  it('has no serious accessibility violations (axe-core) on the sign-in, overview and relay pages', async () => {
+    // axe is injected as a script: this context skips the page's CSP (which rightly forbids that).
+    const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 }, bypassCSP: true });
+    try {
+      const p = await ctx.newPage();
+      p.setDefaultTimeout(10_000);
+      await p.goto(`${planet.bosun.url}/`);
+      await p.waitForSelector('#signin-form');
+      const signin = await axeViolations(p);
+      await p.fill('#token', ADMIN_TOKEN);
+      await p.click('#signin-form button[type=submit]');
+      await overviewLoaded(p);
+      await p.waitForSelector('#live[data-state="live"]');
+      await p.waitForSelector('#chart svg');
+      await p.waitForSelector('#feed li a');
+      const overview = await axeViolations(p);
+      await p.goto(`${planet.bosun.url}/#/relay/bad-1`);
+      await p.waitForSelector('main[data-view="relay:bad-1"][data-loaded="true"]');
+      const relay = await axeViolations(p);
+      expect({ signin: signin.serious, overview: overview.serious, relay: relay.serious }).toEqual({
+        signin: [],
+        overview: [],
+        relay: [],
+      });
+      // The moderate ones too: a main landmark, an h1, no empty table header.
+      expect({ signin: signin.all, overview: overview.all, relay: relay.all }).toEqual({
+        signin: [],
+        overview: [],
+        relay: [],
+      });
+    } finally {
+      await ctx.close();
+    }
+  });
+
+  it('fits a phone: no sideways scrolling, readable chart labels', async () => {
+    const ctx = await browser.newContext({
+      viewport: PHONE,
+      deviceScaleFactor: 2,
+      isMobile: true,
+      hasTouch: true,
+    });
+    try {
+      const p = await ctx.newPage();
+      p.setDefaultTimeout(10_000);
+      await signIn(p, ADMIN_TOKEN);
+      await overviewLoaded(p);
+      await p.waitForSelector('#chart svg');
+      await p.waitForSelector('#relays tr[data-relay="ok-1"]');
+      const fit = await p.evaluate(() => {
+        const relays = document.getElementById('relays')!;
+        // Leaf elements with visible text inside the chart (an SVG <title> has no box).
+        const labels = [...document.querySelectorAll('.chart *')].filter(
+          (e) => e.children.length === 0 && e.textContent!.trim() !== '' && e.getClientRects().length > 0,
+        );
+        return {
+          page: document.documentElement.scrollWidth,
+          relays: relays.scrollWidth - relays.clientWidth,
+          smallestLabel: Math.min(...labels.map((e) => e.getBoundingClientRect().height)),
+          labels: labels.length,
+        };
+      });
+      expect(fit.page).toBeLessThanOrEqual(PHONE.width);
+      expect(fit.relays).toBe(0);
+      expect(fit.labels).toBeGreaterThan(3);
+      expect(fit.smallestLabel).toBeGreaterThanOrEqual(11);
+      await p.screenshot({ path: join(ARTIFACTS, 'dashboard-phone-overview.png') });
+      await p.goto(`${planet.bosun.url}/#/relay/bad-1`);
+      await p.waitForSelector('main[data-view="relay:bad-1"][data-loaded="true"]');
+      expect(await p.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
+      await p.screenshot({ path: join(ARTIFACTS, 'dashboard-phone-relay.png') });
+    } finally {
+      await ctx.close();
+    }
   });
 
   it('shows a tenant only its own relays, in the lists and in the live feed', async () => {
@@ -155,8 +327,8 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
 
       await alice.goto(`${planet.bosun.url}/#/relay/bob-r`);
       await alice.waitForSelector('main[data-view="relay:bob-r"][data-loaded="true"]');
-      expect(await alice.textContent('main')).toContain('not found');
-      expect(await alice.textContent('main')).not.toContain('bob-r.example.com');
+      expect(await alice.textContent('#main')).toContain('not found');
+      expect(await alice.textContent('#main')).not.toContain('bob-r.example.com');
       await alice.screenshot({ path: join(ARTIFACTS, 'dashboard-tenant.png'), fullPage: true });
 
       await alice.click('#signout');

@@ -44,7 +44,7 @@ describe('dashboard read models over a real planet', () => {
     });
     expect(created.status).toBe(201);
     await api('POST', '/v1/relays', relayBody('alice-1', owner.pubkey), aliceToken);
-    await api('POST', '/v1/relays', relayBody('bob-1', owner.pubkey), bobToken);
+    await api('POST', '/v1/relays', relayBody('bob-1', owner.pubkey, { inactive: true }), bobToken);
     await planet.idle();
     planet.zooid.setFaults({ failAll: true });
     await api('PATCH', '/v1/relays/sec-1', { info: { name: 'renamed' }, livekit: { api_secret: LIVEKIT2 } });
@@ -58,7 +58,15 @@ describe('dashboard read models over a real planet', () => {
   it('overview: counts, failing relays with their error, targets — scoped per caller', async () => {
     const admin = (await api('GET', '/v1/dashboard/overview')).body;
     expect(admin.principal).toEqual({ role: 'admin', actor: expect.any(String) });
-    expect(admin.counts).toEqual({ pending: 0, synced: 2, retrying: 0, failed: 1, total: 3 });
+    expect(admin.counts).toEqual({
+      pending: 0,
+      synced: 2,
+      retrying: 0,
+      failed: 1,
+      total: 3,
+      active: 2,
+      inactive: 1,
+    });
     expect(admin.failing).toHaveLength(1);
     expect(admin.failing[0]).toMatchObject({
       id: 'sec-1',
@@ -70,10 +78,12 @@ describe('dashboard read models over a real planet', () => {
     const alice = (await api('GET', '/v1/dashboard/overview', undefined, aliceToken)).body;
     expect(alice).toEqual({
       principal: { role: 'tenant', actor: 'tenant:alice', owner: 'alice' },
-      counts: { pending: 0, synced: 1, retrying: 0, failed: 0, total: 1 },
+      counts: { pending: 0, synced: 1, retrying: 0, failed: 0, total: 1, active: 1, inactive: 0 },
       failing: [],
       fleet: null,
     });
+    const bob = (await api('GET', '/v1/dashboard/overview', undefined, bobToken)).body;
+    expect(bob.counts).toMatchObject({ total: 1, active: 0, inactive: 1 });
     expect((await api('GET', '/v1/dashboard/overview', undefined, 'wrong')).status).toBe(401);
   });
 

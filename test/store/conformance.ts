@@ -195,7 +195,36 @@ export function storeConformance(
       expect((await store.listRelays({ limit: 10, owner: 'bob' })).map((r) => r.id)).toEqual(['c', 'd', 'e']);
       expect((await store.listRelays({ limit: 10, fleet: 'edge' })).map((r) => r.id)).toEqual(['e']);
       expect((await store.listRelays({ limit: 10, status: 'synced' })).map((r) => r.id)).toEqual([]);
-      expect(await store.countRelaysByStatus()).toEqual({ pending: 5, synced: 0, retrying: 0, failed: 0 });
+      const off = relay('f', { config: { ...relay('f').config, inactive: true } });
+      await store.commit({ relays: [{ kind: 'insert', relay: off }], activities: [act('f')] });
+      expect((await store.listRelays({ limit: 10, inactive: true })).map((r) => r.id)).toEqual(['f']);
+      expect((await store.listRelays({ limit: 2, inactive: false, after: 'c' })).map((r) => r.id)).toEqual([
+        'd',
+        'e',
+      ]);
+      expect(await store.countRelaysByStatus()).toEqual({ pending: 6, synced: 0, retrying: 0, failed: 0 });
+    });
+
+    it('counts relays by fleet, status and inactive, with the oldest change; synced deletes left out', async () => {
+      const synced = (r: Relay): Relay => ({ ...r, sync: { ...r.sync, status: 'synced' } });
+      const rows: Relay[] = [
+        relay('a', { fleet: 'east', updatedAt: 5000 }),
+        relay('b', { fleet: 'east', updatedAt: 3000 }),
+        synced(relay('c', { fleet: 'east' })),
+        synced(relay('d', { config: { ...relay('d').config, inactive: true } })),
+        relay('e', { deletedAt: 4000, updatedAt: 4000 }),
+        synced(relay('f', { deletedAt: 4000 })),
+      ];
+      for (const r of rows)
+        await store.commit({ relays: [{ kind: 'insert', relay: r }], activities: [act(r.id)] });
+      const counts = await store.relayCounts();
+      const key = (c: (typeof counts)[number]) => `${c.fleet}/${c.status}/${c.inactive}/${c.deleted}`;
+      expect(counts.sort((x, y) => key(x).localeCompare(key(y)))).toEqual([
+        { fleet: 'default', status: 'pending', inactive: false, deleted: true, n: 1, oldestChangeAt: 4000 },
+        { fleet: 'default', status: 'synced', inactive: true, deleted: false, n: 1, oldestChangeAt: 1000 },
+        { fleet: 'east', status: 'pending', inactive: false, deleted: false, n: 2, oldestChangeAt: 3000 },
+        { fleet: 'east', status: 'synced', inactive: false, deleted: false, n: 1, oldestChangeAt: 1000 },
+      ]);
     });
 
     it('reads activities after a cursor, by relay and by owner', async () => {

@@ -7,7 +7,7 @@ import { loadServeConfig, type ServeConfig } from '../../src/config.js';
 import { type Clock, systemClock } from '../../src/domain/clock.js';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { createLogger } from '../../src/logger.js';
-import { Peer } from '../../src/peer.js';
+import { Peer, type PeerDeps } from '../../src/peer.js';
 
 export function tempDir(prefix = 'bosun-test-'): { path: string; cleanup: () => void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
@@ -92,7 +92,7 @@ export interface TestServer {
 
 /** A real bosun peer on a temp SQLite file, listening on a random loopback port. */
 export async function startServer(
-  opts: { env?: Record<string, string>; clock?: Clock; dir?: string } = {},
+  opts: { env?: Record<string, string>; clock?: Clock; dir?: string; onRoute?: PeerDeps['onRoute'] } = {},
 ): Promise<TestServer> {
   const tmp = opts.dir ? { path: opts.dir, cleanup: () => {} } : tempDir();
   const config: ServeConfig = loadServeConfig({
@@ -104,7 +104,11 @@ export async function startServer(
     ...opts.env,
   });
   const { logger, lines } = captureLogger();
-  const peer = await Peer.create(config, { logger, clock: opts.clock ?? systemClock });
+  const peer = await Peer.create(config, {
+    logger,
+    clock: opts.clock ?? systemClock,
+    ...(opts.onRoute ? { onRoute: opts.onRoute } : {}),
+  });
   const url = await peer.start();
   const api = async (method: string, path: string, body?: unknown, token = ADMIN_TOKEN) => {
     // Only these two: tests compare the whole answer with toEqual.

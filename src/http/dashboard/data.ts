@@ -14,21 +14,34 @@ export class DashboardData {
     private readonly clock: Clock,
   ) {}
 
-  /** Live relays by sync status: one grouped count for an admin, the caller's own relays otherwise. */
-  async counts(principal: Principal): Promise<Record<SyncStatus, number> & { total: number }> {
-    let counts: Record<SyncStatus, number>;
+  /**
+   * Live relays by sync status, and how many are inactive: one grouped count for an admin, the
+   * caller's own relays otherwise.
+   */
+  async counts(
+    principal: Principal,
+  ): Promise<Record<SyncStatus, number> & { total: number; active: number; inactive: number }> {
+    const counts: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0 };
+    let inactive = 0;
     if (principal.role === 'admin') {
-      counts = await this.query.countByStatus();
+      for (const c of await this.store.relayCounts()) {
+        if (c.deleted) continue;
+        counts[c.status] += c.n;
+        if (c.inactive) inactive += c.n;
+      }
     } else {
-      counts = { pending: 0, synced: 0, retrying: 0, failed: 0 };
       let after: string | undefined;
       do {
         const page = await this.query.listRelays(principal, { limit: 1000, ...(after ? { after } : {}) });
-        for (const relay of page.items) counts[relay.sync.status]++;
+        for (const relay of page.items) {
+          counts[relay.sync.status]++;
+          if (relay.config.inactive) inactive++;
+        }
         after = page.next ?? undefined;
       } while (after);
     }
-    return { ...counts, total: counts.pending + counts.synced + counts.retrying + counts.failed };
+    const total = counts.pending + counts.synced + counts.retrying + counts.failed;
+    return { ...counts, total, active: total - inactive, inactive };
   }
 
   /** Failed relays first (they wait for an operator), then retrying ones by their next attempt. */

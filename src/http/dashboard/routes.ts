@@ -6,7 +6,8 @@ import { parseDuration } from '../../domain/duration.js';
 import { BosunError } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
 import type { AppDeps } from '../app.js';
-import { idParam, parseQuery, principalOf } from '../routes/params.js';
+import { defineRoute } from '../routes/define.js';
+import { idParam, principalOf } from '../routes/params.js';
 import { type Asset, loadAssets } from './assets.js';
 import { DashboardData } from './data.js';
 import { type ActivityStreamOptions, ActivityStreams, DEFAULT_STREAM_OPTIONS } from './stream.js';
@@ -36,6 +37,7 @@ const streamQuery = z.strictObject({
 const statsQuery = z.strictObject({
   window: z
     .string()
+    .describe('a duration from 1m to 7d, e.g. 15m, 1h, 2d')
     .default('1h')
     .transform((w, ctx) => {
       const ms = parseDuration(w);
@@ -99,8 +101,15 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       .header('x-content-type-options', 'nosniff')
       .header('x-frame-options', 'DENY')
       .send(assets.html);
-  app.get('/', page);
-  app.get('/dashboard', page);
+  const tag = 'dashboard';
+  const html = { 200: { description: 'the dashboard page', contentType: 'text/html' } };
+  for (const url of ['/', '/dashboard']) {
+    defineRoute(
+      app,
+      { method: 'GET', url, tag, access: 'public', summary: 'The web dashboard', responses: html },
+      page,
+    );
+  }
 
   const file = (asset: Asset) => (request: FastifyRequest, reply: FastifyReply) => {
     const versioned = (request.query as { v?: string }).v === asset.hash;
@@ -111,53 +120,119 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       .header('x-content-type-options', 'nosniff')
       .send(asset.body);
   };
-  app.get('/dashboard/app.js', file(assets.js));
-  app.get('/dashboard/app.css', file(assets.css));
+  for (const [url, asset] of [
+    ['/dashboard/app.js', assets.js],
+    ['/dashboard/app.css', assets.css],
+  ] as const) {
+    defineRoute(
+      app,
+      {
+        method: 'GET',
+        url,
+        tag,
+        access: 'public',
+        summary: "The dashboard's script or stylesheet (`?v=<hash>`: cached for a year)",
+        responses: { 200: { description: 'the asset', contentType: asset.type } },
+      },
+      file(asset),
+    );
+  }
 
-  app.get('/v1/dashboard/overview', async (request) => {
-    const principal = principalOf(request);
-    const [counts, failing] = await Promise.all([data.counts(principal), data.failing(principal, 200)]);
-    return {
-      principal: whoami(principal),
-      counts,
-      failing,
-      // Infrastructure is the operator's business: tenants see only their relays.
-      fleet:
-        principal.role === 'admin'
-          ? { targets: deps.targets?.() ?? [], agents: deps.agents ? deps.agents() : null }
-          : null,
-    };
-  });
-
-  app.get('/v1/dashboard/relays/:id', async (request) => data.relay(principalOf(request), idParam(request)));
-
-  app.get('/v1/stats/syncs', async (request) => {
-    const q = parseQuery(statsQuery, request);
-    return data.syncStats(principalOf(request), q.window);
-  });
-
-  app.post('/v1/activities/stream-ticket', async (request) => {
-    const { ticket, expiresAt } = await tickets.issue(principalOf(request), credentialOf(request));
-    return { ticket, expires_at: new Date(expiresAt).toISOString() };
-  });
-
-  app.get(
-    '/v1/activities/stream',
+  defineRoute(
+    app,
     {
-      // EventSource cannot send headers: a ticket from POST /v1/activities/stream-ticket stands in
-      // for the Authorization header on this route only.
-      config: { streamTicket: true },
-      onRequest: async (request) => {
-        const ticket = (request.query as { ticket?: unknown }).ticket;
-        if (typeof ticket !== 'string' || request.headers.authorization) return;
-        const redeemed = await tickets.redeem(ticket);
-        if (!redeemed.ok) throw new BosunError('unauthorized', redeemed.reason);
-        request.principal = redeemed.principal;
-        request.credential = redeemed.credential;
+      method: 'GET',
+      url: '/v1/dashboard/overview',
+      tag,
+      access: 'caller',
+      summary:
+        'Caller, counts by status (active / inactive), failing relays (≤ 200), targets and agents (admin)',
+      responses: { 200: { description: 'the overview' } },
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const [counts, failing] = await Promise.all([data.counts(principal), data.failing(principal, 200)]);
+      return {
+        principal: whoami(principal),
+        counts,
+        failing,
+        // Infrastructure is the operator's business: tenants see only their relays.
+        fleet:
+          principal.role === 'admin'
+            ? { targets: deps.targets?.() ?? [], agents: deps.agents ? deps.agents() : null }
+            : null,
+      };
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/dashboard/relays/:id',
+      tag,
+      access: 'caller',
+      summary: 'A relay, its last 50 activities (newest first), `acked` and `diff`',
+      params: { id: z.string().describe('relay id') },
+      responses: { 200: { description: 'the relay page' } },
+    },
+    async (request) => data.relay(principalOf(request), idParam(request)),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/stats/syncs',
+      tag,
+      access: 'caller',
+      summary: 'Sync attempts (complete / fail) in 60 buckets over the window, totals and failure rate',
+      query: statsQuery,
+      responses: { 200: { description: 'buckets and totals' } },
+    },
+    async (request, _reply, { query: q }) => data.syncStats(principalOf(request), q.window),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'POST',
+      url: '/v1/activities/stream-ticket',
+      tag,
+      access: 'caller',
+      summary: 'A one-time credential (60 s) for GET /v1/activities/stream',
+      responses: { 200: { description: '`{"ticket", "expires_at"}`' } },
+    },
+    async (request) => {
+      const { ticket, expiresAt } = await tickets.issue(principalOf(request), credentialOf(request));
+      return { ticket, expires_at: new Date(expiresAt).toISOString() };
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/activities/stream',
+      tag,
+      access: 'ticket',
+      summary: 'The activity log as Server-Sent Events, resuming after Last-Event-ID or `?after=`',
+      query: streamQuery,
+      responses: { 200: { description: 'an SSE stream of activities', contentType: 'text/event-stream' } },
+      options: {
+        // EventSource cannot send headers: a ticket from POST /v1/activities/stream-ticket stands in
+        // for the Authorization header on this route only.
+        onRequest: async (request) => {
+          const ticket = (request.query as { ticket?: unknown }).ticket;
+          if (typeof ticket !== 'string' || request.headers.authorization) return;
+          const redeemed = await tickets.redeem(ticket);
+          if (!redeemed.ok) throw new BosunError('unauthorized', redeemed.reason);
+          request.principal = redeemed.principal;
+          request.credential = redeemed.credential;
+        },
       },
     },
-    async (request, reply) => {
-      const q = parseQuery(streamQuery, request);
+    async (request, reply, { query: q }) => {
       const principal = principalOf(request);
       const header = request.headers['last-event-id'];
       let after: number;

@@ -2,7 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { viewActivity } from '../../domain/activity.js';
 import type { AppDeps } from '../app.js';
-import { parseQuery, principalOf } from './params.js';
+import { defineRoute } from './define.js';
+import { principalOf } from './params.js';
 
 const activitiesQuery = z.strictObject({
   after: z.coerce.number().int().min(0).default(0),
@@ -11,13 +12,24 @@ const activitiesQuery = z.strictObject({
 });
 
 export function registerActivityRoutes(app: FastifyInstance, { query }: AppDeps): void {
-  app.get('/v1/activities', async (request) => {
-    const q = parseQuery(activitiesQuery, request);
-    const page = await query.activities(principalOf(request), {
-      after: q.after,
-      limit: q.limit,
-      ...(q.relay !== undefined ? { relayId: q.relay } : {}),
-    });
-    return { activities: page.items.map(viewActivity), next: page.next };
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/activities',
+      tag: 'activities',
+      access: 'caller',
+      summary: 'The activity log after a cursor (`next` → `after`)',
+      query: activitiesQuery,
+      responses: { 200: { description: '`{"activities": [...], "next": <id>}`' } },
+    },
+    async (request, _reply, { query: q }) => {
+      const page = await query.activities(principalOf(request), {
+        after: q.after,
+        limit: q.limit,
+        ...(q.relay !== undefined ? { relayId: q.relay } : {}),
+      });
+      return { activities: page.items.map(viewActivity), next: page.next };
+    },
+  );
 }

@@ -2,13 +2,16 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import {
   checkFleetName,
+  fleetBodySchema,
   MAX_FLEET_BODY_BYTES,
   parseFleetBody,
   resolveFleet,
 } from '../../domain/fleet/spec.js';
+import { FLEET } from '../../domain/relay.js';
 import { fleetStateHistory } from '../../fleet/states.js';
 import type { AppDeps } from '../app.js';
-import { parseQuery, principalOf } from './params.js';
+import { defineRoute } from './define.js';
+import { principalOf } from './params.js';
 
 const statesQuery = z.strictObject({
   before: z.coerce.number().int().min(1).optional(),
@@ -29,25 +32,55 @@ const nameParam = (request: FastifyRequest) => {
 export function registerFleetRoutes(app: FastifyInstance, { command, store }: AppDeps): void {
   const large = { bodyLimit: MAX_FLEET_BODY_BYTES };
 
-  app.post('/v1/fleets/:name/plan', large, async (request) => {
-    const principal = principalOf(request);
-    const name = nameParam(request);
-    const body = parseFleetBody(name, request.body);
-    return command.planFleet(principal, name, resolveFleet(name, body), { prune: body.prune });
-  });
+  const tag = 'fleets';
+  const name = { name: z.string().regex(FLEET).describe('fleet name') };
+  for (const [verb, summary] of [
+    ['plan', 'What applying this fleet directory would change (nothing is written)'],
+    ['apply', 'Apply a parsed fleet directory in one transaction'],
+  ] as const) {
+    defineRoute(
+      app,
+      {
+        method: 'POST',
+        url: `/v1/fleets/:name/${verb}`,
+        tag,
+        access: 'writer',
+        summary,
+        description: 'Bodies may be up to 64 MiB (10,000 relays).',
+        params: name,
+        body: { schema: fleetBodySchema, parsedBy: 'domain', required: true },
+        responses: { 200: { description: verb === 'plan' ? 'the plan' : 'what was applied' } },
+        errors: [409],
+        options: large,
+      },
+      async (request) => {
+        const principal = principalOf(request);
+        const fleet = nameParam(request);
+        const body = parseFleetBody(fleet, request.body);
+        const spec = resolveFleet(fleet, body);
+        return verb === 'plan'
+          ? command.planFleet(principal, fleet, spec, { prune: body.prune })
+          : command.applyFleet(principal, fleet, spec, { prune: body.prune });
+      },
+    );
+  }
 
-  app.post('/v1/fleets/:name/apply', large, async (request) => {
-    const principal = principalOf(request);
-    const name = nameParam(request);
-    const body = parseFleetBody(name, request.body);
-    return command.applyFleet(principal, name, resolveFleet(name, body), { prune: body.prune });
-  });
-
-  app.get('/v1/fleets/:name/states', async (request) => {
-    const q = parseQuery(statesQuery, request);
-    return fleetStateHistory(store, principalOf(request), nameParam(request), {
-      limit: q.limit,
-      ...(q.before !== undefined ? { before: q.before } : {}),
-    });
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/fleets/:name/states',
+      tag,
+      access: 'caller',
+      summary: 'The applied versions of a fleet, newest first',
+      params: name,
+      query: statesQuery,
+      responses: { 200: { description: 'fleet versions' } },
+    },
+    async (request, _reply, { query: q }) =>
+      fleetStateHistory(store, principalOf(request), nameParam(request), {
+        limit: q.limit,
+        ...(q.before !== undefined ? { before: q.before } : {}),
+      }),
+  );
 }

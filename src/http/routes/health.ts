@@ -1,39 +1,88 @@
 import type { FastifyInstance } from 'fastify';
+import { setRelayGauges } from '../../metrics.js';
 import { VERSION } from '../../version.js';
 import type { AppDeps } from '../app.js';
 import { requireAdmin } from '../auth.js';
+import { defineRoute } from './define.js';
 import { principalOf } from './params.js';
 
 export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void {
-  app.get('/healthz', async () => ({ status: 'ok', version: VERSION }));
+  const tag = 'operations';
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/healthz',
+      tag,
+      access: 'public',
+      summary: 'Liveness',
+      responses: { 200: { description: '`{"status": "ok", "version": "…"}`' } },
+    },
+    async () => ({ status: 'ok', version: VERSION }),
+  );
 
-  app.get('/readyz', async (_request, reply) => {
-    const checks: Record<string, string> = {};
-    let ready = true;
-    const all = { database: () => deps.store.ping(), ...deps.readiness };
-    for (const [name, check] of Object.entries(all)) {
-      try {
-        const shown = await check();
-        checks[name] = typeof shown === 'string' ? shown : 'ok';
-      } catch (err) {
-        ready = false;
-        checks[name] = err instanceof Error ? err.message : String(err);
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/readyz',
+      tag,
+      access: 'public',
+      summary: 'Readiness: the database, the worker lease (`holder` / `standby`), push sync',
+      responses: {
+        200: { description: '`{"status": "ready", "checks": {...}}`' },
+        503: { description: '`{"status": "not ready", "checks": {...}}`: each failing check says why' },
+      },
+    },
+    async (_request, reply) => {
+      const checks: Record<string, string> = {};
+      let ready = true;
+      const all = { database: () => deps.store.ping(), ...deps.readiness };
+      for (const [name, check] of Object.entries(all)) {
+        try {
+          const shown = await check();
+          checks[name] = typeof shown === 'string' ? shown : 'ok';
+        } catch (err) {
+          ready = false;
+          checks[name] = err instanceof Error ? err.message : String(err);
+        }
       }
-    }
-    return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
-  });
+      return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
+    },
+  );
 
-  app.get('/v1/targets', async (request) => {
-    requireAdmin(principalOf(request));
-    return { targets: deps.targets?.() ?? [] };
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/targets',
+      tag,
+      access: 'admin',
+      summary: 'zooid targets and their last health probe',
+      responses: { 200: { description: '`{"targets": [...]}`' } },
+    },
+    async (request) => {
+      requireAdmin(principalOf(request));
+      return { targets: deps.targets?.() ?? [] };
+    },
+  );
 
-  app.get('/metrics', async (_request, reply) => {
-    const counts = await deps.query.countByStatus();
-    for (const [status, n] of Object.entries(counts)) deps.metrics.relaysByStatus.set({ status }, n);
-    deps.metrics.agentsConnected.set(deps.streams?.stats().streams ?? 0);
-    return reply
-      .header('content-type', deps.metrics.registry.contentType)
-      .send(await deps.metrics.registry.metrics());
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/metrics',
+      tag,
+      access: 'public',
+      summary: 'Prometheus metrics (text exposition format)',
+      responses: { 200: { description: 'Prometheus text', contentType: 'text/plain; version=0.0.4' } },
+    },
+    async (_request, reply) => {
+      setRelayGauges(deps.metrics, await deps.store.relayCounts(), deps.clock.now());
+      deps.metrics.agentsConnected.set(deps.streams?.stats().streams ?? 0);
+      return reply
+        .header('content-type', deps.metrics.registry.contentType)
+        .send(await deps.metrics.registry.metrics());
+    },
+  );
 }

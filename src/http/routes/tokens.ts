@@ -1,25 +1,64 @@
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { createTokenSchema } from '../../auth/tokens.js';
 import { viewToken } from '../../domain/principal.js';
 import type { AppDeps } from '../app.js';
 import { requireAdmin } from '../auth.js';
+import { defineRoute } from './define.js';
 import { idParam, principalOf } from './params.js';
 
 export function registerTokenRoutes(app: FastifyInstance, { tokens }: AppDeps): void {
-  app.post('/v1/tokens', async (request, reply) => {
-    requireAdmin(principalOf(request));
-    const { token, info } = await tokens.create(request.body ?? {});
-    // The only time the token is ever shown.
-    return reply.status(201).send({ token, ...viewToken(info) });
-  });
+  const tag = 'tokens';
+  defineRoute(
+    app,
+    {
+      method: 'POST',
+      url: '/v1/tokens',
+      tag,
+      access: 'admin',
+      summary: 'Create a token (the token is shown only in this answer)',
+      body: { schema: createTokenSchema, parsedBy: 'domain', required: true },
+      responses: { 201: { description: 'the token and its record' } },
+    },
+    async (request, reply) => {
+      requireAdmin(principalOf(request));
+      const { token, info } = await tokens.create(request.body ?? {});
+      // The only time the token is ever shown.
+      return reply.status(201).send({ token, ...viewToken(info) });
+    },
+  );
 
-  app.get('/v1/tokens', async (request) => {
-    requireAdmin(principalOf(request));
-    return { tokens: (await tokens.list()).map(viewToken) };
-  });
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/tokens',
+      tag,
+      access: 'admin',
+      summary: 'List tokens (never their values)',
+      responses: { 200: { description: '`{"tokens": [...]}`' } },
+    },
+    async (request) => {
+      requireAdmin(principalOf(request));
+      return { tokens: (await tokens.list()).map(viewToken) };
+    },
+  );
 
-  app.delete('/v1/tokens/:id', async (request, reply) => {
-    requireAdmin(principalOf(request));
-    await tokens.revoke(idParam(request));
-    return reply.status(204).send();
-  });
+  defineRoute(
+    app,
+    {
+      method: 'DELETE',
+      url: '/v1/tokens/:id',
+      tag,
+      access: 'admin',
+      summary: 'Revoke a token',
+      params: { id: z.string().describe('token id') },
+      responses: { 204: { description: 'revoked' } },
+    },
+    async (request, reply) => {
+      requireAdmin(principalOf(request));
+      await tokens.revoke(idParam(request));
+      return reply.status(204).send();
+    },
+  );
 }

@@ -24,6 +24,7 @@ import { RELAY_CHANGE_TYPES } from '../../domain/activity.js';
 import type { Clock, TimerHandle } from '../../domain/clock.js';
 import { BosunError, type ErrorCode } from '../../domain/errors.js';
 import type { Relay } from '../../domain/relay.js';
+import { defineRoute } from '../../http/routes/define.js';
 import { principalOf } from '../../http/routes/params.js';
 import type { Service } from '../../lifecycle/group.js';
 import type { Notifier } from '../../notifier.js';
@@ -193,13 +194,23 @@ export class StreamServer {
   register(app: FastifyInstance): void {
     // Streams live long: one shared request logger (warn and up) instead of a child per stream.
     let streamLog: FastifyBaseLogger | undefined;
-    app.get(
-      STREAM_PATH,
+    defineRoute(
+      app,
       {
-        logLevel: 'warn',
-        childLoggerFactory: (logger, _bindings, opts) => {
-          streamLog ??= logger.child({ route: STREAM_PATH }, opts);
-          return streamLog;
+        method: 'GET',
+        url: STREAM_PATH,
+        tag: 'agents',
+        access: 'agent',
+        summary: "The autoconfig stream of the agent token's fleet (Server-Sent Events)",
+        responses: {
+          200: { description: 'an SSE stream of relay configs', contentType: 'text/event-stream' },
+        },
+        options: {
+          logLevel: 'warn',
+          childLoggerFactory: (logger, _bindings, opts) => {
+            streamLog ??= logger.child({ route: STREAM_PATH }, opts);
+            return streamLog;
+          },
         },
       },
       (request, reply) => this.handle(request, reply),

@@ -12,6 +12,7 @@ import {
   type FleetStateRecord,
   type FleetStateWrite,
   leaseEpochKey,
+  type RelayCount,
   type RelayFilter,
   type RelayHead,
   type RelayWrite,
@@ -569,6 +570,9 @@ export class PostgresStore implements Store {
     if (filter.owner !== undefined) where.push(`owner = ${arg(filter.owner)}`);
     if (filter.fleet !== undefined) where.push(`fleet = ${arg(filter.fleet)}`);
     if (filter.status !== undefined) where.push(`sync_status = ${arg(filter.status)}`);
+    if (filter.inactive !== undefined) {
+      where.push(`COALESCE((config::jsonb->>'inactive')::boolean, false) = ${arg(filter.inactive)}`);
+    }
     if (filter.after !== undefined) where.push(`id > ${arg(filter.after)}`);
     //: ids sort by bytes, as in SQLite, whatever the database's collation.
     const sql = `SELECT * FROM relays ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ${arg(filter.limit)}`;
@@ -624,6 +628,23 @@ export class PostgresStore implements Store {
     );
     for (const row of rows) counts[row.status] = row.n;
     return counts;
+  }
+
+  async relayCounts(): Promise<RelayCount[]> {
+    const rows = await this.query<{
+      fleet: string;
+      status: SyncStatus;
+      inactive: boolean;
+      deleted: boolean;
+      n: number;
+      oldest: number;
+    }>(
+      'bosun_relay_counts',
+      `SELECT fleet, sync_status AS status, COALESCE((config::jsonb->>'inactive')::boolean, false) AS inactive,
+              deleted_at IS NOT NULL AS deleted, COUNT(*) AS n, MIN(updated_at) AS oldest
+       FROM relays WHERE deleted_at IS NULL OR sync_status <> 'synced' GROUP BY 1, 2, 3, 4`,
+    );
+    return rows.map(({ oldest, ...r }) => ({ ...r, oldestChangeAt: oldest }));
   }
 
   async activitiesAfter(filter: ActivityFilter): Promise<Activity[]> {

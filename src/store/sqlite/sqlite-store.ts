@@ -14,6 +14,7 @@ import {
   type FleetStateRecord,
   type FleetStateWrite,
   leaseEpochKey,
+  type RelayCount,
   type RelayFilter,
   type RelayHead,
   StaleFleetStateError,
@@ -144,6 +145,11 @@ export class SqliteStore implements Store {
       ),
       countByStatus: db.prepare(
         'SELECT sync_status AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY sync_status',
+      ),
+      relayCounts: db.prepare(
+        `SELECT fleet, sync_status AS status, COALESCE(json_extract(config, '$.inactive'), 0) AS inactive,
+                deleted_at IS NOT NULL AS deleted, COUNT(*) AS n, MIN(updated_at) AS oldest
+         FROM relays WHERE deleted_at IS NULL OR sync_status <> 'synced' GROUP BY 1, 2, 3, 4`,
       ),
       insertToken: db.prepare(
         `INSERT INTO tokens (id, hash, name, role, owner, fleet, created_at, expires_at, revoked_at)
@@ -378,6 +384,10 @@ export class SqliteStore implements Store {
       where.push('sync_status = ?');
       args.push(filter.status);
     }
+    if (filter.inactive !== undefined) {
+      where.push("COALESCE(json_extract(config, '$.inactive'), 0) = ?");
+      args.push(filter.inactive ? 1 : 0);
+    }
     if (filter.after !== undefined) {
       where.push('id > ?');
       args.push(filter.after);
@@ -418,6 +428,25 @@ export class SqliteStore implements Store {
       counts[row.status] = row.n;
     }
     return counts;
+  }
+
+  async relayCounts(): Promise<RelayCount[]> {
+    type Row = {
+      fleet: string;
+      status: SyncStatus;
+      inactive: number;
+      deleted: number;
+      n: number;
+      oldest: number;
+    };
+    return (this.stmts.relayCounts.all() as Row[]).map((r) => ({
+      fleet: r.fleet,
+      status: r.status,
+      inactive: r.inactive === 1,
+      deleted: r.deleted === 1,
+      n: r.n,
+      oldestChangeAt: r.oldest,
+    }));
   }
 
   async activitiesAfter(filter: ActivityFilter): Promise<Activity[]> {

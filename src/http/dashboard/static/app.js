@@ -14,8 +14,12 @@
     /** Resume point of the live feed: the last event id seen (or the stream's ready cursor). */
     after: null,
     feedIds: new Set(),
+    /** Each relay's newest line in the live feed, to fold a repeated failure into it. */
+    feedByRelay: new Map(),
     reconnectMs: 1000,
     relaysStatus: '',
+    /** '' (all), 'active' or 'inactive'. */
+    relaysActive: '',
     relaysPages: [undefined],
     refreshTimer: 0,
     chartTimer: 0,
@@ -76,10 +80,22 @@
   const when = (iso) =>
     iso ? `<time datetime="${esc(iso)}" title="${esc(iso)}">${esc(ago(iso))}</time>` : '–';
   const badge = (status) => `<span class="badge s-${esc(status)}">${esc(status)}</span>`;
+  /** An inactive relay is kept by zooid but not served: say so wherever its status shows. */
+  const inactiveBadge = (r) => (r.config.inactive ? ' <span class="badge inactive">inactive</span>' : '');
   const relayLink = (id) => `<a href="#/relay/${encodeURIComponent(id)}">${esc(id)}</a>`;
   const canWrite = () => state.me && state.me.role !== 'agent';
   const resyncButton = (id) =>
     canWrite() ? `<button type="button" class="small" data-resync="${esc(id)}">Resync now</button>` : '';
+  /** A pending relay still waiting after this long is stale: a resync may help. */
+  const STALE_MS = 60_000;
+  /** In lists, Resync is offered only where it helps: failing, retrying or stale relays. */
+  const needsResync = (r) =>
+    r.sync.status === 'failed' ||
+    r.sync.status === 'retrying' ||
+    (r.sync.status === 'pending' && Date.now() - Date.parse(r.updated_at) > STALE_MS);
+  /** Cells of a table that stacks into labelled lines on a phone (see `table.stack` in app.css). */
+  const td = (label, html, cls = '') =>
+    `<td data-label="${esc(label)}"${cls ? ` class="${cls}"` : ''}>${html}</td>`;
 
   // ---- sign-in ---------------------------------------------------------------------------------
 
@@ -100,6 +116,7 @@
     closeFeed();
     state.after = null;
     state.feedIds.clear();
+    state.feedByRelay.clear();
     byId('feed').textContent = '';
     showSignIn(message);
   }
@@ -169,12 +186,15 @@
     const main = setView('overview');
     if (fresh || !byId('counts')) {
       main.innerHTML = `
-        <section id="counts" class="cards"></section>
+        <h1 class="sr-only">Fleet overview</h1>
+        <section aria-labelledby="counts-title"><h2 id="counts-title" class="caption">Relays by sync status</h2>
+          <div id="counts" class="cards"></div></section>
         <section class="panel chart">
-          <h2>Syncs per minute, last hour</h2>
+          <h2>Sync attempts per minute, last hour</h2>
           <div id="chart" class="muted">loading…</div>
-          <div class="legend"><span><i class="ok"></i>synced</span><span><i class="bad"></i>failed</span>
+          <div class="legend"><span><i class="ok"></i>synced</span><span><i class="bad"></i>failed attempt</span>
             <span><i class="rate"></i>failure rate</span><span id="chart-summary"></span></div>
+          <p class="hint">Each retry is one attempt: a relay that failed 7 times counts 7 here and 1 above.</p>
         </section>
         <section class="panel">
           <h2>Failing relays <span id="failing-count" class="badge s-failed">0</span></h2>
@@ -185,6 +205,8 @@
             <label>status <select id="status-filter"><option value="">all</option>${STATUSES.map(
               (s) => `<option>${s}</option>`,
             ).join('')}</select></label>
+            <label>serving <select id="active-filter"><option value="">all</option><option>active</option>
+              <option>inactive</option></select></label>
             <button type="button" class="small ghost" id="prev-page">‹ prev</button>
             <button type="button" class="small ghost" id="next-page">next ›</button>
           </div>
@@ -193,6 +215,12 @@
       byId('status-filter').value = state.relaysStatus;
       byId('status-filter').addEventListener('change', (e) => {
         state.relaysStatus = e.target.value;
+        state.relaysPages = [undefined];
+        void loadRelays();
+      });
+      byId('active-filter').value = state.relaysActive;
+      byId('active-filter').addEventListener('change', (e) => {
+        state.relaysActive = e.target.value;
         state.relaysPages = [undefined];
         void loadRelays();
       });
@@ -232,7 +260,7 @@
           ? `agent (fleet ${o.principal.fleet})`
           : 'admin';
     if (!byId('counts')) return;
-    byId('counts').innerHTML = ['total', ...STATUSES]
+    byId('counts').innerHTML = ['total', ...STATUSES, 'inactive']
       .map(
         (s) =>
           `<div class="card ${s}" data-status="${s}"><div class="n">${o.counts[s]}</div><div class="l">${s}</div></div>`,
@@ -241,14 +269,14 @@
     const failingTotal = o.counts.failed + o.counts.retrying;
     byId('failing-count').textContent = String(failingTotal);
     byId('failing').innerHTML = o.failing.length
-      ? `<table><thead><tr><th>relay</th><th>status</th><th>error</th><th>attempts</th><th>next retry</th><th></th></tr></thead><tbody>${o.failing
+      ? `<table class="stack"><thead><tr><th>relay</th><th>status</th><th>error</th><th>attempts</th><th>next retry</th><th><span class="sr-only">action</span></th></tr></thead><tbody>${o.failing
           .map(
             (
               r,
-            ) => `<tr data-relay="${esc(r.id)}"><td>${relayLink(r.id)}<div class="muted">${esc(r.config.host)}</div></td>
-              <td>${badge(r.sync.status)}</td><td class="err">${esc(r.sync.error)}</td><td>${r.sync.attempts}</td>
-              <td>${r.sync.status === 'failed' ? '<span class="muted">none: waits for a resync</span>' : when(r.sync.next_attempt_at)}</td>
-              <td>${resyncButton(r.id)}</td></tr>`,
+            ) => `<tr data-relay="${esc(r.id)}">${td('relay', `${relayLink(r.id)}<div class="muted">${esc(r.config.host)}</div>`)}
+              ${td('status', badge(r.sync.status) + inactiveBadge(r))}${td('error', esc(r.sync.error), 'err')}${td('attempts', r.sync.attempts)}
+              ${td('next retry', r.sync.status === 'failed' ? '<span class="muted">none: waits for a resync</span>' : when(r.sync.next_attempt_at))}
+              ${td('', resyncButton(r.id), 'action')}</tr>`,
           )
           .join(
             '',
@@ -262,6 +290,7 @@
     const q = new URLSearchParams({ limit: String(PAGE) });
     if (after) q.set('after', after);
     if (state.relaysStatus) q.set('status', state.relaysStatus);
+    if (state.relaysActive) q.set('inactive', String(state.relaysActive === 'inactive'));
     const page = await api('GET', `/v1/relays?${q}`);
     const el = byId('relays');
     if (!el) return;
@@ -269,13 +298,13 @@
     byId('next-page').disabled = !page.next;
     byId('prev-page').disabled = state.relaysPages.length <= 1;
     el.innerHTML = page.relays.length
-      ? `<table><thead><tr><th>relay</th><th>host</th><th>owner</th><th>fleet</th><th>version</th><th>status</th><th>last synced</th><th></th></tr></thead><tbody>${page.relays
+      ? `<table class="stack"><thead><tr><th>relay</th><th>host</th><th>owner</th><th>fleet</th><th>version</th><th>status</th><th>last synced</th><th><span class="sr-only">action</span></th></tr></thead><tbody>${page.relays
           .map(
             (
               r,
-            ) => `<tr data-relay="${esc(r.id)}"><td>${relayLink(r.id)}</td><td>${esc(r.config.host)}</td><td>${esc(r.owner)}</td>
-              <td>${esc(r.fleet)}</td><td>${r.sync.synced_version}/${r.version}</td><td>${badge(r.sync.status)}</td>
-              <td>${when(r.sync.last_synced_at)}</td><td>${resyncButton(r.id)}</td></tr>`,
+            ) => `<tr data-relay="${esc(r.id)}">${td('relay', relayLink(r.id))}${td('host', esc(r.config.host))}${td('owner', esc(r.owner))}
+              ${td('fleet', esc(r.fleet))}${td('version', `${r.sync.synced_version}/${r.version}`)}${td('status', badge(r.sync.status) + inactiveBadge(r))}
+              ${td('last synced', when(r.sync.last_synced_at))}${td('', needsResync(r) ? resyncButton(r.id) : '', 'action')}</tr>`,
           )
           .join('')}</tbody></table>`
       : '<p class="muted">No relays.</p>';
@@ -305,7 +334,7 @@
       fleet.agents === null
         ? '<p class="muted">No agent stream server in this process.</p>'
         : fleet.agents.length
-          ? `<table><thead><tr><th>token</th><th>fleet</th><th>connected</th><th></th></tr></thead><tbody>${fleet.agents
+          ? `<table><thead><tr><th>token</th><th>fleet</th><th>connected</th><th>state</th></tr></thead><tbody>${fleet.agents
               .map(
                 (a) => `<tr><td class="mono">${esc(a.token ?? a.id ?? '')}</td><td>${esc(a.fleet ?? '')}</td>
                   <td>${when(a.connectedAt ?? a.connected_at)}</td>
@@ -331,7 +360,7 @@
     drawChart(byId('chart'), stats);
     if (!performance.getEntriesByName('bosun:chart').length) performance.mark('bosun:chart');
     byId('chart-summary').textContent =
-      `${stats.synced} synced, ${stats.failed} failed (${(stats.failure_rate * 100).toFixed(1)}%)`;
+      `${stats.synced} synced, ${stats.failed} failed attempts (${(stats.failure_rate * 100).toFixed(1)}%)`;
   }
 
   function drawChart(el, stats) {
@@ -340,12 +369,12 @@
     const pad = 18;
     const n = stats.buckets.length;
     const max = Math.max(1, ...stats.buckets.map((b) => b.synced + b.failed));
-    const bw = (W - pad) / n;
+    const bw = W / n;
     const y = (v) => H - pad - (v / max) * (H - pad - 6);
     let bars = '';
     let line = '';
     stats.buckets.forEach((b, i) => {
-      const x = pad + i * bw;
+      const x = i * bw;
       const ok = y(b.synced);
       const bad = y(b.synced + b.failed);
       bars += `<rect class="ok" x="${x.toFixed(1)}" y="${ok.toFixed(1)}" width="${(bw - 1).toFixed(1)}" height="${(H - pad - ok).toFixed(1)}"><title>${esc(b.start)}: ${b.synced} synced, ${b.failed} failed</title></rect>`;
@@ -355,12 +384,13 @@
       const rate = total ? b.failed / total : 0;
       line += `${i ? 'L' : 'M'}${(x + bw / 2).toFixed(1)},${(H - pad - rate * (H - pad - 6)).toFixed(1)}`;
     });
-    el.className = '';
-    el.innerHTML = `<svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="syncs per minute">
-      <line class="axis" x1="${pad}" y1="${H - pad}" x2="${W}" y2="${H - pad}"></line>
-      <text x="0" y="10">${max}</text><text x="0" y="${H - pad}">0</text>
-      <text x="${pad}" y="${H - 4}">-60 min</text><text x="${W - 24}" y="${H - 4}">now</text>
-      ${bars}<path class="rate" d="${line}"></path></svg>`;
+    el.className = 'plot';
+    // The SVG stretches to the panel's width; its labels are HTML so they keep their size on a phone.
+    el.innerHTML = `<div class="y-axis" aria-hidden="true"><span>${max}</span><span>0</span></div>
+      <svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="sync attempts per minute over the last hour: ${stats.synced} synced, ${stats.failed} failed">
+      <line class="axis" x1="0" y1="${H - pad}" x2="${W}" y2="${H - pad}"></line>
+      ${bars}<path class="rate" d="${line}"></path></svg>
+      <div class="x-axis" aria-hidden="true"><span>−60 min</span><span>now</span></div>`;
   }
 
   // ---- relay page ------------------------------------------------------------------------------
@@ -399,11 +429,12 @@
     main.innerHTML = `
       <section class="panel">
         <div class="toolbar"><a href="#/">← fleet</a><span class="spacer"></span>${resyncButton(r.id)}</div>
-        <h1>${esc(r.id)} ${badge(s.status)}</h1>
+        <h1>${esc(r.id)} ${badge(s.status)}${inactiveBadge(r)}</h1>
         <dl class="meta">
           <dt>host</dt><dd>${esc(r.config.host)}</dd>
           <dt>owner</dt><dd>${esc(r.owner)}</dd>
           <dt>fleet</dt><dd>${esc(r.fleet)}</dd>
+          <dt>serving</dt><dd>${r.config.inactive ? 'no: inactive (zooid keeps it but does not serve it)' : 'yes: active'}</dd>
           <dt>version</dt><dd>${r.version} (zooid has ${s.synced_version})</dd>
           <dt>last synced</dt><dd>${when(s.last_synced_at)}</dd>
           <dt>attempts</dt><dd>${s.attempts}</dd>
@@ -414,18 +445,23 @@
       <section class="panel"><h2>Last acknowledged config vs current</h2><div id="diff">${diff}</div></section>
       <section class="panel"><h2>Sync history</h2><div class="scroll">${
         d.history.length
-          ? `<table id="history"><thead><tr><th>#</th><th>when</th><th>activity</th><th>version</th><th>detail</th><th>by</th></tr></thead><tbody>${d.history
+          ? `<table id="history" class="stack"><thead><tr><th>#</th><th>when</th><th>activity</th><th>version</th><th>detail</th><th>by</th></tr></thead><tbody>${collapseRepeats(
+              d.history,
+            )
               .map(
-                (
+                ({
                   a,
-                ) => `<tr><td>${a.id}</td><td>${when(a.created_at)}</td><td class="t-${esc(a.type)}">${esc(a.type)}</td>
-                <td>${esc(a.payload.version ?? '')}</td><td class="err">${esc(detail(a))}</td><td class="muted">${esc(a.actor)}</td></tr>`,
+                  repeat,
+                  oldest,
+                }) => `<tr>${td('#', repeat > 1 ? `${oldest.id}–${a.id}` : a.id)}${td('when', when(a.created_at))}
+                ${td('activity', `${esc(a.type)}${repeat > 1 ? ` <span class="repeat">×${repeat}</span>` : ''}`, `t-${esc(a.type)}`)}
+                ${td('version', esc(a.payload.version ?? ''))}${td('detail', esc(detail(a)), a.type === 'fail_relay_sync' ? 'err' : '')}${td('by', esc(a.actor), 'muted')}</tr>`,
               )
               .join('')}</tbody></table>`
           : '<p class="muted">No activity.</p>'
       }</div></section>
       <section class="panel"><h2>Config</h2><p class="muted">The relay's secret key is never shown.</p>
-        <pre class="config">${esc(JSON.stringify(r.config, null, 2))}</pre></section>`;
+        <pre class="config" tabindex="0" aria-label="relay config">${esc(JSON.stringify(r.config, null, 2))}</pre></section>`;
     main.dataset.loaded = 'true';
   }
 
@@ -435,6 +471,40 @@
       return `${p.error ?? ''} (attempt ${p.attempts ?? '?'}, ${p.status ?? ''})`;
     if (a.type === 'update_relay' && Array.isArray(p.fields)) return `changed ${p.fields.join(', ')}`;
     return '';
+  }
+
+  /**
+   * Retries of one change fail the same way, each with its own activity: a failure with the same
+   * version and error as the one just before it (of the same relay) is a repeat, shown once with a
+   * count instead of flooding the feed and the history.
+   */
+  const repeatKey = (a) =>
+    a.type === 'fail_relay_sync' ? `${a.relay_id}\n${a.payload?.version}\n${a.payload?.error}` : null;
+
+  /** Newest-first activities with runs of repeats folded into their newest: `{a, repeat, oldest}`. */
+  function collapseRepeats(activities) {
+    const out = [];
+    for (const a of activities) {
+      const last = out[out.length - 1];
+      const key = repeatKey(a);
+      if (key !== null && last && repeatKey(last.a) === key) {
+        last.repeat++;
+        last.oldest = a;
+      } else out.push({ a, repeat: 1, oldest: a });
+    }
+    return out;
+  }
+
+  /** A failure in the feed: `failed ×7, next retry in 53 s` (or `gave up`), then the error. */
+  function failLine(a, repeat) {
+    const p = a.payload ?? {};
+    const next =
+      p.status === 'failed'
+        ? 'gave up: waits for a resync'
+        : p.next_attempt_at
+          ? `next retry ${ago(p.next_attempt_at)}`
+          : '';
+    return `failed${repeat > 1 ? ` <span class="repeat">×${repeat}</span>` : ''}${next ? `, ${esc(next)}` : ''} · ${esc(p.error ?? '')} · attempt ${esc(p.attempts ?? '?')}`;
   }
 
   // ---- actions ---------------------------------------------------------------------------------
@@ -520,19 +590,35 @@
     if (state.feedIds.has(a.id)) return;
     state.feedIds.add(a.id);
     const feed = byId('feed');
+    const key = repeatKey(a);
+    const before = state.feedByRelay.get(a.relay_id);
+    let repeat = 1;
+    if (key !== null && before?.isConnected && before.dataset.key === key) {
+      // The same failure again: the relay's line moves to the top with its count.
+      repeat = Number(before.dataset.repeat) + 1;
+      state.feedIds.delete(Number(before.dataset.id));
+      before.remove();
+    }
     const li = document.createElement('li');
     li.dataset.id = String(a.id);
     li.dataset.type = a.type;
     li.dataset.relay = a.relay_id;
+    li.dataset.key = key ?? '';
+    li.dataset.repeat = String(repeat);
+    state.feedByRelay.set(a.relay_id, li);
     if (es.readyState === EventSource.OPEN && byId('live').dataset.state === 'live') li.className = 'fresh';
     const t = new Date(a.created_at);
+    const version = a.payload?.version ? `v${esc(a.payload.version)}` : '';
+    const what = a.type === 'fail_relay_sync' ? failLine(a, repeat) : esc(detail(a));
     li.innerHTML = `<time datetime="${esc(a.created_at)}" title="${esc(a.created_at)}">${esc(t.toLocaleTimeString([], { hour12: false }))}</time>
       <span><span class="t-${esc(a.type)}">${esc(a.type)}</span> ${relayLink(a.relay_id)}</span>
-      <span class="detail">${esc([a.payload?.version ? `v${a.payload.version}` : '', detail(a), a.actor].filter(Boolean).join(' · '))}</span>`;
+      <span class="detail">${[version, what, esc(a.actor)].filter(Boolean).join(' · ')}</span>`;
     feed.prepend(li);
     while (feed.children.length > 200) {
-      state.feedIds.delete(Number(feed.lastElementChild.dataset.id));
-      feed.lastElementChild.remove();
+      const last = feed.lastElementChild;
+      state.feedIds.delete(Number(last.dataset.id));
+      if (state.feedByRelay.get(last.dataset.relay) === last) state.feedByRelay.delete(last.dataset.relay);
+      last.remove();
     }
     scheduleRefresh(a);
   }
