@@ -46,7 +46,9 @@ export function createPrivateFileSync(file: string): boolean {
 export function exposedMode(file: string): number | undefined {
   let mode: number;
   try {
-    mode = statSync(file).mode;
+    const st = statSync(file);
+    if (!st.isFile()) return undefined; // not a database file: opening it reports that
+    mode = st.mode;
   } catch {
     return undefined;
   }

@@ -232,7 +232,7 @@ describe('CLI errors name the flag', { timeout: 120_000 }, () => {
   it('a missing or invalid field is shown as the flag that sets it', async () => {
     const missing = await run(['relay', 'create', 'r1', '--host', 'r1.example.com'], env);
     expect(missing).toEqual({ code: 1, out: 'bosun: --pubkey: is required [invalid_request]\n' });
-    const bad = await run(['relay', 'create', 'r1', '--host', 'UPPER', '--pubkey', 'nope'], env);
+    const bad = await run(['relay', 'create', 'r1', '--host', 'x1.example:0', '--pubkey', 'nope'], env);
     expect(bad.code).toBe(1);
     expect(bad.out).toMatch(/^bosun: --host: .*; --pubkey: .*\[invalid_request\]\n$/);
     // Fields only a document or --set can give keep their API path.

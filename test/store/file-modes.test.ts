@@ -3,7 +3,7 @@
  * relay's secret key), the directory bosun creates for it, and the admin token — 0700/0600 even
  * under umask 000; an existing file others can read is named in a warning at start.
  */
-import { chmodSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -59,15 +59,5 @@ describe('file modes of secrets', () => {
       .map((l) => JSON.parse(l) as Record<string, unknown>)
       .filter((l) => l.msg === 'a file holding secrets is readable by others');
     expect(warnings.map((w) => [w.file, w.mode, w.fix])).toEqual([[file, '644', `chmod 600 ${file}`]]);
-  });
-
-  it('a fresh install rewrites an existing admin-token file 0600', async () => {
-    const d = dir();
-    const token = join(d, 'admin-token');
-    writeFileSync(token, 'old\n', { mode: 0o644 });
-    chmodSync(token, 0o644);
-    const s = await startServer({ dir: d, env: { BOSUN_ADMIN_TOKEN: '' } });
-    cleanups.push(() => s.close());
-    expect(mode(token)).toBe(0o600);
   });
 });
