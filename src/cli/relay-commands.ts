@@ -332,6 +332,8 @@ async function followActivities(api: ApiClient, after: number, onActivity: (a: A
       failures = 0;
       const parser = createParser({
         onEvent: (event) => {
+          // Activities are unnamed events; `ready` (end of the backlog) carries no activity.
+          if (event.event !== undefined && event.event !== 'message') return;
           const activity = JSON.parse(event.data) as ActivityView;
           cursor = activity.id;
           onActivity(activity);
