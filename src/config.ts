@@ -5,7 +5,7 @@ import { isValidSecretKey } from './domain/keys.js';
 import { describeIssues } from './domain/relay.js';
 import { CHORE_DEFAULTS, CHORE_NAMES, type ChoreConfig, type ChoreName } from './lifecycle/chores.js';
 import type { RetryPolicy } from './push/retry-policy.js';
-import { parsePostgresUrl } from './store/postgres/options.js';
+import { checkPostgresUrl } from './store/database-url.js';
 
 /**
  * Serve configuration from flags and environment (flags win). Validated once at start; a bad value
@@ -94,7 +94,7 @@ const schema = z
       .superRefine((url, ctx) => {
         if (url.startsWith('sqlite:')) return;
         try {
-          parsePostgresUrl(url);
+          checkPostgresUrl(url);
         } catch (err) {
           ctx.addIssue({
             code: 'custom',
