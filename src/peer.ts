@@ -9,7 +9,8 @@ import type { ServeConfig } from './config.js';
 import { makeDirs } from './dirs.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
 import { type Random, systemRandom } from './domain/random.js';
-import { type AppDeps, buildApp } from './http/app.js';
+import { buildApp } from './http/app.js';
+import type { AppDeps } from './http/deps.js';
 import {
   ActivityRetention,
   type Chore,

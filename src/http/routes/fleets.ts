@@ -9,7 +9,7 @@ import {
 } from '../../domain/fleet/spec.js';
 import { FLEET } from '../../domain/relay.js';
 import { fleetStateHistory } from '../../fleet/states.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
 import { principalOf } from './params.js';
 

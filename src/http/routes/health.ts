@@ -1,8 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { setRelayGauges } from '../../metrics.js';
 import { VERSION } from '../../version.js';
-import type { AppDeps } from '../app.js';
 import { requireAdmin } from '../auth.js';
+import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
 import { principalOf } from './params.js';
 
