@@ -34,6 +34,18 @@ export interface ObserverOptions {
 
 const TRIGGERS: ReadonlySet<string> = new Set(RELAY_CHANGE_TYPES);
 
+/** What the observer holds for one relay between syncs; dropped once it holds nothing. */
+interface RelayState {
+  /** The activities its next sync will account for. */
+  activities: Activity[];
+  /** The next sync re-asserts the whole config even if bosun believes zooid has it. */
+  force: boolean;
+  /** Consecutive syncs that threw inside bosun (reset by one that returns). */
+  internalFailures: number;
+  /** The fast path of a scheduled retry (the database's `next_attempt_at` is the durable one). */
+  retryTimer: TimerHandle | undefined;
+}
+
 /**
  * The durable observer that drives push sync. It follows the activity log from a
  * persisted cursor in two phases: first it reads everything after the cursor and collapses it to
@@ -51,13 +63,7 @@ export class Observer {
   private abort!: AbortController;
   /** Activities whose sync is not done yet, in id order (Map keeps insertion order). */
   private readonly outstanding = new Map<number, string>();
-  /** Per relay: the activities its next sync will account for. */
-  private readonly attached = new Map<string, Activity[]>();
-  private readonly retryTimers = new Map<string, TimerHandle>();
-  /** Per relay: consecutive syncs that threw inside bosun (reset by one that returns). */
-  private readonly internalFailures = new Map<string, number>();
-  /** Relays whose next sync re-asserts the whole config even if bosun believes zooid has it. */
-  private readonly forced = new Set<string>();
+  private readonly relays = new Map<string, RelayState>();
   private highWater = 0;
   private persisted = -1;
   /** Reads of the log after the high-water mark, one at a time; wake-ups meanwhile coalesce. */
@@ -106,9 +112,7 @@ export class Observer {
     // from the persisted cursor, exactly like a restarted process.
     if (this.stopped) {
       this.outstanding.clear();
-      this.attached.clear();
-      this.forced.clear();
-      this.internalFailures.clear();
+      this.relays.clear();
       this.highWater = 0;
       this.persisted = -1;
       this.started = false;
@@ -139,8 +143,7 @@ export class Observer {
     if (this.stopped) return;
     this.stopped = true;
     this.unsubscribe?.();
-    for (const timer of this.retryTimers.values()) this.o.clock.clearTimeout(timer);
-    this.retryTimers.clear();
+    for (const state of this.relays.values()) this.cancelRetry(state);
     await this.reads.current;
     await this.queue.drain();
     await this.flush();
@@ -157,7 +160,7 @@ export class Observer {
    */
   enqueue(relayId: string, opts: { force?: boolean } = {}): void {
     if (this.stopped) return;
-    if (opts.force) this.forced.add(relayId);
+    if (opts.force) this.stateOf(relayId).force = true;
     this.queue.add(relayId);
   }
 
@@ -167,10 +170,9 @@ export class Observer {
    */
   retryFailedNow(): void {
     if (this.stopped) return;
-    for (const relayId of this.internalFailures.keys()) {
-      const timer = this.retryTimers.get(relayId);
-      if (timer) this.o.clock.clearTimeout(timer);
-      this.retryTimers.delete(relayId);
+    for (const [relayId, state] of this.relays) {
+      if (state.internalFailures === 0) continue;
+      this.cancelRetry(state);
       this.queue.add(relayId);
     }
   }
@@ -210,9 +212,7 @@ export class Observer {
       for (const activity of page) {
         if (TRIGGERS.has(activity.type)) {
           this.outstanding.set(activity.id, activity.relayId);
-          const list = this.attached.get(activity.relayId);
-          if (list) list.push(activity);
-          else this.attached.set(activity.relayId, [activity]);
+          this.stateOf(activity.relayId).activities.push(activity);
           touched.add(activity.relayId);
         }
         this.highWater = activity.id;
@@ -240,54 +240,82 @@ export class Observer {
   }
 
   private async process(relayId: string): Promise<void> {
-    const activities = this.attached.get(relayId) ?? [];
-    this.attached.delete(relayId);
-    const timer = this.retryTimers.get(relayId);
-    if (timer) {
-      this.o.clock.clearTimeout(timer);
-      this.retryTimers.delete(relayId);
-    }
+    const before = this.stateOf(relayId);
+    const activities = before.activities;
+    const force = before.force;
+    before.activities = [];
+    before.force = false;
+    this.cancelRetry(before);
     const now = this.o.clock.now();
     for (const a of activities) this.o.onSyncStart?.(now - a.createdAt);
 
-    const force = this.forced.delete(relayId);
     let outcome: SyncOutcome;
     try {
       outcome = await this.o.sync(relayId, this.abort.signal, { force });
     } catch (err) {
       // Not done and not durably scheduled: keep the activities outstanding and try again, backing
       // off so that a long outage neither re-pushes every relay to zooid nor logs it every second.
-      const failures = (this.internalFailures.get(relayId) ?? 0) + 1;
-      this.internalFailures.set(relayId, failures);
+      // (Looked up again: the record may have been dropped and re-made while the sync ran.)
+      const state = this.stateOf(relayId);
+      const failures = ++state.internalFailures;
       const base = this.o.internalRetryMs ?? 1000;
       const retryInMs = Math.min(base * 2 ** Math.min(failures - 1, 30), this.o.internalRetryMaxMs ?? 30_000);
       this.o.logger.error({ err, relayId, failures, retryInMs }, 'relay sync failed inside bosun; retrying');
-      const again = this.attached.get(relayId) ?? [];
-      this.attached.set(relayId, [...activities, ...again]);
+      state.activities = [...activities, ...state.activities];
       this.scheduleRetry(relayId, this.o.clock.now() + retryInMs);
       return;
     }
-    this.internalFailures.delete(relayId);
+    const state = this.relays.get(relayId);
+    if (state) state.internalFailures = 0;
     this.o.onOutcome?.(outcome);
     if (outcome.kind === 'retry') this.scheduleRetry(relayId, outcome.at);
     if (outcome.kind === 'skipped' && outcome.retryAt !== undefined)
       this.scheduleRetry(relayId, outcome.retryAt);
+    this.dropIfEmpty(relayId);
     for (const a of activities) this.outstanding.delete(a.id);
     this.scheduleFlush();
   }
 
+  private stateOf(relayId: string): RelayState {
+    let state = this.relays.get(relayId);
+    if (!state) {
+      state = { activities: [], force: false, internalFailures: 0, retryTimer: undefined };
+      this.relays.set(relayId, state);
+    }
+    return state;
+  }
+
+  /** A relay with nothing pending, no failures to remember and no retry armed needs no record. */
+  private dropIfEmpty(relayId: string): void {
+    const state = this.relays.get(relayId);
+    if (
+      state &&
+      state.activities.length === 0 &&
+      !state.force &&
+      state.internalFailures === 0 &&
+      state.retryTimer === undefined
+    ) {
+      this.relays.delete(relayId);
+    }
+  }
+
+  private cancelRetry(state: RelayState): void {
+    if (state.retryTimer === undefined) return;
+    this.o.clock.clearTimeout(state.retryTimer);
+    state.retryTimer = undefined;
+  }
+
   private scheduleRetry(relayId: string, at: number): void {
     if (this.stopped) return;
-    const existing = this.retryTimers.get(relayId);
-    if (existing) this.o.clock.clearTimeout(existing);
-    const timer = this.o.clock.setTimeout(
+    const state = this.stateOf(relayId);
+    this.cancelRetry(state);
+    state.retryTimer = this.o.clock.setTimeout(
       () => {
-        this.retryTimers.delete(relayId);
+        state.retryTimer = undefined;
         this.queue.add(relayId);
       },
       Math.max(0, at - this.o.clock.now()),
     );
-    this.retryTimers.set(relayId, timer);
   }
 
   private currentCursor(): number {
