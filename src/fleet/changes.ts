@@ -24,7 +24,7 @@ import {
   sameState,
 } from '../domain/fleet/state.js';
 import { canSee, type Principal } from '../domain/principal.js';
-import { editableDocument, jsonEqual, parkingHost, type Relay, schemaFromId } from '../domain/relay.js';
+import { editableDocument, jsonEqual, type Relay, schemaFromId } from '../domain/relay.js';
 import {
   conflictError,
   createdRelay,
@@ -33,6 +33,7 @@ import {
   patchedRelay,
 } from '../domain/relay-changes.js';
 import type { RelayWrite, Store, StoreConflictError, WriteBatch } from '../store/port.js';
+import { hostOrder } from './host-order.js';
 
 export interface FleetChanges {
   result: FleetApplyResult;
@@ -360,59 +361,6 @@ export async function computeFleetChanges(
     return new BosunError(e.code, e.message, culprit?.resource ?? `fleet/${fleet}`);
   };
   return { result, batch, baseVersion, conflict };
-}
-
-/**
- * The updates, ordered so that a relay moving to a host another relay of the apply moves away from
- * is written after it: the unique host index is checked row by row, and zooid checks each pushed
- * relay on its own too. Hosts going round a ring (a swap) cannot be ordered: one relay of the ring
- * is first written with its placeholder host (never seen outside the transaction), which frees its
- * old host for the rest of the ring, and is written again, last, with its real host. In zooid,
- * push sync unwinds the same ring by parking one relay (Infra).
- */
-function hostOrder(updates: RelayWrite[]): RelayWrite[] {
-  type Update = Extract<RelayWrite, { kind: 'update' }>;
-  const moving = new Set(
-    updates.filter(
-      (w): w is Update =>
-        w.kind === 'update' &&
-        w.previous.deletedAt === null &&
-        w.relay.config.host !== w.previous.config.host,
-    ),
-  );
-  if (moving.size < 2) return updates;
-  const leaving = new Map([...moving].map((w) => [w.previous.config.host, w]));
-  const ordered = updates.filter((w) => !moving.has(w as Update));
-  const placed = new Set<RelayWrite>();
-  for (const start of moving) {
-    // Follow who must go first (the relay leaving the host this one takes) to the chain's end.
-    // Hosts are unique, so a chain that comes back on itself comes back to `start`: a ring.
-    const chain = new Set<Update>();
-    let ring = false;
-    for (let w: Update | undefined = start; w && !placed.has(w); w = leaving.get(w.relay.config.host)) {
-      if (chain.has(w)) {
-        ring = w === start;
-        if (!ring) throw new Error(`host moves: ${w.relay.id} is taken twice`); // unique hosts: a bug
-        break;
-      }
-      chain.add(w);
-    }
-    let last: Update = start;
-    if (ring) {
-      const parked: Relay = {
-        ...start.previous,
-        rev: start.previous.rev + 1,
-        config: { ...start.previous.config, host: parkingHost(start.relay.id) },
-      };
-      ordered.push({ kind: 'update', relay: parked, previous: start.previous });
-      last = { kind: 'update', relay: { ...start.relay, rev: parked.rev + 1 }, previous: parked };
-    }
-    for (const w of [...chain].reverse()) {
-      placed.add(w);
-      ordered.push(w === start ? last : w);
-    }
-  }
-  return ordered;
 }
 
 /** What a plan diff shows of a relay: who owns it, its fleet and its config (no secret). */
