@@ -6,7 +6,6 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'vitest';
-import { FakeClock } from '../../src/domain/clock.js';
 import {
   type RelayStreamHandler,
   StreamManager,
@@ -14,6 +13,7 @@ import {
   type StreamStatus,
 } from '../../src/pull/agent/stream-manager.js';
 import { encodeSseEvent, type RelayRep, relayPath } from '../../src/pull/protocol.js';
+import { FakeClock } from '../support/clock.js';
 
 /** A valid Nostr secret key (below the curve order). */
 export const SECRET = 'ab'.repeat(32);

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeClock, settle } from '../../../src/domain/clock.js';
 import { publicKeyOf } from '../../../src/domain/keys.js';
 import { createNip98Signer } from '../../../src/nostr/nip98.js';
 import {
@@ -13,6 +12,7 @@ import {
   type ZooidEmulator,
   type ZooidEmulatorOptions,
 } from '../../../src/push/zooid/emulator.js';
+import { FakeClock, settle } from '../../support/clock.js';
 import {
   ADMIN_PUBKEY,
   BOSUN_PUBKEY,
