@@ -210,8 +210,3 @@ export function parseHeldVersions(value: string): Map<string, number> | undefine
   }
   return held;
 }
-
-/** One SSE event as the server writes it. JSON never contains a raw line break. */
-export function encodeSseEvent(event: string, data: unknown): string {
-  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-}

@@ -12,8 +12,9 @@ import {
   type StreamManagerOptions,
   type StreamStatus,
 } from '../../src/pull/agent/stream-manager.js';
-import { encodeSseEvent, type RelayRep, relayPath } from '../../src/pull/protocol.js';
+import { type RelayRep, relayPath } from '../../src/pull/protocol.js';
 import { FakeClock } from '../support/clock.js';
+import { encodeSseEvent } from '../support/sse.js';
 
 /** A valid Nostr secret key (below the curve order). */
 export const SECRET = 'ab'.repeat(32);
