@@ -9,8 +9,6 @@ export type Principal =
 
 export type Role = Principal['role'];
 
-export const SYSTEM: Principal = { role: 'admin', actor: 'system' };
-
 /** Whether the caller may see (and, unless an agent, change) the relay. */
 export function canSee(principal: Principal, relay: Relay): boolean {
   switch (principal.role) {
