@@ -9,7 +9,7 @@ export class CoalescedRun {
   private again = false;
 
   constructor(
-    private readonly o: {
+    private readonly options: {
       task: () => Promise<void>;
       /** A run that threw; the task is not run again until the next request. */
       onError: (err: unknown) => void;
@@ -24,7 +24,7 @@ export class CoalescedRun {
   }
 
   request(): void {
-    if (this.o.stopped()) return;
+    if (this.options.stopped()) return;
     if (this.running) {
       this.again = true;
       return;
@@ -33,10 +33,10 @@ export class CoalescedRun {
       try {
         do {
           this.again = false;
-          await this.o.task();
-        } while (this.again && !this.o.stopped());
+          await this.options.task();
+        } while (this.again && !this.options.stopped());
       } catch (err) {
-        this.o.onError(err);
+        this.options.onError(err);
       } finally {
         this.running = null;
       }

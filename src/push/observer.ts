@@ -70,12 +70,12 @@ export class Observer {
   private readonly reads = new CoalescedRun({
     task: async () => {
       for (const relayId of await this.readAll()) this.queue.add(relayId);
-      this.o.onQueueDepth?.(this.queue.depth);
+      this.options.onQueueDepth?.(this.queue.depth);
     },
     onError: (err) => {
-      this.o.logger.error({ err }, 'observer could not read the activity log; retrying');
-      this.o.onQueueDepth?.(this.queue.depth);
-      this.o.clock.setTimeout(() => this.wake(), this.o.internalRetryMs ?? 1000);
+      this.options.logger.error({ err }, 'observer could not read the activity log; retrying');
+      this.options.onQueueDepth?.(this.queue.depth);
+      this.options.clock.setTimeout(() => this.wake(), this.options.internalRetryMs ?? 1000);
     },
     stopped: () => this.stopped,
   });
@@ -84,9 +84,9 @@ export class Observer {
   private stopped = false;
   private started = false;
 
-  constructor(private readonly o: ObserverOptions) {
-    this.cursorName = o.cursorName ?? 'observer';
-    this.pageSize = o.pageSize ?? 1000;
+  constructor(private readonly options: ObserverOptions) {
+    this.cursorName = options.cursorName ?? 'observer';
+    this.pageSize = options.pageSize ?? 1000;
     this.fresh();
   }
 
@@ -96,9 +96,9 @@ export class Observer {
     // Every in-flight sync listens on this one signal.
     setMaxListeners(0, this.abort.signal);
     this.queue = new WorkQueue(
-      this.o.concurrency ?? 20,
+      this.options.concurrency ?? 20,
       (id) => this.process(id),
-      (id, err) => this.o.logger.error({ err, relayId: id }, 'sync worker failed'),
+      (id, err) => this.options.logger.error({ err, relayId: id }, 'sync worker failed'),
     );
   }
 
@@ -122,16 +122,16 @@ export class Observer {
     // Subscribe first: a change committed while we catch up wakes a re-read, so none slips by.
     // Sync bookkeeping (complete/fail) never needs a sync: skipping those wake-ups saves a log read
     // and a cursor write per sync. The next read passes over them anyway.
-    this.unsubscribe = this.o.notifier.subscribe((activities) => {
+    this.unsubscribe = this.options.notifier.subscribe((activities) => {
       if (activities.some((a) => TRIGGERS.has(a.type))) this.wake();
     });
-    this.highWater = await this.o.store.getCursor(this.cursorName);
+    this.highWater = await this.options.store.getCursor(this.cursorName);
     this.persisted = this.highWater;
     const caughtUp = await this.readAll();
     for (const relayId of caughtUp) this.queue.add(relayId);
     await this.armStoredWork();
     this.started = true;
-    this.o.logger.info(
+    this.options.logger.info(
       { cursor: this.persisted, relays: caughtUp.size, through: this.highWater },
       'observer caught up; following the activity log',
     );
@@ -208,7 +208,7 @@ export class Observer {
   private async readAll(): Promise<Set<string>> {
     const touched = new Set<string>();
     for (;;) {
-      const page = await this.o.store.activitiesAfter({ after: this.highWater, limit: this.pageSize });
+      const page = await this.options.store.activitiesAfter({ after: this.highWater, limit: this.pageSize });
       for (const activity of page) {
         if (TRIGGERS.has(activity.type)) {
           this.outstanding.set(activity.id, activity.relayId);
@@ -225,8 +225,8 @@ export class Observer {
 
   /** Relays whose state says they still need a sync: scheduled retries and work a crash lost. */
   private async armStoredWork(): Promise<void> {
-    const now = this.o.clock.now();
-    for (const relay of await this.o.store.relaysNeedingSync(1_000_000)) {
+    const now = this.options.clock.now();
+    for (const relay of await this.options.store.relaysNeedingSync(1_000_000)) {
       if (
         relay.sync.status === 'retrying' &&
         relay.sync.nextAttemptAt !== null &&
@@ -246,28 +246,34 @@ export class Observer {
     before.activities = [];
     before.force = false;
     this.cancelRetry(before);
-    const now = this.o.clock.now();
-    for (const a of activities) this.o.onSyncStart?.(now - a.createdAt);
+    const now = this.options.clock.now();
+    for (const a of activities) this.options.onSyncStart?.(now - a.createdAt);
 
     let outcome: SyncOutcome;
     try {
-      outcome = await this.o.sync(relayId, this.abort.signal, { force });
+      outcome = await this.options.sync(relayId, this.abort.signal, { force });
     } catch (err) {
       // Not done and not durably scheduled: keep the activities outstanding and try again, backing
       // off so that a long outage neither re-pushes every relay to zooid nor logs it every second.
       // (Looked up again: the record may have been dropped and re-made while the sync ran.)
       const state = this.stateOf(relayId);
       const failures = ++state.internalFailures;
-      const base = this.o.internalRetryMs ?? 1000;
-      const retryInMs = Math.min(base * 2 ** Math.min(failures - 1, 30), this.o.internalRetryMaxMs ?? 30_000);
-      this.o.logger.error({ err, relayId, failures, retryInMs }, 'relay sync failed inside bosun; retrying');
+      const base = this.options.internalRetryMs ?? 1000;
+      const retryInMs = Math.min(
+        base * 2 ** Math.min(failures - 1, 30),
+        this.options.internalRetryMaxMs ?? 30_000,
+      );
+      this.options.logger.error(
+        { err, relayId, failures, retryInMs },
+        'relay sync failed inside bosun; retrying',
+      );
       state.activities = [...activities, ...state.activities];
-      this.scheduleRetry(relayId, this.o.clock.now() + retryInMs);
+      this.scheduleRetry(relayId, this.options.clock.now() + retryInMs);
       return;
     }
     const state = this.relays.get(relayId);
     if (state) state.internalFailures = 0;
-    this.o.onOutcome?.(outcome);
+    this.options.onOutcome?.(outcome);
     if (outcome.kind === 'retry') this.scheduleRetry(relayId, outcome.at);
     if (outcome.kind === 'skipped' && outcome.retryAt !== undefined)
       this.scheduleRetry(relayId, outcome.retryAt);
@@ -301,7 +307,7 @@ export class Observer {
 
   private cancelRetry(state: RelayState): void {
     if (state.retryTimer === undefined) return;
-    this.o.clock.clearTimeout(state.retryTimer);
+    this.options.clock.clearTimeout(state.retryTimer);
     state.retryTimer = undefined;
   }
 
@@ -309,12 +315,12 @@ export class Observer {
     if (this.stopped) return;
     const state = this.stateOf(relayId);
     this.cancelRetry(state);
-    state.retryTimer = this.o.clock.setTimeout(
+    state.retryTimer = this.options.clock.setTimeout(
       () => {
         state.retryTimer = undefined;
         this.queue.add(relayId);
       },
-      Math.max(0, at - this.o.clock.now()),
+      Math.max(0, at - this.options.clock.now()),
     );
   }
 
@@ -328,15 +334,17 @@ export class Observer {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      this.flush().catch((err) => this.o.logger.error({ err }, 'could not persist the observer cursor'));
+      this.flush().catch((err) =>
+        this.options.logger.error({ err }, 'could not persist the observer cursor'),
+      );
     });
   }
 
   private async flush(): Promise<void> {
     const cursor = this.currentCursor();
     if (cursor === this.persisted) return;
-    await this.o.store.setCursor(this.cursorName, cursor);
+    await this.options.store.setCursor(this.cursorName, cursor);
     this.persisted = cursor;
-    this.o.onCursor?.(cursor);
+    this.options.onCursor?.(cursor);
   }
 }
