@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { formatDuration, parseDuration } from './domain/duration.js';
 import { isValidSecretKey } from './domain/keys.js';
 import { describeIssues } from './domain/relay.js';
-import { CHORE_DEFAULTS, CHORE_NAMES, type ChoreConfig, type ChoreName } from './lifecycle/chores.js';
+import { CHORE_DEFAULTS, CHORE_NAMES, type ChoreConfig, type ChoreName } from './lifecycle/chore.js';
 import type { RetryPolicy } from './push/retry-policy.js';
 import { parsePostgresUrl } from './store/postgres/options.js';
 

@@ -2,6 +2,8 @@ import { closeSync, existsSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { ActivityRetention } from './activity-retention.js';
+import { CredentialExpiry } from './auth/credential-expiry.js';
 import { Nip98Verifier } from './auth/nip98.js';
 import { TokenService } from './auth/tokens.js';
 import { Command } from './command.js';
@@ -11,17 +13,7 @@ import { makeDirs } from './dirs.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
 import { type Random, systemRandom } from './domain/random.js';
 import { type AppDeps, buildApp } from './http/app.js';
-import {
-  ActivityRetention,
-  type Chore,
-  type ChoreName,
-  CredentialExpiry,
-  DriftRepair,
-  Resync,
-  ResyncFailed,
-  RetrySweeper,
-  TargetHealth,
-} from './lifecycle/chores.js';
+import type { Chore, ChoreName } from './lifecycle/chore.js';
 import { Cycle } from './lifecycle/cycle.js';
 import { type Service, ServiceGroup } from './lifecycle/group.js';
 import { createLogger } from './logger.js';
@@ -30,10 +22,12 @@ import type { Nip98Signer } from './nostr/nip98.js';
 import { createPooledNip98Signer } from './nostr/signer-pool.js';
 import { Notifier } from './notifier.js';
 import { StreamServer } from './pull/server/stream-server.js';
+import { DriftRepair, Resync, ResyncFailed, RetrySweeper } from './push/chores.js';
 import { Observer } from './push/observer.js';
 import { Infra, mayHeal } from './push/syncer.js';
 import { blossomS3FromEnv } from './push/zooid/body.js';
 import { ZooidClient } from './push/zooid/client.js';
+import { TargetHealth } from './push/zooid/target-health.js';
 import { Query } from './query.js';
 import { fencedStore } from './store/fenced-store.js';
 import type { WorkerLease } from './store/lease.js';
