@@ -1,22 +1,73 @@
 import type { Clock } from '../domain/clock.js';
 import type { Relay } from '../domain/relay.js';
-import type { Chore } from '../lifecycle/chore.js';
+import { Chore, type ChoreDefinition } from '../lifecycle/chore.js';
 import type { Store } from '../store/port.js';
 import type { Observer } from './observer.js';
 
 const PAGE = 1000;
 
+export const RETRY_SWEEPER = {
+  name: 'retry_sweeper',
+  config: {
+    interval: 5_000,
+    timeout: 30_000,
+    enabled: true,
+    jitter: 0.05,
+    runAtStart: true,
+    needsLease: true,
+  },
+} as const satisfies ChoreDefinition;
+
+export const DRIFT_REPAIR = {
+  name: 'drift_repair',
+  config: {
+    interval: 60_000,
+    timeout: 60_000,
+    enabled: true,
+    jitter: 0.05,
+    runAtStart: true,
+    needsLease: true,
+  },
+} as const satisfies ChoreDefinition;
+
+export const RESYNC = {
+  name: 'resync',
+  config: {
+    interval: 10 * 3_600_000,
+    timeout: 3_600_000,
+    enabled: true,
+    // Spread out so replicas and restarts don't re-assert the whole fleet at once.
+    jitter: 0.2,
+    // A restart should not re-assert the whole fleet either.
+    runAtStart: false,
+    needsLease: true,
+  },
+} as const satisfies ChoreDefinition;
+
+export const RESYNC_FAILED = {
+  name: 'resync_failed',
+  config: {
+    interval: 10 * 60_000,
+    timeout: 300_000,
+    enabled: true,
+    jitter: 0.05,
+    runAtStart: true,
+    needsLease: true,
+  },
+} as const satisfies ChoreDefinition;
+
 /**
  * Retries live in the database (`next_attempt_at`); the observer's timers are only a fast path.
  * This sweep hands every due retry to the observer, so a retry is never lost with a timer.
  */
-export class RetrySweeper implements Chore {
-  readonly name = 'retry_sweeper';
+export class RetrySweeper extends Chore {
   constructor(
     private readonly store: Store,
     private readonly observer: Observer,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    super(RETRY_SWEEPER);
+  }
 
   async once(): Promise<void> {
     for (const relay of await this.store.relaysDueForRetry(this.clock.now(), PAGE))
@@ -29,14 +80,15 @@ export class RetrySweeper implements Chore {
  * retry scheduled (e.g. a notification and the log read both missed it). Normal syncs start within
  * milliseconds, so anything pending this long was dropped somewhere; it is synced again.
  */
-export class DriftRepair implements Chore {
-  readonly name = 'drift_repair';
+export class DriftRepair extends Chore {
   constructor(
     private readonly store: Store,
     private readonly observer: Observer,
     private readonly clock: Clock,
     private readonly graceMs = 60_000,
-  ) {}
+  ) {
+    super(DRIFT_REPAIR);
+  }
 
   async once(): Promise<void> {
     const cutoff = this.clock.now() - this.graceMs;
@@ -52,22 +104,16 @@ export class DriftRepair implements Chore {
  * batches so the fan-out stays bounded, like controller-runtime's periodic resync. Failed relays
  * are ResyncFailed's (or their operator's).
  */
-export class Resync implements Chore {
-  readonly name = 'resync';
-  /** A Cycle runs at once on start; a restart should not re-assert the whole fleet, so skip it. */
-  private skipNext = true;
-
+export class Resync extends Chore {
   constructor(
     private readonly store: Store,
     private readonly observer: Observer,
     private readonly batchSize = 100,
-  ) {}
+  ) {
+    super(RESYNC);
+  }
 
   async once(signal: AbortSignal): Promise<void> {
-    if (this.skipNext) {
-      this.skipNext = false;
-      return;
-    }
     let after: string | undefined;
     for (;;) {
       const page = await this.store.listRelays({ limit: this.batchSize, ...(after ? { after } : {}) });
@@ -87,14 +133,14 @@ export class Resync implements Chore {
  * may heal (`mayHeal`) are re-asserted with a full PUT at this chore's slow pace, and at once when
  * the zooid target recovers; a config zooid rejected (400) waits for a change or a manual resync.
  */
-export class ResyncFailed implements Chore {
-  readonly name = 'resync_failed';
-
+export class ResyncFailed extends Chore {
   constructor(
     private readonly store: Store,
     private readonly observer: Observer,
     private readonly mayHeal: (relay: Relay) => boolean,
-  ) {}
+  ) {
+    super(RESYNC_FAILED);
+  }
 
   async once(signal: AbortSignal): Promise<void> {
     let after: string | undefined;

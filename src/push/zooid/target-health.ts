@@ -1,6 +1,19 @@
 import type { Clock } from '../../domain/clock.js';
-import type { Chore } from '../../lifecycle/chore.js';
+import { Chore, type ChoreDefinition } from '../../lifecycle/chore.js';
 import type { ZooidErrorKind, ZooidResult } from './client.js';
+
+export const TARGET_HEALTH = {
+  name: 'target_health',
+  // Every replica probes its zooid targets, for /metrics and /v1/targets.
+  config: {
+    interval: 30_000,
+    timeout: 10_000,
+    enabled: true,
+    jitter: 0.05,
+    runAtStart: true,
+    needsLease: false,
+  },
+} as const satisfies ChoreDefinition;
 
 export interface TargetStatus {
   url: string;
@@ -33,8 +46,7 @@ export interface TargetHealthHooks {
  * the target is not up while the last syncs all failed that way — until one succeeds, or zooid
  * answers it in a way that speaks about the relay (400, 404, 409).
  */
-export class TargetHealth implements Chore {
-  readonly name = 'target_health';
+export class TargetHealth extends Chore {
   private probe: Omit<TargetStatus, 'syncFailures'>;
   private failures = 0;
   private lastFailure = '';
@@ -46,6 +58,7 @@ export class TargetHealth implements Chore {
     private readonly fetchImpl: typeof fetch = fetch,
     private readonly hooks: TargetHealthHooks = {},
   ) {
+    super(TARGET_HEALTH);
     this.probe = { url: apiUrl, up: null, latencyMs: null, checkedAt: null, error: null };
   }
 
