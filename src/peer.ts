@@ -29,7 +29,7 @@ import { blossomS3FromEnv } from './push/zooid/body.js';
 import { ZooidClient } from './push/zooid/client.js';
 import { TARGET_HEALTH, TargetHealth } from './push/zooid/target-health.js';
 import { Query } from './query.js';
-import { fencedStore } from './store/fenced-store.js';
+import { FencedStore } from './store/fenced-store.js';
 import type { WorkerLease } from './store/lease.js';
 import { openStore } from './store/open.js';
 import { FencedError, type Store } from './store/port.js';
@@ -96,7 +96,7 @@ export class Peer {
   ) {
     this.storage = deps.storage;
     this.lease = replication.lease;
-    this.workerStore = fencedStore(store, () => this.lease.fence);
+    this.workerStore = new FencedStore(store, () => this.lease.fence);
     this.clock = deps.clock;
     this.random = deps.random;
     this.signer =
