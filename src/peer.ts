@@ -33,8 +33,7 @@ import { FencedStore } from './store/fenced-store.js';
 import type { WorkerLease } from './store/lease.js';
 import { openStore } from './store/open.js';
 import { FencedError, type Store } from './store/port.js';
-import { PostgresStore } from './store/postgres/pg-store.js';
-import { type Replication, startReplication } from './store/replication.js';
+import type { Replication } from './store/replication.js';
 import { StorageHealth, watchStorage } from './store/storage-errors.js';
 
 export interface PeerDeps {
@@ -187,19 +186,18 @@ export class Peer {
     const logger = deps.logger ?? createLogger({ level: config.logLevel });
     const clock = deps.clock ?? systemClock;
     const storage = new StorageHealth(clock, logger.child({ component: 'storage' }));
-    const rawStore = await openStore(config.databaseUrl, {
+    const opened = await openStore(config.databaseUrl, {
       ...config.postgres,
       warn: (fields, msg) => logger.warn(fields, msg),
     });
-    const store = watchStorage(rawStore, storage);
+    const store = watchStorage(opened.store, storage);
     const notifier = new Notifier((err) => logger.error({ err }, 'change listener failed'));
     const command = new Command(store, notifier, clock);
     const query = new Query(store);
     const tokens = new TokenService(store, clock, config.adminToken);
     const metrics = createMetrics();
-    if (rawStore instanceof PostgresStore) watchPgPool(metrics, rawStore.pool);
-    const replication = await startReplication({
-      store: rawStore,
+    if (opened.pool) watchPgPool(metrics, opened.pool);
+    const replication = await opened.startReplication({
       notifier,
       logger,
       ttlMs: config.leaseTtlMs,

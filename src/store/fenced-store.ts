@@ -27,8 +27,8 @@ export class FencedStore implements Store {
     private readonly fence: () => Fence | null,
   ) {}
 
-  get dialect(): Store['dialect'] {
-    return this.store.dialect;
+  get serialCommits(): boolean {
+    return this.store.serialCommits;
   }
 
   commit(batch: WriteBatch): Promise<Activity[]> {

@@ -76,7 +76,7 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       query: deps.query,
       notifier: deps.notifier,
       logger: deps.logger,
-      serialCommits: deps.store.dialect === 'sqlite',
+      serialCommits: deps.store.serialCommits,
       onClients: (n) => deps.metrics.activityStreams.set(n),
       watch,
     },
