@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { type Activity, RELAY_CHANGE_TYPES } from '../domain/activity.js';
+import { backoffDelay } from '../domain/backoff.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
 import { CoalescedRun } from '../domain/coalesced-run.js';
 import type { Notifier } from '../notifier.js';
@@ -259,8 +260,10 @@ export class Observer {
       // off so that a long outage neither re-pushes every relay to zooid nor logs it every second.
       const failures = (this.internalFailures.get(relayId) ?? 0) + 1;
       this.internalFailures.set(relayId, failures);
-      const base = this.o.internalRetryMs ?? 1000;
-      const retryInMs = Math.min(base * 2 ** Math.min(failures - 1, 30), this.o.internalRetryMaxMs ?? 30_000);
+      const retryInMs = backoffDelay(
+        { baseMs: this.o.internalRetryMs ?? 1000, capMs: this.o.internalRetryMaxMs ?? 30_000 },
+        failures,
+      );
       this.o.logger.error({ err, relayId, failures, retryInMs }, 'relay sync failed inside bosun; retrying');
       const again = this.attached.get(relayId) ?? [];
       this.attached.set(relayId, [...activities, ...again]);
