@@ -112,7 +112,12 @@ export interface ActivityFilter {
 }
 
 export interface Store {
-  readonly dialect: 'sqlite' | 'postgres';
+  /**
+   * Commits are applied one at a time in activity-id order (one writing process): a reader that saw
+   * activity N has every activity below it, so it may skip ahead to the log's head after a short
+   * page. False where concurrent transactions can commit ids out of order.
+   */
+  readonly serialCommits: boolean;
   /** Applies the batch atomically and returns the appended activities with their ids. */
   commit(batch: WriteBatch): Promise<Activity[]>;
   getRelay(id: string): Promise<Relay | undefined>;

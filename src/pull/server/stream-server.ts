@@ -23,6 +23,7 @@ import { TokenService } from '../../auth/tokens.js';
 import { RELAY_CHANGE_TYPES } from '../../domain/activity.js';
 import type { Clock, TimerHandle } from '../../domain/clock.js';
 import { BosunError, type ErrorCode } from '../../domain/errors.js';
+import { type Random, systemRandom } from '../../domain/random.js';
 import type { Relay } from '../../domain/relay.js';
 import { defineRoute } from '../../http/routes/define.js';
 import { principalOf } from '../../http/routes/params.js';
@@ -38,6 +39,8 @@ import { HEARTBEAT_FRAME, reconnectFrame, repJson } from './rep.js';
 export const EPOCH_CURSOR = 'autoconfig:epoch';
 
 export interface StreamServerOptions {
+  /** Draws a new database epoch (§4) when there is none. Default systemRandom. */
+  random?: Random;
   store: Store;
   notifier: Notifier;
   clock: Clock;
@@ -173,6 +176,7 @@ export class StreamServer {
       retryAfterSeconds: 5,
       closeWaitMs: 2_000,
       onSent: () => {},
+      random: systemRandom,
       ...options,
     };
     const tokens = new TokenService(this.options.store, this.options.clock);
@@ -285,7 +289,7 @@ export class StreamServer {
     let n = await this.options.store.getCursor(EPOCH_CURSOR);
     if (n === 0) {
       // Deleted by an operator after restoring a backup: a new lineage.
-      await this.options.store.setCursor(EPOCH_CURSOR, Math.floor(Math.random() * 2 ** 52) + 1);
+      await this.options.store.setCursor(EPOCH_CURSOR, newEpoch(this.options.random));
       n = await this.options.store.getCursor(EPOCH_CURSOR);
     }
     return `e-${n.toString(36)}`;
@@ -515,6 +519,11 @@ export class StreamServer {
       if (this.all.size > 0) this.armHeartbeat();
     }, this.options.heartbeatMs);
   }
+}
+
+/** A 52-bit lineage number from two draws (one draw of Random holds 32 bits), never 0. */
+function newEpoch(random: Random): number {
+  return Math.floor(random() * 2 ** 26) * 2 ** 26 + Math.floor(random() * 2 ** 26) + 1;
 }
 
 /** Held versions (§8) when the client's epoch is ours and its header parses; anything else: full put. */

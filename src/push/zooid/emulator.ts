@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { type Clock, systemClock, type TimerHandle } from '../../domain/clock.js';
 import { isValidPublicKey, publicKeyOf } from '../../domain/keys.js';
-import type { Random } from '../../domain/random.js';
+import { type Random, systemRandom } from '../../domain/random.js';
 import { verifyNip98 } from '../../nostr/nip98.js';
 import { makePrivateDir, writePrivateFileSync } from '../../private-files.js';
 
@@ -468,7 +468,7 @@ const clone = <T>(v: T): T => structuredClone(v);
 export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise<ZooidEmulator> {
   const variant = options.variant ?? 'v2';
   const clock = options.clock ?? systemClock;
-  const rng = options.rng ?? Math.random;
+  const rng = options.rng ?? systemRandom;
   const listenHost = options.host ?? '127.0.0.1';
   const parseWhitelist = (list: readonly string[] | string) =>
     (typeof list === 'string' ? list.split(',') : [...list]).map((s) => s.trim()).filter((s) => s !== '');

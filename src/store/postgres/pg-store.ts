@@ -190,7 +190,7 @@ type UpdateAndAppendRow = { fence_epoch: number | null; updated: boolean } & (
  * map to StoreConflictError by constraint name, a moved rev to StaleWriteError.
  */
 export class PostgresStore implements Store {
-  readonly dialect = 'postgres' as const;
+  readonly serialCommits = false;
   /** Identifies this store's commits in NOTIFY payloads. */
   readonly instanceId = randomUUID();
   readonly channel: string;

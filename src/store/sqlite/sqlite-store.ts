@@ -69,7 +69,7 @@ function conflictFrom(err: unknown, relay: Relay): StoreConflictError | undefine
  * rev checks keep writers in other processes honest.
  */
 export class SqliteStore implements Store {
-  readonly dialect = 'sqlite' as const;
+  readonly serialCommits = true;
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly commitTx: Database.Transaction<(batch: WriteBatch) => Activity[]>;
