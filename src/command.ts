@@ -12,7 +12,7 @@ import type { ResolvedFleet } from './domain/fleet/spec.js';
 import { KeyedMutex } from './domain/keyed-mutex.js';
 import { generateSecretKey } from './domain/keys.js';
 import { assertWriter, canSee, type Principal } from './domain/principal.js';
-import { createRelaySchema, FLEET, parseOrThrow, type Relay } from './domain/relay.js';
+import { checkFleetName, createRelaySchema, parseOrThrow, type Relay } from './domain/relay.js';
 import {
   conflictError,
   createdRelay,
@@ -404,9 +404,7 @@ export class Command {
   }
 
   private fleetStore(fleet: string): Store {
-    if (!FLEET.test(fleet)) {
-      throw invalid('fleet: must match ^[a-z0-9][a-z0-9_-]{0,63}$', `fleet/${fleet.slice(0, 64)}`);
-    }
+    checkFleetName(fleet);
     return this.store;
   }
 

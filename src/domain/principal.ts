@@ -38,6 +38,28 @@ export interface Token {
   revokedAt: number | null;
 }
 
+/** The one rule for a token row: it signs its caller in while neither revoked nor expired. */
+export function tokenIsLive(token: Token, now: number): boolean {
+  return token.revokedAt === null && (token.expiresAt === null || token.expiresAt > now);
+}
+
+/** Who a token signs in as. */
+export function tokenPrincipal(token: Token): Principal {
+  switch (token.role) {
+    case 'admin':
+      return { role: 'admin', actor: `token:${token.id}` };
+    case 'tenant':
+      return tenantPrincipal(token.owner!);
+    case 'agent':
+      return { role: 'agent', fleet: token.fleet!, actor: `agent:${token.id}`, tokenId: token.id };
+  }
+}
+
+/** A tenant, by owner: through a tenant token or its NIP-98 key (the owner is the pubkey). */
+export function tenantPrincipal(owner: string): Principal {
+  return { role: 'tenant', owner, actor: `tenant:${owner}` };
+}
+
 export interface TokenView {
   id: string;
   name: string;

@@ -3,7 +3,7 @@ import { BosunError, invalid } from '../errors.js';
 import {
   createRelaySchema,
   describeIssues,
-  FLEET,
+  fleetNameSchema,
   mergePatch,
   RELAY_ID,
   sectionsShape,
@@ -42,8 +42,6 @@ export const defaultsSchema = z.strictObject({
     Object.entries(sectionsShape).map(([key, schema]) => [key, partialSection(schema as AnySchema)]),
   ) as Record<keyof typeof sectionsShape, AnySchema>),
 });
-
-export const fleetNameSchema = z.string().regex(FLEET, 'must match ^[a-z0-9][a-z0-9_-]{0,63}$');
 
 /** fleet.toml: the fleet's name and the defaults shared by its relays. */
 export const manifestSchema = z.strictObject({
@@ -122,12 +120,6 @@ export function issuePath(error: z.ZodError): PropertyKey[] {
   const path = [...issue.path];
   if (issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined) path.push(issue.keys[0]);
   return path;
-}
-
-export function checkFleetName(fleet: string): void {
-  if (!FLEET.test(fleet)) {
-    throw invalid('fleet: must match ^[a-z0-9][a-z0-9_-]{0,63}$', `fleet/${fleet.slice(0, 64)}`);
-  }
 }
 
 export function checkFleetSize(fleet: string, count: number): void {

@@ -1,13 +1,12 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import {
-  checkFleetName,
   fleetBodySchema,
   MAX_FLEET_BODY_BYTES,
   parseFleetBody,
   resolveFleet,
 } from '../../domain/fleet/spec.js';
-import { FLEET } from '../../domain/relay.js';
+import { checkFleetName, fleetNameSchema } from '../../domain/relay.js';
 import { fleetStateHistory } from '../../fleet/states.js';
 import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
@@ -33,7 +32,7 @@ export function registerFleetRoutes(app: FastifyInstance, { command, store }: Ap
   const large = { bodyLimit: MAX_FLEET_BODY_BYTES };
 
   const tag = 'fleets';
-  const name = { name: z.string().regex(FLEET).describe('fleet name') };
+  const name = { name: fleetNameSchema.describe('fleet name') };
   for (const [verb, summary] of [
     ['plan', 'What applying this fleet directory would change (nothing is written)'],
     ['apply', 'Apply a parsed fleet directory in one transaction'],

@@ -22,6 +22,7 @@ import { TokenWatch } from '../../auth/token-watch.js';
 import { TokenService } from '../../auth/tokens.js';
 import { RELAY_CHANGE_TYPES } from '../../domain/activity.js';
 import type { Clock, TimerHandle } from '../../domain/clock.js';
+import { CoalescedRun } from '../../domain/coalesced-run.js';
 import { BosunError, type ErrorCode } from '../../domain/errors.js';
 import { type Random, systemRandom } from '../../domain/random.js';
 import type { Relay } from '../../domain/relay.js';
@@ -145,7 +146,17 @@ export class StreamServer {
   private readonly groups = new Map<string, TokenGroup>();
   private readonly all = new Set<StreamConn>();
   private readonly dirty = new Set<string>();
-  private pumping = false;
+  /** Reads of changed relays, one at a time; notifications meanwhile coalesce into the next. */
+  private readonly changes = new CoalescedRun({
+    task: () => this.readChanges(),
+    onError: (err) => {
+      // Those changes are lost to us: every fleet is re-read instead.
+      this.options.logger.error({ err }, 'stream: reading changed relays failed; re-reading every fleet');
+      for (const hub of this.hubs.values()) hub.resync();
+      if (this.dirty.size > 0 && this.hubs.size > 0) this.changes.request();
+    },
+    stopped: () => false,
+  });
   private closing: Promise<void> | undefined;
   private epochValue: Promise<string> | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -189,10 +200,7 @@ export class StreamServer {
     this.unsubscribe = this.options.notifier.subscribe((activities) => {
       if (this.hubs.size === 0) return;
       for (const a of activities) if (CHANGE_TYPES.has(a.type)) this.dirty.add(a.relayId);
-      if (this.dirty.size > 0 && !this.pumping) {
-        this.pumping = true;
-        void this.pumpChanges();
-      }
+      if (this.dirty.size > 0) this.changes.request();
     });
   }
 
@@ -458,33 +466,22 @@ export class StreamServer {
 
   // ---- changes ----------------------------------------------------------------------------------
 
-  private async pumpChanges(): Promise<void> {
-    try {
-      while (this.dirty.size > 0 && this.hubs.size > 0) {
-        const ids = [...this.dirty];
-        this.dirty.clear();
-        const relays = await this.readRelays(ids);
-        for (const relay of relays) {
-          let json: string | undefined;
-          const lazy = () => {
-            json ??= repJson(relay, this.options.blossomS3);
-            return json;
-          };
-          for (const hub of this.hubs.values()) hub.offer(relay, lazy);
-        }
-      }
+  /** Reads the changed relays and offers each to every hub, until no change is left. */
+  private async readChanges(): Promise<void> {
+    while (this.dirty.size > 0 && this.hubs.size > 0) {
+      const ids = [...this.dirty];
       this.dirty.clear();
-    } catch (err) {
-      // Those changes are lost to us: every fleet is re-read instead.
-      this.options.logger.error({ err }, 'stream: reading changed relays failed; re-reading every fleet');
-      for (const hub of this.hubs.values()) hub.resync();
-    } finally {
-      this.pumping = false;
+      const relays = await this.readRelays(ids);
+      for (const relay of relays) {
+        let json: string | undefined;
+        const lazy = () => {
+          json ??= repJson(relay, this.options.blossomS3);
+          return json;
+        };
+        for (const hub of this.hubs.values()) hub.offer(relay, lazy);
+      }
     }
-    if (this.dirty.size > 0 && this.hubs.size > 0) {
-      this.pumping = true;
-      void this.pumpChanges();
-    }
+    this.dirty.clear();
   }
 
   private async readFleet(fleet: string): Promise<Relay[]> {
