@@ -1,0 +1,14 @@
+/**
+ * A stand-in for zooid's management API over real HTTP (zooid-contract.md), for tests, benchmarks
+ * and local development (`bosun zooid-emulator`). It follows the contract's routing, auth order,
+ * Go-json decoding, validation order and error texts, uniqueness rules, PATCH deep merge and TOML
+ * storage, and adds what a test needs: fault injection, a request log, the bodies zooid accepted
+ * per relay, and a per-relay concurrency high-water mark.
+ *
+ * Variants: `v1` (coracle-social/zooid 59a9d11), `v1p` (its later api.go: schema regex, required
+ * info.pubkey), `v2` (the mplorentz fork: mux routing, members route, blossom adapter/s3, 60 s
+ * NIP-98 window). The default is `v2`.
+ */
+export { runZooidEmulatorCli, type ZooidEmulatorCliOptions } from './cli.js';
+export { startZooidEmulator } from './server.js';
+export type * from './types.js';
