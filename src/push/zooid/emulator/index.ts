@@ -8,6 +8,11 @@
  * Variants: `v1` (coracle-social/zooid 59a9d11), `v1p` (its later api.go: schema regex, required
  * info.pubkey), `v2` (the mplorentz fork: mux routing, members route, blossom adapter/s3, 60 s
  * NIP-98 window). The default is `v2`.
+ *
+ * Files: `server.ts` (the listener and what it returns), `api.ts` (the management request
+ * pipeline), `routing.ts`, `auth.ts`, `routes.ts` (one handler per route), `state.ts` (the stored
+ * configs and their files), `go-json.ts` and `validate.ts` (zooid's decoding and checks),
+ * `faults.ts`, `record.ts` (what tests inspect), `nip11.ts` (relay hosts), `cli.ts`.
  */
 export { runZooidEmulatorCli, type ZooidEmulatorCliOptions } from './cli.js';
 export { startZooidEmulator } from './server.js';
