@@ -5,6 +5,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { systemClock } from '../../../domain/clock.js';
+import { systemRandom } from '../../../domain/random.js';
 import { ManagementApi } from './api.js';
 import { parseWhitelist } from './auth.js';
 import { Delays, FaultInjector } from './faults.js';
@@ -24,7 +25,7 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
   const configs = new RelayConfigs(variant, options.configDir ?? null);
   configs.loadDir();
   const log = new RequestLog(options.record ?? true);
-  const faults = new FaultInjector(options.faults ?? {}, options.rng ?? Math.random);
+  const faults = new FaultInjector(options.faults ?? {}, options.rng ?? systemRandom);
   const delays = new Delays(clock);
   let closed = false;
   const api = new ManagementApi({
