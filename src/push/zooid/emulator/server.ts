@@ -1,6 +1,12 @@
 /**
- * `startZooidEmulator`: one HTTP listener, as zooid has, that routes by the `Host` header — the API
- * host reaches the management API, every other host reaches the relays.
+ * `startZooidEmulator`: one HTTP listener, as zooid has, routed by the request's `Host` header:
+ *
+ * - `Host` equal to the API host (`apiHost`; default `<listen address>:<port>`, the host of `url`)
+ *   reaches the management API, and nothing else does: a relay whose `host` equals the API host is
+ *   never served, and a management request sent with a relay's host is answered by that relay (a
+ *   404 or its NIP-11 document), never by the API.
+ * - Every other `Host` reaches the relay whose `host` is exactly that string (port included when
+ *   the config has one), see `nip11.ts`; no relay there → 404 `Not Found`.
  */
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -10,7 +16,7 @@ import { ManagementApi } from './api.js';
 import { parseWhitelist } from './auth.js';
 import { Delays, FaultInjector } from './faults.js';
 import { send } from './io.js';
-import { serveRelayHost } from './nip11.js';
+import { ServedRelays, serveRelayHost } from './nip11.js';
 import { RequestLog } from './record.js';
 import { errorReply } from './reply.js';
 import { RelayConfigs } from './state.js';
@@ -22,8 +28,12 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
   const listenHost = options.host ?? '127.0.0.1';
   let whitelist = parseWhitelist(options.whitelist);
   let whitelistSet: ReadonlySet<string> = new Set(whitelist);
-  const configs = new RelayConfigs(variant, options.configDir ?? null);
+  const served = new ServedRelays(clock, {});
+  const configs = new RelayConfigs(variant, options.configDir ?? null, (id, config) =>
+    served.changed(id, config),
+  );
   configs.loadDir();
+  for (const [id, config] of configs.entries()) served.changed(id, config, true);
   const log = new RequestLog(options.record ?? true);
   const faults = new FaultInjector(options.faults ?? {}, options.rng ?? systemRandom);
   const delays = new Delays(clock);
@@ -48,7 +58,7 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
         else res.destroy();
       });
     } else {
-      serveRelayHost(req, res, configs);
+      serveRelayHost(req, res, served);
     }
   });
   server.keepAliveTimeout = 5_000;
@@ -77,6 +87,7 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
     relays: () => configs.snapshot(),
     accepted: (id) => log.acceptedFor(id),
     maxConcurrentPerRelay: (id) => log.maxConcurrent(id),
+    served: (id) => served.document(id),
     setFaults: (next) => faults.set(next),
     setWhitelist(next) {
       whitelist = parseWhitelist(next);
@@ -86,6 +97,7 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
       if (closed) return;
       closed = true;
       delays.cancelAll();
+      served.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();

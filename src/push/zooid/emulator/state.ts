@@ -14,9 +14,11 @@ export const clone = <T>(v: T): T => structuredClone(v);
 export class RelayConfigs {
   private readonly configs = new Map<string, ZooidStoredConfig>();
 
+  /** `onWrite` hears every change written through `write` (zooid's file watcher). */
   constructor(
     private readonly variant: ZooidVariant,
     readonly dir: string | null,
+    private readonly onWrite: (id: string, config: ZooidStoredConfig | null) => void = () => {},
   ) {
     if (dir) makePrivateDir(dir);
   }
@@ -58,6 +60,7 @@ export class RelayConfigs {
     }
     if (config) this.configs.set(id, config);
     else this.configs.delete(id);
+    this.onWrite(id, config);
   }
 
   /** Schema first, then host, file by file in name order; inactive relays count too. */

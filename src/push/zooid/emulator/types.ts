@@ -32,6 +32,33 @@ export interface ZooidStoredConfig {
   roles: Record<string, { pubkeys: string[]; can_invite: boolean; can_manage: boolean }>;
 }
 
+/** A relay's NIP-11 document as zooid builds it (docs/zooid-contract.md §5); empty strings left out. */
+export interface ZooidNip11Document {
+  name?: string;
+  description?: string;
+  /** The owner, `info.pubkey`. */
+  pubkey?: string;
+  /** The public key of the relay's `secret`. */
+  self?: string;
+  supported_nips: Array<number | string>;
+  software: string;
+  version: string;
+  icon?: string;
+}
+
+/** What a relay host serves, besides the configs: knobs to test live verification. */
+export interface ZooidServingOptions {
+  /**
+   * Relays whose file "fails to load": the API accepts them and writes the file, but zooid never
+   * serves them (404 on their host), as when zooid only logs a load error. Ids or a predicate.
+   */
+  failLoad?: readonly string[] | ((id: string) => boolean);
+  /** After a relay's file changes, its old document is served this long (emulator's clock). Default 0. */
+  reloadDelayMs?: number;
+  /** Per relay id, a secret to serve it under instead of its own: `self` is that key's pubkey. */
+  servedSecret?: Readonly<Record<string, string>>;
+}
+
 export type ZooidMethod = 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'GET';
 
 export interface ZooidFaults {
@@ -120,6 +147,8 @@ export interface ZooidEmulator {
   maxConcurrentPerRelay(id?: string): number;
   /** Replaces the active faults. */
   setFaults(faults: ZooidFaults): void;
+  /** The NIP-11 document relay `id` serves now, or null when it is not served. */
+  served(id: string): ZooidNip11Document | null;
   /** Replaces API_WHITELIST (an operator editing zooid's environment and restarting it). */
   setWhitelist(whitelist: readonly string[] | string): void;
   close(): Promise<void>;
