@@ -19,8 +19,8 @@ import { send } from './io.js';
 import { ServedRelays, serveRelayHost } from './nip11.js';
 import { RequestLog } from './record.js';
 import { errorReply } from './reply.js';
-import { RelayConfigs } from './state.js';
-import type { ZooidEmulator, ZooidEmulatorOptions } from './types.js';
+import { clone, RelayConfigs } from './state.js';
+import type { ZooidEmulator, ZooidEmulatorOptions, ZooidStoredConfig } from './types.js';
 
 export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise<ZooidEmulator> {
   const variant = options.variant ?? 'v2';
@@ -28,7 +28,11 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
   const listenHost = options.host ?? '127.0.0.1';
   let whitelist = parseWhitelist(options.whitelist);
   let whitelistSet: ReadonlySet<string> = new Set(whitelist);
-  const served = new ServedRelays(clock, {});
+  const served = new ServedRelays(clock, {
+    ...(options.failLoad ? { failLoad: options.failLoad } : {}),
+    ...(options.reloadDelayMs !== undefined ? { reloadDelayMs: options.reloadDelayMs } : {}),
+    ...(options.servedSecret ? { servedSecret: options.servedSecret } : {}),
+  });
   const configs = new RelayConfigs(variant, options.configDir ?? null, (id, config) =>
     served.changed(id, config),
   );
@@ -74,6 +78,14 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
   const hostForUrl = listenHost.includes(':') ? `[${listenHost}]` : listenHost;
   if (apiHost === '') apiHost = `${hostForUrl}:${port}`;
 
+  const editRelay = (id: string, edit: (config: ZooidStoredConfig) => void) => {
+    const config = configs.get(id);
+    if (!config) throw new Error(`no relay ${JSON.stringify(id)}`);
+    const edited = clone(config);
+    edit(edited);
+    configs.write(id, edited);
+  };
+
   return {
     url: `http://${hostForUrl}:${port}`,
     port,
@@ -89,6 +101,19 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
     maxConcurrentPerRelay: (id) => log.maxConcurrent(id),
     served: (id) => served.document(id),
     setFaults: (next) => faults.set(next),
+    setServing: (next) => served.setKnobs(next),
+    editRelay,
+    editRelayName: (id, name) =>
+      editRelay(id, (c) => {
+        c.info.name = name;
+      }),
+    reload() {
+      const before = [...configs.entries()].map(([id]) => id);
+      configs.loadDir();
+      for (const id of new Set([...before, ...[...configs.entries()].map(([id]) => id)])) {
+        served.changed(id, configs.get(id) ?? null);
+      }
+    },
     setWhitelist(next) {
       whitelist = parseWhitelist(next);
       whitelistSet = new Set(whitelist);

@@ -78,7 +78,7 @@ export interface ZooidFaults {
   >;
 }
 
-export interface ZooidEmulatorOptions {
+export interface ZooidEmulatorOptions extends ZooidServingOptions {
   /** 0 (default): a random free port. */
   port?: number;
   /** Listen address. Default 127.0.0.1. */
@@ -149,6 +149,20 @@ export interface ZooidEmulator {
   setFaults(faults: ZooidFaults): void;
   /** The NIP-11 document relay `id` serves now, or null when it is not served. */
   served(id: string): ZooidNip11Document | null;
+  /** Replaces the serving knobs given (the others stay); each applies from a relay's next load. */
+  setServing(next: ZooidServingOptions): void;
+  /**
+   * Changes a stored relay as if someone edited its file behind bosun's back: the file (or the
+   * in-memory copy) changes and the relay reloads, with no API request. Throws for an unknown id.
+   */
+  editRelay(id: string, edit: (config: ZooidStoredConfig) => void): void;
+  /** `editRelay` that sets `info.name`. */
+  editRelayName(id: string, name: string): void;
+  /**
+   * Reads the CONFIG dir again (SIGHUP to `bosun zooid-emulator`) and reloads every relay, so
+   * changed files and knobs apply. Without a CONFIG dir, only reloads.
+   */
+  reload(): void;
   /** Replaces API_WHITELIST (an operator editing zooid's environment and restarting it). */
   setWhitelist(whitelist: readonly string[] | string): void;
   close(): Promise<void>;
