@@ -9,6 +9,9 @@
  * info.pubkey), `v2` (the mplorentz fork: mux routing, members route, blossom adapter/s3, 60 s
  * NIP-98 window). The default is `v2`.
  *
+ * Each `startZooidEmulator` is one zooid instance with its own port, whitelist, CONFIG dir and
+ * state (no module-level state), so a test can run several at once, as a relay host runs several zooid instances.
+ *
  * Files: `server.ts` (the listener and what it returns), `api.ts` (the management request
  * pipeline), `routing.ts`, `auth.ts`, `routes.ts` (one handler per route), `state.ts` (the stored
  * configs and their files), `go-json.ts` and `validate.ts` (zooid's decoding and checks),
