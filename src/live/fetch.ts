@@ -59,6 +59,7 @@ export function fetchRelayInfo(options: FetchRelayInfoOptions): Promise<FetchRel
     return Promise.resolve(fail('URL carries credentials; verification never sends any'));
   }
   if (!HOST_RE.test(options.host)) return Promise.resolve(fail(`not a host: ${quote(options.host)}`));
+  if (!(options.timeoutMs > 0)) return Promise.resolve(fail('timeoutMs must be a positive number'));
   if (options.signal?.aborted) return Promise.resolve(fail('aborted'));
   const maxBytes = options.maxBytes ?? NIP11_MAX_BYTES;
   const clock = options.clock ?? systemClock;

@@ -237,6 +237,10 @@ describe('fetchRelayInfo against hostile servers', () => {
     });
     const injected = await fetchFrom('http://127.0.0.1:1/', { host: 'a.example.com\r\nx-evil: 1' });
     expect(injected).toEqual({ ok: false, error: 'not a host: "a.example.com\\r\\nx-evil: 1"' });
+    expect(await fetchFrom('http://127.0.0.1:1/', { timeoutMs: 0 })).toEqual({
+      ok: false,
+      error: 'timeoutMs must be a positive number',
+    });
     const long = await fetchFrom(`http://127.0.0.1:1/`, { host: `${'h'.repeat(500)} ` });
     expect(!long.ok && long.error.length).toBeLessThanOrEqual(120);
   });
