@@ -21,6 +21,17 @@ import {
 import { type Action, type Route, relayIdOf, route, routesBeforeAuth } from './routing.js';
 import type { ZooidRequestRecord } from './types.js';
 
+/** The handlers of the routes that write a relay's file. */
+const WRITES: Record<
+  Exclude<Action, 'members'>,
+  (ctx: RouteContext, id: string, body: RequestBody) => Reply
+> = {
+  POST: createRelay,
+  PUT: replaceRelay,
+  PATCH: patchRelay,
+  DELETE: (ctx, id) => deleteRelay(ctx, id),
+};
+
 export interface ManagementApiDeps extends RouteContext {
   clock: Clock;
   log: RequestLog;
@@ -106,14 +117,7 @@ export class ManagementApi {
     if (action === 'members') return listMembers(this.deps, id);
     let reply: Reply;
     try {
-      reply =
-        action === 'POST'
-          ? createRelay(this.deps, id, body)
-          : action === 'PUT'
-            ? replaceRelay(this.deps, id, body)
-            : action === 'PATCH'
-              ? patchRelay(this.deps, id, body)
-              : deleteRelay(this.deps, id);
+      reply = WRITES[action](this.deps, id, body);
     } catch (err) {
       return errorReply(500, `failed to write config: ${(err as Error).message}`);
     }
