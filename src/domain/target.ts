@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { invalid } from './errors.js';
+import { BosunError, invalid } from './errors.js';
 import { fleetNameSchema } from './fleet/spec.js';
 import { isValidSecretKey, publicKeyOf } from './keys.js';
 import { describeIssues } from './relay.js';
@@ -83,10 +83,9 @@ const secretKeySchema = z
     'must be a 64-character lowercase hex Nostr secret key (a valid secp256k1 scalar)',
   );
 
-const targetNameSchema = fleetNameSchema.refine(
-  (n) => n !== DEFAULT_TARGET,
-  'default is reserved: ZOOID_API_URL and BOSUN_SECRET_KEY define it',
-);
+const targetNameSchema = fleetNameSchema
+  .refine((n) => n !== DEFAULT_TARGET, 'default is reserved: ZOOID_API_URL and BOSUN_SECRET_KEY define it')
+  .refine((n) => n !== 'none', 'none is reserved: it makes a fleet pull-only in fleet.toml');
 
 export const createTargetSchema = z.strictObject({
   name: targetNameSchema,
@@ -162,4 +161,39 @@ export function viewTarget(t: Target, defaultPubkey: string | null): TargetView 
     created_at: iso(t.createdAt),
     updated_at: iso(t.updatedAt),
   };
+}
+
+export const targetNotFound = (name: string) =>
+  new BosunError('not_found', `target ${JSON.stringify(name)} not found`, `target/${name}`);
+
+/** `default` lives in the environment, not in the database. */
+export function assertNotDefault(name: string): void {
+  if (name === DEFAULT_TARGET) {
+    throw new BosunError(
+      'invalid_request',
+      'target default is defined by ZOOID_API_URL and BOSUN_SECRET_KEY; change those instead',
+      `target/${DEFAULT_TARGET}`,
+    );
+  }
+}
+
+export const unknownTarget = (name: string, resource?: string) =>
+  invalid(
+    `target: ${JSON.stringify(name)} does not exist (add it with POST /v1/targets, or use "default" or none)`,
+    resource,
+  );
+
+/** `PUT /v1/fleets/:name`: a target's name, `default`, or null for pull-only. */
+export const fleetTargetBodySchema = z.strictObject({
+  target: z.union([fleetNameSchema, z.null()]),
+});
+
+/** A target without its own key signs with BOSUN_SECRET_KEY (`defaultKey`): there must be one. */
+export function assertSigner(target: Target, defaultKey: boolean): void {
+  if (target.secretKey === null && !defaultKey) {
+    throw invalid(
+      'secret_key: is required while BOSUN_SECRET_KEY is not set (nothing else could sign this target’s requests)',
+      `target/${target.name}`,
+    );
+  }
 }

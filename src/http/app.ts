@@ -26,6 +26,7 @@ import { accessOf } from './routes/define.js';
 import { registerFleetRoutes } from './routes/fleets.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerRelayRoutes } from './routes/relays.js';
+import { registerTargetRoutes } from './routes/targets.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 
 export const BODY_LIMIT = 1024 * 1024;
@@ -53,6 +54,11 @@ export interface AppDeps {
   readiness?: Record<string, () => unknown>;
   /** zooid targets and their last health probe (admin view). */
   targets?: () => unknown[];
+  /**
+   * The target `default` (ZOOID_API_URL; null: none) and the pubkey of BOSUN_SECRET_KEY, which
+   * signs for every target without its own key (null: not set).
+   */
+  targetDefaults?: { url: string | null; pubkey: string | null };
   trustProxy?: boolean;
   /** The autoconfig stream server (`GET /v1/stream`), when this process serves agents. */
   streams?: { register(app: FastifyInstance): void; stats(): { streams: number } };
@@ -188,6 +194,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerRelayRoutes(app, deps);
   registerActivityRoutes(app, deps);
   registerTokenRoutes(app, deps);
+  registerTargetRoutes(app, deps);
   deps.streams?.register(app);
   registerFleetRoutes(app, deps);
   registerDashboard(app, deps);
