@@ -398,6 +398,8 @@ export class Command {
             return { ...computed.result, activities: activities.length };
           } catch (err) {
             if (err instanceof StaleFleetStateError) throw concurrentApply(fleet, err.actual);
+            // The target was deleted since the plan checked it.
+            if (err instanceof UnknownTargetError) throw unknownTarget(err.target, `fleet/${fleet}`);
             if (!(err instanceof StaleWriteError || err instanceof StoreConflictError)) throw err;
             const latest = (await store.latestFleetState(fleet))?.version ?? 0;
             if (latest !== computed.baseVersion) throw concurrentApply(fleet, latest);

@@ -32,6 +32,13 @@ import {
   draftNewRelay,
   patchedRelay,
 } from '../domain/relay-changes.js';
+import {
+  DEFAULT_TARGET,
+  type FleetTarget,
+  fleetTargetName,
+  fleetTargetOf,
+  unknownTarget,
+} from '../domain/target.js';
 import type { RelayWrite, Store, StoreConflictError, WriteBatch } from '../store/port.js';
 
 export interface FleetChanges {
@@ -61,6 +68,7 @@ export async function computeFleetChanges(
   prune: boolean,
   now: number,
 ): Promise<FleetChanges> {
+  const targetChange = await planTarget(store, principal, fleet, resolved.target);
   const latest = await store.latestFleetState(fleet);
   const baseVersion = latest?.version ?? 0;
   const previous = new Map((latest?.state.relays ?? []).map((r) => [r.id, r]));
@@ -298,7 +306,8 @@ export async function computeFleetChanges(
     base_version: baseVersion,
     relays: entries,
     summary,
-    changes: summary.create + summary.update + summary.delete > 0,
+    changes: summary.create + summary.update + summary.delete > 0 || targetChange !== null,
+    ...(targetChange ? { target: { before: targetChange.before, after: targetChange.after } } : {}),
   };
   const version = baseVersion + 1;
   const state: FleetState = {
@@ -324,26 +333,31 @@ export async function computeFleetChanges(
     pruned,
     activities: 0,
   };
-  const batch: WriteBatch | null = write
-    ? {
-        relays,
-        activities: [...deleteActs, ...updateActs, ...insertActs],
-        fleetStates: [
-          {
-            previousVersion: baseVersion,
-            record: {
-              fleet,
-              version,
-              configId: state.config_id,
-              owner: state.owner,
-              actor: principal.actor,
-              createdAt: now,
-              state,
-            },
-          },
-        ],
-      }
-    : null;
+  const batch: WriteBatch | null =
+    write || targetChange
+      ? {
+          relays,
+          activities: [...deleteActs, ...updateActs, ...insertActs],
+          fleetStates: write
+            ? [
+                {
+                  previousVersion: baseVersion,
+                  record: {
+                    fleet,
+                    version,
+                    configId: state.config_id,
+                    owner: state.owner,
+                    actor: principal.actor,
+                    createdAt: now,
+                    state,
+                  },
+                },
+              ]
+            : [],
+          // The fleet's target changes with its relays, in the same transaction.
+          fleets: targetChange ? [{ fleet, target: targetChange.target, at: now }] : [],
+        }
+      : null;
   /** A host/schema/id taken outside the fleet: name the relay of the files that wants it. */
   const conflict = (err: StoreConflictError): BosunError => {
     const culprit = finals.find(
@@ -413,6 +427,36 @@ function hostOrder(updates: RelayWrite[]): RelayWrite[] {
     }
   }
   return ordered;
+}
+
+/**
+ * The fleet's target as the files set it, when that differs from the one it has (a fleet without
+ * a row has `default`); null when the files leave it alone or it is already so. An unknown
+ * target is refused here, in the plan too; only an admin may change a fleet's target.
+ */
+async function planTarget(
+  store: Store,
+  principal: Principal,
+  fleet: string,
+  wanted: string | null | undefined,
+): Promise<{ before: string | null; after: string | null; target: FleetTarget } | null> {
+  if (wanted === undefined) return null;
+  const target = fleetTargetOf(wanted);
+  const after = fleetTargetName(target);
+  const row = await store.getFleet(fleet);
+  const before = row ? fleetTargetName(row.target) : DEFAULT_TARGET;
+  if (before === after) return null;
+  if (target.kind === 'target' && !(await store.getTarget(target.name))) {
+    throw unknownTarget(target.name, `fleet/${fleet}`);
+  }
+  if (principal.role !== 'admin') {
+    throw new BosunError(
+      'forbidden',
+      `target: changing fleet ${fleet}'s target (${before ?? 'none'} -> ${after ?? 'none'}) needs an admin token`,
+      `fleet/${fleet}`,
+    );
+  }
+  return { before, after, target };
 }
 
 /** What a plan diff shows of a relay: who owns it, its fleet and its config (no secret). */
