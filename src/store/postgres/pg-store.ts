@@ -520,7 +520,7 @@ export class PostgresStore implements Store {
           values: [name],
         })
         .then((r) => r.rows.map((x) => x.name));
-    for (;;) {
+    for (let attempt = 1; ; attempt++) {
       try {
         return await this.transaction(async (client) => {
           const usedBy = await using(client);
@@ -534,7 +534,7 @@ export class PostgresStore implements Store {
         });
       } catch (err) {
         // A fleet pinned after the check: look again (it is named this time).
-        if ((err as { code?: string }).code !== '23503') throw err;
+        if ((err as { code?: string }).code !== '23503' || attempt >= 3) throw err;
       }
     }
   }
