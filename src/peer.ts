@@ -10,6 +10,7 @@ import { Command } from './command.js';
 import type { ServeConfig } from './config.js';
 import { makeDirs } from './dirs.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
+import { publicKeyOf } from './domain/keys.js';
 import { type Random, systemRandom } from './domain/random.js';
 import { buildApp } from './http/app.js';
 import type { AppDeps } from './http/deps.js';
@@ -151,6 +152,10 @@ export class Peer {
       ...(config.http ? { http: config.http } : {}),
       ...(config.activityStream ? { dashboard: { stream: config.activityStream } } : {}),
       targets: () => (this.targetHealth ? [this.targetHealth.status()] : []),
+      targetDefaults: {
+        url: config.zooidApiUrl ?? null,
+        pubkey: config.secretKey ? publicKeyOf(config.secretKey) : null,
+      },
       notifier,
       readiness: {
         // A full disk shows here but keeps bosun ready: reads, agent streams and the dashboard work.

@@ -8,6 +8,7 @@ import { ApiError } from './api-client.js';
 import { registerRelayCommands } from './relay-commands.js';
 import { serve } from './serve.js';
 import { registerSyncCommand } from './sync-command.js';
+import { registerTargetCommands } from './target-commands.js';
 import { registerTokenCommands } from './token-commands.js';
 
 export function buildProgram(): Command {
@@ -125,6 +126,7 @@ and --config-dir, e.g.
 
   registerRelayCommands(program);
   registerTokenCommands(program);
+  registerTargetCommands(program);
   registerAgentCommand(program);
   registerSyncCommand(program);
   return program;

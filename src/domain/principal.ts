@@ -27,6 +27,11 @@ export function assertWriter(principal: Principal): void {
   }
 }
 
+/** Targets and fleets' targets are the operator's: tenants and agents may not change them. */
+export function assertAdmin(principal: Principal, what: string): void {
+  if (principal.role !== 'admin') throw new BosunError('forbidden', `${what} needs an admin token`);
+}
+
 export interface Token {
   id: string;
   name: string;

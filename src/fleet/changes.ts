@@ -32,6 +32,13 @@ import {
   draftNewRelay,
   patchedRelay,
 } from '../domain/relay-changes.js';
+import {
+  DEFAULT_TARGET,
+  type FleetTarget,
+  fleetTargetName,
+  fleetTargetOf,
+  unknownTarget,
+} from '../domain/target.js';
 import type {
   FleetStateRecord,
   RelayHead,
@@ -59,6 +66,15 @@ interface Apply {
   fleet: string;
   prune: boolean;
   now: number;
+  /** The fleet's target as fleet.toml changes it; null when it stays. */
+  targetChange: TargetChange | null;
+}
+
+/** A change of the fleet's push target, shown in the plan and written with the relays. */
+interface TargetChange {
+  before: string | null;
+  after: string | null;
+  target: FleetTarget;
 }
 
 /** Where each relay of the files ends up: its entry in the new State. */
@@ -112,7 +128,8 @@ export async function computeFleetChanges(
   prune: boolean,
   now: number,
 ): Promise<FleetChanges> {
-  const apply: Apply = { store, principal, fleet, prune, now };
+  const targetChange = await planTarget(store, principal, fleet, resolved.target);
+  const apply: Apply = { store, principal, fleet, prune, now, targetChange };
   const latest = await store.latestFleetState(fleet);
   const heads = new Map((await store.relayHeads(fleet)).map((h) => [h.id, h]));
   const gathered: Gathered = {
@@ -395,7 +412,7 @@ function orphanChanges(
 
 /** Phase 5: the plan, the new State, and the batch that writes them (none when nothing differs). */
 function assemble(
-  { principal, fleet, prune, now }: Apply,
+  { principal, fleet, prune, now, targetChange }: Apply,
   latest: FleetStateRecord | undefined,
   gathered: Gathered,
 ): FleetChanges {
@@ -408,7 +425,8 @@ function assemble(
     base_version: baseVersion,
     relays: entries,
     summary,
-    changes: summary.create + summary.update + summary.delete > 0,
+    changes: summary.create + summary.update + summary.delete > 0 || targetChange !== null,
+    ...(targetChange ? { target: { before: targetChange.before, after: targetChange.after } } : {}),
   };
   const version = baseVersion + 1;
   const state: FleetState = {
@@ -434,26 +452,31 @@ function assemble(
     pruned,
     activities: 0,
   };
-  const batch: WriteBatch | null = write
-    ? {
-        relays,
-        activities: [...gathered.deleteActs, ...gathered.updateActs, ...gathered.insertActs],
-        fleetStates: [
-          {
-            previousVersion: baseVersion,
-            record: {
-              fleet,
-              version,
-              configId: state.config_id,
-              owner: state.owner,
-              actor: principal.actor,
-              createdAt: now,
-              state,
-            },
-          },
-        ],
-      }
-    : null;
+  const batch: WriteBatch | null =
+    write || targetChange
+      ? {
+          relays,
+          activities: [...gathered.deleteActs, ...gathered.updateActs, ...gathered.insertActs],
+          fleetStates: write
+            ? [
+                {
+                  previousVersion: baseVersion,
+                  record: {
+                    fleet,
+                    version,
+                    configId: state.config_id,
+                    owner: state.owner,
+                    actor: principal.actor,
+                    createdAt: now,
+                    state,
+                  },
+                },
+              ]
+            : [],
+          // The fleet's target changes with its relays, in the same transaction.
+          fleets: targetChange ? [{ fleet, target: targetChange.target, at: now }] : [],
+        }
+      : null;
   return { result, batch, baseVersion, conflict: conflictNamer(finals, fleet) };
 }
 
@@ -473,6 +496,36 @@ function conflictNamer(finals: Final[], fleet: string): (err: StoreConflictError
     const e = conflictError(err);
     return new BosunError(e.code, e.message, culprit?.resource ?? `fleet/${fleet}`);
   };
+}
+
+/**
+ * The fleet's target as the files set it, when that differs from the one it has (a fleet without
+ * a row has `default`); null when the files leave it alone or it is already so. An unknown
+ * target is refused here, in the plan too; only an admin may change a fleet's target.
+ */
+async function planTarget(
+  store: Store,
+  principal: Principal,
+  fleet: string,
+  wanted: string | null | undefined,
+): Promise<TargetChange | null> {
+  if (wanted === undefined) return null;
+  const target = fleetTargetOf(wanted);
+  const after = fleetTargetName(target);
+  const row = await store.getFleet(fleet);
+  const before = row ? fleetTargetName(row.target) : DEFAULT_TARGET;
+  if (before === after) return null;
+  if (target.kind === 'target' && !(await store.getTarget(target.name))) {
+    throw unknownTarget(target.name, `fleet/${fleet}`);
+  }
+  if (principal.role !== 'admin') {
+    throw new BosunError(
+      'forbidden',
+      `target: changing fleet ${fleet}'s target (${before ?? 'none'} -> ${after ?? 'none'}) needs an admin token`,
+      `fleet/${fleet}`,
+    );
+  }
+  return { before, after, target };
 }
 
 /** What a plan diff shows of a relay: who owns it, its fleet and its config (no secret). */
