@@ -45,7 +45,7 @@ export type ExpiringCredential = z.output<typeof expiringCredentialSchema>;
 export const relayRepSchema = z.object({
   id: z.string().refine(isValidRelayId, 'must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'),
   version: versionSchema,
-  /** The zooid config as push sync sends it (zooid-contract.md), without the secret. */
+  /** The zooid config as push sync sends it (docs/zooid-contract.md), without the secret. */
   config: z.record(z.string(), z.unknown()),
   secret: z.string().refine(isValidSecretKey, 'must be a 64-character lowercase hex Nostr secret key'),
   expiring: z.array(expiringCredentialSchema).default([]),
@@ -107,7 +107,7 @@ function parseJson<T extends z.ZodType>(schema: T, text: string): Parsed<z.outpu
   return result.success ? { ok: true, value: result.data } : { ok: false, reason: describe(result.error) };
 }
 
-/** Parses a put's `data`; a failure means the event is malformed (§3). */
+/** Parses a put's `data`; a failure means the event is malformed (docs/stream-protocol.md §3). */
 export function parsePut(text: string): Parsed<ParsedPut> {
   const parsed = parseJson(putSchema, text);
   if (!parsed.ok) return parsed;
@@ -147,7 +147,7 @@ export function relayPath(id: string): string {
 
 /**
  * Validates a rep that arrived under `key` (a put's map key or a patch path's id). A failure means
- * the rep is refused (§4): reported with onInvalidRelay, never applied.
+ * the rep is refused (docs/stream-protocol.md §4): reported with onInvalidRelay, never applied.
  */
 export function validateRelayRep(value: unknown, key: string): Parsed<RelayRep> {
   if (!isValidRelayId(key)) return { ok: false, reason: 'id: must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' };

@@ -1,5 +1,5 @@
 /**
- * A stand-in for zooid's management API over real HTTP (zooid-contract.md), for tests, benchmarks
+ * A stand-in for zooid's management API over real HTTP (docs/zooid-contract.md), for tests, benchmarks
  * and local development (`bosun zooid-emulator`). It follows the contract's routing, auth order,
  * Go-json decoding, validation order and error texts, uniqueness rules, PATCH deep merge and TOML
  * storage, and adds what a test needs: fault injection, a request log, the bodies zooid accepted
