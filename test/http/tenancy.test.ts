@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { activities, openStream, ready } from '../dashboard/sse-client.js';
 import { keypair, relayBody, startServer, type TestServer } from '../support/env.js';
 import { freshSchema, postgresUrl } from '../support/postgres.js';
+import { activities, openStream, ready } from './dashboard/sse-client.js';
 
 /**
  * A deleted relay id (and its schema) stays reserved for its owner, and activities are scoped by

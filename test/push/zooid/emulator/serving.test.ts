@@ -3,17 +3,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { publicKeyOf } from '../../../src/domain/keys.js';
-import { createNip98Signer, type Nip98Signer } from '../../../src/nostr/nip98.js';
+import { publicKeyOf } from '../../../../src/domain/keys.js';
+import { createNip98Signer, type Nip98Signer } from '../../../../src/nostr/nip98.js';
 import {
   runZooidEmulatorCli,
   startZooidEmulator,
   type ZooidEmulator,
   type ZooidEmulatorOptions,
-} from '../../../src/push/zooid/emulator.js';
-import { FakeClock } from '../../support/clock.js';
-import { spawnBosun } from '../../support/spawn.js';
-import { BOSUN_PUBKEY, BOSUN_SECRET, minimalBody, RELAY_SECRET, raw } from './helpers.js';
+} from '../../../../src/push/zooid/emulator.js';
+import { FakeClock } from '../../../support/clock.js';
+import { spawnBosun } from '../../../support/spawn.js';
+import { BOSUN_PUBKEY, BOSUN_SECRET, minimalBody, RELAY_SECRET, raw } from '../helpers.js';
 
 const OTHER_RELAY_SECRET = '6'.repeat(64);
 const emulators: ZooidEmulator[] = [];

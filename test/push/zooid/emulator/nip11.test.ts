@@ -3,13 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as stringifyToml } from 'smol-toml';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { publicKeyOf } from '../../../src/domain/keys.js';
-import { createNip98Signer } from '../../../src/nostr/nip98.js';
+import { publicKeyOf } from '../../../../src/domain/keys.js';
+import { createNip98Signer } from '../../../../src/nostr/nip98.js';
 import {
   startZooidEmulator,
   type ZooidEmulator,
   type ZooidEmulatorOptions,
-} from '../../../src/push/zooid/emulator.js';
+} from '../../../../src/push/zooid/emulator.js';
 import {
   BOSUN_PUBKEY,
   BOSUN_SECRET,
@@ -18,7 +18,7 @@ import {
   type RawRequest,
   RELAY_SECRET,
   raw,
-} from './helpers.js';
+} from '../helpers.js';
 
 const signer = createNip98Signer(BOSUN_SECRET);
 const emulators: ZooidEmulator[] = [];

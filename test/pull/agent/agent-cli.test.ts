@@ -7,9 +7,9 @@ import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { useCleanups } from '../support/cleanups.js';
-import { type Spawned, spawnBosun } from '../support/spawn.js';
-import { rep, ScriptedServer } from './harness.js';
+import { useCleanups } from '../../support/cleanups.js';
+import { type Spawned, spawnBosun } from '../../support/spawn.js';
+import { rep, ScriptedServer } from '../harness.js';
 
 const cleanups = useCleanups();
 const dir = () => cleanups.tempDir('bosun-agent-cli-');

@@ -1,13 +1,13 @@
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Nip98Verifier } from '../../src/auth/nip98.js';
-import { systemClock } from '../../src/domain/clock.js';
-import { buildApp } from '../../src/http/app.js';
-import { StreamTickets } from '../../src/http/dashboard/ticket.js';
-import { createMetrics } from '../../src/metrics.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { FakeClock } from '../support/clock.js';
+import { Nip98Verifier } from '../../../src/auth/nip98.js';
+import { systemClock } from '../../../src/domain/clock.js';
+import { buildApp } from '../../../src/http/app.js';
+import { StreamTickets } from '../../../src/http/dashboard/ticket.js';
+import { createMetrics } from '../../../src/metrics.js';
+import { SqliteStore } from '../../../src/store/sqlite/sqlite-store.js';
+import { FakeClock } from '../../support/clock.js';
 import {
   ADMIN_TOKEN,
   captureLogger,
@@ -17,7 +17,7 @@ import {
   startServer,
   type TestServer,
   tempDir,
-} from '../support/env.js';
+} from '../../support/env.js';
 import { activities, openStream, ready } from './sse-client.js';
 
 const ids = (events: Parameters<typeof activities>[0]) => activities(events).map((a) => String(a.id));

@@ -1,13 +1,13 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { Command } from '../../src/command.js';
-import type { Activity } from '../../src/domain/activity.js';
-import { systemClock } from '../../src/domain/clock.js';
-import { Notifier } from '../../src/notifier.js';
-import { ChangeFeed } from '../../src/store/postgres/change-feed.js';
-import { parsePostgresUrl } from '../../src/store/postgres/options.js';
-import { PostgresStore } from '../../src/store/postgres/pg-store.js';
-import { keypair, relayBody } from '../support/env.js';
-import { freshSchema, postgresUrl, withPg } from '../support/postgres.js';
+import { Command } from '../../../src/command.js';
+import type { Activity } from '../../../src/domain/activity.js';
+import { systemClock } from '../../../src/domain/clock.js';
+import { Notifier } from '../../../src/notifier.js';
+import { ChangeFeed } from '../../../src/store/postgres/change-feed.js';
+import { parsePostgresUrl } from '../../../src/store/postgres/options.js';
+import { PostgresStore } from '../../../src/store/postgres/pg-store.js';
+import { keypair, relayBody } from '../../support/env.js';
+import { freshSchema, postgresUrl, withPg } from '../../support/postgres.js';
 
 const quiet = { info() {}, warn() {}, debug() {}, error() {} };
 const admin = { role: 'admin' as const, actor: 'admin' };

@@ -5,15 +5,15 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sleep } from '../../src/domain/clock.js';
+import { sleep } from '../../../src/domain/clock.js';
 import {
   StreamAuthError,
   StreamClosedError,
   StreamConfigError,
   StreamManager,
-} from '../../src/pull/agent/stream-manager.js';
-import { fingerprint, type RelayRep } from '../../src/pull/protocol.js';
-import { FakeClock } from '../support/clock.js';
+} from '../../../src/pull/agent/stream-manager.js';
+import { fingerprint, type RelayRep } from '../../../src/pull/protocol.js';
+import { FakeClock } from '../../support/clock.js';
 import {
   type Ctx,
   OTHER_SECRET,
@@ -24,7 +24,7 @@ import {
   SECRET,
   setup,
   waitFor,
-} from './harness.js';
+} from '../harness.js';
 
 let ctx: Ctx | undefined;
 afterEach(async () => {

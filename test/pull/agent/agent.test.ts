@@ -18,21 +18,21 @@ import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { parse } from 'smol-toml';
 import { describe, expect, it } from 'vitest';
-import { agentToken } from '../../src/cli/agent-command.js';
-import { Agent, AgentConfigError, type AgentHealth, streamUrl } from '../../src/pull/agent/agent.js';
+import { agentToken } from '../../../src/cli/agent-command.js';
+import { Agent, AgentConfigError, type AgentHealth, streamUrl } from '../../../src/pull/agent/agent.js';
 import {
   defaultWorkDir,
   MANAGED_MARKER,
   readState,
   relayFile,
   relayToml,
-} from '../../src/pull/agent/agent-files.js';
-import { StreamClosedError } from '../../src/pull/agent/stream-manager.js';
-import { EPOCH_HEADER, HELD_VERSIONS_HEADER } from '../../src/pull/protocol.js';
-import { zooidBody } from '../../src/push/zooid/body.js';
-import { useCleanups } from '../support/cleanups.js';
-import { captureLogger, keypair, relayBody, startServer, type TestServer } from '../support/env.js';
-import { rep, ScriptedServer, SECRET, waitFor } from './harness.js';
+} from '../../../src/pull/agent/agent-files.js';
+import { StreamClosedError } from '../../../src/pull/agent/stream-manager.js';
+import { EPOCH_HEADER, HELD_VERSIONS_HEADER } from '../../../src/pull/protocol.js';
+import { zooidBody } from '../../../src/push/zooid/body.js';
+import { useCleanups } from '../../support/cleanups.js';
+import { captureLogger, keypair, relayBody, startServer, type TestServer } from '../../support/env.js';
+import { rep, ScriptedServer, SECRET, waitFor } from '../harness.js';
 
 const { pubkey } = keypair();
 const cleanups = useCleanups();

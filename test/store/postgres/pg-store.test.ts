@@ -1,16 +1,16 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import type { Relay } from '../../src/domain/relay.js';
-import { openStore } from '../../src/store/open.js';
-import { migrations } from '../../src/store/postgres/migrations.js';
-import { parsePostgresUrl } from '../../src/store/postgres/options.js';
-import { PostgresStore } from '../../src/store/postgres/pg-store.js';
-import { RELAY_COLUMNS, toRow } from '../../src/store/rows.js';
-import { migrations as sqliteMigrations } from '../../src/store/sqlite/migrations.js';
-import { keypair } from '../support/env.js';
-import { followActivities, freshSchema, postgresUrl, withPg } from '../support/postgres.js';
-import { relayRecord } from '../support/relays.js';
-import { storeConformance } from './conformance.js';
-import { expectMigrated6, MIGRATION_6_ACTIVITIES, MIGRATION_6_RELAYS } from './migration-6.js';
+import type { Relay } from '../../../src/domain/relay.js';
+import { openStore } from '../../../src/store/open.js';
+import { migrations } from '../../../src/store/postgres/migrations.js';
+import { parsePostgresUrl } from '../../../src/store/postgres/options.js';
+import { PostgresStore } from '../../../src/store/postgres/pg-store.js';
+import { RELAY_COLUMNS, toRow } from '../../../src/store/rows.js';
+import { migrations as sqliteMigrations } from '../../../src/store/sqlite/migrations.js';
+import { keypair } from '../../support/env.js';
+import { followActivities, freshSchema, postgresUrl, withPg } from '../../support/postgres.js';
+import { relayRecord } from '../../support/relays.js';
+import { storeConformance } from '../conformance.js';
+import { expectMigrated6, MIGRATION_6_ACTIVITIES, MIGRATION_6_RELAYS } from '../migration-6.js';
 
 const open = async (url: string) => PostgresStore.open(parsePostgresUrl(url, { poolSize: 4 }));
 

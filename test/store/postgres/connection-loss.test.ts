@@ -1,11 +1,11 @@
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
-import { toBosunError } from '../../src/http/errors.js';
-import { LOCK_CLASS, parsePostgresUrl, schemaKey } from '../../src/store/postgres/options.js';
-import { PostgresStore } from '../../src/store/postgres/pg-store.js';
-import { keypair } from '../support/env.js';
-import { freshSchema, postgresUrl } from '../support/postgres.js';
-import { relayRecord } from '../support/relays.js';
+import { toBosunError } from '../../../src/http/errors.js';
+import { LOCK_CLASS, parsePostgresUrl, schemaKey } from '../../../src/store/postgres/options.js';
+import { PostgresStore } from '../../../src/store/postgres/pg-store.js';
+import { keypair } from '../../support/env.js';
+import { freshSchema, postgresUrl } from '../../support/postgres.js';
+import { relayRecord } from '../../support/relays.js';
 
 /**
  * PostgresStore when PostgreSQL ends its sessions (pg_terminate_backend, as a restart does): a

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, keypair, relayBody, startServer, type TestServer } from '../support/env.js';
+import { ADMIN_TOKEN, keypair, relayBody, startServer, type TestServer } from '../../support/env.js';
 import { openStream, ready, type SseClient } from './sse-client.js';
 
 /**

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Backoff, curveDelay, jitter, parseRetryAfter } from '../../src/pull/agent/backoff.js';
+import { Backoff, curveDelay, jitter, parseRetryAfter } from '../../../src/pull/agent/backoff.js';
 
 const waits = (b: Backoff, n: number, opts = {}) => Array.from({ length: n }, () => b.failure(opts));
 

@@ -1,14 +1,14 @@
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import type { Relay } from '../../src/domain/relay.js';
-import { RELAY_COLUMNS, toRow } from '../../src/store/rows.js';
-import { migrations } from '../../src/store/sqlite/migrations.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { keypair, tempDir } from '../support/env.js';
-import { relayRecord } from '../support/relays.js';
-import { storeConformance } from './conformance.js';
-import { expectMigrated6, MIGRATION_6_ACTIVITIES, MIGRATION_6_RELAYS } from './migration-6.js';
+import type { Relay } from '../../../src/domain/relay.js';
+import { RELAY_COLUMNS, toRow } from '../../../src/store/rows.js';
+import { migrations } from '../../../src/store/sqlite/migrations.js';
+import { SqliteStore } from '../../../src/store/sqlite/sqlite-store.js';
+import { keypair, tempDir } from '../../support/env.js';
+import { relayRecord } from '../../support/relays.js';
+import { storeConformance } from '../conformance.js';
+import { expectMigrated6, MIGRATION_6_ACTIVITIES, MIGRATION_6_RELAYS } from '../migration-6.js';
 
 storeConformance('sqlite', async () => {
   const dir = tempDir();

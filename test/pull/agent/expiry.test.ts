@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ExpiryTimers, MAX_TIMER_STEP_MS } from '../../src/pull/agent/expiry.js';
-import { FakeClock } from '../support/clock.js';
+import { ExpiryTimers, MAX_TIMER_STEP_MS } from '../../../src/pull/agent/expiry.js';
+import { FakeClock } from '../../support/clock.js';
 
 function setup() {
   const clock = new FakeClock();

@@ -1,7 +1,7 @@
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchBrowser, SKIP_BROWSER } from '../support/browser.js';
-import { ADMIN_TOKEN, startServer, type TestServer } from '../support/env.js';
+import { launchBrowser, SKIP_BROWSER } from '../../support/browser.js';
+import { ADMIN_TOKEN, startServer, type TestServer } from '../../support/env.js';
 
 /** The page's router against hostile links: a malformed escape in the hash is no error. */
 describe.skipIf(SKIP_BROWSER)('dashboard routing in a browser', () => {

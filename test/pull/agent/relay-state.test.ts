@@ -7,7 +7,7 @@ import {
   RelayState,
   sortIds,
   TOMBSTONE_TTL_MS,
-} from '../../src/pull/agent/relay-state.js';
+} from '../../../src/pull/agent/relay-state.js';
 
 const live = (version: number, digest?: string): Held => ({ kind: 'live', version, rep: undefined, digest });
 const tomb = (version: number): Held => ({ kind: 'tomb', version, since: 0 });

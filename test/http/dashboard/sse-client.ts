@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { request } from 'node:http';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { waitOn } from '../support/wait-on.js';
+import { waitOn } from '../../support/wait-on.js';
 
 /** A test client for `GET /v1/activities/stream`: keeps every event, comment and the raw text. */
 export interface SseClient {

@@ -2,10 +2,10 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { publicKeyOf } from '../../../src/domain/keys.js';
-import { createNip98Signer } from '../../../src/nostr/nip98.js';
-import { startZooidEmulator, type ZooidEmulator } from '../../../src/push/zooid/emulator.js';
-import { minimalBody, OWNER_PUBKEY, raw } from './helpers.js';
+import { publicKeyOf } from '../../../../src/domain/keys.js';
+import { createNip98Signer } from '../../../../src/nostr/nip98.js';
+import { startZooidEmulator, type ZooidEmulator } from '../../../../src/push/zooid/emulator.js';
+import { minimalBody, OWNER_PUBKEY, raw } from '../helpers.js';
 
 const KEYS = ['a', 'b', 'c'].map((ch) => ch.repeat(64));
 const emulators: ZooidEmulator[] = [];

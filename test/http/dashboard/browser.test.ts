@@ -2,10 +2,10 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Probe, probe } from '../pull/sse-probe.js';
-import { ARTIFACTS, launchBrowser, SKIP_BROWSER } from '../support/browser.js';
-import { ADMIN_TOKEN, keypair, relayBody } from '../support/env.js';
-import { type Planet, startPlanet } from '../support/planet.js';
+import { type Probe, probe } from '../../pull/sse-probe.js';
+import { ARTIFACTS, launchBrowser, SKIP_BROWSER } from '../../support/browser.js';
+import { ADMIN_TOKEN, keypair, relayBody } from '../../support/env.js';
+import { type Planet, startPlanet } from '../../support/planet.js';
 
 // Code inside page.evaluate runs in the browser; the test project has no DOM typings.
 declare const document: any;

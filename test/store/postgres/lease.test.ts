@@ -1,11 +1,11 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { FencedStore } from '../../src/store/fenced-store.js';
-import { FencedError } from '../../src/store/port.js';
-import { PgAdvisoryLease } from '../../src/store/postgres/lease.js';
-import { parsePostgresUrl } from '../../src/store/postgres/options.js';
-import { PostgresStore } from '../../src/store/postgres/pg-store.js';
-import { freshSchema, postgresUrl, withPg } from '../support/postgres.js';
-import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
+import { FencedStore } from '../../../src/store/fenced-store.js';
+import { FencedError } from '../../../src/store/port.js';
+import { PgAdvisoryLease } from '../../../src/store/postgres/lease.js';
+import { parsePostgresUrl } from '../../../src/store/postgres/options.js';
+import { PostgresStore } from '../../../src/store/postgres/pg-store.js';
+import { freshSchema, postgresUrl, withPg } from '../../support/postgres.js';
+import { startTcpProxy, type TcpProxy } from '../../support/tcp-proxy.js';
 
 const quiet = { info() {}, warn() {}, debug() {} };
 const cleanups: (() => Promise<void>)[] = [];

@@ -18,12 +18,12 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Agent, AgentConfigError } from '../../src/pull/agent/agent.js';
-import { defaultWorkDir, readState, relayFile, relayToml } from '../../src/pull/agent/agent-files.js';
-import { useCleanups } from '../support/cleanups.js';
-import { captureLogger } from '../support/env.js';
-import { spawnBosun } from '../support/spawn.js';
-import { rep, ScriptedServer, waitFor } from './harness.js';
+import { Agent, AgentConfigError } from '../../../src/pull/agent/agent.js';
+import { defaultWorkDir, readState, relayFile, relayToml } from '../../../src/pull/agent/agent-files.js';
+import { useCleanups } from '../../support/cleanups.js';
+import { captureLogger } from '../../support/env.js';
+import { spawnBosun } from '../../support/spawn.js';
+import { rep, ScriptedServer, waitFor } from '../harness.js';
 
 const cleanups = useCleanups();
 const dir = () => cleanups.tempDir('bosun-agent-work-');
