@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { expect, it } from 'vitest';
-import { createLogger } from '../../src/logger.js';
+import { createLogger } from '../src/logger.js';
 
 function capture() {
   const lines: string[] = [];
