@@ -157,3 +157,26 @@ describe('links and paths in the prose', () => {
     expect(paths.filter(({ path }) => !existsSync(join(ROOT, path)))).toEqual([]);
   });
 });
+
+describe('names in ARCHITECTURE.md', () => {
+  // `Command.updateRelay` or `Observer`: the class (or interface) exists in src/, with that method.
+  const text = readFileSync(join(ROOT, 'ARCHITECTURE.md'), 'utf8');
+  const names = [
+    ...new Set([...text.matchAll(/`([A-Z][A-Za-z]+)(?:\.([a-z][A-Za-z]+))?[`(]/g)].map((m) => m[0])),
+  ];
+  const sources = ['src'].flatMap((d) => walk(join(ROOT, d))).map((f) => readFileSync(f, 'utf8'));
+
+  it('finds names to check', () => {
+    expect(names.length).toBeGreaterThan(10);
+  });
+
+  it('every class and method named exists in src/', () => {
+    const missing = names.filter((name) => {
+      const [, type, method] = /`([A-Z][A-Za-z]+)(?:\.([a-z][A-Za-z]+))?/.exec(name)!;
+      const declared = new RegExp(`export (?:abstract )?(?:class|interface|type) ${type}\\b`);
+      const owner = sources.find((s) => declared.test(s));
+      return !owner || (method !== undefined && !new RegExp(`\\b${method}\\(`).test(owner));
+    });
+    expect(missing).toEqual([]);
+  });
+});
