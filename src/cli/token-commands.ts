@@ -19,7 +19,7 @@ async function createInDatabase(databaseUrl: string, body: unknown): Promise<Tok
   if (file !== null && !existsSync(file)) throw new Error(`--database-url: no database at ${file}`);
   if (file === null && !/^postgres(ql)?:\/\//.test(databaseUrl))
     throw new Error('--database-url: must be sqlite:<file> or postgres://…');
-  const store = await openStore(databaseUrl, { poolSize: 1 }).catch((err) => {
+  const { store } = await openStore(databaseUrl, { poolSize: 1 }).catch((err) => {
     throw new Error(`cannot open the database ${shownDatabaseUrl(databaseUrl)}: ${(err as Error).message}`);
   });
   try {

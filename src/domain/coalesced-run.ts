@@ -2,7 +2,9 @@
  * Runs an async task on request, one run at a time. A request made while a run is in progress
  * makes the task run once more after it (any number of such requests coalesce into that one), so
  * every request is followed by a run that started after it: what the task reads is never older
- * than the request. The observer's and the change feed's reads of the activity log work this way.
+ * than the request. The observer's and the change feed's reads of the activity log, the stream
+ * server's reads of changed relays, each fleet hub's work and each dashboard activity stream work
+ * this way.
  */
 export class CoalescedRun {
   private running: Promise<void> | null = null;
@@ -11,7 +13,10 @@ export class CoalescedRun {
   constructor(
     private readonly options: {
       task: () => Promise<void>;
-      /** A run that threw; the task is not run again until the next request. */
+      /**
+       * A run that threw; the task is not run again until the next request (requests made during
+       * the failed run included). Called once the run is over, so it may request another.
+       */
       onError: (err: unknown) => void;
       /** Once true, requests are ignored and no further run starts. */
       stopped: () => boolean;
@@ -29,17 +34,23 @@ export class CoalescedRun {
       this.again = true;
       return;
     }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.options.task();
-        } while (this.again && !this.options.stopped());
-      } catch (err) {
-        this.options.onError(err);
-      } finally {
-        this.running = null;
-      }
-    })();
+    this.running = this.run();
+  }
+
+  private async run(): Promise<void> {
+    let failed = false;
+    let error: unknown;
+    try {
+      do {
+        this.again = false;
+        await this.options.task();
+      } while (this.again && !this.options.stopped());
+    } catch (err) {
+      failed = true;
+      error = err;
+    } finally {
+      this.running = null;
+    }
+    if (failed) this.options.onError(error);
   }
 }

@@ -17,6 +17,7 @@ import { accessOf } from './routes/define.js';
 import { registerFleetRoutes } from './routes/fleets.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerRelayRoutes } from './routes/relays.js';
+import { registerTargetRoutes } from './routes/targets.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 
 export const BODY_LIMIT = 1024 * 1024;
@@ -149,6 +150,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerRelayRoutes(app, deps);
   registerActivityRoutes(app, deps);
   registerTokenRoutes(app, deps);
+  registerTargetRoutes(app, deps);
   deps.streams?.register(app);
   registerFleetRoutes(app, deps);
   registerDashboard(app, deps);

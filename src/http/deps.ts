@@ -27,6 +27,11 @@ export interface AppDeps {
   readiness?: Record<string, () => unknown>;
   /** zooid targets and their last health probe (admin view). */
   targets?: () => unknown[];
+  /**
+   * The target `default` (ZOOID_API_URL; null: none) and the pubkey of BOSUN_SECRET_KEY, which
+   * signs for every target without its own key (null: not set).
+   */
+  targetDefaults?: { url: string | null; pubkey: string | null };
   trustProxy?: boolean;
   /** The autoconfig stream server (`GET /v1/stream`), when this process serves agents. */
   streams?: { register(app: FastifyInstance): void; stats(): { streams: number } };

@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { type Activity, RELAY_CHANGE_TYPES } from '../domain/activity.js';
+import { backoffDelay } from '../domain/backoff.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
 import { CoalescedRun } from '../domain/coalesced-run.js';
 import type { Notifier } from '../notifier.js';
@@ -258,10 +259,9 @@ export class Observer {
       // (Looked up again: the record may have been dropped and re-made while the sync ran.)
       const state = this.stateOf(relayId);
       const failures = ++state.internalFailures;
-      const base = this.options.internalRetryMs ?? 1000;
-      const retryInMs = Math.min(
-        base * 2 ** Math.min(failures - 1, 30),
-        this.options.internalRetryMaxMs ?? 30_000,
+      const retryInMs = backoffDelay(
+        { baseMs: this.options.internalRetryMs ?? 1000, capMs: this.options.internalRetryMaxMs ?? 30_000 },
+        failures,
       );
       this.options.logger.error(
         { err, relayId, failures, retryInMs },

@@ -1,3 +1,4 @@
+import { backoffDelay } from '../domain/backoff.js';
 import type { Random } from '../domain/random.js';
 
 export interface RetryPolicy {
@@ -17,7 +18,6 @@ export interface RetryPolicy {
  */
 export function retryDelay(policy: RetryPolicy, failures: number, random: Random): number | null {
   if (failures >= policy.maxAttempts) return null;
-  const exp = Math.min(policy.capMs, policy.baseMs * 2 ** Math.max(0, failures - 1));
-  const spread = exp * policy.jitter * (2 * random() - 1);
-  return Math.max(0, Math.round(exp + spread));
+  const curve = { baseMs: policy.baseMs, capMs: policy.capMs, jitter: { spread: policy.jitter } };
+  return Math.max(0, Math.round(backoffDelay(curve, failures, random)));
 }

@@ -227,7 +227,7 @@ describe('DashboardData.syncStats', () => {
         if (minute >= 110) await fail('b');
         await clock.advance(60_000);
       }
-      const data = new DashboardData(store, query, clock);
+      const data = new DashboardData(query, clock);
       const stats = await data.syncStats(admin, 3_600_000);
       expect(stats.since).toBe(new Date(clock.now() - 3_600_000).toISOString());
       expect(stats.synced).toBe(60);

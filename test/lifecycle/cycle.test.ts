@@ -89,6 +89,24 @@ describe('Cycle interval', () => {
     expect(clock.pending()).toBe(0);
   });
 
+  it('with runAtStart false, first runs one interval after start; a trigger still runs at once', async () => {
+    const { clock, cycle } = setup({ runAtStart: false });
+    const starts: number[] = [];
+    const done = cycle.run(async () => {
+      starts.push(clock.now());
+    });
+    await clock.advance(999);
+    expect(starts).toEqual([]);
+    await clock.advance(1);
+    expect(starts).toEqual([1000]);
+    await clock.advance(500);
+    cycle.trigger();
+    await clock.advance(0);
+    expect(starts).toEqual([1000, 1500]);
+    await cycle.stop();
+    await done;
+  });
+
   it('keeps exact spacing for instant jobs', async () => {
     const { clock, cycle } = setup({ interval: 250 });
     const starts: number[] = [];

@@ -182,7 +182,7 @@ describe('push sync to zooid', () => {
       expect(count()).toBe(before + 1);
     }
     // The sixth attempt fails too: no more backoff retries (the resync_failed chore tries it again
-    // later, at its own slow pace: test/chore/chores.test.ts).
+    // later, at its own slow pace: test/lifecycle/chores.test.ts).
     relay = (await second.s.api('GET', '/v1/relays/flaky')).body;
     const wait = Date.parse(relay.sync.next_attempt_at) - clock.now();
     await clock.advance(wait);

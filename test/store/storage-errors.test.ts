@@ -104,7 +104,7 @@ describe('storage errors', () => {
     const health = new StorageHealth(clock, logger);
     let full = true;
     const fake = {
-      dialect: 'sqlite' as const,
+      serialCommits: true,
       commit: async () => {
         if (full) throw driverError('SQLITE_FULL', 'database or disk is full');
         return [];
@@ -117,7 +117,7 @@ describe('storage errors', () => {
     const store = watchStorage(fake as unknown as Store, health);
     let recoveries = 0;
     health.onRecovered(() => recoveries++);
-    expect(store.dialect).toBe('sqlite');
+    expect(store.serialCommits).toBe(true);
     expect(health.status()).toBe('ok');
 
     // Other errors pass through untouched and change nothing.

@@ -56,7 +56,7 @@ export interface DashboardHandle {
 
 export function registerDashboard(app: FastifyInstance, deps: AppDeps): DashboardHandle {
   const assets = loadAssets();
-  const data = new DashboardData(deps.store, deps.query, deps.clock);
+  const data = new DashboardData(deps.query, deps.clock);
   const isLive = (credential: Credential) => deps.tokens.isLive(credential);
   const tickets = new StreamTickets(deps.store, deps.clock, isLive, deps.dashboard?.ticketTtlMs);
   const options = { ...DEFAULT_STREAM_OPTIONS, ...deps.dashboard?.stream };
@@ -71,7 +71,7 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       query: deps.query,
       notifier: deps.notifier,
       logger: deps.logger,
-      serialCommits: deps.store.dialect === 'sqlite',
+      serialCommits: deps.query.serialCommits,
       onClients: (n) => deps.metrics.activityStreams.set(n),
       watch,
     },

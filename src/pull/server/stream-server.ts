@@ -22,7 +22,9 @@ import { TokenWatch } from '../../auth/token-watch.js';
 import { TokenService } from '../../auth/tokens.js';
 import { RELAY_CHANGE_TYPES } from '../../domain/activity.js';
 import type { Clock, TimerHandle } from '../../domain/clock.js';
+import { CoalescedRun } from '../../domain/coalesced-run.js';
 import { BosunError, type ErrorCode } from '../../domain/errors.js';
+import { type Random, systemRandom } from '../../domain/random.js';
 import type { Relay } from '../../domain/relay.js';
 import { defineRoute } from '../../http/routes/define.js';
 import { principalOf } from '../../http/routes/params.js';
@@ -38,6 +40,8 @@ import { HEARTBEAT_FRAME, reconnectFrame, repJson } from './rep.js';
 export const EPOCH_CURSOR = 'autoconfig:epoch';
 
 export interface StreamServerOptions {
+  /** Draws a new database epoch (§4) when there is none. Default systemRandom. */
+  random?: Random;
   store: Store;
   notifier: Notifier;
   clock: Clock;
@@ -142,7 +146,17 @@ export class StreamServer {
   private readonly groups = new Map<string, TokenGroup>();
   private readonly all = new Set<StreamConn>();
   private readonly dirty = new Set<string>();
-  private pumping = false;
+  /** Reads of changed relays, one at a time; notifications meanwhile coalesce into the next. */
+  private readonly changes = new CoalescedRun({
+    task: () => this.readChanges(),
+    onError: (err) => {
+      // Those changes are lost to us: every fleet is re-read instead.
+      this.options.logger.error({ err }, 'stream: reading changed relays failed; re-reading every fleet');
+      for (const hub of this.hubs.values()) hub.resync();
+      if (this.dirty.size > 0 && this.hubs.size > 0) this.changes.request();
+    },
+    stopped: () => false,
+  });
   private closing: Promise<void> | undefined;
   private epochValue: Promise<string> | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -173,6 +187,7 @@ export class StreamServer {
       retryAfterSeconds: 5,
       closeWaitMs: 2_000,
       onSent: () => {},
+      random: systemRandom,
       ...options,
     };
     const tokens = new TokenService(this.options.store, this.options.clock);
@@ -185,10 +200,7 @@ export class StreamServer {
     this.unsubscribe = this.options.notifier.subscribe((activities) => {
       if (this.hubs.size === 0) return;
       for (const a of activities) if (CHANGE_TYPES.has(a.type)) this.dirty.add(a.relayId);
-      if (this.dirty.size > 0 && !this.pumping) {
-        this.pumping = true;
-        void this.pumpChanges();
-      }
+      if (this.dirty.size > 0) this.changes.request();
     });
   }
 
@@ -285,7 +297,7 @@ export class StreamServer {
     let n = await this.options.store.getCursor(EPOCH_CURSOR);
     if (n === 0) {
       // Deleted by an operator after restoring a backup: a new lineage.
-      await this.options.store.setCursor(EPOCH_CURSOR, Math.floor(Math.random() * 2 ** 52) + 1);
+      await this.options.store.setCursor(EPOCH_CURSOR, newEpoch(this.options.random));
       n = await this.options.store.getCursor(EPOCH_CURSOR);
     }
     return `e-${n.toString(36)}`;
@@ -454,33 +466,22 @@ export class StreamServer {
 
   // ---- changes ----------------------------------------------------------------------------------
 
-  private async pumpChanges(): Promise<void> {
-    try {
-      while (this.dirty.size > 0 && this.hubs.size > 0) {
-        const ids = [...this.dirty];
-        this.dirty.clear();
-        const relays = await this.readRelays(ids);
-        for (const relay of relays) {
-          let json: string | undefined;
-          const lazy = () => {
-            json ??= repJson(relay, this.options.blossomS3);
-            return json;
-          };
-          for (const hub of this.hubs.values()) hub.offer(relay, lazy);
-        }
-      }
+  /** Reads the changed relays and offers each to every hub, until no change is left. */
+  private async readChanges(): Promise<void> {
+    while (this.dirty.size > 0 && this.hubs.size > 0) {
+      const ids = [...this.dirty];
       this.dirty.clear();
-    } catch (err) {
-      // Those changes are lost to us: every fleet is re-read instead.
-      this.options.logger.error({ err }, 'stream: reading changed relays failed; re-reading every fleet');
-      for (const hub of this.hubs.values()) hub.resync();
-    } finally {
-      this.pumping = false;
+      const relays = await this.readRelays(ids);
+      for (const relay of relays) {
+        let json: string | undefined;
+        const lazy = () => {
+          json ??= repJson(relay, this.options.blossomS3);
+          return json;
+        };
+        for (const hub of this.hubs.values()) hub.offer(relay, lazy);
+      }
     }
-    if (this.dirty.size > 0 && this.hubs.size > 0) {
-      this.pumping = true;
-      void this.pumpChanges();
-    }
+    this.dirty.clear();
   }
 
   private async readFleet(fleet: string): Promise<Relay[]> {
@@ -515,6 +516,11 @@ export class StreamServer {
       if (this.all.size > 0) this.armHeartbeat();
     }, this.options.heartbeatMs);
   }
+}
+
+/** A 52-bit lineage number from two draws (one draw of Random holds 32 bits), never 0. */
+function newEpoch(random: Random): number {
+  return Math.floor(random() * 2 ** 26) * 2 ** 26 + Math.floor(random() * 2 ** 26) + 1;
 }
 
 /** Held versions (§8) when the client's epoch is ours and its header parses; anything else: full put. */

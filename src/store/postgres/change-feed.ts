@@ -1,6 +1,8 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { backoffDelay } from '../../domain/backoff.js';
 import { CoalescedRun } from '../../domain/coalesced-run.js';
+import { type Random, systemRandom } from '../../domain/random.js';
 import type { Notifier } from '../../notifier.js';
 import type { PostgresStore } from './pg-store.js';
 
@@ -10,6 +12,8 @@ export interface ChangeFeedOptions {
   logger: Pick<Logger, 'info' | 'warn' | 'debug' | 'error'>;
   /** Reconnect backoff: first delay and cap (ms). Default 100 and 5000. */
   backoff?: { baseMs: number; capMs: number };
+  /** Spreads the reconnect delays (±20 %). Default systemRandom. */
+  random?: Random;
   pageSize?: number;
 }
 
@@ -113,8 +117,9 @@ export class ChangeFeed {
   private scheduleReconnect(): void {
     if (this.stopped) return;
     const { baseMs, capMs } = this.options.backoff ?? { baseMs: 100, capMs: 5000 };
-    const ms = Math.min(capMs, baseMs * 2 ** this.failures) * (0.8 + Math.random() * 0.4);
     this.failures++;
+    const curve = { baseMs, capMs, jitter: { spread: 0.2 } };
+    const ms = backoffDelay(curve, this.failures, this.options.random ?? systemRandom);
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => void this.reconnect(), ms);
     this.reconnectTimer.unref();

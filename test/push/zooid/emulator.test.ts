@@ -444,16 +444,14 @@ describe('routing', () => {
     const byIp = await raw(emu.url, { method: 'POST', path: '/relay/b', body: minimalBody(2), signer });
     expect(byIp.status).toBe(404);
     expect(emu.requests.length).toBe(1);
-    const nip11 = await raw(emu.url, { method: 'GET', path: '/', host: 'r1.example.com' });
-    expect(nip11.status).toBe(200);
-    expect(nip11.json).toEqual({
-      name: 'R1',
-      icon: '',
-      description: '',
-      pubkey: OWNER_PUBKEY,
-      self: publicKeyOf(RELAY_SECRET),
-      software: 'zooid-emulator',
+    const nip11 = await raw(emu.url, {
+      method: 'GET',
+      path: '/',
+      host: 'r1.example.com',
+      headers: { accept: 'application/nostr+json' },
     });
+    expect(nip11.status).toBe(200);
+    expect(nip11.json).toMatchObject({ name: 'R1', pubkey: OWNER_PUBKEY, self: publicKeyOf(RELAY_SECRET) });
   });
 });
 
