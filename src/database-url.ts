@@ -1,5 +1,5 @@
 import { basename, dirname, extname, join } from 'node:path';
-import { redactUrl } from './store/postgres/options.js';
+import { redactUrl } from './store/url.js';
 
 /**
  * Where a fresh installation writes the admin token it generates: one file per database, so a
