@@ -9,7 +9,7 @@ import type { ChoreSettings } from './lifecycle/chore.js';
 import { DRIFT_REPAIR, RESYNC, RESYNC_FAILED, RETRY_SWEEPER } from './push/chores.js';
 import type { RetryPolicy } from './push/retry-policy.js';
 import { TARGET_HEALTH } from './push/zooid/target-health.js';
-import { checkDatabaseUrl } from './store/url.js';
+import { checkPostgresUrl } from './store/database-url.js';
 
 /**
  * Serve configuration from flags and environment (flags win). Validated once at start; a bad value
@@ -108,8 +108,9 @@ const schema = z
       .string()
       .regex(/^(sqlite:.+|postgres(ql)?:\/\/.+)$/, 'must be sqlite:<file> or postgres://…')
       .superRefine((url, ctx) => {
+        if (url.startsWith('sqlite:')) return;
         try {
-          checkDatabaseUrl(url);
+          checkPostgresUrl(url);
         } catch (err) {
           ctx.addIssue({
             code: 'custom',

@@ -8,11 +8,12 @@ import { Nip98Verifier } from './auth/nip98.js';
 import { TokenService } from './auth/tokens.js';
 import { Command } from './command.js';
 import type { ServeConfig } from './config.js';
-import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './database-url.js';
 import { makeDirs } from './dirs.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
+import { publicKeyOf } from './domain/keys.js';
 import { type Random, systemRandom } from './domain/random.js';
-import { type AppDeps, buildApp } from './http/app.js';
+import { buildApp } from './http/app.js';
+import type { AppDeps } from './http/deps.js';
 import type { Chore, ChoreSettings } from './lifecycle/chore.js';
 import type { Cycle } from './lifecycle/cycle.js';
 import { type Service, ServiceGroup } from './lifecycle/group.js';
@@ -29,6 +30,7 @@ import { blossomS3FromEnv } from './push/zooid/body.js';
 import { ZooidClient } from './push/zooid/client.js';
 import { TARGET_HEALTH, TargetHealth } from './push/zooid/target-health.js';
 import { Query } from './query.js';
+import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './store/database-url.js';
 import { FencedStore } from './store/fenced-store.js';
 import type { WorkerLease } from './store/lease.js';
 import { openStore } from './store/open.js';
@@ -150,6 +152,10 @@ export class Peer {
       ...(config.http ? { http: config.http } : {}),
       ...(config.activityStream ? { dashboard: { stream: config.activityStream } } : {}),
       targets: () => (this.targetHealth ? [this.targetHealth.status()] : []),
+      targetDefaults: {
+        url: config.zooidApiUrl ?? null,
+        pubkey: config.secretKey ? publicKeyOf(config.secretKey) : null,
+      },
       notifier,
       readiness: {
         // A full disk shows here but keeps bosun ready: reads, agent streams and the dashboard work.

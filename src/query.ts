@@ -1,14 +1,9 @@
 import type { Activity } from './domain/activity.js';
 import { relayNotFound } from './domain/errors.js';
+import { type Page, readPage } from './domain/page.js';
 import { canSee, type Principal } from './domain/principal.js';
 import type { Relay, SyncStatus } from './domain/relay.js';
 import type { Store } from './store/port.js';
-
-export interface Page<T> {
-  items: T[];
-  /** Pass back as `after` for the next page; null on the last page. */
-  next: string | null;
-}
 
 /** Live relays by sync status, and how many of them are inactive. */
 export interface RelayTally {
@@ -44,7 +39,7 @@ export class Query {
       after?: string;
       limit: number;
     },
-  ): Promise<Page<Relay>> {
+  ): Promise<Page<Relay, string>> {
     const scope = scopeOf(principal);
     // A tenant asking for another owner, or an agent for another fleet, gets an empty page.
     if (scope.owner !== undefined && opts.owner !== undefined && opts.owner !== scope.owner) {
@@ -53,10 +48,11 @@ export class Query {
     if (scope.fleet !== undefined && opts.fleet !== undefined && opts.fleet !== scope.fleet) {
       return { items: [], next: null };
     }
-    const items = await this.store.listRelays({ ...opts, ...scope, limit: opts.limit + 1 });
-    const more = items.length > opts.limit;
-    const page = more ? items.slice(0, opts.limit) : items;
-    return { items: page, next: more ? (page[page.length - 1]?.id ?? null) : null };
+    return readPage(
+      opts.limit,
+      (limit) => this.store.listRelays({ ...opts, ...scope, limit }),
+      (relay) => relay.id,
+    );
   }
 
   async activities(

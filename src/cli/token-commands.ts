@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { TokenService } from '../auth/tokens.js';
-import { shownDatabaseUrl } from '../database-url.js';
 import { systemClock } from '../domain/clock.js';
 import { parseDuration } from '../domain/duration.js';
 import { type TokenView, viewToken } from '../domain/principal.js';
+import { shownDatabaseUrl } from '../store/database-url.js';
 import { openStore } from '../store/open.js';
 import { ApiClient } from './api-client.js';
 import { print, printJson, table } from './output.js';

@@ -12,8 +12,6 @@ export interface RetryPolicy {
   jitter: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { baseMs: 1000, capMs: 5 * 60_000, maxAttempts: 10, jitter: 0.1 };
-
 /**
  * Delay before retry after the n-th consecutive failure: min(cap, base·2^(n−1)) ± jitter, or null
  * when n reached the maximum number of attempts.

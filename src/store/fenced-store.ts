@@ -1,6 +1,7 @@
 import type { Activity } from '../domain/activity.js';
 import type { Token } from '../domain/principal.js';
 import type { Relay, SyncStatus } from '../domain/relay.js';
+import type { FleetRecord, Target } from '../domain/target.js';
 import {
   type ActivityFilter,
   type Fence,
@@ -155,5 +156,34 @@ export class FencedStore implements Store {
 
   close(): Promise<void> {
     return this.store.close();
+  }
+
+  // Targets and fleets are the API's (any replica's) writes, like tokens: not the worker's, not fenced.
+  insertTarget(target: Target): Promise<boolean> {
+    return this.store.insertTarget(target);
+  }
+
+  updateTarget(target: Target, previous: Target): Promise<boolean> {
+    return this.store.updateTarget(target, previous);
+  }
+
+  deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[] }> {
+    return this.store.deleteTarget(name);
+  }
+
+  getTarget(name: string): Promise<Target | undefined> {
+    return this.store.getTarget(name);
+  }
+
+  listTargets(): Promise<Target[]> {
+    return this.store.listTargets();
+  }
+
+  getFleet(name: string): Promise<FleetRecord | undefined> {
+    return this.store.getFleet(name);
+  }
+
+  listFleets(): Promise<FleetRecord[]> {
+    return this.store.listFleets();
   }
 }

@@ -27,7 +27,7 @@ export interface PoolStats {
 export interface OpenedStore {
   store: Store;
   /** Starts what replicas need to share the database: the worker lease and, if any, the change feed. */
-  startReplication(o: ReplicationOptions): Promise<Replication>;
+  startReplication(options: ReplicationOptions): Promise<Replication>;
   /** The connection pool, where the dialect has one. */
   pool: PoolStats | null;
 }

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/domain/clock.js';
 import { Chore, type ChoreConfig } from '../../src/lifecycle/chore.js';
 import type { CycleRunInfo } from '../../src/lifecycle/cycle.js';
+import { FakeClock } from '../support/clock.js';
 
 const base: ChoreConfig = {
   interval: 1000,

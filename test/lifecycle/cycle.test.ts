@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { FakeClock, sleep } from '../../src/domain/clock.js';
+import { sleep } from '../../src/domain/clock.js';
 import {
   Cycle,
   type CycleOptions,
@@ -7,6 +7,7 @@ import {
   CycleStoppedError,
   CycleTimeoutError,
 } from '../../src/lifecycle/cycle.js';
+import { FakeClock } from '../support/clock.js';
 
 interface Deferred {
   promise: Promise<void>;

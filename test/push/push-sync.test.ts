@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/domain/clock.js';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { createNip98Signer } from '../../src/nostr/nip98.js';
 import { ZooidClient } from '../../src/push/zooid/client.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
+import { FakeClock } from '../support/clock.js';
 import { keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
 import { rewordAll, startZooidVariant } from '../support/zooid-variant.js';
 

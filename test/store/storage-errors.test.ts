@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/domain/clock.js';
 import { toBosunError } from '../../src/http/errors.js';
 import type { Store } from '../../src/store/port.js';
 import {
@@ -10,6 +9,7 @@ import {
   storageFailure,
   watchStorage,
 } from '../../src/store/storage-errors.js';
+import { FakeClock } from '../support/clock.js';
 import { captureLogger } from '../support/env.js';
 
 /** A driver error as better-sqlite3 (SqliteError) and pg (DatabaseError) raise them: a `code`. */

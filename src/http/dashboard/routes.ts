@@ -5,12 +5,12 @@ import type { Credential } from '../../auth/tokens.js';
 import { parseDuration } from '../../domain/duration.js';
 import { BosunError } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { defineRoute } from '../routes/define.js';
 import { idParam, principalOf } from '../routes/params.js';
 import { type Asset, loadAssets } from './assets.js';
 import { DashboardData } from './data.js';
-import { type ActivityStreamOptions, ActivityStreams, DEFAULT_STREAM_OPTIONS } from './stream.js';
+import { ActivityStreams, DEFAULT_STREAM_OPTIONS } from './stream.js';
 import { StreamTickets } from './ticket.js';
 
 /**
@@ -48,11 +48,6 @@ const statsQuery = z.strictObject({
       return ms;
     }),
 });
-
-export interface DashboardOptions {
-  ticketTtlMs?: number;
-  stream?: Partial<ActivityStreamOptions>;
-}
 
 export interface DashboardHandle {
   streams: ActivityStreams;

@@ -8,18 +8,18 @@ import type { PostgresStore } from './pg-store.js';
  * Replicas on one PostgreSQL database: the worker lease is an advisory lock plus an epoch, and the
  * change feed (LISTEN/NOTIFY) turns other replicas' commits into in-process notifications.
  */
-export async function pgReplication(store: PostgresStore, o: ReplicationOptions): Promise<Replication> {
-  const replicaId = o.replicaId ?? defaultReplicaId();
-  const show = leaseGauges(o.registry, replicaId);
+export async function pgReplication(store: PostgresStore, options: ReplicationOptions): Promise<Replication> {
+  const replicaId = options.replicaId ?? defaultReplicaId();
+  const show = leaseGauges(options.registry, replicaId);
   const feed = await ChangeFeed.start({
     store,
-    notifier: o.notifier,
-    logger: o.logger.child({ component: 'change-feed' }),
+    notifier: options.notifier,
+    logger: options.logger.child({ component: 'change-feed' }),
   });
   const lease = new PgAdvisoryLease({
     store,
-    ttlMs: o.ttlMs,
-    logger: o.logger.child({ component: 'lease' }),
+    ttlMs: options.ttlMs,
+    logger: options.logger.child({ component: 'lease' }),
     replicaId,
     onChange: (isHeld, fence) => show(isHeld, fence?.epoch),
   });
