@@ -25,6 +25,7 @@ import type { Clock, TimerHandle } from '../../domain/clock.js';
 import { CoalescedRun } from '../../domain/coalesced-run.js';
 import { BosunError, type ErrorCode } from '../../domain/errors.js';
 import type { Relay } from '../../domain/relay.js';
+import { refuseForNow } from '../../http/errors.js';
 import { defineRoute } from '../../http/routes/define.js';
 import { principalOf } from '../../http/routes/params.js';
 import type { Service } from '../../lifecycle/group.js';
@@ -385,11 +386,7 @@ export class StreamServer {
   }
 
   private refuse(reply: FastifyReply, code: ErrorCode, message: string): FastifyReply {
-    const err = new BosunError(code, message);
-    return reply
-      .status(err.status)
-      .header('retry-after', String(this.o.retryAfterSeconds))
-      .send(err.toJSON());
+    return refuseForNow(reply, code, message, this.o.retryAfterSeconds);
   }
 
   private group(tokenId: string, fleet: string): TokenGroup {
