@@ -113,6 +113,22 @@ describe('HTTP API', () => {
     expect((await s.api('GET', '/v1/relays/alice-1', undefined, tokens.agent)).status).toBe(404);
   });
 
+  it('refuses every admin route to tenants and agents with 403, before reading the request', async () => {
+    const adminRoutes = [
+      ['GET', '/v1/tokens'],
+      ['POST', '/v1/tokens'],
+      ['DELETE', '/v1/tokens/no-such-token'],
+      ['GET', '/v1/targets'],
+    ] as const;
+    for (const [method, path] of adminRoutes) {
+      for (const token of [tokens.alice, tokens.agent]) {
+        const res = await s.api(method, path, method === 'POST' ? { role: 'bogus' } : undefined, token);
+        expect(res.status, `${method} ${path}`).toBe(403);
+        expect(res.body.error.code).toBe('forbidden');
+      }
+    }
+  });
+
   it('answers bad input with a clear JSON error and changes nothing', async () => {
     await s.api('POST', '/v1/relays', relayBody('taken', owner.pubkey));
     const before = await snapshot(s);
