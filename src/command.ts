@@ -11,7 +11,7 @@ import type { FleetApplyResult, FleetPlan } from './domain/fleet/plan.js';
 import type { ResolvedFleet } from './domain/fleet/spec.js';
 import { KeyedMutex } from './domain/keyed-mutex.js';
 import { generateSecretKey } from './domain/keys.js';
-import { assertWriter, canSee, type Principal } from './domain/principal.js';
+import { assertAdmin, assertWriter, canSee, type Principal } from './domain/principal.js';
 import { checkFleetName, createRelaySchema, parseOrThrow, type Relay } from './domain/relay.js';
 import {
   conflictError,
@@ -24,6 +24,21 @@ import {
   patchedRelay,
   relayActivity,
 } from './domain/relay-changes.js';
+import {
+  assertNotDefault,
+  assertSigner,
+  createTargetSchema,
+  DEFAULT_TARGET,
+  type FleetRecord,
+  type FleetTarget,
+  newTarget,
+  parseTargetInput,
+  patchedTarget,
+  type Target,
+  targetNotFound,
+  unknownTarget,
+  updateTargetSchema,
+} from './domain/target.js';
 import { computeFleetChanges } from './fleet/changes.js';
 import type { Notifier } from './notifier.js';
 import {
@@ -31,6 +46,7 @@ import {
   StaleWriteError,
   type Store,
   StoreConflictError,
+  UnknownTargetError,
   type WriteBatch,
 } from './store/port.js';
 import { RelayCache } from './store/relay-cache.js';
@@ -371,6 +387,8 @@ export class Command {
             return { ...computed.result, activities: activities.length };
           } catch (err) {
             if (err instanceof StaleFleetStateError) throw concurrentApply(fleet, err.actual);
+            // The target was deleted since the plan checked it.
+            if (err instanceof UnknownTargetError) throw unknownTarget(err.target, `fleet/${fleet}`);
             if (!(err instanceof StaleWriteError || err instanceof StoreConflictError)) throw err;
             const latest = (await store.latestFleetState(fleet))?.version ?? 0;
             if (latest !== computed.baseVersion) throw concurrentApply(fleet, latest);
@@ -390,6 +408,78 @@ export class Command {
     } finally {
       this.applyingFleets.delete(fleet);
     }
+  }
+
+  /** Registers a zooid instance (issue 17). Nothing is written on a refusal. */
+  async createTarget(principal: Principal, input: unknown, opts: { defaultKey: boolean }): Promise<Target> {
+    assertAdmin(principal, 'managing targets');
+    const target = newTarget(parseTargetInput(createTargetSchema, input), this.clock.now());
+    assertSigner(target, opts.defaultKey);
+    if (!(await this.store.insertTarget(target))) {
+      throw new BosunError('conflict', `target ${target.name} already exists`, `target/${target.name}`);
+    }
+    return target;
+  }
+
+  /** A merge patch of url, secret_key, verify_url; returns the target as it is now. */
+  async updateTarget(
+    principal: Principal,
+    name: string,
+    patch: unknown,
+    opts: { defaultKey: boolean },
+  ): Promise<Target> {
+    assertAdmin(principal, 'managing targets');
+    assertNotDefault(name);
+    const parsed = parseTargetInput(updateTargetSchema, patch);
+    return this.locks.run(`target:${name}`, async () => {
+      for (let i = 1; ; i++) {
+        const current = await this.store.getTarget(name);
+        if (!current) throw targetNotFound(name);
+        const next = patchedTarget(current, parsed, this.clock.now());
+        if (!next) return current;
+        assertSigner(next, opts.defaultKey);
+        if (await this.store.updateTarget(next, current)) return next;
+        if (i >= MAX_CAS_ATTEMPTS) {
+          throw new BosunError('conflict', `target ${name} is being changed concurrently; try again`);
+        }
+      }
+    });
+  }
+
+  /** Refused (409, naming them) while fleets are pinned to the target. */
+  async deleteTarget(principal: Principal, name: string): Promise<void> {
+    assertAdmin(principal, 'managing targets');
+    assertNotDefault(name);
+    const { deleted, usedBy } = await this.store.deleteTarget(name);
+    if (usedBy.length > 0) {
+      throw new BosunError(
+        'conflict',
+        `target ${name} is used by fleet${usedBy.length > 1 ? 's' : ''} ${usedBy.join(', ')}; pin ${usedBy.length > 1 ? 'them' : 'it'} elsewhere first`,
+        `target/${name}`,
+      );
+    }
+    if (!deleted) throw targetNotFound(name);
+  }
+
+  /**
+   * Pins a fleet to a target (`default` included) or makes it pull-only. An unknown target is
+   * refused (400) and nothing is written.
+   */
+  async setFleetTarget(principal: Principal, fleet: string, target: FleetTarget): Promise<FleetRecord> {
+    assertAdmin(principal, 'choosing a fleet’s target');
+    this.fleetStore(fleet);
+    if (target.kind === 'target' && target.name !== DEFAULT_TARGET) {
+      if (!(await this.store.getTarget(target.name))) throw unknownTarget(target.name, `fleet/${fleet}`);
+    }
+    const now = this.clock.now();
+    try {
+      await this.store.commit({ relays: [], activities: [], fleets: [{ fleet, target, at: now }] });
+    } catch (err) {
+      // Deleted between the check and the write.
+      if (err instanceof UnknownTargetError) throw unknownTarget(err.target, `fleet/${fleet}`);
+      throw err;
+    }
+    return (await this.store.getFleet(fleet)) ?? { name: fleet, target, createdAt: now, updatedAt: now };
   }
 
   private fleetStore(fleet: string): Store {

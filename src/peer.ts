@@ -2,27 +2,20 @@ import { closeSync, existsSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { ActivityRetention } from './activity-retention.js';
+import { CredentialExpiry } from './auth/credential-expiry.js';
 import { Nip98Verifier } from './auth/nip98.js';
 import { TokenService } from './auth/tokens.js';
 import { Command } from './command.js';
 import type { ServeConfig } from './config.js';
-import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './database-url.js';
 import { makeDirs } from './dirs.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
+import { publicKeyOf } from './domain/keys.js';
 import { type Random, systemRandom } from './domain/random.js';
-import { type AppDeps, buildApp } from './http/app.js';
-import {
-  ActivityRetention,
-  type Chore,
-  type ChoreName,
-  CredentialExpiry,
-  DriftRepair,
-  Resync,
-  ResyncFailed,
-  RetrySweeper,
-  TargetHealth,
-} from './lifecycle/chores.js';
-import { Cycle } from './lifecycle/cycle.js';
+import { buildApp } from './http/app.js';
+import type { AppDeps } from './http/deps.js';
+import type { Chore, ChoreSettings } from './lifecycle/chore.js';
+import type { Cycle } from './lifecycle/cycle.js';
 import { type Service, ServiceGroup } from './lifecycle/group.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics, watchPgPool } from './metrics.js';
@@ -30,17 +23,19 @@ import type { Nip98Signer } from './nostr/nip98.js';
 import { createPooledNip98Signer } from './nostr/signer-pool.js';
 import { Notifier } from './notifier.js';
 import { StreamServer } from './pull/server/stream-server.js';
+import { DriftRepair, Resync, ResyncFailed, RetrySweeper } from './push/chores.js';
 import { Observer } from './push/observer.js';
 import { Infra, mayHeal } from './push/syncer.js';
 import { blossomS3FromEnv } from './push/zooid/body.js';
 import { ZooidClient } from './push/zooid/client.js';
+import { TARGET_HEALTH, TargetHealth } from './push/zooid/target-health.js';
 import { Query } from './query.js';
-import { fencedStore } from './store/fenced-store.js';
+import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './store/database-url.js';
+import { FencedStore } from './store/fenced-store.js';
 import type { WorkerLease } from './store/lease.js';
 import { openStore } from './store/open.js';
 import { FencedError, type Store } from './store/port.js';
-import { PostgresStore } from './store/postgres/pg-store.js';
-import { type Replication, startReplication } from './store/replication.js';
+import type { Replication } from './store/replication.js';
 import { StorageHealth, watchStorage } from './store/storage-errors.js';
 
 export interface PeerDeps {
@@ -51,11 +46,6 @@ export interface PeerDeps {
   fetch?: typeof fetch;
   /** Sees every HTTP route as it is registered (the OpenAPI test checks each is documented). */
   onRoute?: AppDeps['onRoute'];
-}
-
-interface ChoreHandle {
-  chore: Chore;
-  cycle: Cycle;
 }
 
 /**
@@ -74,7 +64,8 @@ export class Peer {
   readonly targetHealth: TargetHealth | null;
   /** The agents' autoconfig stream (`GET /v1/stream`). */
   readonly streams: StreamServer;
-  readonly chores = new Map<ChoreName, ChoreHandle>();
+  /** The scheduled (enabled) chores, by name. */
+  readonly chores = new Map<string, Chore>();
   /**
    * Of the replicas on one database, only the holder of this lease runs the observer, push sync
    * and the chores (src/store/lease.ts); their writes are fenced by its epoch.
@@ -106,7 +97,7 @@ export class Peer {
   ) {
     this.storage = deps.storage;
     this.lease = replication.lease;
-    this.workerStore = fencedStore(store, () => this.lease.fence);
+    this.workerStore = new FencedStore(store, () => this.lease.fence);
     this.clock = deps.clock;
     this.random = deps.random;
     this.signer =
@@ -119,8 +110,9 @@ export class Peer {
         : null;
     this.infra = this.signer ? this.createInfra(this.signer, deps.fetch) : null;
     this.observer = this.infra ? this.createObserver(this.infra) : null;
+    const resyncFailed = this.observer ? new ResyncFailed(this.store, this.observer, mayHeal) : null;
     this.targetHealth =
-      config.zooidApiUrl && config.chores.target_health.enabled
+      config.zooidApiUrl && config.chores[TARGET_HEALTH.name].enabled
         ? new TargetHealth(config.zooidApiUrl, this.clock, deps.fetch ?? fetch, {
             onStatus: (status) => {
               const target = { target: config.zooidApiUrl! };
@@ -130,7 +122,7 @@ export class Peer {
             },
             // Relays that failed while zooid was away need not wait for the slow pace.
             onRecovered: () => {
-              if (this.lease.held) this.chores.get('resync_failed')?.cycle.trigger();
+              if (this.lease.held) resyncFailed?.trigger();
             },
           })
         : null;
@@ -160,6 +152,10 @@ export class Peer {
       ...(config.http ? { http: config.http } : {}),
       ...(config.activityStream ? { dashboard: { stream: config.activityStream } } : {}),
       targets: () => (this.targetHealth ? [this.targetHealth.status()] : []),
+      targetDefaults: {
+        url: config.zooidApiUrl ?? null,
+        pubkey: config.secretKey ? publicKeyOf(config.secretKey) : null,
+      },
       notifier,
       readiness: {
         // A full disk shows here but keeps bosun ready: reads, agent streams and the dashboard work.
@@ -186,7 +182,7 @@ export class Peer {
     // Added first so it closes last: syncs still draining in the services' closes keep signing.
     if (this.signer) this.group.add(this.signerService(this.signer));
     this.group.add(this.leaseService());
-    for (const chore of this.createChores()) this.group.add(this.choreService(chore));
+    for (const service of this.createChores(resyncFailed)) this.group.add(service);
     this.group.add(this.httpService());
     // Closed before HTTP (reverse order): agents get `reconnect`, then the listener stops.
     this.group.add(this.streams.service());
@@ -196,19 +192,18 @@ export class Peer {
     const logger = deps.logger ?? createLogger({ level: config.logLevel });
     const clock = deps.clock ?? systemClock;
     const storage = new StorageHealth(clock, logger.child({ component: 'storage' }));
-    const rawStore = await openStore(config.databaseUrl, {
+    const opened = await openStore(config.databaseUrl, {
       ...config.postgres,
       warn: (fields, msg) => logger.warn(fields, msg),
     });
-    const store = watchStorage(rawStore, storage);
+    const store = watchStorage(opened.store, storage);
     const notifier = new Notifier((err) => logger.error({ err }, 'change listener failed'));
     const command = new Command(store, notifier, clock);
     const query = new Query(store);
     const tokens = new TokenService(store, clock, config.adminToken);
     const metrics = createMetrics();
-    if (rawStore instanceof PostgresStore) watchPgPool(metrics, rawStore.pool);
-    const replication = await startReplication({
-      store: rawStore,
+    if (opened.pool) watchPgPool(metrics, opened.pool);
+    const replication = await opened.startReplication({
       notifier,
       logger,
       ttlMs: config.leaseTtlMs,
@@ -377,16 +372,15 @@ export class Peer {
     };
   }
 
-  private choreService({ chore, cycle }: ChoreHandle): Service {
+  private choreService(chore: Chore, cycle: Cycle): Service {
     return {
       name: `chore:${chore.name}`,
-      // Only the lease holder runs chores (every replica probes its zooid targets, for /metrics).
       // Cycles start once the lease's first attempt is over, so a holder's first pass runs as holder.
       run: async (signal) => {
         await Promise.race([this.observerReady, untilAborted(signal)]);
         if (signal.aborted) return;
         await cycle.run(
-          (s) => (this.lease.held || chore.name === 'target_health' ? chore.once(s) : Promise.resolve()),
+          (s) => (this.lease.held || !chore.config.needsLease ? chore.once(s) : Promise.resolve()),
           signal,
         );
       },
@@ -394,15 +388,16 @@ export class Peer {
     };
   }
 
-  private createChores(): ChoreHandle[] {
+  /** Every chore this peer runs; each brings its own config and builds its own Cycle. */
+  private createChores(resyncFailed: ResyncFailed | null): Service[] {
     const chores: Chore[] = [];
     const observer = this.observer;
     if (observer) {
       chores.push(new RetrySweeper(this.store, observer, this.clock));
       chores.push(new DriftRepair(this.store, observer, this.clock));
       chores.push(new Resync(this.store, observer));
-      chores.push(new ResyncFailed(this.store, observer, mayHeal));
     }
+    if (resyncFailed) chores.push(resyncFailed);
     if (this.targetHealth) chores.push(this.targetHealth);
     chores.push(new CredentialExpiry(this.store, this.clock, this.command));
     chores.push(
@@ -410,16 +405,10 @@ export class Peer {
         observer ? observer.cursor : this.store.lastActivityId(),
       ),
     );
-    const handles: ChoreHandle[] = [];
+    const settings: Partial<Record<string, ChoreSettings>> = this.config.chores;
+    const services: Service[] = [];
     for (const chore of chores) {
-      const cfg = this.config.chores[chore.name];
-      if (!cfg.enabled) continue;
-      const cycle = new Cycle({
-        name: chore.name,
-        interval: cfg.interval,
-        timeout: cfg.timeout,
-        // The long resync is spread out so replicas and restarts don't re-assert all at once.
-        jitter: chore.name === 'resync' ? 0.2 : 0.05,
+      const cycle = chore.schedule(settings[chore.name], {
         clock: this.clock,
         random: this.random,
         onError: (err, name) => this.logger.warn({ err, chore: name }, 'chore run failed'),
@@ -428,11 +417,11 @@ export class Peer {
           this.metrics.choreDuration.observe({ chore: name }, durationMs / 1000);
         },
       });
-      const handle = { chore, cycle };
-      this.chores.set(chore.name, handle);
-      handles.push(handle);
+      if (!cycle) continue;
+      this.chores.set(chore.name, chore);
+      services.push(this.choreService(chore, cycle));
     }
-    return handles;
+    return services;
   }
 
   private createInfra(signer: Nip98Signer, fetchImpl?: typeof fetch): Infra {

@@ -11,7 +11,7 @@ export class CoalescedRun {
   private again = false;
 
   constructor(
-    private readonly o: {
+    private readonly options: {
       task: () => Promise<void>;
       /**
        * A run that threw; the task is not run again until the next request (requests made during
@@ -29,7 +29,7 @@ export class CoalescedRun {
   }
 
   request(): void {
-    if (this.o.stopped()) return;
+    if (this.options.stopped()) return;
     if (this.running) {
       this.again = true;
       return;
@@ -43,14 +43,14 @@ export class CoalescedRun {
     try {
       do {
         this.again = false;
-        await this.o.task();
-      } while (this.again && !this.o.stopped());
+        await this.options.task();
+      } while (this.again && !this.options.stopped());
     } catch (err) {
       failed = true;
       error = err;
     } finally {
       this.running = null;
     }
-    if (failed) this.o.onError(error);
+    if (failed) this.options.onError(error);
   }
 }

@@ -9,8 +9,6 @@ export type Principal =
 
 export type Role = Principal['role'];
 
-export const SYSTEM: Principal = { role: 'admin', actor: 'system' };
-
 /** Whether the caller may see (and, unless an agent, change) the relay. */
 export function canSee(principal: Principal, relay: Relay): boolean {
   switch (principal.role) {
@@ -27,6 +25,11 @@ export function assertWriter(principal: Principal): void {
   if (principal.role === 'agent') {
     throw new BosunError('forbidden', 'agent tokens can only read their fleet; use an admin or tenant token');
   }
+}
+
+/** Targets and fleets' targets are the operator's: tenants and agents may not change them. */
+export function assertAdmin(principal: Principal, what: string): void {
+  if (principal.role !== 'admin') throw new BosunError('forbidden', `${what} needs an admin token`);
 }
 
 export interface Token {

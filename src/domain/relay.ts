@@ -154,7 +154,6 @@ export const createRelaySchema = z.strictObject({
   inactive: z.boolean().optional(),
   ...sectionsShape,
 });
-export type CreateRelayInput = z.input<typeof createRelaySchema>;
 
 export type SyncStatus = 'pending' | 'synced' | 'retrying' | 'failed';
 

@@ -24,7 +24,7 @@ import {
   sameState,
 } from '../domain/fleet/state.js';
 import { canSee, type Principal } from '../domain/principal.js';
-import { editableDocument, jsonEqual, parkingHost, type Relay, schemaFromId } from '../domain/relay.js';
+import { editableDocument, jsonEqual, type Relay, schemaFromId } from '../domain/relay.js';
 import {
   conflictError,
   createdRelay,
@@ -32,6 +32,13 @@ import {
   draftNewRelay,
   patchedRelay,
 } from '../domain/relay-changes.js';
+import {
+  DEFAULT_TARGET,
+  type FleetTarget,
+  fleetTargetName,
+  fleetTargetOf,
+  unknownTarget,
+} from '../domain/target.js';
 import type {
   FleetStateRecord,
   RelayHead,
@@ -40,6 +47,7 @@ import type {
   StoreConflictError,
   WriteBatch,
 } from '../store/port.js';
+import { hostOrder } from './host-order.js';
 
 export interface FleetChanges {
   result: FleetApplyResult;
@@ -58,6 +66,15 @@ interface Apply {
   fleet: string;
   prune: boolean;
   now: number;
+  /** The fleet's target as fleet.toml changes it; null when it stays. */
+  targetChange: TargetChange | null;
+}
+
+/** A change of the fleet's push target, shown in the plan and written with the relays. */
+interface TargetChange {
+  before: string | null;
+  after: string | null;
+  target: FleetTarget;
 }
 
 /** Where each relay of the files ends up: its entry in the new State. */
@@ -111,7 +128,8 @@ export async function computeFleetChanges(
   prune: boolean,
   now: number,
 ): Promise<FleetChanges> {
-  const apply: Apply = { store, principal, fleet, prune, now };
+  const targetChange = await planTarget(store, principal, fleet, resolved.target);
+  const apply: Apply = { store, principal, fleet, prune, now, targetChange };
   const latest = await store.latestFleetState(fleet);
   const heads = new Map((await store.relayHeads(fleet)).map((h) => [h.id, h]));
   const gathered: Gathered = {
@@ -394,7 +412,7 @@ function orphanChanges(
 
 /** Phase 5: the plan, the new State, and the batch that writes them (none when nothing differs). */
 function assemble(
-  { principal, fleet, prune, now }: Apply,
+  { principal, fleet, prune, now, targetChange }: Apply,
   latest: FleetStateRecord | undefined,
   gathered: Gathered,
 ): FleetChanges {
@@ -407,7 +425,8 @@ function assemble(
     base_version: baseVersion,
     relays: entries,
     summary,
-    changes: summary.create + summary.update + summary.delete > 0,
+    changes: summary.create + summary.update + summary.delete > 0 || targetChange !== null,
+    ...(targetChange ? { target: { before: targetChange.before, after: targetChange.after } } : {}),
   };
   const version = baseVersion + 1;
   const state: FleetState = {
@@ -433,26 +452,31 @@ function assemble(
     pruned,
     activities: 0,
   };
-  const batch: WriteBatch | null = write
-    ? {
-        relays,
-        activities: [...gathered.deleteActs, ...gathered.updateActs, ...gathered.insertActs],
-        fleetStates: [
-          {
-            previousVersion: baseVersion,
-            record: {
-              fleet,
-              version,
-              configId: state.config_id,
-              owner: state.owner,
-              actor: principal.actor,
-              createdAt: now,
-              state,
-            },
-          },
-        ],
-      }
-    : null;
+  const batch: WriteBatch | null =
+    write || targetChange
+      ? {
+          relays,
+          activities: [...gathered.deleteActs, ...gathered.updateActs, ...gathered.insertActs],
+          fleetStates: write
+            ? [
+                {
+                  previousVersion: baseVersion,
+                  record: {
+                    fleet,
+                    version,
+                    configId: state.config_id,
+                    owner: state.owner,
+                    actor: principal.actor,
+                    createdAt: now,
+                    state,
+                  },
+                },
+              ]
+            : [],
+          // The fleet's target changes with its relays, in the same transaction.
+          fleets: targetChange ? [{ fleet, target: targetChange.target, at: now }] : [],
+        }
+      : null;
   return { result, batch, baseVersion, conflict: conflictNamer(finals, fleet) };
 }
 
@@ -475,56 +499,33 @@ function conflictNamer(finals: Final[], fleet: string): (err: StoreConflictError
 }
 
 /**
- * The updates, ordered so that a relay moving to a host another relay of the apply moves away from
- * is written after it: the unique host index is checked row by row, and zooid checks each pushed
- * relay on its own too. Hosts going round a ring (a swap) cannot be ordered: one relay of the ring
- * is first written with its placeholder host (never seen outside the transaction), which frees its
- * old host for the rest of the ring, and is written again, last, with its real host. In zooid,
- * push sync unwinds the same ring by parking one relay (Infra).
+ * The fleet's target as the files set it, when that differs from the one it has (a fleet without
+ * a row has `default`); null when the files leave it alone or it is already so. An unknown
+ * target is refused here, in the plan too; only an admin may change a fleet's target.
  */
-function hostOrder(updates: RelayWrite[]): RelayWrite[] {
-  type Update = Extract<RelayWrite, { kind: 'update' }>;
-  const moving = new Set(
-    updates.filter(
-      (w): w is Update =>
-        w.kind === 'update' &&
-        w.previous.deletedAt === null &&
-        w.relay.config.host !== w.previous.config.host,
-    ),
-  );
-  if (moving.size < 2) return updates;
-  const leaving = new Map([...moving].map((w) => [w.previous.config.host, w]));
-  const ordered = updates.filter((w) => !moving.has(w as Update));
-  const placed = new Set<RelayWrite>();
-  for (const start of moving) {
-    // Follow who must go first (the relay leaving the host this one takes) to the chain's end.
-    // Hosts are unique, so a chain that comes back on itself comes back to `start`: a ring.
-    const chain = new Set<Update>();
-    let ring = false;
-    for (let w: Update | undefined = start; w && !placed.has(w); w = leaving.get(w.relay.config.host)) {
-      if (chain.has(w)) {
-        ring = w === start;
-        if (!ring) throw new Error(`host moves: ${w.relay.id} is taken twice`); // unique hosts: a bug
-        break;
-      }
-      chain.add(w);
-    }
-    let last: Update = start;
-    if (ring) {
-      const parked: Relay = {
-        ...start.previous,
-        rev: start.previous.rev + 1,
-        config: { ...start.previous.config, host: parkingHost(start.relay.id) },
-      };
-      ordered.push({ kind: 'update', relay: parked, previous: start.previous });
-      last = { kind: 'update', relay: { ...start.relay, rev: parked.rev + 1 }, previous: parked };
-    }
-    for (const w of [...chain].reverse()) {
-      placed.add(w);
-      ordered.push(w === start ? last : w);
-    }
+async function planTarget(
+  store: Store,
+  principal: Principal,
+  fleet: string,
+  wanted: string | null | undefined,
+): Promise<TargetChange | null> {
+  if (wanted === undefined) return null;
+  const target = fleetTargetOf(wanted);
+  const after = fleetTargetName(target);
+  const row = await store.getFleet(fleet);
+  const before = row ? fleetTargetName(row.target) : DEFAULT_TARGET;
+  if (before === after) return null;
+  if (target.kind === 'target' && !(await store.getTarget(target.name))) {
+    throw unknownTarget(target.name, `fleet/${fleet}`);
   }
-  return ordered;
+  if (principal.role !== 'admin') {
+    throw new BosunError(
+      'forbidden',
+      `target: changing fleet ${fleet}'s target (${before ?? 'none'} -> ${after ?? 'none'}) needs an admin token`,
+      `fleet/${fleet}`,
+    );
+  }
+  return { before, after, target };
 }
 
 /** What a plan diff shows of a relay: who owns it, its fleet and its config (no secret). */

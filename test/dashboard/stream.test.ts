@@ -2,11 +2,12 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Nip98Verifier } from '../../src/auth/nip98.js';
-import { FakeClock, systemClock } from '../../src/domain/clock.js';
+import { systemClock } from '../../src/domain/clock.js';
 import { buildApp } from '../../src/http/app.js';
 import { StreamTickets } from '../../src/http/dashboard/ticket.js';
 import { createMetrics } from '../../src/metrics.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { FakeClock } from '../support/clock.js';
 import {
   ADMIN_TOKEN,
   captureLogger,

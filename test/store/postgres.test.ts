@@ -45,7 +45,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
       const s = fresh();
       const stores = await Promise.all([open(s.url), open(s.url), open(s.url)]);
       await Promise.all(stores.map((st) => st.close()));
-      const again = await openStore(s.url);
+      const { store: again } = await openStore(s.url);
       await again.setCursor('x', 1);
       await again.close();
       const rows = await withPg(

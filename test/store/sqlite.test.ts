@@ -95,6 +95,21 @@ describe('SQLite adapter', () => {
     await store.close();
     dir.cleanup();
   });
+  it('migration 7 adds targets and fleets to an existing database: every fleet keeps the default target', async () => {
+    const dir = tempDir();
+    const file = join(dir.path, 'bosun.db');
+    const db = migratedTo(file, 6);
+    const { pubkey } = keypair();
+    relayInserter(db, 6)(relayRecord('a', pubkey, { fleet: 'edge' }));
+    db.close();
+    const store = new SqliteStore(file);
+    expect(await store.getRelay('a')).toMatchObject({ fleet: 'edge' });
+    expect(await store.listTargets()).toEqual([]);
+    expect(await store.listFleets()).toEqual([]);
+    expect(await store.getFleet('edge')).toBeUndefined();
+    await store.close();
+    dir.cleanup();
+  });
 });
 
 /** A database file as bosun left it at `version` of the migrations. */

@@ -43,9 +43,13 @@ export const defaultsSchema = z.strictObject({
   ) as Record<keyof typeof sectionsShape, AnySchema>),
 });
 
-/** fleet.toml: the fleet's name and the defaults shared by its relays. */
+/**
+ * fleet.toml: the fleet's name, its push target (a target's name, `default`, or `none`: pull-only;
+ * absent: whatever the fleet has now) and the defaults shared by its relays.
+ */
 export const manifestSchema = z.strictObject({
   name: fleetNameSchema,
+  target: fleetNameSchema.optional(),
   defaults: defaultsSchema.optional(),
 });
 
@@ -62,6 +66,8 @@ export interface FleetSpecRelay {
 
 /** A parsed fleet directory (the body of `POST /v1/fleets/:name/plan` and `/apply`). */
 export interface FleetSpec {
+  /** The fleet's target: a name, `default`, or null (pull-only); absent: left as it is. */
+  target?: string | null;
   defaults: Record<string, unknown>;
   relays: FleetSpecRelay[];
 }
@@ -72,6 +78,7 @@ const plainObject = z.custom<Record<string, unknown>>(
 );
 
 export const fleetBodySchema = z.strictObject({
+  target: fleetNameSchema.nullable().optional(),
   defaults: plainObject.default({}),
   relays: z.array(
     z.strictObject({
@@ -105,6 +112,8 @@ export interface ResolvedRelay {
 }
 
 export interface ResolvedFleet {
+  /** As FleetSpec.target: a name, `default`, null (pull-only), or absent (left as it is). */
+  target?: string | null;
   relays: ResolvedRelay[];
 }
 
@@ -238,5 +247,5 @@ export function resolveFleet(fleet: string, spec: FleetSpec, locate?: Locator): 
     dups.add({ ...relay, host: fields.host }, (field) => at(resource, locate?.(entry.file, [field])));
     relays.push(relay);
   }
-  return { relays };
+  return spec.target !== undefined ? { target: spec.target, relays } : { relays };
 }

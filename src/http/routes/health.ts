@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { setRelayGauges } from '../../metrics.js';
 import { VERSION } from '../../version.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
 
 export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void {
@@ -46,21 +46,6 @@ export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void 
         }
       }
       return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
-    },
-  );
-
-  defineRoute(
-    app,
-    {
-      method: 'GET',
-      url: '/v1/targets',
-      tag,
-      access: 'admin',
-      summary: 'zooid targets and their last health probe',
-      responses: { 200: { description: '`{"targets": [...]}`' } },
-    },
-    async () => {
-      return { targets: deps.targets?.() ?? [] };
     },
   );
 

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { createTokenSchema } from '../../auth/tokens.js';
 import { viewToken } from '../../domain/principal.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
 import { idParam } from './params.js';
 

@@ -4,6 +4,7 @@ import Database from 'better-sqlite3';
 import type { Activity } from '../../domain/activity.js';
 import type { Token } from '../../domain/principal.js';
 import type { Relay, SyncStatus } from '../../domain/relay.js';
+import type { FleetRecord, Target } from '../../domain/target.js';
 import { createPrivateFileSync, makePrivateDir } from '../../private-files.js';
 import { FleetStateCache } from '../fleet-state-cache.js';
 import {
@@ -13,6 +14,7 @@ import {
   type FleetStateFilter,
   type FleetStateRecord,
   type FleetStateWrite,
+  type FleetTargetWrite,
   leaseEpochKey,
   type RelayCount,
   type RelayFilter,
@@ -21,19 +23,27 @@ import {
   StaleWriteError,
   type Store,
   StoreConflictError,
+  UnknownTargetError,
   type WriteBatch,
 } from '../port.js';
 import {
   type ActivityRow,
+  type FleetRow,
   type FleetStateRow,
+  fleetTargetColumns,
   fromActivityRow,
+  fromFleetRow,
   fromFleetStateRow,
   fromRow,
+  fromTargetRow,
   fromTokenRow,
   RELAY_COLUMNS,
   type RelayRow,
+  TARGET_COLUMNS,
+  type TargetRow,
   type TokenRow,
   toRow,
+  toTargetRow,
 } from '../rows.js';
 import { migrations } from './migrations.js';
 
@@ -162,6 +172,31 @@ function tokenStatements(db: Database.Database) {
   };
 }
 
+/** zooid targets and the fleets pinned to them. */
+function targetStatements(db: Database.Database) {
+  return {
+    insertTarget: db.prepare(
+      `INSERT INTO targets (${TARGET_COLUMNS.join(', ')}) VALUES (${TARGET_COLUMNS.map((c) => `@${c}`).join(', ')})
+     ON CONFLICT(name) DO NOTHING`,
+    ),
+    updateTarget: db.prepare(
+      `UPDATE targets SET url = @url, secret_key = @secret_key, verify_url = @verify_url, rev = @rev,
+     updated_at = @updated_at WHERE name = @name AND rev = @previous_rev`,
+    ),
+    deleteTarget: db.prepare('DELETE FROM targets WHERE name = ?'),
+    getTarget: db.prepare('SELECT * FROM targets WHERE name = ?'),
+    listTargets: db.prepare('SELECT * FROM targets ORDER BY name'),
+    fleetsUsing: db.prepare('SELECT name FROM fleets WHERE target = ? ORDER BY name'),
+    getFleet: db.prepare('SELECT * FROM fleets WHERE name = ?'),
+    listFleets: db.prepare('SELECT * FROM fleets ORDER BY name'),
+    setFleet: db.prepare(
+      `INSERT INTO fleets (name, target, pull_only, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT(name) DO UPDATE SET target = excluded.target, pull_only = excluded.pull_only,
+       updated_at = excluded.updated_at`,
+    ),
+  };
+}
+
 /** Cursors and lease epochs, shared secrets, spent NIP-98 nonces. */
 function bookkeepingStatements(db: Database.Database) {
   return {
@@ -190,7 +225,7 @@ function bookkeepingStatements(db: Database.Database) {
  * rev checks keep writers in other processes honest.
  */
 export class SqliteStore implements Store {
-  readonly dialect = 'sqlite' as const;
+  readonly serialCommits = true;
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly commitTx: Database.Transaction<(batch: WriteBatch) => Activity[]>;
@@ -212,6 +247,7 @@ export class SqliteStore implements Store {
       ...fleetStateStatements(db),
       ...tokenStatements(db),
       ...bookkeepingStatements(db),
+      ...targetStatements(db),
     };
     this.commitTx = this.db.transaction((batch: WriteBatch) => this.commitBatch(batch));
   }
@@ -220,6 +256,7 @@ export class SqliteStore implements Store {
   private commitBatch(batch: WriteBatch): Activity[] {
     if (batch.fence) this.checkFence(batch.fence);
     for (const write of batch.fleetStates ?? []) this.insertFleetState(write);
+    for (const write of batch.fleets ?? []) this.setFleet(write);
     // Activities first: each relay's newest one becomes the chain head written with its row.
     const heads = new Map<string, number>();
     const activities = batch.activities.map((a) => {
@@ -359,6 +396,57 @@ export class SqliteStore implements Store {
       state: JSON.stringify(record.state),
       created_at: record.createdAt,
     });
+  }
+
+  /** Inside the commit transaction: the foreign key refuses an unknown target. */
+  private setFleet({ fleet, target, at }: FleetTargetWrite): void {
+    const cols = fleetTargetColumns(target);
+    try {
+      this.stmts.setFleet.run(fleet, cols.target, BOOL(cols.pullOnly), at, at);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY' && cols.target !== null) {
+        throw new UnknownTargetError(cols.target);
+      }
+      throw err;
+    }
+  }
+
+  async insertTarget(target: Target): Promise<boolean> {
+    return this.stmts.insertTarget.run(toTargetRow(target)).changes === 1;
+  }
+
+  async updateTarget(target: Target, previous: Target): Promise<boolean> {
+    const { name, url, secret_key, verify_url, rev, updated_at } = toTargetRow(target);
+    const row = { name, url, secret_key, verify_url, rev, updated_at, previous_rev: previous.rev };
+    return this.stmts.updateTarget.run(row).changes === 1;
+  }
+
+  async deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[] }> {
+    return this.db
+      .transaction(() => {
+        const usedBy = (this.stmts.fleetsUsing.all(name) as { name: string }[]).map((r) => r.name);
+        if (usedBy.length > 0) return { deleted: false, usedBy };
+        return { deleted: this.stmts.deleteTarget.run(name).changes === 1, usedBy };
+      })
+      .immediate();
+  }
+
+  async getTarget(name: string): Promise<Target | undefined> {
+    const row = this.stmts.getTarget.get(name) as TargetRow | undefined;
+    return row && fromTargetRow(row);
+  }
+
+  async listTargets(): Promise<Target[]> {
+    return (this.stmts.listTargets.all() as TargetRow[]).map(fromTargetRow);
+  }
+
+  async getFleet(name: string): Promise<FleetRecord | undefined> {
+    const row = this.stmts.getFleet.get(name) as FleetRow | undefined;
+    return row && fromFleetRow(row);
+  }
+
+  async listFleets(): Promise<FleetRecord[]> {
+    return (this.stmts.listFleets.all() as FleetRow[]).map(fromFleetRow);
   }
 
   async getRelays(ids: readonly string[]): Promise<Relay[]> {
