@@ -114,15 +114,31 @@ describe('HTTP API', () => {
   });
 
   it('refuses every admin route to tenants and agents with 403, before reading the request', async () => {
-    const adminRoutes = [
-      ['GET', '/v1/tokens'],
-      ['POST', '/v1/tokens'],
-      ['DELETE', '/v1/tokens/no-such-token'],
-      ['GET', '/v1/targets'],
-    ] as const;
+    // Every route the API document marks admin-only, with made-up path parameters and body.
+    const doc = (await s.api('GET', '/v1/openapi.json', undefined, '')).body as {
+      paths: Record<string, Record<string, { description?: string }>>;
+    };
+    const adminRoutes = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops)
+        .filter(([, op]) => op.description?.endsWith('An admin token.'))
+        .map(([method, _op]) => [method.toUpperCase(), path.replace(/\{[^}]+\}/g, 'no-such')] as const),
+    );
+    expect(adminRoutes.map(([m, p]) => `${m} ${p}`)).toEqual(
+      expect.arrayContaining([
+        'GET /v1/tokens',
+        'POST /v1/tokens',
+        'DELETE /v1/tokens/no-such',
+        'GET /v1/targets',
+      ]),
+    );
     for (const [method, path] of adminRoutes) {
       for (const token of [tokens.alice, tokens.agent]) {
-        const res = await s.api(method, path, method === 'POST' ? { role: 'bogus' } : undefined, token);
+        const res = await s.api(
+          method,
+          path,
+          ['GET', 'DELETE'].includes(method) ? undefined : { bogus: 1 },
+          token,
+        );
         expect(res.status, `${method} ${path}`).toBe(403);
         expect(res.body.error.code).toBe('forbidden');
       }
