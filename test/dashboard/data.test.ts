@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Command } from '../../src/command.js';
 import { FakeClock } from '../../src/domain/clock.js';
+import { UNKNOWN_LIVE } from '../../src/domain/live.js';
 import type { Principal } from '../../src/domain/principal.js';
 import type { Relay } from '../../src/domain/relay.js';
 import { configDiff, DashboardData } from '../../src/http/dashboard/data.js';
@@ -258,6 +259,7 @@ describe('configDiff', () => {
     updatedAt: 0,
     deletedAt: null,
     expiring: [],
+    live: UNKNOWN_LIVE,
     config: {
       host: 'r.example.com',
       schema: 'r',

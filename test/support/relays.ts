@@ -1,4 +1,5 @@
 import { generateSecretKey } from '../../src/domain/keys.js';
+import { UNKNOWN_LIVE } from '../../src/domain/live.js';
 import { createRelaySchema, type Relay, type RelayConfig } from '../../src/domain/relay.js';
 
 /** A full zooid config as Command would store it: `input` goes through the create schema's defaults. */
@@ -42,6 +43,7 @@ export function relayRecord(id: string, pubkey: string, over: Partial<Relay> = {
       ackedSecret: null,
     },
     expiring: [],
+    live: UNKNOWN_LIVE,
     ...over,
   };
 }
