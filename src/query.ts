@@ -1,5 +1,6 @@
 import type { Activity } from './domain/activity.js';
 import { relayNotFound } from './domain/errors.js';
+import type { LiveStatus } from './domain/live.js';
 import { canSee, type Principal } from './domain/principal.js';
 import type { Relay, SyncStatus } from './domain/relay.js';
 import type { Store } from './store/port.js';
@@ -26,6 +27,7 @@ export class Query {
       owner?: string;
       fleet?: string;
       status?: SyncStatus;
+      live?: LiveStatus;
       inactive?: boolean;
       after?: string;
       limit: number;

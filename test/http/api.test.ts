@@ -50,6 +50,12 @@ describe('HTTP API', () => {
       config: { schema: 'crud', host: 'crud.example.com' },
     });
     expect((await s.api('GET', '/v1/relays/crud')).body.config.info.pubkey).toBe(owner.pubkey);
+    // Live status beside sync: never checked (no zooid to read back from here).
+    expect(created.body.live).toEqual({ status: 'unknown', checked_at: null, error: '' });
+    const unknown = await s.api('GET', '/v1/relays?live=unknown&limit=1000');
+    expect(unknown.body.relays.map((r: { id: string }) => r.id)).toContain('crud');
+    expect((await s.api('GET', '/v1/relays?live=stale')).body.relays).toEqual([]);
+    expect((await s.api('GET', '/v1/relays?live=bogus')).status).toBe(400);
     const patched = await s.api('PATCH', '/v1/relays/crud', { policy: { public_join: true } });
     expect(patched.body).toMatchObject({ version: 2, config: { policy: { public_join: true } } });
     expect((await s.api('POST', '/v1/relays/crud/deactivate')).body.config.inactive).toBe(true);
