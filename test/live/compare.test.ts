@@ -85,6 +85,9 @@ describe('compareLive', () => {
     });
     const deleted = relay({ deleted: true });
     expect(compareLive(expectationOf(deleted), served(deleted)).error).toBe('deleted relay is still served');
+    // Its host now serves another relay (another key): not the deleted one.
+    const other = served(deleted, { self: keypair().pubkey });
+    expect(compareLive(expectationOf(deleted), other).status).toBe('not_served');
   });
 
   it('not_served without an error for a relay that should not be served and is not', () => {
