@@ -35,6 +35,8 @@ describe('HTTP API', () => {
     });
     const metrics = await fetch(`${s.url}/metrics`).then((r) => r.text());
     expect(metrics).toContain('bosun_relays{status="pending"}');
+    expect(metrics).toMatch(/^bosun_relays_live\{status="wrong_identity"\} 0$/m);
+    expect(metrics).toContain('# TYPE bosun_live_check_seconds histogram');
     expect(metrics).toContain('bosun_http_requests_total');
     expect(metrics).toMatch(/^bosun_agents_connected 0$/m);
     expect(metrics).toMatch(/^bosun_stream_events_sent_total 0$/m);
