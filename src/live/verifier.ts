@@ -118,7 +118,7 @@ export class Verifier {
   /** Checks spread evenly over `spanMs` (the periodic pass), so the fleet is not read all at once. */
   spread(relayIds: readonly string[], spanMs: number): void {
     const n = relayIds.length;
-    relayIds.forEach((id, i) => this.schedule(id, Math.floor((i * spanMs) / n)));
+    for (const [i, id] of relayIds.entries()) this.schedule(id, Math.floor((i * spanMs) / n));
   }
 
   /** Checks scheduled, queued or running (for tests and shutdown). */
