@@ -71,6 +71,21 @@ export class Query {
     return [...failed, ...retrying];
   }
 
+  /**
+   * Relays whose live status needs attention (liveProblem): stale, wrong_identity and unexpected
+   * ones (deleted relays still served included), and active relays that are not served.
+   */
+  async liveProblems(principal: Principal, limit = 500): Promise<Relay[]> {
+    const scope = scopeOf(principal);
+    const [stale, wrong, unexpected, notServed] = await Promise.all([
+      this.store.listRelays({ ...scope, live: 'stale', limit }),
+      this.store.listRelays({ ...scope, live: 'wrong_identity', limit }),
+      this.store.listRelays({ ...scope, live: 'unexpected', includeDeleted: true, limit }),
+      this.store.listRelays({ ...scope, live: 'not_served', inactive: false, limit }),
+    ]);
+    return [...wrong, ...unexpected, ...notServed, ...stale];
+  }
+
   countByStatus() {
     return this.store.countRelaysByStatus();
   }

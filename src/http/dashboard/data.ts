@@ -1,5 +1,6 @@
 import { type ActivityView, SYNC_TYPES, viewActivity } from '../../domain/activity.js';
 import type { Clock } from '../../domain/clock.js';
+import { LIVE_STATUSES, type LiveStatus } from '../../domain/live.js';
 import type { Principal } from '../../domain/principal.js';
 import { type Relay, type RelayView, type SyncStatus, viewRelay } from '../../domain/relay.js';
 import { zooidBody } from '../../push/zooid/body.js';
@@ -42,6 +43,31 @@ export class DashboardData {
     }
     const total = counts.pending + counts.synced + counts.retrying + counts.failed;
     return { ...counts, total, active: total - inactive, inactive };
+  }
+
+  /**
+   * Relays by live status: one grouped count for an admin (deleted relays only while still served),
+   * the caller's own live relays otherwise.
+   */
+  async liveCounts(principal: Principal): Promise<Record<LiveStatus, number>> {
+    const counts = Object.fromEntries(LIVE_STATUSES.map((s) => [s, 0])) as Record<LiveStatus, number>;
+    if (principal.role === 'admin') {
+      for (const c of await this.store.liveCounts()) counts[c.status] += c.n;
+      return counts;
+    }
+    let after: string | undefined;
+    do {
+      const page = await this.query.listRelays(principal, { limit: 1000, ...(after ? { after } : {}) });
+      for (const relay of page.items) counts[relay.live.status]++;
+      after = page.next ?? undefined;
+    } while (after);
+    return counts;
+  }
+
+  /** Relays that are not live when they should be (or served when they should not), worst first. */
+  async notLive(principal: Principal, limit: number): Promise<RelayView[]> {
+    const relays = await this.query.liveProblems(principal, limit);
+    return relays.slice(0, limit).map(viewRelay);
   }
 
   /** Failed relays first (they wait for an operator), then retrying ones by their next attempt. */
