@@ -9,6 +9,7 @@ import type { ServeConfig } from './config.js';
 import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './database-url.js';
 import { makeDirs } from './dirs.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
+import { DEFAULT_REPAIR } from './domain/live.js';
 import { type Random, systemRandom } from './domain/random.js';
 import { type AppDeps, buildApp } from './http/app.js';
 import {
@@ -24,6 +25,7 @@ import {
 } from './lifecycle/chores.js';
 import { Cycle } from './lifecycle/cycle.js';
 import { type Service, ServiceGroup } from './lifecycle/group.js';
+import { type FetchRelayInfo, LiveVerify, Verifier } from './live/verifier.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics, watchPgPool } from './metrics.js';
 import type { Nip98Signer } from './nostr/nip98.js';
@@ -51,6 +53,8 @@ export interface PeerDeps {
   fetch?: typeof fetch;
   /** Sees every HTTP route as it is registered (the OpenAPI test checks each is documented). */
   onRoute?: AppDeps['onRoute'];
+  /** Reads a relay's NIP-11 document (live verification); tests inject faults here. */
+  fetchRelayInfo?: FetchRelayInfo;
 }
 
 interface ChoreHandle {
@@ -72,6 +76,10 @@ export class Peer {
   readonly signer: Nip98Signer | null;
   readonly observer: Observer | null;
   readonly targetHealth: TargetHealth | null;
+  /** Live verification (src/live/); null without push sync or with BOSUN_VERIFY_INTERVAL_MS=0. */
+  readonly verifier: Verifier | null;
+  /** The periodic pass of live verification, and its Cycle. */
+  readonly liveVerify: { chore: LiveVerify; cycle: Cycle } | null;
   /** The agents' autoconfig stream (`GET /v1/stream`). */
   readonly streams: StreamServer;
   readonly chores = new Map<ChoreName, ChoreHandle>();
@@ -102,7 +110,7 @@ export class Peer {
     readonly metrics: Metrics,
     private readonly replication: Replication,
     deps: Required<Pick<PeerDeps, 'clock' | 'random'>> &
-      Pick<PeerDeps, 'fetch' | 'onRoute'> & { storage: StorageHealth },
+      Pick<PeerDeps, 'fetch' | 'onRoute' | 'fetchRelayInfo'> & { storage: StorageHealth },
   ) {
     this.storage = deps.storage;
     this.lease = replication.lease;
@@ -119,6 +127,8 @@ export class Peer {
         : null;
     this.infra = this.signer ? this.createInfra(this.signer, deps.fetch) : null;
     this.observer = this.infra ? this.createObserver(this.infra) : null;
+    this.verifier = this.observer ? this.createVerifier(this.observer, deps.fetchRelayInfo) : null;
+    this.liveVerify = this.verifier ? this.createLiveVerify(this.verifier) : null;
     this.targetHealth =
       config.zooidApiUrl && config.chores.target_health.enabled
         ? new TargetHealth(config.zooidApiUrl, this.clock, deps.fetch ?? fetch, {
@@ -187,6 +197,8 @@ export class Peer {
     if (this.signer) this.group.add(this.signerService(this.signer));
     this.group.add(this.leaseService());
     for (const chore of this.createChores()) this.group.add(this.choreService(chore));
+    if (this.verifier && this.liveVerify)
+      this.group.add(this.liveVerifyService(this.verifier, this.liveVerify));
     this.group.add(this.httpService());
     // Closed before HTTP (reverse order): agents get `reconnect`, then the listener stops.
     this.group.add(this.streams.service());
@@ -220,6 +232,7 @@ export class Peer {
       random: deps.random ?? systemRandom,
       ...(deps.fetch ? { fetch: deps.fetch } : {}),
       ...(deps.onRoute ? { onRoute: deps.onRoute } : {}),
+      ...(deps.fetchRelayInfo ? { fetchRelayInfo: deps.fetchRelayInfo } : {}),
       storage,
     });
     return peer;
@@ -455,9 +468,80 @@ export class Peer {
       // A timed-out request may still be running in zooid for about as long again.
       inDoubtHoldMs: this.config.sync.timeoutMs,
       logger: this.logger.child({ component: 'infra' }),
-      onSync: (e) => this.metrics.syncs.inc({ outcome: e.outcome, method: e.method }),
+      onSync: (e) => {
+        this.metrics.syncs.inc({ outcome: e.outcome, method: e.method });
+        // zooid accepted the file: read the relay back once zooid had a moment to load it.
+        if (e.outcome === 'synced') this.verifier?.synced(e.relayId);
+      },
       onResult: (result) => this.targetHealth?.recordSync(result),
     });
+  }
+
+  /**
+   * Live verification: what push sync wrote is read back over NIP-11, from the workers' fenced
+   * store and Command (only the lease holder checks; a lost term's records are refused).
+   */
+  private createVerifier(observer: Observer, fetchInfo: FetchRelayInfo | undefined): Verifier | null {
+    const verify = this.config.verify;
+    if (!verify || verify.intervalMs === 0) return null;
+    if (!fetchInfo) return null;
+    return new Verifier({
+      store: this.workerStore,
+      command: this.command.over(this.workerStore),
+      fetchInfo,
+      clock: this.clock,
+      logger: this.logger.child({ component: 'verifier' }),
+      verifyUrl: verify.url,
+      timeoutMs: verify.timeoutMs,
+      concurrency: verify.concurrency,
+      policy: { ...DEFAULT_REPAIR, graceMs: verify.graceMs },
+      // The drift-repair path of push sync: one full PUT of the record.
+      repair: (relayId) => {
+        this.metrics.liveRepairs.inc();
+        observer.enqueue(relayId, { force: true });
+      },
+      onCheck: ({ durationMs }) => this.metrics.liveCheckSeconds.observe(durationMs / 1000),
+    });
+  }
+
+  private createLiveVerify(verifier: Verifier): { chore: LiveVerify; cycle: Cycle } {
+    const intervalMs = this.config.verify!.intervalMs;
+    const chore = new LiveVerify({ store: this.workerStore, verifier, clock: this.clock, intervalMs });
+    const cycle = new Cycle({
+      name: chore.name,
+      interval: intervalMs,
+      timeout: Math.max(60_000, intervalMs),
+      jitter: 0.05,
+      clock: this.clock,
+      random: this.random,
+      onError: (err, name) => this.logger.warn({ err, chore: name }, 'chore run failed'),
+      onRun: ({ name, durationMs, ok }) => {
+        this.metrics.choreRuns.inc({ chore: name, result: ok ? 'ok' : 'failed' });
+        this.metrics.choreDuration.observe({ chore: name }, durationMs / 1000);
+      },
+    });
+    return { chore, cycle };
+  }
+
+  /** The verifier runs while this replica holds the worker lease; its pass like any chore. */
+  private liveVerifyService(
+    verifier: Verifier,
+    { chore, cycle }: { chore: LiveVerify; cycle: Cycle },
+  ): Service {
+    this.lease.onAcquired(() => verifier.start());
+    this.lease.onLost(() => verifier.stop());
+    return {
+      name: `chore:${chore.name}`,
+      run: async (signal) => {
+        await Promise.race([this.observerReady, untilAborted(signal)]);
+        if (signal.aborted) return;
+        await cycle.run((s) => (this.lease.held ? chore.once(s) : Promise.resolve()), signal);
+      },
+      close: async () => {
+        await cycle.stop();
+        await verifier.stop();
+      },
+    };
   }
 
   private createObserver(infra: Infra): Observer {
