@@ -212,7 +212,7 @@ if (POSTGRES) {
   u.searchParams.set('schema', schema);
   try {
     const raw = await postgresBaseline(POSTGRES, rawSchema);
-    const store = await openStore(u.toString(), { poolSize: 4 });
+    const { store } = await openStore(u.toString(), { poolSize: 4 });
     const { create, updates } = await commandRounds(store);
     const update = await updates(N);
     await store.close();

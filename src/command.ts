@@ -12,8 +12,8 @@ import type { ResolvedFleet } from './domain/fleet/spec.js';
 import { KeyedMutex } from './domain/keyed-mutex.js';
 import { generateSecretKey } from './domain/keys.js';
 import { type LiveObservation, type LiveState, nextLiveState, type RepairPolicy } from './domain/live.js';
-import { assertWriter, canSee, type Principal } from './domain/principal.js';
-import { createRelaySchema, FLEET, parseOrThrow, type Relay } from './domain/relay.js';
+import { assertAdmin, assertWriter, canSee, type Principal } from './domain/principal.js';
+import { checkFleetName, createRelaySchema, parseOrThrow, type Relay } from './domain/relay.js';
 import {
   conflictError,
   createdRelay,
@@ -25,6 +25,21 @@ import {
   patchedRelay,
   relayActivity,
 } from './domain/relay-changes.js';
+import {
+  assertNotDefault,
+  assertSigner,
+  createTargetSchema,
+  DEFAULT_TARGET,
+  type FleetRecord,
+  type FleetTarget,
+  newTarget,
+  parseTargetInput,
+  patchedTarget,
+  type Target,
+  targetNotFound,
+  unknownTarget,
+  updateTargetSchema,
+} from './domain/target.js';
 import { computeFleetChanges } from './fleet/changes.js';
 import type { Notifier } from './notifier.js';
 import {
@@ -32,6 +47,7 @@ import {
   StaleWriteError,
   type Store,
   StoreConflictError,
+  UnknownTargetError,
   type WriteBatch,
 } from './store/port.js';
 import { RelayCache } from './store/relay-cache.js';
@@ -427,6 +443,8 @@ export class Command {
             return { ...computed.result, activities: activities.length };
           } catch (err) {
             if (err instanceof StaleFleetStateError) throw concurrentApply(fleet, err.actual);
+            // The target was deleted since the plan checked it.
+            if (err instanceof UnknownTargetError) throw unknownTarget(err.target, `fleet/${fleet}`);
             if (!(err instanceof StaleWriteError || err instanceof StoreConflictError)) throw err;
             const latest = (await store.latestFleetState(fleet))?.version ?? 0;
             if (latest !== computed.baseVersion) throw concurrentApply(fleet, latest);
@@ -448,10 +466,80 @@ export class Command {
     }
   }
 
-  private fleetStore(fleet: string): Store {
-    if (!FLEET.test(fleet)) {
-      throw invalid('fleet: must match ^[a-z0-9][a-z0-9_-]{0,63}$', `fleet/${fleet.slice(0, 64)}`);
+  /** Registers a zooid instance (issue 17). Nothing is written on a refusal. */
+  async createTarget(principal: Principal, input: unknown, opts: { defaultKey: boolean }): Promise<Target> {
+    assertAdmin(principal, 'managing targets');
+    const target = newTarget(parseTargetInput(createTargetSchema, input), this.clock.now());
+    assertSigner(target, opts.defaultKey);
+    if (!(await this.store.insertTarget(target))) {
+      throw new BosunError('conflict', `target ${target.name} already exists`, `target/${target.name}`);
     }
+    return target;
+  }
+
+  /** A merge patch of url, secret_key, verify_url; returns the target as it is now. */
+  async updateTarget(
+    principal: Principal,
+    name: string,
+    patch: unknown,
+    opts: { defaultKey: boolean },
+  ): Promise<Target> {
+    assertAdmin(principal, 'managing targets');
+    assertNotDefault(name);
+    const parsed = parseTargetInput(updateTargetSchema, patch);
+    return this.locks.run(`target:${name}`, async () => {
+      for (let i = 1; ; i++) {
+        const current = await this.store.getTarget(name);
+        if (!current) throw targetNotFound(name);
+        const next = patchedTarget(current, parsed, this.clock.now());
+        if (!next) return current;
+        assertSigner(next, opts.defaultKey);
+        if (await this.store.updateTarget(next, current)) return next;
+        if (i >= MAX_CAS_ATTEMPTS) {
+          throw new BosunError('conflict', `target ${name} is being changed concurrently; try again`);
+        }
+      }
+    });
+  }
+
+  /** Refused (409, naming them) while fleets are pinned to the target. */
+  async deleteTarget(principal: Principal, name: string): Promise<void> {
+    assertAdmin(principal, 'managing targets');
+    assertNotDefault(name);
+    const { deleted, usedBy } = await this.store.deleteTarget(name);
+    if (usedBy.length > 0) {
+      throw new BosunError(
+        'conflict',
+        `target ${name} is used by fleet${usedBy.length > 1 ? 's' : ''} ${usedBy.join(', ')}; pin ${usedBy.length > 1 ? 'them' : 'it'} elsewhere first`,
+        `target/${name}`,
+      );
+    }
+    if (!deleted) throw targetNotFound(name);
+  }
+
+  /**
+   * Pins a fleet to a target (`default` included) or makes it pull-only. An unknown target is
+   * refused (400) and nothing is written.
+   */
+  async setFleetTarget(principal: Principal, fleet: string, target: FleetTarget): Promise<FleetRecord> {
+    assertAdmin(principal, 'choosing a fleet’s target');
+    this.fleetStore(fleet);
+    if (target.kind === 'target' && target.name !== DEFAULT_TARGET) {
+      if (!(await this.store.getTarget(target.name))) throw unknownTarget(target.name, `fleet/${fleet}`);
+    }
+    const now = this.clock.now();
+    try {
+      await this.store.commit({ relays: [], activities: [], fleets: [{ fleet, target, at: now }] });
+    } catch (err) {
+      // Deleted between the check and the write.
+      if (err instanceof UnknownTargetError) throw unknownTarget(err.target, `fleet/${fleet}`);
+      throw err;
+    }
+    return (await this.store.getFleet(fleet)) ?? { name: fleet, target, createdAt: now, updatedAt: now };
+  }
+
+  private fleetStore(fleet: string): Store {
+    checkFleetName(fleet);
     return this.store;
   }
 

@@ -1,11 +1,15 @@
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { ACTIVITY_RETENTION } from './activity-retention.js';
+import { CREDENTIAL_EXPIRY } from './auth/credential-expiry.js';
 import { formatDuration, parseDuration } from './domain/duration.js';
 import { isValidSecretKey } from './domain/keys.js';
 import { describeIssues } from './domain/relay.js';
-import { CHORE_DEFAULTS, CHORE_NAMES, type ChoreConfig, type ChoreName } from './lifecycle/chores.js';
+import type { ChoreSettings } from './lifecycle/chore.js';
+import { DRIFT_REPAIR, RESYNC, RESYNC_FAILED, RETRY_SWEEPER } from './push/chores.js';
 import type { RetryPolicy } from './push/retry-policy.js';
-import { parsePostgresUrl } from './store/postgres/options.js';
+import { TARGET_HEALTH } from './push/zooid/target-health.js';
+import { checkPostgresUrl } from './store/database-url.js';
 
 /**
  * Serve configuration from flags and environment (flags win). Validated once at start; a bad value
@@ -23,7 +27,8 @@ export interface ServeConfig {
   blossomS3Env: Record<string, string | undefined>;
   /** `signWorkers`: threads that sign NIP-98 headers for zooid; 0 signs on the main thread. */
   sync: { concurrency: number; retry: RetryPolicy; timeoutMs: number; signWorkers: number };
-  chores: Record<ChoreName, ChoreConfig>;
+  /** Each chore's interval, timeout and switch (`BOSUN_CHORE_<NAME>_*`), by chore name. */
+  chores: Record<ChoreName, ChoreSettings>;
   activityRetentionMs: number;
   shutdownGraceMs: number;
   /** PostgreSQL pool and statement timeout (ignored on SQLite). */
@@ -83,11 +88,22 @@ const bool = (fallback: boolean) =>
     .default(fallback ? 'true' : 'false')
     .transform((v) => v === 'true' || v === '1');
 
+/** Every chore an operator can configure; each defines its own defaults beside its domain. */
+const CHORES = [
+  RETRY_SWEEPER,
+  DRIFT_REPAIR,
+  RESYNC,
+  RESYNC_FAILED,
+  CREDENTIAL_EXPIRY,
+  ACTIVITY_RETENTION,
+  TARGET_HEALTH,
+] as const;
+export type ChoreName = (typeof CHORES)[number]['name'];
+
 const choreSchema = z.object(
   Object.fromEntries(
-    CHORE_NAMES.flatMap((name) => {
+    CHORES.flatMap(({ name, config: d }) => {
       const key = `BOSUN_CHORE_${name.toUpperCase()}`;
-      const d = CHORE_DEFAULTS[name];
       return [
         [`${key}_INTERVAL`, duration(d.interval, 100)],
         [`${key}_TIMEOUT`, duration(d.timeout, 100)],
@@ -105,7 +121,7 @@ const schema = z
       .superRefine((url, ctx) => {
         if (url.startsWith('sqlite:')) return;
         try {
-          parsePostgresUrl(url);
+          checkPostgresUrl(url);
         } catch (err) {
           ctx.addIssue({
             code: 'custom',
@@ -248,7 +264,7 @@ export function loadServeConfig(
       },
     },
     chores: Object.fromEntries(
-      CHORE_NAMES.map((name) => {
+      CHORES.map(({ name }) => {
         const key = `BOSUN_CHORE_${name.toUpperCase()}`;
         const env = chores.data;
         return [
@@ -260,7 +276,7 @@ export function loadServeConfig(
           },
         ];
       }),
-    ) as Record<ChoreName, ChoreConfig>,
+    ) as Record<ChoreName, ChoreSettings>,
     activityRetentionMs: c.BOSUN_ACTIVITY_RETENTION,
     shutdownGraceMs: c.BOSUN_SHUTDOWN_GRACE,
     stream: {

@@ -2,29 +2,23 @@ import { closeSync, existsSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { ActivityRetention } from './activity-retention.js';
+import { CredentialExpiry } from './auth/credential-expiry.js';
 import { Nip98Verifier } from './auth/nip98.js';
 import { TokenService } from './auth/tokens.js';
 import { Command } from './command.js';
 import type { ServeConfig } from './config.js';
-import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './database-url.js';
 import { makeDirs } from './dirs.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
+import { publicKeyOf } from './domain/keys.js';
 import { DEFAULT_REPAIR } from './domain/live.js';
 import { type Random, systemRandom } from './domain/random.js';
-import { type AppDeps, buildApp } from './http/app.js';
-import {
-  ActivityRetention,
-  type Chore,
-  type ChoreName,
-  CredentialExpiry,
-  DriftRepair,
-  Resync,
-  ResyncFailed,
-  RetrySweeper,
-  TargetHealth,
-} from './lifecycle/chores.js';
-import { Cycle } from './lifecycle/cycle.js';
+import { buildApp } from './http/app.js';
+import type { AppDeps } from './http/deps.js';
+import type { Chore, ChoreSettings } from './lifecycle/chore.js';
+import type { Cycle } from './lifecycle/cycle.js';
 import { type Service, ServiceGroup } from './lifecycle/group.js';
+import { fetchRelayInfo } from './live/fetch.js';
 import { type FetchRelayInfo, LiveVerify, Verifier } from './live/verifier.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics, watchPgPool } from './metrics.js';
@@ -32,17 +26,19 @@ import type { Nip98Signer } from './nostr/nip98.js';
 import { createPooledNip98Signer } from './nostr/signer-pool.js';
 import { Notifier } from './notifier.js';
 import { StreamServer } from './pull/server/stream-server.js';
+import { DriftRepair, Resync, ResyncFailed, RetrySweeper } from './push/chores.js';
 import { Observer } from './push/observer.js';
 import { Infra, mayHeal } from './push/syncer.js';
 import { blossomS3FromEnv } from './push/zooid/body.js';
 import { ZooidClient } from './push/zooid/client.js';
+import { TARGET_HEALTH, TargetHealth } from './push/zooid/target-health.js';
 import { Query } from './query.js';
-import { fencedStore } from './store/fenced-store.js';
+import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './store/database-url.js';
+import { FencedStore } from './store/fenced-store.js';
 import type { WorkerLease } from './store/lease.js';
 import { openStore } from './store/open.js';
 import { FencedError, type Store } from './store/port.js';
-import { PostgresStore } from './store/postgres/pg-store.js';
-import { type Replication, startReplication } from './store/replication.js';
+import type { Replication } from './store/replication.js';
 import { StorageHealth, watchStorage } from './store/storage-errors.js';
 
 export interface PeerDeps {
@@ -55,11 +51,6 @@ export interface PeerDeps {
   onRoute?: AppDeps['onRoute'];
   /** Reads a relay's NIP-11 document (live verification); tests inject faults here. */
   fetchRelayInfo?: FetchRelayInfo;
-}
-
-interface ChoreHandle {
-  chore: Chore;
-  cycle: Cycle;
 }
 
 /**
@@ -78,11 +69,10 @@ export class Peer {
   readonly targetHealth: TargetHealth | null;
   /** Live verification (src/live/); null without push sync or with BOSUN_VERIFY_INTERVAL_MS=0. */
   readonly verifier: Verifier | null;
-  /** The periodic pass of live verification, and its Cycle. */
-  readonly liveVerify: { chore: LiveVerify; cycle: Cycle } | null;
   /** The agents' autoconfig stream (`GET /v1/stream`). */
   readonly streams: StreamServer;
-  readonly chores = new Map<ChoreName, ChoreHandle>();
+  /** The scheduled (enabled) chores, by name. */
+  readonly chores = new Map<string, Chore>();
   /**
    * Of the replicas on one database, only the holder of this lease runs the observer, push sync
    * and the chores (src/store/lease.ts); their writes are fenced by its epoch.
@@ -114,7 +104,7 @@ export class Peer {
   ) {
     this.storage = deps.storage;
     this.lease = replication.lease;
-    this.workerStore = fencedStore(store, () => this.lease.fence);
+    this.workerStore = new FencedStore(store, () => this.lease.fence);
     this.clock = deps.clock;
     this.random = deps.random;
     this.signer =
@@ -128,9 +118,9 @@ export class Peer {
     this.infra = this.signer ? this.createInfra(this.signer, deps.fetch) : null;
     this.observer = this.infra ? this.createObserver(this.infra) : null;
     this.verifier = this.observer ? this.createVerifier(this.observer, deps.fetchRelayInfo) : null;
-    this.liveVerify = this.verifier ? this.createLiveVerify(this.verifier) : null;
+    const resyncFailed = this.observer ? new ResyncFailed(this.store, this.observer, mayHeal) : null;
     this.targetHealth =
-      config.zooidApiUrl && config.chores.target_health.enabled
+      config.zooidApiUrl && config.chores[TARGET_HEALTH.name].enabled
         ? new TargetHealth(config.zooidApiUrl, this.clock, deps.fetch ?? fetch, {
             onStatus: (status) => {
               const target = { target: config.zooidApiUrl! };
@@ -140,7 +130,7 @@ export class Peer {
             },
             // Relays that failed while zooid was away need not wait for the slow pace.
             onRecovered: () => {
-              if (this.lease.held) this.chores.get('resync_failed')?.cycle.trigger();
+              if (this.lease.held) resyncFailed?.trigger();
             },
           })
         : null;
@@ -170,6 +160,10 @@ export class Peer {
       ...(config.http ? { http: config.http } : {}),
       ...(config.activityStream ? { dashboard: { stream: config.activityStream } } : {}),
       targets: () => (this.targetHealth ? [this.targetHealth.status()] : []),
+      targetDefaults: {
+        url: config.zooidApiUrl ?? null,
+        pubkey: config.secretKey ? publicKeyOf(config.secretKey) : null,
+      },
       notifier,
       readiness: {
         // A full disk shows here but keeps bosun ready: reads, agent streams and the dashboard work.
@@ -196,9 +190,7 @@ export class Peer {
     // Added first so it closes last: syncs still draining in the services' closes keep signing.
     if (this.signer) this.group.add(this.signerService(this.signer));
     this.group.add(this.leaseService());
-    for (const chore of this.createChores()) this.group.add(this.choreService(chore));
-    if (this.verifier && this.liveVerify)
-      this.group.add(this.liveVerifyService(this.verifier, this.liveVerify));
+    for (const service of this.createChores(resyncFailed)) this.group.add(service);
     this.group.add(this.httpService());
     // Closed before HTTP (reverse order): agents get `reconnect`, then the listener stops.
     this.group.add(this.streams.service());
@@ -208,19 +200,18 @@ export class Peer {
     const logger = deps.logger ?? createLogger({ level: config.logLevel });
     const clock = deps.clock ?? systemClock;
     const storage = new StorageHealth(clock, logger.child({ component: 'storage' }));
-    const rawStore = await openStore(config.databaseUrl, {
+    const opened = await openStore(config.databaseUrl, {
       ...config.postgres,
       warn: (fields, msg) => logger.warn(fields, msg),
     });
-    const store = watchStorage(rawStore, storage);
+    const store = watchStorage(opened.store, storage);
     const notifier = new Notifier((err) => logger.error({ err }, 'change listener failed'));
     const command = new Command(store, notifier, clock);
     const query = new Query(store);
     const tokens = new TokenService(store, clock, config.adminToken);
     const metrics = createMetrics();
-    if (rawStore instanceof PostgresStore) watchPgPool(metrics, rawStore.pool);
-    const replication = await startReplication({
-      store: rawStore,
+    if (opened.pool) watchPgPool(metrics, opened.pool);
+    const replication = await opened.startReplication({
       notifier,
       logger,
       ttlMs: config.leaseTtlMs,
@@ -390,16 +381,15 @@ export class Peer {
     };
   }
 
-  private choreService({ chore, cycle }: ChoreHandle): Service {
+  private choreService(chore: Chore, cycle: Cycle): Service {
     return {
       name: `chore:${chore.name}`,
-      // Only the lease holder runs chores (every replica probes its zooid targets, for /metrics).
       // Cycles start once the lease's first attempt is over, so a holder's first pass runs as holder.
       run: async (signal) => {
         await Promise.race([this.observerReady, untilAborted(signal)]);
         if (signal.aborted) return;
         await cycle.run(
-          (s) => (this.lease.held || chore.name === 'target_health' ? chore.once(s) : Promise.resolve()),
+          (s) => (this.lease.held || !chore.config.needsLease ? chore.once(s) : Promise.resolve()),
           signal,
         );
       },
@@ -407,14 +397,21 @@ export class Peer {
     };
   }
 
-  private createChores(): ChoreHandle[] {
+  /** Every chore this peer runs; each brings its own config and builds its own Cycle. */
+  private createChores(resyncFailed: ResyncFailed | null): Service[] {
     const chores: Chore[] = [];
     const observer = this.observer;
     if (observer) {
       chores.push(new RetrySweeper(this.store, observer, this.clock));
       chores.push(new DriftRepair(this.store, observer, this.clock));
       chores.push(new Resync(this.store, observer));
-      chores.push(new ResyncFailed(this.store, observer, mayHeal));
+    }
+    if (resyncFailed) chores.push(resyncFailed);
+    if (this.verifier) {
+      const intervalMs = this.config.verify!.intervalMs;
+      chores.push(
+        new LiveVerify({ store: this.workerStore, verifier: this.verifier, clock: this.clock, intervalMs }),
+      );
     }
     if (this.targetHealth) chores.push(this.targetHealth);
     chores.push(new CredentialExpiry(this.store, this.clock, this.command));
@@ -423,16 +420,10 @@ export class Peer {
         observer ? observer.cursor : this.store.lastActivityId(),
       ),
     );
-    const handles: ChoreHandle[] = [];
+    const settings: Partial<Record<string, ChoreSettings>> = this.config.chores;
+    const services: Service[] = [];
     for (const chore of chores) {
-      const cfg = this.config.chores[chore.name];
-      if (!cfg.enabled) continue;
-      const cycle = new Cycle({
-        name: chore.name,
-        interval: cfg.interval,
-        timeout: cfg.timeout,
-        // The long resync is spread out so replicas and restarts don't re-assert all at once.
-        jitter: chore.name === 'resync' ? 0.2 : 0.05,
+      const cycle = chore.schedule(settings[chore.name], {
         clock: this.clock,
         random: this.random,
         onError: (err, name) => this.logger.warn({ err, chore: name }, 'chore run failed'),
@@ -441,11 +432,11 @@ export class Peer {
           this.metrics.choreDuration.observe({ chore: name }, durationMs / 1000);
         },
       });
-      const handle = { chore, cycle };
-      this.chores.set(chore.name, handle);
-      handles.push(handle);
+      if (!cycle) continue;
+      this.chores.set(chore.name, chore);
+      services.push(this.choreService(chore, cycle));
     }
-    return handles;
+    return services;
   }
 
   private createInfra(signer: Nip98Signer, fetchImpl?: typeof fetch): Infra {
@@ -481,11 +472,10 @@ export class Peer {
    * Live verification: what push sync wrote is read back over NIP-11, from the workers' fenced
    * store and Command (only the lease holder checks; a lost term's records are refused).
    */
-  private createVerifier(observer: Observer, fetchInfo: FetchRelayInfo | undefined): Verifier | null {
+  private createVerifier(observer: Observer, fetchInfo: FetchRelayInfo = fetchRelayInfo): Verifier | null {
     const verify = this.config.verify;
     if (!verify || verify.intervalMs === 0) return null;
-    if (!fetchInfo) return null;
-    return new Verifier({
+    const verifier = new Verifier({
       store: this.workerStore,
       command: this.command.over(this.workerStore),
       fetchInfo,
@@ -504,46 +494,10 @@ export class Peer {
       },
       onCheck: ({ durationMs }) => this.metrics.liveCheckSeconds.observe(durationMs / 1000),
     });
-  }
-
-  private createLiveVerify(verifier: Verifier): { chore: LiveVerify; cycle: Cycle } {
-    const intervalMs = this.config.verify!.intervalMs;
-    const chore = new LiveVerify({ store: this.workerStore, verifier, clock: this.clock, intervalMs });
-    const cycle = new Cycle({
-      name: chore.name,
-      interval: intervalMs,
-      timeout: Math.max(60_000, intervalMs),
-      jitter: 0.05,
-      clock: this.clock,
-      random: this.random,
-      onError: (err, name) => this.logger.warn({ err, chore: name }, 'chore run failed'),
-      onRun: ({ name, durationMs, ok }) => {
-        this.metrics.choreRuns.inc({ chore: name, result: ok ? 'ok' : 'failed' });
-        this.metrics.choreDuration.observe({ chore: name }, durationMs / 1000);
-      },
-    });
-    return { chore, cycle };
-  }
-
-  /** The verifier runs while this replica holds the worker lease; its pass like any chore. */
-  private liveVerifyService(
-    verifier: Verifier,
-    { chore, cycle }: { chore: LiveVerify; cycle: Cycle },
-  ): Service {
+    // Only the lease holder checks: a term starts it, its end stops it.
     this.lease.onAcquired(() => verifier.start());
     this.lease.onLost(() => verifier.stop());
-    return {
-      name: `chore:${chore.name}`,
-      run: async (signal) => {
-        await Promise.race([this.observerReady, untilAborted(signal)]);
-        if (signal.aborted) return;
-        await cycle.run((s) => (this.lease.held ? chore.once(s) : Promise.resolve()), signal);
-      },
-      close: async () => {
-        await cycle.stop();
-        await verifier.stop();
-      },
-    };
+    return verifier;
   }
 
   private createObserver(infra: Infra): Observer {

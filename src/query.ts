@@ -1,19 +1,28 @@
 import type { Activity } from './domain/activity.js';
 import { relayNotFound } from './domain/errors.js';
-import type { LiveStatus } from './domain/live.js';
+import { LIVE_STATUSES, type LiveStatus } from './domain/live.js';
+import { type Page, readPage } from './domain/page.js';
 import { canSee, type Principal } from './domain/principal.js';
 import type { Relay, SyncStatus } from './domain/relay.js';
 import type { Store } from './store/port.js';
 
-export interface Page<T> {
-  items: T[];
-  /** Pass back as `after` for the next page; null on the last page. */
-  next: string | null;
+/** Live relays by sync status, and how many of them are inactive. */
+export interface RelayTally {
+  byStatus: Record<SyncStatus, number>;
+  inactive: number;
 }
 
-/** Read-only access for the API, dashboard and metrics, scoped to what the caller may see. */
+/**
+ * Read-only access for the API, dashboard and metrics, scoped to what the caller may see: one
+ * visibility rule (`scopeOf` for lists, `canSee` for one relay) for every reader.
+ */
 export class Query {
   constructor(private readonly store: Store) {}
+
+  /** Commits land in activity-id order (see Store.serialCommits): readers may skip to the head. */
+  get serialCommits(): boolean {
+    return this.store.serialCommits;
+  }
 
   async getRelay(principal: Principal, id: string): Promise<Relay> {
     const relay = await this.store.getRelay(id);
@@ -32,7 +41,7 @@ export class Query {
       after?: string;
       limit: number;
     },
-  ): Promise<Page<Relay>> {
+  ): Promise<Page<Relay, string>> {
     const scope = scopeOf(principal);
     // A tenant asking for another owner, or an agent for another fleet, gets an empty page.
     if (scope.owner !== undefined && opts.owner !== undefined && opts.owner !== scope.owner) {
@@ -41,10 +50,11 @@ export class Query {
     if (scope.fleet !== undefined && opts.fleet !== undefined && opts.fleet !== scope.fleet) {
       return { items: [], next: null };
     }
-    const items = await this.store.listRelays({ ...opts, ...scope, limit: opts.limit + 1 });
-    const more = items.length > opts.limit;
-    const page = more ? items.slice(0, opts.limit) : items;
-    return { items: page, next: more ? (page[page.length - 1]?.id ?? null) : null };
+    return readPage(
+      opts.limit,
+      (limit) => this.store.listRelays({ ...opts, ...scope, limit }),
+      (relay) => relay.id,
+    );
   }
 
   async activities(
@@ -86,12 +96,74 @@ export class Query {
     return [...wrong, ...unexpected, ...notServed, ...stale];
   }
 
-  countByStatus() {
-    return this.store.countRelaysByStatus();
+  /**
+   * The caller's relays by live status: one grouped count when the caller sees every relay
+   * (deleted relays only while still served), the caller's scope read page by page otherwise.
+   */
+  async liveTally(principal: Principal): Promise<Record<LiveStatus, number>> {
+    const counts = Object.fromEntries(LIVE_STATUSES.map((s) => [s, 0])) as Record<LiveStatus, number>;
+    const scope = scopeOf(principal);
+    if (scope.owner === undefined && scope.fleet === undefined) {
+      for (const c of await this.store.liveCounts()) counts[c.status] += c.n;
+      return counts;
+    }
+    let after: string | undefined;
+    do {
+      const page = await this.listRelays(principal, { limit: 1000, ...(after ? { after } : {}) });
+      for (const relay of page.items) counts[relay.live.status]++;
+      after = page.next ?? undefined;
+    } while (after);
+    return counts;
+  }
+
+  /**
+   * The caller's live relays by status, and how many are inactive: one grouped count when the
+   * caller sees every relay, the caller's scope read page by page otherwise.
+   */
+  async relayTally(principal: Principal): Promise<RelayTally> {
+    const byStatus: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0 };
+    let inactive = 0;
+    const scope = scopeOf(principal);
+    if (scope.owner === undefined && scope.fleet === undefined) {
+      for (const c of await this.store.relayCounts()) {
+        if (c.deleted) continue;
+        byStatus[c.status] += c.n;
+        if (c.inactive) inactive += c.n;
+      }
+      return { byStatus, inactive };
+    }
+    let after: string | undefined;
+    do {
+      const page = await this.listRelays(principal, { limit: 1000, ...(after ? { after } : {}) });
+      for (const relay of page.items) {
+        byStatus[relay.sync.status]++;
+        if (relay.config.inactive) inactive++;
+      }
+      after = page.next ?? undefined;
+    } while (after);
+    return { byStatus, inactive };
   }
 
   lastActivityId() {
     return this.store.lastActivityId();
+  }
+
+  /**
+   * The largest id x such that every activity after x was created at or after `since`, found by
+   * bisecting ids (ids and times both grow), so a long log costs a few indexed reads. Only a
+   * position in the log: no activity is returned, so it needs no scope.
+   */
+  async activityIdBefore(since: number): Promise<number> {
+    let lo = 0;
+    let hi = await this.store.lastActivityId();
+    // Invariant: the first activity after `hi` (none) is ≥ since; find the smallest such x.
+    while (lo < hi) {
+      const mid = Math.floor((lo + hi) / 2);
+      const [first] = await this.store.activitiesAfter({ after: mid, limit: 1 });
+      if (!first || first.createdAt >= since) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
   }
 }
 

@@ -19,7 +19,7 @@ export class TokenWatch {
   private closed = false;
 
   constructor(
-    private readonly o: {
+    private readonly options: {
       isLive: (credential: Credential) => Promise<boolean>;
       clock: Clock;
       logger: Logger;
@@ -48,16 +48,16 @@ export class TokenWatch {
   /** Stops the timer (shutdown); nothing is ended by it. */
   close(): void {
     this.closed = true;
-    if (this.timer) this.o.clock.clearTimeout(this.timer);
+    if (this.timer) this.options.clock.clearTimeout(this.timer);
     this.timer = undefined;
   }
 
   private arm(): void {
     if (this.timer || this.closed || this.watched.size === 0) return;
-    this.timer = this.o.clock.setTimeout(() => {
+    this.timer = this.options.clock.setTimeout(() => {
       this.timer = undefined;
       void this.check().finally(() => this.arm());
-    }, this.o.intervalMs);
+    }, this.options.intervalMs);
   }
 
   private async check(): Promise<void> {
@@ -68,11 +68,11 @@ export class TokenWatch {
       for (const entry of [...this.watched.values()]) {
         // Thousands of credentials: let other work run between small batches of lookups.
         if (++n % 64 === 0) await new Promise((resolve) => setImmediate(resolve));
-        if (entry.ends.size === 0 || (await this.o.isLive(entry.credential))) continue;
+        if (entry.ends.size === 0 || (await this.options.isLive(entry.credential))) continue;
         for (const end of [...entry.ends]) end();
       }
     } catch (err) {
-      this.o.logger.warn({ err }, 'checking credentials of open streams failed; trying again');
+      this.options.logger.warn({ err }, 'checking credentials of open streams failed; trying again');
     } finally {
       this.checking = false;
     }

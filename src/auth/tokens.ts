@@ -2,8 +2,8 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { z } from 'zod';
 import type { Clock } from '../domain/clock.js';
 import { BosunError } from '../domain/errors.js';
-import type { Principal, Token } from '../domain/principal.js';
-import { FLEET, OWNER, parseOrThrow } from '../domain/relay.js';
+import { type Principal, type Token, tokenIsLive, tokenPrincipal } from '../domain/principal.js';
+import { fleetNameSchema, OWNER, parseOrThrow } from '../domain/relay.js';
 import type { Store } from '../store/port.js';
 
 const TOKEN_PREFIX = 'bosun_';
@@ -40,7 +40,7 @@ export const createTokenSchema = z
   .strictObject({
     role: z.enum(['admin', 'tenant', 'agent']),
     owner: z.string().regex(OWNER, 'must be 1-128 letters, digits, ., _, : or -').optional(),
-    fleet: z.string().regex(FLEET, 'must match ^[a-z0-9][a-z0-9_-]{0,63}$').optional(),
+    fleet: fleetNameSchema.optional(),
     name: z.string().min(1).max(128).optional(),
     expires_in_seconds: z
       .number()
@@ -109,8 +109,8 @@ export class TokenService {
       return { principal: { role: 'admin', actor: 'admin:bootstrap' }, credential: { kind: 'bootstrap' } };
     }
     const token = await this.store.findTokenByHash(hash);
-    if (!token || !usable(token, this.clock.now())) return null;
-    return { principal: principalOf(token), credential: { kind: 'token', id: token.id } };
+    if (!token || !tokenIsLive(token, this.clock.now())) return null;
+    return { principal: tokenPrincipal(token), credential: { kind: 'token', id: token.id } };
   }
 
   /**
@@ -124,7 +124,7 @@ export class TokenService {
         return this.bootstrapHash !== null;
       case 'token': {
         const token = await this.store.findTokenById(credential.id);
-        return token !== undefined && usable(token, now);
+        return token !== undefined && tokenIsLive(token, now);
       }
       case 'nostr':
         return this.store.hasTenant(credential.pubkey, now);
@@ -135,22 +135,6 @@ export class TokenService {
   async hasAdmin(): Promise<boolean> {
     if (this.bootstrapHash) return true;
     const now = this.clock.now();
-    return (await this.store.listTokens()).some((t) => t.role === 'admin' && usable(t, now));
-  }
-}
-
-/** The one rule for a token row: not revoked, not expired. */
-function usable(token: Token, now: number): boolean {
-  return token.revokedAt === null && (token.expiresAt === null || token.expiresAt > now);
-}
-
-function principalOf(token: Token): Principal {
-  switch (token.role) {
-    case 'admin':
-      return { role: 'admin', actor: `token:${token.id}` };
-    case 'tenant':
-      return { role: 'tenant', owner: token.owner!, actor: `tenant:${token.owner}` };
-    case 'agent':
-      return { role: 'agent', fleet: token.fleet!, actor: `agent:${token.id}`, tokenId: token.id };
+    return (await this.store.listTokens()).some((t) => t.role === 'admin' && tokenIsLive(t, now));
   }
 }

@@ -8,6 +8,7 @@ import { ApiError } from './api-client.js';
 import { registerRelayCommands } from './relay-commands.js';
 import { serve } from './serve.js';
 import { registerSyncCommand } from './sync-command.js';
+import { registerTargetCommands } from './target-commands.js';
 import { registerTokenCommands } from './token-commands.js';
 
 export function buildProgram(): Command {
@@ -38,26 +39,69 @@ export function buildProgram(): Command {
 
   program
     .command('zooid-emulator')
-    .description('run a local stand-in for zooid’s management API, to try push sync')
+    .description('run a local stand-in for zooid: its management API and each relay’s NIP-11 document')
     .requiredOption('--whitelist <pubkeys>', "comma-separated hex pubkeys allowed to manage it (bosun's key)")
     .option('--port <port>', 'listen port (0 picks a free one)', '3334')
     .option('--host <host>', 'listen address', '127.0.0.1')
+    .option('--api-host <host>', 'Host header that reaches the management API (default <host>:<port>)')
     .option('--config-dir <dir>', 'write each relay as <id>.toml here (default: memory only)')
     .option('--variant <variant>', 'zooid API variant to emulate: v1 | v1p | v2', 'v2')
+    .option(
+      '--fail-load <ids>',
+      'comma-separated relay ids whose file "fails to load": accepted, never served',
+    )
+    .option(
+      '--reload-delay-ms <ms>',
+      'after a relay changes, keep serving its old NIP-11 document this long',
+      '0',
+    )
+    .option(
+      '--served-secret <pairs>',
+      'id=<hex secret>,… : serve these relays under another key (test keys only)',
+    )
+    .addHelpText(
+      'after',
+      `
+Relays are served on the same port, by the Host header: a request whose Host is a relay's
+host (exactly as in its config) with "Accept: application/nostr+json" gets that relay's
+NIP-11 document; only the API host reaches the management API.
+
+SIGHUP reloads the config dir (edit a <id>.toml by hand, then kill -HUP <pid>).
+
+Several instances: run one process per zooid instance, each with its own --port, --whitelist
+and --config-dir, e.g.
+  bosun zooid-emulator --port 3334 --whitelist <pubkey A> --config-dir ./zooid-eu
+  bosun zooid-emulator --port 3335 --whitelist <pubkey B> --config-dir ./zooid-us
+`,
+    )
     .action(
       async (opts: {
         whitelist: string;
         port: string;
         host: string;
+        apiHost?: string;
         configDir?: string;
         variant: string;
+        failLoad?: string;
+        reloadDelayMs: string;
+        servedSecret?: string;
       }) => {
         const emulator = await runZooidEmulatorCli({
           whitelist: opts.whitelist,
           port: opts.port,
           host: opts.host,
           variant: opts.variant as 'v1' | 'v1p' | 'v2',
+          reloadDelayMs: opts.reloadDelayMs,
+          ...(opts.apiHost ? { apiHost: opts.apiHost } : {}),
           ...(opts.configDir ? { configDir: opts.configDir } : {}),
+          ...(opts.failLoad ? { failLoad: opts.failLoad } : {}),
+          ...(opts.servedSecret ? { servedSecret: opts.servedSecret } : {}),
+        });
+        process.on('SIGHUP', () => {
+          emulator.reload();
+          process.stdout.write(
+            `${JSON.stringify({ level: 'info', msg: 'zooid emulator reloaded', relays: emulator.relays().size })}\n`,
+          );
         });
         const stop = () => void emulator.close().then(() => process.exit(0));
         process.on('SIGTERM', stop);
@@ -82,6 +126,7 @@ export function buildProgram(): Command {
 
   registerRelayCommands(program);
   registerTokenCommands(program);
+  registerTargetCommands(program);
   registerAgentCommand(program);
   registerSyncCommand(program);
   return program;

@@ -1,8 +1,8 @@
 import { createServer } from 'node:net';
 import { loadServeConfig } from '../config.js';
-import { shownDatabaseUrl } from '../database-url.js';
 import { loadFleetAtStart } from '../fleet/load.js';
 import { Peer, StartupError } from '../peer.js';
+import { shownDatabaseUrl } from '../store/database-url.js';
 
 /**
  * `bosun serve`: a thin shell over the Peer. SIGTERM/SIGINT close it in order (in-flight syncs

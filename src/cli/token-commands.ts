@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { TokenService } from '../auth/tokens.js';
-import { shownDatabaseUrl } from '../database-url.js';
 import { systemClock } from '../domain/clock.js';
 import { parseDuration } from '../domain/duration.js';
 import { type TokenView, viewToken } from '../domain/principal.js';
+import { shownDatabaseUrl } from '../store/database-url.js';
 import { openStore } from '../store/open.js';
 import { ApiClient } from './api-client.js';
 import { print, printJson, table } from './output.js';
@@ -19,7 +19,7 @@ async function createInDatabase(databaseUrl: string, body: unknown): Promise<Tok
   if (file !== null && !existsSync(file)) throw new Error(`--database-url: no database at ${file}`);
   if (file === null && !/^postgres(ql)?:\/\//.test(databaseUrl))
     throw new Error('--database-url: must be sqlite:<file> or postgres://…');
-  const store = await openStore(databaseUrl, { poolSize: 1 }).catch((err) => {
+  const { store } = await openStore(databaseUrl, { poolSize: 1 }).catch((err) => {
     throw new Error(`cannot open the database ${shownDatabaseUrl(databaseUrl)}: ${(err as Error).message}`);
   });
   try {

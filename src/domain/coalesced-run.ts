@@ -2,16 +2,21 @@
  * Runs an async task on request, one run at a time. A request made while a run is in progress
  * makes the task run once more after it (any number of such requests coalesce into that one), so
  * every request is followed by a run that started after it: what the task reads is never older
- * than the request. The observer's and the change feed's reads of the activity log work this way.
+ * than the request. The observer's and the change feed's reads of the activity log, the stream
+ * server's reads of changed relays, each fleet hub's work and each dashboard activity stream work
+ * this way.
  */
 export class CoalescedRun {
   private running: Promise<void> | null = null;
   private again = false;
 
   constructor(
-    private readonly o: {
+    private readonly options: {
       task: () => Promise<void>;
-      /** A run that threw; the task is not run again until the next request. */
+      /**
+       * A run that threw; the task is not run again until the next request (requests made during
+       * the failed run included). Called once the run is over, so it may request another.
+       */
       onError: (err: unknown) => void;
       /** Once true, requests are ignored and no further run starts. */
       stopped: () => boolean;
@@ -24,22 +29,28 @@ export class CoalescedRun {
   }
 
   request(): void {
-    if (this.o.stopped()) return;
+    if (this.options.stopped()) return;
     if (this.running) {
       this.again = true;
       return;
     }
-    this.running = (async () => {
-      try {
-        do {
-          this.again = false;
-          await this.o.task();
-        } while (this.again && !this.o.stopped());
-      } catch (err) {
-        this.o.onError(err);
-      } finally {
-        this.running = null;
-      }
-    })();
+    this.running = this.run();
+  }
+
+  private async run(): Promise<void> {
+    let failed = false;
+    let error: unknown;
+    try {
+      do {
+        this.again = false;
+        await this.options.task();
+      } while (this.again && !this.options.stopped());
+    } catch (err) {
+      failed = true;
+      error = err;
+    } finally {
+      this.running = null;
+    }
+    if (failed) this.options.onError(error);
   }
 }

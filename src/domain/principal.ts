@@ -9,8 +9,6 @@ export type Principal =
 
 export type Role = Principal['role'];
 
-export const SYSTEM: Principal = { role: 'admin', actor: 'system' };
-
 /** Whether the caller may see (and, unless an agent, change) the relay. */
 export function canSee(principal: Principal, relay: Relay): boolean {
   switch (principal.role) {
@@ -29,6 +27,11 @@ export function assertWriter(principal: Principal): void {
   }
 }
 
+/** Targets and fleets' targets are the operator's: tenants and agents may not change them. */
+export function assertAdmin(principal: Principal, what: string): void {
+  if (principal.role !== 'admin') throw new BosunError('forbidden', `${what} needs an admin token`);
+}
+
 export interface Token {
   id: string;
   name: string;
@@ -38,6 +41,28 @@ export interface Token {
   createdAt: number;
   expiresAt: number | null;
   revokedAt: number | null;
+}
+
+/** The one rule for a token row: it signs its caller in while neither revoked nor expired. */
+export function tokenIsLive(token: Token, now: number): boolean {
+  return token.revokedAt === null && (token.expiresAt === null || token.expiresAt > now);
+}
+
+/** Who a token signs in as. */
+export function tokenPrincipal(token: Token): Principal {
+  switch (token.role) {
+    case 'admin':
+      return { role: 'admin', actor: `token:${token.id}` };
+    case 'tenant':
+      return tenantPrincipal(token.owner!);
+    case 'agent':
+      return { role: 'agent', fleet: token.fleet!, actor: `agent:${token.id}`, tokenId: token.id };
+  }
+}
+
+/** A tenant, by owner: through a tenant token or its NIP-98 key (the owner is the pubkey). */
+export function tenantPrincipal(owner: string): Principal {
+  return { role: 'tenant', owner, actor: `tenant:${owner}` };
 }
 
 export interface TokenView {

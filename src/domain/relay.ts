@@ -14,6 +14,14 @@ import type { LiveDiff, LiveState, LiveStatus } from './live.js';
 export const RELAY_ID = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 export const SCHEMA = /^[a-z_][a-z0-9_]*$/;
 export const FLEET = /^[a-z0-9][a-z0-9_-]{0,63}$/;
+const FLEET_RULE = 'must match ^[a-z0-9][a-z0-9_-]{0,63}$';
+/** A fleet's name, wherever one is read (relays, agent tokens, fleet.toml). */
+export const fleetNameSchema = z.string().regex(FLEET, FLEET_RULE);
+
+/** Throws a 400 naming the fleet unless `fleet` is a valid fleet name (e.g. from a URL path). */
+export function checkFleetName(fleet: string): void {
+  if (!FLEET.test(fleet)) throw invalid(`fleet: ${FLEET_RULE}`, `fleet/${fleet.slice(0, 64)}`);
+}
 export const OWNER = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const HOST =
   /^(?=.{1,253}(:|$))[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,4})?$/;
@@ -140,14 +148,13 @@ export const secretSchema = z
 export const createRelaySchema = z.strictObject({
   id: z.string().regex(RELAY_ID, 'must match ^[a-z0-9][a-z0-9_-]{0,63}$').optional(),
   owner: z.string().regex(OWNER, 'must be 1-128 letters, digits, ., _, : or -').optional(),
-  fleet: z.string().regex(FLEET, 'must match ^[a-z0-9][a-z0-9_-]{0,63}$').optional(),
+  fleet: fleetNameSchema.optional(),
   host: hostSchema,
   schema: relayConfigSchema.shape.schema.optional(),
   secret: secretSchema.optional(),
   inactive: z.boolean().optional(),
   ...sectionsShape,
 });
-export type CreateRelayInput = z.input<typeof createRelaySchema>;
 
 export type SyncStatus = 'pending' | 'synced' | 'retrying' | 'failed';
 

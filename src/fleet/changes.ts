@@ -24,7 +24,7 @@ import {
   sameState,
 } from '../domain/fleet/state.js';
 import { canSee, type Principal } from '../domain/principal.js';
-import { editableDocument, jsonEqual, parkingHost, type Relay, schemaFromId } from '../domain/relay.js';
+import { editableDocument, jsonEqual, type Relay, schemaFromId } from '../domain/relay.js';
 import {
   conflictError,
   createdRelay,
@@ -32,7 +32,22 @@ import {
   draftNewRelay,
   patchedRelay,
 } from '../domain/relay-changes.js';
-import type { RelayWrite, Store, StoreConflictError, WriteBatch } from '../store/port.js';
+import {
+  DEFAULT_TARGET,
+  type FleetTarget,
+  fleetTargetName,
+  fleetTargetOf,
+  unknownTarget,
+} from '../domain/target.js';
+import type {
+  FleetStateRecord,
+  RelayHead,
+  RelayWrite,
+  Store,
+  StoreConflictError,
+  WriteBatch,
+} from '../store/port.js';
+import { hostOrder } from './host-order.js';
 
 export interface FleetChanges {
   result: FleetApplyResult;
@@ -42,6 +57,58 @@ export interface FleetChanges {
   baseVersion: number;
   /** Names the relay of the files behind a unique-index conflict met at commit. */
   conflict: (err: StoreConflictError) => BosunError;
+}
+
+/** What one apply is: by whom, to which fleet, and when. */
+interface Apply {
+  store: Store;
+  principal: Principal;
+  fleet: string;
+  prune: boolean;
+  now: number;
+  /** The fleet's target as fleet.toml changes it; null when it stays. */
+  targetChange: TargetChange | null;
+}
+
+/** A change of the fleet's push target, shown in the plan and written with the relays. */
+interface TargetChange {
+  before: string | null;
+  after: string | null;
+  target: FleetTarget;
+}
+
+/** Where each relay of the files ends up: its entry in the new State. */
+interface Final {
+  name: string;
+  resource: string;
+  /** Unknown for a file left unparsed (its relay and schema are as the last State applied). */
+  schema: string | undefined;
+  state: RelayState;
+  /** Set when the relay was read (and maybe changed) rather than found unchanged by checksum. */
+  relay?: Relay;
+  changed: boolean;
+}
+
+/** A relay of the files, with its outcome when the checksum already showed it unchanged. */
+interface Slot {
+  spec: ResolvedRelay;
+  unchanged?: Final;
+  fields?: RelayFileFields;
+}
+
+/** What the apply writes and shows, gathered phase by phase. */
+interface Gathered {
+  entries: PlanEntry[];
+  finals: Final[];
+  deletes: RelayWrite[];
+  updates: RelayWrite[];
+  inserts: RelayWrite[];
+  deleteActs: ActivityDraft[];
+  updateActs: ActivityDraft[];
+  insertActs: ActivityDraft[];
+  /** Orphans left in place, and relays pruned: name in the files (or id) -> id. */
+  orphans: Record<string, string>;
+  pruned: Record<string, string>;
 }
 
 /**
@@ -61,24 +128,52 @@ export async function computeFleetChanges(
   prune: boolean,
   now: number,
 ): Promise<FleetChanges> {
+  const targetChange = await planTarget(store, principal, fleet, resolved.target);
+  const apply: Apply = { store, principal, fleet, prune, now, targetChange };
   const latest = await store.latestFleetState(fleet);
-  const baseVersion = latest?.version ?? 0;
-  const previous = new Map((latest?.state.relays ?? []).map((r) => [r.id, r]));
   const heads = new Map((await store.relayHeads(fleet)).map((h) => [h.id, h]));
+  const gathered: Gathered = {
+    entries: [],
+    finals: [],
+    deletes: [],
+    updates: [],
+    inserts: [],
+    deleteActs: [],
+    updateActs: [],
+    insertActs: [],
+    orphans: {},
+    pruned: {},
+  };
 
-  interface Final {
-    name: string;
-    resource: string;
-    /** Unknown for a file left unparsed (its relay and schema are as the last State applied). */
-    schema: string | undefined;
-    state: RelayState;
-    /** Set when the relay was read (and maybe changed) rather than found unchanged by checksum. */
-    relay?: Relay;
-    changed: boolean;
-  }
-  const finals: Final[] = [];
-  /** Each relay of the files, with its outcome when the checksum already showed it unchanged. */
-  const slots: { spec: ResolvedRelay; unchanged?: Final; fields?: RelayFileFields }[] = [];
+  const { slots, toRead } = matchRecorded(apply, resolved, latest, heads, gathered.finals);
+  const orphanHeads = orphansOf(apply, resolved, heads);
+  const rows = new Map(
+    (await store.getRelays(prune ? [...toRead, ...orphanHeads.map((h) => h.id)] : toRead)).map((r) => [
+      r.id,
+      r,
+    ]),
+  );
+  for (const slot of slots) relayChange(apply, slot, rows.get(slot.spec.id), gathered);
+  checkSchemas(gathered.finals);
+  await checkHosts(apply, gathered.finals, rows, new Set(prune ? orphanHeads.map((h) => h.id) : []));
+  orphanChanges(apply, orphanHeads, rows, latest, gathered);
+  return assemble(apply, latest, gathered);
+}
+
+/**
+ * Phase 1: each relay of the files against the last State. One still at the recorded version whose
+ * file (bytes, or parsed config) has the recorded checksum is unchanged without reading its row;
+ * every other one is to be read.
+ */
+function matchRecorded(
+  { principal, fleet }: Apply,
+  resolved: ResolvedFleet,
+  latest: FleetStateRecord | undefined,
+  heads: Map<string, RelayHead>,
+  finals: Final[],
+): { slots: Slot[]; toRead: string[] } {
+  const previous = new Map((latest?.state.relays ?? []).map((r) => [r.id, r]));
+  const slots: Slot[] = [];
   const toRead: string[] = [];
   for (const spec of resolved.relays) {
     const head = heads.get(spec.id);
@@ -140,26 +235,98 @@ export async function computeFleetChanges(
     toRead.push(spec.id);
     slots.push({ spec, fields });
   }
+  return { slots, toRead };
+}
 
+/** The fleet's relays that no file names any more (those the caller may see). */
+function orphansOf(
+  { principal }: Apply,
+  resolved: ResolvedFleet,
+  heads: Map<string, RelayHead>,
+): RelayHead[] {
   const inFiles = new Set(resolved.relays.map((r) => r.id));
-  const orphanHeads = [...heads.values()].filter(
+  return [...heads.values()].filter(
     (h) => !inFiles.has(h.id) && (principal.role !== 'tenant' || h.owner === principal.owner),
   );
-  const rows = new Map(
-    (await store.getRelays(prune ? [...toRead, ...orphanHeads.map((h) => h.id)] : toRead)).map((r) => [
-      r.id,
-      r,
-    ]),
-  );
+}
 
-  const entries: PlanEntry[] = [];
-  const deletes: RelayWrite[] = [];
-  const updates: RelayWrite[] = [];
-  const inserts: RelayWrite[] = [];
-  const deleteActs: ActivityDraft[] = [];
-  const updateActs: ActivityDraft[] = [];
-  const insertActs: ActivityDraft[] = [];
-  const finalOf = (spec: ResolvedRelay, relay: Relay, changed: boolean): Final => ({
+/**
+ * Phase 2: one relay of the files, against its row (`existing`): unchanged, an update or a create,
+ * by the rules of updateRelay / createRelay. An error names the relay's file.
+ */
+function relayChange(
+  { principal, fleet, now }: Apply,
+  { spec, unchanged, fields }: Slot,
+  existing: Relay | undefined,
+  out: Gathered,
+): void {
+  if (unchanged || !fields) {
+    out.entries.push(entry(spec, 'unchanged'));
+    return;
+  }
+  try {
+    const { id: _id, owner, secret, schema, inactive, host, ...sections } = fields;
+    if (existing && existing.deletedAt === null) {
+      if (!canSee(principal, existing)) {
+        throw new BosunError(
+          'id_conflict',
+          `id: relay ${JSON.stringify(spec.id)} already exists and belongs to another tenant`,
+        );
+      }
+      if (owner !== undefined && owner !== existing.owner) {
+        throw invalid(
+          `owner: cannot be changed; relay ${JSON.stringify(spec.id)} is owned by ${existing.owner}`,
+        );
+      }
+      if (secret !== undefined && secret !== existing.secret) {
+        throw invalid(
+          'secret: differs from the stored secret; sync never rotates a secret (omit it to keep the stored one)',
+        );
+      }
+      const config = {
+        host,
+        schema: schema ?? existing.config.schema,
+        inactive: inactive ?? false,
+        ...sections,
+      };
+      if (existing.fleet === fleet && jsonEqual(existing.config, config)) {
+        out.entries.push(entry(spec, 'unchanged'));
+        out.finals.push(finalOf(spec, existing, false));
+        return;
+      }
+      const desired = mergeDiff(editableDocument(existing), { fleet, ...config });
+      const update = patchedRelay(existing, desired, principal, now)!;
+      out.updates.push({ kind: 'update', relay: update.relay, previous: existing });
+      out.updateActs.push(update.activity);
+      out.entries.push({
+        ...entry(spec, 'update'),
+        changes: diffDocuments(documentOf(existing), documentOf(update.relay)),
+      });
+      out.finals.push(finalOf(spec, update.relay, true));
+    } else {
+      const { relay, activity } = createdRelay(
+        draftNewRelay(principal, { ...fields, fleet }),
+        existing,
+        principal,
+        now,
+      );
+      if (existing) out.updates.push({ kind: 'update', relay, previous: existing });
+      else out.inserts.push({ kind: 'insert', relay });
+      (existing ? out.updateActs : out.insertActs).push(activity);
+      const shown = { ...documentOf(relay), ...(secret !== undefined ? { secret } : {}) };
+      out.entries.push({ ...entry(spec, 'create'), changes: diffDocuments(undefined, shown) });
+      out.finals.push(finalOf(spec, relay, true));
+    }
+  } catch (err) {
+    if (err instanceof BosunError && err.resource === undefined) {
+      throw new BosunError(err.code, err.message, spec.resource);
+    }
+    throw err;
+  }
+}
+
+function finalOf(spec: ResolvedRelay, relay: Relay, changed: boolean): Final {
+  return {
     name: spec.name,
     resource: spec.resource,
     schema: relay.config.schema,
@@ -172,75 +339,11 @@ export async function computeFleetChanges(
     },
     relay,
     changed,
-  });
+  };
+}
 
-  for (const { spec, unchanged, fields } of slots) {
-    if (unchanged || !fields) {
-      entries.push(entry(spec, 'unchanged'));
-      continue;
-    }
-    const existing = rows.get(spec.id);
-    try {
-      const { id: _id, owner, secret, schema, inactive, host, ...sections } = fields;
-      if (existing && existing.deletedAt === null) {
-        if (!canSee(principal, existing)) {
-          throw new BosunError(
-            'id_conflict',
-            `id: relay ${JSON.stringify(spec.id)} already exists and belongs to another tenant`,
-          );
-        }
-        if (owner !== undefined && owner !== existing.owner) {
-          throw invalid(
-            `owner: cannot be changed; relay ${JSON.stringify(spec.id)} is owned by ${existing.owner}`,
-          );
-        }
-        if (secret !== undefined && secret !== existing.secret) {
-          throw invalid(
-            'secret: differs from the stored secret; sync never rotates a secret (omit it to keep the stored one)',
-          );
-        }
-        const config = {
-          host,
-          schema: schema ?? existing.config.schema,
-          inactive: inactive ?? false,
-          ...sections,
-        };
-        if (existing.fleet === fleet && jsonEqual(existing.config, config)) {
-          entries.push(entry(spec, 'unchanged'));
-          finals.push(finalOf(spec, existing, false));
-          continue;
-        }
-        const desired = mergeDiff(editableDocument(existing), { fleet, ...config });
-        const update = patchedRelay(existing, desired, principal, now)!;
-        updates.push({ kind: 'update', relay: update.relay, previous: existing });
-        updateActs.push(update.activity);
-        entries.push({
-          ...entry(spec, 'update'),
-          changes: diffDocuments(documentOf(existing), documentOf(update.relay)),
-        });
-        finals.push(finalOf(spec, update.relay, true));
-      } else {
-        const { relay, activity } = createdRelay(
-          draftNewRelay(principal, { ...fields, fleet }),
-          existing,
-          principal,
-          now,
-        );
-        if (existing) updates.push({ kind: 'update', relay, previous: existing });
-        else inserts.push({ kind: 'insert', relay });
-        (existing ? updateActs : insertActs).push(activity);
-        const shown = { ...documentOf(relay), ...(secret !== undefined ? { secret } : {}) };
-        entries.push({ ...entry(spec, 'create'), changes: diffDocuments(undefined, shown) });
-        finals.push(finalOf(spec, relay, true));
-      }
-    } catch (err) {
-      if (err instanceof BosunError && err.resource === undefined) {
-        throw new BosunError(err.code, err.message, spec.resource);
-      }
-      throw err;
-    }
-  }
-
+/** Phase 3a: no two relays of the files share a schema. */
+function checkSchemas(finals: Final[]): void {
   const schemas = new Map<string, string>();
   for (const f of finals) {
     if (f.schema === undefined) continue;
@@ -249,11 +352,19 @@ export async function computeFleetChanges(
       throw invalid(`schema: ${JSON.stringify(f.schema)} is also the schema of ${other}`, f.resource);
     schemas.set(f.schema, f.resource);
   }
+}
 
-  // A host that a relay this apply leaves in place already uses (an unchanged file's, or one
-  // outside the fleet) is refused now, in the plan too, rather than at commit.
+/**
+ * Phase 3b: a host that a relay this apply leaves in place already uses (an unchanged file's, or
+ * one outside the fleet) is refused now, in the plan too, rather than at commit.
+ */
+async function checkHosts(
+  { store }: Apply,
+  finals: Final[],
+  rows: Map<string, Relay>,
+  leaving: Set<string>,
+): Promise<void> {
   const finalsById = new Map(finals.map((f) => [f.state.id, f]));
-  const leaving = new Set(prune ? orphanHeads.map((h) => h.id) : []);
   for (const f of finals) {
     if (!f.changed || !f.relay) continue;
     const { host } = f.relay.config;
@@ -272,25 +383,41 @@ export async function computeFleetChanges(
       );
     }
   }
+}
 
+/** Phase 4: relays of the fleet that no file names are deleted (with prune) or left as orphans. */
+function orphanChanges(
+  { principal, prune, now }: Apply,
+  orphanHeads: RelayHead[],
+  rows: Map<string, Relay>,
+  latest: FleetStateRecord | undefined,
+  out: Gathered,
+): void {
   const previousNames = new Map((latest?.state.relays ?? []).map((r) => [r.id, r.name]));
-  const orphans: Record<string, string> = {};
-  const pruned: Record<string, string> = {};
   for (const head of orphanHeads) {
     const name = previousNames.get(head.id) ?? head.id;
     const relay = rows.get(head.id);
     if (prune && relay && relay.deletedAt === null) {
       const gone = deletedRelay(relay, principal, now);
-      deletes.push({ kind: 'update', relay: gone.relay, previous: relay });
-      deleteActs.push(gone.activity);
-      pruned[name] = head.id;
-      entries.push({ name, id: head.id, action: 'delete' });
+      out.deletes.push({ kind: 'update', relay: gone.relay, previous: relay });
+      out.deleteActs.push(gone.activity);
+      out.pruned[name] = head.id;
+      out.entries.push({ name, id: head.id, action: 'delete' });
     } else {
-      orphans[name] = head.id;
-      entries.push({ name, id: head.id, action: 'orphaned' });
+      out.orphans[name] = head.id;
+      out.entries.push({ name, id: head.id, action: 'orphaned' });
     }
   }
+}
 
+/** Phase 5: the plan, the new State, and the batch that writes them (none when nothing differs). */
+function assemble(
+  { principal, fleet, prune, now, targetChange }: Apply,
+  latest: FleetStateRecord | undefined,
+  gathered: Gathered,
+): FleetChanges {
+  const { entries, finals, orphans, pruned } = gathered;
+  const baseVersion = latest?.version ?? 0;
   const summary = summarize(entries);
   const plan: FleetPlan = {
     fleet,
@@ -298,7 +425,8 @@ export async function computeFleetChanges(
     base_version: baseVersion,
     relays: entries,
     summary,
-    changes: summary.create + summary.update + summary.delete > 0,
+    changes: summary.create + summary.update + summary.delete > 0 || targetChange !== null,
+    ...(targetChange ? { target: { before: targetChange.before, after: targetChange.after } } : {}),
   };
   const version = baseVersion + 1;
   const state: FleetState = {
@@ -310,7 +438,7 @@ export async function computeFleetChanges(
     relays: finals.map((f) => f.state).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)),
     orphans,
   };
-  const relays = [...deletes, ...hostOrder(updates), ...inserts];
+  const relays = [...gathered.deletes, ...hostOrder(gathered.updates), ...gathered.inserts];
   const write = relays.length > 0 || !sameState(latest?.state, state);
   const scheduled: ScheduledRelay[] = finals
     .filter((f) => f.changed)
@@ -324,28 +452,37 @@ export async function computeFleetChanges(
     pruned,
     activities: 0,
   };
-  const batch: WriteBatch | null = write
-    ? {
-        relays,
-        activities: [...deleteActs, ...updateActs, ...insertActs],
-        fleetStates: [
-          {
-            previousVersion: baseVersion,
-            record: {
-              fleet,
-              version,
-              configId: state.config_id,
-              owner: state.owner,
-              actor: principal.actor,
-              createdAt: now,
-              state,
-            },
-          },
-        ],
-      }
-    : null;
-  /** A host/schema/id taken outside the fleet: name the relay of the files that wants it. */
-  const conflict = (err: StoreConflictError): BosunError => {
+  const batch: WriteBatch | null =
+    write || targetChange
+      ? {
+          relays,
+          activities: [...gathered.deleteActs, ...gathered.updateActs, ...gathered.insertActs],
+          fleetStates: write
+            ? [
+                {
+                  previousVersion: baseVersion,
+                  record: {
+                    fleet,
+                    version,
+                    configId: state.config_id,
+                    owner: state.owner,
+                    actor: principal.actor,
+                    createdAt: now,
+                    state,
+                  },
+                },
+              ]
+            : [],
+          // The fleet's target changes with its relays, in the same transaction.
+          fleets: targetChange ? [{ fleet, target: targetChange.target, at: now }] : [],
+        }
+      : null;
+  return { result, batch, baseVersion, conflict: conflictNamer(finals, fleet) };
+}
+
+/** A host/schema/id taken outside the fleet: name the relay of the files that wants it. */
+function conflictNamer(finals: Final[], fleet: string): (err: StoreConflictError) => BosunError {
+  return (err) => {
     const culprit = finals.find(
       (f) =>
         f.changed &&
@@ -359,60 +496,36 @@ export async function computeFleetChanges(
     const e = conflictError(err);
     return new BosunError(e.code, e.message, culprit?.resource ?? `fleet/${fleet}`);
   };
-  return { result, batch, baseVersion, conflict };
 }
 
 /**
- * The updates, ordered so that a relay moving to a host another relay of the apply moves away from
- * is written after it: the unique host index is checked row by row, and zooid checks each pushed
- * relay on its own too. Hosts going round a ring (a swap) cannot be ordered: one relay of the ring
- * is first written with its placeholder host (never seen outside the transaction), which frees its
- * old host for the rest of the ring, and is written again, last, with its real host. In zooid,
- * push sync unwinds the same ring by parking one relay (Infra).
+ * The fleet's target as the files set it, when that differs from the one it has (a fleet without
+ * a row has `default`); null when the files leave it alone or it is already so. An unknown
+ * target is refused here, in the plan too; only an admin may change a fleet's target.
  */
-function hostOrder(updates: RelayWrite[]): RelayWrite[] {
-  type Update = Extract<RelayWrite, { kind: 'update' }>;
-  const moving = new Set(
-    updates.filter(
-      (w): w is Update =>
-        w.kind === 'update' &&
-        w.previous.deletedAt === null &&
-        w.relay.config.host !== w.previous.config.host,
-    ),
-  );
-  if (moving.size < 2) return updates;
-  const leaving = new Map([...moving].map((w) => [w.previous.config.host, w]));
-  const ordered = updates.filter((w) => !moving.has(w as Update));
-  const placed = new Set<RelayWrite>();
-  for (const start of moving) {
-    // Follow who must go first (the relay leaving the host this one takes) to the chain's end.
-    // Hosts are unique, so a chain that comes back on itself comes back to `start`: a ring.
-    const chain = new Set<Update>();
-    let ring = false;
-    for (let w: Update | undefined = start; w && !placed.has(w); w = leaving.get(w.relay.config.host)) {
-      if (chain.has(w)) {
-        ring = w === start;
-        if (!ring) throw new Error(`host moves: ${w.relay.id} is taken twice`); // unique hosts: a bug
-        break;
-      }
-      chain.add(w);
-    }
-    let last: Update = start;
-    if (ring) {
-      const parked: Relay = {
-        ...start.previous,
-        rev: start.previous.rev + 1,
-        config: { ...start.previous.config, host: parkingHost(start.relay.id) },
-      };
-      ordered.push({ kind: 'update', relay: parked, previous: start.previous });
-      last = { kind: 'update', relay: { ...start.relay, rev: parked.rev + 1 }, previous: parked };
-    }
-    for (const w of [...chain].reverse()) {
-      placed.add(w);
-      ordered.push(w === start ? last : w);
-    }
+async function planTarget(
+  store: Store,
+  principal: Principal,
+  fleet: string,
+  wanted: string | null | undefined,
+): Promise<TargetChange | null> {
+  if (wanted === undefined) return null;
+  const target = fleetTargetOf(wanted);
+  const after = fleetTargetName(target);
+  const row = await store.getFleet(fleet);
+  const before = row ? fleetTargetName(row.target) : DEFAULT_TARGET;
+  if (before === after) return null;
+  if (target.kind === 'target' && !(await store.getTarget(target.name))) {
+    throw unknownTarget(target.name, `fleet/${fleet}`);
   }
-  return ordered;
+  if (principal.role !== 'admin') {
+    throw new BosunError(
+      'forbidden',
+      `target: changing fleet ${fleet}'s target (${before ?? 'none'} -> ${after ?? 'none'}) needs an admin token`,
+      `fleet/${fleet}`,
+    );
+  }
+  return { before, after, target };
 }
 
 /** What a plan diff shows of a relay: who owns it, its fleet and its config (no secret). */

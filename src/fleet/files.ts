@@ -36,6 +36,8 @@ export interface LoadedFleet {
 interface Manifest {
   path: string;
   name: string;
+  /** `target` of fleet.toml as the API takes it (`none` is null); absent: not set. */
+  target?: string | null;
   defaults: Record<string, unknown>;
   /** sha256 of fleet.toml's bytes: part of every relay file's source digest. */
   digest: string;
@@ -77,9 +79,11 @@ export function readManifest(dir: string): Manifest {
     const line = locateLine(text, issuePath(manifest.error));
     throw new SyncError(line ? `${path}:${line}` : path, describeIssues(manifest.error));
   }
+  const { target } = manifest.data;
   return {
     path,
     name: manifest.data.name,
+    ...(target !== undefined ? { target: target === 'none' ? null : target } : {}),
     defaults: (doc.defaults as Record<string, unknown>) ?? {},
     digest,
     relayFiles,
@@ -112,7 +116,11 @@ export function readFleetDir(dir: string, opts: { previous?: FleetState | undefi
     opts.previous?.fleet_id === manifest.name
       ? new Map(opts.previous.relays.filter((r) => r.source).map((r) => [r.name, r]))
       : undefined;
-  const spec: FleetSpec = { defaults: manifest.defaults, relays: [] };
+  const spec: FleetSpec = {
+    ...(manifest.target !== undefined ? { target: manifest.target } : {}),
+    defaults: manifest.defaults,
+    relays: [],
+  };
   let complete = true;
   const dups = new DuplicateCheck();
   const relays: ResolvedRelay[] = [];
@@ -143,7 +151,9 @@ export function readFleetDir(dir: string, opts: { previous?: FleetState | undefi
     syncErrors(() => dups.add({ ...relay, host: parsed.fields.host }, (field) => parsed.at([field])));
     relays.push(relay);
   }
-  return { name: manifest.name, dir, spec: complete ? spec : undefined, resolved: { relays } };
+  const resolved: ResolvedFleet =
+    manifest.target !== undefined ? { target: manifest.target, relays } : { relays };
+  return { name: manifest.name, dir, spec: complete ? spec : undefined, resolved };
 }
 
 function relayFiles(manifest: Manifest, dir: string) {

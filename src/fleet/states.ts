@@ -1,6 +1,7 @@
 import { BosunError } from '../domain/errors.js';
+import { readPage } from '../domain/page.js';
 import type { Principal } from '../domain/principal.js';
-import { FLEET } from '../domain/relay.js';
+import { checkFleetName } from '../domain/relay.js';
 import type { FleetStateRecord, Store } from '../store/port.js';
 
 export interface FleetStateView {
@@ -36,20 +37,17 @@ export async function fleetStateHistory(
   if (principal.role === 'agent') {
     throw new BosunError('forbidden', 'agent tokens cannot read fleet history; use an admin or tenant token');
   }
-  if (!FLEET.test(fleet)) {
-    throw new BosunError(
-      'invalid_request',
-      'fleet: must match ^[a-z0-9][a-z0-9_-]{0,63}$',
-      `fleet/${fleet.slice(0, 64)}`,
-    );
-  }
-  const records = await store.listFleetStates({
-    fleet,
-    limit: opts.limit + 1,
-    ...(principal.role === 'tenant' ? { owner: principal.owner } : {}),
-    ...(opts.before !== undefined ? { before: opts.before } : {}),
-  });
-  const more = records.length > opts.limit;
-  const page = more ? records.slice(0, opts.limit) : records;
-  return { states: page.map(viewFleetState), next: more ? (page[page.length - 1]?.version ?? null) : null };
+  checkFleetName(fleet);
+  const page = await readPage(
+    opts.limit,
+    (limit) =>
+      store.listFleetStates({
+        fleet,
+        limit,
+        ...(principal.role === 'tenant' ? { owner: principal.owner } : {}),
+        ...(opts.before !== undefined ? { before: opts.before } : {}),
+      }),
+    (record) => record.version,
+  );
+  return { states: page.items.map(viewFleetState), next: page.next };
 }

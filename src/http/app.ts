@@ -4,21 +4,12 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
   LogController,
-  type RouteOptions,
 } from 'fastify';
-import type { Logger } from 'pino';
-import type { Nip98Verifier } from '../auth/nip98.js';
-import type { TokenService } from '../auth/tokens.js';
-import type { Command } from '../command.js';
-import type { Clock } from '../domain/clock.js';
 import { BosunError, invalid } from '../domain/errors.js';
 import { jsonTooDeep, TOO_DEEP_JSON } from '../domain/nesting.js';
-import type { Metrics } from '../metrics.js';
-import type { Notifier } from '../notifier.js';
-import type { Query } from '../query.js';
-import type { Store } from '../store/port.js';
 import { Authenticator } from './auth.js';
-import { type DashboardOptions, registerDashboard } from './dashboard/routes.js';
+import { registerDashboard } from './dashboard/routes.js';
+import type { AppDeps } from './deps.js';
 import { clientErrorHandler, errorHandler } from './errors.js';
 import { registerOpenApi } from './openapi.js';
 import { registerActivityRoutes } from './routes/activities.js';
@@ -26,6 +17,7 @@ import { accessOf } from './routes/define.js';
 import { registerFleetRoutes } from './routes/fleets.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerRelayRoutes } from './routes/relays.js';
+import { registerTargetRoutes } from './routes/targets.js';
 import { registerTokenRoutes } from './routes/tokens.js';
 
 export const BODY_LIMIT = 1024 * 1024;
@@ -36,36 +28,6 @@ export const BODY_LIMIT = 1024 * 1024;
  * body through at ~0.5 MiB/s. Node's own defaults (60 s / 300 s, checked every 30 s) are too lax.
  */
 export const HTTP_TIMEOUTS = { headersTimeoutMs: 10_000, requestTimeoutMs: 120_000 };
-
-export interface AppDeps {
-  store: Store;
-  command: Command;
-  query: Query;
-  tokens: TokenService;
-  nip98: Nip98Verifier;
-  clock: Clock;
-  logger: Logger;
-  metrics: Metrics;
-  /**
-   * Extra readiness checks (e.g. the observer running); each throws with a reason when not ready,
-   * or returns a word to show instead of `ok` (e.g. the worker lease: `holder` / `standby`).
-   */
-  readiness?: Record<string, () => unknown>;
-  /** zooid targets and their last health probe (admin view). */
-  targets?: () => unknown[];
-  trustProxy?: boolean;
-  /** The autoconfig stream server (`GET /v1/stream`), when this process serves agents. */
-  streams?: { register(app: FastifyInstance): void; stats(): { streams: number } };
-  /** Change wake-ups for the dashboard's activity stream (without it, the stream polls the log). */
-  notifier?: Notifier;
-  /** Agents connected to the stream server, when one runs (admin view on the dashboard). */
-  agents?: () => unknown[];
-  dashboard?: DashboardOptions;
-  /** Slow-client timeouts (default HTTP_TIMEOUTS; env BOSUN_HTTP_HEADERS_TIMEOUT_MS / _REQUEST_TIMEOUT_MS). */
-  http?: { headersTimeoutMs: number; requestTimeoutMs: number };
-  /** Sees every route as it is registered, HEAD routes included (tests list them). */
-  onRoute?: (route: RouteOptions) => void;
-}
 
 /**
  * One line per request, at debug: Fastify's two lines per request at info (probes, scrapes, the
@@ -188,6 +150,7 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerRelayRoutes(app, deps);
   registerActivityRoutes(app, deps);
   registerTokenRoutes(app, deps);
+  registerTargetRoutes(app, deps);
   deps.streams?.register(app);
   registerFleetRoutes(app, deps);
   registerDashboard(app, deps);

@@ -3,7 +3,7 @@ import type { Nip98Event, Nip98Verifier } from '../auth/nip98.js';
 import type { Credential, TokenService } from '../auth/tokens.js';
 import type { Clock } from '../domain/clock.js';
 import { BosunError } from '../domain/errors.js';
-import type { Principal } from '../domain/principal.js';
+import { type Principal, tenantPrincipal } from '../domain/principal.js';
 import type { Store } from '../store/port.js';
 
 declare module 'fastify' {
@@ -82,7 +82,7 @@ export class Authenticator {
       );
       if (!fresh) throw unauthorized('NIP-98 event was already used');
     }
-    request.principal = { role: 'tenant', owner: event.pubkey, actor: `tenant:${event.pubkey}` };
+    request.principal = tenantPrincipal(event.pubkey);
     request.credential = { kind: 'nostr', pubkey: event.pubkey };
   }
 }

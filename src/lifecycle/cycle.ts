@@ -1,6 +1,7 @@
 /**
  * A Cycle runs one job periodically, modelled on Storj's `sync2.Cycle`: the job runs at
- * once when the cycle starts, then again `interval` after each run ends, until the cycle is stopped.
+ * once when the cycle starts (or, with `runAtStart: false`, one interval later), then again
+ * `interval` after each run ends, until the cycle is stopped.
  *
  * Semantics (all timing goes through the injected Clock, so tests drive a FakeClock):
  * - Never two runs at once. A run is cooperative: its signal is aborted on timeout or stop, and the
@@ -45,6 +46,8 @@ export interface CycleOptions {
   timeout?: number;
   /** Fraction in [0, 1]: each wait is interval·(1 + jitter·(2r − 1)), i.e. within interval·(1 ± jitter). */
   jitter?: number;
+  /** Run at once when the cycle starts (default), or first one interval later. */
+  runAtStart?: boolean;
   clock: Clock;
   random?: Random;
   onError?: (err: unknown, name: string) => void;
@@ -86,6 +89,7 @@ export class Cycle {
   private readonly interval: number;
   private readonly timeout: number | undefined;
   private readonly jitter: number;
+  private readonly runAtStart: boolean;
   private readonly clock: Clock;
   private readonly random: Random;
   private readonly onError: ((err: unknown, name: string) => void) | undefined;
@@ -122,6 +126,7 @@ export class Cycle {
     this.interval = interval;
     this.timeout = timeout;
     this.jitter = jitter;
+    this.runAtStart = options.runAtStart ?? true;
     this.clock = options.clock;
     this.random = options.random ?? systemRandom;
     this.onError = options.onError;
@@ -129,7 +134,8 @@ export class Cycle {
   }
 
   /**
-   * Runs `fn` now, then `interval` after each run ends, until stop() or until `signal` aborts.
+   * Runs `fn` now (or one interval from now without `runAtStart`), then `interval` after each run ends,
+   * until stop() or until `signal` aborts.
    * Resolves when the cycle has ended and the last run has returned. Calling it twice throws.
    */
   run(fn: CycleJob, signal?: AbortSignal): Promise<void> {
@@ -142,7 +148,10 @@ export class Cycle {
     }
     const onAbort = () => this.halt(signal?.reason);
     signal?.addEventListener('abort', onAbort, { once: true });
-    this.due = !this.paused;
+    if (!this.paused) {
+      if (this.runAtStart) this.due = true;
+      else this.arm();
+    }
     this.loopDone = this.loop(fn).finally(() => {
       signal?.removeEventListener('abort', onAbort);
       this.clearTimer();

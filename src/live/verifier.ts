@@ -3,6 +3,7 @@ import type { Command } from '../command.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
 import { DEFAULT_REPAIR, type LiveStatus, REPAIRABLE, type RepairPolicy } from '../domain/live.js';
 import type { Relay } from '../domain/relay.js';
+import { Chore, type ChoreDefinition } from '../lifecycle/chore.js';
 import type { Store } from '../store/port.js';
 import { compareLive, expectationOf, type FetchOutcome } from './compare.js';
 
@@ -237,19 +238,34 @@ export interface LiveVerifyOptions {
   store: Store;
   verifier: Verifier;
   clock: Clock;
-  /** The period: the pass spreads its checks over it. */
+  /** The period (BOSUN_VERIFY_INTERVAL_MS): the pass spreads its checks over it. */
   intervalMs: number;
   /** Inactive and deleted relays are checked (for `unexpected`) this long after their change. Default 1 h. */
   recentMs?: number;
 }
 
+/** The periodic pass's definition: its interval is live verification's (not a chore variable). */
+export const liveVerifyDefinition = (intervalMs: number) =>
+  ({
+    name: 'live_verify',
+    config: {
+      interval: intervalMs,
+      timeout: Math.max(60_000, intervalMs),
+      enabled: intervalMs > 0,
+      jitter: 0.05,
+      runAtStart: true,
+      needsLease: true,
+    },
+  }) as const satisfies ChoreDefinition;
+
 /**
  * The periodic pass of live verification: every active relay, and relays deactivated or deleted
  * recently (or still served), are checked once per interval, spread evenly over it.
  */
-export class LiveVerify {
-  readonly name = 'live_verify';
-  constructor(private readonly o: LiveVerifyOptions) {}
+export class LiveVerify extends Chore {
+  constructor(private readonly o: LiveVerifyOptions) {
+    super(liveVerifyDefinition(o.intervalMs));
+  }
 
   async once(signal: AbortSignal): Promise<void> {
     const now = this.o.clock.now();

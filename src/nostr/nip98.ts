@@ -135,7 +135,10 @@ export function nip98Backend(): 'wasm' | 'pure' {
   return backend.name;
 }
 
-/** Forces an implementation (benchmarks, tests). Returns false when wasm is not (yet) available. */
+/**
+ * Forces an implementation; returns false when wasm is not (yet) available. Only tests call it (to
+ * check that both agree), but it must live here: the backend in use is this module's own state.
+ */
 export function useNip98Backend(name: 'wasm' | 'pure'): boolean {
   if (name === 'wasm') {
     if (!wasm) return false;

@@ -52,22 +52,6 @@ export const relayRepSchema = z.object({
 });
 export type RelayRep = z.output<typeof relayRepSchema>;
 
-/** `data` of a `put` event. `delta`/`unchanged` only on a resumed stream (§8). */
-export interface PutPayload {
-  path: '/';
-  epoch: string;
-  data: { relays: Record<string, RelayRep>; delta?: true; unchanged?: string[] };
-}
-/** `data` of a `patch` event: `path` is `relays/<id>`. */
-export interface PatchPayload {
-  path: string;
-  data: RelayRep;
-}
-/** `data` of a `delete` event: `path` is `relays/<id>`. */
-export interface DeletePayload {
-  path: string;
-  version: number;
-}
 /** `data` of a `reconnect` event. */
 export interface ReconnectPayload {
   reason?: string;
@@ -209,9 +193,4 @@ export function parseHeldVersions(value: string): Map<string, number> | undefine
     held.set(id, version);
   }
   return held;
-}
-
-/** One SSE event as the server writes it. JSON never contains a raw line break. */
-export function encodeSseEvent(event: string, data: unknown): string {
-  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
 }

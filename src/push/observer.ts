@@ -1,6 +1,7 @@
 import { setMaxListeners } from 'node:events';
 import type { Logger } from 'pino';
 import { type Activity, RELAY_CHANGE_TYPES } from '../domain/activity.js';
+import { backoffDelay } from '../domain/backoff.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
 import { CoalescedRun } from '../domain/coalesced-run.js';
 import type { Notifier } from '../notifier.js';
@@ -34,6 +35,18 @@ export interface ObserverOptions {
 
 const TRIGGERS: ReadonlySet<string> = new Set(RELAY_CHANGE_TYPES);
 
+/** What the observer holds for one relay between syncs; dropped once it holds nothing. */
+interface RelayState {
+  /** The activities its next sync will account for. */
+  activities: Activity[];
+  /** The next sync re-asserts the whole config even if bosun believes zooid has it. */
+  force: boolean;
+  /** Consecutive syncs that threw inside bosun (reset by one that returns). */
+  internalFailures: number;
+  /** The fast path of a scheduled retry (the database's `next_attempt_at` is the durable one). */
+  retryTimer: TimerHandle | undefined;
+}
+
 /**
  * The durable observer that drives push sync. It follows the activity log from a
  * persisted cursor in two phases: first it reads everything after the cursor and collapses it to
@@ -51,25 +64,19 @@ export class Observer {
   private abort!: AbortController;
   /** Activities whose sync is not done yet, in id order (Map keeps insertion order). */
   private readonly outstanding = new Map<number, string>();
-  /** Per relay: the activities its next sync will account for. */
-  private readonly attached = new Map<string, Activity[]>();
-  private readonly retryTimers = new Map<string, TimerHandle>();
-  /** Per relay: consecutive syncs that threw inside bosun (reset by one that returns). */
-  private readonly internalFailures = new Map<string, number>();
-  /** Relays whose next sync re-asserts the whole config even if bosun believes zooid has it. */
-  private readonly forced = new Set<string>();
+  private readonly relays = new Map<string, RelayState>();
   private highWater = 0;
   private persisted = -1;
   /** Reads of the log after the high-water mark, one at a time; wake-ups meanwhile coalesce. */
   private readonly reads = new CoalescedRun({
     task: async () => {
       for (const relayId of await this.readAll()) this.queue.add(relayId);
-      this.o.onQueueDepth?.(this.queue.depth);
+      this.options.onQueueDepth?.(this.queue.depth);
     },
     onError: (err) => {
-      this.o.logger.error({ err }, 'observer could not read the activity log; retrying');
-      this.o.onQueueDepth?.(this.queue.depth);
-      this.o.clock.setTimeout(() => this.wake(), this.o.internalRetryMs ?? 1000);
+      this.options.logger.error({ err }, 'observer could not read the activity log; retrying');
+      this.options.onQueueDepth?.(this.queue.depth);
+      this.options.clock.setTimeout(() => this.wake(), this.options.internalRetryMs ?? 1000);
     },
     stopped: () => this.stopped,
   });
@@ -78,9 +85,9 @@ export class Observer {
   private stopped = false;
   private started = false;
 
-  constructor(private readonly o: ObserverOptions) {
-    this.cursorName = o.cursorName ?? 'observer';
-    this.pageSize = o.pageSize ?? 1000;
+  constructor(private readonly options: ObserverOptions) {
+    this.cursorName = options.cursorName ?? 'observer';
+    this.pageSize = options.pageSize ?? 1000;
     this.fresh();
   }
 
@@ -90,9 +97,9 @@ export class Observer {
     // Every in-flight sync listens on this one signal.
     setMaxListeners(0, this.abort.signal);
     this.queue = new WorkQueue(
-      this.o.concurrency ?? 20,
+      this.options.concurrency ?? 20,
       (id) => this.process(id),
-      (id, err) => this.o.logger.error({ err, relayId: id }, 'sync worker failed'),
+      (id, err) => this.options.logger.error({ err, relayId: id }, 'sync worker failed'),
     );
   }
 
@@ -106,9 +113,7 @@ export class Observer {
     // from the persisted cursor, exactly like a restarted process.
     if (this.stopped) {
       this.outstanding.clear();
-      this.attached.clear();
-      this.forced.clear();
-      this.internalFailures.clear();
+      this.relays.clear();
       this.highWater = 0;
       this.persisted = -1;
       this.started = false;
@@ -118,16 +123,16 @@ export class Observer {
     // Subscribe first: a change committed while we catch up wakes a re-read, so none slips by.
     // Sync bookkeeping (complete/fail) never needs a sync: skipping those wake-ups saves a log read
     // and a cursor write per sync. The next read passes over them anyway.
-    this.unsubscribe = this.o.notifier.subscribe((activities) => {
+    this.unsubscribe = this.options.notifier.subscribe((activities) => {
       if (activities.some((a) => TRIGGERS.has(a.type))) this.wake();
     });
-    this.highWater = await this.o.store.getCursor(this.cursorName);
+    this.highWater = await this.options.store.getCursor(this.cursorName);
     this.persisted = this.highWater;
     const caughtUp = await this.readAll();
     for (const relayId of caughtUp) this.queue.add(relayId);
     await this.armStoredWork();
     this.started = true;
-    this.o.logger.info(
+    this.options.logger.info(
       { cursor: this.persisted, relays: caughtUp.size, through: this.highWater },
       'observer caught up; following the activity log',
     );
@@ -139,8 +144,7 @@ export class Observer {
     if (this.stopped) return;
     this.stopped = true;
     this.unsubscribe?.();
-    for (const timer of this.retryTimers.values()) this.o.clock.clearTimeout(timer);
-    this.retryTimers.clear();
+    for (const state of this.relays.values()) this.cancelRetry(state);
     await this.reads.current;
     await this.queue.drain();
     await this.flush();
@@ -157,7 +161,7 @@ export class Observer {
    */
   enqueue(relayId: string, opts: { force?: boolean } = {}): void {
     if (this.stopped) return;
-    if (opts.force) this.forced.add(relayId);
+    if (opts.force) this.stateOf(relayId).force = true;
     this.queue.add(relayId);
   }
 
@@ -167,10 +171,9 @@ export class Observer {
    */
   retryFailedNow(): void {
     if (this.stopped) return;
-    for (const relayId of this.internalFailures.keys()) {
-      const timer = this.retryTimers.get(relayId);
-      if (timer) this.o.clock.clearTimeout(timer);
-      this.retryTimers.delete(relayId);
+    for (const [relayId, state] of this.relays) {
+      if (state.internalFailures === 0) continue;
+      this.cancelRetry(state);
       this.queue.add(relayId);
     }
   }
@@ -206,13 +209,11 @@ export class Observer {
   private async readAll(): Promise<Set<string>> {
     const touched = new Set<string>();
     for (;;) {
-      const page = await this.o.store.activitiesAfter({ after: this.highWater, limit: this.pageSize });
+      const page = await this.options.store.activitiesAfter({ after: this.highWater, limit: this.pageSize });
       for (const activity of page) {
         if (TRIGGERS.has(activity.type)) {
           this.outstanding.set(activity.id, activity.relayId);
-          const list = this.attached.get(activity.relayId);
-          if (list) list.push(activity);
-          else this.attached.set(activity.relayId, [activity]);
+          this.stateOf(activity.relayId).activities.push(activity);
           touched.add(activity.relayId);
         }
         this.highWater = activity.id;
@@ -225,8 +226,8 @@ export class Observer {
 
   /** Relays whose state says they still need a sync: scheduled retries and work a crash lost. */
   private async armStoredWork(): Promise<void> {
-    const now = this.o.clock.now();
-    for (const relay of await this.o.store.relaysNeedingSync(1_000_000)) {
+    const now = this.options.clock.now();
+    for (const relay of await this.options.store.relaysNeedingSync(1_000_000)) {
       if (
         relay.sync.status === 'retrying' &&
         relay.sync.nextAttemptAt !== null &&
@@ -240,54 +241,87 @@ export class Observer {
   }
 
   private async process(relayId: string): Promise<void> {
-    const activities = this.attached.get(relayId) ?? [];
-    this.attached.delete(relayId);
-    const timer = this.retryTimers.get(relayId);
-    if (timer) {
-      this.o.clock.clearTimeout(timer);
-      this.retryTimers.delete(relayId);
-    }
-    const now = this.o.clock.now();
-    for (const a of activities) this.o.onSyncStart?.(now - a.createdAt);
+    const before = this.stateOf(relayId);
+    const activities = before.activities;
+    const force = before.force;
+    before.activities = [];
+    before.force = false;
+    this.cancelRetry(before);
+    const now = this.options.clock.now();
+    for (const a of activities) this.options.onSyncStart?.(now - a.createdAt);
 
-    const force = this.forced.delete(relayId);
     let outcome: SyncOutcome;
     try {
-      outcome = await this.o.sync(relayId, this.abort.signal, { force });
+      outcome = await this.options.sync(relayId, this.abort.signal, { force });
     } catch (err) {
       // Not done and not durably scheduled: keep the activities outstanding and try again, backing
       // off so that a long outage neither re-pushes every relay to zooid nor logs it every second.
-      const failures = (this.internalFailures.get(relayId) ?? 0) + 1;
-      this.internalFailures.set(relayId, failures);
-      const base = this.o.internalRetryMs ?? 1000;
-      const retryInMs = Math.min(base * 2 ** Math.min(failures - 1, 30), this.o.internalRetryMaxMs ?? 30_000);
-      this.o.logger.error({ err, relayId, failures, retryInMs }, 'relay sync failed inside bosun; retrying');
-      const again = this.attached.get(relayId) ?? [];
-      this.attached.set(relayId, [...activities, ...again]);
-      this.scheduleRetry(relayId, this.o.clock.now() + retryInMs);
+      // (Looked up again: the record may have been dropped and re-made while the sync ran.)
+      const state = this.stateOf(relayId);
+      const failures = ++state.internalFailures;
+      const retryInMs = backoffDelay(
+        { baseMs: this.options.internalRetryMs ?? 1000, capMs: this.options.internalRetryMaxMs ?? 30_000 },
+        failures,
+      );
+      this.options.logger.error(
+        { err, relayId, failures, retryInMs },
+        'relay sync failed inside bosun; retrying',
+      );
+      state.activities = [...activities, ...state.activities];
+      this.scheduleRetry(relayId, this.options.clock.now() + retryInMs);
       return;
     }
-    this.internalFailures.delete(relayId);
-    this.o.onOutcome?.(outcome);
+    const state = this.relays.get(relayId);
+    if (state) state.internalFailures = 0;
+    this.options.onOutcome?.(outcome);
     if (outcome.kind === 'retry') this.scheduleRetry(relayId, outcome.at);
     if (outcome.kind === 'skipped' && outcome.retryAt !== undefined)
       this.scheduleRetry(relayId, outcome.retryAt);
+    this.dropIfEmpty(relayId);
     for (const a of activities) this.outstanding.delete(a.id);
     this.scheduleFlush();
   }
 
+  private stateOf(relayId: string): RelayState {
+    let state = this.relays.get(relayId);
+    if (!state) {
+      state = { activities: [], force: false, internalFailures: 0, retryTimer: undefined };
+      this.relays.set(relayId, state);
+    }
+    return state;
+  }
+
+  /** A relay with nothing pending, no failures to remember and no retry armed needs no record. */
+  private dropIfEmpty(relayId: string): void {
+    const state = this.relays.get(relayId);
+    if (
+      state &&
+      state.activities.length === 0 &&
+      !state.force &&
+      state.internalFailures === 0 &&
+      state.retryTimer === undefined
+    ) {
+      this.relays.delete(relayId);
+    }
+  }
+
+  private cancelRetry(state: RelayState): void {
+    if (state.retryTimer === undefined) return;
+    this.options.clock.clearTimeout(state.retryTimer);
+    state.retryTimer = undefined;
+  }
+
   private scheduleRetry(relayId: string, at: number): void {
     if (this.stopped) return;
-    const existing = this.retryTimers.get(relayId);
-    if (existing) this.o.clock.clearTimeout(existing);
-    const timer = this.o.clock.setTimeout(
+    const state = this.stateOf(relayId);
+    this.cancelRetry(state);
+    state.retryTimer = this.options.clock.setTimeout(
       () => {
-        this.retryTimers.delete(relayId);
+        state.retryTimer = undefined;
         this.queue.add(relayId);
       },
-      Math.max(0, at - this.o.clock.now()),
+      Math.max(0, at - this.options.clock.now()),
     );
-    this.retryTimers.set(relayId, timer);
   }
 
   private currentCursor(): number {
@@ -300,15 +334,17 @@ export class Observer {
     this.flushScheduled = true;
     setImmediate(() => {
       this.flushScheduled = false;
-      this.flush().catch((err) => this.o.logger.error({ err }, 'could not persist the observer cursor'));
+      this.flush().catch((err) =>
+        this.options.logger.error({ err }, 'could not persist the observer cursor'),
+      );
     });
   }
 
   private async flush(): Promise<void> {
     const cursor = this.currentCursor();
     if (cursor === this.persisted) return;
-    await this.o.store.setCursor(this.cursorName, cursor);
+    await this.options.store.setCursor(this.cursorName, cursor);
     this.persisted = cursor;
-    this.o.onCursor?.(cursor);
+    this.options.onCursor?.(cursor);
   }
 }

@@ -1,3 +1,4 @@
+import { backoffDelay } from '../domain/backoff.js';
 import type { Random } from '../domain/random.js';
 
 export interface RetryPolicy {
@@ -11,15 +12,12 @@ export interface RetryPolicy {
   jitter: number;
 }
 
-export const DEFAULT_RETRY: RetryPolicy = { baseMs: 1000, capMs: 5 * 60_000, maxAttempts: 10, jitter: 0.1 };
-
 /**
  * Delay before retry after the n-th consecutive failure: min(cap, base·2^(n−1)) ± jitter, or null
  * when n reached the maximum number of attempts.
  */
 export function retryDelay(policy: RetryPolicy, failures: number, random: Random): number | null {
   if (failures >= policy.maxAttempts) return null;
-  const exp = Math.min(policy.capMs, policy.baseMs * 2 ** Math.max(0, failures - 1));
-  const spread = exp * policy.jitter * (2 * random() - 1);
-  return Math.max(0, Math.round(exp + spread));
+  const curve = { baseMs: policy.baseMs, capMs: policy.capMs, jitter: { spread: policy.jitter } };
+  return Math.max(0, Math.round(backoffDelay(curve, failures, random)));
 }

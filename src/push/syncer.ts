@@ -57,10 +57,10 @@ export class Infra {
    */
   private readonly inDoubt = new Map<string, number>();
 
-  constructor(private readonly o: InfraOptions) {}
+  constructor(private readonly options: InfraOptions) {}
 
   get pubkey(): string {
-    return this.o.client.pubkey;
+    return this.options.client.pubkey;
   }
 
   /** Syncs one relay. `force` re-asserts a relay bosun believes is up to date (drift repair). */
@@ -68,34 +68,34 @@ export class Infra {
     relayId: string,
     opts: { force?: boolean; signal?: AbortSignal } = {},
   ): Promise<SyncOutcome> {
-    const relay = await this.o.store.getRelay(relayId);
+    const relay = await this.options.store.getRelay(relayId);
     if (!relay) return { kind: 'skipped', reason: 'missing' };
     const { status, nextAttemptAt, syncedVersion } = relay.sync;
     if (!opts.force) {
       if (status === 'failed') return { kind: 'skipped', reason: 'failed' };
       if (status === 'synced' && syncedVersion === relay.version)
         return { kind: 'skipped', reason: 'up_to_date' };
-      if (status === 'retrying' && nextAttemptAt !== null && nextAttemptAt > this.o.clock.now()) {
+      if (status === 'retrying' && nextAttemptAt !== null && nextAttemptAt > this.options.clock.now()) {
         return { kind: 'skipped', reason: 'not_due', retryAt: nextAttemptAt };
       }
     }
     const held = this.inDoubt.get(relayId);
     if (held !== undefined) {
-      if (held > this.o.clock.now()) return { kind: 'skipped', reason: 'not_due', retryAt: held };
+      if (held > this.options.clock.now()) return { kind: 'skipped', reason: 'not_due', retryAt: held };
       this.inDoubt.delete(relayId);
     }
-    const started = this.o.clock.now();
+    const started = this.options.clock.now();
     const { method, result, acked } = await this.push(relay, opts);
-    if (!result.ok && result.inDoubt && this.o.inDoubtHoldMs) {
-      this.inDoubt.set(relayId, this.o.clock.now() + this.o.inDoubtHoldMs);
+    if (!result.ok && result.inDoubt && this.options.inDoubtHoldMs) {
+      this.inDoubt.set(relayId, this.options.clock.now() + this.options.inDoubtHoldMs);
     }
-    const durationMs = this.o.clock.now() - started;
-    if (method !== 'none') this.o.onResult?.(result);
+    const durationMs = this.options.clock.now() - started;
+    if (method !== 'none') this.options.onResult?.(result);
     let outcome = await this.report(relay, result, acked);
     if (!result.ok && result.kind === 'conflict')
       outcome = (await this.parkOutOfRing(relay, opts)) ?? outcome;
-    this.o.onSync?.({ relayId, outcome: outcome.kind, durationMs, method });
-    this.o.logger.debug(
+    this.options.onSync?.({ relayId, outcome: outcome.kind, durationMs, method });
+    this.options.logger.debug(
       { relayId, version: relay.version, method, outcome: outcome.kind, durationMs },
       'relay sync',
     );
@@ -106,7 +106,7 @@ export class Infra {
     relay: Relay,
     opts: { force?: boolean; signal?: AbortSignal },
   ): Promise<{ method: string; result: ZooidResult; acked: Record<string, unknown> | null }> {
-    const client = this.o.client;
+    const client = this.options.client;
     const req = opts.signal ? { signal: opts.signal } : undefined;
     if (relay.deletedAt !== null) {
       if (relay.sync.ackedDeleted && !opts.force) return { method: 'none', result: ok(), acked: null };
@@ -118,7 +118,7 @@ export class Infra {
         acked: null,
       };
     }
-    const full = zooidBody(relay, { withSecret: true, blossomS3: this.o.blossomS3 });
+    const full = zooidBody(relay, { withSecret: true, blossomS3: this.options.blossomS3 });
     const { secret: _secret, ...acked } = full;
     if (relay.sync.ackedDeleted || relay.sync.ackedConfig === null) {
       const created = await client.create(relay.id, full, req);
@@ -161,9 +161,9 @@ export class Infra {
     if (typeof before.host === 'string' && before.host !== acked?.host) freed.host = before.host;
     if (typeof before.schema === 'string' && before.schema !== acked?.schema) freed.schema = before.schema;
     if (freed.host === undefined && freed.schema === undefined) return;
-    for (const waiter of await this.o.store.relaysUsing(freed)) {
+    for (const waiter of await this.options.store.relaysUsing(freed)) {
       if (waiter.id !== relay.id && stuckOnConflict(waiter)) {
-        await this.o.command.resyncRelay(SYSTEM_INFRA, waiter.id);
+        await this.options.command.resyncRelay(SYSTEM_INFRA, waiter.id);
       }
     }
   }
@@ -189,14 +189,14 @@ export class Infra {
     const { result, acked } = await this.push(parkedRelay, opts);
     if (!result.ok || acked === null) return null;
     const error = `${CONFLICT_PREFIX}: host swap; parked on ${parking} until ${relay.config.host} is free`;
-    await this.o.command.failRelaySync(relay.id, {
+    await this.options.command.failRelaySync(relay.id, {
       version: relay.version,
       error,
       attempts: relay.sync.attempts + 1,
       nextAttemptAt: null,
       parked: { config: acked, secretDigest: secretDigest(relay.secret) },
     });
-    this.o.logger.warn(
+    this.options.logger.warn(
       { relayId: relay.id, version: relay.version, host: relay.config.host, parkedOn: parking },
       'host swap: relay parked on a placeholder host to free its old one',
     );
@@ -216,7 +216,7 @@ export class Infra {
     let freed = heldHost(relay);
     for (let step = 0; freed !== undefined && freed !== wanted && step < MAX_RING; step++) {
       const host: string = freed;
-      const waiter = (await this.o.store.relaysUsing({ host })).find(
+      const waiter = (await this.options.store.relaysUsing({ host })).find(
         (w) => !seen.has(w.id) && w.config.host === host && stuckOnConflict(w),
       );
       if (!waiter) return false;
@@ -232,7 +232,7 @@ export class Infra {
     result: ZooidResult,
     acked: Record<string, unknown> | null,
   ): Promise<SyncOutcome> {
-    const { command, clock, random, retry } = this.o;
+    const { command, clock, random, retry } = this.options;
     if (result.ok) {
       await command.completeRelaySync(relay.id, {
         version: relay.version,
@@ -248,7 +248,7 @@ export class Infra {
     const delay = PERMANENT.has(result.kind) ? null : retryDelay(retry, attempts, random);
     const at = delay === null ? null : clock.now() + delay;
     await command.failRelaySync(relay.id, { version: relay.version, error, attempts, nextAttemptAt: at });
-    this.o.logger.warn(
+    this.options.logger.warn(
       { relayId: relay.id, version: relay.version, kind: result.kind, attempts, retryAt: at },
       error,
     );

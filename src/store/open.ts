@@ -3,6 +3,8 @@ import { exposedMode } from '../private-files.js';
 import type { Store } from './port.js';
 import { parsePostgresUrl } from './postgres/options.js';
 import { PostgresStore } from './postgres/pg-store.js';
+import { pgReplication } from './postgres/replication.js';
+import { localReplication, type Replication, type ReplicationOptions } from './replication.js';
 import { SqliteStore } from './sqlite/sqlite-store.js';
 
 export interface OpenStoreOptions {
@@ -14,19 +16,37 @@ export interface OpenStoreOptions {
   warn?: (fields: Record<string, unknown>, msg: string) => void;
 }
 
+/** A connection pool's counts, for its gauges. */
+export interface PoolStats {
+  readonly totalCount: number;
+  readonly idleCount: number;
+  readonly waitingCount: number;
+}
+
+/** What a database's dialect provides. Only this file knows which dialect it is. */
+export interface OpenedStore {
+  store: Store;
+  /** Starts what replicas need to share the database: the worker lease and, if any, the change feed. */
+  startReplication(options: ReplicationOptions): Promise<Replication>;
+  /** The connection pool, where the dialect has one. */
+  pool: PoolStats | null;
+}
+
 /**
  * Opens the store named by BOSUN_DATABASE_URL — `sqlite:<file>` or `postgres://…[?schema=<name>]`
  * — and applies pending migrations.
  */
-export async function openStore(url: string, opts: OpenStoreOptions = {}): Promise<Store> {
+export async function openStore(url: string, opts: OpenStoreOptions = {}): Promise<OpenedStore> {
   if (url.startsWith('sqlite:')) {
     const file = url.slice('sqlite:'.length);
     if (!file) throw new BosunError('invalid_request', 'BOSUN_DATABASE_URL: sqlite: needs a file path');
     warnExposed(file, opts.warn);
-    return new SqliteStore(file);
+    const store = new SqliteStore(file);
+    return { store, startReplication: async (o) => localReplication(store, o), pool: null };
   }
   if (url.startsWith('postgres://') || url.startsWith('postgresql://')) {
-    return PostgresStore.open(parsePostgresUrl(url, opts));
+    const store = await PostgresStore.open(parsePostgresUrl(url, opts));
+    return { store, startReplication: (o) => pgReplication(store, o), pool: store.pool };
   }
   throw new BosunError(
     'invalid_request',

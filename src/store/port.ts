@@ -3,6 +3,7 @@ import type { FleetState } from '../domain/fleet/state.js';
 import type { LiveStatus } from '../domain/live.js';
 import type { Token } from '../domain/principal.js';
 import type { Relay, SyncStatus } from '../domain/relay.js';
+import type { FleetRecord, FleetTarget, Target } from '../domain/target.js';
 
 /**
  * The one storage port. Adapters (SQLite now; PostgreSQL later) pass the same conformance suite in
@@ -28,6 +29,17 @@ export interface WriteBatch {
    * (src/fleet): all of them or none.
    */
   fleetStates?: FleetStateWrite[];
+  /**
+   * Fleets' push targets, set (inserted or replaced) in the same transaction: a fleet apply that
+   * changes `target` in fleet.toml. An unknown target fails the batch with UnknownTargetError.
+   */
+  fleets?: FleetTargetWrite[];
+}
+
+export interface FleetTargetWrite {
+  fleet: string;
+  target: FleetTarget;
+  at: number;
 }
 
 /** One applied fleet config version and its State. */
@@ -84,7 +96,7 @@ export interface RelayFilter {
   status?: SyncStatus;
   /** Only relays whose config has `inactive` set (true) or not (false). */
   inactive?: boolean;
-  /** Only relays of this live status (migration 7). */
+  /** Only relays of this live status (migration 8). */
   live?: LiveStatus;
   includeDeleted?: boolean;
   /** Keyset pagination: ids strictly after this one, ascending. */
@@ -123,7 +135,12 @@ export interface ActivityFilter {
 }
 
 export interface Store {
-  readonly dialect: 'sqlite' | 'postgres';
+  /**
+   * Commits are applied one at a time in activity-id order (one writing process): a reader that saw
+   * activity N has every activity below it, so it may skip ahead to the log's head after a short
+   * page. False where concurrent transactions can commit ids out of order.
+   */
+  readonly serialCommits: boolean;
   /** Applies the batch atomically and returns the appended activities with their ids. */
   commit(batch: WriteBatch): Promise<Activity[]>;
   getRelay(id: string): Promise<Relay | undefined>;
@@ -201,8 +218,33 @@ export interface Store {
   /** A fleet's recorded config versions, newest first. */
   listFleetStates(filter: FleetStateFilter): Promise<FleetStateRecord[]>;
 
+  /** Adds a target; false (and nothing written) when the name is taken. */
+  insertTarget(target: Target): Promise<boolean>;
+  /** Replaces a target if its rev is still `previous.rev`; false when it moved (or is gone). */
+  updateTarget(target: Target, previous: Target): Promise<boolean>;
+  /**
+   * Deletes a target unless a fleet is pinned to it: then nothing is deleted and `usedBy` names
+   * those fleets. `deleted` is false when there was no such target.
+   */
+  deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[] }>;
+  getTarget(name: string): Promise<Target | undefined>;
+  /** Every stored target, by name (`default` is not stored). */
+  listTargets(): Promise<Target[]>;
+  /** A fleet's row; undefined when it has none (it uses `default`). */
+  getFleet(name: string): Promise<FleetRecord | undefined>;
+  /** Every fleet row, by name. */
+  listFleets(): Promise<FleetRecord[]>;
+
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** A fleet pinned to a target that does not exist (any more). */
+export class UnknownTargetError extends Error {
+  constructor(readonly target: string) {
+    super(`target ${JSON.stringify(target)} does not exist`);
+    this.name = 'UnknownTargetError';
+  }
 }
 
 /** Raised by adapters; the Command maps these to API errors or retries. */

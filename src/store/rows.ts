@@ -8,6 +8,7 @@ import { type ExpiringCredential, nextExpiry } from '../domain/credentials.js';
 import type { LiveDiff, LiveStatus } from '../domain/live.js';
 import type { Role, Token } from '../domain/principal.js';
 import type { Relay, RelayConfig, SyncStatus } from '../domain/relay.js';
+import type { FleetRecord, FleetTarget, Target } from '../domain/target.js';
 import type { FleetStateRecord } from './port.js';
 
 export interface RelayRow {
@@ -231,4 +232,69 @@ export const fromTokenRow = (row: TokenRow): Token => ({
   createdAt: row.created_at,
   expiresAt: row.expires_at,
   revokedAt: row.revoked_at,
+});
+
+export interface TargetRow {
+  name: string;
+  url: string;
+  secret_key: string | null;
+  verify_url: string | null;
+  rev: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export const TARGET_COLUMNS = [
+  'name',
+  'url',
+  'secret_key',
+  'verify_url',
+  'rev',
+  'created_at',
+  'updated_at',
+] as const;
+
+export const toTargetRow = (t: Target): TargetRow => ({
+  name: t.name,
+  url: t.url,
+  secret_key: t.secretKey,
+  verify_url: t.verifyUrl,
+  rev: t.rev,
+  created_at: t.createdAt,
+  updated_at: t.updatedAt,
+});
+
+export const fromTargetRow = (row: TargetRow): Target => ({
+  name: row.name,
+  url: row.url,
+  secretKey: row.secret_key,
+  verifyUrl: row.verify_url,
+  rev: row.rev,
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
+});
+
+export interface FleetRow {
+  name: string;
+  target: string | null;
+  /** SQLite stores 0/1, PostgreSQL a boolean. */
+  pull_only: boolean | number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** The fleets row's columns for a target: NULL and not pull-only is `default`. */
+export const fleetTargetColumns = (t: FleetTarget): { target: string | null; pullOnly: boolean } =>
+  t.kind === 'target' ? { target: t.name, pullOnly: false } : { target: null, pullOnly: t.kind === 'none' };
+
+export const fromFleetRow = (row: FleetRow): FleetRecord => ({
+  name: row.name,
+  target:
+    row.target !== null
+      ? { kind: 'target', name: row.target }
+      : row.pull_only === true || row.pull_only === 1
+        ? { kind: 'none' }
+        : { kind: 'default' },
+  createdAt: row.created_at,
+  updatedAt: row.updated_at,
 });

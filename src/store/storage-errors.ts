@@ -161,7 +161,7 @@ export class StorageHealth {
 
 /**
  * The store, reporting to `health`: every failure is classified, and each successful write clears
- * the condition. A Proxy (like fencedStore), so methods added to the port later pass through.
+ * the condition. A Proxy, so methods added to the port later pass through.
  */
 export function watchStorage(store: Store, health: StorageHealth): Store {
   const wrappers = new WeakMap<object, unknown>();

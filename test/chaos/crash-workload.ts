@@ -426,7 +426,7 @@ export async function runCrashMatrix(backend: CrashBackend, opts: CrashOptions):
 
     // ---- start: bosun, the store this process checks through, the agents ------------------------
     server = await startServe(env);
-    store = await openStore(backend.databaseUrl, { poolSize: 2 });
+    ({ store } = await openStore(backend.databaseUrl, { poolSize: 2 }));
     tailing = tailLog();
     for (const [fleet, fleetMembers] of [
       ['default', ids],

@@ -9,7 +9,7 @@ import { relayRep } from '../../src/pull/server/rep.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { ADMIN_TOKEN, apiCall, keypair, tempDir } from '../support/env.js';
 import { seededRandom } from '../support/random.js';
-import { type Spawned, spawnBosun, startServe } from '../support/spawn.js';
+import { killAll, type Spawned, spawnBosun, startServe } from '../support/spawn.js';
 import { startTcpProxy, type TcpProxy } from '../support/tcp-proxy.js';
 
 /**
@@ -45,9 +45,7 @@ describe('agent stream cut every few seconds', () => {
   const procs: Spawned[] = [];
   let proxy: TcpProxy | undefined;
   afterAll(async () => {
-    for (const p of procs)
-      if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
-    await Promise.all(procs.map((p) => p.exited));
+    await killAll(procs);
     await proxy?.close();
     tmp.cleanup();
   });

@@ -213,7 +213,8 @@ describe('start-up failures: one line, exit 1, nothing written', () => {
   }
 });
 
-describe('CLI errors name the flag', { timeout: 120_000 }, () => {
+/** A `bosun serve` on a fresh SQLite file for the tests of one describe, and the CLI env reaching it. */
+function useServe(): { readonly server: Spawned & { url: string }; readonly env: Record<string, string> } {
   const dir = tempDir();
   let server: Spawned & { url: string };
   let env: Record<string, string>;
@@ -228,11 +229,23 @@ describe('CLI errors name the flag', { timeout: 120_000 }, () => {
     await stop(server);
     dir.cleanup();
   });
+  return {
+    get server() {
+      return server;
+    },
+    get env() {
+      return env;
+    },
+  };
+}
+
+describe('CLI errors name the flag', { timeout: 120_000 }, () => {
+  const serve = useServe();
 
   it('a missing or invalid field is shown as the flag that sets it', async () => {
-    const missing = await run(['relay', 'create', 'r1', '--host', 'r1.example.com'], env);
+    const missing = await run(['relay', 'create', 'r1', '--host', 'r1.example.com'], serve.env);
     expect(missing).toEqual({ code: 1, out: 'bosun: --pubkey: is required [invalid_request]\n' });
-    const bad = await run(['relay', 'create', 'r1', '--host', 'x1.example:0', '--pubkey', 'nope'], env);
+    const bad = await run(['relay', 'create', 'r1', '--host', 'x1.example:0', '--pubkey', 'nope'], serve.env);
     expect(bad.code).toBe(1);
     expect(bad.out).toMatch(/^bosun: --host: .*; --pubkey: .*\[invalid_request\]\n$/);
     // Fields only a document or --set can give keep their API path.
@@ -248,7 +261,7 @@ describe('CLI errors name the flag', { timeout: 120_000 }, () => {
         '--set',
         'policy.public_join=7',
       ],
-      env,
+      serve.env,
     );
     expect(set.out).toMatch(/^bosun: policy\.public_join: /);
   });
@@ -324,29 +337,16 @@ describe('logs on a terminal', { timeout: 120_000 }, () => {
 });
 
 describe('relay activities', { timeout: 120_000 }, () => {
-  const dir = tempDir();
-  let server: Spawned & { url: string };
-  let env: Record<string, string>;
-  beforeAll(async () => {
-    server = await startServe({
-      BOSUN_DATABASE_URL: `sqlite:${join(dir.path, 'b.db')}`,
-      BOSUN_ADMIN_TOKEN: ADMIN_TOKEN,
-    });
-    env = { BOSUN_SERVER: server.url, BOSUN_TOKEN: ADMIN_TOKEN };
-  }, 60_000);
-  afterAll(async () => {
-    await stop(server);
-    dir.cleanup();
-  });
+  const serve = useServe();
 
   it('prints aligned columns', async () => {
     const { pubkey } = keypair();
-    await run(['relay', 'create', 'a', '--host', 'a.example.com', '--pubkey', pubkey], env);
+    await run(['relay', 'create', 'a', '--host', 'a.example.com', '--pubkey', pubkey], serve.env);
     await run(
       ['relay', 'create', 'relay-with-a-long-id', '--host', 'b.example.com', '--pubkey', pubkey],
-      env,
+      serve.env,
     );
-    const out = (await run(['relay', 'activities'], env)).out.trimEnd().split('\n');
+    const out = (await run(['relay', 'activities'], serve.env)).out.trimEnd().split('\n');
     expect(out).toHaveLength(3);
     const column = (line: string, text: string) => line.indexOf(text);
     expect(column(out[1]!, 'create_relay')).toBe(column(out[0]!, 'TYPE'));
@@ -356,7 +356,7 @@ describe('relay activities', { timeout: 120_000 }, () => {
 
   it('--follow listens on the activity stream instead of polling', async () => {
     const pageReads = async () => {
-      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      const metrics = await (await fetch(`${serve.server.url}/metrics`)).text();
       return Number(
         /^bosun_http_requests_total\{method="GET",route="\/v1\/activities",status="200"\} (\d+)$/m.exec(
           metrics,
@@ -364,14 +364,14 @@ describe('relay activities', { timeout: 120_000 }, () => {
       );
     };
     const before = await pageReads();
-    const follow = spawnBosun(['relay', 'activities', '--follow', '--after', '0'], env);
+    const follow = spawnBosun(['relay', 'activities', '--follow', '--after', '0'], serve.env);
     try {
       await follow.waitFor(/create_relay\s+relay-with-a-long-id/);
-      await run(['relay', 'deactivate', 'a'], env);
+      await run(['relay', 'deactivate', 'a'], serve.env);
       await follow.waitFor(/deactivate_relay\s+a\b/, 5000);
       // Only activities are rows: the stream's `ready` event and comments print nothing.
       expect(follow.output()).not.toMatch(/undefined/);
-      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      const metrics = await (await fetch(`${serve.server.url}/metrics`)).text();
       expect(metrics).toMatch(/^bosun_activity_streams 1$/m);
       // One read of the log's first page, then the stream: a poller would have read it again by now.
       expect((await pageReads()) - before).toBe(1);

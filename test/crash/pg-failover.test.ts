@@ -3,7 +3,8 @@ import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { startZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
 import { freshSchema, postgresUrl } from '../support/postgres.js';
-import { type Spawned, startServe } from '../support/spawn.js';
+import { listAllRelays } from '../support/relays.js';
+import { killAll, type Spawned, startServe } from '../support/spawn.js';
 
 /**
  * Three `bosun serve` replicas on one PostgreSQL schema; the zooid emulator in this process. A
@@ -16,9 +17,7 @@ describe.skipIf(!postgresUrl)('several replicas on PostgreSQL: worker failover',
   const schema = postgresUrl ? freshSchema('bosun_failover') : null;
   const replicas: (Spawned & { url: string })[] = [];
   afterAll(async () => {
-    for (const r of replicas)
-      if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill('SIGKILL');
-    await Promise.all(replicas.map((r) => r.exited));
+    await killAll(replicas);
     await schema?.drop();
     dir.cleanup();
   });
@@ -141,16 +140,7 @@ describe.skipIf(!postgresUrl)('several replicas on PostgreSQL: worker failover',
       sync: { status: string; synced_version: number };
     }[] = [];
     for (;;) {
-      relays = [];
-      let after = '';
-      for (;;) {
-        const page = (await (
-          await apiFetch(reader.url, 'GET', `/v1/relays?limit=1000${after}`)
-        ).json()) as any;
-        relays.push(...page.relays);
-        if (!page.next) break;
-        after = `&after=${page.next}`;
-      }
+      relays = await listAllRelays(reader.url);
       if (
         relays.length === 200 &&
         relays.every((r) => r.sync.status === 'synced' && r.sync.synced_version === r.version)

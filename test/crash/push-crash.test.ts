@@ -3,6 +3,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { startZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
+import { listAllRelays } from '../support/relays.js';
 import { startServe } from '../support/spawn.js';
 
 /**
@@ -69,16 +70,7 @@ describe('crash during push sync', () => {
       sync: { status: string; synced_version: number };
     }[] = [];
     for (;;) {
-      relays = [];
-      let after = '';
-      for (;;) {
-        const page = (await (
-          await apiFetch(server.url, 'GET', `/v1/relays?limit=1000${after}`)
-        ).json()) as any;
-        relays.push(...page.relays);
-        if (!page.next) break;
-        after = `&after=${page.next}`;
-      }
+      relays = await listAllRelays(server.url);
       if (relays.every((r) => r.sync.status === 'synced' && r.sync.synced_version === r.version)) break;
       if (Date.now() > deadline) throw new Error('relays did not converge within 60 s');
       await new Promise((r) => setTimeout(r, 200));

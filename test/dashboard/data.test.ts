@@ -1,7 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Command } from '../../src/command.js';
-import { FakeClock } from '../../src/domain/clock.js';
 import { UNKNOWN_LIVE } from '../../src/domain/live.js';
 import type { Principal } from '../../src/domain/principal.js';
 import type { Relay } from '../../src/domain/relay.js';
@@ -9,6 +8,7 @@ import { configDiff, DashboardData } from '../../src/http/dashboard/data.js';
 import { Notifier } from '../../src/notifier.js';
 import { Query } from '../../src/query.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { FakeClock } from '../support/clock.js';
 import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
 import { type Planet, startPlanet } from '../support/planet.js';
 import { openStream, ready } from './sse-client.js';
@@ -233,7 +233,7 @@ describe('DashboardData.syncStats', () => {
         if (minute >= 110) await fail('b');
         await clock.advance(60_000);
       }
-      const data = new DashboardData(store, query, clock);
+      const data = new DashboardData(query, clock);
       const stats = await data.syncStats(admin, 3_600_000);
       expect(stats.since).toBe(new Date(clock.now() - 3_600_000).toISOString());
       expect(stats.synced).toBe(60);

@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { request } from 'node:http';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
+import { waitOn } from '../support/wait-on.js';
 
 /** A test client for `GET /v1/activities/stream`: keeps every event, comment and the raw text. */
 export interface SseClient {
@@ -51,30 +52,19 @@ export async function openStream(url: string, headers: Record<string, string> = 
       for (const w of waiters) w();
     });
   });
-  const until = (predicate: (events: EventSourceMessage[]) => boolean, timeoutMs = 5000) =>
-    new Promise<void>((resolve, reject) => {
-      const check = () => {
-        if (predicate(events)) {
-          finish();
-          resolve();
-        } else if (done) {
-          finish();
-          reject(
-            new Error(`stream ended first; events: ${JSON.stringify(events.map((e) => e.id ?? e.event))}`),
-          );
-        }
-      };
-      const timer = setTimeout(() => {
-        finish();
-        reject(new Error(`timed out; events so far: ${JSON.stringify(events.map((e) => e.id ?? e.event))}`));
-      }, timeoutMs);
-      const finish = () => {
-        clearTimeout(timer);
-        waiters.delete(check);
-      };
-      waiters.add(check);
-      check();
-    });
+  const until = (predicate: (events: EventSourceMessage[]) => boolean, timeoutMs = 5000) => {
+    const seen = () => JSON.stringify(events.map((e) => e.id ?? e.event));
+    return waitOn(
+      waiters,
+      () => predicate(events) || undefined,
+      () => done,
+      (why) =>
+        new Error(
+          why === 'ended' ? `stream ended first; events: ${seen()}` : `timed out; events so far: ${seen()}`,
+        ),
+      timeoutMs,
+    ).then(() => {});
+  };
   return {
     status: res.statusCode ?? 0,
     headers: res.headers,

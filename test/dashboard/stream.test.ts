@@ -2,14 +2,16 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Nip98Verifier } from '../../src/auth/nip98.js';
-import { FakeClock, systemClock } from '../../src/domain/clock.js';
+import { systemClock } from '../../src/domain/clock.js';
 import { buildApp } from '../../src/http/app.js';
 import { StreamTickets } from '../../src/http/dashboard/ticket.js';
 import { createMetrics } from '../../src/metrics.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { FakeClock } from '../support/clock.js';
 import {
   ADMIN_TOKEN,
   captureLogger,
+  issueTokens,
   keypair,
   relayBody,
   startServer,
@@ -23,16 +25,12 @@ const ids = (events: Parameters<typeof activities>[0]) => activities(events).map
 describe('GET /v1/activities/stream', () => {
   let s: TestServer;
   const owner = keypair();
-  let aliceToken: string;
-  let bobToken: string;
-  let agentToken: string;
+  let tokens: Awaited<ReturnType<typeof issueTokens>>;
   const auth = (token: string) => ({ authorization: `Bearer ${token}` });
 
   beforeAll(async () => {
     s = await startServer();
-    aliceToken = (await s.api('POST', '/v1/tokens', { role: 'tenant', owner: 'alice' })).body.token;
-    bobToken = (await s.api('POST', '/v1/tokens', { role: 'tenant', owner: 'bob' })).body.token;
-    agentToken = (await s.api('POST', '/v1/tokens', { role: 'agent', fleet: 'default' })).body.token;
+    tokens = await issueTokens(s, 'default');
   });
   afterAll(async () => {
     await s.close();
@@ -113,14 +111,14 @@ describe('GET /v1/activities/stream', () => {
   });
 
   it('shows a tenant only its own relays’ activities, backlog and live; an agent none', async () => {
-    await s.api('POST', '/v1/relays', relayBody('alice-a', owner.pubkey), aliceToken);
-    await s.api('POST', '/v1/relays', relayBody('bob-a', owner.pubkey), bobToken);
-    const alice = await openStream(`${s.url}/v1/activities/stream?after=0`, auth(aliceToken));
-    const agent = await openStream(`${s.url}/v1/activities/stream?after=0`, auth(agentToken));
+    await s.api('POST', '/v1/relays', relayBody('alice-a', owner.pubkey), tokens.alice);
+    await s.api('POST', '/v1/relays', relayBody('bob-a', owner.pubkey), tokens.bob);
+    const alice = await openStream(`${s.url}/v1/activities/stream?after=0`, auth(tokens.alice));
+    const agent = await openStream(`${s.url}/v1/activities/stream?after=0`, auth(tokens.agent));
     await Promise.all([alice.until(ready), agent.until(ready)]);
-    await s.api('POST', '/v1/relays', relayBody('bob-b', owner.pubkey), bobToken);
-    await s.api('PATCH', '/v1/relays/bob-a', { info: { name: 'bob again' } }, bobToken);
-    await s.api('POST', '/v1/relays', relayBody('alice-b', owner.pubkey), aliceToken);
+    await s.api('POST', '/v1/relays', relayBody('bob-b', owner.pubkey), tokens.bob);
+    await s.api('PATCH', '/v1/relays/bob-a', { info: { name: 'bob again' } }, tokens.bob);
+    await s.api('POST', '/v1/relays', relayBody('alice-b', owner.pubkey), tokens.alice);
     await alice.until((e) => activities(e).some((a) => a.relay_id === 'alice-b'));
     expect(activities(alice.events).map((a) => a.relay_id)).toEqual(['alice-a', 'alice-b']);
     expect(alice.raw()).not.toContain('bob-');
@@ -134,11 +132,11 @@ describe('GET /v1/activities/stream', () => {
     expect(unauth.status).toBe(401);
     expect(((await unauth.json()) as any).error.code).toBe('unauthorized');
 
-    const issued = await s.api('POST', '/v1/activities/stream-ticket', undefined, aliceToken);
+    const issued = await s.api('POST', '/v1/activities/stream-ticket', undefined, tokens.alice);
     expect(issued.status).toBe(200);
     expect(Date.parse(issued.body.expires_at)).toBeGreaterThan(Date.now());
     const ticket: string = issued.body.ticket;
-    expect(ticket).not.toContain(aliceToken);
+    expect(ticket).not.toContain(tokens.alice);
     const stream = await openStream(
       `${s.url}/v1/activities/stream?after=0&ticket=${encodeURIComponent(ticket)}`,
     );
@@ -159,7 +157,7 @@ describe('GET /v1/activities/stream', () => {
       expect(res.status, url).toBe(401);
       expect(((await res.json()) as any).error.code).toBe('unauthorized');
     }
-    const fresh = (await s.api('POST', '/v1/activities/stream-ticket', undefined, aliceToken)).body.ticket;
+    const fresh = (await s.api('POST', '/v1/activities/stream-ticket', undefined, tokens.alice)).body.ticket;
     expect((await fetch(`${s.url}/v1/relays?ticket=${encodeURIComponent(fresh)}`)).status).toBe(401);
     expect((await s.api('POST', '/v1/activities/stream-ticket', undefined, 'nope')).status).toBe(401);
   });

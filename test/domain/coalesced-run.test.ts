@@ -81,4 +81,50 @@ describe('CoalescedRun', () => {
     expect(t.runs()).toBe(1);
     expect(run.current).toBeNull();
   });
+
+  it('reports a failure once the run is over, so the error handler may request another run', async () => {
+    let runs = 0;
+    const seen: (Promise<void> | null)[] = [];
+    const run: CoalescedRun = new CoalescedRun({
+      task: async () => {
+        runs++;
+        if (runs === 1) throw new Error('busy');
+      },
+      onError: () => {
+        seen.push(run.current);
+        run.request();
+      },
+      stopped: () => false,
+    });
+    run.request();
+    run.request(); // made during the failing run: it does not by itself cause another run
+    const first = run.current;
+    await first;
+    expect(seen).toEqual([null]);
+    expect(runs).toBe(2);
+    await run.current;
+    expect(runs).toBe(2);
+    expect(run.current).toBeNull();
+  });
+
+  it('does not run again after a failure when the handler does not ask, even with requests made during it', async () => {
+    const t = gatedTask();
+    const errors: unknown[] = [];
+    const run = new CoalescedRun({
+      task: async () => {
+        await t.task();
+        throw new Error('down');
+      },
+      onError: (err) => errors.push(err),
+      stopped: () => false,
+    });
+    run.request();
+    const current = run.current;
+    run.request();
+    await t.finishRun();
+    await current;
+    expect(errors).toHaveLength(1);
+    expect(t.runs()).toBe(1);
+    expect(run.current).toBeNull();
+  });
 });

@@ -93,43 +93,30 @@ describe('declarative fleet sync: bad input changes nothing', () => {
   });
 
   it('refuses duplicate ids, hosts and schemas across files', async () => {
-    await refused(
-      '/v1/fleets/edge/apply',
-      body([
-        { name: 'a', file: 'a.toml', config: { host: 'a.example.com', info, id: 'same' } },
-        { name: 'b', file: 'b.toml', config: { host: 'b.example.com', info, id: 'same' } },
-      ]),
-      400,
-      { message: 'id: "same" is also the id of a.toml', resource: 'b.toml' },
-    );
-    await refused(
-      '/v1/fleets/edge/apply',
-      body([
-        { name: 'a', file: 'a.toml', config: { host: 'same.example.com', info } },
-        { name: 'b', file: 'b.toml', config: { host: 'same.example.com', info } },
-      ]),
-      400,
-      { message: 'host: "same.example.com" is also the host of a.toml', resource: 'b.toml' },
-    );
-    // Two ids that derive the same schema, and two explicit ones.
-    await refused(
-      '/v1/fleets/edge/apply',
-      body([
-        { name: 'x-1', file: 'x-1.toml', config: { host: 'x1.example.com', info } },
-        { name: 'x_1', file: 'x_1.toml', config: { host: 'x2.example.com', info } },
-      ]),
-      400,
-      { message: 'schema: "x_1" is also the schema of x-1.toml', resource: 'x_1.toml' },
-    );
-    await refused(
-      '/v1/fleets/edge/apply',
-      body([
-        { name: 'r1', config: { host: 'r1.example.com', info } },
-        { name: 'n1', config: { host: 'n1.example.com', info, schema: 'r1' } },
-      ]),
-      400,
-      { message: 'schema: "r1" is also the schema of relay/r1', resource: 'relay/n1' },
-    );
+    /** Relay file `name` (`name.toml` unless it has no file) with this host and more. */
+    const file = (name: string, host: string, more: object = {}, named = true) => ({
+      name,
+      ...(named ? { file: `${name}.toml` } : {}),
+      config: { host, info, ...more },
+    });
+    // Each pair clashes; the error names the second file and the first.
+    const pairs = [
+      [file('a', 'a.example.com', { id: 'same' }), file('b', 'b.example.com', { id: 'same' })],
+      [file('a', 'same.example.com'), file('b', 'same.example.com')],
+      // Two ids that derive the same schema, and two explicit ones.
+      [file('x-1', 'x1.example.com'), file('x_1', 'x2.example.com')],
+      [file('r1', 'r1.example.com', {}, false), file('n1', 'n1.example.com', { schema: 'r1' }, false)],
+    ];
+    const errors = [
+      ['id: "same" is also the id of a.toml', 'b.toml'],
+      ['host: "same.example.com" is also the host of a.toml', 'b.toml'],
+      ['schema: "x_1" is also the schema of x-1.toml', 'x_1.toml'],
+      ['schema: "r1" is also the schema of relay/r1', 'relay/n1'],
+    ];
+    for (const [i, pair] of pairs.entries()) {
+      const [message, resource] = errors[i]!;
+      await refused('/v1/fleets/edge/apply', body(pair), 400, { message, resource });
+    }
   });
 
   it('refuses a host or schema used outside the fleet, applying none of the other changes', async () => {

@@ -2,21 +2,17 @@ import { createHash } from 'node:crypto';
 import { finalizeEvent } from 'nostr-tools/pure';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VERSION } from '../../src/version.js';
-import { keypair, relayBody, startServer, type TestServer } from '../support/env.js';
+import { issueTokens, keypair, relayBody, startServer, type TestServer } from '../support/env.js';
 
 describe('HTTP API', () => {
   let s: TestServer;
   const owner = keypair();
   const secret = keypair().secret;
-  let aliceToken: string;
-  let bobToken: string;
-  let agentToken: string;
+  let tokens: Awaited<ReturnType<typeof issueTokens>>;
 
   beforeAll(async () => {
     s = await startServer();
-    aliceToken = (await s.api('POST', '/v1/tokens', { role: 'tenant', owner: 'alice' })).body.token;
-    bobToken = (await s.api('POST', '/v1/tokens', { role: 'tenant', owner: 'bob' })).body.token;
-    agentToken = (await s.api('POST', '/v1/tokens', { role: 'agent', fleet: 'edge' })).body.token;
+    tokens = await issueTokens(s, 'edge');
   });
   afterAll(async () => {
     await s.close();
@@ -94,7 +90,7 @@ describe('HTTP API', () => {
   });
 
   it('isolates tenants: another tenant’s relay is 404, lists are scoped', async () => {
-    const mine = await s.api('POST', '/v1/relays', relayBody('alice-1', owner.pubkey), aliceToken);
+    const mine = await s.api('POST', '/v1/relays', relayBody('alice-1', owner.pubkey), tokens.alice);
     expect(mine.status).toBe(201);
     expect(mine.body.owner).toBe('alice');
     for (const [method, path, body] of [
@@ -105,22 +101,24 @@ describe('HTTP API', () => {
       ['DELETE', '/v1/relays/alice-1', undefined],
       ['GET', '/v1/activities?relay=alice-1', undefined],
     ] as const) {
-      const res = await s.api(method, path, body, bobToken);
+      const res = await s.api(method, path, body, tokens.bob);
       expect(res.status, `${method} ${path}`).toBe(404);
       expect(res.body.error.code).toBe('relay_not_found');
     }
-    const bobList = await s.api('GET', '/v1/relays', undefined, bobToken);
+    const bobList = await s.api('GET', '/v1/relays', undefined, tokens.bob);
     expect(bobList.body.relays).toEqual([]);
-    expect((await s.api('GET', '/v1/relays?owner=alice', undefined, bobToken)).body.relays).toEqual([]);
-    const bobActs = await s.api('GET', '/v1/activities', undefined, bobToken);
+    expect((await s.api('GET', '/v1/relays?owner=alice', undefined, tokens.bob)).body.relays).toEqual([]);
+    const bobActs = await s.api('GET', '/v1/activities', undefined, tokens.bob);
     expect(bobActs.body.activities).toEqual([]);
     expect(
-      (await s.api('GET', '/v1/relays', undefined, aliceToken)).body.relays.map((r: { id: string }) => r.id),
+      (await s.api('GET', '/v1/relays', undefined, tokens.alice)).body.relays.map(
+        (r: { id: string }) => r.id,
+      ),
     ).toEqual(['alice-1']);
     // Tenants cannot manage tokens; agents cannot write.
-    expect((await s.api('POST', '/v1/tokens', { role: 'admin' }, aliceToken)).status).toBe(403);
-    expect((await s.api('POST', '/v1/relays', relayBody('ag', owner.pubkey), agentToken)).status).toBe(403);
-    expect((await s.api('GET', '/v1/relays/alice-1', undefined, agentToken)).status).toBe(404);
+    expect((await s.api('POST', '/v1/tokens', { role: 'admin' }, tokens.alice)).status).toBe(403);
+    expect((await s.api('POST', '/v1/relays', relayBody('ag', owner.pubkey), tokens.agent)).status).toBe(403);
+    expect((await s.api('GET', '/v1/relays/alice-1', undefined, tokens.agent)).status).toBe(404);
   });
 
   it('answers bad input with a clear JSON error and changes nothing', async () => {
@@ -336,7 +334,7 @@ describe('HTTP API', () => {
     const joined = s.logs.join('\n');
     expect(joined).not.toContain(sec);
     expect(joined).not.toContain('lk-very-secret');
-    expect(joined).not.toContain(aliceToken);
+    expect(joined).not.toContain(tokens.alice);
     expect(joined).not.toContain('test-admin-token');
     const shown = await s.api('GET', '/v1/relays/logged');
     expect(shown.body.config.livekit).toEqual({ server_url: '', api_key: '', api_secret_set: true });

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Command } from '../../src/command.js';
-import { FakeClock } from '../../src/domain/clock.js';
 import { Notifier } from '../../src/notifier.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { FakeClock } from '../support/clock.js';
 import { keypair, relayBody } from '../support/env.js';
 import { type Planet, startPlanet } from '../support/planet.js';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { FakeClock, sleep } from '../../src/domain/clock.js';
+import { sleep } from '../../src/domain/clock.js';
 import {
   Cycle,
   type CycleOptions,
@@ -7,6 +7,7 @@ import {
   CycleStoppedError,
   CycleTimeoutError,
 } from '../../src/lifecycle/cycle.js';
+import { FakeClock } from '../support/clock.js';
 
 interface Deferred {
   promise: Promise<void>;
@@ -86,6 +87,24 @@ describe('Cycle interval', () => {
     await cycle.stop();
     await done;
     expect(clock.pending()).toBe(0);
+  });
+
+  it('with runAtStart false, first runs one interval after start; a trigger still runs at once', async () => {
+    const { clock, cycle } = setup({ runAtStart: false });
+    const starts: number[] = [];
+    const done = cycle.run(async () => {
+      starts.push(clock.now());
+    });
+    await clock.advance(999);
+    expect(starts).toEqual([]);
+    await clock.advance(1);
+    expect(starts).toEqual([1000]);
+    await clock.advance(500);
+    cycle.trigger();
+    await clock.advance(0);
+    expect(starts).toEqual([1000, 1500]);
+    await cycle.stop();
+    await done;
   });
 
   it('keeps exact spacing for instant jobs', async () => {

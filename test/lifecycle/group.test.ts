@@ -1,12 +1,13 @@
 import { pino } from 'pino';
 import { describe, expect, it, vi } from 'vitest';
-import { FakeClock, sleep } from '../../src/domain/clock.js';
+import { sleep } from '../../src/domain/clock.js';
 import {
   type Service,
   ServiceError,
   ServiceGroup,
   ServiceGroupClosedError,
 } from '../../src/lifecycle/group.js';
+import { FakeClock } from '../support/clock.js';
 
 function untilAborted(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

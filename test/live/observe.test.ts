@@ -1,11 +1,11 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Command } from '../../src/command.js';
-import { FakeClock } from '../../src/domain/clock.js';
 import { DEFAULT_REPAIR, type LiveObservation, nextLiveState, UNKNOWN_LIVE } from '../../src/domain/live.js';
 import type { Principal } from '../../src/domain/principal.js';
 import { Notifier } from '../../src/notifier.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { FakeClock } from '../support/clock.js';
 import { keypair, relayBody, tempDir } from '../support/env.js';
 
 const admin: Principal = { role: 'admin', actor: 'admin:test' };

@@ -1,7 +1,6 @@
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Command } from '../../src/command.js';
-import { FakeClock } from '../../src/domain/clock.js';
 import { publicKeyOf } from '../../src/domain/keys.js';
 import type { Principal } from '../../src/domain/principal.js';
 import type { Relay } from '../../src/domain/relay.js';
@@ -9,6 +8,7 @@ import type { FetchOutcome } from '../../src/live/compare.js';
 import { LiveVerify, type RelayInfoRequest, Verifier } from '../../src/live/verifier.js';
 import { Notifier } from '../../src/notifier.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { FakeClock } from '../support/clock.js';
 import { captureLogger, keypair, relayBody, tempDir } from '../support/env.js';
 
 const admin: Principal = { role: 'admin', actor: 'admin:test' };

@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { finalizeEvent, verifyEvent } from 'nostr-tools/pure';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/domain/clock.js';
 import {
   createNip98Signer,
   type NostrEvent,
@@ -12,6 +11,7 @@ import {
 } from '../../src/nostr/nip98.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { BOSUN_PUBKEY, BOSUN_SECRET, minimalBody, OTHER_SECRET, raw } from '../push/zooid/helpers.js';
+import { FakeClock } from '../support/clock.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 const URL1 = 'http://127.0.0.1:3334/relay/r1';

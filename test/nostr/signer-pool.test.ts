@@ -2,7 +2,6 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/domain/clock.js';
 import { createNip98Signer, type NostrEvent, verifyNip98 } from '../../src/nostr/nip98.js';
 import type { SignReply, SignWorkerData } from '../../src/nostr/sign-worker.js';
 import {
@@ -12,6 +11,7 @@ import {
   spawnSignWorker,
 } from '../../src/nostr/signer-pool.js';
 import { BOSUN_PUBKEY, BOSUN_SECRET } from '../push/zooid/helpers.js';
+import { FakeClock } from '../support/clock.js';
 
 const T0 = Date.UTC(2026, 0, 1);
 const BASE = 'http://127.0.0.1:3334/relay';

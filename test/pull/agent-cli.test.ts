@@ -6,23 +6,16 @@
 import type { AddressInfo } from 'node:net';
 import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
-import { tempDir } from '../support/env.js';
+import { describe, expect, it } from 'vitest';
+import { useCleanups } from '../support/cleanups.js';
 import { type Spawned, spawnBosun } from '../support/spawn.js';
 import { rep, ScriptedServer } from './harness.js';
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-function dir(): string {
-  const t = tempDir('bosun-agent-cli-');
-  cleanups.push(t.cleanup);
-  return t.path;
-}
+const cleanups = useCleanups();
+const dir = () => cleanups.tempDir('bosun-agent-cli-');
 function agent(args: string[]): Spawned {
   const p = spawnBosun(['agent', ...args], { BOSUN_AGENT_TOKEN: 't' });
-  cleanups.push(async () => {
+  cleanups.defer(async () => {
     p.child.kill('SIGKILL');
     await p.exited;
   });
@@ -32,7 +25,7 @@ function agent(args: string[]): Spawned {
 describe('bosun agent health listener', () => {
   it('two agents with default flags run side by side on one host: no health listener unless asked', async () => {
     const server = await ScriptedServer.start();
-    cleanups.push(() => server.close());
+    cleanups.defer(() => server.close());
     const base = server.url.replace(/\/v1\/stream$/, '');
     const root = dir();
     const procs = [
@@ -52,7 +45,7 @@ describe('bosun agent health listener', () => {
   it('--health on a port in use: one line naming --health and the address, exit 1', async () => {
     const holder: Server = createServer();
     await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => holder.close(() => resolve())));
+    cleanups.defer(() => new Promise<void>((resolve) => holder.close(() => resolve())));
     const port = (holder.address() as AddressInfo).port;
     const p = agent([
       '--server',

@@ -17,25 +17,19 @@ import {
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { Agent, AgentConfigError } from '../../src/pull/agent/agent.js';
 import { defaultWorkDir, readState, relayFile, relayToml } from '../../src/pull/agent/agent-files.js';
-import { captureLogger, tempDir } from '../support/env.js';
+import { useCleanups } from '../support/cleanups.js';
+import { captureLogger } from '../support/env.js';
 import { spawnBosun } from '../support/spawn.js';
 import { rep, ScriptedServer, waitFor } from './harness.js';
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-function dir(): string {
-  const t = tempDir('bosun-agent-work-');
-  cleanups.push(t.cleanup);
-  return t.path;
-}
+const cleanups = useCleanups();
+const dir = () => cleanups.tempDir('bosun-agent-work-');
 async function scripted() {
   const server = await ScriptedServer.start();
-  cleanups.push(() => server.close());
+  cleanups.defer(() => server.close());
   return { server, base: server.url.replace(/\/v1\/stream$/, '') };
 }
 function startAgent(
@@ -45,7 +39,7 @@ function startAgent(
 ) {
   const { logger, lines } = captureLogger();
   const agent = new Agent({ server: base, token: 't', dir: configDir, logger, persistDelayMs: 5, ...extra });
-  cleanups.push(() => agent.close());
+  cleanups.defer(() => agent.close());
   return { agent, lines, started: agent.start() };
 }
 const mode = (p: string) => statSync(p).mode & 0o777;
@@ -62,7 +56,7 @@ describe('agent work directory', () => {
     const watcher: FSWatcher = watch(d, (_event, name) => {
       if (name) seen.add(String(name));
     });
-    cleanups.push(() => watcher.close());
+    cleanups.defer(() => watcher.close());
     const { agent, started } = startAgent(base, d);
     const reps = Array.from({ length: 20 }, (_, i) => rep(`r${i}`, 1));
     (await server.next()).open().put(reps);
@@ -141,7 +135,7 @@ describe('agent work directory', () => {
     async () => {
       const { base } = await scripted();
       const shm = mkdtempSync('/dev/shm/bosun-agent-work-');
-      cleanups.push(() => rmSync(shm, { recursive: true, force: true }));
+      cleanups.defer(() => rmSync(shm, { recursive: true, force: true }));
       const { started } = startAgent(base, join(dir(), 'relays'), { workDir: shm });
       await expect(started).rejects.toThrow(/--work-dir .* is on another file system than --dir/);
     },
@@ -159,7 +153,7 @@ describe('agent work directory', () => {
         umask: 0o000,
       },
     );
-    cleanups.push(async () => {
+    cleanups.defer(async () => {
       agent.child.kill('SIGKILL');
       await agent.exited;
     });

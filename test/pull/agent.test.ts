@@ -17,7 +17,7 @@ import {
 import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
 import { parse } from 'smol-toml';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { agentToken } from '../../src/cli/agent-command.js';
 import { Agent, AgentConfigError, type AgentHealth, streamUrl } from '../../src/pull/agent/agent.js';
 import {
@@ -30,20 +30,16 @@ import {
 import { StreamClosedError } from '../../src/pull/agent/stream-manager.js';
 import { EPOCH_HEADER, HELD_VERSIONS_HEADER } from '../../src/pull/protocol.js';
 import { zooidBody } from '../../src/push/zooid/body.js';
-import { captureLogger, keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
+import { useCleanups } from '../support/cleanups.js';
+import { captureLogger, keypair, relayBody, startServer, type TestServer } from '../support/env.js';
 import { rep, ScriptedServer, SECRET, waitFor } from './harness.js';
 
 const { pubkey } = keypair();
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+const cleanups = useCleanups();
 
 /** A directory inside a temp one, so that the agent's work directory next to it is removed too. */
 function dir(): string {
-  const t = tempDir('bosun-agent-');
-  cleanups.push(t.cleanup);
-  const d = join(t.path, 'relays');
+  const d = join(cleanups.tempDir('bosun-agent-'), 'relays');
   mkdirSync(d);
   return d;
 }
@@ -64,7 +60,7 @@ function startAgent(
     persistDelayMs: 5,
     ...extra,
   });
-  cleanups.push(() => agent.close());
+  cleanups.defer(() => agent.close());
   return { agent, lines, started: agent.start() };
 }
 
@@ -81,7 +77,7 @@ const msgs = (lines: string[], msg: string) =>
 describe('bosun agent against a real bosun', () => {
   async function server(): Promise<TestServer> {
     const s = await startServer();
-    cleanups.push(() => s.close());
+    cleanups.defer(() => s.close());
     return s;
   }
   async function token(s: TestServer, fleet: string): Promise<string> {
@@ -210,7 +206,7 @@ describe('bosun agent against a real bosun', () => {
 describe('bosun agent against a scripted stream', () => {
   async function scripted() {
     const server = await ScriptedServer.start();
-    cleanups.push(() => server.close());
+    cleanups.defer(() => server.close());
     return { server, base: server.url.replace(/\/v1\/stream$/, '') };
   }
 
@@ -315,7 +311,7 @@ describe('bosun agent against a scripted stream', () => {
     // On tmpfs when there is one: this is about the agent, not about 10,000 fsyncs of a shared disk.
     const shm = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/bosun-agent-') : undefined;
     if (shm) {
-      cleanups.push(() => {
+      cleanups.defer(() => {
         rmSync(shm, { recursive: true, force: true });
         rmSync(defaultWorkDir(shm), { recursive: true, force: true });
       });
@@ -399,7 +395,7 @@ describe('agent errors say why', () => {
 
   it('https to a server that does not speak TLS: the TLS error', async () => {
     const server = await ScriptedServer.start();
-    cleanups.push(() => server.close());
+    cleanups.defer(() => server.close());
     const { error } = await firstError(server.url.replace(/^http:/, 'https:').replace(/\/v1\/stream$/, ''));
     expect(error.kind).toBe('network');
     expect(error.cause).toMatch(/ERR_SSL_WRONG_VERSION_NUMBER|wrong version number|packet length too long/i);
@@ -425,7 +421,7 @@ describe('agent errors say why', () => {
 
   it('an HTTP error: its status', async () => {
     const server = await ScriptedServer.start();
-    cleanups.push(() => server.close());
+    cleanups.defer(() => server.close());
     const { agent, started } = startAgent(server.url.replace(/\/v1\/stream$/, ''), dir(), 't');
     (await server.next()).respond(502);
     await waitFor(() => agent.health().last_error !== null, 'the HTTP error');
@@ -447,7 +443,7 @@ describe('agent /metrics', () => {
 
   it('serves Prometheus text beside /healthz: connected, relays held, last applied version, errors, files', async () => {
     const server = await ScriptedServer.start();
-    cleanups.push(() => server.close());
+    cleanups.defer(() => server.close());
     const { agent, started } = startAgent(server.url.replace(/\/v1\/stream$/, ''), dir(), 't');
     const conn = (await server.next()).open().put([rep('A', 1), rep('B', 2)]);
     await started;

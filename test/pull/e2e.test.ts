@@ -10,16 +10,14 @@ import { parse } from 'smol-toml';
 import { afterAll, describe, expect, it } from 'vitest';
 import { defaultWorkDir } from '../../src/pull/agent/agent-files.js';
 import { apiCall, keypair, relayBody, tempDir } from '../support/env.js';
-import { type Spawned, spawnBosun, startServe } from '../support/spawn.js';
+import { killAll, type Spawned, spawnBosun, startServe } from '../support/spawn.js';
 
 const ADMIN = 'e2e-admin-token-0123456789';
 const { pubkey } = keypair();
 const procs: Spawned[] = [];
 const tmp = tempDir('bosun-e2e-');
 afterAll(async () => {
-  for (const p of procs)
-    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
-  await Promise.all(procs.map((p) => p.exited));
+  await killAll(procs);
   tmp.cleanup();
 });
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/domain/clock.js';
 import { ExpiryTimers, MAX_TIMER_STEP_MS } from '../../src/pull/agent/expiry.js';
+import { FakeClock } from '../support/clock.js';
 
 function setup() {
   const clock = new FakeClock();

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/domain/clock.js';
 import type { Relay } from '../../src/domain/relay.js';
 import { FleetHub, type HubConn, type HubDeps } from '../../src/pull/server/fleet-hub.js';
+import { FakeClock } from '../support/clock.js';
 import { relayRecord } from '../support/relays.js';
 
 const PUBKEY = '79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798';

@@ -6,14 +6,15 @@
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { expect } from 'vitest';
-import { FakeClock } from '../../src/domain/clock.js';
 import {
   type RelayStreamHandler,
   StreamManager,
   type StreamManagerOptions,
   type StreamStatus,
 } from '../../src/pull/agent/stream-manager.js';
-import { encodeSseEvent, type RelayRep, relayPath } from '../../src/pull/protocol.js';
+import { type RelayRep, relayPath } from '../../src/pull/protocol.js';
+import { FakeClock } from '../support/clock.js';
+import { encodeSseEvent } from '../support/sse.js';
 
 /** A valid Nostr secret key (below the curve order). */
 export const SECRET = 'ab'.repeat(32);

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
   encodeHeldVersions,
-  encodeSseEvent,
   fingerprint,
   isValidRelayId,
   isValidVersion,
@@ -165,11 +164,5 @@ describe('payloads', () => {
         expect(result.reason).not.toContain(SECRET);
       }
     }
-  });
-
-  it('encodeSseEvent', () => {
-    expect(encodeSseEvent('delete', { path: 'relays/a', version: 2 })).toBe(
-      'event: delete\ndata: {"path":"relays/a","version":2}\n\n',
-    );
   });
 });

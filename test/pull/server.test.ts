@@ -8,10 +8,11 @@ import { join } from 'node:path';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Command } from '../../src/command.js';
-import { FakeClock, systemClock } from '../../src/domain/clock.js';
+import { systemClock } from '../../src/domain/clock.js';
 import { Notifier } from '../../src/notifier.js';
 import { StreamServer, type StreamServerOptions } from '../../src/pull/server/stream-server.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { FakeClock } from '../support/clock.js';
 import { captureLogger, keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
 import { expectIncreasing, type Probe, probe } from './sse-probe.js';
 

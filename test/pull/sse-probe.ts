@@ -5,6 +5,7 @@
  */
 import { createParser } from 'eventsource-parser';
 import { expect } from 'vitest';
+import { waitOn } from '../support/wait-on.js';
 
 export interface ProbeEvent {
   event: string;
@@ -64,27 +65,18 @@ export async function probe(
     comments,
     retries,
     until(predicate, what = 'condition', timeoutMs = 5000) {
-      return new Promise<void>((resolve, reject) => {
-        const check = () => {
-          if (predicate(p)) {
-            done();
-            resolve();
-          } else if (ended) {
-            done();
-            reject(new Error(`stream ended before ${what}`));
-          }
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new Error(`timed out waiting for ${what}; got ${events.map((e) => e.event).join(',')}`));
-        }, timeoutMs);
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-        check();
-      });
+      return waitOn(
+        waiters,
+        () => predicate(p) || undefined,
+        () => ended,
+        (why) =>
+          new Error(
+            why === 'ended'
+              ? `stream ended before ${what}`
+              : `timed out waiting for ${what}; got ${events.map((e) => e.event).join(',')}`,
+          ),
+        timeoutMs,
+      ).then(() => {});
     },
     ended: Promise.resolve(),
     isEnded: () => ended,

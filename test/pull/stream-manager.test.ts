@@ -5,7 +5,7 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock, sleep } from '../../src/domain/clock.js';
+import { sleep } from '../../src/domain/clock.js';
 import {
   StreamAuthError,
   StreamClosedError,
@@ -13,6 +13,7 @@ import {
   StreamManager,
 } from '../../src/pull/agent/stream-manager.js';
 import { fingerprint, type RelayRep } from '../../src/pull/protocol.js';
+import { FakeClock } from '../support/clock.js';
 import {
   type Ctx,
   OTHER_SECRET,

@@ -1,11 +1,11 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Command } from '../../src/command.js';
-import { FakeClock } from '../../src/domain/clock.js';
 import { Notifier } from '../../src/notifier.js';
 import { Observer } from '../../src/push/observer.js';
 import type { SyncOutcome } from '../../src/push/syncer.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { FakeClock } from '../support/clock.js';
 import { captureLogger, keypair, tempDir } from '../support/env.js';
 
 const admin = { role: 'admin' as const, actor: 'admin' };

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/domain/clock.js';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { createNip98Signer } from '../../src/nostr/nip98.js';
 import { ZooidClient } from '../../src/push/zooid/client.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
+import { FakeClock } from '../support/clock.js';
 import { keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
 import { rewordAll, startZooidVariant } from '../support/zooid-variant.js';
 
@@ -182,7 +182,7 @@ describe('push sync to zooid', () => {
       expect(count()).toBe(before + 1);
     }
     // The sixth attempt fails too: no more backoff retries (the resync_failed chore tries it again
-    // later, at its own slow pace: test/chore/chores.test.ts).
+    // later, at its own slow pace: test/lifecycle/chores.test.ts).
     relay = (await second.s.api('GET', '/v1/relays/flaky')).body;
     const wait = Date.parse(relay.sync.next_attempt_at) - clock.now();
     await clock.advance(wait);

@@ -3,6 +3,7 @@ import type { ActivityDraft } from '../../src/domain/activity.js';
 import { generateSecretKey } from '../../src/domain/keys.js';
 import { type LiveState, UNKNOWN_LIVE } from '../../src/domain/live.js';
 import type { Relay } from '../../src/domain/relay.js';
+import type { Target } from '../../src/domain/target.js';
 import {
   FencedError,
   type FleetStateRecord,
@@ -10,6 +11,7 @@ import {
   StaleWriteError,
   type Store,
   StoreConflictError,
+  UnknownTargetError,
 } from '../../src/store/port.js';
 import { keypair } from '../support/env.js';
 import { relayRecord } from '../support/relays.js';
@@ -670,6 +672,85 @@ export function storeConformance(
       await store.commit({ relays: [{ kind: 'update', relay: none, previous: later }], activities: [] });
       expect(await due(Number.MAX_SAFE_INTEGER)).toEqual([]);
       expect(await store.getRelay('rot')).toEqual(none);
+    });
+
+    const target = (name: string, over: Partial<Target> = {}): Target => ({
+      name,
+      url: `http://${name}.example.com:3334`,
+      secretKey: null,
+      verifyUrl: null,
+      rev: 1,
+      createdAt: 1000,
+      updatedAt: 1000,
+      ...over,
+    });
+
+    it('keeps targets: insert refuses a taken name, updates are guarded by rev, keys round-trip', async () => {
+      const key = generateSecretKey();
+      const eu = target('eu-1', { secretKey: key, verifyUrl: 'https://eu.example.com' });
+      expect(await store.insertTarget(eu)).toBe(true);
+      expect(await store.insertTarget(target('eu-1', { url: 'http://other' }))).toBe(false);
+      expect(await store.insertTarget(target('us-1'))).toBe(true);
+      expect(await store.getTarget('eu-1')).toEqual(eu);
+      expect(await store.getTarget('nope')).toBeUndefined();
+      expect((await store.listTargets()).map((t) => t.name)).toEqual(['eu-1', 'us-1']);
+
+      const moved = { ...eu, url: 'http://eu-2.example.com', secretKey: null, rev: 2, updatedAt: 2000 };
+      expect(await store.updateTarget(moved, eu)).toBe(true);
+      // A second writer that read rev 1 changes nothing.
+      expect(await store.updateTarget({ ...eu, url: 'http://lost', rev: 2 }, eu)).toBe(false);
+      expect(await store.getTarget('eu-1')).toEqual(moved);
+      expect(await store.updateTarget(target('gone', { rev: 2 }), target('gone'))).toBe(false);
+    });
+
+    it('pins fleets to targets in a commit; refuses an unknown target and the delete of a used one', async () => {
+      await store.insertTarget(target('eu-1'));
+      await store.insertTarget(target('spare'));
+      expect(await store.getFleet('edge')).toBeUndefined();
+      await store.commit({
+        relays: [],
+        activities: [],
+        fleets: [
+          { fleet: 'edge', target: { kind: 'target', name: 'eu-1' }, at: 1000 },
+          { fleet: 'pull', target: { kind: 'none' }, at: 1000 },
+        ],
+      });
+      expect(await store.getFleet('edge')).toEqual({
+        name: 'edge',
+        target: { kind: 'target', name: 'eu-1' },
+        createdAt: 1000,
+        updatedAt: 1000,
+      });
+      // An unknown target fails the whole batch: the relay write goes too.
+      const err = await store
+        .commit({
+          relays: [{ kind: 'insert', relay: relay('x', { fleet: 'core' }) }],
+          activities: [act('x')],
+          fleets: [{ fleet: 'core', target: { kind: 'target', name: 'mars' }, at: 2000 }],
+        })
+        .catch((e) => e);
+      expect(err).toBeInstanceOf(UnknownTargetError);
+      expect(err).toMatchObject({ target: 'mars' });
+      expect(await store.getRelay('x')).toBeUndefined();
+      expect(await store.getFleet('core')).toBeUndefined();
+      expect(await store.lastActivityId()).toBe(0);
+
+      expect(await store.deleteTarget('eu-1')).toEqual({ deleted: false, usedBy: ['edge'] });
+      expect(await store.getTarget('eu-1')).toBeDefined();
+      expect(await store.deleteTarget('spare')).toEqual({ deleted: true, usedBy: [] });
+      expect(await store.deleteTarget('spare')).toEqual({ deleted: false, usedBy: [] });
+
+      // Back to the default target: the row stays, with its first time.
+      await store.commit({
+        relays: [],
+        activities: [],
+        fleets: [{ fleet: 'edge', target: { kind: 'default' }, at: 3000 }],
+      });
+      expect(await store.listFleets()).toEqual([
+        { name: 'edge', target: { kind: 'default' }, createdAt: 1000, updatedAt: 3000 },
+        { name: 'pull', target: { kind: 'none' }, createdAt: 1000, updatedAt: 1000 },
+      ]);
+      expect(await store.deleteTarget('eu-1')).toEqual({ deleted: true, usedBy: [] });
     });
 
     it('finds relays needing a sync', async () => {

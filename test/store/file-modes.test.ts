@@ -5,20 +5,14 @@
  */
 import { chmodSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { startServer, tempDir } from '../support/env.js';
+import { useCleanups } from '../support/cleanups.js';
+import { startServer } from '../support/env.js';
 import { spawnBosun } from '../support/spawn.js';
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-function dir(): string {
-  const t = tempDir('bosun-modes-');
-  cleanups.push(t.cleanup);
-  return t.path;
-}
+const cleanups = useCleanups();
+const dir = () => cleanups.tempDir('bosun-modes-');
 const mode = (file: string) => statSync(file).mode & 0o777;
 
 describe('file modes of secrets', () => {
@@ -31,7 +25,7 @@ describe('file modes of secrets', () => {
       root,
       { umask: 0o000 },
     );
-    cleanups.push(async () => {
+    cleanups.defer(async () => {
       serve.child.kill('SIGKILL');
       await serve.exited;
     });
@@ -54,7 +48,7 @@ describe('file modes of secrets', () => {
     chmodSync(`${file}-wal`, 0o640);
     await store.close();
     const s = await startServer({ dir: d });
-    cleanups.push(() => s.close());
+    cleanups.defer(() => s.close());
     const warnings = s.logs
       .map((l) => JSON.parse(l) as Record<string, unknown>)
       .filter((l) => l.msg === 'a file holding secrets is readable by others');

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { fencedStore } from '../../src/store/fenced-store.js';
+import { FencedStore } from '../../src/store/fenced-store.js';
 import { FencedError } from '../../src/store/port.js';
 import { PgAdvisoryLease } from '../../src/store/postgres/lease.js';
 import { parsePostgresUrl } from '../../src/store/postgres/options.js';
@@ -53,7 +53,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL worker lease', () => {
     await b.lease.start();
     expect([a.lease.held, b.lease.held]).toEqual([true, false]);
     expect(a.lease.fence).toEqual({ lease: 'worker', epoch: 1 });
-    const aWorker = fencedStore(a.store, () => a.lease.fence);
+    const aWorker = new FencedStore(a.store, () => a.lease.fence);
     await aWorker.setCursor('observer', 3);
 
     await a.lease.stop();
@@ -61,7 +61,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL worker lease', () => {
     expect(waited).toBeLessThan(b.lease.timings.pollMs + 500);
     expect(b.lease.fence).toEqual({ lease: 'worker', epoch: 2 });
     await expect(aWorker.setCursor('observer', 4)).rejects.toBeInstanceOf(FencedError);
-    await fencedStore(b.store, () => b.lease.fence).setCursor('observer', 5);
+    await new FencedStore(b.store, () => b.lease.fence).setCursor('observer', 5);
     expect(await b.store.getCursor('observer')).toBe(5);
     expect(events).toEqual(['a start 1', 'a stop', 'b start 2']);
   });

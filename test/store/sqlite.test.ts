@@ -8,6 +8,7 @@ import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
 import { keypair, tempDir } from '../support/env.js';
 import { relayRecord } from '../support/relays.js';
 import { storeConformance } from './conformance.js';
+import { expectMigrated6, MIGRATION_6_ACTIVITIES, MIGRATION_6_RELAYS } from './migration-6.js';
 
 storeConformance('sqlite', async () => {
   const dir = tempDir();
@@ -85,39 +86,33 @@ describe('SQLite adapter', () => {
     const db = migratedTo(file, 5);
     const { pubkey } = keypair();
     const insertRelay = relayInserter(db, 5);
-    insertRelay(relayRecord('a', pubkey, { owner: 'alice', version: 2 }));
-    // b was deleted and created again (version 3); c's create was pruned from the log.
-    insertRelay(relayRecord('b', pubkey, { owner: 'bob', version: 3 }));
-    insertRelay(relayRecord('c', pubkey, { owner: 'carol', version: 5 }));
+    for (const [id, owner, version] of MIGRATION_6_RELAYS)
+      insertRelay(relayRecord(id, pubkey, { owner, version }));
     const insertActivity = db.prepare(
       "INSERT INTO activities (type, relay_id, actor, payload, created_at) VALUES (?, ?, 't', ?, 1)",
     );
-    for (const [type, id, version] of [
-      ['create_relay', 'a', 1],
-      ['create_relay', 'b', 1],
-      ['delete_relay', 'b', 2],
-      ['create_relay', 'b', 3],
-      ['update_relay', 'a', 2],
-      ['update_relay', 'c', 5],
-    ] as const) {
+    for (const [type, id, version] of MIGRATION_6_ACTIVITIES) {
       insertActivity.run(type, id, JSON.stringify({ version }));
     }
     db.close();
 
     const store = new SqliteStore(file);
-    expect((await store.activitiesAfter({ after: 0, limit: 10 })).map((a) => [a.relayId, a.owner])).toEqual([
-      ['a', 'alice'],
-      ['b', 'bob'],
-      ['b', 'bob'],
-      ['b', 'bob'],
-      ['a', 'alice'],
-      ['c', 'carol'],
-    ]);
-    expect((await store.getRelays(['a', 'b', 'c'])).map((r) => [r.id, r.createdVersion])).toEqual([
-      ['a', 1],
-      ['b', 3],
-      ['c', 1],
-    ]);
+    await expectMigrated6(store);
+    await store.close();
+    dir.cleanup();
+  });
+  it('migration 7 adds targets and fleets to an existing database: every fleet keeps the default target', async () => {
+    const dir = tempDir();
+    const file = join(dir.path, 'bosun.db');
+    const db = migratedTo(file, 6);
+    const { pubkey } = keypair();
+    relayInserter(db, 6)(relayRecord('a', pubkey, { fleet: 'edge' }));
+    db.close();
+    const store = new SqliteStore(file);
+    expect(await store.getRelay('a')).toMatchObject({ fleet: 'edge' });
+    expect(await store.listTargets()).toEqual([]);
+    expect(await store.listFleets()).toEqual([]);
+    expect(await store.getFleet('edge')).toBeUndefined();
     await store.close();
     dir.cleanup();
   });
@@ -139,7 +134,7 @@ function migratedTo(file: string, version: number): Database.Database {
 /** Inserts relays into a database left at an older migration: only the columns it had then. */
 function relayInserter(db: Database.Database, version: number): (relay: Relay) => void {
   const cols = RELAY_COLUMNS.filter(
-    (c) => (version >= 6 || c !== 'created_version') && (version >= 7 || !c.startsWith('live_')),
+    (c) => (version >= 6 || c !== 'created_version') && (version >= 8 || !c.startsWith('live_')),
   );
   const insert = db.prepare(`INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`)})`);
   return (relay) => {

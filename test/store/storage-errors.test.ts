@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { FakeClock } from '../../src/domain/clock.js';
 import { toBosunError } from '../../src/http/errors.js';
 import type { Store } from '../../src/store/port.js';
 import {
@@ -10,6 +9,7 @@ import {
   storageFailure,
   watchStorage,
 } from '../../src/store/storage-errors.js';
+import { FakeClock } from '../support/clock.js';
 import { captureLogger } from '../support/env.js';
 
 /** A driver error as better-sqlite3 (SqliteError) and pg (DatabaseError) raise them: a `code`. */
@@ -104,7 +104,7 @@ describe('storage errors', () => {
     const health = new StorageHealth(clock, logger);
     let full = true;
     const fake = {
-      dialect: 'sqlite' as const,
+      serialCommits: true,
       commit: async () => {
         if (full) throw driverError('SQLITE_FULL', 'database or disk is full');
         return [];
@@ -117,7 +117,7 @@ describe('storage errors', () => {
     const store = watchStorage(fake as unknown as Store, health);
     let recoveries = 0;
     health.onRecovered(() => recoveries++);
-    expect(store.dialect).toBe('sqlite');
+    expect(store.serialCommits).toBe(true);
     expect(health.status()).toBe('ok');
 
     // Other errors pass through untouched and change nothing.

@@ -133,3 +133,16 @@ export async function startServer(
 export function relayBody(id: string, pubkey: string, extra: Record<string, unknown> = {}) {
   return { id, host: `${id}.example.com`, info: { pubkey, name: id }, ...extra };
 }
+
+/** Tokens for tenants alice and bob, and for an agent of `fleet`, issued by the server's admin. */
+export async function issueTokens(
+  s: TestServer,
+  fleet: string,
+): Promise<{ alice: string; bob: string; agent: string }> {
+  const issue = async (body: object) => (await s.api('POST', '/v1/tokens', body)).body.token as string;
+  return {
+    alice: await issue({ role: 'tenant', owner: 'alice' }),
+    bob: await issue({ role: 'tenant', owner: 'bob' }),
+    agent: await issue({ role: 'agent', fleet }),
+  };
+}

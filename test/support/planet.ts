@@ -1,8 +1,8 @@
-import type { FakeClock } from '../../src/domain/clock.js';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { createNip98Signer } from '../../src/nostr/nip98.js';
 import { ZooidClient } from '../../src/push/zooid/client.js';
 import { startZooidEmulator, type ZooidEmulator, type ZooidFaults } from '../../src/push/zooid/emulator.js';
+import type { FakeClock } from './clock.js';
 import { startServer, type TestServer } from './env.js';
 
 /**

@@ -1,6 +1,7 @@
 import { generateSecretKey } from '../../src/domain/keys.js';
 import { UNKNOWN_LIVE } from '../../src/domain/live.js';
 import { createRelaySchema, type Relay, type RelayConfig } from '../../src/domain/relay.js';
+import { apiFetch } from './env.js';
 
 /** A full zooid config as Command would store it: `input` goes through the create schema's defaults. */
 export function relayConfig(input: Record<string, unknown> & { host: string }, schema: string): RelayConfig {
@@ -68,4 +69,17 @@ export function ackedRelay(view: {
     name: view.config.info.name,
     inactive: view.config.inactive,
   };
+}
+
+/** Every relay the admin sees, read page after page from `GET /v1/relays` of the server at `url`. */
+export async function listAllRelays<T>(url: string): Promise<T[]> {
+  const relays: T[] = [];
+  let after = '';
+  for (;;) {
+    const res = await apiFetch(url, 'GET', `/v1/relays?limit=1000${after}`);
+    const page = (await res.json()) as { relays: T[]; next: string | null };
+    relays.push(...page.relays);
+    if (!page.next) return relays;
+    after = `&after=${page.next}`;
+  }
 }

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { waitOn } from './wait-on.js';
 
 const BIN = fileURLToPath(new URL('../../bin/bosun.js', import.meta.url));
 
@@ -46,28 +47,18 @@ export function spawnBosun(
     }),
   );
   const waitFor = (pattern: RegExp, timeoutMs = 20_000) =>
-    new Promise<string>((resolve, reject) => {
-      const check = () => {
-        const line = out.split('\n').find((l) => pattern.test(l));
-        if (line !== undefined) {
-          done();
-          resolve(line);
-        } else if (child.exitCode !== null || child.signalCode !== null) {
-          done();
-          reject(new Error(`bosun exited before ${pattern}: ${out.slice(-2000)}`));
-        }
-      };
-      const timer = setTimeout(() => {
-        done();
-        reject(new Error(`timed out waiting for ${pattern}: ${out.slice(-2000)}`));
-      }, timeoutMs);
-      const done = () => {
-        clearTimeout(timer);
-        waiters.delete(check);
-      };
-      waiters.add(check);
-      check();
-    });
+    waitOn(
+      waiters,
+      () => out.split('\n').find((l) => pattern.test(l)),
+      () => child.exitCode !== null || child.signalCode !== null,
+      (why) =>
+        new Error(
+          why === 'ended'
+            ? `bosun exited before ${pattern}: ${out.slice(-2000)}`
+            : `timed out waiting for ${pattern}: ${out.slice(-2000)}`,
+        ),
+      timeoutMs,
+    );
   return { child, output: () => out, waitFor, exited };
 }
 
@@ -80,4 +71,11 @@ export async function startServe(
   const line = await s.waitFor(/"msg":"bosun listening"/);
   const url = (JSON.parse(line) as { url: string }).url;
   return { ...s, url };
+}
+
+/** SIGKILLs each process still running and waits until all have exited (after tests that spawn many). */
+export async function killAll(procs: Spawned[]): Promise<void> {
+  for (const p of procs)
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+  await Promise.all(procs.map((p) => p.exited));
 }

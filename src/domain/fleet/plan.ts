@@ -23,8 +23,10 @@ export interface FleetPlan {
   base_version: number;
   relays: PlanEntry[];
   summary: Record<PlanAction, number>;
-  /** True when applying would create, update or delete a relay. */
+  /** True when applying would create, update or delete a relay, or change the fleet's target. */
   changes: boolean;
+  /** The fleet's target (a name, `default`, or null: pull-only) when the files change it. */
+  target?: { before: string | null; after: string | null };
 }
 
 /** A relay whose zooid sync this apply enqueued (created or updated), to follow with `--wait`. */
@@ -62,6 +64,8 @@ export function renderPlan(plan: FleetPlan): string {
     `fleet ${plan.fleet}: ${s.create} to create, ${s.update} to update, ${s.delete} to delete, ` +
       `${s.unchanged} unchanged, ${s.orphaned} orphaned`,
   ];
+  if (plan.target)
+    lines.push(`  ~ target: ${targetName(plan.target.before)} -> ${targetName(plan.target.after)}`);
   for (const e of plan.relays) {
     const where = e.file ? ` (${e.file})` : '';
     switch (e.action) {
@@ -91,9 +95,13 @@ export function renderPlan(plan: FleetPlan): string {
   return lines.join('\n');
 }
 
+const targetName = (t: string | null) => (t === null ? 'none (pull-only)' : t);
+
 export function renderApply(result: FleetApplyResult): string {
   const s = result.plan.summary;
   const lines: string[] = [];
+  const { target } = result.plan;
+  if (target) lines.push(`  ~ target: ${targetName(target.before)} -> ${targetName(target.after)}`);
   for (const e of result.plan.relays) {
     if (e.action === 'create') lines.push(`  + ${e.id}: created`);
     else if (e.action === 'update')

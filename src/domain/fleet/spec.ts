@@ -3,7 +3,7 @@ import { BosunError, invalid } from '../errors.js';
 import {
   createRelaySchema,
   describeIssues,
-  FLEET,
+  fleetNameSchema,
   mergePatch,
   RELAY_ID,
   sectionsShape,
@@ -43,11 +43,13 @@ export const defaultsSchema = z.strictObject({
   ) as Record<keyof typeof sectionsShape, AnySchema>),
 });
 
-export const fleetNameSchema = z.string().regex(FLEET, 'must match ^[a-z0-9][a-z0-9_-]{0,63}$');
-
-/** fleet.toml: the fleet's name and the defaults shared by its relays. */
+/**
+ * fleet.toml: the fleet's name, its push target (a target's name, `default`, or `none`: pull-only;
+ * absent: whatever the fleet has now) and the defaults shared by its relays.
+ */
 export const manifestSchema = z.strictObject({
   name: fleetNameSchema,
+  target: fleetNameSchema.optional(),
   defaults: defaultsSchema.optional(),
 });
 
@@ -64,6 +66,8 @@ export interface FleetSpecRelay {
 
 /** A parsed fleet directory (the body of `POST /v1/fleets/:name/plan` and `/apply`). */
 export interface FleetSpec {
+  /** The fleet's target: a name, `default`, or null (pull-only); absent: left as it is. */
+  target?: string | null;
   defaults: Record<string, unknown>;
   relays: FleetSpecRelay[];
 }
@@ -74,6 +78,7 @@ const plainObject = z.custom<Record<string, unknown>>(
 );
 
 export const fleetBodySchema = z.strictObject({
+  target: fleetNameSchema.nullable().optional(),
   defaults: plainObject.default({}),
   relays: z.array(
     z.strictObject({
@@ -107,6 +112,8 @@ export interface ResolvedRelay {
 }
 
 export interface ResolvedFleet {
+  /** As FleetSpec.target: a name, `default`, null (pull-only), or absent (left as it is). */
+  target?: string | null;
   relays: ResolvedRelay[];
 }
 
@@ -122,12 +129,6 @@ export function issuePath(error: z.ZodError): PropertyKey[] {
   const path = [...issue.path];
   if (issue.code === 'unrecognized_keys' && issue.keys[0] !== undefined) path.push(issue.keys[0]);
   return path;
-}
-
-export function checkFleetName(fleet: string): void {
-  if (!FLEET.test(fleet)) {
-    throw invalid('fleet: must match ^[a-z0-9][a-z0-9_-]{0,63}$', `fleet/${fleet.slice(0, 64)}`);
-  }
 }
 
 export function checkFleetSize(fleet: string, count: number): void {
@@ -246,5 +247,5 @@ export function resolveFleet(fleet: string, spec: FleetSpec, locate?: Locator): 
     dups.add({ ...relay, host: fields.host }, (field) => at(resource, locate?.(entry.file, [field])));
     relays.push(relay);
   }
-  return { relays };
+  return spec.target !== undefined ? { target: spec.target, relays } : { relays };
 }

@@ -1,16 +1,14 @@
 import { type ActivityView, SYNC_TYPES, viewActivity } from '../../domain/activity.js';
 import type { Clock } from '../../domain/clock.js';
-import { LIVE_STATUSES, type LiveStatus } from '../../domain/live.js';
+import type { LiveStatus } from '../../domain/live.js';
 import type { Principal } from '../../domain/principal.js';
 import { type Relay, type RelayView, type SyncStatus, viewRelay } from '../../domain/relay.js';
 import { zooidBody } from '../../push/zooid/body.js';
 import type { Query } from '../../query.js';
-import type { Store } from '../../store/port.js';
 
 /** Read models behind the dashboard: each one scoped to what the caller may see, none with a secret. */
 export class DashboardData {
   constructor(
-    private readonly store: Store,
     private readonly query: Query,
     private readonly clock: Clock,
   ) {}
@@ -22,25 +20,7 @@ export class DashboardData {
   async counts(
     principal: Principal,
   ): Promise<Record<SyncStatus, number> & { total: number; active: number; inactive: number }> {
-    const counts: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0 };
-    let inactive = 0;
-    if (principal.role === 'admin') {
-      for (const c of await this.store.relayCounts()) {
-        if (c.deleted) continue;
-        counts[c.status] += c.n;
-        if (c.inactive) inactive += c.n;
-      }
-    } else {
-      let after: string | undefined;
-      do {
-        const page = await this.query.listRelays(principal, { limit: 1000, ...(after ? { after } : {}) });
-        for (const relay of page.items) {
-          counts[relay.sync.status]++;
-          if (relay.config.inactive) inactive++;
-        }
-        after = page.next ?? undefined;
-      } while (after);
-    }
+    const { byStatus: counts, inactive } = await this.query.relayTally(principal);
     const total = counts.pending + counts.synced + counts.retrying + counts.failed;
     return { ...counts, total, active: total - inactive, inactive };
   }
@@ -49,19 +29,8 @@ export class DashboardData {
    * Relays by live status: one grouped count for an admin (deleted relays only while still served),
    * the caller's own live relays otherwise.
    */
-  async liveCounts(principal: Principal): Promise<Record<LiveStatus, number>> {
-    const counts = Object.fromEntries(LIVE_STATUSES.map((s) => [s, 0])) as Record<LiveStatus, number>;
-    if (principal.role === 'admin') {
-      for (const c of await this.store.liveCounts()) counts[c.status] += c.n;
-      return counts;
-    }
-    let after: string | undefined;
-    do {
-      const page = await this.query.listRelays(principal, { limit: 1000, ...(after ? { after } : {}) });
-      for (const relay of page.items) counts[relay.live.status]++;
-      after = page.next ?? undefined;
-    } while (after);
-    return counts;
+  liveCounts(principal: Principal): Promise<Record<LiveStatus, number>> {
+    return this.query.liveTally(principal);
   }
 
   /** Relays that are not live when they should be (or served when they should not), worst first. */
@@ -123,8 +92,8 @@ export class DashboardData {
 
   /**
    * Syncs per bucket over the last `windowMs`, from the log's complete_relay_sync / fail_relay_sync
-   * activities. The window's first activity is found by bisecting ids (ids and times both grow), so
-   * a long log costs a few indexed reads; the window itself is read once, through the caller's scope.
+   * activities. The window's first activity is found by bisecting ids (Query.activityIdBefore); the
+   * window itself is read once, through the caller's scope.
    */
   async syncStats(principal: Principal, windowMs: number, buckets = 60, maxScan = 200_000) {
     const now = this.clock.now();
@@ -135,7 +104,7 @@ export class DashboardData {
       synced: 0,
       failed: 0,
     }));
-    let after = await this.firstIdBefore(since);
+    let after = await this.query.activityIdBefore(since);
     let scanned = 0;
     let truncated = false;
     for (;;) {
@@ -167,20 +136,6 @@ export class DashboardData {
       failure_rate: synced + failed === 0 ? 0 : failed / (synced + failed),
       truncated,
     };
-  }
-
-  /** The largest id x such that every activity after x was created at or after `since` (bisection). */
-  private async firstIdBefore(since: number): Promise<number> {
-    let lo = 0;
-    let hi = await this.store.lastActivityId();
-    // Invariant: the first activity after `hi` (none) is ≥ since; find the smallest such x.
-    while (lo < hi) {
-      const mid = Math.floor((lo + hi) / 2);
-      const [first] = await this.store.activitiesAfter({ after: mid, limit: 1 });
-      if (!first || first.createdAt >= since) hi = mid;
-      else lo = mid + 1;
-    }
-    return lo;
   }
 }
 

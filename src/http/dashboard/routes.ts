@@ -5,12 +5,12 @@ import type { Credential } from '../../auth/tokens.js';
 import { parseDuration } from '../../domain/duration.js';
 import { BosunError } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { defineRoute } from '../routes/define.js';
 import { idParam, principalOf } from '../routes/params.js';
 import { type Asset, loadAssets } from './assets.js';
 import { DashboardData } from './data.js';
-import { type ActivityStreamOptions, ActivityStreams, DEFAULT_STREAM_OPTIONS } from './stream.js';
+import { ActivityStreams, DEFAULT_STREAM_OPTIONS } from './stream.js';
 import { StreamTickets } from './ticket.js';
 
 /**
@@ -49,11 +49,6 @@ const statsQuery = z.strictObject({
     }),
 });
 
-export interface DashboardOptions {
-  ticketTtlMs?: number;
-  stream?: Partial<ActivityStreamOptions>;
-}
-
 export interface DashboardHandle {
   streams: ActivityStreams;
   tickets: StreamTickets;
@@ -61,7 +56,7 @@ export interface DashboardHandle {
 
 export function registerDashboard(app: FastifyInstance, deps: AppDeps): DashboardHandle {
   const assets = loadAssets();
-  const data = new DashboardData(deps.store, deps.query, deps.clock);
+  const data = new DashboardData(deps.query, deps.clock);
   const isLive = (credential: Credential) => deps.tokens.isLive(credential);
   const tickets = new StreamTickets(deps.store, deps.clock, isLive, deps.dashboard?.ticketTtlMs);
   const options = { ...DEFAULT_STREAM_OPTIONS, ...deps.dashboard?.stream };
@@ -76,7 +71,7 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       query: deps.query,
       notifier: deps.notifier,
       logger: deps.logger,
-      serialCommits: deps.store.dialect === 'sqlite',
+      serialCommits: deps.query.serialCommits,
       onClients: (n) => deps.metrics.activityStreams.set(n),
       watch,
     },

@@ -4,6 +4,7 @@ import type { Logger } from 'pino';
 import type { TokenWatch } from '../../auth/token-watch.js';
 import { type Credential, credentialKey } from '../../auth/tokens.js';
 import { viewActivity } from '../../domain/activity.js';
+import { CoalescedRun } from '../../domain/coalesced-run.js';
 import { BosunError, type ErrorCode } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
 import type { Notifier } from '../../notifier.js';
@@ -100,8 +101,6 @@ export class ActivityStreams {
     const out = new PassThrough();
     let cursor = after;
     let closed = false;
-    let pumping = false;
-    let again = false;
     let wake: NodeJS.Timeout | undefined;
 
     const write = (chunk: string): Promise<void> | undefined => {
@@ -118,48 +117,40 @@ export class ActivityStreams {
       });
     };
 
-    const pump = async (): Promise<void> => {
-      if (pumping) {
-        again = true;
-        return;
-      }
-      pumping = true;
-      try {
-        do {
-          again = false;
-          for (;;) {
-            const head = this.deps.serialCommits ? await query.lastActivityId() : 0;
-            const page = await query.activities(principal, { after: cursor, limit: pageSize });
-            for (const activity of page.items) {
-              if (closed) return;
-              if (activity.id <= cursor) continue;
-              cursor = activity.id;
-              const waiting = write(
-                `id: ${activity.id}\ndata: ${JSON.stringify(viewActivity(activity))}\n\n`,
-              );
-              if (waiting) await waiting;
-            }
-            if (page.items.length < pageSize) {
-              // Everything up to `head` was committed before this read and seen through the caller's
-              // scope: don't re-scan other tenants' activities on the next wake-up.
-              if (head > cursor) cursor = head;
-              break;
-            }
-          }
-        } while (again && !closed);
-      } catch (err) {
-        logger.warn({ err }, 'activity stream read failed; closing the stream');
-        close();
-      } finally {
-        pumping = false;
+    /** Sends every activity after the cursor that the caller may see, page by page. */
+    const sendNew = async (): Promise<void> => {
+      for (;;) {
+        const head = this.deps.serialCommits ? await query.lastActivityId() : 0;
+        const page = await query.activities(principal, { after: cursor, limit: pageSize });
+        for (const activity of page.items) {
+          if (closed) return;
+          if (activity.id <= cursor) continue;
+          cursor = activity.id;
+          const waiting = write(`id: ${activity.id}\ndata: ${JSON.stringify(viewActivity(activity))}\n\n`);
+          if (waiting) await waiting;
+        }
+        if (page.items.length < pageSize) {
+          // Everything up to `head` was committed before this read and seen through the caller's
+          // scope: don't re-scan other tenants' activities on the next wake-up.
+          if (head > cursor) cursor = head;
+          return;
+        }
       }
     };
+    const reads = new CoalescedRun({
+      task: sendNew,
+      onError: (err) => {
+        logger.warn({ err }, 'activity stream read failed; closing the stream');
+        close();
+      },
+      stopped: () => closed,
+    });
 
     const schedule = () => {
       if (closed || wake) return;
       wake = setTimeout(() => {
         wake = undefined;
-        void pump();
+        reads.request();
       }, this.opts.coalesceMs);
     };
 
@@ -198,7 +189,8 @@ export class ActivityStreams {
     out.on('error', close);
 
     void write(`retry: 3000\n\n`);
-    void pump().then(() => {
+    reads.request();
+    void reads.current?.then(() => {
       if (!closed) void write(`event: ready\ndata: ${JSON.stringify({ cursor })}\n\n`);
     });
     request.log.debug({ after }, 'activity stream opened');

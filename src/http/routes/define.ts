@@ -27,7 +27,7 @@ export interface RouteResponse {
  * the route) with these schemas, and `GET /v1/openapi.json` is generated from the same objects.
  */
 export interface RouteDef<Q extends z.ZodType, B extends z.ZodType> {
-  method: Extract<HTTPMethods, 'GET' | 'POST' | 'PATCH' | 'DELETE'>;
+  method: Extract<HTTPMethods, 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE'>;
   url: string;
   summary: string;
   description?: string;

@@ -1,17 +1,19 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import {
-  checkFleetName,
   fleetBodySchema,
   MAX_FLEET_BODY_BYTES,
   parseFleetBody,
   resolveFleet,
 } from '../../domain/fleet/spec.js';
-import { FLEET } from '../../domain/relay.js';
+import { checkFleetName, fleetNameSchema } from '../../domain/relay.js';
+import { fleetTargetBodySchema, fleetTargetName, fleetTargetOf } from '../../domain/target.js';
 import { fleetStateHistory } from '../../fleet/states.js';
-import type { AppDeps } from '../app.js';
+import { requireAdmin } from '../auth.js';
+import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
 import { principalOf } from './params.js';
+import { fleetSummaries } from './targets.js';
 
 const statesQuery = z.strictObject({
   before: z.coerce.number().int().min(1).optional(),
@@ -33,7 +35,7 @@ export function registerFleetRoutes(app: FastifyInstance, { command, store }: Ap
   const large = { bodyLimit: MAX_FLEET_BODY_BYTES };
 
   const tag = 'fleets';
-  const name = { name: z.string().regex(FLEET).describe('fleet name') };
+  const name = { name: fleetNameSchema.describe('fleet name') };
   for (const [verb, summary] of [
     ['plan', 'What applying this fleet directory would change (nothing is written)'],
     ['apply', 'Apply a parsed fleet directory in one transaction'],
@@ -82,5 +84,42 @@ export function registerFleetRoutes(app: FastifyInstance, { command, store }: Ap
         limit: q.limit,
         ...(q.before !== undefined ? { before: q.before } : {}),
       }),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/fleets',
+      tag,
+      access: 'admin',
+      summary: 'Fleets (with relays or a target set): their target and live relays by sync status',
+      responses: { 200: { description: '`{"fleets": [{"name", "target", "relays"}]}`' } },
+    },
+    async (request) => {
+      requireAdmin(principalOf(request));
+      return { fleets: await fleetSummaries(store) };
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'PUT',
+      url: '/v1/fleets/:name',
+      tag,
+      access: 'admin',
+      summary: 'Pin a fleet to a target (`default` included), or make it pull-only with `null`',
+      params: name,
+      body: { schema: fleetTargetBodySchema, parsedBy: 'route', required: true },
+      responses: { 200: { description: '`{"name", "target"}`' } },
+    },
+    async (request, _reply, { body }) => {
+      const principal = principalOf(request);
+      requireAdmin(principal);
+      const fleet = nameParam(request);
+      const record = await command.setFleetTarget(principal, fleet, fleetTargetOf(body.target));
+      return { name: record.name, target: fleetTargetName(record.target) };
+    },
   );
 }

@@ -1,10 +1,8 @@
 import type { FastifyInstance } from 'fastify';
 import { setLiveGauges, setRelayGauges } from '../../metrics.js';
 import { VERSION } from '../../version.js';
-import type { AppDeps } from '../app.js';
-import { requireAdmin } from '../auth.js';
+import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
-import { principalOf } from './params.js';
 
 export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void {
   const tag = 'operations';
@@ -48,22 +46,6 @@ export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void 
         }
       }
       return reply.status(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks });
-    },
-  );
-
-  defineRoute(
-    app,
-    {
-      method: 'GET',
-      url: '/v1/targets',
-      tag,
-      access: 'admin',
-      summary: 'zooid targets and their last health probe',
-      responses: { 200: { description: '`{"targets": [...]}`' } },
-    },
-    async (request) => {
-      requireAdmin(principalOf(request));
-      return { targets: deps.targets?.() ?? [] };
     },
   );
 

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { LIVE_STATUSES } from '../../domain/live.js';
 import { createRelaySchema, type Relay, updatedDocumentSchema, viewRelay } from '../../domain/relay.js';
-import type { AppDeps } from '../app.js';
+import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
 import { idParam, principalOf } from './params.js';
 

@@ -2,8 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { createTokenSchema } from '../../auth/tokens.js';
 import { viewToken } from '../../domain/principal.js';
-import type { AppDeps } from '../app.js';
 import { requireAdmin } from '../auth.js';
+import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
 import { idParam, principalOf } from './params.js';
 

@@ -198,23 +198,23 @@ export class Agent implements RelayStreamHandler {
   private closing: Promise<void> | undefined;
   private readonly metrics = agentMetrics(this);
 
-  constructor(private readonly o: AgentOptions) {
-    this.url = streamUrl(o.server, o.allowInsecure);
-    this.dir = o.dir;
-    this.workDir = o.workDir ?? defaultWorkDir(o.dir);
-    this.stateFile = o.stateFile ?? join(this.workDir, STATE_FILE);
+  constructor(private readonly options: AgentOptions) {
+    this.url = streamUrl(options.server, options.allowInsecure);
+    this.dir = options.dir;
+    this.workDir = options.workDir ?? defaultWorkDir(options.dir);
+    this.stateFile = options.stateFile ?? join(this.workDir, STATE_FILE);
     for (const [flag, path] of [
       ['--work-dir', this.workDir],
       ['--state-file', this.stateFile],
     ] as const) {
-      if (isInside(path, o.dir)) {
+      if (isInside(path, options.dir)) {
         throw new AgentConfigError(
-          `${flag} ${path} is inside --dir ${o.dir}: zooid loads every file there; use a path outside it`,
+          `${flag} ${path} is inside --dir ${options.dir}: zooid loads every file there; use a path outside it`,
         );
       }
     }
-    this.log = o.logger;
-    this.clock = o.clock ?? systemClock;
+    this.log = options.logger;
+    this.clock = options.clock ?? systemClock;
   }
 
   /**
@@ -248,15 +248,15 @@ export class Agent implements RelayStreamHandler {
       },
       'agent starting',
     );
-    if (this.o.health) await this.startHealth(this.o.health);
+    if (this.options.health) await this.startHealth(this.options.health);
     this.manager = new StreamManager({
       url: this.url,
-      token: this.o.token,
+      token: this.options.token,
       handler: this,
       ...(initialState ? { initialState } : {}),
       clock: this.clock,
-      random: this.o.random ?? systemRandom,
-      ...(this.o.fetch ? { fetch: this.o.fetch } : {}),
+      random: this.options.random ?? systemRandom,
+      ...(this.options.fetch ? { fetch: this.options.fetch } : {}),
       logger: streamLogger(this.log),
     });
     try {
@@ -476,10 +476,10 @@ export class Agent implements RelayStreamHandler {
     }
   }
 
-  private schedulePersist(delayMs = this.o.persistDelayMs ?? 50): void {
+  private schedulePersist(delayMs = this.options.persistDelayMs ?? 50): void {
     this.dirty = true;
     if (this.persistTimer || this.persisting) return;
-    const spacing = this.lastPersistAt + (this.o.persistIntervalMs ?? 1000) - Date.now();
+    const spacing = this.lastPersistAt + (this.options.persistIntervalMs ?? 1000) - Date.now();
     this.persistTimer = setTimeout(
       () => {
         this.persistTimer = undefined;

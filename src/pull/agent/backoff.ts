@@ -2,6 +2,7 @@
  * Reconnect delays of the autoconfig stream (docs/stream-protocol.md §2, §7). Every wait is
  * d − r·d/2 for r ∈ [0, 1) from the injected random, so it lies in (d/2, d].
  */
+import { backoffDelay, type Jitter, jittered } from '../../domain/backoff.js';
 import type { Random } from '../../domain/random.js';
 
 export const NORMAL_BASE_MS = 1_000;
@@ -13,13 +14,16 @@ export const RETRY_FIELD_MAX_MS = 60_000;
 /** No wait is ever longer (Retry-After included). */
 export const MAX_WAIT_MS = 60 * 60_000;
 
+/** Never later than the curve, never sooner than half of it. */
+const JITTER: Jitter = { below: 0.5 };
+
 /** min(cap, base·2^(n−1)) for the n-th consecutive failure (n ≥ 1). */
 export function curveDelay(base: number, cap: number, n: number): number {
-  return Math.min(cap, base * 2 ** (n - 1));
+  return backoffDelay({ baseMs: base, capMs: cap }, n);
 }
 
 export function jitter(d: number, r: number): number {
-  return d - (r * d) / 2;
+  return jittered(d, JITTER, r);
 }
 
 export interface FailureWait {

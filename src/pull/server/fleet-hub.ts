@@ -16,6 +16,7 @@
  * skipped by the version check.
  */
 import type { Clock, TimerHandle } from '../../domain/clock.js';
+import { CoalescedRun } from '../../domain/coalesced-run.js';
 import type { Relay } from '../../domain/relay.js';
 import { deleteFrame, patchFrame, putFrame } from './rep.js';
 
@@ -74,7 +75,12 @@ export class FleetHub {
   private inFlight = new Set<HubConn>();
   private readonly entries = new Map<string, Entry>();
   private pending = new Map<string, Offer>();
-  private running = false;
+  /** The hub's work (see `drain`), one run at a time; anything that needs work requests a run. */
+  private readonly work = new CoalescedRun({
+    task: () => this.drain(),
+    onError: (err) => this.failed(err),
+    stopped: () => this.disposed,
+  });
   private joinScheduled = false;
   private fullDue = false;
   private disposed = false;
@@ -110,11 +116,16 @@ export class FleetHub {
     this.joiners.push(conn);
     // Joins wait for the end of this turn of the event loop: in a reconnect storm every request that
     // arrived meanwhile shares one read of the fleet (and one full put), instead of one each.
-    if (this.joinScheduled || this.running) return;
+    // A run in progress serves the joiner before it ends (requesting covers a run about to end).
+    if (this.work.current) {
+      this.work.request();
+      return;
+    }
+    if (this.joinScheduled) return;
     this.joinScheduled = true;
     setImmediate(() => {
       this.joinScheduled = false;
-      this.kick();
+      this.work.request();
     });
   }
 
@@ -130,13 +141,13 @@ export class FleetHub {
   /** A relay read after a change notification; `json` serializes its rep (memoized by the caller). */
   offer(relay: Relay, json: () => string): void {
     this.pending.set(relay.id, { relay, json });
-    this.kick();
+    this.work.request();
   }
 
   /** Re-read the whole fleet soon (a notification may have been missed). */
   resync(): void {
     this.fullDue = true;
-    this.kick();
+    this.work.request();
   }
 
   dispose(): void {
@@ -161,33 +172,26 @@ export class FleetHub {
     }, ms);
   }
 
-  private kick(): void {
-    if (this.running || this.disposed) return;
-    this.running = true;
-    void this.pump();
+  /** Full syncs, offers and joiners, until none is left. */
+  private async drain(): Promise<void> {
+    for (;;) {
+      if (this.disposed) return;
+      if (this.fullDue || (this.joiners.length > 0 && !this.recentlyRead())) await this.fullSync();
+      else if (this.pending.size > 0) this.applyPending();
+      else if (this.joiners.length > 0) this.serveJoiners(this.joiners.splice(0), await this.deps.epoch());
+      else return;
+    }
   }
 
-  private async pump(): Promise<void> {
-    try {
-      for (;;) {
-        if (this.disposed) return;
-        if (this.fullDue || (this.joiners.length > 0 && !this.recentlyRead())) await this.fullSync();
-        else if (this.pending.size > 0) this.applyPending();
-        else if (this.joiners.length > 0) this.serveJoiners(this.joiners.splice(0), await this.deps.epoch());
-        else return;
-      }
-    } catch (err) {
-      this.deps.onError(err, this.fleet);
-      // Joiners got no put: end them so they retry with backoff. Connections that have theirs keep
-      // going; the fleet is re-read after a pause.
-      for (const j of this.joiners.splice(0)) j.end();
-      if (this.timer) this.deps.clock.clearTimeout(this.timer);
-      this.armResync(this.deps.retryMs);
-    } finally {
-      this.running = false;
-    }
-    // Offers that arrived while a failing read was in flight (applying them needs no store).
-    if (!this.disposed && this.pending.size > 0 && this.joiners.length === 0) this.kick();
+  private failed(err: unknown): void {
+    this.deps.onError(err, this.fleet);
+    // Joiners got no put: end them so they retry with backoff. Connections that have theirs keep
+    // going; the fleet is re-read after a pause.
+    for (const j of this.joiners.splice(0)) j.end();
+    if (this.timer) this.deps.clock.clearTimeout(this.timer);
+    this.armResync(this.deps.retryMs);
+    // Offers that arrived while the failing read was in flight (applying them needs no store).
+    if (this.pending.size > 0 && this.joiners.length === 0) this.work.request();
   }
 
   private applyPending(): void {

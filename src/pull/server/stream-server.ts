@@ -22,7 +22,9 @@ import { TokenWatch } from '../../auth/token-watch.js';
 import { TokenService } from '../../auth/tokens.js';
 import { RELAY_CHANGE_TYPES } from '../../domain/activity.js';
 import type { Clock, TimerHandle } from '../../domain/clock.js';
+import { CoalescedRun } from '../../domain/coalesced-run.js';
 import { BosunError, type ErrorCode } from '../../domain/errors.js';
+import { type Random, systemRandom } from '../../domain/random.js';
 import type { Relay } from '../../domain/relay.js';
 import { defineRoute } from '../../http/routes/define.js';
 import { principalOf } from '../../http/routes/params.js';
@@ -38,6 +40,8 @@ import { HEARTBEAT_FRAME, reconnectFrame, repJson } from './rep.js';
 export const EPOCH_CURSOR = 'autoconfig:epoch';
 
 export interface StreamServerOptions {
+  /** Draws a new database epoch (§4) when there is none. Default systemRandom. */
+  random?: Random;
   store: Store;
   notifier: Notifier;
   clock: Clock;
@@ -135,12 +139,24 @@ class StreamConn implements HubConn {
 }
 
 export class StreamServer {
-  private readonly o: Required<Omit<StreamServerOptions, 'blossomS3'>> & { blossomS3: BlossomS3 | null };
+  private readonly options: Required<Omit<StreamServerOptions, 'blossomS3'>> & {
+    blossomS3: BlossomS3 | null;
+  };
   private readonly hubs = new Map<string, FleetHub>();
   private readonly groups = new Map<string, TokenGroup>();
   private readonly all = new Set<StreamConn>();
   private readonly dirty = new Set<string>();
-  private pumping = false;
+  /** Reads of changed relays, one at a time; notifications meanwhile coalesce into the next. */
+  private readonly changes = new CoalescedRun({
+    task: () => this.readChanges(),
+    onError: (err) => {
+      // Those changes are lost to us: every fleet is re-read instead.
+      this.options.logger.error({ err }, 'stream: reading changed relays failed; re-reading every fleet');
+      for (const hub of this.hubs.values()) hub.resync();
+      if (this.dirty.size > 0 && this.hubs.size > 0) this.changes.request();
+    },
+    stopped: () => false,
+  });
   private closing: Promise<void> | undefined;
   private epochValue: Promise<string> | undefined;
   private unsubscribe: (() => void) | undefined;
@@ -151,14 +167,14 @@ export class StreamServer {
   /** One function for every connection (not a closure each: streams are many and long-lived). */
   private readonly onSlow = (c: StreamConn): void => {
     this.slowDrops++;
-    this.o.logger.warn(
+    this.options.logger.warn(
       { tokenId: c.group.id, fleet: c.group.fleet, buffered: c.res.writableLength },
       'stream dropped: the agent reads too slowly (it will resume)',
     );
   };
 
   constructor(options: StreamServerOptions) {
-    this.o = {
+    this.options = {
       heartbeatMs: 15_000,
       retryMs: 1_000,
       maxStreamsPerToken: 4,
@@ -171,22 +187,20 @@ export class StreamServer {
       retryAfterSeconds: 5,
       closeWaitMs: 2_000,
       onSent: () => {},
+      random: systemRandom,
       ...options,
     };
-    const tokens = new TokenService(this.o.store, this.o.clock);
+    const tokens = new TokenService(this.options.store, this.options.clock);
     this.tokens = new TokenWatch({
       isLive: (credential) => tokens.isLive(credential),
-      clock: this.o.clock,
-      logger: this.o.logger,
-      intervalMs: this.o.tokenCheckMs,
+      clock: this.options.clock,
+      logger: this.options.logger,
+      intervalMs: this.options.tokenCheckMs,
     });
-    this.unsubscribe = this.o.notifier.subscribe((activities) => {
+    this.unsubscribe = this.options.notifier.subscribe((activities) => {
       if (this.hubs.size === 0) return;
       for (const a of activities) if (CHANGE_TYPES.has(a.type)) this.dirty.add(a.relayId);
-      if (this.dirty.size > 0 && !this.pumping) {
-        this.pumping = true;
-        void this.pumpChanges();
-      }
+      if (this.dirty.size > 0) this.changes.request();
     });
   }
 
@@ -280,11 +294,11 @@ export class StreamServer {
   }
 
   private async readEpoch(): Promise<string> {
-    let n = await this.o.store.getCursor(EPOCH_CURSOR);
+    let n = await this.options.store.getCursor(EPOCH_CURSOR);
     if (n === 0) {
       // Deleted by an operator after restoring a backup: a new lineage.
-      await this.o.store.setCursor(EPOCH_CURSOR, Math.floor(Math.random() * 2 ** 52) + 1);
-      n = await this.o.store.getCursor(EPOCH_CURSOR);
+      await this.options.store.setCursor(EPOCH_CURSOR, newEpoch(this.options.random));
+      n = await this.options.store.getCursor(EPOCH_CURSOR);
     }
     return `e-${n.toString(36)}`;
   }
@@ -300,17 +314,20 @@ export class StreamServer {
     const epoch = await this.epoch();
     // From here to registration nothing awaits, so the limits below hold.
     if (this.closing) return this.refuse(reply, 'unavailable', 'bosun is shutting down; reconnect later');
-    if (this.all.size >= this.o.maxStreams) {
-      this.o.logger.warn({ streams: this.all.size }, 'stream refused: server at its stream limit');
+    if (this.all.size >= this.options.maxStreams) {
+      this.options.logger.warn({ streams: this.all.size }, 'stream refused: server at its stream limit');
       return this.refuse(reply, 'unavailable', 'this server has too many streams; retry later');
     }
     const existing = this.groups.get(principal.tokenId);
-    if (existing && existing.conns.size >= this.o.maxStreamsPerToken) {
-      this.o.logger.warn({ tokenId: principal.tokenId }, 'stream refused: too many streams for this token');
+    if (existing && existing.conns.size >= this.options.maxStreamsPerToken) {
+      this.options.logger.warn(
+        { tokenId: principal.tokenId },
+        'stream refused: too many streams for this token',
+      );
       return this.refuse(
         reply,
         'too_many_requests',
-        `at most ${this.o.maxStreamsPerToken} concurrent streams per token`,
+        `at most ${this.options.maxStreamsPerToken} concurrent streams per token`,
       );
     }
     const held = resumeState(request, epoch);
@@ -323,18 +340,25 @@ export class StreamServer {
       // The stream never ends on its own; when we end it (drain, revocation), close the socket.
       Connection: 'close',
     });
-    res.write(`retry: ${this.o.retryMs}\n\n`);
+    res.write(`retry: ${this.options.retryMs}\n\n`);
     res.socket?.setNoDelay(true);
     res.socket?.setKeepAlive(true, 30_000);
 
     const group = this.group(principal.tokenId, principal.fleet);
     const hub = this.hub(principal.fleet);
-    const conn = new StreamConn(res, group, hub, this.o.maxBufferedBytes, this.onSlow, this.o.clock.now());
+    const conn = new StreamConn(
+      res,
+      group,
+      hub,
+      this.options.maxBufferedBytes,
+      this.onSlow,
+      this.options.clock.now(),
+    );
     conn.held = held;
     group.conns.add(conn);
     this.all.add(conn);
     res.once('close', () => this.remove(conn));
-    this.o.logger.debug(
+    this.options.logger.debug(
       { tokenId: group.id, fleet: group.fleet, resume: held !== undefined },
       'stream opened',
     );
@@ -353,14 +377,14 @@ export class StreamServer {
   private async shutdown(): Promise<void> {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
-    if (this.heartbeatTimer) this.o.clock.clearTimeout(this.heartbeatTimer);
+    if (this.heartbeatTimer) this.options.clock.clearTimeout(this.heartbeatTimer);
     this.tokens.close();
     for (const hub of this.hubs.values()) hub.dispose();
     this.hubs.clear();
-    const frame = reconnectFrame('shutdown', this.o.reconnectDelayMs);
+    const frame = reconnectFrame('shutdown', this.options.reconnectDelayMs);
     const open = [...this.all];
     if (open.length > 0)
-      this.o.logger.info({ streams: open.length }, 'stream server closing: agents told to reconnect');
+      this.options.logger.info({ streams: open.length }, 'stream server closing: agents told to reconnect');
     const gone = open.map((c) => new Promise<void>((resolve) => c.res.once('close', () => resolve())));
     for (const conn of open) conn.end(conn.live ? frame : undefined);
     // Real time on purpose: sockets close in real time whatever clock the peer runs on.
@@ -368,7 +392,7 @@ export class StreamServer {
     await Promise.race([
       Promise.all(gone),
       new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.o.closeWaitMs);
+        timer = setTimeout(resolve, this.options.closeWaitMs);
         timer.unref();
       }),
     ]);
@@ -380,7 +404,7 @@ export class StreamServer {
     const err = new BosunError(code, message);
     return reply
       .status(err.status)
-      .header('retry-after', String(this.o.retryAfterSeconds))
+      .header('retry-after', String(this.options.retryAfterSeconds))
       .send(err.toJSON());
   }
 
@@ -391,7 +415,7 @@ export class StreamServer {
       // Revoked or expired since it connected (§9.4): its streams close.
       const unwatch = this.tokens.watch({ kind: 'token', id: tokenId }, () => {
         if (conns.size === 0) return;
-        this.o.logger.info(
+        this.options.logger.info(
           { tokenId, fleet, streams: conns.size },
           'token revoked or expired: its streams closed',
         );
@@ -407,16 +431,16 @@ export class StreamServer {
     let hub = this.hubs.get(fleet);
     if (!hub) {
       hub = new FleetHub(fleet, {
-        clock: this.o.clock,
-        onSent: this.o.onSent,
+        clock: this.options.clock,
+        onSent: this.options.onSent,
         epoch: () => this.epoch(),
         readFleet: (f) => this.readFleet(f),
         readRelays: (ids) => this.readRelays(ids),
-        repJson: (relay) => repJson(relay, this.o.blossomS3),
-        resyncMs: this.o.resyncMs,
-        reuseReadMs: this.o.reuseReadMs,
+        repJson: (relay) => repJson(relay, this.options.blossomS3),
+        resyncMs: this.options.resyncMs,
+        reuseReadMs: this.options.reuseReadMs,
         retryMs: 1_000,
-        onError: (err, f) => this.o.logger.error({ err, fleet: f }, 'stream: reading the fleet failed'),
+        onError: (err, f) => this.options.logger.error({ err, fleet: f }, 'stream: reading the fleet failed'),
         onEmpty: (h) => {
           if (this.hubs.get(h.fleet) === h) this.hubs.delete(h.fleet);
           h.dispose();
@@ -437,44 +461,33 @@ export class StreamServer {
       this.groups.delete(conn.group.id);
       conn.group.unwatch();
     }
-    this.o.logger.debug({ tokenId: conn.group.id, fleet: conn.group.fleet }, 'stream closed');
+    this.options.logger.debug({ tokenId: conn.group.id, fleet: conn.group.fleet }, 'stream closed');
   }
 
   // ---- changes ----------------------------------------------------------------------------------
 
-  private async pumpChanges(): Promise<void> {
-    try {
-      while (this.dirty.size > 0 && this.hubs.size > 0) {
-        const ids = [...this.dirty];
-        this.dirty.clear();
-        const relays = await this.readRelays(ids);
-        for (const relay of relays) {
-          let json: string | undefined;
-          const lazy = () => {
-            json ??= repJson(relay, this.o.blossomS3);
-            return json;
-          };
-          for (const hub of this.hubs.values()) hub.offer(relay, lazy);
-        }
-      }
+  /** Reads the changed relays and offers each to every hub, until no change is left. */
+  private async readChanges(): Promise<void> {
+    while (this.dirty.size > 0 && this.hubs.size > 0) {
+      const ids = [...this.dirty];
       this.dirty.clear();
-    } catch (err) {
-      // Those changes are lost to us: every fleet is re-read instead.
-      this.o.logger.error({ err }, 'stream: reading changed relays failed; re-reading every fleet');
-      for (const hub of this.hubs.values()) hub.resync();
-    } finally {
-      this.pumping = false;
+      const relays = await this.readRelays(ids);
+      for (const relay of relays) {
+        let json: string | undefined;
+        const lazy = () => {
+          json ??= repJson(relay, this.options.blossomS3);
+          return json;
+        };
+        for (const hub of this.hubs.values()) hub.offer(relay, lazy);
+      }
     }
-    if (this.dirty.size > 0 && this.hubs.size > 0) {
-      this.pumping = true;
-      void this.pumpChanges();
-    }
+    this.dirty.clear();
   }
 
   private async readFleet(fleet: string): Promise<Relay[]> {
     const out: Relay[] = [];
     for (let after: string | undefined; ; ) {
-      const page = await this.o.store.listRelays({
+      const page = await this.options.store.listRelays({
         fleet,
         limit: PAGE,
         ...(after !== undefined ? { after } : {}),
@@ -486,7 +499,7 @@ export class StreamServer {
   }
 
   private async readRelays(ids: string[]): Promise<Relay[]> {
-    const store = this.o.store;
+    const store = this.options.store;
     if (store.getRelays) return store.getRelays(ids);
     const relays = await Promise.all(ids.map((id) => store.getRelay(id)));
     return relays.filter((r): r is Relay => r !== undefined);
@@ -496,13 +509,18 @@ export class StreamServer {
 
   private armHeartbeat(): void {
     if (this.heartbeatTimer || this.closing) return;
-    this.heartbeatTimer = this.o.clock.setTimeout(() => {
+    this.heartbeatTimer = this.options.clock.setTimeout(() => {
       this.heartbeatTimer = undefined;
       if (this.closing) return;
       for (const conn of this.all) conn.write(HEARTBEAT_FRAME);
       if (this.all.size > 0) this.armHeartbeat();
-    }, this.o.heartbeatMs);
+    }, this.options.heartbeatMs);
   }
+}
+
+/** A 52-bit lineage number from two draws (one draw of Random holds 32 bits), never 0. */
+function newEpoch(random: Random): number {
+  return Math.floor(random() * 2 ** 26) * 2 ** 26 + Math.floor(random() * 2 ** 26) + 1;
 }
 
 /** Held versions (§8) when the client's epoch is ours and its header parses; anything else: full put. */

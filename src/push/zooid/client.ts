@@ -6,6 +6,7 @@
  * the status; zooid's text only tells its 409s apart. Network errors that happen before any
  * response are retried a few times inside one call ("weak retries").
  */
+import { backoffDelay } from '../../domain/backoff.js';
 import { type Clock, sleep, systemClock } from '../../domain/clock.js';
 import type { Nip98Signer } from '../../nostr/nip98.js';
 
@@ -145,7 +146,8 @@ export class ZooidClient {
       const outcome = await this.once(method, url, bytes, signal);
       if (outcome.type === 'network' && attempt <= this.weakRetries && !signal?.aborted) {
         try {
-          await sleep(this.clock, Math.min(MAX_BACKOFF_MS, this.retryDelayMs * 2 ** (attempt - 1)), signal);
+          const wait = backoffDelay({ baseMs: this.retryDelayMs, capMs: MAX_BACKOFF_MS }, attempt);
+          await sleep(this.clock, wait, signal);
           continue;
         } catch {
           return { ok: false, kind: 'transient', message: 'zooid request aborted', attempts: attempt };

@@ -1,6 +1,8 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
+import { backoffDelay } from '../../domain/backoff.js';
 import { CoalescedRun } from '../../domain/coalesced-run.js';
+import { type Random, systemRandom } from '../../domain/random.js';
 import type { Notifier } from '../../notifier.js';
 import type { PostgresStore } from './pg-store.js';
 
@@ -10,6 +12,8 @@ export interface ChangeFeedOptions {
   logger: Pick<Logger, 'info' | 'warn' | 'debug' | 'error'>;
   /** Reconnect backoff: first delay and cap (ms). Default 100 and 5000. */
   backoff?: { baseMs: number; capMs: number };
+  /** Spreads the reconnect delays (±20 %). Default systemRandom. */
+  random?: Random;
   pageSize?: number;
 }
 
@@ -37,7 +41,7 @@ export class ChangeFeed {
   private readonly reads = new CoalescedRun({
     task: () => this.catchUp(),
     onError: (err) => {
-      this.o.logger.warn(
+      this.options.logger.warn(
         { err },
         'change feed could not read the activity log; retrying on the next wake-up',
       );
@@ -51,12 +55,12 @@ export class ChangeFeed {
   /** Times the listener (re)connected; for tests and logs. */
   connects = 0;
 
-  constructor(private readonly o: ChangeFeedOptions) {}
+  constructor(private readonly options: ChangeFeedOptions) {}
 
-  static async start(o: ChangeFeedOptions): Promise<ChangeFeed> {
-    const feed = new ChangeFeed(o);
-    feed.unsubscribe = o.notifier.subscribe((activities) => feed.recordLocal(activities));
-    feed.seen = await o.store.lastActivityId();
+  static async start(options: ChangeFeedOptions): Promise<ChangeFeed> {
+    const feed = new ChangeFeed(options);
+    feed.unsubscribe = options.notifier.subscribe((activities) => feed.recordLocal(activities));
+    feed.seen = await options.store.lastActivityId();
     await feed.listen();
     return feed;
   }
@@ -84,20 +88,20 @@ export class ChangeFeed {
 
   private async listen(): Promise<void> {
     const client = new pg.Client({
-      ...this.o.store.clientConfig(),
-      application_name: `bosun-listen:${this.o.store.instanceId.slice(0, 8)}`,
+      ...this.options.store.clientConfig(),
+      application_name: `bosun-listen:${this.options.store.instanceId.slice(0, 8)}`,
       // Detect a dead server behind a silent network.
       keepAlive: true,
       keepAliveInitialDelayMillis: 10_000,
     });
     client.on('notification', (n) => {
-      if (n.payload !== this.o.store.instanceId) this.wake();
+      if (n.payload !== this.options.store.instanceId) this.wake();
     });
     client.on('error', (err) => this.lost(client, err));
     client.on('end', () => this.lost(client, new Error('connection ended')));
     this.conn = client;
     await client.connect();
-    await client.query(`LISTEN "${this.o.store.channel}"`);
+    await client.query(`LISTEN "${this.options.store.channel}"`);
     this.connects++;
     this.failures = 0;
   }
@@ -106,15 +110,16 @@ export class ChangeFeed {
     if (this.conn !== client || this.stopped) return;
     this.conn = null;
     client.end().catch(() => {});
-    this.o.logger.warn({ err: err.message }, 'change listener lost its connection; reconnecting');
+    this.options.logger.warn({ err: err.message }, 'change listener lost its connection; reconnecting');
     this.scheduleReconnect();
   }
 
   private scheduleReconnect(): void {
     if (this.stopped) return;
-    const { baseMs, capMs } = this.o.backoff ?? { baseMs: 100, capMs: 5000 };
-    const ms = Math.min(capMs, baseMs * 2 ** this.failures) * (0.8 + Math.random() * 0.4);
+    const { baseMs, capMs } = this.options.backoff ?? { baseMs: 100, capMs: 5000 };
     this.failures++;
+    const curve = { baseMs, capMs, jitter: { spread: 0.2 } };
+    const ms = backoffDelay(curve, this.failures, this.options.random ?? systemRandom);
     clearTimeout(this.reconnectTimer);
     this.reconnectTimer = setTimeout(() => void this.reconnect(), ms);
     this.reconnectTimer.unref();
@@ -128,11 +133,14 @@ export class ChangeFeed {
       const c = this.conn;
       this.conn = null;
       c?.end().catch(() => {});
-      this.o.logger.debug({ err }, 'change listener could not reconnect');
+      this.options.logger.debug({ err }, 'change listener could not reconnect');
       this.scheduleReconnect();
       return;
     }
-    this.o.logger.info({ connects: this.connects }, 'change listener reconnected; catching up from the log');
+    this.options.logger.info(
+      { connects: this.connects },
+      'change listener reconnected; catching up from the log',
+    );
     // Notifications sent while we were away are gone: the log has them.
     this.wake();
   }
@@ -142,14 +150,14 @@ export class ChangeFeed {
   }
 
   private async catchUp(): Promise<void> {
-    const limit = this.o.pageSize ?? 1000;
+    const limit = this.options.pageSize ?? 1000;
     for (;;) {
-      const page = await this.o.store.activitiesAfter({ after: this.seen, limit });
+      const page = await this.options.store.activitiesAfter({ after: this.seen, limit });
       if (page.length === 0) return;
       const remote = page.filter((a) => !this.local.has(a.id));
       this.seen = page[page.length - 1]!.id;
       for (const id of this.local) if (id <= this.seen) this.local.delete(id);
-      if (remote.length > 0) this.o.notifier.publish(remote);
+      if (remote.length > 0) this.options.notifier.publish(remote);
       if (page.length < limit) return;
     }
   }

@@ -62,12 +62,12 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   /** Acquisitions, releases and stop run one at a time. */
   private chain: Promise<void> = Promise.resolve();
 
-  constructor(private readonly o: PgLeaseOptions) {
+  constructor(private readonly options: PgLeaseOptions) {
     super();
-    this.name = o.name ?? WORKER_LEASE;
-    this.replicaId = o.replicaId ?? defaultReplicaId();
-    this.timings = leaseTimings(o.ttlMs);
-    this.key = [LOCK_CLASS.workerLease, schemaKey(o.store.options.schema)];
+    this.name = options.name ?? WORKER_LEASE;
+    this.replicaId = options.replicaId ?? defaultReplicaId();
+    this.timings = leaseTimings(options.ttlMs);
+    this.key = [LOCK_CLASS.workerLease, schemaKey(options.store.options.schema)];
   }
 
   get held(): boolean {
@@ -90,7 +90,7 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
     this.state = 'stopped';
     this.clearTimers();
     if (wasHeld) {
-      this.o.onChange?.(false, this.term);
+      this.options.onChange?.(false, this.term);
       await this.runLost('stopping');
     }
     await this.serial(async () => {
@@ -101,7 +101,7 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
       await this.dropConnection();
     });
     if (wasHeld)
-      this.o.logger.info({ replica: this.replicaId, epoch: this.term?.epoch }, 'worker lease released');
+      this.options.logger.info({ replica: this.replicaId, epoch: this.term?.epoch }, 'worker lease released');
   }
 
   private serial(step: () => Promise<void>): Promise<void> {
@@ -113,7 +113,7 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   private async connection(): Promise<pg.Client> {
     if (this.conn) return this.conn;
     const client = new pg.Client({
-      ...this.o.store.clientConfig({ idleSessionTimeoutMs: this.timings.idleSessionTimeoutMs }),
+      ...this.options.store.clientConfig({ idleSessionTimeoutMs: this.timings.idleSessionTimeoutMs }),
       application_name: `bosun-lease:${this.replicaId}`.slice(0, 63),
       connectionTimeoutMillis: Math.max(1000, this.timings.giveUpMs),
       query_timeout: this.timings.giveUpMs,
@@ -159,18 +159,21 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
         this.state = 'held';
         this.extend(started);
         this.scheduleBeat();
-        this.o.logger.info({ replica: this.replicaId, epoch: this.term.epoch }, 'worker lease acquired');
-        this.o.onChange?.(true, this.term);
+        this.options.logger.info(
+          { replica: this.replicaId, epoch: this.term.epoch },
+          'worker lease acquired',
+        );
+        this.options.onChange?.(true, this.term);
         try {
           await this.runAcquired(this.term);
         } catch (err) {
-          this.o.logger.warn({ err }, 'workers failed to start; giving the lease up');
+          this.options.logger.warn({ err }, 'workers failed to start; giving the lease up');
           this.lose('workers failed to start');
         }
         return;
       }
     } catch (err) {
-      this.o.logger.debug({ err }, 'worker lease attempt failed');
+      this.options.logger.debug({ err }, 'worker lease attempt failed');
       await this.dropConnection();
     }
     this.schedulePoll();
@@ -224,8 +227,11 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
     if (this.state !== 'held') return;
     this.state = 'standby';
     this.clearTimers();
-    this.o.logger.warn({ replica: this.replicaId, epoch: this.term?.epoch, reason }, 'worker lease lost');
-    this.o.onChange?.(false, this.term);
+    this.options.logger.warn(
+      { replica: this.replicaId, epoch: this.term?.epoch, reason },
+      'worker lease lost',
+    );
+    this.options.onChange?.(false, this.term);
     const stopped = this.runLost(reason);
     const margin = Math.max(0, this.timings.idleSessionTimeoutMs - this.timings.giveUpMs);
     void this.serial(async () => {

@@ -140,6 +140,30 @@ export const migrations: { version: number; name: string; sql: string }[] = [
   },
   {
     version: 7,
+    name: 'targets, fleets pinned to them',
+    sql: `
+      CREATE TABLE targets (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret_key TEXT,
+        verify_url TEXT,
+        rev BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      );
+      CREATE TABLE fleets (
+        name TEXT COLLATE "C" PRIMARY KEY,
+        target TEXT COLLATE "C" REFERENCES targets(name),
+        pull_only BOOLEAN NOT NULL DEFAULT FALSE,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        CHECK (NOT pull_only OR target IS NULL)
+      );
+      CREATE INDEX fleets_target ON fleets(target) WHERE target IS NOT NULL;
+    `,
+  },
+  {
+    version: 8,
     name: 'live verification state',
     sql: `
       -- What zooid was last seen serving for each relay, read back over NIP-11 (live

@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Activity, ActivityDraft } from '../../domain/activity.js';
 import type { Token } from '../../domain/principal.js';
 import type { Relay, SyncStatus } from '../../domain/relay.js';
+import type { FleetRecord, Target } from '../../domain/target.js';
 import { FleetStateCache } from '../fleet-state-cache.js';
 import {
   type ActivityFilter,
@@ -11,6 +12,7 @@ import {
   type FleetStateFilter,
   type FleetStateRecord,
   type FleetStateWrite,
+  type FleetTargetWrite,
   type LiveCount,
   leaseEpochKey,
   type RelayCount,
@@ -21,19 +23,27 @@ import {
   StaleWriteError,
   type Store,
   StoreConflictError,
+  UnknownTargetError,
   type WriteBatch,
 } from '../port.js';
 import {
   type ActivityRow,
+  type FleetRow,
   type FleetStateRow,
+  fleetTargetColumns,
   fromActivityRow,
+  fromFleetRow,
   fromFleetStateRow,
   fromRow,
+  fromTargetRow,
   fromTokenRow,
   RELAY_COLUMNS,
   type RelayRow,
+  TARGET_COLUMNS,
+  type TargetRow,
   type TokenRow,
   toRow,
+  toTargetRow,
 } from '../rows.js';
 import { sessionEnded } from '../storage-errors.js';
 import { migrations } from './migrations.js';
@@ -191,7 +201,7 @@ type UpdateAndAppendRow = { fence_epoch: number | null; updated: boolean } & (
  * map to StoreConflictError by constraint name, a moved rev to StaleWriteError.
  */
 export class PostgresStore implements Store {
-  readonly dialect = 'postgres' as const;
+  readonly serialCommits = false;
   /** Identifies this store's commits in NOTIFY payloads. */
   readonly instanceId = randomUUID();
   readonly channel: string;
@@ -318,17 +328,24 @@ export class PostgresStore implements Store {
       batch.relays.length === 0 &&
       batch.activities.length === 0 &&
       !batch.fence &&
-      !batch.fleetStates?.length
+      !batch.fleetStates?.length &&
+      !batch.fleets?.length
     ) {
       return [];
     }
     const [only] = batch.relays;
-    if (batch.relays.length === 1 && only?.kind === 'update' && !batch.fleetStates?.length) {
+    if (
+      batch.relays.length === 1 &&
+      only?.kind === 'update' &&
+      !batch.fleetStates?.length &&
+      !batch.fleets?.length
+    ) {
       return this.updateAndAppend(only, batch);
     }
     return this.transaction(async (client) => {
       if (batch.fence) await this.checkFence(client, batch.fence);
       for (const write of batch.fleetStates ?? []) await this.insertFleetState(client, write);
+      for (const write of batch.fleets ?? []) await this.setFleet(client, write);
       for (const write of batch.relays) {
         const row = toRow(write.relay, BOOL);
         try {
@@ -448,6 +465,105 @@ export class PostgresStore implements Store {
       }
       throw err;
     }
+  }
+
+  /** Inside the commit transaction: the foreign key refuses an unknown target. */
+  private async setFleet(client: pg.PoolClient, { fleet, target, at }: FleetTargetWrite): Promise<void> {
+    const cols = fleetTargetColumns(target);
+    try {
+      await client.query({
+        name: 'bosun_set_fleet',
+        text: `INSERT INTO fleets (name, target, pull_only, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+               ON CONFLICT (name) DO UPDATE SET target = excluded.target, pull_only = excluded.pull_only,
+                 updated_at = excluded.updated_at`,
+        values: [fleet, cols.target, cols.pullOnly, at],
+      });
+    } catch (err) {
+      if ((err as { code?: string }).code === '23503' && cols.target !== null) {
+        throw new UnknownTargetError(cols.target);
+      }
+      throw err;
+    }
+  }
+
+  async insertTarget(target: Target): Promise<boolean> {
+    const row = toTargetRow(target);
+    const res = await this.pool.query({
+      name: 'bosun_insert_target',
+      text: `INSERT INTO targets (${TARGET_COLUMNS.join(', ')})
+             VALUES (${TARGET_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT (name) DO NOTHING`,
+      values: TARGET_COLUMNS.map((c) => row[c]),
+    });
+    return res.rowCount === 1;
+  }
+
+  async updateTarget(target: Target, previous: Target): Promise<boolean> {
+    const row = toTargetRow(target);
+    const res = await this.pool.query({
+      name: 'bosun_update_target',
+      text: `UPDATE targets SET url = $2, secret_key = $3, verify_url = $4, rev = $5, updated_at = $6
+             WHERE name = $1 AND rev = $7`,
+      values: [row.name, row.url, row.secret_key, row.verify_url, row.rev, row.updated_at, previous.rev],
+    });
+    return res.rowCount === 1;
+  }
+
+  /**
+   * Checks the fleets and deletes in one transaction; a fleet pinned meanwhile by another
+   * transaction makes the foreign key refuse the delete, and is then named like the others.
+   */
+  async deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[] }> {
+    const using = (client: pg.PoolClient) =>
+      client
+        .query<{ name: string }>({
+          name: 'bosun_fleets_using_target',
+          text: 'SELECT name FROM fleets WHERE target = $1 ORDER BY name',
+          values: [name],
+        })
+        .then((r) => r.rows.map((x) => x.name));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.transaction(async (client) => {
+          const usedBy = await using(client);
+          if (usedBy.length > 0) return { deleted: false, usedBy };
+          const res = await client.query({
+            name: 'bosun_delete_target',
+            text: 'DELETE FROM targets WHERE name = $1',
+            values: [name],
+          });
+          return { deleted: res.rowCount === 1, usedBy };
+        });
+      } catch (err) {
+        // A fleet pinned after the check: look again (it is named this time).
+        if ((err as { code?: string }).code !== '23503' || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  async getTarget(name: string): Promise<Target | undefined> {
+    const [row] = await this.query<TargetRow>('bosun_get_target', 'SELECT * FROM targets WHERE name = $1', [
+      name,
+    ]);
+    return row && fromTargetRow(row);
+  }
+
+  async listTargets(): Promise<Target[]> {
+    return (await this.query<TargetRow>('bosun_list_targets', 'SELECT * FROM targets ORDER BY name')).map(
+      fromTargetRow,
+    );
+  }
+
+  async getFleet(name: string): Promise<FleetRecord | undefined> {
+    const [row] = await this.query<FleetRow>('bosun_get_fleet', 'SELECT * FROM fleets WHERE name = $1', [
+      name,
+    ]);
+    return row && fromFleetRow(row);
+  }
+
+  async listFleets(): Promise<FleetRecord[]> {
+    return (await this.query<FleetRow>('bosun_list_fleets', 'SELECT * FROM fleets ORDER BY name')).map(
+      fromFleetRow,
+    );
   }
 
   async getRelays(ids: readonly string[]): Promise<Relay[]> {

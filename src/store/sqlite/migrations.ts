@@ -158,6 +158,36 @@ export const migrations: { version: number; name: string; sql: string; sqliteOnl
   },
   {
     version: 7,
+    name: 'targets, fleets pinned to them',
+    sql: `
+      -- zooid management APIs bosun pushes to, besides "default" (ZOOID_API_URL and
+      -- BOSUN_SECRET_KEY, never stored). secret_key signs the target's requests, kept like relay
+      -- secrets (never returned, never logged); NULL: BOSUN_SECRET_KEY's. rev guards updates.
+      CREATE TABLE targets (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        secret_key TEXT,
+        verify_url TEXT,
+        rev INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      -- Each fleet's push destination. A fleet without a row (every fleet of a database from before)
+      -- uses "default", as does a row with target NULL; pull_only: bosun pushes nothing for it.
+      -- The foreign key refuses a pin to an unknown target and the delete of a target in use.
+      CREATE TABLE fleets (
+        name TEXT PRIMARY KEY,
+        target TEXT REFERENCES targets(name),
+        pull_only INTEGER NOT NULL DEFAULT 0 CHECK (pull_only IN (0, 1)),
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        CHECK (pull_only = 0 OR target IS NULL)
+      ) STRICT;
+      CREATE INDEX fleets_target ON fleets(target) WHERE target IS NOT NULL;
+    `,
+  },
+  {
+    version: 8,
     name: 'live verification state',
     sql: `
       -- What zooid was last seen serving for each relay, read back over NIP-11 (live

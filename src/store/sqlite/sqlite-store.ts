@@ -5,6 +5,7 @@ import type { Activity } from '../../domain/activity.js';
 import type { LiveStatus } from '../../domain/live.js';
 import type { Token } from '../../domain/principal.js';
 import type { Relay, SyncStatus } from '../../domain/relay.js';
+import type { FleetRecord, Target } from '../../domain/target.js';
 import { createPrivateFileSync, makePrivateDir } from '../../private-files.js';
 import { FleetStateCache } from '../fleet-state-cache.js';
 import {
@@ -14,6 +15,7 @@ import {
   type FleetStateFilter,
   type FleetStateRecord,
   type FleetStateWrite,
+  type FleetTargetWrite,
   type LiveCount,
   leaseEpochKey,
   type RelayCount,
@@ -23,19 +25,27 @@ import {
   StaleWriteError,
   type Store,
   StoreConflictError,
+  UnknownTargetError,
   type WriteBatch,
 } from '../port.js';
 import {
   type ActivityRow,
+  type FleetRow,
   type FleetStateRow,
+  fleetTargetColumns,
   fromActivityRow,
+  fromFleetRow,
   fromFleetStateRow,
   fromRow,
+  fromTargetRow,
   fromTokenRow,
   RELAY_COLUMNS,
   type RelayRow,
+  TARGET_COLUMNS,
+  type TargetRow,
   type TokenRow,
   toRow,
+  toTargetRow,
 } from '../rows.js';
 import { migrations } from './migrations.js';
 
@@ -65,13 +75,168 @@ function conflictFrom(err: unknown, relay: Relay): StoreConflictError | undefine
   return undefined;
 }
 
+/** Relay rows: reads by id, fleet, host or schema, sync and expiry scans, counts. */
+function relayStatements(db: Database.Database) {
+  const cols = RELAY_COLUMNS.join(', ');
+  const params = RELAY_COLUMNS.map((c) => `@${c}`).join(', ');
+  return {
+    insertRelay: db.prepare(
+      `INSERT INTO relays (${cols}, last_activity_id) VALUES (${params}, @last_activity_id)`,
+    ),
+    getRelay: db.prepare('SELECT * FROM relays WHERE id = ?'),
+    getRelays: db.prepare('SELECT * FROM relays WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id'),
+    relayHeads: db.prepare(
+      'SELECT id, owner, version FROM relays WHERE fleet = ? AND deleted_at IS NULL ORDER BY id',
+    ),
+    setHead: db.prepare('UPDATE relays SET last_activity_id = ? WHERE id = ?'),
+    needingSync: db.prepare(
+      `SELECT * FROM relays
+     WHERE synced_version < version OR sync_status IN ('pending', 'retrying')
+     ORDER BY id LIMIT ?`,
+    ),
+    // A UNION, not `host = ? OR schema = ?`: SQLite scans the whole table for that OR.
+    using: db.prepare(
+      `SELECT * FROM relays WHERE deleted_at IS NULL AND host = ?
+     UNION SELECT * FROM relays WHERE deleted_at IS NULL AND schema = ? ORDER BY id`,
+    ),
+    expiredCredentials: db.prepare(
+      `SELECT * FROM relays WHERE expiring_next_at IS NOT NULL AND expiring_next_at <= ?
+     ORDER BY expiring_next_at, id LIMIT ?`,
+    ),
+    dueRetries: db.prepare(
+      `SELECT * FROM relays WHERE sync_status = 'retrying' AND next_attempt_at <= ?
+     ORDER BY next_attempt_at, id LIMIT ?`,
+    ),
+    countByStatus: db.prepare(
+      'SELECT sync_status AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY sync_status',
+    ),
+    relayCounts: db.prepare(
+      `SELECT fleet, sync_status AS status, COALESCE(json_extract(config, '$.inactive'), 0) AS inactive,
+            deleted_at IS NOT NULL AS deleted, COUNT(*) AS n, MIN(updated_at) AS oldest
+     FROM relays WHERE deleted_at IS NULL OR sync_status <> 'synced' GROUP BY 1, 2, 3, 4`,
+    ),
+    toVerify: db.prepare(
+      `SELECT * FROM relays WHERE id > ? AND (deleted_at IS NULL OR deleted_at >= ? OR live_status = 'unexpected')
+       ORDER BY id LIMIT ?`,
+    ),
+    liveCounts: db.prepare(
+      `SELECT live_status AS status, COALESCE(json_extract(config, '$.inactive'), 0) AS inactive,
+              deleted_at IS NOT NULL AS deleted, COUNT(*) AS n
+       FROM relays WHERE deleted_at IS NULL OR live_status = 'unexpected' GROUP BY 1, 2, 3`,
+    ),
+  };
+}
+
+/** The activity log: appends (chained per relay), its head, pruning. */
+function activityStatements(db: Database.Database) {
+  return {
+    insertActivity: db.prepare(
+      'INSERT INTO activities (type, relay_id, owner, actor, payload, created_at, prev_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ),
+    /** The relay's first activity in a batch: its predecessor is the head the relay row records. */
+    insertActivityAfterHead: db.prepare(
+      `INSERT INTO activities (type, relay_id, owner, actor, payload, created_at, prev_id)
+     VALUES (?, ?, ?, ?, ?, ?, (SELECT last_activity_id FROM relays WHERE id = ?))`,
+    ),
+    lastActivity: db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM activities'),
+    pruneActivities: db.prepare(
+      `DELETE FROM activities WHERE id IN (
+       SELECT id FROM activities
+       WHERE created_at < ? AND id <= ? AND id < (SELECT MAX(id) FROM activities)
+       ORDER BY id LIMIT ?)`,
+    ),
+  };
+}
+
+/** Each fleet's applied States. */
+function fleetStateStatements(db: Database.Database) {
+  return {
+    latestFleetVersion: db.prepare(
+      'SELECT COALESCE(MAX(version), 0) AS version FROM fleet_states WHERE fleet = ?',
+    ),
+    latestFleetState: db.prepare('SELECT * FROM fleet_states WHERE fleet = ? ORDER BY version DESC LIMIT 1'),
+    insertFleetState: db.prepare(
+      `INSERT INTO fleet_states (fleet, version, config_id, owner, actor, state, created_at)
+     VALUES (@fleet, @version, @config_id, @owner, @actor, @state, @created_at)`,
+    ),
+  };
+}
+
+/** API tokens. */
+function tokenStatements(db: Database.Database) {
+  return {
+    insertToken: db.prepare(
+      `INSERT INTO tokens (id, hash, name, role, owner, fleet, created_at, expires_at, revoked_at)
+     VALUES (@id, @hash, @name, @role, @owner, @fleet, @created_at, @expires_at, @revoked_at)`,
+    ),
+    findToken: db.prepare('SELECT * FROM tokens WHERE hash = ?'),
+    findTokenById: db.prepare('SELECT * FROM tokens WHERE id = ?'),
+    listTokens: db.prepare('SELECT * FROM tokens ORDER BY created_at, id'),
+    revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
+    hasTenant: db.prepare(
+      `SELECT 1 FROM tokens WHERE role = 'tenant' AND owner = ? AND revoked_at IS NULL
+     AND (expires_at IS NULL OR expires_at > ?) LIMIT 1`,
+    ),
+    expireTokens: db.prepare(
+      'UPDATE tokens SET revoked_at = expires_at WHERE revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ?',
+    ),
+  };
+}
+
+/** zooid targets and the fleets pinned to them. */
+function targetStatements(db: Database.Database) {
+  return {
+    insertTarget: db.prepare(
+      `INSERT INTO targets (${TARGET_COLUMNS.join(', ')}) VALUES (${TARGET_COLUMNS.map((c) => `@${c}`).join(', ')})
+     ON CONFLICT(name) DO NOTHING`,
+    ),
+    updateTarget: db.prepare(
+      `UPDATE targets SET url = @url, secret_key = @secret_key, verify_url = @verify_url, rev = @rev,
+     updated_at = @updated_at WHERE name = @name AND rev = @previous_rev`,
+    ),
+    deleteTarget: db.prepare('DELETE FROM targets WHERE name = ?'),
+    getTarget: db.prepare('SELECT * FROM targets WHERE name = ?'),
+    listTargets: db.prepare('SELECT * FROM targets ORDER BY name'),
+    fleetsUsing: db.prepare('SELECT name FROM fleets WHERE target = ? ORDER BY name'),
+    getFleet: db.prepare('SELECT * FROM fleets WHERE name = ?'),
+    listFleets: db.prepare('SELECT * FROM fleets ORDER BY name'),
+    setFleet: db.prepare(
+      `INSERT INTO fleets (name, target, pull_only, created_at, updated_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT(name) DO UPDATE SET target = excluded.target, pull_only = excluded.pull_only,
+       updated_at = excluded.updated_at`,
+    ),
+  };
+}
+
+/** Cursors and lease epochs, shared secrets, spent NIP-98 nonces. */
+function bookkeepingStatements(db: Database.Database) {
+  return {
+    getCursor: db.prepare('SELECT position FROM cursors WHERE name = ?'),
+    setCursor: db.prepare(
+      'INSERT INTO cursors (name, position) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET position = excluded.position',
+    ),
+    newLeaseEpoch: db.prepare(
+      `INSERT INTO cursors (name, position) VALUES (?, 1)
+     ON CONFLICT(name) DO UPDATE SET position = position + 1 RETURNING position`,
+    ),
+    insertSecret: db.prepare(
+      'INSERT INTO shared_secrets (name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING',
+    ),
+    getSecret: db.prepare('SELECT value FROM shared_secrets WHERE name = ?'),
+    forgetNonces: db.prepare('DELETE FROM spent_nonces WHERE expires_at <= ?'),
+    spendNonce: db.prepare(
+      'INSERT INTO spent_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT(nonce) DO NOTHING',
+    ),
+  };
+}
+
 /**
  * The embedded default store: one SQLite file in WAL mode. better-sqlite3 is synchronous, so each
  * batch commits inside one call and no other statement can interleave with it in this process;
  * rev checks keep writers in other processes honest.
  */
 export class SqliteStore implements Store {
-  readonly dialect = 'sqlite' as const;
+  readonly serialCommits = true;
   private readonly db: Database.Database;
   private readonly stmts;
   private readonly commitTx: Database.Transaction<(batch: WriteBatch) => Activity[]>;
@@ -86,156 +251,63 @@ export class SqliteStore implements Store {
     for (const pragma of SQLITE_PRAGMAS) this.db.pragma(pragma);
     this.migrate();
 
-    const cols = RELAY_COLUMNS.join(', ');
-    const params = RELAY_COLUMNS.map((c) => `@${c}`).join(', ');
     const db = this.db;
     this.stmts = {
-      insertRelay: db.prepare(
-        `INSERT INTO relays (${cols}, last_activity_id) VALUES (${params}, @last_activity_id)`,
-      ),
-      getRelay: db.prepare('SELECT * FROM relays WHERE id = ?'),
-      getRelays: db.prepare('SELECT * FROM relays WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id'),
-      relayHeads: db.prepare(
-        'SELECT id, owner, version FROM relays WHERE fleet = ? AND deleted_at IS NULL ORDER BY id',
-      ),
-      latestFleetVersion: db.prepare(
-        'SELECT COALESCE(MAX(version), 0) AS version FROM fleet_states WHERE fleet = ?',
-      ),
-      latestFleetState: db.prepare(
-        'SELECT * FROM fleet_states WHERE fleet = ? ORDER BY version DESC LIMIT 1',
-      ),
-      insertFleetState: db.prepare(
-        `INSERT INTO fleet_states (fleet, version, config_id, owner, actor, state, created_at)
-         VALUES (@fleet, @version, @config_id, @owner, @actor, @state, @created_at)`,
-      ),
-      insertActivity: db.prepare(
-        'INSERT INTO activities (type, relay_id, owner, actor, payload, created_at, prev_id) VALUES (?, ?, ?, ?, ?, ?, ?)',
-      ),
-      /** The relay's first activity in a batch: its predecessor is the head the relay row records. */
-      insertActivityAfterHead: db.prepare(
-        `INSERT INTO activities (type, relay_id, owner, actor, payload, created_at, prev_id)
-         VALUES (?, ?, ?, ?, ?, ?, (SELECT last_activity_id FROM relays WHERE id = ?))`,
-      ),
-      setHead: db.prepare('UPDATE relays SET last_activity_id = ? WHERE id = ?'),
-      lastActivity: db.prepare('SELECT COALESCE(MAX(id), 0) AS id FROM activities'),
-      needingSync: db.prepare(
-        `SELECT * FROM relays
-         WHERE synced_version < version OR sync_status IN ('pending', 'retrying')
-         ORDER BY id LIMIT ?`,
-      ),
-      // A UNION, not `host = ? OR schema = ?`: SQLite scans the whole table for that OR.
-      using: db.prepare(
-        `SELECT * FROM relays WHERE deleted_at IS NULL AND host = ?
-         UNION SELECT * FROM relays WHERE deleted_at IS NULL AND schema = ? ORDER BY id`,
-      ),
-      expiredCredentials: db.prepare(
-        `SELECT * FROM relays WHERE expiring_next_at IS NOT NULL AND expiring_next_at <= ?
-         ORDER BY expiring_next_at, id LIMIT ?`,
-      ),
-      dueRetries: db.prepare(
-        `SELECT * FROM relays WHERE sync_status = 'retrying' AND next_attempt_at <= ?
-         ORDER BY next_attempt_at, id LIMIT ?`,
-      ),
-      expireTokens: db.prepare(
-        'UPDATE tokens SET revoked_at = expires_at WHERE revoked_at IS NULL AND expires_at IS NOT NULL AND expires_at <= ?',
-      ),
-      pruneActivities: db.prepare(
-        `DELETE FROM activities WHERE id IN (
-           SELECT id FROM activities
-           WHERE created_at < ? AND id <= ? AND id < (SELECT MAX(id) FROM activities)
-           ORDER BY id LIMIT ?)`,
-      ),
-      countByStatus: db.prepare(
-        'SELECT sync_status AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY sync_status',
-      ),
-      relayCounts: db.prepare(
-        `SELECT fleet, sync_status AS status, COALESCE(json_extract(config, '$.inactive'), 0) AS inactive,
-                deleted_at IS NOT NULL AS deleted, COUNT(*) AS n, MIN(updated_at) AS oldest
-         FROM relays WHERE deleted_at IS NULL OR sync_status <> 'synced' GROUP BY 1, 2, 3, 4`,
-      ),
-      toVerify: db.prepare(
-        `SELECT * FROM relays WHERE id > ? AND (deleted_at IS NULL OR deleted_at >= ? OR live_status = 'unexpected')
-         ORDER BY id LIMIT ?`,
-      ),
-      liveCounts: db.prepare(
-        `SELECT live_status AS status, COALESCE(json_extract(config, '$.inactive'), 0) AS inactive,
-                deleted_at IS NOT NULL AS deleted, COUNT(*) AS n
-         FROM relays WHERE deleted_at IS NULL OR live_status = 'unexpected' GROUP BY 1, 2, 3`,
-      ),
-      insertToken: db.prepare(
-        `INSERT INTO tokens (id, hash, name, role, owner, fleet, created_at, expires_at, revoked_at)
-         VALUES (@id, @hash, @name, @role, @owner, @fleet, @created_at, @expires_at, @revoked_at)`,
-      ),
-      findToken: db.prepare('SELECT * FROM tokens WHERE hash = ?'),
-      findTokenById: db.prepare('SELECT * FROM tokens WHERE id = ?'),
-      listTokens: db.prepare('SELECT * FROM tokens ORDER BY created_at, id'),
-      revokeToken: db.prepare('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL'),
-      hasTenant: db.prepare(
-        `SELECT 1 FROM tokens WHERE role = 'tenant' AND owner = ? AND revoked_at IS NULL
-         AND (expires_at IS NULL OR expires_at > ?) LIMIT 1`,
-      ),
-      getCursor: db.prepare('SELECT position FROM cursors WHERE name = ?'),
-      setCursor: db.prepare(
-        'INSERT INTO cursors (name, position) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET position = excluded.position',
-      ),
-      insertSecret: db.prepare(
-        'INSERT INTO shared_secrets (name, value) VALUES (?, ?) ON CONFLICT(name) DO NOTHING',
-      ),
-      getSecret: db.prepare('SELECT value FROM shared_secrets WHERE name = ?'),
-      forgetNonces: db.prepare('DELETE FROM spent_nonces WHERE expires_at <= ?'),
-      spendNonce: db.prepare(
-        'INSERT INTO spent_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT(nonce) DO NOTHING',
-      ),
-      newLeaseEpoch: db.prepare(
-        `INSERT INTO cursors (name, position) VALUES (?, 1)
-         ON CONFLICT(name) DO UPDATE SET position = position + 1 RETURNING position`,
-      ),
+      ...relayStatements(db),
+      ...activityStatements(db),
+      ...fleetStateStatements(db),
+      ...tokenStatements(db),
+      ...bookkeepingStatements(db),
+      ...targetStatements(db),
     };
+    this.commitTx = this.db.transaction((batch: WriteBatch) => this.commitBatch(batch));
+  }
 
-    this.commitTx = this.db.transaction((batch: WriteBatch): Activity[] => {
-      if (batch.fence) this.checkFence(batch.fence);
-      for (const write of batch.fleetStates ?? []) this.insertFleetState(write);
-      // Activities first: each relay's newest one becomes the chain head written with its row.
-      const heads = new Map<string, number>();
-      const activities = batch.activities.map((a) => {
-        const payload = JSON.stringify(a.payload);
-        const prev = heads.get(a.relayId);
-        const res =
-          prev === undefined
-            ? this.stmts.insertActivityAfterHead.run(
-                a.type,
-                a.relayId,
-                a.owner,
-                a.actor,
-                payload,
-                a.createdAt,
-                a.relayId,
-              )
-            : this.stmts.insertActivity.run(a.type, a.relayId, a.owner, a.actor, payload, a.createdAt, prev);
-        const id = Number(res.lastInsertRowid);
-        heads.set(a.relayId, id);
-        return { ...a, id };
-      });
-      for (const write of batch.relays) {
-        const head = heads.get(write.relay.id);
-        heads.delete(write.relay.id);
-        const previous = write.kind === 'update' ? write.previous : undefined;
-        const basis = previous && { relay: previous, row: this.rowOf(previous) };
-        const row = toRow(write.relay, BOOL, basis);
-        this.remember(write.relay, row);
-        try {
-          if (!basis) {
-            this.stmts.insertRelay.run({ ...row, last_activity_id: head ?? null });
-          } else if (this.updateRow(row, basis.row, basis.relay.rev, head) !== 1) {
-            throw new StaleWriteError(write.relay.id);
-          }
-        } catch (err) {
-          throw conflictFrom(err, write.relay) ?? err;
-        }
-      }
-      for (const [relayId, head] of heads) this.stmts.setHead.run(head, relayId);
-      return activities;
+  /** One batch, inside the transaction `commit` runs it in. */
+  private commitBatch(batch: WriteBatch): Activity[] {
+    if (batch.fence) this.checkFence(batch.fence);
+    for (const write of batch.fleetStates ?? []) this.insertFleetState(write);
+    for (const write of batch.fleets ?? []) this.setFleet(write);
+    // Activities first: each relay's newest one becomes the chain head written with its row.
+    const heads = new Map<string, number>();
+    const activities = batch.activities.map((a) => {
+      const payload = JSON.stringify(a.payload);
+      const prev = heads.get(a.relayId);
+      const res =
+        prev === undefined
+          ? this.stmts.insertActivityAfterHead.run(
+              a.type,
+              a.relayId,
+              a.owner,
+              a.actor,
+              payload,
+              a.createdAt,
+              a.relayId,
+            )
+          : this.stmts.insertActivity.run(a.type, a.relayId, a.owner, a.actor, payload, a.createdAt, prev);
+      const id = Number(res.lastInsertRowid);
+      heads.set(a.relayId, id);
+      return { ...a, id };
     });
+    for (const write of batch.relays) {
+      const head = heads.get(write.relay.id);
+      heads.delete(write.relay.id);
+      const previous = write.kind === 'update' ? write.previous : undefined;
+      const basis = previous && { relay: previous, row: this.rowOf(previous) };
+      const row = toRow(write.relay, BOOL, basis);
+      this.remember(write.relay, row);
+      try {
+        if (!basis) {
+          this.stmts.insertRelay.run({ ...row, last_activity_id: head ?? null });
+        } else if (this.updateRow(row, basis.row, basis.relay.rev, head) !== 1) {
+          throw new StaleWriteError(write.relay.id);
+        }
+      } catch (err) {
+        throw conflictFrom(err, write.relay) ?? err;
+      }
+    }
+    for (const [relayId, head] of heads) this.stmts.setHead.run(head, relayId);
+    return activities;
   }
 
   /**
@@ -335,6 +407,57 @@ export class SqliteStore implements Store {
       state: JSON.stringify(record.state),
       created_at: record.createdAt,
     });
+  }
+
+  /** Inside the commit transaction: the foreign key refuses an unknown target. */
+  private setFleet({ fleet, target, at }: FleetTargetWrite): void {
+    const cols = fleetTargetColumns(target);
+    try {
+      this.stmts.setFleet.run(fleet, cols.target, BOOL(cols.pullOnly), at, at);
+    } catch (err) {
+      if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_FOREIGNKEY' && cols.target !== null) {
+        throw new UnknownTargetError(cols.target);
+      }
+      throw err;
+    }
+  }
+
+  async insertTarget(target: Target): Promise<boolean> {
+    return this.stmts.insertTarget.run(toTargetRow(target)).changes === 1;
+  }
+
+  async updateTarget(target: Target, previous: Target): Promise<boolean> {
+    const { name, url, secret_key, verify_url, rev, updated_at } = toTargetRow(target);
+    const row = { name, url, secret_key, verify_url, rev, updated_at, previous_rev: previous.rev };
+    return this.stmts.updateTarget.run(row).changes === 1;
+  }
+
+  async deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[] }> {
+    return this.db
+      .transaction(() => {
+        const usedBy = (this.stmts.fleetsUsing.all(name) as { name: string }[]).map((r) => r.name);
+        if (usedBy.length > 0) return { deleted: false, usedBy };
+        return { deleted: this.stmts.deleteTarget.run(name).changes === 1, usedBy };
+      })
+      .immediate();
+  }
+
+  async getTarget(name: string): Promise<Target | undefined> {
+    const row = this.stmts.getTarget.get(name) as TargetRow | undefined;
+    return row && fromTargetRow(row);
+  }
+
+  async listTargets(): Promise<Target[]> {
+    return (this.stmts.listTargets.all() as TargetRow[]).map(fromTargetRow);
+  }
+
+  async getFleet(name: string): Promise<FleetRecord | undefined> {
+    const row = this.stmts.getFleet.get(name) as FleetRow | undefined;
+    return row && fromFleetRow(row);
+  }
+
+  async listFleets(): Promise<FleetRecord[]> {
+    return (this.stmts.listFleets.all() as FleetRow[]).map(fromFleetRow);
   }
 
   async getRelays(ids: readonly string[]): Promise<Relay[]> {

@@ -14,6 +14,14 @@ function config(extra: Record<string, unknown> = {}): RelayConfig {
 }
 
 const S3: BlossomS3 = { region: 'us-east-1', bucket: 'media', accessKey: 'AKIA1', secretKey: 'shh' };
+/** S3 as zooid's body for relay r1 carries it. */
+const S3_BODY = {
+  region: 'us-east-1',
+  bucket: 'media',
+  access_key: 'AKIA1',
+  secret_key: 'shh',
+  key_prefix: 'r1',
+};
 
 describe('zooidBody', () => {
   it('maps every section, secret only when asked', () => {
@@ -76,7 +84,7 @@ describe('zooidBody', () => {
       enabled: true,
       authenticated_read: false,
       adapter: 's3',
-      s3: { region: 'us-east-1', bucket: 'media', access_key: 'AKIA1', secret_key: 'shh', key_prefix: 'r1' },
+      s3: S3_BODY,
     });
     expect(JSON.stringify(body.blossom)).not.toContain('endpoint');
     const withEndpoint = zooidBody(
@@ -87,14 +95,7 @@ describe('zooidBody', () => {
       enabled: true,
       authenticated_read: false,
       adapter: 's3',
-      s3: {
-        region: 'us-east-1',
-        bucket: 'media',
-        access_key: 'AKIA1',
-        secret_key: 'shh',
-        endpoint: 'http://minio:9000',
-        key_prefix: 'r1',
-      },
+      s3: { ...S3_BODY, endpoint: 'http://minio:9000' },
     });
   });
 });
@@ -234,14 +235,7 @@ describe('patchBody', () => {
       enabled: true,
       authenticated_read: false,
       adapter: 's3',
-      s3: {
-        region: 'us-east-1',
-        bucket: 'media',
-        access_key: 'AKIA1',
-        secret_key: 'shh',
-        key_prefix: 'r1',
-        endpoint: null,
-      },
+      s3: { ...S3_BODY, endpoint: null },
     });
   });
 

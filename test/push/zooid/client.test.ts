@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FakeClock } from '../../../src/domain/clock.js';
 import { relayConfigSchema } from '../../../src/domain/relay.js';
 import { createNip98Signer, type NostrEvent } from '../../../src/nostr/nip98.js';
 import { type BlossomS3, patchBody, zooidBody } from '../../../src/push/zooid/body.js';
@@ -12,6 +11,7 @@ import {
   type ZooidEmulator,
   type ZooidEmulatorOptions,
 } from '../../../src/push/zooid/emulator.js';
+import { FakeClock } from '../../support/clock.js';
 import {
   ADMIN_PUBKEY,
   BOSUN_PUBKEY,

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeClock, settle } from '../../../src/domain/clock.js';
 import { publicKeyOf } from '../../../src/domain/keys.js';
 import { createNip98Signer } from '../../../src/nostr/nip98.js';
 import {
@@ -13,6 +12,7 @@ import {
   type ZooidEmulator,
   type ZooidEmulatorOptions,
 } from '../../../src/push/zooid/emulator.js';
+import { FakeClock, settle } from '../../support/clock.js';
 import {
   ADMIN_PUBKEY,
   BOSUN_PUBKEY,
@@ -444,16 +444,14 @@ describe('routing', () => {
     const byIp = await raw(emu.url, { method: 'POST', path: '/relay/b', body: minimalBody(2), signer });
     expect(byIp.status).toBe(404);
     expect(emu.requests.length).toBe(1);
-    const nip11 = await raw(emu.url, { method: 'GET', path: '/', host: 'r1.example.com' });
-    expect(nip11.status).toBe(200);
-    expect(nip11.json).toEqual({
-      name: 'R1',
-      icon: '',
-      description: '',
-      pubkey: OWNER_PUBKEY,
-      self: publicKeyOf(RELAY_SECRET),
-      software: 'zooid-emulator',
+    const nip11 = await raw(emu.url, {
+      method: 'GET',
+      path: '/',
+      host: 'r1.example.com',
+      headers: { accept: 'application/nostr+json' },
     });
+    expect(nip11.status).toBe(200);
+    expect(nip11.json).toMatchObject({ name: 'R1', pubkey: OWNER_PUBKEY, self: publicKeyOf(RELAY_SECRET) });
   });
 });
 

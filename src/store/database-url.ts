@@ -1,5 +1,5 @@
 import { basename, dirname, extname, join } from 'node:path';
-import { redactUrl } from './store/postgres/options.js';
+import { parsePostgresUrl, redactUrl } from './postgres/options.js';
 
 /**
  * Where a fresh installation writes the admin token it generates: one file per database, so a
@@ -30,4 +30,12 @@ const safe = (part: string) => part.replace(/[^A-Za-z0-9._-]/g, '_');
 /** The database URL as logs and messages show it: a PostgreSQL password is masked. */
 export function shownDatabaseUrl(databaseUrl: string): string {
   return databaseUrl.startsWith('sqlite:') ? databaseUrl : redactUrl(databaseUrl);
+}
+
+/**
+ * Checks a `postgres://` URL the way opening it will (a URL, a valid `?schema=`), so configuration
+ * can reject it at start; throws a BosunError naming BOSUN_DATABASE_URL.
+ */
+export function checkPostgresUrl(url: string): void {
+  parsePostgresUrl(url);
 }

@@ -1,0 +1,202 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { z } from 'zod';
+import type { SyncStatus } from '../../domain/relay.js';
+import {
+  createTargetSchema,
+  DEFAULT_TARGET,
+  type FleetRecord,
+  fleetTargetName,
+  type Target,
+  type TargetView,
+  targetNotFound,
+  updateTargetSchema,
+  viewTarget,
+} from '../../domain/target.js';
+import type { RelayCount, Store } from '../../store/port.js';
+import { requireAdmin } from '../auth.js';
+import type { AppDeps } from '../deps.js';
+import { defineRoute } from './define.js';
+import { principalOf } from './params.js';
+
+type StatusCounts = Record<SyncStatus, number>;
+const noCounts = (): StatusCounts => ({ pending: 0, synced: 0, retrying: 0, failed: 0 });
+
+/** Live relays by fleet and sync status (deleted relays whose delete is still pending are left out). */
+function countsByFleet(counts: readonly RelayCount[]): Map<string, StatusCounts> {
+  const byFleet = new Map<string, StatusCounts>();
+  for (const c of counts) {
+    if (c.deleted) continue;
+    const into = byFleet.get(c.fleet) ?? noCounts();
+    into[c.status] += c.n;
+    byFleet.set(c.fleet, into);
+  }
+  return byFleet;
+}
+
+export interface FleetSummary {
+  name: string;
+  /** A target's name, `default`, or null: pull-only. */
+  target: string | null;
+  relays: StatusCounts & { total: number };
+}
+
+/** Every fleet that has relays or a row, with its target and its live relays by sync status. */
+export async function fleetSummaries(store: Store): Promise<FleetSummary[]> {
+  const [rows, counts] = await Promise.all([store.listFleets(), store.relayCounts()]);
+  const byFleet = countsByFleet(counts);
+  const records = new Map(rows.map((r) => [r.name, r]));
+  const names = [...new Set([...records.keys(), ...byFleet.keys()])].sort();
+  return names.map((name) => {
+    const c = byFleet.get(name) ?? noCounts();
+    const record: FleetRecord | undefined = records.get(name);
+    return {
+      name,
+      target: record ? fleetTargetName(record.target) : DEFAULT_TARGET,
+      relays: { ...c, total: c.pending + c.synced + c.retrying + c.failed },
+    };
+  });
+}
+
+const targetName = (request: FastifyRequest) => (request.params as { name: string }).name;
+
+/**
+ * `/v1/targets`: the zooid instances bosun pushes to (admin only). `default` is the one
+ * ZOOID_API_URL and BOSUN_SECRET_KEY define: listed when configured, never stored or changed here.
+ * A target's secret key is never shown; its `pubkey` is the one to list in that zooid's
+ * API_WHITELIST.
+ */
+export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void {
+  const { command, store } = deps;
+  const tag = 'targets';
+  const name = { name: z.string().describe('target name') };
+  const defaultPubkey = deps.targetDefaults?.pubkey ?? null;
+
+  /** The default target, with its last health probe when target health runs. */
+  const defaultView = (): (TargetView & Record<string, unknown>) | null => {
+    const url = deps.targetDefaults?.url;
+    if (!url) return null;
+    const [health] = deps.targets?.() ?? [];
+    return {
+      name: DEFAULT_TARGET,
+      url,
+      verify_url: null,
+      pubkey: defaultPubkey,
+      key: 'default',
+      created_at: null,
+      updated_at: null,
+      ...(health && typeof health === 'object' ? (health as Record<string, unknown>) : {}),
+    };
+  };
+  const view = (t: Target) => viewTarget(t, defaultPubkey);
+
+  defineRoute(
+    app,
+    {
+      method: 'POST',
+      url: '/v1/targets',
+      tag,
+      access: 'admin',
+      summary: 'Register a zooid instance (answers its pubkey for API_WHITELIST, never its key)',
+      body: { schema: createTargetSchema, parsedBy: 'domain', required: true },
+      responses: { 201: { description: 'the target' } },
+      errors: [409],
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      requireAdmin(principal);
+      const target = await command.createTarget(principal, request.body, {
+        defaultKey: defaultPubkey !== null,
+      });
+      return reply.status(201).send(view(target));
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/targets',
+      tag,
+      access: 'admin',
+      summary:
+        'zooid targets: `default` (ZOOID_API_URL) with its last health probe, then the registered ones',
+      responses: { 200: { description: '`{"targets": [...]}`' } },
+    },
+    async (request) => {
+      requireAdmin(principalOf(request));
+      const first = defaultView();
+      return { targets: [...(first ? [first] : []), ...(await store.listTargets()).map(view)] };
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/targets/:name',
+      tag,
+      access: 'admin',
+      summary: 'A target, the fleets pinned to it and their relays by sync status',
+      params: name,
+      responses: { 200: { description: 'the target' } },
+      errors: [404],
+    },
+    async (request) => {
+      requireAdmin(principalOf(request));
+      const wanted = targetName(request);
+      const shown =
+        wanted === DEFAULT_TARGET
+          ? defaultView()
+          : await store.getTarget(wanted).then((t) => (t ? view(t) : null));
+      if (!shown) throw targetNotFound(wanted);
+      const fleets = (await fleetSummaries(store)).filter((f) => f.target === wanted);
+      const relays = noCounts();
+      for (const f of fleets) for (const s of Object.keys(relays) as SyncStatus[]) relays[s] += f.relays[s];
+      return { ...shown, fleets: fleets.map((f) => f.name), relays };
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'PATCH',
+      url: '/v1/targets/:name',
+      tag,
+      access: 'admin',
+      summary: 'Change a target’s url, secret_key or verify_url (null resets the last two)',
+      params: name,
+      body: { schema: updateTargetSchema, parsedBy: 'domain', required: true, mergePatch: true },
+      responses: { 200: { description: 'the target' } },
+      errors: [404, 409],
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      requireAdmin(principal);
+      return view(
+        await command.updateTarget(principal, targetName(request), request.body, {
+          defaultKey: defaultPubkey !== null,
+        }),
+      );
+    },
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'DELETE',
+      url: '/v1/targets/:name',
+      tag,
+      access: 'admin',
+      summary: 'Remove a target (refused while a fleet is pinned to it)',
+      params: name,
+      responses: { 204: { description: 'removed' } },
+      errors: [404, 409],
+    },
+    async (request, reply) => {
+      const principal = principalOf(request);
+      requireAdmin(principal);
+      await command.deleteTarget(principal, targetName(request));
+      return reply.status(204).send();
+    },
+  );
+}

@@ -1,0 +1,124 @@
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Command } from '../../src/command.js';
+import { Notifier } from '../../src/notifier.js';
+import { Observer } from '../../src/push/observer.js';
+import type { SyncOutcome } from '../../src/push/syncer.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { FakeClock } from '../support/clock.js';
+import { captureLogger, keypair, tempDir } from '../support/env.js';
+
+const admin = { role: 'admin' as const, actor: 'admin' };
+const { pubkey } = keypair();
+
+type Call = { relayId: string; force: boolean; at: number };
+
+describe('Observer: what it holds per relay', () => {
+  const open: { close: () => Promise<void> | void }[] = [];
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await o.close();
+  });
+
+  /** An observer over a real store whose sync answers with `outcome(relayId)`. */
+  async function rig(outcome: (relayId: string) => SyncOutcome) {
+    const dir = tempDir();
+    const store = new SqliteStore(join(dir.path, 'bosun.db'));
+    open.push({ close: () => dir.cleanup() }, store);
+    const clock = new FakeClock();
+    const notifier = new Notifier();
+    const command = new Command(store, notifier, clock);
+    const calls: Call[] = [];
+    const observer = new Observer({
+      store,
+      notifier,
+      clock,
+      logger: captureLogger().logger,
+      sync: async (relayId, _signal, { force }) => {
+        calls.push({ relayId, force, at: clock.now() });
+        return outcome(relayId);
+      },
+    });
+    open.push({ close: () => observer.stop() });
+    const create = (id: string) =>
+      command.createRelay(admin, { id, host: `${id}.example.com`, info: { pubkey } });
+    return { clock, command, observer, calls, create };
+  }
+
+  it('a forced sync is forced once; the next one is not', async () => {
+    const { observer, calls, create } = await rig(() => ({ kind: 'synced', version: 1 }));
+    await observer.start();
+    await create('r1');
+    await observer.idle();
+    observer.enqueue('r1', { force: true });
+    await observer.idle();
+    observer.enqueue('r1');
+    await observer.idle();
+    expect(calls.map((c) => c.force)).toEqual([false, true, false]);
+  });
+
+  it('the cursor stays before a change whose sync threw, and passes it once a sync returns', async () => {
+    let failing = true;
+    const { clock, observer, calls, create } = await rig(() => {
+      if (failing) throw new Error('database or disk is full');
+      return { kind: 'synced', version: 1 };
+    });
+    await observer.start();
+    const before = observer.cursor;
+    await create('r1');
+    await observer.idle();
+    expect(calls).toHaveLength(1);
+    expect(observer.cursor).toBe(before);
+    failing = false;
+    await clock.advance(1000);
+    await observer.idle();
+    expect(calls).toHaveLength(2);
+    expect(observer.cursor).toBeGreaterThan(before);
+  });
+
+  it('retryFailedNow re-runs relays that failed inside bosun, not those waiting on a zooid retry', async () => {
+    let failing = true;
+    const { clock, observer, calls, create } = await rig((relayId) => {
+      if (relayId === 'zooid-says-later') return { kind: 'retry', at: clock.now() + 60_000, error: '503' };
+      if (failing) throw new Error('database or disk is full');
+      return { kind: 'synced', version: 1 };
+    });
+    await observer.start();
+    await create('inside-bosun');
+    await create('zooid-says-later');
+    await observer.idle();
+    expect(calls.map((c) => c.relayId).sort()).toEqual(['inside-bosun', 'zooid-says-later']);
+
+    failing = false;
+    observer.retryFailedNow();
+    await observer.idle();
+    expect(calls.slice(2).map((c) => [c.relayId, c.at])).toEqual([['inside-bosun', clock.now()]]);
+    // Its backoff timer was cancelled with the early run: nothing more for it a second later.
+    await clock.advance(1000);
+    expect(calls).toHaveLength(3);
+    // The zooid retry keeps its own time.
+    await clock.advance(59_000);
+    expect(calls.slice(3).map((c) => c.relayId)).toEqual(['zooid-says-later']);
+  });
+
+  it('stop cancels every retry timer; a start after it begins anew from the persisted cursor', async () => {
+    let failing = true;
+    const { clock, observer, calls, create } = await rig(() => {
+      if (failing) throw new Error('database or disk is full');
+      return { kind: 'synced', version: 1 };
+    });
+    await observer.start();
+    await create('r1');
+    await observer.idle();
+    expect(clock.pending()).toBe(1);
+    await observer.stop();
+    expect(clock.pending()).toBe(0);
+
+    failing = false;
+    const seen = calls.length;
+    await observer.start();
+    await observer.idle();
+    // r1's change is read again from the cursor (it never synced), and synced.
+    expect(new Set(calls.slice(seen).map((c) => c.relayId))).toEqual(new Set(['r1']));
+    expect(observer.cursor).toBeGreaterThan(0);
+  });
+});
