@@ -39,7 +39,7 @@ import type { WorkerLease } from './store/lease.js';
 import { openStore } from './store/open.js';
 import { FencedError, type Store } from './store/port.js';
 import type { Replication } from './store/replication.js';
-import { StorageHealth, watchStorage } from './store/storage-errors.js';
+import { StorageHealth, WatchedStore } from './store/storage-errors.js';
 
 export interface PeerDeps {
   clock?: Clock;
@@ -204,7 +204,7 @@ export class Peer {
       ...config.postgres,
       warn: (fields, msg) => logger.warn(fields, msg),
     });
-    const store = watchStorage(opened.store, storage);
+    const store = new WatchedStore(opened.store, storage);
     const notifier = new Notifier((err) => logger.error({ err }, 'change listener failed'));
     const command = new Command(store, notifier, clock);
     const query = new Query(store);

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from '../domain/clock.js';
 import { BosunError } from '../domain/errors.js';
+import { DelegatingStore } from './delegating-store.js';
 import type { Store } from './port.js';
 
 /**
@@ -96,9 +97,6 @@ export function storageError(err: unknown): BosunError | undefined {
       );
 }
 
-/** Store methods that always write when they succeed: one proves the storage takes writes again. */
-const WRITES: ReadonlySet<PropertyKey> = new Set(['commit', 'setCursor', 'insertToken', 'newLeaseEpoch']);
-
 /**
  * Whether the database currently refuses writes, for `/readyz` and the logs: set by the first
  * storage failure of any caller (API request, push sync, chore), cleared by the next write that
@@ -160,35 +158,36 @@ export class StorageHealth {
 }
 
 /**
- * The store, reporting to `health`: every failure is classified, and each successful write clears
- * the condition. A Proxy, so methods added to the port later pass through.
+ * The store, reporting to `health`: every failure is classified, and each successful call that
+ * wrote clears the condition (a read succeeding proves nothing about writes). Which calls write is
+ * decided per method in DelegatingStore. No retry here: a PostgreSQL read whose session ended is
+ * sent once more by the adapter itself, a write never (it may have committed).
  */
-export function watchStorage(store: Store, health: StorageHealth): Store {
-  const wrappers = new WeakMap<object, unknown>();
-  return new Proxy(store, {
-    get(target, prop) {
-      const value = Reflect.get(target, prop, target);
-      if (typeof value !== 'function') return value;
-      let wrapper = wrappers.get(value);
-      if (!wrapper) {
-        const write = WRITES.has(prop);
-        wrapper = (...args: unknown[]) => {
-          const out = (value as (...a: unknown[]) => unknown).apply(target, args);
-          if (!(out instanceof Promise)) return out;
-          return out.then(
-            (result) => {
-              if (write) health.recovered();
-              return result;
-            },
-            (err) => {
-              health.observe(err);
-              throw err;
-            },
-          );
-        };
-        wrappers.set(value, wrapper);
-      }
-      return wrapper;
-    },
-  });
+export class WatchedStore extends DelegatingStore {
+  constructor(
+    store: Store,
+    private readonly health: StorageHealth,
+  ) {
+    super(store);
+  }
+
+  protected override read<T>(call: () => Promise<T>): Promise<T> {
+    return this.watched(call, () => false);
+  }
+
+  protected override write<T>(call: () => Promise<T>, wrote: (result: T) => boolean): Promise<T> {
+    return this.watched(call, wrote);
+  }
+
+  private async watched<T>(call: () => Promise<T>, wrote: (result: T) => boolean): Promise<T> {
+    let result: T;
+    try {
+      result = await call();
+    } catch (err) {
+      this.health.observe(err);
+      throw err;
+    }
+    if (wrote(result)) this.health.recovered();
+    return result;
+  }
 }

@@ -7,7 +7,7 @@ import {
   StorageHealth,
   sessionEnded,
   storageFailure,
-  watchStorage,
+  WatchedStore,
 } from '../../src/store/storage-errors.js';
 import { FakeClock } from '../support/clock.js';
 import { captureLogger } from '../support/env.js';
@@ -114,7 +114,7 @@ describe('storage errors', () => {
       },
       lastActivityId: async () => 7,
     };
-    const store = watchStorage(fake as unknown as Store, health);
+    const store = new WatchedStore(fake as unknown as Store, health);
     let recoveries = 0;
     health.onRecovered(() => recoveries++);
     expect(store.serialCommits).toBe(true);
@@ -149,5 +149,58 @@ describe('storage errors', () => {
       'database storage writable again',
     ]);
     expect(logged[1]).toMatchObject({ code: 'storage_full', driverCode: 'SQLITE_FULL', durationMs: 10_000 });
+  });
+});
+
+describe('WatchedStore', () => {
+  it('counts every port write, by method: a failed target insert marks storage unhealthy', async () => {
+    const clock = new FakeClock(Date.UTC(2026, 0, 1));
+    const { logger } = captureLogger();
+    const health = new StorageHealth(clock, logger);
+    let full = true;
+    let inserted = false;
+    const fake = {
+      insertTarget: async () => {
+        if (full) throw driverError('SQLITE_FULL', 'database or disk is full');
+        return inserted;
+      },
+      revokeToken: async () => false,
+    };
+    const store = new WatchedStore(fake as unknown as Store, health);
+    const target = { name: 'eu' } as never;
+
+    await expect(store.insertTarget(target)).rejects.toMatchObject({ code: 'SQLITE_FULL' });
+    expect(health.status()).toMatch(/^disk full since/);
+    // Writes that found nothing to write (name taken, token unknown) prove nothing.
+    full = false;
+    expect(await store.insertTarget(target)).toBe(false);
+    expect(await store.revokeToken('t', 1)).toBe(false);
+    expect(health.status()).not.toBe('ok');
+    inserted = true;
+    expect(await store.insertTarget(target)).toBe(true);
+    expect(health.status()).toBe('ok');
+  });
+
+  it('keeps the retry policy the adapter owns: the wrapper sends neither a read nor a write twice', async () => {
+    const health = new StorageHealth(new FakeClock(0), captureLogger().logger);
+    const ended = () => driverError('57P01', 'terminating connection due to administrator command');
+    const calls = { getRelay: 0, commit: 0 };
+    const fake = {
+      getRelay: async () => {
+        calls.getRelay++;
+        throw ended();
+      },
+      commit: async () => {
+        calls.commit++;
+        throw ended();
+      },
+    };
+    const store = new WatchedStore(fake as unknown as Store, health);
+    expect(sessionEnded(ended())).toBe(true);
+    await expect(store.getRelay('x')).rejects.toMatchObject({ code: '57P01' });
+    await expect(store.commit({ relays: [], activities: [] })).rejects.toMatchObject({ code: '57P01' });
+    expect(calls).toEqual({ getRelay: 1, commit: 1 });
+    // A lost session is transient, not the storage failing.
+    expect(health.status()).toBe('ok');
   });
 });
