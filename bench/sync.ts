@@ -15,8 +15,6 @@
  *                                               scratch schema, dropped after)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -26,6 +24,7 @@ import type { Principal } from '../src/domain/principal.js';
 import { createLogger } from '../src/logger.js';
 import { createNip98Signer, nip98Backend, nip98Ready } from '../src/nostr/nip98.js';
 import { Peer } from '../src/peer.js';
+import { commitToPatchLatencies, noopZooid, pct } from './support/sync.js';
 
 const argN = process.argv.indexOf('--n');
 const N = argN > 0 ? Number(process.argv[argN + 1]) : 3000;
@@ -41,21 +40,6 @@ const databaseUrl = (dir: string) => {
 };
 const P99_TARGET_MS = POSTGRES ? 20 : 10;
 const admin: Principal = { role: 'admin', actor: 'bench' };
-
-/** A zooid that answers every request at once; it notes when each relay's PATCH arrived. */
-async function noopZooid(): Promise<{ url: string; server: Server; arrivals: Map<string, number> }> {
-  const arrivals = new Map<string, number>();
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      if (req.method === 'PATCH') arrivals.set(req.url!.split('/')[2]!, performance.now());
-      res.writeHead(req.method === 'POST' ? 201 : 200, { 'content-type': 'application/json' });
-      res.end('{"message":"ok"}\n');
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, arrivals };
-}
 
 async function signedBaseline(url: string, key: string, body: string): Promise<number> {
   const signer = createNip98Signer(key);
@@ -80,9 +64,6 @@ async function signedBaseline(url: string, key: string, body: string): Promise<n
   );
   return N / ((performance.now() - start) / 1000);
 }
-
-const pct = (sorted: number[], p: number) =>
-  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 
 const dir = mkdtempSync(join(tmpdir(), 'bosun-bench-sync-'));
 const zooid = await noopZooid();
@@ -133,17 +114,8 @@ try {
   await peer.observer!.idle();
   const syncs = N / ((performance.now() - t0) / 1000);
 
-  const latencies: number[] = [];
-  const committedAt = new Map<string, number>();
   const L = Math.min(N, 1000);
-  for (let i = 0; i < L; i++) {
-    await peer.command.updateRelay(admin, `r${i}`, { info: { name: `changed-${i}` } });
-    committedAt.set(`r${i}`, performance.now());
-    await new Promise((r) => setTimeout(r, 5));
-  }
-  await peer.observer!.idle();
-  for (const [id, at] of committedAt) latencies.push(zooid.arrivals.get(id)! - at);
-  latencies.sort((a, b) => a - b);
+  const latencies = await commitToPatchLatencies(peer, zooid, admin, L);
   await peer.close();
 
   const fmt = (n: number) => Math.round(n).toLocaleString('en-US');

@@ -1,0 +1,224 @@
+/**
+ * bench/live: live verification (src/live/) against the zooid emulator, beside baselines measured in
+ * the same run.
+ *
+ *   checks:  N relays created through bosun and pushed to a zooid emulator (it serves each relay's
+ *            NIP-11 document by Host on its own port); once every relay is live, the verifier checks
+ *            all N again (fetchRelayInfo + compareLive + the record, bosun's BOSUN_VERIFY_CONCURRENCY)
+ *            -> checks/s, vs plain node:http GETs of the same documents (same global keep-alive
+ *            agent, same Host and Accept headers, same concurrency). Target ratio >= 0.5.
+ *   sync:    bench:sync's latency workload (one change every 5 ms, commit -> PATCH at a no-op zooid
+ *            that also serves NIP-11) with verification on vs off. Target p99 on/off <= 1.05.
+ *
+ *   npm run bench:live [-- --n 10000] [-- --sync-n 3000]
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { globalAgent, request } from 'node:http';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadServeConfig } from '../src/config.js';
+import { generateSecretKey, publicKeyOf } from '../src/domain/keys.js';
+import type { Principal } from '../src/domain/principal.js';
+import { createLogger } from '../src/logger.js';
+import { nip98Ready } from '../src/nostr/nip98.js';
+import { Peer } from '../src/peer.js';
+import { startZooidEmulator } from '../src/push/zooid/emulator/index.js';
+import { commitToPatchLatencies, noopZooid, pct } from './support/sync.js';
+
+const arg = (name: string, dflt: number) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : dflt;
+};
+const N = arg('--n', 10_000);
+const SYNC_N = arg('--sync-n', 3000);
+const admin: Principal = { role: 'admin', actor: 'bench' };
+const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+const CHORES = [
+  'RETRY_SWEEPER',
+  'DRIFT_REPAIR',
+  'RESYNC',
+  'CREDENTIAL_EXPIRY',
+  'ACTIVITY_RETENTION',
+  'TARGET_HEALTH',
+];
+const choresOff = Object.fromEntries(CHORES.map((c) => [`BOSUN_CHORE_${c}_ENABLED`, 'false']));
+
+async function until(cond: () => boolean, limitMs: number, what: string): Promise<void> {
+  const deadline = performance.now() + limitMs;
+  while (!cond()) {
+    if (performance.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+/** Plain GETs of each host's NIP-11 document, `concurrency` at once, through Node's global agent. */
+async function plainGets(url: string, hosts: string[], concurrency: number): Promise<number> {
+  const u = new URL(url);
+  let next = 0;
+  let bad = 0;
+  const get = (host: string) =>
+    new Promise<void>((resolve, reject) => {
+      const req = request(
+        {
+          hostname: u.hostname,
+          port: Number(u.port),
+          path: '/',
+          agent: globalAgent,
+          headers: { host, accept: 'application/nostr+json' },
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            if (res.statusCode !== 200) bad++;
+            JSON.parse(Buffer.concat(chunks).toString('utf8'));
+            resolve();
+          });
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+      req.end();
+    });
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < hosts.length) await get(hosts[next++]!);
+    }),
+  );
+  const rate = hosts.length / ((performance.now() - t0) / 1000);
+  if (bad > 0) throw new Error(`baseline: ${bad} GETs were not 200`);
+  return rate;
+}
+
+async function checks(dir: string): Promise<void> {
+  const key = generateSecretKey();
+  const zooid = await startZooidEmulator({ whitelist: [publicKeyOf(key)], record: false });
+  try {
+    const config = loadServeConfig({
+      BOSUN_DATABASE_URL: `sqlite:${join(dir, 'checks.db')}`,
+      PORT: '0',
+      BOSUN_ADMIN_TOKEN: 'bench-admin-token-0123456789',
+      ZOOID_API_URL: zooid.url,
+      BOSUN_SECRET_KEY: key,
+      BOSUN_VERIFY_URL: zooid.url,
+      ...choresOff,
+    });
+    const peer = await Peer.create(config, { logger: createLogger({ level: 'silent' }) });
+    const pubkey = publicKeyOf(generateSecretKey());
+    const ids: string[] = [];
+    const t0 = performance.now();
+    for (let i = 0; i < N; i++) {
+      await peer.command.createRelay(admin, {
+        id: `r${i}`,
+        host: `r${i}.example.com`,
+        info: { pubkey, name: `r${i}` },
+      });
+      ids.push(`r${i}`);
+    }
+    await peer.start();
+    await peer.observer!.idle();
+    const seeded = (performance.now() - t0) / 1000;
+    const verifier = peer.verifier!;
+    // The checks after each sync (1 s settle) run out; every relay is then live.
+    await until(() => verifier.pending === 0, 600_000, 'the post-sync checks');
+    const concurrency = config.verify!.concurrency;
+    const hosts = ids.map((id) => `${id}.example.com`);
+    const before = load();
+    const base = await plainGets(zooid.url, hosts, concurrency);
+    const t1 = performance.now();
+    verifier.spread(ids, 0);
+    await until(() => verifier.pending === 0, 600_000, 'the checks');
+    const rate = N / ((performance.now() - t1) / 1000);
+    const base2 = await plainGets(zooid.url, hosts, concurrency);
+    await peer.close();
+    const baseline = (base + base2) / 2;
+    console.log(
+      `checks (n=${fmt(N)}, ${concurrency} in flight = BOSUN_VERIFY_CONCURRENCY default; load average ${before})`,
+    );
+    console.log(`  seed: ${fmt(N)} relays created and pushed to the emulator in ${seeded.toFixed(1)} s`);
+    console.log(
+      `  plain node:http GETs (before, after) : ${fmt(base)}, ${fmt(base2)} req/s (mean ${fmt(baseline)})`,
+    );
+    console.log(
+      `  verifier checks                      : ${fmt(rate)} checks/s  ratio ${(rate / baseline).toFixed(2)}`,
+    );
+    console.log(`  target: ratio >= 0.5 -> ${rate / baseline >= 0.5 ? 'met' : 'NOT met'}`);
+  } finally {
+    await zooid.close();
+  }
+}
+
+async function syncRun(dir: string, verify: boolean): Promise<number[]> {
+  const zooid = await noopZooid({ nip11: true });
+  const key = generateSecretKey();
+  try {
+    const config = loadServeConfig({
+      BOSUN_DATABASE_URL: `sqlite:${join(dir, `sync-${verify}-${++runNo}.db`)}`,
+      PORT: '0',
+      BOSUN_ADMIN_TOKEN: 'bench-admin-token-0123456789',
+      ZOOID_API_URL: zooid.url,
+      BOSUN_SECRET_KEY: key,
+      BOSUN_SYNC_CONCURRENCY: '20',
+      ...(verify ? { BOSUN_VERIFY_URL: zooid.url } : { BOSUN_VERIFY_INTERVAL_MS: '0' }),
+      ...choresOff,
+    });
+    const peer = await Peer.create(config, { logger: createLogger({ level: 'silent' }) });
+    if (verify !== (peer.verifier !== null)) throw new Error('verification not as asked');
+    const pubkey = publicKeyOf(generateSecretKey());
+    for (let i = 0; i < SYNC_N; i++) {
+      await peer.command.createRelay(admin, {
+        id: `r${i}`,
+        host: `r${i}.example.com`,
+        info: { pubkey, name: `r${i}` },
+      });
+    }
+    await peer.start();
+    await peer.observer!.idle();
+    const latencies = await commitToPatchLatencies(peer, zooid, admin, Math.min(SYNC_N, 1000));
+    await peer.close();
+    return latencies;
+  } finally {
+    zooid.server.close();
+  }
+}
+
+let runNo = 0;
+const dir = mkdtempSync(join(tmpdir(), 'bosun-bench-live-'));
+try {
+  await nip98Ready();
+  console.log(
+    `bench/live (node ${process.version}, ${cpus().length} CPUs, load average ${load()} at start; loopback, SQLite)`,
+  );
+  await checks(dir);
+  // Off, on, off, on: the machine's load drifts, so each side gets an early and a late run.
+  const runs: { verify: boolean; l: number[] }[] = [];
+  for (const verify of [false, true, false, true]) runs.push({ verify, l: await syncRun(dir, verify) });
+  const merged = (v: boolean) =>
+    runs
+      .filter((r) => r.verify === v)
+      .flatMap((r) => r.l)
+      .sort((a, b) => a - b);
+  const off = merged(false);
+  const on = merged(true);
+  const ratio = pct(on, 99) / pct(off, 99);
+  console.log(
+    `push sync, bench:sync latency workload (n=${fmt(SYNC_N)}, ${off.length / 2} changes per run, 2 runs each side, load average ${load()})`,
+  );
+  for (const [name, l] of [
+    ['verification off', off],
+    ['verification on ', on],
+  ] as const) {
+    console.log(
+      `  ${name}: commit -> PATCH p50 ${pct(l, 50).toFixed(2)} ms  p99 ${pct(l, 99).toFixed(2)} ms  max ${l.at(-1)!.toFixed(2)} ms`,
+    );
+  }
+  console.log(`  p99 on/off ${ratio.toFixed(2)}x; target <= 1.05x -> ${ratio <= 1.05 ? 'met' : 'NOT met'}`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
