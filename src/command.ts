@@ -11,6 +11,7 @@ import type { FleetApplyResult, FleetPlan } from './domain/fleet/plan.js';
 import type { ResolvedFleet } from './domain/fleet/spec.js';
 import { KeyedMutex } from './domain/keyed-mutex.js';
 import { generateSecretKey } from './domain/keys.js';
+import { type LiveObservation, type LiveState, nextLiveState, type RepairPolicy } from './domain/live.js';
 import { assertAdmin, assertWriter, canSee, type Principal } from './domain/principal.js';
 import { checkFleetName, createRelaySchema, parseOrThrow, type Relay } from './domain/relay.js';
 import {
@@ -310,6 +311,50 @@ export class Command {
         this.clock.now(),
       );
       return this.commit(relay, activity, current);
+    });
+  }
+
+  /**
+   * Records one live check of the relay (src/live/): the observed status, and whether a repair is
+   * due (`nextLiveState`). A change of status appends an `observe_relay` activity; a check that
+   * changes nothing else writes the row only (its check time). Null when the relay is gone, or
+   * changed since the check read it (its version moved: the check is of an older state, and the
+   * verifier checks again after the new one is synced).
+   */
+  async observeRelay(
+    id: string,
+    check: { version: number; observation: LiveObservation; canRepair: boolean; policy: RepairPolicy },
+    actor = 'system:verifier',
+  ): Promise<(CommandResult & { repair: boolean; previous: LiveState }) | null> {
+    return this.retrying(id, async () => {
+      const current = await this.load(id);
+      if (!current || current.version !== check.version) return null;
+      const now = this.clock.now();
+      const next = nextLiveState(current.live, check.observation, now, {
+        shouldServe: current.deletedAt === null && !current.config.inactive,
+        canRepair: check.canRepair,
+        policy: check.policy,
+      });
+      const relay: Relay = { ...current, rev: current.rev + 1, live: next.live };
+      const activity = next.changed
+        ? draftActivity(
+            'observe_relay',
+            relay,
+            actor,
+            {
+              version: relay.version,
+              from: current.live.status,
+              to: next.live.status,
+              ...(next.live.error ? { error: next.live.error } : {}),
+            },
+            now,
+          )
+        : null;
+      const [written] = await this.publish({
+        relays: [{ kind: 'update', relay, previous: current }],
+        activities: activity ? [activity] : [],
+      });
+      return { relay, activity: written ?? null, repair: next.repair, previous: current.live };
     });
   }
 

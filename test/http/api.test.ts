@@ -31,6 +31,8 @@ describe('HTTP API', () => {
     });
     const metrics = await fetch(`${s.url}/metrics`).then((r) => r.text());
     expect(metrics).toContain('bosun_relays{status="pending"}');
+    expect(metrics).toMatch(/^bosun_relays_live\{status="wrong_identity"\} 0$/m);
+    expect(metrics).toContain('# TYPE bosun_live_check_seconds histogram');
     expect(metrics).toContain('bosun_http_requests_total');
     expect(metrics).toMatch(/^bosun_agents_connected 0$/m);
     expect(metrics).toMatch(/^bosun_stream_events_sent_total 0$/m);
@@ -46,6 +48,12 @@ describe('HTTP API', () => {
       config: { schema: 'crud', host: 'crud.example.com' },
     });
     expect((await s.api('GET', '/v1/relays/crud')).body.config.info.pubkey).toBe(owner.pubkey);
+    // Live status beside sync: never checked (no zooid to read back from here).
+    expect(created.body.live).toEqual({ status: 'unknown', checked_at: null, error: '' });
+    const unknown = await s.api('GET', '/v1/relays?live=unknown&limit=1000');
+    expect(unknown.body.relays.map((r: { id: string }) => r.id)).toContain('crud');
+    expect((await s.api('GET', '/v1/relays?live=stale')).body.relays).toEqual([]);
+    expect((await s.api('GET', '/v1/relays?live=bogus')).status).toBe(400);
     const patched = await s.api('PATCH', '/v1/relays/crud', { policy: { public_join: true } });
     expect(patched.body).toMatchObject({ version: 2, config: { policy: { public_join: true } } });
     expect((await s.api('POST', '/v1/relays/crud/deactivate')).body.config.inactive).toBe(true);

@@ -135,7 +135,9 @@ function migratedTo(file: string, version: number): Database.Database {
 
 /** Inserts relays into a database left at an older migration: only the columns it had then. */
 function relayInserter(db: Database.Database, version: number): (relay: Relay) => void {
-  const cols = RELAY_COLUMNS.filter((c) => version >= 6 || c !== 'created_version');
+  const cols = RELAY_COLUMNS.filter(
+    (c) => (version >= 6 || c !== 'created_version') && (version >= 8 || !c.startsWith('live_')),
+  );
   const insert = db.prepare(`INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`)})`);
   return (relay) => {
     const row = toRow(relay, (b) => (b ? 1 : 0));
