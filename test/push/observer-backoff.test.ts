@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Observer } from '../../src/push/observer.js';
 import type { SyncOutcome } from '../../src/push/syncer.js';
+import { commandRig } from '../support/command-rig.js';
 import { captureLogger, keypair } from '../support/env.js';
-import { commandRig } from './command-rig.js';
 
 const admin = { role: 'admin' as const, actor: 'admin' };
 const { pubkey } = keypair();

@@ -2,8 +2,8 @@ import { join } from 'node:path';
 import { Command } from '../../src/command.js';
 import { Notifier } from '../../src/notifier.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { FakeClock } from '../support/clock.js';
-import { tempDir } from '../support/env.js';
+import { FakeClock } from './clock.js';
+import { tempDir } from './env.js';
 
 /**
  * A real SQLite store in a temporary directory with a Command over it, on a FakeClock: what an
