@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import { afterEach, beforeEach } from 'vitest';
 import { Command } from '../../src/command.js';
 import { Notifier } from '../../src/notifier.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
@@ -16,5 +17,23 @@ export function commandRig(open: { close: () => Promise<void> | void }[]) {
   const clock = new FakeClock();
   const notifier = new Notifier();
   const command = new Command(store, notifier, clock);
-  return { store, clock, notifier, command };
+  return { store, clock, notifier, command, dir: dir.path };
+}
+
+export type CommandRig = ReturnType<typeof commandRig>;
+
+/**
+ * A fresh commandRig for every test of the enclosing describe, closed after it. The fields of the
+ * returned object are replaced before each test, so read them inside the test, not at describe time.
+ */
+export function useCommandRig(): CommandRig {
+  const rig = {} as CommandRig;
+  const open: { close: () => Promise<void> | void }[] = [];
+  beforeEach(() => {
+    Object.assign(rig, commandRig(open));
+  });
+  afterEach(async () => {
+    for (const o of open.splice(0).reverse()) await o.close();
+  });
+  return rig;
 }
