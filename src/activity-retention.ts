@@ -1,18 +1,11 @@
 import type { Clock } from './domain/clock.js';
-import { Chore, type ChoreDefinition } from './lifecycle/chore.js';
+import { Chore, defineChore } from './lifecycle/chore.js';
 import type { Store } from './store/port.js';
 
-export const ACTIVITY_RETENTION = {
-  name: 'activity_retention',
-  config: {
-    interval: 3_600_000,
-    timeout: 300_000,
-    enabled: true,
-    jitter: 0.05,
-    runAtStart: true,
-    needsLease: true,
-  },
-} as const satisfies ChoreDefinition;
+export const ACTIVITY_RETENTION = defineChore('activity_retention', {
+  interval: 3_600_000,
+  timeout: 300_000,
+});
 
 /**
  * Keeps the activity log bounded: deletes activities older than the retention window, but never

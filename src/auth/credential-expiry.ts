@@ -1,21 +1,14 @@
 import type { Command } from '../command.js';
 import type { Clock } from '../domain/clock.js';
-import { Chore, type ChoreDefinition } from '../lifecycle/chore.js';
+import { Chore, defineChore } from '../lifecycle/chore.js';
 import type { Store } from '../store/port.js';
 
 const PAGE = 1000;
 
-export const CREDENTIAL_EXPIRY = {
-  name: 'credential_expiry',
-  config: {
-    interval: 60_000,
-    timeout: 30_000,
-    enabled: true,
-    jitter: 0.05,
-    runAtStart: true,
-    needsLease: true,
-  },
-} as const satisfies ChoreDefinition;
+export const CREDENTIAL_EXPIRY = defineChore('credential_expiry', {
+  interval: 60_000,
+  timeout: 30_000,
+});
 
 /**
  * Expires tokens past their expiry and, given the Command, drops rotated relay credentials whose

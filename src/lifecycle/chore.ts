@@ -29,6 +29,22 @@ export interface ChoreDefinition<Name extends string = string> {
   readonly config: Readonly<ChoreConfig>;
 }
 
+/** What most chores do: enabled, run by the lease holder only, first run at start, waits within ±5%. */
+const USUAL: Omit<ChoreConfig, 'interval' | 'timeout'> = {
+  enabled: true,
+  jitter: 0.05,
+  runAtStart: true,
+  needsLease: true,
+};
+
+/** A chore's definition: its name, and its interval and timeout over the usual defaults. */
+export function defineChore<Name extends string>(
+  name: Name,
+  config: Pick<ChoreConfig, 'interval' | 'timeout'> & Partial<ChoreConfig>,
+): ChoreDefinition<Name> {
+  return { name, config: { ...USUAL, ...config } };
+}
+
 /** What a chore's Cycle reports to and times itself with (from the Peer). */
 export interface ChoreRuntime {
   clock: Clock;

@@ -1,60 +1,34 @@
 import type { Clock } from '../domain/clock.js';
 import type { Relay } from '../domain/relay.js';
-import { Chore, type ChoreDefinition } from '../lifecycle/chore.js';
+import { Chore, defineChore } from '../lifecycle/chore.js';
 import type { Store } from '../store/port.js';
 import type { Observer } from './observer.js';
 
 const PAGE = 1000;
 
-export const RETRY_SWEEPER = {
-  name: 'retry_sweeper',
-  config: {
-    interval: 5_000,
-    timeout: 30_000,
-    enabled: true,
-    jitter: 0.05,
-    runAtStart: true,
-    needsLease: true,
-  },
-} as const satisfies ChoreDefinition;
+export const RETRY_SWEEPER = defineChore('retry_sweeper', {
+  interval: 5_000,
+  timeout: 30_000,
+});
 
-export const DRIFT_REPAIR = {
-  name: 'drift_repair',
-  config: {
-    interval: 60_000,
-    timeout: 60_000,
-    enabled: true,
-    jitter: 0.05,
-    runAtStart: true,
-    needsLease: true,
-  },
-} as const satisfies ChoreDefinition;
+export const DRIFT_REPAIR = defineChore('drift_repair', {
+  interval: 60_000,
+  timeout: 60_000,
+});
 
-export const RESYNC = {
-  name: 'resync',
-  config: {
-    interval: 10 * 3_600_000,
-    timeout: 3_600_000,
-    enabled: true,
-    // Spread out so replicas and restarts don't re-assert the whole fleet at once.
-    jitter: 0.2,
-    // A restart should not re-assert the whole fleet either.
-    runAtStart: false,
-    needsLease: true,
-  },
-} as const satisfies ChoreDefinition;
+export const RESYNC = defineChore('resync', {
+  interval: 10 * 3_600_000,
+  timeout: 3_600_000,
+  // Spread out so replicas and restarts don't re-assert the whole fleet at once.
+  jitter: 0.2,
+  // A restart should not re-assert the whole fleet either.
+  runAtStart: false,
+});
 
-export const RESYNC_FAILED = {
-  name: 'resync_failed',
-  config: {
-    interval: 10 * 60_000,
-    timeout: 300_000,
-    enabled: true,
-    jitter: 0.05,
-    runAtStart: true,
-    needsLease: true,
-  },
-} as const satisfies ChoreDefinition;
+export const RESYNC_FAILED = defineChore('resync_failed', {
+  interval: 10 * 60_000,
+  timeout: 300_000,
+});
 
 /**
  * Retries live in the database (`next_attempt_at`); the observer's timers are only a fast path.

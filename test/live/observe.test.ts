@@ -1,12 +1,8 @@
-import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Command } from '../../src/command.js';
+import { describe, expect, it } from 'vitest';
 import { DEFAULT_REPAIR, type LiveObservation, nextLiveState, UNKNOWN_LIVE } from '../../src/domain/live.js';
 import type { Principal } from '../../src/domain/principal.js';
-import { Notifier } from '../../src/notifier.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { FakeClock } from '../support/clock.js';
-import { keypair, relayBody, tempDir } from '../support/env.js';
+import { useCommandRig } from '../support/command-rig.js';
+import { keypair, relayBody } from '../support/env.js';
 
 const admin: Principal = { role: 'admin', actor: 'admin:test' };
 const policy = { graceMs: 30_000, backoffMs: 300_000, capMs: 3_600_000 };
@@ -64,57 +60,53 @@ describe('nextLiveState', () => {
 });
 
 describe('Command.observeRelay', () => {
-  let dir: ReturnType<typeof tempDir>;
-  let store: SqliteStore;
-  let command: Command;
-  let clock: FakeClock;
+  const rig = useCommandRig();
   const { pubkey } = keypair();
 
-  beforeEach(() => {
-    dir = tempDir();
-    store = new SqliteStore(join(dir.path, 'bosun.db'));
-    clock = new FakeClock();
-    command = new Command(store, new Notifier(), clock);
-  });
-  afterEach(async () => {
-    await store.close();
-    dir.cleanup();
-  });
-
   it('records every check, and appends observe_relay only when the status changes', async () => {
-    await command.createRelay(admin, relayBody('r1', pubkey));
+    await rig.command.createRelay(admin, relayBody('r1', pubkey));
     const check = (observation: LiveObservation) =>
-      command.observeRelay('r1', { version: 1, observation, canRepair: true, policy });
+      rig.command.observeRelay('r1', { version: 1, observation, canRepair: true, policy });
     const first = await check(seen('not_served', 'HTTP 404'));
     expect(first?.activity).toMatchObject({
       type: 'observe_relay',
       actor: 'system:verifier',
       payload: { version: 1, from: 'unknown', to: 'not_served', error: 'HTTP 404' },
     });
-    await clock.advance(5000);
+    await rig.clock.advance(5000);
     const again = await check(seen('not_served', 'HTTP 404'));
     expect(again?.activity).toBeNull();
-    expect((await store.getRelay('r1'))?.live).toMatchObject({
+    expect((await rig.store.getRelay('r1'))?.live).toMatchObject({
       status: 'not_served',
-      checkedAt: clock.now(),
-      since: clock.now() - 5000,
+      checkedAt: rig.clock.now(),
+      since: rig.clock.now() - 5000,
       error: 'HTTP 404',
     });
     const fixed = await check(seen('live'));
     expect(fixed?.activity?.payload).toEqual({ version: 1, from: 'not_served', to: 'live' });
-    const log = await store.activitiesAfter({ after: 0, limit: 100 });
+    const log = await rig.store.activitiesAfter({ after: 0, limit: 100 });
     expect(log.map((a) => a.type)).toEqual(['create_relay', 'observe_relay', 'observe_relay']);
   });
 
   it('drops a check of a version the relay has moved past', async () => {
-    await command.createRelay(admin, relayBody('r1', pubkey));
-    await command.updateRelay(admin, 'r1', { info: { name: 'two' } });
+    await rig.command.createRelay(admin, relayBody('r1', pubkey));
+    await rig.command.updateRelay(admin, 'r1', { info: { name: 'two' } });
     expect(
-      await command.observeRelay('r1', { version: 1, observation: seen('live'), canRepair: true, policy }),
+      await rig.command.observeRelay('r1', {
+        version: 1,
+        observation: seen('live'),
+        canRepair: true,
+        policy,
+      }),
     ).toBeNull();
     expect(
-      await command.observeRelay('nope', { version: 1, observation: seen('live'), canRepair: true, policy }),
+      await rig.command.observeRelay('nope', {
+        version: 1,
+        observation: seen('live'),
+        canRepair: true,
+        policy,
+      }),
     ).toBeNull();
-    expect((await store.getRelay('r1'))?.live.status).toBe('unknown');
+    expect((await rig.store.getRelay('r1'))?.live.status).toBe('unknown');
   });
 });

@@ -1,15 +1,11 @@
-import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Command } from '../../src/command.js';
 import { publicKeyOf } from '../../src/domain/keys.js';
 import type { Principal } from '../../src/domain/principal.js';
 import type { Relay } from '../../src/domain/relay.js';
 import type { FetchOutcome } from '../../src/live/compare.js';
 import { LiveVerify, type RelayInfoRequest, Verifier } from '../../src/live/verifier.js';
-import { Notifier } from '../../src/notifier.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { FakeClock } from '../support/clock.js';
-import { captureLogger, keypair, relayBody, tempDir } from '../support/env.js';
+import { useCommandRig } from '../support/command-rig.js';
+import { captureLogger, keypair, relayBody } from '../support/env.js';
 
 const admin: Principal = { role: 'admin', actor: 'admin:test' };
 const policy = { graceMs: 30_000, backoffMs: 300_000, capMs: 3_600_000 };
@@ -22,10 +18,7 @@ const docOf = (r: Relay): Record<string, unknown> => ({
 });
 
 describe('Verifier', () => {
-  let dir: ReturnType<typeof tempDir>;
-  let store: SqliteStore;
-  let command: Command;
-  let clock: FakeClock;
+  const rig = useCommandRig();
   let verifier: Verifier;
   let lines: string[];
   /** What the fake zooid serves per host; absent: 404. */
@@ -39,7 +32,7 @@ describe('Verifier', () => {
 
   const fetchInfo = async (req: RelayInfoRequest): Promise<FetchOutcome> => {
     requests.push(req);
-    times.push(clock.now());
+    times.push(rig.clock.now());
     inFlight++;
     maxInFlight = Math.max(maxInFlight, inFlight);
     await new Promise((r) => setImmediate(r));
@@ -50,10 +43,10 @@ describe('Verifier', () => {
 
   function make(over: Partial<ConstructorParameters<typeof Verifier>[0]> = {}) {
     verifier = new Verifier({
-      store,
-      command,
+      store: rig.store,
+      command: rig.command,
       fetchInfo,
-      clock,
+      clock: rig.clock,
       logger: captured.logger,
       verifyUrl: 'http://127.0.0.1:3334',
       policy,
@@ -65,10 +58,6 @@ describe('Verifier', () => {
   let captured: ReturnType<typeof captureLogger>;
 
   beforeEach(() => {
-    dir = tempDir();
-    store = new SqliteStore(join(dir.path, 'bosun.db'));
-    clock = new FakeClock();
-    command = new Command(store, new Notifier(), clock);
     served = new Map();
     requests = [];
     times = [];
@@ -80,24 +69,22 @@ describe('Verifier', () => {
   });
   afterEach(async () => {
     await verifier.stop();
-    await store.close();
-    dir.cleanup();
   });
 
   /** A relay zooid acknowledged (push sync done). */
   async function syncedRelay(id: string, extra: Record<string, unknown> = {}): Promise<Relay> {
-    const { relay } = await command.createRelay(admin, relayBody(id, pubkey, extra));
-    await command.completeRelaySync(id, { version: relay.version, config: {}, deleted: false });
-    return (await store.getRelay(id))!;
+    const { relay } = await rig.command.createRelay(admin, relayBody(id, pubkey, extra));
+    await rig.command.completeRelaySync(id, { version: relay.version, config: {}, deleted: false });
+    return (await rig.store.getRelay(id))!;
   }
-  const live = async (id: string) => (await store.getRelay(id))!.live;
+  const live = async (id: string) => (await rig.store.getRelay(id))!.live;
   /** Advances in steps, letting each step's checks finish (as real time would). */
   const run = async (ms: number) => {
     for (let left = ms; left > 0; left -= 1000) {
-      await clock.advance(Math.min(1000, left));
+      await rig.clock.advance(Math.min(1000, left));
       await verifier.idle();
     }
-    if (ms === 0) await clock.advance(0);
+    if (ms === 0) await rig.clock.advance(0);
     await verifier.idle();
   };
 
@@ -116,7 +103,7 @@ describe('Verifier', () => {
         signal: expect.anything(),
       },
     ]);
-    expect(await live('r1')).toMatchObject({ status: 'live', checkedAt: clock.now(), error: '' });
+    expect(await live('r1')).toMatchObject({ status: 'live', checkedAt: rig.clock.now(), error: '' });
     expect(repairs).toEqual([]);
   });
 
@@ -149,7 +136,7 @@ describe('Verifier', () => {
     expect(repairs).toEqual(['r1', 'r1']);
     expect(requests.length - checks).toBeLessThan(10);
     expect(lines.some((l) => l.includes('still not live after a repair'))).toBe(true);
-    const log = await store.activitiesAfter({ after: 0, limit: 100 });
+    const log = await rig.store.activitiesAfter({ after: 0, limit: 100 });
     expect(log.filter((a) => a.type === 'observe_relay').map((a) => a.payload.to)).toEqual(['not_served']);
   });
 
@@ -191,11 +178,11 @@ describe('Verifier', () => {
     const a = await syncedRelay('a');
     const b = await syncedRelay('b');
     await syncedRelay('c');
-    await command.deactivateRelay(admin, 'a');
-    await command.deleteRelay(admin, 'b');
+    await rig.command.deactivateRelay(admin, 'a');
+    await rig.command.deleteRelay(admin, 'b');
     served.set('a.example.com', docOf(a));
     served.set('b.example.com', docOf(b));
-    const pass = new LiveVerify({ store, verifier, clock, intervalMs: 300_000 });
+    const pass = new LiveVerify({ store: rig.store, verifier, clock: rig.clock, intervalMs: 300_000 });
     await pass.once(new AbortController().signal);
     await run(300_000);
     expect((await live('a')).status).toBe('unexpected');

@@ -1,12 +1,8 @@
-import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Command } from '../../src/command.js';
-import { Notifier } from '../../src/notifier.js';
 import { Observer } from '../../src/push/observer.js';
 import type { SyncOutcome } from '../../src/push/syncer.js';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
-import { FakeClock } from '../support/clock.js';
-import { captureLogger, keypair, tempDir } from '../support/env.js';
+import { commandRig } from '../support/command-rig.js';
+import { captureLogger, keypair } from '../support/env.js';
 
 const admin = { role: 'admin' as const, actor: 'admin' };
 const { pubkey } = keypair();
@@ -18,12 +14,7 @@ describe('observer: a sync that fails inside bosun', () => {
   });
 
   async function rig(sync: (relayId: string) => Promise<SyncOutcome>) {
-    const dir = tempDir();
-    const store = new SqliteStore(join(dir.path, 'bosun.db'));
-    open.push({ close: () => dir.cleanup() }, store);
-    const clock = new FakeClock();
-    const notifier = new Notifier();
-    const command = new Command(store, notifier, clock);
+    const { store, clock, notifier, command } = commandRig(open);
     const { logger, lines } = captureLogger();
     const observer = new Observer({ store, notifier, clock, logger, sync });
     open.push({ close: () => observer.stop() });

@@ -1,19 +1,13 @@
 import type { Clock } from '../../domain/clock.js';
-import { Chore, type ChoreDefinition } from '../../lifecycle/chore.js';
+import { Chore, defineChore } from '../../lifecycle/chore.js';
 import type { ZooidErrorKind, ZooidResult } from './client.js';
 
-export const TARGET_HEALTH = {
-  name: 'target_health',
+export const TARGET_HEALTH = defineChore('target_health', {
+  interval: 30_000,
+  timeout: 10_000,
   // Every replica probes its zooid targets, for /metrics and /v1/targets.
-  config: {
-    interval: 30_000,
-    timeout: 10_000,
-    enabled: true,
-    jitter: 0.05,
-    runAtStart: true,
-    needsLease: false,
-  },
-} as const satisfies ChoreDefinition;
+  needsLease: false,
+});
 
 export interface TargetStatus {
   url: string;

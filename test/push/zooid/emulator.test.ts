@@ -1,9 +1,9 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { beforeEach, describe, expect, it } from 'vitest';
 import { publicKeyOf } from '../../../src/domain/keys.js';
 import { createNip98Signer } from '../../../src/nostr/nip98.js';
 import {
@@ -22,11 +22,11 @@ import {
   type RawRequest,
   RELAY_SECRET,
   raw,
+  useEmulatorCleanup,
 } from './helpers.js';
 
 const signer = createNip98Signer(BOSUN_SECRET);
-const emulators: ZooidEmulator[] = [];
-const dirs: string[] = [];
+const { emulators, dirs } = useEmulatorCleanup();
 
 async function start(opts: Partial<ZooidEmulatorOptions> = {}): Promise<ZooidEmulator> {
   const emu = await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], ...opts });
@@ -38,12 +38,6 @@ const tempDir = () => {
   dirs.push(d);
   return d;
 };
-afterEach(async () => {
-  await Promise.all(emulators.splice(0).map((e) => e.close()));
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
 
 const call = (
   emu: ZooidEmulator,

@@ -1,6 +1,9 @@
+import { rmSync } from 'node:fs';
 import { request } from 'node:http';
+import { afterAll, afterEach } from 'vitest';
 import { publicKeyOf } from '../../../src/domain/keys.js';
 import type { Nip98Signer } from '../../../src/nostr/nip98.js';
+import type { ZooidEmulator } from '../../../src/push/zooid/emulator.js';
 
 /** Fixed keys so failures are reproducible. */
 export const BOSUN_SECRET = '1'.repeat(64);
@@ -83,4 +86,20 @@ export function minimalBody(
     info: { name: `R${n}`, pubkey: OWNER_PUBKEY },
     ...extra,
   };
+}
+
+/**
+ * The emulators a test file starts (closed after each test) and the temporary directories it
+ * makes (removed after the file). Call once, at the top of the file.
+ */
+export function useEmulatorCleanup(): { emulators: ZooidEmulator[]; dirs: string[] } {
+  const emulators: ZooidEmulator[] = [];
+  const dirs: string[] = [];
+  afterEach(async () => {
+    await Promise.all(emulators.splice(0).map((e) => e.close()));
+  });
+  afterAll(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+  return { emulators, dirs };
 }

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Relay } from '../../../src/domain/relay.js';
 import { openStore } from '../../../src/store/open.js';
@@ -26,6 +27,18 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
       },
     };
   });
+
+  /** A schema as bosun left it after migration `version`, for the upgrade tests (search_path set to it). */
+  async function schemaAtMigration(c: pg.Client, schema: string, version: number): Promise<void> {
+    await c.query(`CREATE SCHEMA "${schema}"; SET search_path = "${schema}"`);
+    await c.query(
+      'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+    );
+    for (const m of migrations.filter((m) => m.version <= version)) {
+      await c.query(m.sql);
+      await c.query('INSERT INTO schema_migrations VALUES ($1, $2, 0)', [m.version, m.name]);
+    }
+  }
 
   describe('PostgreSQL adapter', () => {
     const schemas: { drop: () => Promise<void> }[] = [];
@@ -163,14 +176,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
       const { pubkey } = keypair();
       await withPg(async (c) => {
         // The schema as bosun left it at migration 5.
-        await c.query(`CREATE SCHEMA "${s.schema}"; SET search_path = "${s.schema}"`);
-        await c.query(
-          'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
-        );
-        for (const m of migrations.filter((m) => m.version <= 5)) {
-          await c.query(m.sql);
-          await c.query('INSERT INTO schema_migrations VALUES ($1, $2, 0)', [m.version, m.name]);
-        }
+        await schemaAtMigration(c, s.schema, 5);
         const cols = RELAY_COLUMNS.filter((col) => col !== 'created_version' && !col.startsWith('live_'));
         const insert = `INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`)})`;
         for (const [id, owner, version] of MIGRATION_6_RELAYS) {
@@ -196,18 +202,13 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
       const { pubkey } = keypair();
       await withPg(async (c) => {
         // The schema as bosun left it at migration 6, with a relay in fleet edge.
-        await c.query(`CREATE SCHEMA "${s.schema}"; SET search_path = "${s.schema}"`);
-        await c.query(
-          'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
-        );
-        for (const m of migrations.filter((m) => m.version <= 6)) {
-          await c.query(m.sql);
-          await c.query('INSERT INTO schema_migrations VALUES ($1, $2, 0)', [m.version, m.name]);
-        }
+        await schemaAtMigration(c, s.schema, 6);
         const row = toRow(relayRecord('a', pubkey, { fleet: 'edge' }), (b) => b);
+        // The live_* columns came with a later migration.
+        const cols = RELAY_COLUMNS.filter((col) => !col.startsWith('live_'));
         await c.query(
-          `INSERT INTO relays (${RELAY_COLUMNS.join(', ')}) VALUES (${RELAY_COLUMNS.map((_, i) => `$${i + 1}`)})`,
-          RELAY_COLUMNS.map((col) => row[col]),
+          `INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`)})`,
+          cols.map((col) => row[col]),
         );
       });
       const store = await open(s.url);

@@ -1,8 +1,8 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify as stringifyToml } from 'smol-toml';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { publicKeyOf } from '../../../../src/domain/keys.js';
 import { createNip98Signer } from '../../../../src/nostr/nip98.js';
 import {
@@ -18,17 +18,11 @@ import {
   type RawRequest,
   RELAY_SECRET,
   raw,
+  useEmulatorCleanup,
 } from '../helpers.js';
 
 const signer = createNip98Signer(BOSUN_SECRET);
-const emulators: ZooidEmulator[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  await Promise.all(emulators.splice(0).map((e) => e.close()));
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const { emulators, dirs } = useEmulatorCleanup();
 
 async function start(opts: Partial<ZooidEmulatorOptions> = {}): Promise<ZooidEmulator> {
   const emu = await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], ...opts });

@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
-import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { publicKeyOf } from '../../../../src/domain/keys.js';
 import { createNip98Signer, type Nip98Signer } from '../../../../src/nostr/nip98.js';
 import {
@@ -13,17 +13,17 @@ import {
 } from '../../../../src/push/zooid/emulator.js';
 import { FakeClock } from '../../../support/clock.js';
 import { spawnBosun } from '../../../support/spawn.js';
-import { BOSUN_PUBKEY, BOSUN_SECRET, minimalBody, RELAY_SECRET, raw } from '../helpers.js';
+import {
+  BOSUN_PUBKEY,
+  BOSUN_SECRET,
+  minimalBody,
+  RELAY_SECRET,
+  raw,
+  useEmulatorCleanup,
+} from '../helpers.js';
 
 const OTHER_RELAY_SECRET = '6'.repeat(64);
-const emulators: ZooidEmulator[] = [];
-const dirs: string[] = [];
-afterEach(async () => {
-  await Promise.all(emulators.splice(0).map((e) => e.close()));
-});
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const { emulators, dirs } = useEmulatorCleanup();
 const tempDir = () => {
   const d = mkdtempSync(join(tmpdir(), 'zooid-serving-'));
   dirs.push(d);
