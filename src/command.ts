@@ -105,10 +105,7 @@ export class Command {
         throw new BosunError('id_conflict', `id: relay ${JSON.stringify(id)} already exists`, `relay/${id}`);
       }
       const { relay, activity } = createdRelay(draft, existing, principal, this.clock.now());
-      const [written] = existing
-        ? await this.commit(relay, activity, existing)
-        : await this.commitInsert(relay, activity);
-      return { relay, activity: written ?? null };
+      return existing ? this.commit(relay, activity, existing) : this.commitInsert(relay, activity);
     });
   }
 
@@ -118,8 +115,7 @@ export class Command {
       const current = await this.visible(principal, id);
       const update = patchedRelay(current, patch, principal, this.clock.now());
       if (!update) return { relay: current, activity: null };
-      const [written] = await this.commit(update.relay, update.activity, current);
-      return { relay: update.relay, activity: written ?? null };
+      return this.commit(update.relay, update.activity, current);
     });
   }
 
@@ -136,8 +132,7 @@ export class Command {
     return this.retrying(id, async () => {
       const current = await this.visible(principal, id);
       const { relay, activity } = deletedRelay(current, principal, this.clock.now());
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -154,8 +149,7 @@ export class Command {
         sync: freshSync(current.sync),
       };
       const activity = relayActivity('resync_relay', relay, principal, now);
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -191,8 +185,7 @@ export class Command {
         grace_seconds: Math.floor(graceMs / 1000),
         expires_at: new Date(expiresAt).toISOString(),
       });
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -217,8 +210,7 @@ export class Command {
           : nextVersion(current, { expiring: kept }, now);
       const payload = { version: relay.version, expired: names };
       const activity = draftActivity('expire_credentials', relay, actor, payload, now);
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -258,8 +250,7 @@ export class Command {
         },
       };
       const activity = draftActivity('complete_relay_sync', relay, actor, { version: ack.version }, now);
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -319,8 +310,7 @@ export class Command {
         },
         this.clock.now(),
       );
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -377,8 +367,7 @@ export class Command {
       const relay = nextVersion(current, { config: { ...current.config, inactive } }, now);
       const type = inactive ? 'deactivate_relay' : 'activate_relay';
       const activity = relayActivity(type, relay, principal, now);
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -579,12 +568,17 @@ export class Command {
     return relay;
   }
 
-  private commitInsert(relay: Relay, activity: ActivityDraft): Promise<Activity[]> {
-    return this.publish({ relays: [{ kind: 'insert', relay }], activities: [activity] });
+  private async commitInsert(relay: Relay, activity: ActivityDraft): Promise<CommandResult> {
+    const [written] = await this.publish({ relays: [{ kind: 'insert', relay }], activities: [activity] });
+    return { relay, activity: written ?? null };
   }
 
-  private commit(relay: Relay, activity: ActivityDraft, previous: Relay): Promise<Activity[]> {
-    return this.publish({ relays: [{ kind: 'update', relay, previous }], activities: [activity] });
+  private async commit(relay: Relay, activity: ActivityDraft, previous: Relay): Promise<CommandResult> {
+    const [written] = await this.publish({
+      relays: [{ kind: 'update', relay, previous }],
+      activities: [activity],
+    });
+    return { relay, activity: written ?? null };
   }
 
   /** Commits, then notifies. A failed batch drops its relays from the cache: the next try reads them. */

@@ -192,6 +192,11 @@ describe('architecture', () => {
     expect(offending, `adapter imported outside src/store:\n${format(offending)}`).toEqual([]);
   });
 
+  it('src imports nothing from test/ or bench/ (fakes and helpers stay out of what ships)', () => {
+    const offending = edges.filter((e) => /^(test|bench)\//.test(e.to));
+    expect(offending, `src imports test or bench code:\n${format(offending)}`).toEqual([]);
+  });
+
   it('has no import cycles, type-only imports included', () => {
     const cycles = findCycles(files, edges);
     expect(cycles, `import cycles:\n${cycles.map((c) => c.join(' -> ')).join('\n')}`).toEqual([]);

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { createParser } from 'eventsource-parser';
 import { parse as parseToml } from 'smol-toml';
 import type { ActivityView } from '../domain/activity.js';
+import { backoffDelay } from '../domain/backoff.js';
 import { parseDuration } from '../domain/duration.js';
 import { jsonTooDeep, TOO_DEEP_JSON, TOO_DEEP_TOML, tooDeepPath } from '../domain/nesting.js';
 import type { RelayView } from '../domain/relay.js';
@@ -351,7 +352,8 @@ async function followActivities(api: ApiClient, after: number, onActivity: (a: A
       if (err instanceof ApiError && err.code !== 'unreachable') throw err;
       if (++failures > 8) throw err;
       process.stderr.write(`bosun: activity stream interrupted (${(err as Error).message}); reconnecting\n`);
-      await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 500 * 2 ** failures)));
+      const wait = backoffDelay({ baseMs: 1_000, capMs: 30_000 }, failures);
+      await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
 }

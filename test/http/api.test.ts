@@ -121,6 +121,38 @@ describe('HTTP API', () => {
     expect((await s.api('GET', '/v1/relays/alice-1', undefined, tokens.agent)).status).toBe(404);
   });
 
+  it('refuses every admin route to tenants and agents with 403, before reading the request', async () => {
+    // Every route the API document marks admin-only, with made-up path parameters and body.
+    const doc = (await s.api('GET', '/v1/openapi.json', undefined, '')).body as {
+      paths: Record<string, Record<string, { description?: string }>>;
+    };
+    const adminRoutes = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops)
+        .filter(([, op]) => op.description?.endsWith('An admin token.'))
+        .map(([method, _op]) => [method.toUpperCase(), path.replace(/\{[^}]+\}/g, 'no-such')] as const),
+    );
+    expect(adminRoutes.map(([m, p]) => `${m} ${p}`)).toEqual(
+      expect.arrayContaining([
+        'GET /v1/tokens',
+        'POST /v1/tokens',
+        'DELETE /v1/tokens/no-such',
+        'GET /v1/targets',
+      ]),
+    );
+    for (const [method, path] of adminRoutes) {
+      for (const token of [tokens.alice, tokens.agent]) {
+        const res = await s.api(
+          method,
+          path,
+          ['GET', 'DELETE'].includes(method) ? undefined : { bogus: 1 },
+          token,
+        );
+        expect(res.status, `${method} ${path}`).toBe(403);
+        expect(res.body.error.code).toBe('forbidden');
+      }
+    }
+  });
+
   it('answers bad input with a clear JSON error and changes nothing', async () => {
     await s.api('POST', '/v1/relays', relayBody('taken', owner.pubkey));
     const before = await snapshot(s);

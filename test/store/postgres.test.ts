@@ -191,5 +191,31 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
       await expectMigrated6(store);
       await store.close();
     });
+    it('migration 7 adds targets and fleets to an existing schema: every fleet keeps the default target', async () => {
+      const s = fresh();
+      const { pubkey } = keypair();
+      await withPg(async (c) => {
+        // The schema as bosun left it at migration 6, with a relay in fleet edge.
+        await c.query(`CREATE SCHEMA "${s.schema}"; SET search_path = "${s.schema}"`);
+        await c.query(
+          'CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+        );
+        for (const m of migrations.filter((m) => m.version <= 6)) {
+          await c.query(m.sql);
+          await c.query('INSERT INTO schema_migrations VALUES ($1, $2, 0)', [m.version, m.name]);
+        }
+        const row = toRow(relayRecord('a', pubkey, { fleet: 'edge' }), (b) => b);
+        await c.query(
+          `INSERT INTO relays (${RELAY_COLUMNS.join(', ')}) VALUES (${RELAY_COLUMNS.map((_, i) => `$${i + 1}`)})`,
+          RELAY_COLUMNS.map((col) => row[col]),
+        );
+      });
+      const store = await open(s.url);
+      expect(await store.getRelay('a')).toMatchObject({ fleet: 'edge' });
+      expect(await store.listTargets()).toEqual([]);
+      expect(await store.listFleets()).toEqual([]);
+      expect(await store.getFleet('edge')).toBeUndefined();
+      await store.close();
+    });
   });
 });
