@@ -56,8 +56,9 @@ export function liveExpectationOf(rep: RelayRep): { host: string; want: LiveExpe
   return {
     host,
     want: {
-      served: true,
-      reason: '',
+      // zooid loads an inactive relay's file but does not serve it (docs/zooid-contract.md §5).
+      served: rep.config.inactive !== true,
+      reason: rep.config.inactive === true ? 'inactive' : '',
       info: {
         name: str(info.name),
         description: str(info.description),
