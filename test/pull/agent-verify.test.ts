@@ -3,10 +3,11 @@
  * relay is live, a relay whose file fails to load is not_served and logged once past the grace,
  * and /healthz shows both.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Agent, AgentConfigError, verifyUrl } from '../../src/pull/agent/agent.js';
+import { defaultWorkDir, relayFile, relayToml } from '../../src/pull/agent/agent-files.js';
 import { startZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { useCleanups } from '../support/cleanups.js';
 import { FakeClock } from '../support/clock.js';
@@ -59,6 +60,39 @@ describe('bosun agent --verify-url', () => {
       .filter((l) => l.msg === 'relay is not live after its file was written');
     expect(warns.map((w) => [w.id, w.status])).toEqual([['B', 'not_served']]);
     expect(lines.join('\n')).not.toContain('ab'.repeat(32));
+  });
+
+  it('relays held from the last run are checked at start, from their files', async () => {
+    const d = join(cleanups.tempDir('bosun-agent-verify-'), 'relays');
+    mkdirSync(d);
+    writeFileSync(relayFile(d, 'A'), relayToml(rep('A', 3)), { mode: 0o600 });
+    mkdirSync(defaultWorkDir(d), { recursive: true });
+    writeFileSync(
+      join(defaultWorkDir(d), 'state.json'),
+      JSON.stringify({ format: 1, epoch: 'e1', relays: { A: 3 }, managed: ['A'], expiring: [] }),
+    );
+    const emu = await startZooidEmulator({ whitelist: [], configDir: d });
+    cleanups.defer(() => emu.close());
+    const server = await ScriptedServer.start();
+    cleanups.defer(() => server.close());
+    const { logger } = captureLogger();
+    const agent = new Agent({
+      server: server.url.replace(/\/v1\/stream$/, ''),
+      token: 't',
+      dir: d,
+      logger,
+      persistDelayMs: 5,
+      clock: new FakeClock(),
+      verify: { baseUrl: emu.url, intervalMs: 3_600_000, timeoutMs: 2000 },
+    });
+    cleanups.defer(() => agent.close());
+    const started = agent.start();
+    const conn = await server.next();
+    expect(conn.headers['bosun-held-versions']).toBe('A=3');
+    conn.open().put({}, { delta: true, unchanged: ['A'] });
+    await started;
+    await agent.verifyNow();
+    expect(agent.health().live?.A?.status).toBe('live');
   });
 
   it('refuses a --verify-url that is not http(s) or carries credentials', () => {

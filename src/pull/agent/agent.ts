@@ -13,13 +13,15 @@
  * - Status on a small local `/healthz` and Prometheus `/metrics` (when --health asks for a
  *   listener); one log line per change (ids and versions, never secrets).
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Registry } from 'prom-client';
+import { parse as parseToml } from 'smol-toml';
 import { type Clock, systemClock } from '../../domain/clock.js';
+import { isValidSecretKey } from '../../domain/keys.js';
 import { type Random, systemRandom } from '../../domain/random.js';
 import { fingerprint, isValidRelayId, type RelayRep, STREAM_PATH } from '../protocol.js';
 import {
@@ -283,6 +285,7 @@ export class Agent implements RelayStreamHandler {
       'agent starting',
     );
     if (this.options.health) await this.startHealth(this.options.health);
+    if (this.live && initialState) await this.checkHeld(Object.keys(initialState.relays));
     this.live?.start();
     this.manager = new StreamManager({
       url: this.url,
@@ -492,6 +495,23 @@ export class Agent implements RelayStreamHandler {
       }
     }
     return { epoch: saved.epoch!, relays };
+  }
+
+  /**
+   * Relays held from the last run get no write until they change, so their live check starts from
+   * their files. A file that no longer parses is left to the next write.
+   */
+  private async checkHeld(ids: string[]): Promise<void> {
+    for (const id of ids) {
+      try {
+        const doc = parseToml(await readFile(relayFile(this.dir, id), 'utf8')) as Record<string, unknown>;
+        const { secret, expiring: _expiring, ...config } = doc;
+        if (typeof secret !== 'string' || !isValidSecretKey(secret)) continue;
+        this.live!.written({ id, version: 1, config, secret, expiring: [] });
+      } catch {
+        // unreadable or not TOML: checked after its next write
+      }
+    }
   }
 
   /** Creates the config, work and state directories (0700). A failure shows in the write that needs them. */
