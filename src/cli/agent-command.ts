@@ -13,6 +13,7 @@ interface AgentFlags {
   health?: string;
   allowInsecure?: boolean;
   logLevel?: string;
+  verifyUrl?: string;
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -85,6 +86,10 @@ export function registerAgentCommand(program: Command): void {
     )
     .option('--token-file <file>', 'file with the agent token, mode 0600 (or env BOSUN_AGENT_TOKEN[_FILE])')
     .option('--health <host:port>', 'serve GET /healthz and /metrics here (e.g. 127.0.0.1:9180); default off')
+    .option(
+      '--verify-url <url>',
+      "zooid's own address (e.g. http://127.0.0.1:3334): read each written relay back over NIP-11, live status on /healthz (env BOSUN_AGENT_VERIFY_URL)",
+    )
     .option('--allow-insecure', 'allow http:// to a server that is not loopback (the stream carries secrets)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env BOSUN_LOG_LEVEL)')
     .action(async (flags: AgentFlags, cmd: Command) => {
@@ -98,6 +103,7 @@ export function registerAgentCommand(program: Command): void {
       const level = flags.logLevel ?? process.env.BOSUN_LOG_LEVEL ?? 'info';
       if (!LEVELS.includes(level))
         throw new AgentConfigError(`--log-level ${level}: expected one of ${LEVELS.join(', ')}`);
+      const verify = flags.verifyUrl ?? (process.env.BOSUN_AGENT_VERIFY_URL || undefined);
       const logger = createLogger({ level: level as LevelWithSilent }).child({ component: 'agent' });
       const agent = new Agent({
         server,
@@ -107,6 +113,7 @@ export function registerAgentCommand(program: Command): void {
         ...(flags.stateFile !== undefined ? { stateFile: flags.stateFile } : {}),
         allowInsecure: flags.allowInsecure === true,
         health: parseHealth(flags.health),
+        verify: verify ? { baseUrl: verify } : null,
         logger,
       });
       let stopped = false;

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { keypair, relayBody } from '../support/env.js';
+import { ADMIN_TOKEN, keypair, relayBody } from '../support/env.js';
 import { type Planet, startPlanet } from '../support/planet.js';
+import { spawnBosun } from '../support/spawn.js';
 
 /** Live verification end to end: bosun, push sync and the zooid emulator serving NIP-11 by Host. */
 describe('live verification against the zooid emulator', () => {
@@ -87,7 +88,20 @@ describe('live verification against the zooid emulator', () => {
       acts.filter((a: { type: string }) => a.type === 'observe_relay').map((a: any) => a.payload.to),
     ).toEqual(['live', 'stale', 'live']);
 
-    // Metrics and the CLI show each status.
+    // The CLI's LIVE column shows each status.
+    const cli = spawnBosun(['relay', 'list'], { BOSUN_SERVER: planet.bosun.url, BOSUN_TOKEN: ADMIN_TOKEN });
+    expect((await cli.exited).code).toBe(0);
+    const table = cli.output();
+    expect(table).toMatch(/^ID\s+HOST\s+FLEET\s+STATE\s+VERSION\s+SYNC\s+LIVE\s+ERROR/m);
+    const row = (id: string, state: string, live: string) =>
+      new RegExp(`^${id}\\s+\\S+\\s+default\\s+${state}\\s+\\d+\\s+synced\\s+${live}\\b`, 'm');
+    expect(table).toMatch(row('ok', 'active', 'live'));
+    expect(table).toMatch(row('broken', 'active', 'not_served'));
+    expect(table).toMatch(row('twin', 'active', 'wrong_identity'));
+    expect(table).toMatch(row('gone', 'inactive', 'unexpected'));
+    expect(table).toMatch(row('edited', 'active', 'live'));
+
+    // Metrics show each status.
     const metrics = await fetch(`${planet.bosun.url}/metrics`).then((r) => r.text());
     expect(metrics).toMatch(/^bosun_relays_live\{status="live"\} 2$/m);
     expect(metrics).toMatch(/^bosun_relays_live\{status="not_served"\} 1$/m);
@@ -95,7 +109,7 @@ describe('live verification against the zooid emulator', () => {
     expect(metrics).toMatch(/^bosun_relays_live\{status="unexpected"\} 1$/m);
     expect(metrics).toMatch(/^bosun_live_check_seconds_count [1-9]/m);
     expect(metrics).toMatch(/^bosun_live_repairs_total [2-9]/m);
-  });
+  }, 90_000);
 
   it('a slow reload passes through stale to live without a repair', async () => {
     planet = await startPlanet({ verify: { graceMs: 6000 }, serving: { reloadDelayMs: 2500 } });

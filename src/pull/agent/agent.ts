@@ -13,13 +13,15 @@
  * - Status on a small local `/healthz` and Prometheus `/metrics` (when --health asks for a
  *   listener); one log line per change (ids and versions, never secrets).
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Registry } from 'prom-client';
+import { parse as parseToml } from 'smol-toml';
 import { type Clock, systemClock } from '../../domain/clock.js';
+import { isValidSecretKey } from '../../domain/keys.js';
 import { type Random, systemRandom } from '../../domain/random.js';
 import { fingerprint, isValidRelayId, type RelayRep, STREAM_PATH } from '../protocol.js';
 import {
@@ -42,6 +44,7 @@ import {
   syncDir,
   writeState,
 } from './agent-files.js';
+import { AgentLiveChecker, type AgentLiveOptions, type AgentRelayLive } from './live-check.js';
 import {
   type RelayStreamHandler,
   type StreamLogger,
@@ -67,6 +70,11 @@ export interface AgentOptions {
   clock?: Clock;
   random?: Random;
   fetch?: typeof fetch;
+  /**
+   * Read each written relay back from this zooid address over NIP-11 (`--verify-url`); the
+   * timings default to a 60 s round, a 30 s grace and a 5 s timeout.
+   */
+  verify?: Omit<AgentLiveOptions, 'logger' | 'clock'> | null;
   /** Debounce of state-file writes. Default 50 ms. */
   persistDelayMs?: number;
   /** At most one state-file write this often while changes keep coming (a big put). Default 1 s. */
@@ -127,6 +135,25 @@ export interface AgentHealth {
   last_error: { kind: string; status?: number; cause?: string; at: string } | null;
   /** The last failed file write or delete, until one succeeds. */
   file_error: string | null;
+  /** Per relay written, what zooid serves for it (only with --verify-url). */
+  live?: Record<string, AgentRelayLive>;
+}
+
+/** `--verify-url`: a zooid address to read relays back from; never credentials in it. */
+export function verifyUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new AgentConfigError(
+      `--verify-url ${JSON.stringify(value)}: not a URL (e.g. http://127.0.0.1:3334)`,
+    );
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new AgentConfigError(`--verify-url: ${url.protocol} is not http or https`);
+  if (url.username || url.password)
+    throw new AgentConfigError('--verify-url: credentials do not belong in the URL (none are sent)');
+  return url.href;
 }
 
 /** The agent's own metrics (a registry per agent: tests run several in one process). */
@@ -197,6 +224,7 @@ export class Agent implements RelayStreamHandler {
   private lastPersistAt = 0;
   private closing: Promise<void> | undefined;
   private readonly metrics = agentMetrics(this);
+  private readonly live: AgentLiveChecker | undefined;
 
   constructor(private readonly options: AgentOptions) {
     this.url = streamUrl(options.server, options.allowInsecure);
@@ -215,6 +243,14 @@ export class Agent implements RelayStreamHandler {
     }
     this.log = options.logger;
     this.clock = options.clock ?? systemClock;
+    if (options.verify) {
+      this.live = new AgentLiveChecker({
+        ...options.verify,
+        baseUrl: verifyUrl(options.verify.baseUrl),
+        logger: this.log,
+        clock: this.clock,
+      });
+    }
   }
 
   /**
@@ -249,6 +285,8 @@ export class Agent implements RelayStreamHandler {
       'agent starting',
     );
     if (this.options.health) await this.startHealth(this.options.health);
+    if (this.live && initialState) await this.checkHeld(Object.keys(initialState.relays));
+    this.live?.start();
     this.manager = new StreamManager({
       url: this.url,
       token: this.options.token,
@@ -271,6 +309,7 @@ export class Agent implements RelayStreamHandler {
   close(): Promise<void> {
     this.closing ??= (async () => {
       await this.manager?.close();
+      this.live?.close();
       if (this.persistTimer) clearTimeout(this.persistTimer);
       await this.flush().catch(() => {});
       if (this.healthServer) {
@@ -281,6 +320,11 @@ export class Agent implements RelayStreamHandler {
       this.log.info({}, 'agent stopped');
     })();
     return this.closing;
+  }
+
+  /** Checks every written relay against --verify-url now (tests; the rounds do it every interval). */
+  verifyNow(): Promise<void> {
+    return this.live?.checkAll() ?? Promise.resolve();
   }
 
   /** `http://host:port/healthz`, once listening (`/metrics` beside it). */
@@ -310,6 +354,7 @@ export class Agent implements RelayStreamHandler {
           }
         : null,
       file_error: this.fileError,
+      ...(this.live ? { live: this.live.snapshot() } : {}),
     };
   }
 
@@ -404,6 +449,7 @@ export class Agent implements RelayStreamHandler {
     this.metrics.written.inc();
     this.fileError = null;
     this.reps.set(rep.id, rep);
+    this.live?.written(rep);
   }
 
   private async remove(id: string): Promise<boolean> {
@@ -425,6 +471,7 @@ export class Agent implements RelayStreamHandler {
     this.fileError = null;
     this.managed.delete(id);
     this.reps.delete(id);
+    this.live?.removed(id);
     return removed;
   }
 
@@ -448,6 +495,23 @@ export class Agent implements RelayStreamHandler {
       }
     }
     return { epoch: saved.epoch!, relays };
+  }
+
+  /**
+   * Relays held from the last run get no write until they change, so their live check starts from
+   * their files. A file that no longer parses is left to the next write.
+   */
+  private async checkHeld(ids: string[]): Promise<void> {
+    for (const id of ids) {
+      try {
+        const doc = parseToml(await readFile(relayFile(this.dir, id), 'utf8')) as Record<string, unknown>;
+        const { secret, expiring: _expiring, ...config } = doc;
+        if (typeof secret !== 'string' || !isValidSecretKey(secret)) continue;
+        this.live!.written({ id, version: 1, config, secret, expiring: [] });
+      } catch {
+        // unreadable or not TOML: checked after its next write
+      }
+    }
   }
 
   /** Creates the config, work and state directories (0700). A failure shows in the write that needs them. */
