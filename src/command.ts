@@ -11,6 +11,7 @@ import type { FleetApplyResult, FleetPlan } from './domain/fleet/plan.js';
 import type { ResolvedFleet } from './domain/fleet/spec.js';
 import { KeyedMutex } from './domain/keyed-mutex.js';
 import { generateSecretKey } from './domain/keys.js';
+import { type LiveObservation, type LiveState, nextLiveState, type RepairPolicy } from './domain/live.js';
 import { assertAdmin, assertWriter, canSee, type Principal } from './domain/principal.js';
 import { checkFleetName, createRelaySchema, parseOrThrow, type Relay } from './domain/relay.js';
 import {
@@ -104,10 +105,7 @@ export class Command {
         throw new BosunError('id_conflict', `id: relay ${JSON.stringify(id)} already exists`, `relay/${id}`);
       }
       const { relay, activity } = createdRelay(draft, existing, principal, this.clock.now());
-      const [written] = existing
-        ? await this.commit(relay, activity, existing)
-        : await this.commitInsert(relay, activity);
-      return { relay, activity: written ?? null };
+      return existing ? this.commit(relay, activity, existing) : this.commitInsert(relay, activity);
     });
   }
 
@@ -117,8 +115,7 @@ export class Command {
       const current = await this.visible(principal, id);
       const update = patchedRelay(current, patch, principal, this.clock.now());
       if (!update) return { relay: current, activity: null };
-      const [written] = await this.commit(update.relay, update.activity, current);
-      return { relay: update.relay, activity: written ?? null };
+      return this.commit(update.relay, update.activity, current);
     });
   }
 
@@ -135,8 +132,7 @@ export class Command {
     return this.retrying(id, async () => {
       const current = await this.visible(principal, id);
       const { relay, activity } = deletedRelay(current, principal, this.clock.now());
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -153,8 +149,7 @@ export class Command {
         sync: freshSync(current.sync),
       };
       const activity = relayActivity('resync_relay', relay, principal, now);
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -190,8 +185,7 @@ export class Command {
         grace_seconds: Math.floor(graceMs / 1000),
         expires_at: new Date(expiresAt).toISOString(),
       });
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -216,8 +210,7 @@ export class Command {
           : nextVersion(current, { expiring: kept }, now);
       const payload = { version: relay.version, expired: names };
       const activity = draftActivity('expire_credentials', relay, actor, payload, now);
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -257,8 +250,7 @@ export class Command {
         },
       };
       const activity = draftActivity('complete_relay_sync', relay, actor, { version: ack.version }, now);
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -318,8 +310,51 @@ export class Command {
         },
         this.clock.now(),
       );
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
+    });
+  }
+
+  /**
+   * Records one live check of the relay (src/live/): the observed status, and whether a repair is
+   * due (`nextLiveState`). A change of status appends an `observe_relay` activity; a check that
+   * changes nothing else writes the row only (its check time). Null when the relay is gone, or
+   * changed since the check read it (its version moved: the check is of an older state, and the
+   * verifier checks again after the new one is synced).
+   */
+  async observeRelay(
+    id: string,
+    check: { version: number; observation: LiveObservation; canRepair: boolean; policy: RepairPolicy },
+    actor = 'system:verifier',
+  ): Promise<(CommandResult & { repair: boolean; previous: LiveState }) | null> {
+    return this.retrying(id, async () => {
+      const current = await this.load(id);
+      if (!current || current.version !== check.version) return null;
+      const now = this.clock.now();
+      const next = nextLiveState(current.live, check.observation, now, {
+        shouldServe: current.deletedAt === null && !current.config.inactive,
+        canRepair: check.canRepair,
+        policy: check.policy,
+      });
+      const relay: Relay = { ...current, rev: current.rev + 1, live: next.live };
+      const activity = next.changed
+        ? draftActivity(
+            'observe_relay',
+            relay,
+            actor,
+            {
+              version: relay.version,
+              from: current.live.status,
+              to: next.live.status,
+              ...(next.live.error ? { error: next.live.error } : {}),
+            },
+            now,
+          )
+        : null;
+      const [written] = await this.publish({
+        relays: [{ kind: 'update', relay, previous: current }],
+        activities: activity ? [activity] : [],
+      });
+      return { relay, activity: written ?? null, repair: next.repair, previous: current.live };
     });
   }
 
@@ -332,8 +367,7 @@ export class Command {
       const relay = nextVersion(current, { config: { ...current.config, inactive } }, now);
       const type = inactive ? 'deactivate_relay' : 'activate_relay';
       const activity = relayActivity(type, relay, principal, now);
-      const [written] = await this.commit(relay, activity, current);
-      return { relay, activity: written ?? null };
+      return this.commit(relay, activity, current);
     });
   }
 
@@ -534,12 +568,17 @@ export class Command {
     return relay;
   }
 
-  private commitInsert(relay: Relay, activity: ActivityDraft): Promise<Activity[]> {
-    return this.publish({ relays: [{ kind: 'insert', relay }], activities: [activity] });
+  private async commitInsert(relay: Relay, activity: ActivityDraft): Promise<CommandResult> {
+    const [written] = await this.publish({ relays: [{ kind: 'insert', relay }], activities: [activity] });
+    return { relay, activity: written ?? null };
   }
 
-  private commit(relay: Relay, activity: ActivityDraft, previous: Relay): Promise<Activity[]> {
-    return this.publish({ relays: [{ kind: 'update', relay, previous }], activities: [activity] });
+  private async commit(relay: Relay, activity: ActivityDraft, previous: Relay): Promise<CommandResult> {
+    const [written] = await this.publish({
+      relays: [{ kind: 'update', relay, previous }],
+      activities: [activity],
+    });
+    return { relay, activity: written ?? null };
   }
 
   /** Commits, then notifies. A failed batch drops its relays from the cache: the next try reads them. */

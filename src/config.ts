@@ -45,6 +45,17 @@ export interface ServeConfig {
   activityStream?: { maxStreams: number; maxStreamsPerToken: number };
   /** HTTP timeouts against slow clients (absent: buildApp's defaults). */
   http?: { headersTimeoutMs: number; requestTimeoutMs: number };
+  /**
+   * Live verification (src/live/): `url` is the zooid instance's own HTTP address (null: each relay
+   * at https://<host>/); `intervalMs` 0 turns it off. Absent: off.
+   */
+  verify?: {
+    url: string | null;
+    intervalMs: number;
+    graceMs: number;
+    timeoutMs: number;
+    concurrency: number;
+  };
 }
 
 const int = (min: number, max: number, fallback: number) =>
@@ -162,6 +173,18 @@ const schema = z
     BOSUN_HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000, 10_000),
     BOSUN_HTTP_REQUEST_TIMEOUT_MS: int(100, 3_600_000, 120_000),
     BOSUN_FLEET_DIR: z.string().optional(),
+    BOSUN_VERIFY_URL: z
+      .string()
+      .url('must be an http(s) URL such as http://10.0.0.5:3334 (the zooid instance, not a relay)')
+      .refine(
+        (u) => /^https?:\/\/[^/@]+\/?$/.test(u),
+        'must be http(s)://host[:port] with no path or credentials',
+      )
+      .optional(),
+    BOSUN_VERIFY_INTERVAL_MS: int(0, 86_400_000, 300_000),
+    BOSUN_VERIFY_GRACE_MS: int(0, 3_600_000, 30_000),
+    BOSUN_VERIFY_TIMEOUT_MS: int(100, 60_000, 5_000),
+    BOSUN_VERIFY_CONCURRENCY: int(1, 256, 8),
   })
   .superRefine((env, ctx) => {
     if (env.ZOOID_API_URL && !env.BOSUN_SECRET_KEY) {
@@ -273,6 +296,13 @@ export function loadServeConfig(
     leaseTtlMs: c.BOSUN_LEASE_TTL_MS,
     replicaId: c.BOSUN_REPLICA_ID ?? `${hostname()}:${process.pid}`,
     fleetDir: c.BOSUN_FLEET_DIR,
+    verify: {
+      url: c.BOSUN_VERIFY_URL ?? null,
+      intervalMs: c.BOSUN_VERIFY_INTERVAL_MS,
+      graceMs: c.BOSUN_VERIFY_GRACE_MS,
+      timeoutMs: c.BOSUN_VERIFY_TIMEOUT_MS,
+      concurrency: c.BOSUN_VERIFY_CONCURRENCY,
+    },
     blossomS3Env: {
       BLOSSOM_S3_REGION: env.BLOSSOM_S3_REGION,
       BLOSSOM_S3_BUCKET: env.BLOSSOM_S3_BUCKET,

@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { LIVE_STATUSES, type LiveStatus } from './domain/live.js';
 import type { SyncStatus } from './domain/relay.js';
-import type { RelayCount } from './store/port.js';
+import type { LiveCount, RelayCount } from './store/port.js';
 import { VERSION } from './version.js';
 
 /** One registry per peer, so tests that start several peers never share counters. */
@@ -123,6 +124,23 @@ export function createMetrics() {
       help: 'Live relays marked inactive (zooid keeps them but does not serve them)',
       registers: [registry],
     }),
+    relaysLive: new Gauge({
+      name: 'bosun_relays_live',
+      help: 'Relays by live status (what zooid serves, read back over NIP-11); deleted relays only while still served',
+      labelNames: ['status'] as const,
+      registers: [registry],
+    }),
+    liveCheckSeconds: new Histogram({
+      name: 'bosun_live_check_seconds',
+      help: "Time to read one relay's NIP-11 document back from zooid",
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    liveRepairs: new Counter({
+      name: 'bosun_live_repairs_total',
+      help: 'Full PUTs sent because a relay stayed stale or not served past the grace period',
+      registers: [registry],
+    }),
     oldestUnsyncedAge: new Gauge({
       name: 'bosun_oldest_unsynced_change_age_seconds',
       help: 'Age of the latest change of the longest-waiting pending or retrying relay (deletes included); 0 when none waits',
@@ -175,6 +193,13 @@ export function setRelayGauges(m: Metrics, counts: readonly RelayCount[], now: n
   if (fleets.length > MAX_FLEET_LABELS) {
     for (const [status, n] of Object.entries(other)) m.relaysByFleet.set({ fleet: OTHER_FLEETS, status }, n);
   }
+}
+
+/** Sets bosun_relays_live at scrape time: every status, 0 when no relay has it. */
+export function setLiveGauges(m: Metrics, counts: readonly LiveCount[]): void {
+  const byStatus = Object.fromEntries(LIVE_STATUSES.map((s) => [s, 0])) as Record<LiveStatus, number>;
+  for (const c of counts) byStatus[c.status] += c.n;
+  for (const [status, n] of Object.entries(byStatus)) m.relaysLive.set({ status }, n);
 }
 
 /** PostgreSQL pool gauges, read at scrape time (pg.Pool's own counters). */

@@ -11,12 +11,15 @@ import type { ServeConfig } from './config.js';
 import { makeDirs } from './dirs.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
 import { publicKeyOf } from './domain/keys.js';
+import { DEFAULT_REPAIR } from './domain/live.js';
 import { type Random, systemRandom } from './domain/random.js';
 import { buildApp } from './http/app.js';
 import type { AppDeps } from './http/deps.js';
 import type { Chore, ChoreSettings } from './lifecycle/chore.js';
 import type { Cycle } from './lifecycle/cycle.js';
 import { type Service, ServiceGroup } from './lifecycle/group.js';
+import { fetchRelayInfo } from './live/fetch.js';
+import { type FetchRelayInfo, LiveVerify, Verifier } from './live/verifier.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics, watchPgPool } from './metrics.js';
 import type { Nip98Signer } from './nostr/nip98.js';
@@ -46,6 +49,8 @@ export interface PeerDeps {
   fetch?: typeof fetch;
   /** Sees every HTTP route as it is registered (the OpenAPI test checks each is documented). */
   onRoute?: AppDeps['onRoute'];
+  /** Reads a relay's NIP-11 document (live verification); tests inject faults here. */
+  fetchRelayInfo?: FetchRelayInfo;
 }
 
 /**
@@ -62,6 +67,8 @@ export class Peer {
   readonly signer: Nip98Signer | null;
   readonly observer: Observer | null;
   readonly targetHealth: TargetHealth | null;
+  /** Live verification (src/live/); null without push sync or with BOSUN_VERIFY_INTERVAL_MS=0. */
+  readonly verifier: Verifier | null;
   /** The agents' autoconfig stream (`GET /v1/stream`). */
   readonly streams: StreamServer;
   /** The scheduled (enabled) chores, by name. */
@@ -93,7 +100,7 @@ export class Peer {
     readonly metrics: Metrics,
     private readonly replication: Replication,
     deps: Required<Pick<PeerDeps, 'clock' | 'random'>> &
-      Pick<PeerDeps, 'fetch' | 'onRoute'> & { storage: StorageHealth },
+      Pick<PeerDeps, 'fetch' | 'onRoute' | 'fetchRelayInfo'> & { storage: StorageHealth },
   ) {
     this.storage = deps.storage;
     this.lease = replication.lease;
@@ -110,6 +117,7 @@ export class Peer {
         : null;
     this.infra = this.signer ? this.createInfra(this.signer, deps.fetch) : null;
     this.observer = this.infra ? this.createObserver(this.infra) : null;
+    this.verifier = this.observer ? this.createVerifier(this.observer, deps.fetchRelayInfo) : null;
     const resyncFailed = this.observer ? new ResyncFailed(this.store, this.observer, mayHeal) : null;
     this.targetHealth =
       config.zooidApiUrl && config.chores[TARGET_HEALTH.name].enabled
@@ -215,6 +223,7 @@ export class Peer {
       random: deps.random ?? systemRandom,
       ...(deps.fetch ? { fetch: deps.fetch } : {}),
       ...(deps.onRoute ? { onRoute: deps.onRoute } : {}),
+      ...(deps.fetchRelayInfo ? { fetchRelayInfo: deps.fetchRelayInfo } : {}),
       storage,
     });
     return peer;
@@ -398,6 +407,12 @@ export class Peer {
       chores.push(new Resync(this.store, observer));
     }
     if (resyncFailed) chores.push(resyncFailed);
+    if (this.verifier) {
+      const intervalMs = this.config.verify!.intervalMs;
+      chores.push(
+        new LiveVerify({ store: this.workerStore, verifier: this.verifier, clock: this.clock, intervalMs }),
+      );
+    }
     if (this.targetHealth) chores.push(this.targetHealth);
     chores.push(new CredentialExpiry(this.store, this.clock, this.command));
     chores.push(
@@ -444,9 +459,45 @@ export class Peer {
       // A timed-out request may still be running in zooid for about as long again.
       inDoubtHoldMs: this.config.sync.timeoutMs,
       logger: this.logger.child({ component: 'infra' }),
-      onSync: (e) => this.metrics.syncs.inc({ outcome: e.outcome, method: e.method }),
+      onSync: (e) => {
+        this.metrics.syncs.inc({ outcome: e.outcome, method: e.method });
+        // zooid accepted the file: read the relay back once zooid had a moment to load it.
+        if (e.outcome === 'synced') this.verifier?.synced(e.relayId);
+      },
       onResult: (result) => this.targetHealth?.recordSync(result),
     });
+  }
+
+  /**
+   * Live verification: what push sync wrote is read back over NIP-11, from the workers' fenced
+   * store and Command (only the lease holder checks; a lost term's records are refused).
+   */
+  private createVerifier(observer: Observer, fetchInfo: FetchRelayInfo = fetchRelayInfo): Verifier | null {
+    const verify = this.config.verify;
+    if (!verify || verify.intervalMs === 0) return null;
+    const verifier = new Verifier({
+      store: this.workerStore,
+      command: this.command.over(this.workerStore),
+      fetchInfo,
+      clock: this.clock,
+      logger: this.logger.child({ component: 'verifier' }),
+      verifyUrl: verify.url,
+      timeoutMs: verify.timeoutMs,
+      concurrency: verify.concurrency,
+      policy: { ...DEFAULT_REPAIR, graceMs: verify.graceMs },
+      // A relay not live yet is read again a few times within the grace (a slow reload clears).
+      recheckMs: Math.min(5000, Math.max(250, Math.floor(verify.graceMs / 3))),
+      // The drift-repair path of push sync: one full PUT of the record.
+      repair: (relayId) => {
+        this.metrics.liveRepairs.inc();
+        observer.enqueue(relayId, { force: true });
+      },
+      onCheck: ({ durationMs }) => this.metrics.liveCheckSeconds.observe(durationMs / 1000),
+    });
+    // Only the lease holder checks: a term starts it, its end stops it.
+    this.lease.onAcquired(() => verifier.start());
+    this.lease.onLost(() => verifier.stop());
+    return verifier;
   }
 
   private createObserver(infra: Infra): Observer {

@@ -1,5 +1,6 @@
 import type { Activity } from './domain/activity.js';
 import { relayNotFound } from './domain/errors.js';
+import { LIVE_STATUSES, type LiveStatus } from './domain/live.js';
 import { type Page, readPage } from './domain/page.js';
 import { canSee, type Principal } from './domain/principal.js';
 import type { Relay, SyncStatus } from './domain/relay.js';
@@ -35,6 +36,7 @@ export class Query {
       owner?: string;
       fleet?: string;
       status?: SyncStatus;
+      live?: LiveStatus;
       inactive?: boolean;
       after?: string;
       limit: number;
@@ -77,6 +79,41 @@ export class Query {
       this.store.listRelays({ ...scope, status: 'retrying', limit }),
     ]);
     return [...failed, ...retrying];
+  }
+
+  /**
+   * Relays whose live status needs attention (liveProblem): stale, wrong_identity and unexpected
+   * ones (deleted relays still served included), and active relays that are not served.
+   */
+  async liveProblems(principal: Principal, limit = 500): Promise<Relay[]> {
+    const scope = scopeOf(principal);
+    const [stale, wrong, unexpected, notServed] = await Promise.all([
+      this.store.listRelays({ ...scope, live: 'stale', limit }),
+      this.store.listRelays({ ...scope, live: 'wrong_identity', limit }),
+      this.store.listRelays({ ...scope, live: 'unexpected', includeDeleted: true, limit }),
+      this.store.listRelays({ ...scope, live: 'not_served', inactive: false, limit }),
+    ]);
+    return [...wrong, ...unexpected, ...notServed, ...stale];
+  }
+
+  /**
+   * The caller's relays by live status: one grouped count when the caller sees every relay
+   * (deleted relays only while still served), the caller's scope read page by page otherwise.
+   */
+  async liveTally(principal: Principal): Promise<Record<LiveStatus, number>> {
+    const counts = Object.fromEntries(LIVE_STATUSES.map((s) => [s, 0])) as Record<LiveStatus, number>;
+    const scope = scopeOf(principal);
+    if (scope.owner === undefined && scope.fleet === undefined) {
+      for (const c of await this.store.liveCounts()) counts[c.status] += c.n;
+      return counts;
+    }
+    let after: string | undefined;
+    do {
+      const page = await this.listRelays(principal, { limit: 1000, ...(after ? { after } : {}) });
+      for (const relay of page.items) counts[relay.live.status]++;
+      after = page.next ?? undefined;
+    } while (after);
+    return counts;
   }
 
   /**

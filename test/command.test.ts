@@ -218,13 +218,13 @@ describe('Command', () => {
     // A relay parked on a placeholder host (Infra): zooid holds the stand-in config, so it is recorded
     // even for a superseded version, leaving the newer version's status alone.
     const parkedConfig = { ...upd.relay.config, host: 'r1.bosun-parked.invalid' };
-    const parked = await command.failRelaySync('r1', {
-      version: 2,
+    const parkedFailure = {
       error: 'zooid conflict: host swap',
       attempts: 1,
       nextAttemptAt: null,
       parked: { config: parkedConfig, secretDigest: 'd1' },
-    });
+    };
+    const parked = await command.failRelaySync('r1', { ...parkedFailure, version: 2 });
     expect(parked?.relay.sync).toMatchObject({
       status: 'pending',
       error: '',
@@ -234,13 +234,7 @@ describe('Command', () => {
       ackedSecret: 'd1',
     });
     expect(parked?.activity?.payload).toMatchObject({ version: 2, parked_host: 'r1.bosun-parked.invalid' });
-    const current = await command.failRelaySync('r1', {
-      version: 3,
-      error: 'zooid conflict: host swap',
-      attempts: 1,
-      nextAttemptAt: null,
-      parked: { config: parkedConfig, secretDigest: 'd1' },
-    });
+    const current = await command.failRelaySync('r1', { ...parkedFailure, version: 3 });
     expect(current?.relay.sync).toMatchObject({ status: 'failed', error: 'zooid conflict: host swap' });
   });
 

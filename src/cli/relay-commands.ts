@@ -169,6 +169,9 @@ function explicitFlags(cmd: Command): ConfigFlags {
   return out as ConfigFlags;
 }
 
+const RELAY_COLUMNS = ['ID', 'HOST', 'FLEET', 'STATE', 'VERSION', 'SYNC', 'LIVE', 'ERROR'];
+
+/** One relay as a table row: its sync error first, else why it is not live. */
 function relayRow(r: RelayView) {
   return [
     r.id,
@@ -177,13 +180,14 @@ function relayRow(r: RelayView) {
     r.config.inactive ? 'inactive' : 'active',
     r.version,
     r.sync.status,
-    r.sync.error || '',
+    r.live?.status ?? 'unknown',
+    r.sync.error || r.live?.error || '',
   ];
 }
 
 function showRelay(r: RelayView, json?: boolean) {
   if (json) return printJson(r);
-  print(table(['ID', 'HOST', 'FLEET', 'STATE', 'VERSION', 'SYNC', 'ERROR'], [relayRow(r)]));
+  print(table(RELAY_COLUMNS, [relayRow(r)]));
 }
 
 export function registerRelayCommands(program: Command): void {
@@ -212,11 +216,12 @@ export function registerRelayCommands(program: Command): void {
     .option('--owner <owner>')
     .option('--fleet <fleet>')
     .option('--status <status>', 'pending | synced | retrying | failed')
+    .option('--live <status>', 'live | stale | not_served | unexpected | wrong_identity | unknown')
     .option('--limit <n>', 'page size', '100')
     .option('--after <id>', 'start after this id')
     .action(async (opts: Record<string, string | undefined>, cmd: Command) => {
       const params = new URLSearchParams();
-      for (const key of ['owner', 'fleet', 'status', 'limit', 'after']) {
+      for (const key of ['owner', 'fleet', 'status', 'live', 'limit', 'after']) {
         if (opts[key] !== undefined) params.set(key, opts[key]!);
       }
       const page = await client(cmd).request<{ relays: RelayView[]; next: string | null }>(
@@ -224,13 +229,13 @@ export function registerRelayCommands(program: Command): void {
         `/v1/relays?${params}`,
       );
       if (globals(cmd).json) return printJson(page);
-      print(table(['ID', 'HOST', 'FLEET', 'STATE', 'VERSION', 'SYNC', 'ERROR'], page.relays.map(relayRow)));
+      print(table(RELAY_COLUMNS, page.relays.map(relayRow)));
       if (page.next) print(`(more: --after ${page.next})`);
     });
 
   relay
     .command('show <id>')
-    .description("show one relay's config and sync state (never its secret)")
+    .description("show one relay's config, sync state and live status (never its secret)")
     .action(async (id: string, _opts, cmd: Command) => {
       printJson(await client(cmd).request<RelayView>('GET', `/v1/relays/${encodeURIComponent(id)}`));
     });

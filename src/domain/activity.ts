@@ -17,8 +17,14 @@ export const RELAY_CHANGE_TYPES = [
 ] as const;
 export const SYNC_TYPES = ['complete_relay_sync', 'fail_relay_sync'] as const;
 
+/**
+ * What zooid serves for a relay changed status (live verification; payload `from`, `to`, `error`).
+ * Appended only on a change, never per check.
+ */
+export const LIVE_TYPES = ['observe_relay'] as const;
+
 export type RelayChangeType = (typeof RELAY_CHANGE_TYPES)[number];
-export type ActivityType = RelayChangeType | (typeof SYNC_TYPES)[number];
+export type ActivityType = RelayChangeType | (typeof SYNC_TYPES)[number] | (typeof LIVE_TYPES)[number];
 
 export interface Activity {
   id: number;

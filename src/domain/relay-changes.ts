@@ -3,10 +3,12 @@
  * functions of the current relay, the change, the caller and the time. Command adds the locking,
  * the compare-and-set and the commit around them.
  */
+
 import type { z } from 'zod';
 import type { ActivityDraft, ActivityType } from './activity.js';
 import { BosunError } from './errors.js';
 import { generateSecretKey } from './keys.js';
+import { UNKNOWN_LIVE } from './live.js';
 import type { Principal } from './principal.js';
 import {
   applyRelayPatch,
@@ -123,6 +125,8 @@ export function createdRelay(
     deletedAt: null,
     sync: freshSync(existing?.sync),
     expiring: [],
+    // A new incarnation: what zooid served for the deleted one says nothing about it.
+    live: UNKNOWN_LIVE,
   };
   return { relay, activity: relayActivity('create_relay', relay, principal, now) };
 }

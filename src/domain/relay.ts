@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { credentialFingerprint, type ExpiringCredential } from './credentials.js';
 import { invalid } from './errors.js';
 import { isValidPublicKey, isValidSecretKey } from './keys.js';
+import type { LiveDiff, LiveState, LiveStatus } from './live.js';
 
 /**
  * A relay as bosun records it. `config` is the zooid relay config (docs/zooid-contract.md §3) without
@@ -204,6 +205,8 @@ export interface Relay {
    * Agents see them; zooid and the API never do (the API shows fingerprints).
    */
   expiring: ExpiringCredential[];
+  /** What zooid was last seen serving for it (live verification, src/live/). */
+  live: LiveState;
 }
 
 /** What the API shows of a relay: never the secret, never livekit's api_secret. */
@@ -225,6 +228,13 @@ export interface RelayView {
     next_attempt_at: string | null;
     synced_version: number;
     last_synced_at: string | null;
+  };
+  /** What zooid was last seen serving (NIP-11 read back); `diff` only when stale. */
+  live: {
+    status: LiveStatus;
+    checked_at: string | null;
+    error: string;
+    diff?: LiveDiff;
   };
   /** Rotated credentials in their grace period (only when there are any): fingerprints, never values. */
   expiring?: { name: string; fingerprint: string; expires_at: string }[];
@@ -250,6 +260,12 @@ export function viewRelay(relay: Relay): RelayView {
       next_attempt_at: iso(relay.sync.nextAttemptAt),
       synced_version: relay.sync.syncedVersion,
       last_synced_at: iso(relay.sync.lastSyncedAt),
+    },
+    live: {
+      status: relay.live.status,
+      checked_at: iso(relay.live.checkedAt),
+      error: relay.live.error,
+      ...(relay.live.diff ? { diff: relay.live.diff } : {}),
     },
     ...(relay.expiring.length
       ? {

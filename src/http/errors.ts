@@ -1,7 +1,7 @@
 import { maxHeaderSize, STATUS_CODES } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { BosunError } from '../domain/errors.js';
+import { BosunError, type ErrorCode } from '../domain/errors.js';
 import {
   connectionFailure,
   retryAfterSeconds,
@@ -66,4 +66,15 @@ export function clientErrorHandler(err: Error & { code?: string }, socket: Socke
     );
   }
   socket.destroy(err);
+}
+
+/** Refuses a request for now (a limit is reached): the error, with when to try again. */
+export function refuseForNow(
+  reply: FastifyReply,
+  code: ErrorCode,
+  message: string,
+  retryAfterSeconds: number,
+): FastifyReply {
+  const err = new BosunError(code, message);
+  return reply.status(err.status).header('retry-after', String(retryAfterSeconds)).send(err.toJSON());
 }

@@ -8,6 +8,7 @@ import {
   FencedError,
   type FleetStateFilter,
   type FleetStateRecord,
+  type LiveCount,
   type RelayCount,
   type RelayFilter,
   type RelayHead,
@@ -72,6 +73,14 @@ export class FencedStore implements Store {
 
   relayCounts(): Promise<RelayCount[]> {
     return this.store.relayCounts();
+  }
+
+  relaysToVerify(filter: { deletedSince: number; after?: string; limit: number }): Promise<Relay[]> {
+    return this.store.relaysToVerify(filter);
+  }
+
+  liveCounts(): Promise<LiveCount[]> {
+    return this.store.liveCounts();
   }
 
   relaysDueForRetry(now: number, limit: number): Promise<Relay[]> {

@@ -1,5 +1,6 @@
 import type { Activity, ActivityDraft } from '../domain/activity.js';
 import type { FleetState } from '../domain/fleet/state.js';
+import type { LiveStatus } from '../domain/live.js';
 import type { Token } from '../domain/principal.js';
 import type { Relay, SyncStatus } from '../domain/relay.js';
 import type { FleetRecord, FleetTarget, Target } from '../domain/target.js';
@@ -95,6 +96,8 @@ export interface RelayFilter {
   status?: SyncStatus;
   /** Only relays whose config has `inactive` set (true) or not (false). */
   inactive?: boolean;
+  /** Only relays of this live status (migration 8). */
+  live?: LiveStatus;
   includeDeleted?: boolean;
   /** Keyset pagination: ids strictly after this one, ascending. */
   after?: string;
@@ -113,6 +116,14 @@ export interface RelayCount {
   n: number;
   /** The earliest `updatedAt` (time of the latest change) in the group. */
   oldestChangeAt: number;
+}
+
+/** Relays of one live status, for metrics and the dashboard's overview. */
+export interface LiveCount {
+  status: LiveStatus;
+  inactive: boolean;
+  deleted: boolean;
+  n: number;
 }
 
 export interface ActivityFilter {
@@ -155,6 +166,13 @@ export interface Store {
   relaysWithExpiredCredentials(now: number, limit: number): Promise<Relay[]>;
   /** Live relays whose host or schema is one of these (to find who waits on a freed value). */
   relaysUsing(values: { host?: string; schema?: string }): Promise<Relay[]>;
+  /**
+   * The relays live verification checks, by id: every live relay, plus deleted ones deleted at or
+   * after `deletedSince` or last seen still served (`unexpected`).
+   */
+  relaysToVerify(filter: { deletedSince: number; after?: string; limit: number }): Promise<Relay[]>;
+  /** Live relays grouped by live status and inactive, plus deleted ones last seen still served. */
+  liveCounts(): Promise<LiveCount[]>;
   activitiesAfter(filter: ActivityFilter): Promise<Activity[]>;
   lastActivityId(): Promise<number>;
 

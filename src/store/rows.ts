@@ -5,6 +5,7 @@
  */
 import type { Activity, ActivityType } from '../domain/activity.js';
 import { type ExpiringCredential, nextExpiry } from '../domain/credentials.js';
+import type { LiveDiff, LiveStatus } from '../domain/live.js';
 import type { Role, Token } from '../domain/principal.js';
 import type { Relay, RelayConfig, SyncStatus } from '../domain/relay.js';
 import type { FleetRecord, FleetTarget, Target } from '../domain/target.js';
@@ -36,6 +37,13 @@ export interface RelayRow {
   expiring_next_at: number | null;
   acked_secret: string | null;
   created_version: number;
+  live_status: string;
+  live_checked_at: number | null;
+  live_since: number | null;
+  live_error: string;
+  live_diff: string | null;
+  live_repairs: number;
+  live_next_repair_at: number | null;
 }
 
 export interface FleetStateRow {
@@ -104,6 +112,13 @@ export const RELAY_COLUMNS = [
   'expiring_next_at',
   'acked_secret',
   'created_version',
+  'live_status',
+  'live_checked_at',
+  'live_since',
+  'live_error',
+  'live_diff',
+  'live_repairs',
+  'live_next_repair_at',
 ] as const;
 
 /**
@@ -120,6 +135,7 @@ export function toRow(
   const sameConfig = prev !== undefined && r.config === prev.config;
   const sameAcked = prev !== undefined && r.sync.ackedConfig === prev.sync.ackedConfig;
   const sameExpiring = prev !== undefined && r.expiring === prev.expiring;
+  const sameDiff = prev !== undefined && r.live.diff === prev.live.diff;
   return {
     id: r.id,
     owner: r.owner,
@@ -149,6 +165,13 @@ export function toRow(
     expiring_next_at: sameExpiring ? basis!.row.expiring_next_at : nextExpiry(r.expiring),
     acked_secret: r.sync.ackedSecret,
     created_version: r.createdVersion,
+    live_status: r.live.status,
+    live_checked_at: r.live.checkedAt,
+    live_since: r.live.since,
+    live_error: r.live.error,
+    live_diff: sameDiff ? basis!.row.live_diff : r.live.diff === null ? null : JSON.stringify(r.live.diff),
+    live_repairs: r.live.repairs,
+    live_next_repair_at: r.live.nextRepairAt,
   };
 }
 
@@ -178,6 +201,15 @@ export function fromRow(row: RelayRow): Relay {
       ackedSecret: row.acked_secret,
     },
     expiring: JSON.parse(row.expiring) as ExpiringCredential[],
+    live: {
+      status: row.live_status as LiveStatus,
+      checkedAt: row.live_checked_at,
+      since: row.live_since,
+      error: row.live_error,
+      diff: row.live_diff === null ? null : (JSON.parse(row.live_diff) as LiveDiff),
+      repairs: row.live_repairs,
+      nextRepairAt: row.live_next_repair_at,
+    },
   };
 }
 

@@ -15,17 +15,17 @@ describe('fault injection: push sync', () => {
   const ids = Array.from({ length: 15 }, (_, i) => `f-${String(i).padStart(2, '0')}`);
   let counter = 0;
   let restarted: Awaited<ReturnType<typeof startZooidEmulator>> | undefined;
+  /** Retries and timeouts short enough for faults to heal within a test. */
+  const FAST_RETRIES = {
+    BOSUN_RETRY_BASE_MS: '20',
+    BOSUN_RETRY_CAP_MS: '200',
+    BOSUN_RETRY_MAX_ATTEMPTS: '1000',
+    BOSUN_SYNC_TIMEOUT_MS: '300',
+    BOSUN_CHORE_RETRY_SWEEPER_INTERVAL: '1s',
+  };
 
   beforeAll(async () => {
-    p = await startPlanet({
-      env: {
-        BOSUN_RETRY_BASE_MS: '20',
-        BOSUN_RETRY_CAP_MS: '200',
-        BOSUN_RETRY_MAX_ATTEMPTS: '1000',
-        BOSUN_SYNC_TIMEOUT_MS: '300',
-        BOSUN_CHORE_RETRY_SWEEPER_INTERVAL: '1s',
-      },
-    });
+    p = await startPlanet({ env: FAST_RETRIES });
     for (const id of ids) {
       expect(
         (

@@ -53,6 +53,14 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
     await p.click('#signin-form button[type=submit]');
   };
   const overviewLoaded = (p: Page) => p.waitForSelector('main[data-view="overview"][data-loaded="true"]');
+  /** A new page of `ctx`, signed in with `token`, its overview loaded. */
+  const openSignedIn = async (ctx: BrowserContext, token: string) => {
+    const p = await ctx.newPage();
+    p.setDefaultTimeout(10_000);
+    await signIn(p, token);
+    await overviewLoaded(p);
+    return p;
+  };
   const count = (p: Page, status: string) => p.textContent(`.card[data-status="${status}"] .n`);
 
   beforeAll(async () => {
@@ -269,10 +277,7 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
       hasTouch: true,
     });
     try {
-      const p = await ctx.newPage();
-      p.setDefaultTimeout(10_000);
-      await signIn(p, ADMIN_TOKEN);
-      await overviewLoaded(p);
+      const p = await openSignedIn(ctx, ADMIN_TOKEN);
       await p.waitForSelector('#chart svg');
       await p.waitForSelector('#relays tr[data-relay="ok-1"]');
       const fit = await p.evaluate(() => {
@@ -305,10 +310,7 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
   it('shows a tenant only its own relays, in the lists and in the live feed', async () => {
     const ctx = await browser.newContext({ viewport: { width: 1400, height: 1000 } });
     try {
-      const alice = await ctx.newPage();
-      alice.setDefaultTimeout(10_000);
-      await signIn(alice, aliceToken);
-      await overviewLoaded(alice);
+      const alice = await openSignedIn(ctx, aliceToken);
       await alice.waitForSelector('#live[data-state="live"]');
       expect(await alice.textContent('#who')).toBe('tenant alice');
       expect(await count(alice, 'total')).toBe('1');

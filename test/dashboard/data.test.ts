@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Command } from '../../src/command.js';
+import { UNKNOWN_LIVE } from '../../src/domain/live.js';
 import type { Principal } from '../../src/domain/principal.js';
 import type { Relay } from '../../src/domain/relay.js';
 import { configDiff, DashboardData } from '../../src/http/dashboard/data.js';
@@ -80,6 +81,11 @@ describe('dashboard read models over a real planet', () => {
       principal: { role: 'tenant', actor: 'tenant:alice', owner: 'alice' },
       counts: { pending: 0, synced: 1, retrying: 0, failed: 0, total: 1, active: 1, inactive: 0 },
       failing: [],
+      // Verification is off in this planet: never checked.
+      live: {
+        counts: { live: 0, stale: 0, not_served: 0, unexpected: 0, wrong_identity: 0, unknown: 1 },
+        not_live: [],
+      },
       fleet: null,
     });
     const bob = (await api('GET', '/v1/dashboard/overview', undefined, bobToken)).body;
@@ -258,6 +264,7 @@ describe('configDiff', () => {
     updatedAt: 0,
     deletedAt: null,
     expiring: [],
+    live: UNKNOWN_LIVE,
     config: {
       host: 'r.example.com',
       schema: 'r',

@@ -3,6 +3,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, keypair, relayBody, startServer, type TestServer } from '../support/env.js';
 import { rawRequest, snapshot } from './helpers.js';
 
+/** Limits low enough to reach within a test. */
+const TIGHT_LIMITS = {
+  BOSUN_HTTP_HEADERS_TIMEOUT_MS: '500',
+  BOSUN_HTTP_REQUEST_TIMEOUT_MS: '1500',
+  BOSUN_STREAM_MAX_CONNECTIONS: '2',
+};
+
 /**
  * Resource limits against hostile clients: oversize bodies (413 before anything is written),
  * slow-loris clients (cut by the header / request timeouts while everyone else is served), and too
@@ -14,13 +21,7 @@ describe('hostile input: limits', () => {
   let agentToken: string;
 
   beforeAll(async () => {
-    s = await startServer({
-      env: {
-        BOSUN_HTTP_HEADERS_TIMEOUT_MS: '500',
-        BOSUN_HTTP_REQUEST_TIMEOUT_MS: '1500',
-        BOSUN_STREAM_MAX_CONNECTIONS: '2',
-      },
-    });
+    s = await startServer({ env: TIGHT_LIMITS });
     agentToken = (await s.api('POST', '/v1/tokens', { role: 'agent', fleet: 'default' })).body.token;
     expect((await s.api('POST', '/v1/relays', relayBody('r1', owner.pubkey))).status).toBe(201);
   });

@@ -31,6 +31,8 @@ describe('HTTP API', () => {
     });
     const metrics = await fetch(`${s.url}/metrics`).then((r) => r.text());
     expect(metrics).toContain('bosun_relays{status="pending"}');
+    expect(metrics).toMatch(/^bosun_relays_live\{status="wrong_identity"\} 0$/m);
+    expect(metrics).toContain('# TYPE bosun_live_check_seconds histogram');
     expect(metrics).toContain('bosun_http_requests_total');
     expect(metrics).toMatch(/^bosun_agents_connected 0$/m);
     expect(metrics).toMatch(/^bosun_stream_events_sent_total 0$/m);
@@ -46,6 +48,12 @@ describe('HTTP API', () => {
       config: { schema: 'crud', host: 'crud.example.com' },
     });
     expect((await s.api('GET', '/v1/relays/crud')).body.config.info.pubkey).toBe(owner.pubkey);
+    // Live status beside sync: never checked (no zooid to read back from here).
+    expect(created.body.live).toEqual({ status: 'unknown', checked_at: null, error: '' });
+    const unknown = await s.api('GET', '/v1/relays?live=unknown&limit=1000');
+    expect(unknown.body.relays.map((r: { id: string }) => r.id)).toContain('crud');
+    expect((await s.api('GET', '/v1/relays?live=stale')).body.relays).toEqual([]);
+    expect((await s.api('GET', '/v1/relays?live=bogus')).status).toBe(400);
     const patched = await s.api('PATCH', '/v1/relays/crud', { policy: { public_join: true } });
     expect(patched.body).toMatchObject({ version: 2, config: { policy: { public_join: true } } });
     expect((await s.api('POST', '/v1/relays/crud/deactivate')).body.config.inactive).toBe(true);
@@ -111,6 +119,38 @@ describe('HTTP API', () => {
     expect((await s.api('POST', '/v1/tokens', { role: 'admin' }, tokens.alice)).status).toBe(403);
     expect((await s.api('POST', '/v1/relays', relayBody('ag', owner.pubkey), tokens.agent)).status).toBe(403);
     expect((await s.api('GET', '/v1/relays/alice-1', undefined, tokens.agent)).status).toBe(404);
+  });
+
+  it('refuses every admin route to tenants and agents with 403, before reading the request', async () => {
+    // Every route the API document marks admin-only, with made-up path parameters and body.
+    const doc = (await s.api('GET', '/v1/openapi.json', undefined, '')).body as {
+      paths: Record<string, Record<string, { description?: string }>>;
+    };
+    const adminRoutes = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.entries(ops)
+        .filter(([, op]) => op.description?.endsWith('An admin token.'))
+        .map(([method, _op]) => [method.toUpperCase(), path.replace(/\{[^}]+\}/g, 'no-such')] as const),
+    );
+    expect(adminRoutes.map(([m, p]) => `${m} ${p}`)).toEqual(
+      expect.arrayContaining([
+        'GET /v1/tokens',
+        'POST /v1/tokens',
+        'DELETE /v1/tokens/no-such',
+        'GET /v1/targets',
+      ]),
+    );
+    for (const [method, path] of adminRoutes) {
+      for (const token of [tokens.alice, tokens.agent]) {
+        const res = await s.api(
+          method,
+          path,
+          ['GET', 'DELETE'].includes(method) ? undefined : { bogus: 1 },
+          token,
+        );
+        expect(res.status, `${method} ${path}`).toBe(403);
+        expect(res.body.error.code).toBe('forbidden');
+      }
+    }
   });
 
   it('answers bad input with a clear JSON error and changes nothing', async () => {

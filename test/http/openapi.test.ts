@@ -92,7 +92,14 @@ describe('OpenAPI document', () => {
     expect(refused.body.error.code).toBe('invalid_request');
 
     const list = doc.paths['/v1/relays'].get.parameters.map((p: any) => p.name);
-    expect(list).toEqual(['owner', 'fleet', 'status', 'inactive', 'after', 'limit']);
+    expect(list).toEqual(['owner', 'fleet', 'status', 'live', 'inactive', 'after', 'limit']);
+    // Relay answers are documented too, live status beside sync, and match what is served.
+    const relayAnswer = ajv.compile(
+      doc.paths['/v1/relays/{id}'].get.responses['200'].content['application/json'].schema,
+    );
+    const served = (await server.api('GET', '/v1/relays/doc-1')).body;
+    expect(relayAnswer(served)).toBe(true);
+    expect(relayAnswer({ ...served, live: { ...served.live, status: 'bogus' } })).toBe(false);
     const patch =
       doc.paths['/v1/relays/{id}'].patch.requestBody.content['application/merge-patch+json'].schema;
     expect(ajv.compile(patch)({ info: { name: 'x' }, policy: null })).toBe(true);

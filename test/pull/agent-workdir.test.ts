@@ -107,26 +107,10 @@ describe('agent work directory', () => {
     await started;
     expect(readdirSync(d)).toEqual(['A.toml']);
     await waitFor(() => readdirSync(work).includes('state.json'), 'state saved in the work dir');
-    expect(
-      () =>
-        new Agent({
-          server: base,
-          token: 't',
-          dir: d,
-          workDir: join(d, 'w'),
-          logger: captureLogger().logger,
-        }),
-    ).toThrow(AgentConfigError);
-    expect(
-      () =>
-        new Agent({
-          server: base,
-          token: 't',
-          dir: d,
-          stateFile: join(d, 's.json'),
-          logger: captureLogger().logger,
-        }),
-    ).toThrow(/inside --dir/);
+    const agentWith = (paths: { workDir?: string; stateFile?: string }) => () =>
+      new Agent({ server: base, token: 't', dir: d, logger: captureLogger().logger, ...paths });
+    expect(agentWith({ workDir: join(d, 'w') })).toThrow(AgentConfigError);
+    expect(agentWith({ stateFile: join(d, 's.json') })).toThrow(/inside --dir/);
   });
 
   const shmDev = existsSync('/dev/shm') ? statSync('/dev/shm').dev : undefined;

@@ -77,13 +77,19 @@ function setup(relays: Relay[], over: Partial<HubDeps> = {}) {
 const relay = (id: string, version: number, over: Partial<Relay> = {}) =>
   relayRecord(id, PUBKEY, { fleet: 'edge', version, ...over });
 
+/** Two connections that joined the hub and were served their put. */
+async function twoJoined(t: ReturnType<typeof setup>): Promise<[Conn, Conn]> {
+  const [x, y] = [new Conn(), new Conn()];
+  t.hub.join(x);
+  t.hub.join(y);
+  await settled();
+  return [x, y];
+}
+
 describe('FleetHub', () => {
   it('gives a joiner one full put of the fleet, and joiners of the same turn share one read', async () => {
     const t = setup([relay('a', 1), relay('b', 2), relay('c', 1, { fleet: 'other' })]);
-    const [x, y] = [new Conn(), new Conn()];
-    t.hub.join(x);
-    t.hub.join(y);
-    await settled();
+    const [x, y] = await twoJoined(t);
     expect(t.reads.fleet).toBe(1);
     for (const c of [x, y]) {
       expect(c.frames.map((f) => f.event)).toEqual(['put']);
@@ -110,10 +116,7 @@ describe('FleetHub', () => {
 
   it('sends a newer version as one patch to every connection, never a version already sent', async () => {
     const t = setup([relay('a', 3)]);
-    const [x, y] = [new Conn(), new Conn()];
-    t.hub.join(x);
-    t.hub.join(y);
-    await settled();
+    const [x, y] = await twoJoined(t);
     t.offer(relay('a', 3));
     t.offer(relay('a', 2));
     await settled();
@@ -213,10 +216,7 @@ describe('FleetHub', () => {
 
   it('tells its owner when its last connection leaves', async () => {
     const t = setup([relay('a', 1)]);
-    const [x, y] = [new Conn(), new Conn()];
-    t.hub.join(x);
-    t.hub.join(y);
-    await settled();
+    const [x, y] = await twoJoined(t);
     t.hub.leave(x);
     expect(t.empty()).toBe(0);
     t.hub.leave(y);

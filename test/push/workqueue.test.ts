@@ -21,6 +21,12 @@ function gated() {
   return { calls, process, finish };
 }
 
+/** A queue of `concurrency` workers whose runs the test finishes one by one. */
+function gatedQueue(concurrency: number) {
+  const g = gated();
+  return { g, q: new WorkQueue(concurrency, g.process, () => {}) };
+}
+
 describe('WorkQueue', () => {
   it('refuses a concurrency that is not a positive integer', () => {
     for (const c of [0, -1, 1.5, Number.NaN]) {
@@ -36,8 +42,7 @@ describe('WorkQueue', () => {
   });
 
   it('queues a key at most once while it waits', async () => {
-    const g = gated();
-    const q = new WorkQueue(1, g.process, () => {});
+    const { g, q } = gatedQueue(1);
     q.add('a');
     q.add('b');
     q.add('b');
@@ -50,8 +55,7 @@ describe('WorkQueue', () => {
   });
 
   it('never processes one key twice at once; an add during processing runs it once more after', async () => {
-    const g = gated();
-    const q = new WorkQueue(4, g.process, () => {});
+    const { g, q } = gatedQueue(4);
     q.add('a');
     q.add('a'); // in flight: marks dirty
     q.add('a'); // coalesces with the first dirty mark
@@ -65,8 +69,7 @@ describe('WorkQueue', () => {
   });
 
   it('processes at most `concurrency` keys at a time, in arrival order', async () => {
-    const g = gated();
-    const q = new WorkQueue(2, g.process, () => {});
+    const { g, q } = gatedQueue(2);
     for (const k of ['a', 'b', 'c', 'd']) q.add(k);
     expect(g.calls).toEqual(['a', 'b']);
     expect(q.inFlight).toBe(2);
@@ -97,8 +100,7 @@ describe('WorkQueue', () => {
   });
 
   it('drain drops waiting and dirty keys, waits for in-flight work and takes nothing after', async () => {
-    const g = gated();
-    const q = new WorkQueue(1, g.process, () => {});
+    const { g, q } = gatedQueue(1);
     q.add('a');
     q.add('b');
     q.add('a'); // dirty

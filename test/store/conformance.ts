@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ActivityDraft } from '../../src/domain/activity.js';
 import { generateSecretKey } from '../../src/domain/keys.js';
+import { type LiveState, UNKNOWN_LIVE } from '../../src/domain/live.js';
 import type { Relay } from '../../src/domain/relay.js';
 import type { Target } from '../../src/domain/target.js';
 import {
@@ -226,6 +227,77 @@ export function storeConformance(
         { fleet: 'default', status: 'synced', inactive: true, deleted: false, n: 1, oldestChangeAt: 1000 },
         { fleet: 'east', status: 'pending', inactive: false, deleted: false, n: 2, oldestChangeAt: 3000 },
         { fleet: 'east', status: 'synced', inactive: false, deleted: false, n: 1, oldestChangeAt: 1000 },
+      ]);
+    });
+
+    it('keeps live verification state: round-trips it, lists, counts and picks relays to verify by it', async () => {
+      const live = (status: LiveState['status'], over: Partial<LiveState> = {}): LiveState => ({
+        ...UNKNOWN_LIVE,
+        status,
+        checkedAt: 2000,
+        since: 1500,
+        ...over,
+      });
+      const inactive = relay('d');
+      const rows: Relay[] = [
+        relay('a', { live: live('live') }),
+        relay('b', {
+          live: live('stale', {
+            error: 'served document differs: name',
+            diff: { name: { want: 'New', got: 'Old' } },
+            repairs: 1,
+            nextRepairAt: 9000,
+          }),
+        }),
+        relay('c'),
+        relay('d', { config: { ...inactive.config, inactive: true }, live: live('unexpected') }),
+        relay('e', { deletedAt: 1000, live: live('not_served') }),
+        relay('f', { deletedAt: 5000, live: live('not_served') }),
+        relay('g', { deletedAt: 1000, live: live('unexpected') }),
+      ];
+      for (const r of rows)
+        await store.commit({ relays: [{ kind: 'insert', relay: r }], activities: [act(r.id)] });
+      expect(await store.getRelay('b')).toEqual(rows[1]);
+      expect((await store.getRelay('c'))?.live).toEqual(UNKNOWN_LIVE);
+
+      // A check that changes the status writes the row and its activity together.
+      const before = (await store.getRelay('a'))!;
+      const after: Relay = {
+        ...before,
+        rev: before.rev + 1,
+        live: live('not_served', { error: 'HTTP 404' }),
+      };
+      await store.commit({
+        relays: [{ kind: 'update', relay: after, previous: before }],
+        activities: [act('a', 'observe_relay')],
+      });
+      expect((await store.getRelay('a'))?.live).toEqual(after.live);
+      // One that does not writes the row only.
+      const checked: Relay = { ...after, rev: after.rev + 1, live: { ...after.live, checkedAt: 3000 } };
+      expect(
+        await store.commit({ relays: [{ kind: 'update', relay: checked, previous: after }], activities: [] }),
+      ).toEqual([]);
+      expect((await store.getRelay('a'))?.live.checkedAt).toBe(3000);
+
+      expect((await store.listRelays({ live: 'stale', limit: 10 })).map((r) => r.id)).toEqual(['b']);
+      expect(
+        (await store.listRelays({ live: 'unexpected', includeDeleted: true, limit: 10 })).map((r) => r.id),
+      ).toEqual(['d', 'g']);
+
+      const ids = async (deletedSince: number, after?: string, limit = 10) =>
+        (await store.relaysToVerify({ deletedSince, limit, ...(after ? { after } : {}) })).map((r) => r.id);
+      expect(await ids(4000)).toEqual(['a', 'b', 'c', 'd', 'f', 'g']);
+      expect(await ids(6000)).toEqual(['a', 'b', 'c', 'd', 'g']);
+      expect(await ids(4000, 'b', 2)).toEqual(['c', 'd']);
+
+      const counts = await store.liveCounts();
+      const key = (c: (typeof counts)[number]) => `${c.status}/${c.inactive}/${c.deleted}`;
+      expect(counts.sort((x, y) => key(x).localeCompare(key(y)))).toEqual([
+        { status: 'not_served', inactive: false, deleted: false, n: 1 },
+        { status: 'stale', inactive: false, deleted: false, n: 1 },
+        { status: 'unexpected', inactive: false, deleted: true, n: 1 },
+        { status: 'unexpected', inactive: true, deleted: false, n: 1 },
+        { status: 'unknown', inactive: false, deleted: false, n: 1 },
       ]);
     });
 

@@ -79,9 +79,7 @@ async function statementsOf<T>(work: () => Promise<T>): Promise<{ result: T; sta
 
 describe.skipIf(!postgresUrl)('PostgreSQL single-relay update commit (one statement)', () => {
   it('commits the relay and its activities atomically in one statement and returns them', async () => {
-    const {
-      stores: [store],
-    } = await schemaWithStores(1);
+    const [store] = (await schemaWithStores(1)).stores;
     const r = relay('a');
     await store!.commit({ relays: [{ kind: 'insert', relay: r }], activities: [act('a', 'create_relay')] });
     const fence: Fence = { lease: 'worker', epoch: await store!.newLeaseEpoch('worker') };
@@ -120,9 +118,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL single-relay update commit (one statem
   });
 
   it('keeps the explicit transaction for inserts, several relays and fleet states', async () => {
-    const {
-      stores: [store],
-    } = await schemaWithStores(1);
+    const [store] = (await schemaWithStores(1)).stores;
     const [a, b] = [relay('a'), relay('b')];
     const fleetState = {
       record: {
@@ -190,10 +186,24 @@ describe.skipIf(!postgresUrl)('PostgreSQL single-relay update commit (one statem
     };
   }
 
+  /**
+   * A refused commit left `relay` as it was and the log at `lastId`, and notified nothing (the
+   * listener hears only the marker of `settle`).
+   */
+  async function expectNothingWritten(
+    store: PostgresStore,
+    listener: Awaited<ReturnType<typeof listening>>,
+    relay: Relay,
+    lastId: number,
+  ) {
+    expect(await store.getRelay(relay.id)).toEqual(relay);
+    expect(await store.lastActivityId()).toBe(lastId);
+    await listener.settle();
+    expect(listener.received).toEqual([store.instanceId]);
+  }
+
   it('a stale rev writes nothing: no activity, no notification, the row unchanged', async () => {
-    const {
-      stores: [store],
-    } = await schemaWithStores(1);
+    const [store] = (await schemaWithStores(1)).stores;
     const r = relay('a');
     await store!.commit({ relays: [{ kind: 'insert', relay: r }], activities: [act('a', 'create_relay')] });
     const current = bump(r);
@@ -208,16 +218,11 @@ describe.skipIf(!postgresUrl)('PostgreSQL single-relay update commit (one statem
       .catch((e) => e);
     expect(err).toBeInstanceOf(StaleWriteError);
     expect(err).toMatchObject({ relayId: 'a' });
-    expect(await store!.getRelay('a')).toEqual(current);
-    expect(await store!.lastActivityId()).toBe(2);
-    await listener.settle();
-    expect(listener.received).toEqual([store!.instanceId]);
+    await expectNothingWritten(store!, listener, current, 2);
   });
 
   it('a superseded or unknown fence writes nothing, even when the rev is also stale', async () => {
-    const {
-      stores: [store],
-    } = await schemaWithStores(1);
+    const [store] = (await schemaWithStores(1)).stores;
     const r = relay('a');
     await store!.commit({ relays: [{ kind: 'insert', relay: r }], activities: [act('a', 'create_relay')] });
     const old: Fence = { lease: 'worker', epoch: await store!.newLeaseEpoch('worker') };
@@ -235,16 +240,11 @@ describe.skipIf(!postgresUrl)('PostgreSQL single-relay update commit (one statem
       expect(err).toBeInstanceOf(FencedError);
       expect(err).toMatchObject(fence);
     }
-    expect(await store!.getRelay('a')).toEqual(r);
-    expect(await store!.lastActivityId()).toBe(1);
-    await listener.settle();
-    expect(listener.received).toEqual([store!.instanceId]);
+    await expectNothingWritten(store!, listener, r, 1);
   });
 
   it('maps a host conflict to StoreConflictError and writes nothing', async () => {
-    const {
-      stores: [store],
-    } = await schemaWithStores(1);
+    const [store] = (await schemaWithStores(1)).stores;
     const a = relay('a');
     const b = relay('b');
     await store!.commit({
@@ -261,10 +261,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL single-relay update commit (one statem
       .catch((e) => e);
     expect(err).toBeInstanceOf(StoreConflictError);
     expect(err).toMatchObject({ field: 'host', value: a.config.host });
-    expect(await store!.getRelay('b')).toEqual(b);
-    expect(await store!.lastActivityId()).toBe(2);
-    await listener.settle();
-    expect(listener.received).toEqual([store!.instanceId]);
+    await expectNothingWritten(store!, listener, b, 2);
     // Nothing is left locked: the next write of the same relay goes through.
     await store!.commit({
       relays: [{ kind: 'update', relay: bump(b), previous: b }],

@@ -171,7 +171,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
           await c.query(m.sql);
           await c.query('INSERT INTO schema_migrations VALUES ($1, $2, 0)', [m.version, m.name]);
         }
-        const cols = RELAY_COLUMNS.filter((col) => col !== 'created_version');
+        const cols = RELAY_COLUMNS.filter((col) => col !== 'created_version' && !col.startsWith('live_'));
         const insert = `INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`)})`;
         for (const [id, owner, version] of MIGRATION_6_RELAYS) {
           const row = toRow(relayRecord(id, pubkey, { owner, version }), (b) => b);

@@ -39,12 +39,9 @@ describe('SQLite adapter', () => {
   });
 
   it("migration 4 chains an existing database's history per relay and drops the index", async () => {
-    const dir = tempDir();
-    const file = join(dir.path, 'bosun.db');
     // A database as bosun left it at migration 3, with relays a and b and history a, b, a, a.
-    const db = migratedTo(file, 3);
+    const { dir, file, db, insertRelay } = databaseAt(3);
     const { pubkey } = keypair();
-    const insertRelay = relayInserter(db, 3);
     for (const id of ['a', 'b', 'c']) insertRelay(relayRecord(id, pubkey));
     const insertActivity = db.prepare(
       "INSERT INTO activities (type, relay_id, actor, payload, created_at) VALUES ('update_relay', ?, 't', '{}', 1)",
@@ -81,11 +78,8 @@ describe('SQLite adapter', () => {
   });
 
   it("migration 6 records each activity's owner and each relay's first version", async () => {
-    const dir = tempDir();
-    const file = join(dir.path, 'bosun.db');
-    const db = migratedTo(file, 5);
+    const { dir, file, db, insertRelay } = databaseAt(5);
     const { pubkey } = keypair();
-    const insertRelay = relayInserter(db, 5);
     for (const [id, owner, version] of MIGRATION_6_RELAYS)
       insertRelay(relayRecord(id, pubkey, { owner, version }));
     const insertActivity = db.prepare(
@@ -119,6 +113,14 @@ describe('SQLite adapter', () => {
 });
 
 /** A database file as bosun left it at `version` of the migrations. */
+/** A database file as bosun left it at migration `version`, and an inserter of relay rows as they were then. */
+function databaseAt(version: number) {
+  const dir = tempDir();
+  const file = join(dir.path, 'bosun.db');
+  const db = migratedTo(file, version);
+  return { dir, file, db, insertRelay: relayInserter(db, version) };
+}
+
 function migratedTo(file: string, version: number): Database.Database {
   const db = new Database(file);
   db.exec(
@@ -133,7 +135,9 @@ function migratedTo(file: string, version: number): Database.Database {
 
 /** Inserts relays into a database left at an older migration: only the columns it had then. */
 function relayInserter(db: Database.Database, version: number): (relay: Relay) => void {
-  const cols = RELAY_COLUMNS.filter((c) => version >= 6 || c !== 'created_version');
+  const cols = RELAY_COLUMNS.filter(
+    (c) => (version >= 6 || c !== 'created_version') && (version >= 8 || !c.startsWith('live_')),
+  );
   const insert = db.prepare(`INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`)})`);
   return (relay) => {
     const row = toRow(relay, (b) => (b ? 1 : 0));

@@ -101,6 +101,8 @@ export async function startServer(
     BOSUN_ADMIN_TOKEN: ADMIN_TOKEN,
     // Tests that count zooid requests don't want the health probe's; chore tests turn it on.
     BOSUN_CHORE_TARGET_HEALTH_ENABLED: 'false',
+    // Nor live checks (reads of https://<host>/, observe_relay activities); live tests turn them on.
+    BOSUN_VERIFY_INTERVAL_MS: '0',
     ...opts.env,
   });
   const { logger, lines } = captureLogger();

@@ -1,7 +1,12 @@
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
 import { createNip98Signer } from '../../src/nostr/nip98.js';
 import { ZooidClient } from '../../src/push/zooid/client.js';
-import { startZooidEmulator, type ZooidEmulator, type ZooidFaults } from '../../src/push/zooid/emulator.js';
+import {
+  startZooidEmulator,
+  type ZooidEmulator,
+  type ZooidFaults,
+  type ZooidServingOptions,
+} from '../../src/push/zooid/emulator.js';
 import type { FakeClock } from './clock.js';
 import { startServer, type TestServer } from './env.js';
 
@@ -22,7 +27,16 @@ export interface Planet {
 }
 
 export async function startPlanet(
-  opts: { clock?: FakeClock; env?: Record<string, string>; faults?: ZooidFaults; dir?: string } = {},
+  opts: {
+    clock?: FakeClock;
+    env?: Record<string, string>;
+    faults?: ZooidFaults;
+    dir?: string;
+    /** What relay hosts serve (live verification's knobs). */
+    serving?: ZooidServingOptions;
+    /** Live verification on, reading relays back at the emulator's address. */
+    verify?: { graceMs: number };
+  } = {},
 ): Promise<Planet> {
   const key = generateSecretKey();
   const bosunPubkey = publicKeyOf(key);
@@ -30,6 +44,7 @@ export async function startPlanet(
     whitelist: [bosunPubkey],
     ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.faults ? { faults: opts.faults } : {}),
+    ...opts.serving,
   });
   const slow: Record<string, string> = {};
   for (const chore of [
@@ -49,6 +64,13 @@ export async function startPlanet(
       BOSUN_SECRET_KEY: key,
       BOSUN_CHORE_TARGET_HEALTH_ENABLED: 'true',
       ...slow,
+      ...(opts.verify
+        ? {
+            BOSUN_VERIFY_URL: zooid.url,
+            BOSUN_VERIFY_INTERVAL_MS: '300000',
+            BOSUN_VERIFY_GRACE_MS: String(opts.verify.graceMs),
+          }
+        : {}),
       ...opts.env,
     },
     ...(opts.clock ? { clock: opts.clock } : {}),

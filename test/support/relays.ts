@@ -1,4 +1,5 @@
 import { generateSecretKey } from '../../src/domain/keys.js';
+import { UNKNOWN_LIVE } from '../../src/domain/live.js';
 import { createRelaySchema, type Relay, type RelayConfig } from '../../src/domain/relay.js';
 import { apiFetch } from './env.js';
 
@@ -43,6 +44,7 @@ export function relayRecord(id: string, pubkey: string, over: Partial<Relay> = {
       ackedSecret: null,
     },
     expiring: [],
+    live: UNKNOWN_LIVE,
     ...over,
   };
 }

@@ -27,7 +27,8 @@ export function spawnBosun(
       ? [process.execPath, BIN, ...args]
       : ['/bin/sh', '-c', `umask ${opts.umask.toString(8)}; exec "$@"`, 'sh', process.execPath, BIN, ...args];
   const child = spawn(command[0]!, command.slice(1), {
-    env: { ...process.env, BOSUN_LOG_LEVEL: 'info', ...env },
+    // Live verification off unless a test asks (it would read https://<host>/ of test relays).
+    env: { ...process.env, BOSUN_LOG_LEVEL: 'info', BOSUN_VERIFY_INTERVAL_MS: '0', ...env },
     cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,5 +1,6 @@
 import { type ActivityView, SYNC_TYPES, viewActivity } from '../../domain/activity.js';
 import type { Clock } from '../../domain/clock.js';
+import type { LiveStatus } from '../../domain/live.js';
 import type { Principal } from '../../domain/principal.js';
 import { type Relay, type RelayView, type SyncStatus, viewRelay } from '../../domain/relay.js';
 import { zooidBody } from '../../push/zooid/body.js';
@@ -22,6 +23,20 @@ export class DashboardData {
     const { byStatus: counts, inactive } = await this.query.relayTally(principal);
     const total = counts.pending + counts.synced + counts.retrying + counts.failed;
     return { ...counts, total, active: total - inactive, inactive };
+  }
+
+  /**
+   * Relays by live status: one grouped count for an admin (deleted relays only while still served),
+   * the caller's own live relays otherwise.
+   */
+  liveCounts(principal: Principal): Promise<Record<LiveStatus, number>> {
+    return this.query.liveTally(principal);
+  }
+
+  /** Relays that are not live when they should be (or served when they should not), worst first. */
+  async notLive(principal: Principal, limit: number): Promise<RelayView[]> {
+    const relays = await this.query.liveProblems(principal, limit);
+    return relays.slice(0, limit).map(viewRelay);
   }
 
   /** Failed relays first (they wait for an operator), then retrying ones by their next attempt. */

@@ -141,16 +141,22 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       tag,
       access: 'caller',
       summary:
-        'Caller, counts by status (active / inactive), failing relays (≤ 200), targets and agents (admin)',
+        'Caller, counts by sync status (active / inactive) and by live status, failing and not-live relays (≤ 200 each), targets and agents (admin)',
       responses: { 200: { description: 'the overview' } },
     },
     async (request) => {
       const principal = principalOf(request);
-      const [counts, failing] = await Promise.all([data.counts(principal), data.failing(principal, 200)]);
+      const [counts, failing, live, notLive] = await Promise.all([
+        data.counts(principal),
+        data.failing(principal, 200),
+        data.liveCounts(principal),
+        data.notLive(principal, 200),
+      ]);
       return {
         principal: whoami(principal),
         counts,
         failing,
+        live: { counts: live, not_live: notLive },
         // Infrastructure is the operator's business: tenants see only their relays.
         fleet:
           principal.role === 'admin'

@@ -5,10 +5,11 @@ import type { TokenWatch } from '../../auth/token-watch.js';
 import { type Credential, credentialKey } from '../../auth/tokens.js';
 import { viewActivity } from '../../domain/activity.js';
 import { CoalescedRun } from '../../domain/coalesced-run.js';
-import { BosunError, type ErrorCode } from '../../domain/errors.js';
+import type { ErrorCode } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
 import type { Notifier } from '../../notifier.js';
 import type { Query } from '../../query.js';
+import { refuseForNow } from '../errors.js';
 
 export interface ActivityStreamOptions {
   /** A comment line every so often keeps proxies from closing an idle stream; also polls the log. */
@@ -202,10 +203,6 @@ export class ActivityStreams {
   }
 
   private refuse(reply: FastifyReply, code: ErrorCode, message: string): FastifyReply {
-    const err = new BosunError(code, message);
-    return reply
-      .status(err.status)
-      .header('retry-after', String(this.opts.retryAfterSeconds))
-      .send(err.toJSON());
+    return refuseForNow(reply, code, message, this.opts.retryAfterSeconds);
   }
 }

@@ -7,6 +7,8 @@ import type {
 } from 'fastify';
 import type { z } from 'zod';
 import { parseOrThrow } from '../../domain/relay.js';
+import { requireAdmin } from '../auth.js';
+import { principalOf } from './params.js';
 
 /**
  * Who may call a route: `public` (no credentials), `caller` (any token, or NIP-98 for a registered
@@ -83,6 +85,8 @@ export function defineRoute<Q extends z.ZodType = z.ZodType, B extends z.ZodType
     url: def.url,
     config: { access: def.access },
     handler: async (request, reply) => {
+      // The auth hook has resolved the caller; an admin route refuses anyone else before reading input.
+      if (def.access === 'admin') requireAdmin(principalOf(request));
       const query = def.query ? parseOrThrow(def.query, request.query ?? {}) : undefined;
       const body =
         def.body?.parsedBy === 'route' ? parseOrThrow(def.body.schema, request.body ?? {}) : request.body;

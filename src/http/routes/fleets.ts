@@ -9,7 +9,6 @@ import {
 import { checkFleetName, fleetNameSchema } from '../../domain/relay.js';
 import { fleetTargetBodySchema, fleetTargetName, fleetTargetOf } from '../../domain/target.js';
 import { fleetStateHistory } from '../../fleet/states.js';
-import { requireAdmin } from '../auth.js';
 import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
 import { principalOf } from './params.js';
@@ -96,8 +95,7 @@ export function registerFleetRoutes(app: FastifyInstance, { command, store }: Ap
       summary: 'Fleets (with relays or a target set): their target and live relays by sync status',
       responses: { 200: { description: '`{"fleets": [{"name", "target", "relays"}]}`' } },
     },
-    async (request) => {
-      requireAdmin(principalOf(request));
+    async () => {
       return { fleets: await fleetSummaries(store) };
     },
   );
@@ -116,7 +114,6 @@ export function registerFleetRoutes(app: FastifyInstance, { command, store }: Ap
     },
     async (request, _reply, { body }) => {
       const principal = principalOf(request);
-      requireAdmin(principal);
       const fleet = nameParam(request);
       const record = await command.setFleetTarget(principal, fleet, fleetTargetOf(body.target));
       return { name: record.name, target: fleetTargetName(record.target) };

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify';
-import { setRelayGauges } from '../../metrics.js';
+import { setLiveGauges, setRelayGauges } from '../../metrics.js';
 import { VERSION } from '../../version.js';
 import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
@@ -60,7 +60,9 @@ export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void 
       responses: { 200: { description: 'Prometheus text', contentType: 'text/plain; version=0.0.4' } },
     },
     async (_request, reply) => {
-      setRelayGauges(deps.metrics, await deps.store.relayCounts(), deps.clock.now());
+      const [counts, live] = await Promise.all([deps.store.relayCounts(), deps.store.liveCounts()]);
+      setRelayGauges(deps.metrics, counts, deps.clock.now());
+      setLiveGauges(deps.metrics, live);
       deps.metrics.agentsConnected.set(deps.streams?.stats().streams ?? 0);
       return reply
         .header('content-type', deps.metrics.registry.contentType)

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
+import { LIVE_STATUSES } from '../../domain/live.js';
 import { createRelaySchema, type Relay, updatedDocumentSchema, viewRelay } from '../../domain/relay.js';
 import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
@@ -9,6 +10,7 @@ const listQuery = z.strictObject({
   owner: z.string().max(128).optional(),
   fleet: z.string().max(64).optional(),
   status: z.enum(['pending', 'synced', 'retrying', 'failed']).optional(),
+  live: z.enum(LIVE_STATUSES).optional(),
   inactive: z
     .enum(['true', 'false'])
     .transform((v) => v === 'true')
@@ -29,7 +31,53 @@ const rotateBody = z.strictObject({
 });
 
 const relayId = { id: z.string().describe('relay id') };
-const relay = (description: string) => ({ description });
+
+const isoTime = z.string().describe('ISO 8601 time');
+const liveField = z.object({ want: z.string(), got: z.string() });
+/** A relay as every relay answer shows it (viewRelay): documentation of the response only. */
+const relayViewSchema = z.object({
+  id: z.string(),
+  owner: z.string(),
+  fleet: z.string(),
+  version: z.number().int().describe('counts the changes zooid and agents see'),
+  deleted: z.boolean(),
+  config: z
+    .record(z.string(), z.unknown())
+    .describe('the zooid relay config without `secret`; `livekit.api_secret` shown as `api_secret_set`'),
+  created_at: isoTime,
+  updated_at: isoTime,
+  sync: z
+    .object({
+      status: z.enum(['pending', 'synced', 'retrying', 'failed']),
+      error: z.string(),
+      attempts: z.number().int(),
+      next_attempt_at: isoTime.nullable(),
+      synced_version: z.number().int(),
+      last_synced_at: isoTime.nullable(),
+    })
+    .describe('whether zooid accepted the config (push sync)'),
+  live: z
+    .object({
+      status: z
+        .enum(LIVE_STATUSES)
+        .describe(
+          '`live` served as recorded; `stale` served but differs (see `diff`); `not_served` not served (for an inactive or deleted relay: as wanted); `unexpected` an inactive or deleted relay is still served; `wrong_identity` served under another key than the stored secret; `unknown` never checked or verification off',
+        ),
+      checked_at: isoTime.nullable(),
+      error: z.string().describe('why it is not live, at most 120 characters'),
+      diff: z
+        .object({ name: liveField, description: liveField, icon: liveField, pubkey: liveField })
+        .partial()
+        .optional()
+        .describe('only when stale: per field, the recorded value and the served one'),
+    })
+    .describe("what zooid really serves, read back from the relay's NIP-11 document"),
+  expiring: z
+    .array(z.object({ name: z.string(), fingerprint: z.string(), expires_at: isoTime }))
+    .optional()
+    .describe('rotated credentials in their grace period (fingerprints, never values)'),
+});
+const relay = (description: string) => ({ description, schema: relayViewSchema });
 
 export function registerRelayRoutes(app: FastifyInstance, { command, query }: AppDeps): void {
   const view = (r: Relay) => viewRelay(r);
@@ -62,7 +110,12 @@ export function registerRelayRoutes(app: FastifyInstance, { command, query }: Ap
       access: 'caller',
       summary: 'List relays, keyset-paginated by id (`next` → `after`)',
       query: listQuery,
-      responses: { 200: { description: '`{"relays": [...], "next": "<id>" | null}`' } },
+      responses: {
+        200: {
+          description: 'a page of relays; `next` is the `after` of the next page (null: the last)',
+          schema: z.object({ relays: z.array(relayViewSchema), next: z.string().nullable() }),
+        },
+      },
     },
     async (request, _reply, { query: q }) => {
       const page = await query.listRelays(principalOf(request), q);

@@ -13,7 +13,6 @@ import {
   viewTarget,
 } from '../../domain/target.js';
 import type { RelayCount, Store } from '../../store/port.js';
-import { requireAdmin } from '../auth.js';
 import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
 import { principalOf } from './params.js';
@@ -103,7 +102,6 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      requireAdmin(principal);
       const target = await command.createTarget(principal, request.body, {
         defaultKey: defaultPubkey !== null,
       });
@@ -122,8 +120,7 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
         'zooid targets: `default` (ZOOID_API_URL) with its last health probe, then the registered ones',
       responses: { 200: { description: '`{"targets": [...]}`' } },
     },
-    async (request) => {
-      requireAdmin(principalOf(request));
+    async () => {
       const first = defaultView();
       return { targets: [...(first ? [first] : []), ...(await store.listTargets()).map(view)] };
     },
@@ -142,7 +139,6 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
       errors: [404],
     },
     async (request) => {
-      requireAdmin(principalOf(request));
       const wanted = targetName(request);
       const shown =
         wanted === DEFAULT_TARGET
@@ -171,7 +167,6 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
     },
     async (request) => {
       const principal = principalOf(request);
-      requireAdmin(principal);
       return view(
         await command.updateTarget(principal, targetName(request), request.body, {
           defaultKey: defaultPubkey !== null,
@@ -194,7 +189,6 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
     },
     async (request, reply) => {
       const principal = principalOf(request);
-      requireAdmin(principal);
       await command.deleteTarget(principal, targetName(request));
       return reply.status(204).send();
     },

@@ -24,6 +24,7 @@ import {
   isValidRelayId,
   isValidVersion,
   PATCH_EVENT,
+  type Parsed,
   PUT_EVENT,
   parseDelete,
   parsePatch,
@@ -523,16 +524,32 @@ export class StreamManager {
     return undefined;
   }
 
-  private async onPatch(data: string, conn: Connection): Promise<ConnectionEnd | undefined> {
-    const parsed = parsePatch(data);
-    if (!parsed.ok) return this.malformed(PATCH_EVENT, parsed.reason);
-    if (!conn.sawPut) return this.malformed(PATCH_EVENT, 'before the first put');
+  /**
+   * What a patch or delete frame is about, once it is well-formed, follows the first put and names
+   * `relays/<id>` with an id `accept`s. A ConnectionEnd restarts the stream; null ignores the frame.
+   */
+  private frameOf<T extends { path: string }>(
+    event: string,
+    parsed: Parsed<T>,
+    conn: Connection,
+    accept: (id: string) => boolean,
+  ): { id: string; value: T } | ConnectionEnd | null {
+    if (!parsed.ok) return this.malformed(event, parsed.reason);
+    if (!conn.sawPut) return this.malformed(event, 'before the first put');
     const id = relayIdFromPath(parsed.value.path);
-    if (id === undefined) {
-      this.log.debug({}, 'autoconfig: patch path not relays/<id>; ignored');
-      return undefined;
+    if (id === undefined || !accept(id)) {
+      this.log.debug({}, `autoconfig: ${event} path not relays/<id>; ignored`);
+      return null;
     }
-    const rep = validateRelayRep(parsed.value.data, id);
+    return { id, value: parsed.value };
+  }
+
+  private async onPatch(data: string, conn: Connection): Promise<ConnectionEnd | undefined> {
+    // Any id: a bad one is refused below, with its reason.
+    const frame = this.frameOf(PATCH_EVENT, parsePatch(data), conn, () => true);
+    if (frame === null || 'kind' in frame) return frame ?? undefined;
+    const { id, value } = frame;
+    const rep = validateRelayRep(value.data, id);
     if (!rep.ok) {
       this.invalid(id, rep.reason);
       return { kind: 'failure', failure: new StreamFailure('refused', 'refused patch') };
@@ -542,15 +559,10 @@ export class StreamManager {
   }
 
   private async onDelete(data: string, conn: Connection): Promise<ConnectionEnd | undefined> {
-    const parsed = parseDelete(data);
-    if (!parsed.ok) return this.malformed(DELETE_EVENT, parsed.reason);
-    if (!conn.sawPut) return this.malformed(DELETE_EVENT, 'before the first put');
-    const id = relayIdFromPath(parsed.value.path);
-    if (id === undefined || !isValidRelayId(id)) {
-      this.log.debug({}, 'autoconfig: delete path not relays/<id>; ignored');
-      return undefined;
-    }
-    const { version } = parsed.value;
+    const frame = this.frameOf(DELETE_EVENT, parseDelete(data), conn, isValidRelayId);
+    if (frame === null || 'kind' in frame) return frame ?? undefined;
+    const { id } = frame;
+    const { version } = frame.value;
     const decision = decideDelete(this.state.get(id), version);
     if (decision === 'delete') {
       await this.call('deleteRelay', () => this.handler.deleteRelay(id, version));

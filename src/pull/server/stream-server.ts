@@ -26,6 +26,7 @@ import { CoalescedRun } from '../../domain/coalesced-run.js';
 import { BosunError, type ErrorCode } from '../../domain/errors.js';
 import { type Random, systemRandom } from '../../domain/random.js';
 import type { Relay } from '../../domain/relay.js';
+import { refuseForNow } from '../../http/errors.js';
 import { defineRoute } from '../../http/routes/define.js';
 import { principalOf } from '../../http/routes/params.js';
 import type { Service } from '../../lifecycle/group.js';
@@ -401,11 +402,7 @@ export class StreamServer {
   }
 
   private refuse(reply: FastifyReply, code: ErrorCode, message: string): FastifyReply {
-    const err = new BosunError(code, message);
-    return reply
-      .status(err.status)
-      .header('retry-after', String(this.options.retryAfterSeconds))
-      .send(err.toJSON());
+    return refuseForNow(reply, code, message, this.options.retryAfterSeconds);
   }
 
   private group(tokenId: string, fleet: string): TokenGroup {

@@ -162,4 +162,22 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       CREATE INDEX fleets_target ON fleets(target) WHERE target IS NOT NULL;
     `,
   },
+  {
+    version: 8,
+    name: 'live verification state',
+    sql: `
+      -- What zooid was last seen serving for each relay, read back over NIP-11 (live
+      -- verification): the status, when it was checked and since when the status holds, why it
+      -- is not live, the differing fields (JSON, only when stale), and the repair backoff.
+      ALTER TABLE relays ADD COLUMN live_status TEXT NOT NULL DEFAULT 'unknown';
+      ALTER TABLE relays ADD COLUMN live_checked_at BIGINT;
+      ALTER TABLE relays ADD COLUMN live_since BIGINT;
+      ALTER TABLE relays ADD COLUMN live_error TEXT NOT NULL DEFAULT '';
+      ALTER TABLE relays ADD COLUMN live_diff TEXT;
+      ALTER TABLE relays ADD COLUMN live_repairs INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE relays ADD COLUMN live_next_repair_at BIGINT;
+      -- The dashboard and the metrics look relays up by status; it changes rarely (not per check).
+      CREATE INDEX relays_live ON relays(live_status, id);
+    `,
+  },
 ];

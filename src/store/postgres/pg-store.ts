@@ -13,6 +13,7 @@ import {
   type FleetStateRecord,
   type FleetStateWrite,
   type FleetTargetWrite,
+  type LiveCount,
   leaseEpochKey,
   type RelayCount,
   type RelayFilter,
@@ -689,6 +690,7 @@ export class PostgresStore implements Store {
     if (filter.inactive !== undefined) {
       where.push(`COALESCE((config::jsonb->>'inactive')::boolean, false) = ${arg(filter.inactive)}`);
     }
+    if (filter.live !== undefined) where.push(`live_status = ${arg(filter.live)}`);
     if (filter.after !== undefined) where.push(`id > ${arg(filter.after)}`);
     //: ids sort by bytes, as in SQLite, whatever the database's collation.
     const sql = `SELECT * FROM relays ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ${arg(filter.limit)}`;
@@ -761,6 +763,26 @@ export class PostgresStore implements Store {
        FROM relays WHERE deleted_at IS NULL OR sync_status <> 'synced' GROUP BY 1, 2, 3, 4`,
     );
     return rows.map(({ oldest, ...r }) => ({ ...r, oldestChangeAt: oldest }));
+  }
+
+  async relaysToVerify(filter: { deletedSince: number; after?: string; limit: number }): Promise<Relay[]> {
+    const rows = await this.query<RelayRow>(
+      'bosun_relays_to_verify',
+      `SELECT * FROM relays
+       WHERE id > $1 AND (deleted_at IS NULL OR deleted_at >= $2 OR live_status = 'unexpected')
+       ORDER BY id LIMIT $3`,
+      [filter.after ?? '', filter.deletedSince, filter.limit],
+    );
+    return rows.map(fromRow);
+  }
+
+  async liveCounts(): Promise<LiveCount[]> {
+    return this.query<LiveCount>(
+      'bosun_live_counts',
+      `SELECT live_status AS status, COALESCE((config::jsonb->>'inactive')::boolean, false) AS inactive,
+              deleted_at IS NOT NULL AS deleted, COUNT(*) AS n
+       FROM relays WHERE deleted_at IS NULL OR live_status = 'unexpected' GROUP BY 1, 2, 3`,
+    );
   }
 
   async activitiesAfter(filter: ActivityFilter): Promise<Activity[]> {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Activity } from '../../domain/activity.js';
+import type { LiveStatus } from '../../domain/live.js';
 import type { Token } from '../../domain/principal.js';
 import type { Relay, SyncStatus } from '../../domain/relay.js';
 import type { FleetRecord, Target } from '../../domain/target.js';
@@ -15,6 +16,7 @@ import {
   type FleetStateRecord,
   type FleetStateWrite,
   type FleetTargetWrite,
+  type LiveCount,
   leaseEpochKey,
   type RelayCount,
   type RelayFilter,
@@ -112,6 +114,15 @@ function relayStatements(db: Database.Database) {
       `SELECT fleet, sync_status AS status, COALESCE(json_extract(config, '$.inactive'), 0) AS inactive,
             deleted_at IS NOT NULL AS deleted, COUNT(*) AS n, MIN(updated_at) AS oldest
      FROM relays WHERE deleted_at IS NULL OR sync_status <> 'synced' GROUP BY 1, 2, 3, 4`,
+    ),
+    toVerify: db.prepare(
+      `SELECT * FROM relays WHERE id > ? AND (deleted_at IS NULL OR deleted_at >= ? OR live_status = 'unexpected')
+       ORDER BY id LIMIT ?`,
+    ),
+    liveCounts: db.prepare(
+      `SELECT live_status AS status, COALESCE(json_extract(config, '$.inactive'), 0) AS inactive,
+              deleted_at IS NOT NULL AS deleted, COUNT(*) AS n
+       FROM relays WHERE deleted_at IS NULL OR live_status = 'unexpected' GROUP BY 1, 2, 3`,
     ),
   };
 }
@@ -511,6 +522,10 @@ export class SqliteStore implements Store {
       where.push("COALESCE(json_extract(config, '$.inactive'), 0) = ?");
       args.push(filter.inactive ? 1 : 0);
     }
+    if (filter.live !== undefined) {
+      where.push('live_status = ?');
+      args.push(filter.live);
+    }
     if (filter.after !== undefined) {
       where.push('id > ?');
       args.push(filter.after);
@@ -569,6 +584,21 @@ export class SqliteStore implements Store {
       deleted: r.deleted === 1,
       n: r.n,
       oldestChangeAt: r.oldest,
+    }));
+  }
+
+  async relaysToVerify(filter: { deletedSince: number; after?: string; limit: number }): Promise<Relay[]> {
+    const rows = this.stmts.toVerify.all(filter.after ?? '', filter.deletedSince, filter.limit) as RelayRow[];
+    return rows.map(fromRow);
+  }
+
+  async liveCounts(): Promise<LiveCount[]> {
+    type Row = { status: LiveStatus; inactive: number; deleted: number; n: number };
+    return (this.stmts.liveCounts.all() as Row[]).map((r) => ({
+      status: r.status,
+      inactive: r.inactive === 1,
+      deleted: r.deleted === 1,
+      n: r.n,
     }));
   }
 

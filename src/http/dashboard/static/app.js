@@ -6,6 +6,10 @@
   const TOKEN_KEY = 'bosun.token';
   const PAGE = 100;
   const STATUSES = ['synced', 'pending', 'retrying', 'failed'];
+  /** What zooid was last seen serving (README "Live status"). */
+  const LIVE_STATUSES = ['live', 'stale', 'not_served', 'unexpected', 'wrong_identity', 'unknown'];
+  /** Served under the wrong key, or served when it should not be: bosun never repairs these. */
+  const LOUD = ['wrong_identity', 'unexpected'];
 
   const state = {
     token: sessionStorage.getItem(TOKEN_KEY),
@@ -80,6 +84,10 @@
   const when = (iso) =>
     iso ? `<time datetime="${esc(iso)}" title="${esc(iso)}">${esc(ago(iso))}</time>` : '–';
   const badge = (status) => `<span class="badge s-${esc(status)}">${esc(status)}</span>`;
+  const liveBadge = (live) => {
+    const status = live?.status ?? 'unknown';
+    return `<span class="badge l-${esc(status)}" data-live="${esc(status)}" title="live: ${esc(status)}">${esc(status.replace('_', ' '))}</span>`;
+  };
   /** An inactive relay is kept by zooid but not served: say so wherever its status shows. */
   const inactiveBadge = (r) => (r.config.inactive ? ' <span class="badge inactive">inactive</span>' : '');
   const relayLink = (id) => `<a href="#/relay/${encodeURIComponent(id)}">${esc(id)}</a>`;
@@ -189,6 +197,9 @@
         <h1 class="sr-only">Fleet overview</h1>
         <section aria-labelledby="counts-title"><h2 id="counts-title" class="caption">Relays by sync status</h2>
           <div id="counts" class="cards"></div></section>
+        <section aria-labelledby="live-title"><h2 id="live-title" class="caption">Relays by live status (what zooid serves)</h2>
+          <p id="live-banner" class="banner" role="alert" hidden></p>
+          <div id="live-counts" class="cards"></div></section>
         <section class="panel chart">
           <h2>Sync attempts per minute, last hour</h2>
           <div id="chart" class="muted">loading…</div>
@@ -199,6 +210,10 @@
         <section class="panel">
           <h2>Failing relays <span id="failing-count" class="badge s-failed">0</span></h2>
           <div id="failing" class="scroll"></div>
+        </section>
+        <section class="panel">
+          <h2>Not live <span id="notlive-count" class="badge l-stale">0</span></h2>
+          <div id="notlive" class="scroll"></div>
         </section>
         <section class="panel">
           <div class="toolbar"><h2>Relays</h2><span class="spacer"></span>
@@ -282,7 +297,36 @@
             '',
           )}</tbody></table>${failingTotal > o.failing.length ? `<p class="muted">${failingTotal - o.failing.length} more: filter the relay list by status.</p>` : ''}`
       : '<p class="muted">No failing relays.</p>';
+    renderLive(o.live);
     renderFleet(o.fleet);
+  }
+
+  /** Live counts, a banner for what bosun never repairs, and the relays that are not live. */
+  function renderLive(live) {
+    if (!live || !byId('live-counts')) return;
+    byId('live-counts').innerHTML = LIVE_STATUSES.map(
+      (s) =>
+        `<div class="card l-${s}" data-live="${s}"><div class="n">${live.counts[s] ?? 0}</div><div class="l">${esc(s.replace('_', ' '))}</div></div>`,
+    ).join('');
+    const loud = LOUD.map((s) => [s, live.counts[s] ?? 0]).filter(([, n]) => n > 0);
+    const banner = byId('live-banner');
+    banner.hidden = loud.length === 0;
+    banner.textContent = loud.length
+      ? `${loud.map(([s, n]) => `${n} ${s.replace('_', ' ')}`).join(', ')}: zooid serves something bosun did not ask for. bosun does not repair this; see README "Live status".`
+      : '';
+    const rows = live.not_live;
+    byId('notlive-count').textContent = String(rows.length);
+    byId('notlive').innerHTML = rows.length
+      ? `<table class="stack"><thead><tr><th>relay</th><th>live</th><th>why</th><th>checked</th></tr></thead><tbody>${rows
+          .map(
+            (
+              r,
+            ) => `<tr data-relay="${esc(r.id)}">${td('relay', `${relayLink(r.id)}<div class="muted">${esc(r.config.host)}</div>`)}
+              ${td('live', liveBadge(r.live) + inactiveBadge(r) + (r.deleted ? ' <span class="badge inactive">deleted</span>' : ''))}
+              ${td('why', esc(r.live.error), 'err')}${td('checked', when(r.live.checked_at))}</tr>`,
+          )
+          .join('')}</tbody></table>`
+      : '<p class="muted">Every checked relay is served as recorded.</p>';
   }
 
   async function loadRelays() {
@@ -298,13 +342,13 @@
     byId('next-page').disabled = !page.next;
     byId('prev-page').disabled = state.relaysPages.length <= 1;
     el.innerHTML = page.relays.length
-      ? `<table class="stack"><thead><tr><th>relay</th><th>host</th><th>owner</th><th>fleet</th><th>version</th><th>status</th><th>last synced</th><th><span class="sr-only">action</span></th></tr></thead><tbody>${page.relays
+      ? `<table class="stack"><thead><tr><th>relay</th><th>host</th><th>owner</th><th>fleet</th><th>version</th><th>status</th><th>live</th><th>last synced</th><th><span class="sr-only">action</span></th></tr></thead><tbody>${page.relays
           .map(
             (
               r,
             ) => `<tr data-relay="${esc(r.id)}">${td('relay', relayLink(r.id))}${td('host', esc(r.config.host))}${td('owner', esc(r.owner))}
               ${td('fleet', esc(r.fleet))}${td('version', `${r.sync.synced_version}/${r.version}`)}${td('status', badge(r.sync.status) + inactiveBadge(r))}
-              ${td('last synced', when(r.sync.last_synced_at))}${td('', needsResync(r) ? resyncButton(r.id) : '', 'action')}</tr>`,
+              ${td('live', liveBadge(r.live))}${td('last synced', when(r.sync.last_synced_at))}${td('', needsResync(r) ? resyncButton(r.id) : '', 'action')}</tr>`,
           )
           .join('')}</tbody></table>`
       : '<p class="muted">No relays.</p>';
@@ -440,7 +484,21 @@
           <dt>attempts</dt><dd>${s.attempts}</dd>
           <dt>next retry</dt><dd>${s.status === 'failed' ? 'none: waits for a resync' : when(s.next_attempt_at)}</dd>
           <dt>error</dt><dd class="error">${esc(s.error) || '<span class="muted">none</span>'}</dd>
+          <dt>live</dt><dd>${liveBadge(r.live)} <span class="muted">checked ${when(r.live?.checked_at)}</span></dd>
+          <dt>live error</dt><dd class="error" id="live-error">${esc(r.live?.error) || '<span class="muted">none</span>'}</dd>
         </dl>
+        ${
+          r.live?.diff
+            ? `<table id="live-diff" class="diff"><thead><tr><th>field</th><th>recorded</th><th>served by zooid</th></tr></thead><tbody>${Object.entries(
+                r.live.diff,
+              )
+                .map(
+                  ([field, d]) =>
+                    `<tr><td class="mono">${esc(field)}</td><td class="current mono">${esc(JSON.stringify(d.want))}</td><td class="acked mono">${esc(JSON.stringify(d.got))}</td></tr>`,
+                )
+                .join('')}</tbody></table>`
+            : ''
+        }
       </section>
       <section class="panel"><h2>Last acknowledged config vs current</h2><div id="diff">${diff}</div></section>
       <section class="panel"><h2>Sync history</h2><div class="scroll">${
@@ -470,6 +528,8 @@
     if (a.type === 'fail_relay_sync')
       return `${p.error ?? ''} (attempt ${p.attempts ?? '?'}, ${p.status ?? ''})`;
     if (a.type === 'update_relay' && Array.isArray(p.fields)) return `changed ${p.fields.join(', ')}`;
+    if (a.type === 'observe_relay')
+      return `${p.from ?? '?'} → ${p.to ?? '?'}${p.error ? `: ${p.error}` : ''}`;
     return '';
   }
 

@@ -1,0 +1,291 @@
+import type { Logger } from 'pino';
+import type { Command } from '../command.js';
+import type { Clock, TimerHandle } from '../domain/clock.js';
+import { DEFAULT_REPAIR, type LiveStatus, REPAIRABLE, type RepairPolicy } from '../domain/live.js';
+import type { Relay } from '../domain/relay.js';
+import { Chore, type ChoreDefinition } from '../lifecycle/chore.js';
+import type { Store } from '../store/port.js';
+import { compareLive, expectationOf, type FetchOutcome } from './compare.js';
+
+/** One NIP-11 read (src/live/fetch.ts): GET `baseUrl` with `Host: host`, bounded in time and size. */
+export interface RelayInfoRequest {
+  baseUrl: string;
+  host: string;
+  timeoutMs: number;
+  maxBytes?: number;
+  signal?: AbortSignal;
+}
+export type FetchRelayInfo = (req: RelayInfoRequest) => Promise<FetchOutcome>;
+
+export interface VerifierOptions {
+  /** The workers' store and Command (fenced by the worker lease). */
+  store: Store;
+  command: Pick<Command, 'observeRelay'>;
+  fetchInfo: FetchRelayInfo;
+  clock: Clock;
+  logger: Logger;
+  /**
+   * The zooid instance's own HTTP address (BOSUN_VERIFY_URL): every relay is read there, its host
+   * sent in `Host`. Null: each relay at `https://<host>/`.
+   */
+  verifyUrl: string | null;
+  /** Per read. Default 5 s. */
+  timeoutMs?: number;
+  /** Reads in flight at once against the zooid instance. Default 8. */
+  concurrency?: number;
+  policy?: RepairPolicy;
+  /** After a sync, zooid reloads the file before it serves it: the check waits this long. Default 1 s. */
+  settleMs?: number;
+  /** A relay seen stale or not served is read again this soon, until it is repaired. Default 5 s. */
+  recheckMs?: number;
+  /** Re-asserts the relay in zooid with one full PUT (push sync's drift repair path). */
+  repair: (relayId: string) => void;
+  onCheck?: (e: { relayId: string; status: LiveStatus; durationMs: number }) => void;
+}
+
+/** Statuses bosun reports but never repairs: guessing which side is right would be worse. */
+const LOUD: ReadonlySet<LiveStatus> = new Set(['wrong_identity', 'unexpected']);
+
+/**
+ * Live verification: reads each relay's NIP-11 document back from zooid and records what is really
+ * served (docs/zooid-contract.md §5) through Command. Checks are asked for after each successful
+ * sync (`schedule`), by the periodic pass (LiveVerify), and again soon for a relay that is not
+ * live yet; one relay is checked at most once at a time, and at most `concurrency` at once.
+ * `stale` and `not_served` past the grace get a repair (nextLiveState), the others a warning.
+ */
+export class Verifier {
+  private readonly timers = new Map<string, { at: number; handle: TimerHandle }>();
+  private readonly queue: string[] = [];
+  private readonly queued = new Set<string>();
+  private readonly inFlight = new Set<string>();
+  /** Checks asked for while the relay's check was running: one more follows it. */
+  private readonly again = new Set<string>();
+  /** Relays warned about for their current status (unexpected, wrong_identity). */
+  private readonly warned = new Set<string>();
+  private running = false;
+  private abort = new AbortController();
+  private idleWaiters: (() => void)[] = [];
+  private readonly timeoutMs: number;
+  private readonly concurrency: number;
+  private readonly policy: RepairPolicy;
+  private readonly settleMs: number;
+  private readonly recheckMs: number;
+
+  constructor(private readonly o: VerifierOptions) {
+    this.timeoutMs = o.timeoutMs ?? 5000;
+    this.concurrency = o.concurrency ?? 8;
+    this.policy = o.policy ?? DEFAULT_REPAIR;
+    this.settleMs = o.settleMs ?? 1000;
+    this.recheckMs = o.recheckMs ?? 5000;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.abort = new AbortController();
+  }
+
+  /** Stops scheduling, aborts reads in flight and waits for them to finish. */
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const { handle } of this.timers.values()) this.o.clock.clearTimeout(handle);
+    this.timers.clear();
+    this.queue.length = 0;
+    this.queued.clear();
+    this.again.clear();
+    this.abort.abort(new Error('live verification stopped'));
+    await this.idle();
+  }
+
+  /** Checks the relay after `delayMs` (an earlier request for it wins). */
+  schedule(relayId: string, delayMs = 0): void {
+    if (!this.running) return;
+    const at = this.o.clock.now() + Math.max(0, delayMs);
+    const armed = this.timers.get(relayId);
+    if (armed && armed.at <= at) return;
+    if (armed) this.o.clock.clearTimeout(armed.handle);
+    const handle = this.o.clock.setTimeout(() => {
+      this.timers.delete(relayId);
+      this.enqueue(relayId);
+    }, delayMs);
+    this.timers.set(relayId, { at, handle });
+  }
+
+  /** After push sync acknowledged the relay: zooid reloads it, then it is read back. */
+  synced(relayId: string): void {
+    this.schedule(relayId, this.settleMs);
+  }
+
+  /** Checks spread evenly over `spanMs` (the periodic pass), so the fleet is not read all at once. */
+  spread(relayIds: readonly string[], spanMs: number): void {
+    const n = relayIds.length;
+    for (const [i, id] of relayIds.entries()) this.schedule(id, Math.floor((i * spanMs) / n));
+  }
+
+  /** Checks scheduled, queued or running (for tests and shutdown). */
+  get pending(): number {
+    return this.timers.size + this.queue.length + this.inFlight.size;
+  }
+
+  /** Resolves when nothing is queued or running (timers not yet due are not waited for). */
+  idle(): Promise<void> {
+    if (this.queue.length === 0 && this.inFlight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private enqueue(relayId: string): void {
+    if (!this.running) return;
+    if (this.inFlight.has(relayId)) {
+      this.again.add(relayId);
+      return;
+    }
+    if (this.queued.has(relayId)) return;
+    this.queued.add(relayId);
+    this.queue.push(relayId);
+    this.pump();
+  }
+
+  private pump(): void {
+    while (this.running && this.inFlight.size < this.concurrency && this.queue.length) {
+      const relayId = this.queue.shift()!;
+      this.queued.delete(relayId);
+      this.inFlight.add(relayId);
+      void this.check(relayId)
+        .catch((err) => this.o.logger.warn({ err, relayId }, 'live check failed'))
+        .finally(() => {
+          this.inFlight.delete(relayId);
+          if (this.again.delete(relayId)) this.enqueue(relayId);
+          this.pump();
+          if (this.queue.length === 0 && this.inFlight.size === 0) {
+            for (const wake of this.idleWaiters.splice(0)) wake();
+          }
+        });
+    }
+  }
+
+  /** Reads one relay back, records what was seen, and repairs or reports it. */
+  async check(relayId: string): Promise<LiveStatus | null> {
+    const relay = await this.o.store.getRelay(relayId);
+    if (!relay) return null;
+    const want = expectationOf(relay);
+    const host = relay.config.host;
+    const started = this.o.clock.now();
+    let got: FetchOutcome;
+    try {
+      got = await this.o.fetchInfo({
+        baseUrl: this.o.verifyUrl ?? `https://${host}/`,
+        host,
+        timeoutMs: this.timeoutMs,
+        signal: this.abort.signal,
+      });
+    } catch (err) {
+      got = { ok: false, error: err instanceof Error ? err.message : String(err) };
+    }
+    if (!this.running) return null;
+    const durationMs = this.o.clock.now() - started;
+    const observation = compareLive(want, got);
+    const canRepair = syncedNow(relay);
+    const result = await this.o.command.observeRelay(relayId, {
+      version: relay.version,
+      observation,
+      canRepair,
+      policy: this.policy,
+    });
+    // Changed while it was read: its sync checks it again.
+    if (!result) return null;
+    const { live } = result.relay;
+    this.o.onCheck?.({ relayId, status: live.status, durationMs });
+    if (result.previous.status !== live.status) this.warned.delete(relayId);
+    const fields = { relayId, host, version: relay.version, status: live.status, error: live.error };
+    if (result.repair) {
+      if (live.repairs > 1) {
+        this.o.logger.warn(
+          { ...fields, repairs: live.repairs, nextRepairAt: iso(live.nextRepairAt) },
+          'relay still not live after a repair; repairing again (backing off)',
+        );
+      } else {
+        this.o.logger.info(fields, 'relay not live past the grace period; repairing with a full PUT');
+      }
+      this.o.repair(relayId);
+    } else if (want.served && REPAIRABLE.has(live.status) && canRepair) {
+      // Soon while a slow reload may still clear it; after a repair, on the repair's backoff.
+      const untilRepair = (live.nextRepairAt ?? 0) - this.o.clock.now();
+      this.schedule(relayId, live.repairs === 0 ? this.recheckMs : Math.max(this.recheckMs, untilRepair));
+    } else if (LOUD.has(live.status) && !this.warned.has(relayId)) {
+      // Reported once it has lasted the grace (zooid may not have reloaded a change yet).
+      const lasted = this.o.clock.now() - (live.since ?? this.o.clock.now());
+      if (lasted >= this.policy.graceMs) {
+        this.warned.add(relayId);
+        this.o.logger.warn(
+          fields,
+          `relay is ${live.status}: bosun does not repair this; see README "Live status"`,
+        );
+      } else {
+        this.schedule(relayId, this.policy.graceMs - lasted);
+      }
+    }
+    return live.status;
+  }
+}
+
+/** Push sync is done with the relay (zooid acknowledged its current version): a repair may follow. */
+const syncedNow = (relay: Relay): boolean =>
+  relay.deletedAt === null && relay.sync.status === 'synced' && relay.sync.syncedVersion === relay.version;
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export interface LiveVerifyOptions {
+  store: Store;
+  verifier: Verifier;
+  clock: Clock;
+  /** The period (BOSUN_VERIFY_INTERVAL_MS): the pass spreads its checks over it. */
+  intervalMs: number;
+  /** Inactive and deleted relays are checked (for `unexpected`) this long after their change. Default 1 h. */
+  recentMs?: number;
+}
+
+/** The periodic pass's definition: its interval is live verification's (not a chore variable). */
+export const liveVerifyDefinition = (intervalMs: number) =>
+  ({
+    name: 'live_verify',
+    config: {
+      interval: intervalMs,
+      timeout: Math.max(60_000, intervalMs),
+      enabled: intervalMs > 0,
+      jitter: 0.05,
+      runAtStart: true,
+      needsLease: true,
+    },
+  }) as const satisfies ChoreDefinition;
+
+/**
+ * The periodic pass of live verification: every active relay, and relays deactivated or deleted
+ * recently (or still served), are checked once per interval, spread evenly over it.
+ */
+export class LiveVerify extends Chore {
+  constructor(private readonly o: LiveVerifyOptions) {
+    super(liveVerifyDefinition(o.intervalMs));
+  }
+
+  async once(signal: AbortSignal): Promise<void> {
+    const now = this.o.clock.now();
+    const recent = now - (this.o.recentMs ?? 3_600_000);
+    const ids: string[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.o.store.relaysToVerify({
+        deletedSince: recent,
+        limit: 1000,
+        ...(after ? { after } : {}),
+      });
+      for (const r of page) {
+        const loud = r.live.status === 'unexpected';
+        if (r.deletedAt === null && !r.config.inactive) ids.push(r.id);
+        else if (loud || (r.deletedAt ?? r.updatedAt) >= recent) ids.push(r.id);
+      }
+      if (page.length < 1000 || signal.aborted) break;
+      after = page[page.length - 1]!.id;
+    }
+    this.o.verifier.spread(ids, this.o.intervalMs);
+  }
+}

@@ -1,0 +1,236 @@
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { Command } from '../../src/command.js';
+import { publicKeyOf } from '../../src/domain/keys.js';
+import type { Principal } from '../../src/domain/principal.js';
+import type { Relay } from '../../src/domain/relay.js';
+import type { FetchOutcome } from '../../src/live/compare.js';
+import { LiveVerify, type RelayInfoRequest, Verifier } from '../../src/live/verifier.js';
+import { Notifier } from '../../src/notifier.js';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { FakeClock } from '../support/clock.js';
+import { captureLogger, keypair, relayBody, tempDir } from '../support/env.js';
+
+const admin: Principal = { role: 'admin', actor: 'admin:test' };
+const policy = { graceMs: 30_000, backoffMs: 300_000, capMs: 3_600_000 };
+
+/** zooid's NIP-11 document of a relay as recorded (docs/zooid-contract.md §5). */
+const docOf = (r: Relay): Record<string, unknown> => ({
+  name: r.config.info.name,
+  pubkey: r.config.info.pubkey,
+  self: publicKeyOf(r.secret),
+});
+
+describe('Verifier', () => {
+  let dir: ReturnType<typeof tempDir>;
+  let store: SqliteStore;
+  let command: Command;
+  let clock: FakeClock;
+  let verifier: Verifier;
+  let lines: string[];
+  /** What the fake zooid serves per host; absent: 404. */
+  let served: Map<string, Record<string, unknown>>;
+  let requests: RelayInfoRequest[];
+  let times: number[];
+  let repairs: string[];
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const { pubkey } = keypair();
+
+  const fetchInfo = async (req: RelayInfoRequest): Promise<FetchOutcome> => {
+    requests.push(req);
+    times.push(clock.now());
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    await new Promise((r) => setImmediate(r));
+    inFlight--;
+    const doc = served.get(req.host);
+    return doc ? { ok: true, doc } : { ok: false, error: 'HTTP 404 Not Found' };
+  };
+
+  function make(over: Partial<ConstructorParameters<typeof Verifier>[0]> = {}) {
+    verifier = new Verifier({
+      store,
+      command,
+      fetchInfo,
+      clock,
+      logger: captured.logger,
+      verifyUrl: 'http://127.0.0.1:3334',
+      policy,
+      repair: (id) => repairs.push(id),
+      ...over,
+    });
+    verifier.start();
+  }
+  let captured: ReturnType<typeof captureLogger>;
+
+  beforeEach(() => {
+    dir = tempDir();
+    store = new SqliteStore(join(dir.path, 'bosun.db'));
+    clock = new FakeClock();
+    command = new Command(store, new Notifier(), clock);
+    served = new Map();
+    requests = [];
+    times = [];
+    repairs = [];
+    maxInFlight = 0;
+    captured = captureLogger();
+    lines = captured.lines;
+    make();
+  });
+  afterEach(async () => {
+    await verifier.stop();
+    await store.close();
+    dir.cleanup();
+  });
+
+  /** A relay zooid acknowledged (push sync done). */
+  async function syncedRelay(id: string, extra: Record<string, unknown> = {}): Promise<Relay> {
+    const { relay } = await command.createRelay(admin, relayBody(id, pubkey, extra));
+    await command.completeRelaySync(id, { version: relay.version, config: {}, deleted: false });
+    return (await store.getRelay(id))!;
+  }
+  const live = async (id: string) => (await store.getRelay(id))!.live;
+  /** Advances in steps, letting each step's checks finish (as real time would). */
+  const run = async (ms: number) => {
+    for (let left = ms; left > 0; left -= 1000) {
+      await clock.advance(Math.min(1000, left));
+      await verifier.idle();
+    }
+    if (ms === 0) await clock.advance(0);
+    await verifier.idle();
+  };
+
+  it('reads a synced relay back at the zooid address with its Host, and records it live', async () => {
+    const r = await syncedRelay('r1');
+    served.set('r1.example.com', docOf(r));
+    verifier.synced('r1');
+    await run(999);
+    expect(requests).toHaveLength(0); // zooid reloads first
+    await run(1);
+    expect(requests).toEqual([
+      {
+        baseUrl: 'http://127.0.0.1:3334',
+        host: 'r1.example.com',
+        timeoutMs: 5000,
+        signal: expect.anything(),
+      },
+    ]);
+    expect(await live('r1')).toMatchObject({ status: 'live', checkedAt: clock.now(), error: '' });
+    expect(repairs).toEqual([]);
+  });
+
+  it('defaults to https://<host>/ without a verify URL', async () => {
+    await verifier.stop();
+    make({ verifyUrl: null });
+    await syncedRelay('r1', { host: 'r1.example.com:7777' });
+    await verifier.check('r1');
+    expect(requests[0]).toMatchObject({
+      baseUrl: 'https://r1.example.com:7777/',
+      host: 'r1.example.com:7777',
+    });
+  });
+
+  it('not served: one repair after the grace, then reported with backoff, not hammered', async () => {
+    await syncedRelay('r1');
+    verifier.synced('r1');
+    await run(1000);
+    expect((await live('r1')).status).toBe('not_served');
+    await run(25_000);
+    expect(repairs).toEqual([]);
+    await run(10_000);
+    expect(repairs).toEqual(['r1']);
+    // The repair's sync completes (still not served): rechecked, but no second PUT before the backoff.
+    verifier.synced('r1');
+    await run(60_000);
+    expect(repairs).toEqual(['r1']);
+    const checks = requests.length;
+    await run(240_000);
+    expect(repairs).toEqual(['r1', 'r1']);
+    expect(requests.length - checks).toBeLessThan(10);
+    expect(lines.some((l) => l.includes('still not live after a repair'))).toBe(true);
+    const log = await store.activitiesAfter({ after: 0, limit: 100 });
+    expect(log.filter((a) => a.type === 'observe_relay').map((a) => a.payload.to)).toEqual(['not_served']);
+  });
+
+  it('a slow reload passes through stale to live without a repair', async () => {
+    const r = await syncedRelay('r1');
+    served.set('r1.example.com', { ...docOf(r), name: 'old name' });
+    verifier.synced('r1');
+    await run(1000);
+    expect(await live('r1')).toMatchObject({
+      status: 'stale',
+      diff: { name: { want: 'r1', got: 'old name' } },
+    });
+    served.set('r1.example.com', docOf(r));
+    await run(10_000);
+    expect((await live('r1')).status).toBe('live');
+    await run(120_000);
+    expect(repairs).toEqual([]);
+  });
+
+  it('an edit behind bosun’s back is stale, then repaired', async () => {
+    const r = await syncedRelay('r1');
+    served.set('r1.example.com', { ...docOf(r), name: 'edited in zooid' });
+    await verifier.check('r1');
+    await run(31_000);
+    expect(repairs).toEqual(['r1']);
+  });
+
+  it('wrong identity is recorded and warned about once it lasts, never repaired', async () => {
+    const r = await syncedRelay('r1');
+    served.set('r1.example.com', { ...docOf(r), self: keypair().pubkey });
+    await verifier.check('r1');
+    expect((await live('r1')).status).toBe('wrong_identity');
+    await run(31_000);
+    expect(repairs).toEqual([]);
+    expect(lines.filter((l) => l.includes('relay is wrong_identity'))).toHaveLength(1);
+  });
+
+  it('an inactive or deleted relay still served is unexpected; the periodic pass finds both', async () => {
+    const a = await syncedRelay('a');
+    const b = await syncedRelay('b');
+    await syncedRelay('c');
+    await command.deactivateRelay(admin, 'a');
+    await command.deleteRelay(admin, 'b');
+    served.set('a.example.com', docOf(a));
+    served.set('b.example.com', docOf(b));
+    const pass = new LiveVerify({ store, verifier, clock, intervalMs: 300_000 });
+    await pass.once(new AbortController().signal);
+    await run(300_000);
+    expect((await live('a')).status).toBe('unexpected');
+    expect((await live('b')).status).toBe('unexpected');
+    expect((await live('c')).status).toBe('not_served');
+    expect(repairs).not.toContain('a');
+    expect(repairs).not.toContain('b');
+    // Spread over the interval, not all at once.
+    const first = (host: string) => times[requests.findIndex((r) => r.host === host)]! - times[0]!;
+    expect([first('a.example.com'), first('b.example.com'), first('c.example.com')]).toEqual([
+      0, 100_000, 200_000,
+    ]);
+    // Each unexpected relay is read again once the grace is over, and warned about then.
+    const aChecks = times.filter((_, i) => requests[i]!.host === 'a.example.com').map((t) => t - times[0]!);
+    expect(aChecks).toHaveLength(2);
+    expect(aChecks[1]).toBeGreaterThanOrEqual(30_000);
+    expect(aChecks[1]).toBeLessThan(32_000);
+    expect(lines.filter((l) => l.includes('relay is unexpected'))).toHaveLength(2);
+  });
+
+  it('a read that throws is not served; at most `concurrency` reads at once', async () => {
+    await verifier.stop();
+    make({
+      concurrency: 2,
+      fetchInfo: async (req) => {
+        if (req.host === 'boom.example.com') throw new Error('socket hang up');
+        return fetchInfo(req);
+      },
+    });
+    await syncedRelay('boom');
+    for (let i = 0; i < 6; i++) await syncedRelay(`r${i}`);
+    for (const id of ['boom', 'r0', 'r1', 'r2', 'r3', 'r4', 'r5']) verifier.schedule(id);
+    await run(0);
+    expect(await live('boom')).toMatchObject({ status: 'not_served', error: 'socket hang up' });
+    expect(maxInFlight).toBeLessThanOrEqual(2);
+    expect(requests).toHaveLength(6);
+  });
+});
