@@ -61,6 +61,8 @@ export class Infra {
    * is sent before then — not a retry, and not a newer change either — so two never overlap.
    */
   private readonly inDoubt = new Map<string, number>();
+  /** Relays whose timed-out request is still open: it may land in zooid until it settles. */
+  private readonly abandoned = new Map<string, Promise<void>>();
 
   constructor(private readonly options: InfraOptions) {}
 
@@ -84,6 +86,13 @@ export class Infra {
         return { kind: 'skipped', reason: 'not_due', retryAt: nextAttemptAt };
       }
     }
+    if (this.abandoned.has(relayId)) {
+      return {
+        kind: 'skipped',
+        reason: 'not_due',
+        retryAt: this.options.clock.now() + (this.options.inDoubtHoldMs ?? 0),
+      };
+    }
     const held = this.inDoubt.get(relayId);
     if (held !== undefined) {
       if (held > this.options.clock.now()) return { kind: 'skipped', reason: 'not_due', retryAt: held };
@@ -93,6 +102,13 @@ export class Infra {
     const { method, result, acked } = await this.push(relay, opts);
     if (!result.ok && result.inDoubt && this.options.inDoubtHoldMs) {
       this.inDoubt.set(relayId, this.options.clock.now() + this.options.inDoubtHoldMs);
+    }
+    if (!result.ok && result.settled && this.options.inDoubtHoldMs) {
+      const settled = result.settled;
+      this.abandoned.set(relayId, settled);
+      void settled.then(() => {
+        if (this.abandoned.get(relayId) === settled) this.abandoned.delete(relayId);
+      });
     }
     const durationMs = this.options.clock.now() - started;
     if (method !== 'none') this.options.onResult?.(result);

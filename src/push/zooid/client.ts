@@ -32,6 +32,11 @@ export type ZooidResult =
        * answer): a retry sent too soon could overlap it, so the caller waits longer.
        */
       inDoubt?: boolean;
+      /**
+       * For a timeout: settles when the abandoned request is really over — zooid answered it, or the
+       * connection closed. Until then zooid may still apply it, so nothing else is sent for the relay.
+       */
+      settled?: Promise<void>;
     };
 
 export type ZooidFailure = Extract<ZooidResult, { ok: false }>;
@@ -48,6 +53,8 @@ export interface ZooidClientOptions {
   weakRetries?: number;
   /** Backoff before weak retry n is `retryDelayMs · 2^(n−1)`, capped at 1 s. Default 50 ms. */
   retryDelayMs?: number;
+  /** How long a timed-out request is left running before it is cut off. Default 10 × timeoutMs. */
+  abandonMs?: number;
 }
 
 export interface ZooidRequestOptions {
@@ -64,7 +71,7 @@ const MAX_BACKOFF_MS = 1000;
 type Attempt =
   | { type: 'response'; status: number; text: string; location: string | null }
   | { type: 'network'; detail: string }
-  | { type: 'timeout' }
+  | { type: 'timeout'; settled?: Promise<void> }
   | { type: 'aborted' }
   | { type: 'broken'; status: number };
 
@@ -76,6 +83,7 @@ export class ZooidClient {
   private readonly clock: Clock;
   private readonly weakRetries: number;
   private readonly retryDelayMs: number;
+  private readonly abandonMs: number;
 
   constructor(options: ZooidClientOptions) {
     let parsed: URL;
@@ -97,6 +105,7 @@ export class ZooidClient {
     this.clock = options.clock ?? systemClock;
     this.weakRetries = options.weakRetries ?? 5;
     this.retryDelayMs = options.retryDelayMs ?? 50;
+    this.abandonMs = options.abandonMs ?? 10 * this.timeoutMs;
   }
 
   /** The key zooid must whitelist. */
@@ -166,12 +175,39 @@ export class ZooidClient {
     if (signal?.aborted) return { type: 'aborted' };
     const controller = new AbortController();
     let timedOut = false;
-    const timer = this.clock.setTimeout(() => {
-      timedOut = true;
-      controller.abort();
-    }, this.timeoutMs);
     const onAbort = () => controller.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
+    // On timeout the request is left running, not aborted: zooid may have read it already and will
+    // apply it whatever the client does, so only its answer (or the connection closing) shows when it
+    // can no longer land. It is cut off after `abandonMs` to bound what is kept open.
+    let cutoff: ReturnType<Clock['setTimeout']> | undefined;
+    const attempt = this.attempt(method, url, body, controller, signal, () => timedOut).finally(() => {
+      if (cutoff !== undefined) this.clock.clearTimeout(cutoff);
+      signal?.removeEventListener('abort', onAbort);
+    });
+    let timer: ReturnType<Clock['setTimeout']> | undefined;
+    const timeout = new Promise<Attempt>((resolve) => {
+      timer = this.clock.setTimeout(() => {
+        timedOut = true;
+        cutoff = this.clock.setTimeout(() => controller.abort(), this.abandonMs);
+        resolve({ type: 'timeout', settled: attempt.then(() => undefined) });
+      }, this.timeoutMs);
+    });
+    try {
+      return await Promise.race([attempt, timeout]);
+    } finally {
+      if (timer !== undefined) this.clock.clearTimeout(timer);
+    }
+  }
+
+  private async attempt(
+    method: string,
+    url: string,
+    body: Uint8Array | undefined,
+    controller: AbortController,
+    signal: AbortSignal | undefined,
+    timedOut: () => boolean,
+  ): Promise<Attempt> {
     try {
       const headers: Record<string, string> = {
         authorization: await this.signer.sign(url, method, body),
@@ -188,7 +224,7 @@ export class ZooidClient {
           redirect: 'manual',
         });
       } catch (err) {
-        if (timedOut) return { type: 'timeout' };
+        if (timedOut()) return { type: 'timeout' };
         if (signal?.aborted) return { type: 'aborted' };
         return { type: 'network', detail: describeNetworkError(err) };
       }
@@ -196,13 +232,12 @@ export class ZooidClient {
         const text = await res.text();
         return { type: 'response', status: res.status, text, location: res.headers.get('location') };
       } catch {
-        if (timedOut) return { type: 'timeout' };
+        if (timedOut()) return { type: 'timeout' };
         if (signal?.aborted) return { type: 'aborted' };
         return { type: 'broken', status: res.status };
       }
-    } finally {
-      this.clock.clearTimeout(timer);
-      signal?.removeEventListener('abort', onAbort);
+    } catch (err) {
+      return { type: 'network', detail: describeNetworkError(err) };
     }
   }
 
@@ -212,6 +247,7 @@ export class ZooidClient {
       message: string,
       status?: number,
       inDoubt = false,
+      settled?: Promise<void>,
     ): ZooidResult => ({
       ok: false,
       kind,
@@ -219,6 +255,7 @@ export class ZooidClient {
       message: redact(message, secrets),
       attempts,
       ...(inDoubt ? { inDoubt } : {}),
+      ...(settled ? { settled } : {}),
     });
     switch (outcome.type) {
       case 'aborted':
@@ -229,6 +266,7 @@ export class ZooidClient {
           `zooid did not answer ${method} within ${this.timeoutMs} ms`,
           undefined,
           true,
+          outcome.settled,
         );
       case 'network': {
         const tries = attempts === 1 ? '' : ` (${attempts} attempts)`;

@@ -384,8 +384,14 @@ describe('ZooidClient: transient outcomes and weak retries', () => {
       message: 'zooid did not answer POST within 10000 ms',
       attempts: 1,
       inDoubt: true,
+      settled: expect.any(Promise),
     });
     expect(emu.requests.length).toBe(1);
+    // The abandoned request is left open (zooid may still apply it), then cut off at 10 × timeout.
+    expect(clock.pending()).toBe(1);
+    await clock.advance(100_000);
+    const res = await p;
+    if (!res.ok) await res.settled;
     expect(clock.pending()).toBe(0);
   });
 

@@ -1,0 +1,74 @@
+/**
+ * What an abandoned (timed-out) request does in zooid, on one fake clock for bosun and zooid: zooid
+ * has read the whole request, so the client's abort no longer stops it — zooid applies it when its
+ * own work is done, whenever that is. A hold measured from the client's timeout ("wait as long as the
+ * timeout again") therefore does not cover a request zooid keeps longer than timeout + hold: a newer
+ * PATCH sent after the hold lands first and the abandoned, older one overwrites it. This is the
+ * out-of-order push seen in test/chaos/faults.test.ts (configs 12, 72, 57) — not an artefact of the
+ * emulator's log: the stale config is what zooid ends up holding.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { createNip98Signer } from '../../../src/nostr/nip98.js';
+import { ZooidClient } from '../../../src/push/zooid/client.js';
+import { startZooidEmulator, type ZooidEmulator } from '../../../src/push/zooid/emulator.js';
+import { FakeClock } from '../../support/clock.js';
+import { BOSUN_PUBKEY, BOSUN_SECRET, minimalBody } from './helpers.js';
+
+const emulators: ZooidEmulator[] = [];
+afterEach(async () => {
+  await Promise.all(emulators.splice(0).map((e) => e.close()));
+});
+
+const tick = () => new Promise((r) => setTimeout(r, 1));
+
+describe('an abandoned request in zooid', () => {
+  it('is over only when zooid answered it, however long past timeout + hold that is', async () => {
+    const TIMEOUT = 300;
+    const HOLD = TIMEOUT; // src/peer.ts: inDoubtHoldMs = the sync timeout
+    const clock = new FakeClock(Date.now());
+    const emu = await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], clock });
+    emulators.push(emu);
+    const client = new ZooidClient({
+      apiUrl: emu.url,
+      signer: createNip98Signer(BOSUN_SECRET, { clock }),
+      clock,
+      timeoutMs: TIMEOUT,
+    });
+    expect((await client.create('r1', minimalBody(1))).ok).toBe(true);
+
+    // Version 57: zooid reads it, then is slow (a latency spike) before applying it.
+    emu.setFaults({ latencyMs: 700 });
+    const stale = client.patch('r1', { info: { name: 'v57' } });
+    while (emu.requests.length < 2 || emu.requests[1]!.body === null) await tick();
+    await clock.advance(TIMEOUT);
+    const gaveUp = await stale;
+    expect(gaveUp).toMatchObject({ ok: false, kind: 'transient', inDoubt: true });
+
+    // A hold of HOLD from the timeout is not enough: zooid still has the request.
+    let over = false;
+    if (!gaveUp.ok)
+      void gaveUp.settled?.then(() => {
+        over = true;
+      });
+    expect(gaveUp.ok === false && gaveUp.settled).toBeInstanceOf(Promise);
+    await clock.advance(HOLD);
+    await tick();
+    expect(over).toBe(false);
+    expect(emu.accepted('r1')).toHaveLength(1);
+
+    // zooid answers the abandoned request once it applied it: only then is it over, and the newer
+    // version sent after that is the one zooid keeps.
+    await clock.advance(700 - TIMEOUT - HOLD);
+    while (!over) await tick();
+    expect(emu.accepted('r1')).toHaveLength(2);
+    emu.setFaults({});
+    expect((await client.patch('r1', { info: { name: 'v72' } })).ok).toBe(true);
+    expect(emu.accepted('r1').map((c) => (c.body as { info?: { name?: string } }).info?.name)).toEqual([
+      'R1',
+      'v57',
+      'v72',
+    ]);
+    expect(emu.relays().get('r1')?.info.name).toBe('v72');
+    expect(clock.pending()).toBe(0);
+  });
+});
