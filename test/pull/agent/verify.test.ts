@@ -6,13 +6,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Agent, AgentConfigError, verifyUrl } from '../../src/pull/agent/agent.js';
-import { defaultWorkDir, relayFile, relayToml } from '../../src/pull/agent/agent-files.js';
-import { startZooidEmulator } from '../../src/push/zooid/emulator.js';
-import { useCleanups } from '../support/cleanups.js';
-import { FakeClock } from '../support/clock.js';
-import { captureLogger } from '../support/env.js';
-import { rep, ScriptedServer, waitFor } from './harness.js';
+import { Agent, AgentConfigError, verifyUrl } from '../../../src/pull/agent/agent.js';
+import { defaultWorkDir, relayFile, relayToml } from '../../../src/pull/agent/agent-files.js';
+import { startZooidEmulator } from '../../../src/push/zooid/emulator.js';
+import { useCleanups } from '../../support/cleanups.js';
+import { FakeClock } from '../../support/clock.js';
+import { captureLogger } from '../../support/env.js';
+import { rep, ScriptedServer, waitFor } from '../harness.js';
 
 const cleanups = useCleanups();
 
