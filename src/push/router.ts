@@ -25,9 +25,8 @@ export type Route =
   | { kind: 'unroutable'; target: string; error: string };
 
 /** One target's syncer, as the router drives it. */
-/** One target's syncer (Infra): takes the relay the router has just read. */
 export interface TargetSyncer {
-  syncRecord(relay: Relay, opts: { force?: boolean; signal?: AbortSignal }): Promise<SyncOutcome>;
+  syncRelay(relayId: string, opts: { force?: boolean; signal?: AbortSignal }): Promise<SyncOutcome>;
 }
 
 export interface RouterOptions {
@@ -115,7 +114,7 @@ export class Router {
     }
     state.inFlight++;
     try {
-      return await state.syncer.syncRecord(relay, opts);
+      return await state.syncer.syncRelay(relayId, opts);
     } finally {
       state.inFlight--;
       this.release(state);

@@ -77,12 +77,6 @@ export class Infra {
   ): Promise<SyncOutcome> {
     const relay = await this.options.store.getRelay(relayId);
     if (!relay) return { kind: 'skipped', reason: 'missing' };
-    return this.syncRecord(relay, opts);
-  }
-
-  /** Syncs a relay as just read from the store (the router reads it to find its target). */
-  async syncRecord(relay: Relay, opts: { force?: boolean; signal?: AbortSignal } = {}): Promise<SyncOutcome> {
-    const relayId = relay.id;
     const { status, nextAttemptAt, syncedVersion } = relay.sync;
     if (!opts.force) {
       if (status === 'failed') return { kind: 'skipped', reason: 'failed' };

@@ -50,7 +50,7 @@ function rig(limit = 1) {
     defaultTarget: { url: 'http://default.test', secretKey: KEY },
     perTargetConcurrency: limit,
     syncerFor: (target: Destination) => ({
-      syncRecord: async ({ id: relayId }: Relay): Promise<SyncOutcome> => {
+      syncRelay: async (relayId: string): Promise<SyncOutcome> => {
         calls.push({ target: target.name, relayId });
         await new Promise<void>((resolve) => gates.set(relayId, resolve));
         return { kind: 'synced', version: 1 };
