@@ -13,7 +13,6 @@ import { type Clock, sleep, systemClock } from './domain/clock.js';
 import { publicKeyOf } from './domain/keys.js';
 import { DEFAULT_REPAIR } from './domain/live.js';
 import { type Random, systemRandom } from './domain/random.js';
-import { DEFAULT_TARGET } from './domain/target.js';
 import { buildApp } from './http/app.js';
 import type { AppDeps } from './http/deps.js';
 import type { Chore, ChoreSettings } from './lifecycle/chore.js';
@@ -29,10 +28,9 @@ import { Notifier } from './notifier.js';
 import { StreamServer } from './pull/server/stream-server.js';
 import { DriftRepair, Resync, ResyncFailed, RetrySweeper } from './push/chores.js';
 import { Observer } from './push/observer.js';
-import { type Destination, Router } from './push/router.js';
 import { Infra, mayHeal } from './push/syncer.js';
 import { blossomS3FromEnv } from './push/zooid/body.js';
-import { ZooidClient, type ZooidResult } from './push/zooid/client.js';
+import { ZooidClient } from './push/zooid/client.js';
 import { TARGET_HEALTH, TargetHealth } from './push/zooid/target-health.js';
 import { Query } from './query.js';
 import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './store/database-url.js';
@@ -64,8 +62,7 @@ export interface PeerDeps {
 export class Peer {
   readonly app: FastifyInstance;
   /** Push sync; null when ZOOID_API_URL is not set. */
-  /** Push routing: each relay to its fleet's target (null: push sync is off). */
-  readonly router: Router | null;
+  readonly infra: Infra | null;
   /** Signs push sync's requests to zooid, on BOSUN_SIGN_WORKERS threads; null with push sync off. */
   readonly signer: Nip98Signer | null;
   readonly observer: Observer | null;
@@ -83,7 +80,6 @@ export class Peer {
   readonly lease: WorkerLease;
   /** The workers' view of the store: sync-state commits and cursor writes carry the lease's fence. */
   private readonly workerStore: Store;
-  private readonly signers = new Map<string, Nip98Signer>();
   /** Whether the database refuses writes (disk full, I/O errors): shown by /readyz. */
   readonly storage: StorageHealth;
   private readonly group: ServiceGroup;
@@ -111,11 +107,16 @@ export class Peer {
     this.workerStore = new FencedStore(store, () => this.lease.fence);
     this.clock = deps.clock;
     this.random = deps.random;
-    // BOSUN_SECRET_KEY turns push sync on (ZOOID_API_URL requires it): without ZOOID_API_URL, the
-    // relays of fleets on the target `default` fail with a clear error, those on other targets sync.
-    this.signer = config.secretKey ? this.signerFor(config.secretKey) : null;
-    this.router = this.signer ? this.createRouter(deps.fetch) : null;
-    this.observer = this.router ? this.createObserver(this.router) : null;
+    this.signer =
+      config.zooidApiUrl && config.secretKey
+        ? createPooledNip98Signer(config.secretKey, {
+            workers: config.sync.signWorkers,
+            clock: this.clock,
+            logger: logger.child({ component: 'signer' }),
+          })
+        : null;
+    this.infra = this.signer ? this.createInfra(this.signer, deps.fetch) : null;
+    this.observer = this.infra ? this.createObserver(this.infra) : null;
     this.verifier = this.observer ? this.createVerifier(this.observer, deps.fetchRelayInfo) : null;
     const resyncFailed = this.observer ? new ResyncFailed(this.store, this.observer, mayHeal) : null;
     this.targetHealth =
@@ -187,7 +188,7 @@ export class Peer {
     });
     if (this.observer) this.hookObserver(this.observer);
     // Added first so it closes last: syncs still draining in the services' closes keep signing.
-    if (this.signer) this.group.add(this.signerService());
+    if (this.signer) this.group.add(this.signerService(this.signer));
     this.group.add(this.leaseService());
     for (const service of this.createChores(resyncFailed)) this.group.add(service);
     this.group.add(this.httpService());
@@ -244,17 +245,17 @@ export class Peer {
         url,
         this.running.then(() => Promise.reject(new Error('bosun stopped'))),
       ]);
-      if (this.signer) {
+      if (this.infra) {
         this.logger.info(
           {
-            zooid: this.config.zooidApiUrl ?? null,
-            pubkey: this.signer.pubkey,
+            zooid: this.config.zooidApiUrl,
+            pubkey: this.infra.pubkey,
             signWorkers: this.config.sync.signWorkers,
           },
           'push sync enabled: zooid must list this pubkey in API_WHITELIST',
         );
       } else {
-        this.logger.warn('push sync disabled: BOSUN_SECRET_KEY is not set');
+        this.logger.warn('push sync disabled: ZOOID_API_URL is not set');
       }
       // Only once bosun listens: a start that fails (port in use) leaves no token file behind.
       if (adminTokenFile) await this.bootstrapAdmin(adminTokenFile);
@@ -354,28 +355,12 @@ export class Peer {
   }
 
   /** Signing threads outlive no bosun: a leaked one would keep the process (or a test run) alive. */
-  private signerService(): Service {
+  private signerService(signer: Nip98Signer): Service {
     return {
       name: 'signer',
       run: (signal) => untilAborted(signal),
-      close: async () => {
-        await Promise.all([...this.signers.values()].map((s) => s.close()));
-      },
+      close: () => signer.close(),
     };
-  }
-
-  /** One pool of signing threads per key: BOSUN_SECRET_KEY's, and each target key in use. */
-  private signerFor(secretKey: string): Nip98Signer {
-    let signer = this.signers.get(secretKey);
-    if (!signer) {
-      signer = createPooledNip98Signer(secretKey, {
-        workers: this.config.sync.signWorkers,
-        clock: this.clock,
-        logger: this.logger.child({ component: 'signer' }),
-      });
-      this.signers.set(secretKey, signer);
-    }
-    return signer;
   }
 
   /** Added before the chores and HTTP, so a holder's workers have started (caught up) before HTTP listens. */
@@ -454,29 +439,10 @@ export class Peer {
     return services;
   }
 
-  private createRouter(fetchImpl?: typeof fetch): Router {
-    return new Router({
-      store: this.workerStore,
-      command: this.command.over(this.workerStore),
-      clock: this.clock,
-      random: this.random,
-      retry: this.config.sync.retry,
-      logger: this.logger.child({ component: 'router' }),
-      defaultTarget: { url: this.config.zooidApiUrl, secretKey: this.config.secretKey },
-      perTargetConcurrency: this.config.sync.targetConcurrency,
-      syncerFor: (target, onResult) => this.createInfra(target, onResult, fetchImpl),
-      requeue: (relayId, opts) => this.observer?.enqueue(relayId, opts),
-    });
-  }
-
-  private createInfra(
-    target: Destination,
-    onResult: (result: ZooidResult) => void,
-    fetchImpl?: typeof fetch,
-  ): Infra {
+  private createInfra(signer: Nip98Signer, fetchImpl?: typeof fetch): Infra {
     const client = new ZooidClient({
-      apiUrl: target.url,
-      signer: this.signerFor(target.secretKey),
+      apiUrl: this.config.zooidApiUrl!,
+      signer,
       clock: this.clock,
       timeoutMs: this.config.sync.timeoutMs,
       ...(fetchImpl ? { fetch: fetchImpl } : {}),
@@ -492,17 +458,13 @@ export class Peer {
       retry: this.config.sync.retry,
       // A timed-out request may still be running in zooid for about as long again.
       inDoubtHoldMs: this.config.sync.timeoutMs,
-      logger: this.logger.child({ component: 'infra', target: target.name }),
+      logger: this.logger.child({ component: 'infra' }),
       onSync: (e) => {
         this.metrics.syncs.inc({ outcome: e.outcome, method: e.method });
         // zooid accepted the file: read the relay back once zooid had a moment to load it.
         if (e.outcome === 'synced') this.verifier?.synced(e.relayId);
       },
-      onResult: (result) => {
-        onResult(result);
-        // The health chore probes ZOOID_API_URL only: it reads the default target's results.
-        if (target.name === DEFAULT_TARGET) this.targetHealth?.recordSync(result);
-      },
+      onResult: (result) => this.targetHealth?.recordSync(result),
     });
   }
 
@@ -538,7 +500,7 @@ export class Peer {
     return verifier;
   }
 
-  private createObserver(router: Router): Observer {
+  private createObserver(infra: Infra): Observer {
     const m = this.metrics;
     return new Observer({
       store: this.workerStore,
@@ -551,7 +513,7 @@ export class Peer {
         if (!this.lease.held) throw new Error('this replica does not hold the worker lease');
         const end = m.syncDuration.startTimer();
         try {
-          return await router.syncRelay(relayId, { signal, force });
+          return await infra.syncRelay(relayId, { signal, force });
         } finally {
           end();
         }

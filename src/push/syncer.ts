@@ -11,12 +11,7 @@ import { type BlossomS3, patchBody, zooidBody } from './zooid/body.js';
 import type { ZooidClient, ZooidFailure, ZooidResult } from './zooid/client.js';
 
 export type SyncOutcome =
-  | {
-      kind: 'skipped';
-      /** `pull_only`: the fleet's agents configure zooid; `waiting`: its target's slots are all taken. */
-      reason: 'missing' | 'up_to_date' | 'failed' | 'not_due' | 'pull_only' | 'waiting';
-      retryAt?: number;
-    }
+  | { kind: 'skipped'; reason: 'missing' | 'up_to_date' | 'failed' | 'not_due'; retryAt?: number }
   | { kind: 'synced'; version: number }
   | { kind: 'retry'; at: number; error: string }
   | { kind: 'failed'; error: string };
