@@ -23,7 +23,7 @@ import { createLogger } from '../src/logger.js';
 import { nip98Ready } from '../src/nostr/nip98.js';
 import { Peer } from '../src/peer.js';
 import { startZooidEmulator } from '../src/push/zooid/emulator/index.js';
-import { commitToPatchLatencies, noopZooid, pct } from './support/sync.js';
+import { CHORES_OFF, commitToPatchLatencies, noopZooid, pct } from './support/sync.js';
 
 const arg = (name: string, dflt: number) => {
   const i = process.argv.indexOf(name);
@@ -37,16 +37,6 @@ const load = () =>
     .map((x) => x.toFixed(2))
     .join(' ');
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
-
-const CHORES = [
-  'RETRY_SWEEPER',
-  'DRIFT_REPAIR',
-  'RESYNC',
-  'CREDENTIAL_EXPIRY',
-  'ACTIVITY_RETENTION',
-  'TARGET_HEALTH',
-];
-const choresOff = Object.fromEntries(CHORES.map((c) => [`BOSUN_CHORE_${c}_ENABLED`, 'false']));
 
 async function until(cond: () => boolean, limitMs: number, what: string): Promise<void> {
   const deadline = performance.now() + limitMs;
@@ -107,7 +97,7 @@ async function checks(dir: string): Promise<void> {
       ZOOID_API_URL: zooid.url,
       BOSUN_SECRET_KEY: key,
       BOSUN_VERIFY_URL: zooid.url,
-      ...choresOff,
+      ...CHORES_OFF,
     });
     const peer = await Peer.create(config, { logger: createLogger({ level: 'silent' }) });
     const pubkey = publicKeyOf(generateSecretKey());
@@ -166,7 +156,7 @@ async function syncRun(dir: string, verify: boolean): Promise<number[]> {
       BOSUN_SECRET_KEY: key,
       BOSUN_SYNC_CONCURRENCY: '20',
       ...(verify ? { BOSUN_VERIFY_URL: zooid.url } : { BOSUN_VERIFY_INTERVAL_MS: '0' }),
-      ...choresOff,
+      ...CHORES_OFF,
     });
     const peer = await Peer.create(config, { logger: createLogger({ level: 'silent' }) });
     if (verify !== (peer.verifier !== null)) throw new Error('verification not as asked');

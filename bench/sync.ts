@@ -24,7 +24,7 @@ import type { Principal } from '../src/domain/principal.js';
 import { createLogger } from '../src/logger.js';
 import { createNip98Signer, nip98Backend, nip98Ready } from '../src/nostr/nip98.js';
 import { Peer } from '../src/peer.js';
-import { commitToPatchLatencies, noopZooid, pct } from './support/sync.js';
+import { CHORES_OFF, commitToPatchLatencies, noopZooid, pct } from './support/sync.js';
 
 const argN = process.argv.indexOf('--n');
 const N = argN > 0 ? Number(process.argv[argN + 1]) : 3000;
@@ -79,17 +79,6 @@ try {
   });
   const raw = await signedBaseline(zooid.url, key, sample.padEnd(600, ' '));
 
-  const disabled: Record<string, string> = {};
-  for (const c of [
-    'RETRY_SWEEPER',
-    'DRIFT_REPAIR',
-    'RESYNC',
-    'CREDENTIAL_EXPIRY',
-    'ACTIVITY_RETENTION',
-    'TARGET_HEALTH',
-  ]) {
-    disabled[`BOSUN_CHORE_${c}_ENABLED`] = 'false';
-  }
   const config = loadServeConfig({
     BOSUN_DATABASE_URL: databaseUrl(dir),
     PORT: '0',
@@ -99,7 +88,7 @@ try {
     BOSUN_SYNC_CONCURRENCY: String(CONCURRENCY),
     // Unset: bosun's default; `BOSUN_SIGN_WORKERS=0 npm run bench:sync` compares with in-thread signing.
     ...(process.env.BOSUN_SIGN_WORKERS ? { BOSUN_SIGN_WORKERS: process.env.BOSUN_SIGN_WORKERS } : {}),
-    ...disabled,
+    ...CHORES_OFF,
   });
   const peer = await Peer.create(config, { logger: createLogger({ level: 'silent' }) });
   for (let i = 0; i < N; i++) {

@@ -93,3 +93,10 @@ export async function commitToPatchLatencies(
   for (const [id, at] of committedAt) latencies.push(zooid.arrivals.get(id)! - at);
   return latencies.sort((a, b) => a - b);
 }
+
+/** Env that switches off the periodic chores, so a bench measures push sync alone. */
+export const CHORES_OFF: Record<string, string> = Object.fromEntries(
+  ['RETRY_SWEEPER', 'DRIFT_REPAIR', 'RESYNC', 'CREDENTIAL_EXPIRY', 'ACTIVITY_RETENTION', 'TARGET_HEALTH'].map(
+    (c) => [`BOSUN_CHORE_${c}_ENABLED`, 'false'],
+  ),
+);
