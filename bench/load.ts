@@ -4,7 +4,8 @@
  * JSON of the same size, measured in the same run.
  *
  *   npm run bench:load [-- --relays 10000 --agents 1000 --fleets 100 --duration 20 --concurrency 8
- *                         --push noop|emulator|off --seed fleet|post --log-level info]
+ *                         --push noop|emulator|off --seed fleet|post --log-level info
+ *                         --postgres [postgres://127.0.0.1:5432/test] --scale]
  *
  * Processes (all on loopback): bosun (bin/bosun.js from dist/, rebuilt first when older than src/;
  * SQLite in a temp dir; its log, at bosun's default level info, to a file there); the agents (one
@@ -34,7 +35,12 @@
  * Bounded: ≤ 20,000 relays, ≤ 5,000 agents, ≤ 120 s of load, a hard limit of duration + 240 s;
  * loopback only; every process and socket is closed at the end. Exits 1 on any error (non-2xx,
  * transport error, stream refused or dropped, delivery missing, sync failure, error log line).
- * BENCH_PROF=bosun writes a CPU profile of the bosun process to /tmp/bprof.
+ * `--postgres [url]`: bosun's database is PostgreSQL (default postgres://127.0.0.1:5432/test), in a
+ * scratch schema dropped after. `--scale`: the same load (same fleets, agents, duration) at 2,000 and
+ * then 20,000 relays in one invocation, with the ratio of the two (does cost grow with the fleet?).
+ *
+ * BENCH_PROF=bosun (or BENCH_PROF_DIR=<dir>) writes a CPU profile of the bosun process to
+ * BENCH_PROF_DIR (default <tmpdir>/bprof); with --scale, one per run.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -43,6 +49,7 @@ import type { AddressInfo } from 'node:net';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
 import { generateSecretKey, publicKeyOf } from '../src/domain/keys.js';
 import { type BosunServe, ensureDist, scrapeMetrics, startBosunServe } from './support/bosun.js';
 import { arg, Child, now, progressWaiter, quantiles, serve, sleep } from './support/child.js';
@@ -421,8 +428,55 @@ const int = (name: string, fallback: number, min: number, max: number): number =
   return n;
 };
 
+/** What one run measured, for the --scale comparison. */
+interface RunSummary {
+  relays: number;
+  rate: number;
+  baseRate: number;
+  cpuMsPerUpdate: number;
+  rssKiBPerRelay: number;
+  ok: boolean;
+}
+
+const PG_DEFAULT = 'postgres://127.0.0.1:5432/test';
+/** `--postgres` alone means the local test server; `--postgres <url>` another. */
+const POSTGRES = (() => {
+  const i = process.argv.indexOf('--postgres');
+  if (i < 0) return undefined;
+  const next = process.argv[i + 1];
+  return next !== undefined && !next.startsWith('--') ? next : PG_DEFAULT;
+})();
+const PROF_DIR =
+  process.env.BENCH_PROF_DIR ?? (process.env.BENCH_PROF === 'bosun' ? join(tmpdir(), 'bprof') : undefined);
+
 async function main(): Promise<number> {
-  const RELAYS = int('--relays', 10_000, 1, 20_000);
+  if (!process.argv.includes('--scale'))
+    return (await runOnce(int('--relays', 10_000, 1, 20_000))).ok ? 0 : 1;
+  const small = await runOnce(2_000);
+  console.log('');
+  const big = await runOnce(20_000);
+  const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
+  console.log(`
+scale: the same load at ${big.relays.toLocaleString('en-US')} vs ${small.relays.toLocaleString('en-US')} relays`);
+  console.log(
+    `  updates/s ${f(big.rate, 0)} vs ${f(small.rate, 0)}: ${f(big.rate / small.rate)}× (each against its own node:http: ${f(big.rate / big.baseRate)} vs ${f(small.rate / small.baseRate)})`,
+  );
+  console.log(
+    `  CPU per update ${f(big.cpuMsPerUpdate, 3)} vs ${f(small.cpuMsPerUpdate, 3)} ms: ${f(big.cpuMsPerUpdate / small.cpuMsPerUpdate)}×`,
+  );
+  console.log(`  RSS per seeded relay ${f(big.rssKiBPerRelay, 1)} vs ${f(small.rssKiBPerRelay, 1)} KiB`);
+  return small.ok && big.ok ? 0 : 1;
+}
+
+async function runOnce(RELAYS: number): Promise<RunSummary> {
+  const summary: RunSummary = {
+    relays: RELAYS,
+    rate: Number.NaN,
+    baseRate: Number.NaN,
+    cpuMsPerUpdate: Number.NaN,
+    rssKiBPerRelay: Number.NaN,
+    ok: false,
+  };
   const AGENTS = int('--agents', 1_000, 0, 5_000);
   const FLEETS = int('--fleets', Math.min(100, RELAYS), 1, RELAYS);
   const DURATION = int('--duration', 20, 1, 120);
@@ -441,6 +495,23 @@ async function main(): Promise<number> {
   const children: Child[] = [];
   let bosun: BosunServe | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'bosun-bench-load-'));
+  const pgSchema = `bench_load_${randomBytes(4).toString('hex')}`;
+  const databaseUrl = (() => {
+    if (!POSTGRES) return `sqlite:${join(dir, 'bosun.db')}`;
+    const u = new URL(POSTGRES);
+    u.searchParams.set('schema', pgSchema);
+    return u.toString();
+  })();
+  const dropSchema = async () => {
+    if (!POSTGRES) return;
+    const client = new pg.Client({ connectionString: POSTGRES });
+    try {
+      await client.connect();
+      await client.query(`DROP SCHEMA IF EXISTS "${pgSchema}" CASCADE`);
+    } finally {
+      await client.end().catch(() => {});
+    }
+  };
   const cleanup = () => {
     bosun?.kill();
     for (const c of children) c.proc.kill('SIGKILL');
@@ -455,10 +526,11 @@ async function main(): Promise<number> {
     (DURATION + 240) * 1000,
   );
   hardLimit.unref();
-  process.once('SIGINT', () => {
+  const onInt = () => {
     cleanup();
     process.exit(130);
-  });
+  };
+  process.once('SIGINT', onInt);
 
   const f = (x: number, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   const n0 = (x: number) => Math.round(x).toLocaleString('en-US');
@@ -476,7 +548,7 @@ async function main(): Promise<number> {
       .join(' ')} at start (other processes share these cores)`,
   );
   console.log(
-    `  bosun: bin/bosun.js serve (${built}), SQLite in a temp dir, log level ${LOG_LEVEL} to a file; push sync → ${
+    `  bosun: bin/bosun.js serve (${built}), ${POSTGRES ? `PostgreSQL (scratch schema ${pgSchema})` : 'SQLite in a temp dir'}, log level ${LOG_LEVEL} to a file; push sync → ${
       PUSH === 'noop'
         ? 'a no-op zooid (2xx at once; real zooid runs elsewhere, so its CPU is left out)'
         : PUSH === 'emulator'
@@ -503,13 +575,13 @@ async function main(): Promise<number> {
       : undefined;
     bosun = await startBosunServe(
       {
-        BOSUN_DATABASE_URL: `sqlite:${join(dir, 'bosun.db')}`,
+        BOSUN_DATABASE_URL: databaseUrl,
         BOSUN_ADMIN_TOKEN: adminToken,
         BOSUN_LOG_LEVEL: LOG_LEVEL,
         ...(zooidUrl ? { ZOOID_API_URL: zooidUrl, BOSUN_SECRET_KEY: secretKey } : {}),
       },
       join(dir, 'bosun.log'),
-      { nodeArgs: process.env.BENCH_PROF === 'bosun' ? ['--cpu-prof', '--cpu-prof-dir=/tmp/bprof'] : [] },
+      { nodeArgs: PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : [] },
     );
     const b = bosun;
     const auth = `Bearer ${adminToken}`;
@@ -794,6 +866,22 @@ async function main(): Promise<number> {
       console.log(`  ≈ ${f(perStream, 1)} KiB RSS per open stream (with streams − before, ÷ agents)`);
     const window = load.seconds;
     const cores = (s: number) => `${f(s, 1)} s (${f((s / window) * 100, 0)} % of a core)`;
+    const rssPerRelay =
+      rss.seeded !== undefined && rss.start !== undefined ? (rss.seeded - rss.start) / RELAYS : Number.NaN;
+    console.log(
+      `  ≈ ${f(rssPerRelay, 1)} KiB RSS per seeded relay (seeded − start, ÷ relays; ${f(rss.seeded === undefined ? Number.NaN : rss.seeded / RELAYS, 1)} KiB of all RSS ÷ relays)`,
+    );
+    const bosunCpu = cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : Number.NaN;
+    const cpuMsPerUpdate = (bosunCpu * 1000) / Math.max(1, load.ok);
+    console.log(
+      `bosun CPU per committed update: ${f(cpuMsPerUpdate, 3)} ms (bosun CPU during the load ÷ ${n0(load.ok)} updates; load average ${loadavg()
+        .map((l) => f(l, 2))
+        .join(' ')} at the end)`,
+    );
+    summary.rate = rate;
+    summary.baseRate = baseRate;
+    summary.cpuMsPerUpdate = cpuMsPerUpdate;
+    summary.rssKiBPerRelay = rssPerRelay;
     console.log(
       `CPU during the load: bosun ${cpu0 !== undefined && cpu1 !== undefined ? cores(cpu1 - cpu0) : 'n/a'}, ` +
         `agents ${cores(cpuS(delivery.cpu, agentsCpu0))}, ${zooidProc ? `zooid ${cores(cpuS(zooid?.cpu, zooidCpu0))}, ` : ''}` +
@@ -820,13 +908,17 @@ async function main(): Promise<number> {
     if (bosun) errors.push(`bosun log tail:\n${bosun.tail(2000)}`);
   } finally {
     cleanup();
+    clearTimeout(hardLimit);
+    process.off('SIGINT', onInt);
+    await dropSchema().catch((err) => errors.push(`dropping the scratch schema: ${String(err)}`));
   }
   console.log(
     errors.length === 0
       ? `\nerrors: none (0 non-2xx, 0 transport, 0 dropped streams, 0 missing deliveries, 0 sync failures); ${f((now() - started) / 1000, 1)} s in all`
       : `\nerrors:\n${errors.map((e) => `  - ${e}`).join('\n')}`,
   );
-  return errors.length === 0 ? 0 : 1;
+  summary.ok = errors.length === 0;
+  return summary;
 }
 
 switch (MODE) {
