@@ -593,7 +593,10 @@ export class Command {
     // Each relay's newest activity of the batch: its own notification must not evict it.
     const newest = new Map(activities.map((a) => [a.relayId, a.id]));
     for (const write of batch.relays) this.cache.set(write.relay, newest.get(write.relay.id));
-    this.notifier.publish(activities);
+    this.notifier.publish(
+      activities,
+      batch.relays.map((w) => w.relay),
+    );
     return activities;
   }
 

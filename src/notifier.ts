@@ -1,6 +1,12 @@
 import type { Activity } from './domain/activity.js';
+import type { Relay } from './domain/relay.js';
 
-export type Listener = (activities: readonly Activity[]) => void;
+/**
+ * `relays`, when given, are the rows the same commit wrote, exactly as committed: a listener in this
+ * process may use them instead of reading back what was just written. Absent (another process's
+ * change, read from the log by the change feed): read the store.
+ */
+export type Listener = (activities: readonly Activity[], relays?: readonly Relay[]) => void;
 
 /**
  * In-process change notification. A notification is only a wake-up: the activity log is the truth,
@@ -20,12 +26,12 @@ export class Notifier {
     };
   }
 
-  publish(activities: readonly Activity[]): void {
+  publish(activities: readonly Activity[], relays?: readonly Relay[]): void {
     if (activities.length === 0) return;
     for (const listener of this.listeners) {
       queueMicrotask(() => {
         try {
-          listener(activities);
+          listener(activities, relays);
         } catch (err) {
           this.onListenerError(err);
         }

@@ -2,9 +2,13 @@
  * Server of the autoconfig stream, `GET /v1/stream` (docs/stream-protocol.md §1–§3, §8, §9): streams
  * one fleet's relays to agent tokens over SSE.
  *
- * - One permanent notifier subscription: change notifications name relays; each is read once, its
- *   rep serialized once, and offered to every fleet's hub (fleet-hub.ts), which turns it into one
- *   frame written to all of that fleet's connections — never one JSON.stringify per connection.
+ * - One permanent notifier subscription: change notifications name relays. A commit of this process
+ *   carries the rows it wrote, and those are offered as they are (never read back); a change of
+ *   another process is read once by id, and a hole in the activity ids seen (a commit nobody
+ *   notified us of, e.g. another process on the same SQLite file) is caught up from the log. Each
+ *   relay's rep is serialized once and offered to every fleet's hub (fleet-hub.ts), which turns it
+ *   into one frame written to all of that fleet's connections — never one JSON.stringify per
+ *   connection.
  * - Admission before any byte of the stream: agent tokens only (401/403), at most 4 streams per
  *   token (429), a total cap and shutdown (503), each with Retry-After.
  * - Heartbeats (`: hb`) on one timer for all connections; revoked or expired tokens are re-checked
@@ -20,7 +24,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest }
 import type { Logger } from 'pino';
 import { TokenWatch } from '../../auth/token-watch.js';
 import { TokenService } from '../../auth/tokens.js';
-import { RELAY_CHANGE_TYPES } from '../../domain/activity.js';
+import { type Activity, RELAY_CHANGE_TYPES } from '../../domain/activity.js';
 import type { Clock, TimerHandle } from '../../domain/clock.js';
 import { CoalescedRun } from '../../domain/coalesced-run.js';
 import { BosunError, type ErrorCode } from '../../domain/errors.js';
@@ -147,6 +151,15 @@ export class StreamServer {
   private readonly groups = new Map<string, TokenGroup>();
   private readonly all = new Set<StreamConn>();
   private readonly dirty = new Set<string>();
+  /**
+   * The highest activity id accounted for (notified, or read from the log) while some fleet is
+   * streamed; undefined while none is (a new hub's full read covers what came before).
+   */
+  private seen: number | undefined;
+  /** Holes in the ids notified, [after, before): read from the log to find the relays they changed. */
+  private gaps: [number, number][] = [];
+  /** Log reads made to catch up a gap (stats, tests). */
+  catchUps = 0;
   /** Reads of changed relays, one at a time; notifications meanwhile coalesce into the next. */
   private readonly changes = new CoalescedRun({
     task: () => this.readChanges(),
@@ -154,7 +167,7 @@ export class StreamServer {
       // Those changes are lost to us: every fleet is re-read instead.
       this.options.logger.error({ err }, 'stream: reading changed relays failed; re-reading every fleet');
       for (const hub of this.hubs.values()) hub.resync();
-      if (this.dirty.size > 0 && this.hubs.size > 0) this.changes.request();
+      if ((this.dirty.size > 0 || this.gaps.length > 0) && this.hubs.size > 0) this.changes.request();
     },
     stopped: () => false,
   });
@@ -198,11 +211,55 @@ export class StreamServer {
       logger: this.options.logger,
       intervalMs: this.options.tokenCheckMs,
     });
-    this.unsubscribe = this.options.notifier.subscribe((activities) => {
-      if (this.hubs.size === 0) return;
-      for (const a of activities) if (CHANGE_TYPES.has(a.type)) this.dirty.add(a.relayId);
-      if (this.dirty.size > 0) this.changes.request();
-    });
+    this.unsubscribe = this.options.notifier.subscribe((activities, relays) =>
+      this.notified(activities, relays),
+    );
+  }
+
+  /**
+   * A commit's relays go to the hubs as notified when the commit carries them (its rows, as
+   * committed: the hubs' version check drops one older than what they sent); the others are read.
+   */
+  private notified(activities: readonly Activity[], relays: readonly Relay[] | undefined): void {
+    if (this.hubs.size === 0) {
+      this.seen = undefined;
+      return;
+    }
+    let min = Number.POSITIVE_INFINITY;
+    let max = 0;
+    for (const a of activities) {
+      if (a.id < min) min = a.id;
+      if (a.id > max) max = a.id;
+    }
+    if (this.seen !== undefined && min > this.seen + 1) this.gaps.push([this.seen, min]);
+    if (this.seen === undefined || max > this.seen) this.seen = max;
+    // A fleet apply carries thousands: find them by id (most commits carry one).
+    const byId = relays && relays.length > 1 ? new Map(relays.map((r) => [r.id, r])) : undefined;
+    const one = relays?.length === 1 ? relays[0] : undefined;
+    let offered: Set<string> | undefined;
+    for (const a of activities) {
+      if (!CHANGE_TYPES.has(a.type)) continue;
+      const relay = byId ? byId.get(a.relayId) : one?.id === a.relayId ? one : undefined;
+      if (!relay) {
+        this.dirty.add(a.relayId);
+        continue;
+      }
+      offered ??= new Set();
+      if (offered.has(relay.id)) continue;
+      offered.add(relay.id);
+      this.offer(relay);
+    }
+    if (this.dirty.size > 0 || this.gaps.length > 0) this.changes.request();
+  }
+
+  /** Offers a relay to every hub, its rep serialized at most once. */
+  private offer(relay: Relay): void {
+    let json: string | undefined;
+    const lazy = () => {
+      json ??= repJson(relay, this.options.blossomS3);
+      return json;
+    };
+    for (const hub of this.hubs.values()) hub.offer(relay, lazy);
   }
 
   /** Registers `GET /v1/stream` (authentication is the app's /v1 preHandler). */
@@ -440,6 +497,7 @@ export class StreamServer {
         onError: (err, f) => this.options.logger.error({ err, fleet: f }, 'stream: reading the fleet failed'),
         onEmpty: (h) => {
           if (this.hubs.get(h.fleet) === h) this.hubs.delete(h.fleet);
+          if (this.hubs.size === 0) this.seen = undefined;
           h.dispose();
         },
       });
@@ -463,22 +521,34 @@ export class StreamServer {
 
   // ---- changes ----------------------------------------------------------------------------------
 
-  /** Reads the changed relays and offers each to every hub, until no change is left. */
+  /**
+   * Catches up the gaps from the log, then reads the changed relays and offers each to every hub,
+   * until no change is left.
+   */
   private async readChanges(): Promise<void> {
-    while (this.dirty.size > 0 && this.hubs.size > 0) {
+    while ((this.dirty.size > 0 || this.gaps.length > 0) && this.hubs.size > 0) {
+      for (const [after, before] of this.gaps.splice(0)) await this.readGap(after, before);
+      if (this.dirty.size === 0) continue;
       const ids = [...this.dirty];
       this.dirty.clear();
-      const relays = await this.readRelays(ids);
-      for (const relay of relays) {
-        let json: string | undefined;
-        const lazy = () => {
-          json ??= repJson(relay, this.options.blossomS3);
-          return json;
-        };
-        for (const hub of this.hubs.values()) hub.offer(relay, lazy);
-      }
+      for (const relay of await this.readRelays(ids)) this.offer(relay);
     }
     this.dirty.clear();
+    this.gaps = [];
+  }
+
+  /** Marks dirty the relays changed by activities after `after` and before `before`. */
+  private async readGap(after: number, before: number): Promise<void> {
+    this.catchUps++;
+    for (let from = after; from < before - 1; ) {
+      const page = await this.options.store.activitiesAfter({ after: from, limit: PAGE });
+      for (const a of page) {
+        if (a.id >= before) return;
+        if (CHANGE_TYPES.has(a.type)) this.dirty.add(a.relayId);
+      }
+      if (page.length < PAGE) return;
+      from = page[page.length - 1]!.id;
+    }
   }
 
   private async readFleet(fleet: string): Promise<Relay[]> {

@@ -11,6 +11,8 @@ import { Command } from '../../../src/command.js';
 import { systemClock } from '../../../src/domain/clock.js';
 import { Notifier } from '../../../src/notifier.js';
 import { StreamServer, type StreamServerOptions } from '../../../src/pull/server/stream-server.js';
+import { DelegatingStore } from '../../../src/store/delegating-store.js';
+import type { ActivityFilter, RelayFilter } from '../../../src/store/port.js';
 import { SqliteStore } from '../../../src/store/sqlite/sqlite-store.js';
 import { FakeClock } from '../../support/clock.js';
 import {
@@ -366,15 +368,38 @@ describe('autoconfig stream server', () => {
   });
 });
 
+/** The stream server's reads of relays and of the log, counted (the Command writes beside it). */
+class CountingStore extends DelegatingStore {
+  reads = { relays: 0, log: 0 };
+  override getRelay(id: string) {
+    this.reads.relays++;
+    return super.getRelay(id);
+  }
+  override getRelays(ids: readonly string[]) {
+    this.reads.relays++;
+    return super.getRelays(ids);
+  }
+  override listRelays(filter: RelayFilter) {
+    this.reads.relays++;
+    return super.listRelays(filter);
+  }
+  override activitiesAfter(filter: ActivityFilter) {
+    this.reads.log++;
+    return super.activitiesAfter(filter);
+  }
+}
+
 describe('stream server limits (standalone)', () => {
   async function standalone(opts: Partial<StreamServerOptions>) {
     const tmp = tempDir();
-    const store = new SqliteStore(join(tmp.path, 'bosun.db'));
+    const dbFile = join(tmp.path, 'bosun.db');
+    const store = new SqliteStore(dbFile);
+    const counting = new CountingStore(store);
     const notifier = new Notifier();
     const command = new Command(store, notifier, systemClock);
     const { logger, lines } = captureLogger();
     const streams = new StreamServer({
-      store,
+      store: counting,
       notifier,
       clock: systemClock,
       logger,
@@ -397,8 +422,55 @@ describe('stream server limits (standalone)', () => {
       tmp.cleanup();
     };
     cleanups.push(close);
-    return { url, store, command, streams, lines, port: Number(new URL(url).port) };
+    return { url, dbFile, store, counting, command, streams, lines, port: Number(new URL(url).port) };
   }
+
+  const admin = { role: 'admin' as const, actor: 'test' };
+  const patchesOf = (p: Probe, id: string) =>
+    p.events.filter((e) => e.event === 'patch' && e.data.path === `relays/${id}`).map((e) => e.data.data);
+
+  it("serves this process's commits from the notification: no read of relays or of the log", async () => {
+    const s = await standalone({});
+    await s.command.createRelay(admin, relayBody('a', pubkey));
+    await s.command.createRelay(admin, relayBody('b', pubkey));
+    const p = await probe(s.url, 't1');
+    cleanups.push(() => p.close());
+    await p.until((x) => puts(x).length === 1, 'put');
+    const before = { ...s.counting.reads };
+    for (let i = 1; i <= 3; i++) {
+      await s.command.updateRelay(admin, 'a', { info: { name: `a${i}` } });
+      await s.command.updateRelay(admin, 'b', { info: { name: `b${i}` } });
+    }
+    await s.command.deleteRelay(admin, 'b');
+    await p.until((x) => p.events.some((e) => e.event === 'delete'), 'the delete');
+    await p.until((x) => patchesOf(x, 'a').some((d) => d.config.info.name === 'a3'), 'a3');
+    expect(patchesOf(p, 'b').map((d) => d.config.info.name)).toContain('b3');
+    expect(s.counting.reads).toEqual(before);
+    expect(s.streams.catchUps).toBe(0);
+  });
+
+  it('catches up from the log when a commit was never notified (another process on the same file)', async () => {
+    const s = await standalone({});
+    await s.command.createRelay(admin, relayBody('a', pubkey));
+    await s.command.createRelay(admin, relayBody('b', pubkey));
+    const p = await probe(s.url, 't1');
+    cleanups.push(() => p.close());
+    await p.until((x) => puts(x).length === 1, 'put');
+    await s.command.updateRelay(admin, 'a', { info: { name: 'a1' } });
+    await p.until((x) => patchesOf(x, 'a').length === 1, 'a1');
+    expect(s.counting.reads.log).toBe(0);
+
+    // Another process writes b: this one hears nothing of it...
+    const other = new SqliteStore(s.dbFile);
+    cleanups.push(() => other.close());
+    await new Command(other, new Notifier(), systemClock).updateRelay(admin, 'b', { info: { name: 'b1' } });
+    // ...until its next own commit, whose activity id leaves a hole: the log fills it.
+    await s.command.updateRelay(admin, 'a', { info: { name: 'a2' } });
+    await p.until((x) => patchesOf(x, 'b').some((d) => d.config.info.name === 'b1'), 'b1 from the log');
+    expect(patchesOf(p, 'a').map((d) => d.config.info.name)).toEqual(['a1', 'a2']);
+    expect(s.streams.catchUps).toBe(1);
+    expect(s.counting.reads.log).toBeGreaterThan(0);
+  });
 
   it('sheds load with 503 + Retry-After beyond its stream limit, before any event', async () => {
     const s = await standalone({ maxStreams: 2, retryAfterSeconds: 7 });
