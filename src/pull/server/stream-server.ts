@@ -11,6 +11,10 @@
  *   connection.
  * - Admission before any byte of the stream: agent tokens only (401/403), at most 4 streams per
  *   token (429), a total cap and shutdown (503), each with Retry-After.
+ * - Writes to a connection within one turn of the event loop go out in one socket write: its socket is
+ *   corked at the first and uncorked at the end of the turn (one setImmediate for all connections).
+ *   Node's HTTP writes already share one write within a tick; this also joins the frames of commits
+ *   made in different callbacks of the same turn (several requests read from the network at once).
  * - Heartbeats (`: hb`) on one timer for all connections; revoked or expired tokens are re-checked
  *   every few seconds and their streams closed; a connection whose unsent output passes a bound is
  *   dropped (it resumes with a delta put), so a slow agent never grows memory without bound.
@@ -100,6 +104,8 @@ class StreamConn implements HubConn {
   live = false;
   readonly connectedAt: number;
   private limit: number;
+  /** Corked since a write of this turn; `onCork` uncorks it at the end of the turn. */
+  private corked = false;
 
   constructor(
     readonly res: ServerResponse,
@@ -107,6 +113,7 @@ class StreamConn implements HubConn {
     readonly hub: FleetHub,
     private readonly maxBuffered: number,
     private readonly onSlow: (conn: StreamConn) => void,
+    private readonly onCork: (conn: StreamConn) => void,
     now: number,
   ) {
     this.limit = maxBuffered;
@@ -115,13 +122,27 @@ class StreamConn implements HubConn {
 
   write(frame: Buffer): boolean {
     if (this.closed) return false;
-    if (this.res.writableLength > this.limit) {
-      this.onSlow(this);
-      this.destroy();
-      return false;
+    if (!this.corked) {
+      // Checked at a turn's first write: what is still unsent from earlier turns. Within the turn
+      // the corked frames count too, and a burst (a fleet apply) is not slowness.
+      if (this.res.writableLength > this.limit) {
+        this.onSlow(this);
+        this.destroy();
+        return false;
+      }
+      this.corked = true;
+      this.res.cork();
+      this.onCork(this);
     }
     this.res.write(frame);
     return true;
+  }
+
+  /** Sends what this turn wrote (end() has already flushed it, destroy() dropped it). */
+  uncork(): void {
+    if (!this.corked) return;
+    this.corked = false;
+    if (this.res.writableCorked > 0) this.res.uncork();
   }
 
   joined(putBytes: number): void {
@@ -178,6 +199,16 @@ export class StreamServer {
   private readonly tokens: TokenWatch;
   /** Connections dropped for being too slow (stats, tests). */
   slowDrops = 0;
+  /** Connections corked this turn of the event loop, uncorked together by one setImmediate. */
+  private corked: StreamConn[] = [];
+  private readonly onCork = (c: StreamConn): void => {
+    if (this.corked.push(c) === 1) setImmediate(this.uncorkAll);
+  };
+  private readonly uncorkAll = (): void => {
+    const conns = this.corked;
+    this.corked = [];
+    for (const c of conns) c.uncork();
+  };
   /** One function for every connection (not a closure each: streams are many and long-lived). */
   private readonly onSlow = (c: StreamConn): void => {
     this.slowDrops++;
@@ -410,6 +441,7 @@ export class StreamServer {
       hub,
       this.options.maxBufferedBytes,
       this.onSlow,
+      this.onCork,
       this.options.clock.now(),
     );
     conn.held = held;

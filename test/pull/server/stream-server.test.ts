@@ -3,7 +3,7 @@
  * docs/stream-protocol.md §12 (37's agent half is in agent.test.ts), plus resume, load shedding and
  * backpressure.
  */
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -447,6 +447,44 @@ describe('stream server limits (standalone)', () => {
     expect(patchesOf(p, 'b').map((d) => d.config.info.name)).toContain('b3');
     expect(s.counting.reads).toEqual(before);
     expect(s.streams.catchUps).toBe(0);
+  });
+
+  it('frames of one turn of the event loop go to a connection in one socket write', async () => {
+    const s = await standalone({});
+    await s.command.createRelay(admin, relayBody('a', pubkey));
+    const p = await probe(s.url, 't1');
+    cleanups.push(() => p.close());
+    await p.until((x) => puts(x).length === 1, 'put');
+    // The server's end of the stream: count what it hands the OS (Writable's _write/_writev).
+    const [conn] = (s.streams as unknown as { all: Set<{ res: { socket: Socket } }> }).all;
+    const socket = conn!.res.socket as unknown as Record<'_write' | '_writev', (...a: unknown[]) => void>;
+    let writes = 0;
+    for (const m of ['_write', '_writev'] as const) {
+      const original = socket[m].bind(socket);
+      socket[m] = (...a: unknown[]) => {
+        writes++;
+        original(...a);
+      };
+    }
+    // N commits in N timers due together: one turn of the loop, N callbacks (as N requests read
+    // from the network at once would be), so Node's per-tick batching alone gives N writes.
+    const N = 20;
+    const done = await new Promise<Promise<unknown>[]>((resolve) => {
+      const all: Promise<unknown>[] = [];
+      for (let i = 1; i <= N; i++) {
+        setTimeout(() => {
+          all.push(s.command.updateRelay(admin, 'a', { info: { name: `a${i}` } }));
+          if (i === N) resolve(all);
+        }, 0);
+      }
+    });
+    await Promise.all(done);
+    await p.until((x) => patchesOf(x, 'a').length === N, `${N} patches`);
+    expect(patchesOf(p, 'a').map((d) => d.config.info.name)).toEqual(
+      Array.from({ length: N }, (_, i) => `a${i + 1}`),
+    );
+    expect(writes).toBeGreaterThan(0);
+    expect(writes).toBeLessThanOrEqual(3);
   });
 
   it('catches up from the log when a commit was never notified (another process on the same file)', async () => {
