@@ -4,8 +4,8 @@
  *
  * - One permanent notifier subscription: change notifications name relays. A commit of this process
  *   carries the rows it wrote, and those are offered as they are (never read back); a change of
- *   another process is read once by id, and a hole in the activity ids seen (a commit nobody
- *   notified us of, e.g. another process on the same SQLite file) is caught up from the log. Each
+ *   another process is read once by id, and on SQLite a hole in the activity ids seen (a commit
+ *   nobody notified us of: another process on the same file) is caught up from the log. Each
  *   relay's rep is serialized once and offered to every fleet's hub (fleet-hub.ts), which turns it
  *   into one frame written to all of that fleet's connections — never one JSON.stringify per
  *   connection.
@@ -262,7 +262,10 @@ export class StreamServer {
       if (a.id < min) min = a.id;
       if (a.id > max) max = a.id;
     }
-    if (this.seen !== undefined && min > this.seen + 1) this.gaps.push([this.seen, min]);
+    // Where commits can land out of id order (PostgreSQL) a hole is mostly a commit still in flight,
+    // and other processes' commits reach us through the change feed anyway: no gap reads there.
+    if (this.options.store.serialCommits && this.seen !== undefined && min > this.seen + 1)
+      this.gaps.push([this.seen, min]);
     if (this.seen === undefined || max > this.seen) this.seen = max;
     // A fleet apply carries thousands: find them by id (most commits carry one).
     const byId = relays && relays.length > 1 ? new Map(relays.map((r) => [r.id, r])) : undefined;
