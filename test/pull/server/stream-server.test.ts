@@ -12,7 +12,10 @@ import { systemClock } from '../../../src/domain/clock.js';
 import { Notifier } from '../../../src/notifier.js';
 import { StreamServer, type StreamServerOptions } from '../../../src/pull/server/stream-server.js';
 import { DelegatingStore } from '../../../src/store/delegating-store.js';
-import type { ActivityFilter, RelayFilter } from '../../../src/store/port.js';
+import type { ActivityFilter, RelayFilter, Store } from '../../../src/store/port.js';
+import { ChangeFeed } from '../../../src/store/postgres/change-feed.js';
+import { parsePostgresUrl } from '../../../src/store/postgres/options.js';
+import { PostgresStore } from '../../../src/store/postgres/pg-store.js';
 import { SqliteStore } from '../../../src/store/sqlite/sqlite-store.js';
 import { FakeClock } from '../../support/clock.js';
 import {
@@ -23,6 +26,7 @@ import {
   type TestServer,
   tempDir,
 } from '../../support/env.js';
+import { freshSchema, postgresUrl } from '../../support/postgres.js';
 import { expectIncreasing, type Probe, probe } from '../sse-probe.js';
 
 const { pubkey } = keypair();
@@ -390,12 +394,13 @@ class CountingStore extends DelegatingStore {
 }
 
 describe('stream server limits (standalone)', () => {
-  async function standalone(opts: Partial<StreamServerOptions>) {
+  /** A stream server on a fresh SQLite file, or on `on` (closed by whoever opened it). */
+  async function standalone(opts: Partial<StreamServerOptions>, on?: { store: Store; notifier: Notifier }) {
     const tmp = tempDir();
     const dbFile = join(tmp.path, 'bosun.db');
-    const store = new SqliteStore(dbFile);
+    const store = on?.store ?? new SqliteStore(dbFile);
     const counting = new CountingStore(store);
-    const notifier = new Notifier();
+    const notifier = on?.notifier ?? new Notifier();
     const command = new Command(store, notifier, systemClock);
     const { logger, lines } = captureLogger();
     const streams = new StreamServer({
@@ -418,7 +423,7 @@ describe('stream server limits (standalone)', () => {
     const close = async () => {
       await streams.close();
       await app.close();
-      await store.close();
+      if (!on) await store.close();
       tmp.cleanup();
     };
     cleanups.push(close);
@@ -509,6 +514,46 @@ describe('stream server limits (standalone)', () => {
     expect(s.streams.catchUps).toBe(1);
     expect(s.counting.reads.log).toBeGreaterThan(0);
   });
+
+  it.skipIf(!postgresUrl)(
+    "PostgreSQL: this replica's commits are served from the notification, another's are read by id (no log read)",
+    async () => {
+      const schema = freshSchema();
+      cleanups.push(schema.drop);
+      const replica = async () => {
+        const store = await PostgresStore.open(parsePostgresUrl(schema.url, { poolSize: 2 }));
+        const notifier = new Notifier();
+        const feed = await ChangeFeed.start({ store, notifier, logger: captureLogger().logger });
+        cleanups.push(async () => {
+          await feed.stop();
+          await store.close();
+        });
+        return { store, notifier, command: new Command(store, notifier, systemClock) };
+      };
+      const a = await replica();
+      const b = await replica();
+      const s = await standalone({}, a);
+      await a.command.createRelay(admin, relayBody('a', pubkey));
+      await a.command.createRelay(admin, relayBody('b', pubkey));
+      const p = await probe(s.url, 't1');
+      cleanups.push(() => p.close());
+      await p.until((x) => puts(x).length === 1, 'put');
+      const before = { ...s.counting.reads };
+      await a.command.updateRelay(admin, 'a', { info: { name: 'a1' } });
+      await p.until((x) => patchesOf(x, 'a').length === 1, 'a1');
+      expect(s.counting.reads).toEqual(before);
+      await b.command.updateRelay(admin, 'b', { info: { name: 'b1' } });
+      await p.until(
+        (x) => patchesOf(x, 'b').some((d) => d.config.info.name === 'b1'),
+        'b1 from the other replica',
+      );
+      expect(s.counting.reads).toEqual({ relays: before.relays + 1, log: 0 });
+      await a.command.updateRelay(admin, 'a', { info: { name: 'a2' } });
+      await p.until((x) => patchesOf(x, 'a').length === 2, 'a2');
+      expect(s.counting.reads).toEqual({ relays: before.relays + 1, log: 0 });
+      expect(s.streams.catchUps).toBe(0);
+    },
+  );
 
   it('sheds load with 503 + Retry-After beyond its stream limit, before any event', async () => {
     const s = await standalone({ maxStreams: 2, retryAfterSeconds: 7 });
