@@ -35,8 +35,9 @@
  * Bounded: ≤ 20,000 relays, ≤ 5,000 agents, ≤ 120 s of load, a hard limit of duration + 240 s;
  * loopback only; every process and socket is closed at the end. Exits 1 on any error (non-2xx,
  * transport error, stream refused or dropped, delivery missing, sync failure, error log line).
- * `--postgres [url]`: bosun's database is PostgreSQL (default postgres://127.0.0.1:5432/test), in a
- * scratch schema dropped after. `--scale`: the same load (same fleets, agents, duration) at 2,000 and
+ * `--postgres [url]`: the same load on SQLite, then with bosun's database on PostgreSQL (default
+ * postgres://127.0.0.1:5432/test, a scratch schema dropped after), and their ratio; with --scale,
+ * both runs on PostgreSQL. `--scale`: the same load (same fleets, agents, duration) at 2,000 and
  * then 20,000 relays in one invocation, with the ratio of the two (does cost grow with the fleet?).
  *
  * BENCH_PROF=bosun (or BENCH_PROF_DIR=<dir>) writes a CPU profile of the bosun process to
@@ -450,14 +451,26 @@ const PROF_DIR =
   process.env.BENCH_PROF_DIR ?? (process.env.BENCH_PROF === 'bosun' ? join(tmpdir(), 'bprof') : undefined);
 
 async function main(): Promise<number> {
-  if (!process.argv.includes('--scale'))
-    return (await runOnce(int('--relays', 10_000, 1, 20_000))).ok ? 0 : 1;
-  const small = await runOnce(2_000);
-  console.log('');
-  const big = await runOnce(20_000);
   const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
-  console.log(`
-scale: the same load at ${big.relays.toLocaleString('en-US')} vs ${small.relays.toLocaleString('en-US')} relays`);
+  if (!process.argv.includes('--scale')) {
+    const relays = int('--relays', 10_000, 1, 20_000);
+    if (!POSTGRES) return (await runOnce(relays, undefined)).ok ? 0 : 1;
+    // PostgreSQL is judged against SQLite on the same machine, back to back.
+    const sqlite = await runOnce(relays, undefined);
+    console.log('');
+    const postgres = await runOnce(relays, POSTGRES);
+    console.log(`\npostgres vs sqlite: the same load at ${relays.toLocaleString('en-US')} relays`);
+    console.log(
+      `  updates/s ${f(postgres.rate, 0)} vs ${f(sqlite.rate, 0)}: ${f(postgres.rate / sqlite.rate)}×; CPU per update ${f(postgres.cpuMsPerUpdate, 3)} vs ${f(sqlite.cpuMsPerUpdate, 3)} ms`,
+    );
+    return sqlite.ok && postgres.ok ? 0 : 1;
+  }
+  const small = await runOnce(2_000, POSTGRES);
+  console.log('');
+  const big = await runOnce(20_000, POSTGRES);
+  console.log(
+    `\nscale: the same load at ${big.relays.toLocaleString('en-US')} vs ${small.relays.toLocaleString('en-US')} relays`,
+  );
   console.log(
     `  updates/s ${f(big.rate, 0)} vs ${f(small.rate, 0)}: ${f(big.rate / small.rate)}× (each against its own node:http: ${f(big.rate / big.baseRate)} vs ${f(small.rate / small.baseRate)})`,
   );
@@ -468,7 +481,8 @@ scale: the same load at ${big.relays.toLocaleString('en-US')} vs ${small.relays.
   return small.ok && big.ok ? 0 : 1;
 }
 
-async function runOnce(RELAYS: number): Promise<RunSummary> {
+/** One bench run at `RELAYS` relays on SQLite, or on PostgreSQL at `postgres`. */
+async function runOnce(RELAYS: number, postgres: string | undefined): Promise<RunSummary> {
   const summary: RunSummary = {
     relays: RELAYS,
     rate: Number.NaN,
@@ -497,14 +511,14 @@ async function runOnce(RELAYS: number): Promise<RunSummary> {
   const dir = mkdtempSync(join(tmpdir(), 'bosun-bench-load-'));
   const pgSchema = `bench_load_${randomBytes(4).toString('hex')}`;
   const databaseUrl = (() => {
-    if (!POSTGRES) return `sqlite:${join(dir, 'bosun.db')}`;
-    const u = new URL(POSTGRES);
+    if (!postgres) return `sqlite:${join(dir, 'bosun.db')}`;
+    const u = new URL(postgres);
     u.searchParams.set('schema', pgSchema);
     return u.toString();
   })();
   const dropSchema = async () => {
-    if (!POSTGRES) return;
-    const client = new pg.Client({ connectionString: POSTGRES });
+    if (!postgres) return;
+    const client = new pg.Client({ connectionString: postgres });
     try {
       await client.connect();
       await client.query(`DROP SCHEMA IF EXISTS "${pgSchema}" CASCADE`);
@@ -548,7 +562,7 @@ async function runOnce(RELAYS: number): Promise<RunSummary> {
       .join(' ')} at start (other processes share these cores)`,
   );
   console.log(
-    `  bosun: bin/bosun.js serve (${built}), ${POSTGRES ? `PostgreSQL (scratch schema ${pgSchema})` : 'SQLite in a temp dir'}, log level ${LOG_LEVEL} to a file; push sync → ${
+    `  bosun: bin/bosun.js serve (${built}), ${postgres ? `PostgreSQL (scratch schema ${pgSchema})` : 'SQLite in a temp dir'}, log level ${LOG_LEVEL} to a file; push sync → ${
       PUSH === 'noop'
         ? 'a no-op zooid (2xx at once; real zooid runs elsewhere, so its CPU is left out)'
         : PUSH === 'emulator'
