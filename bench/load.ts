@@ -5,7 +5,7 @@
  *
  *   npm run bench:load [-- --relays 10000 --agents 1000 --fleets 100 --duration 20 --concurrency 8
  *                         --push noop|emulator|off --seed fleet|post --log-level info
- *                         --postgres [postgres://127.0.0.1:5432/test] --scale]
+ *                         --postgres [postgres://postgres@127.0.0.1:5432/test] --scale]
  *
  * Processes (all on loopback): bosun (bin/bosun.js from dist/, rebuilt first when older than src/;
  * SQLite in a temp dir; its log, at bosun's default level info, to a file there); the agents (one
@@ -36,7 +36,7 @@
  * loopback only; every process and socket is closed at the end. Exits 1 on any error (non-2xx,
  * transport error, stream refused or dropped, delivery missing, sync failure, error log line).
  * `--postgres [url]`: the same load on SQLite, then with bosun's database on PostgreSQL (default
- * postgres://127.0.0.1:5432/test, a scratch schema dropped after), and their ratio; with --scale,
+ * postgres://postgres@127.0.0.1:5432/test, a scratch schema dropped after), and their ratio; with --scale,
  * both runs on PostgreSQL. `--scale`: the same load (same fleets, agents, duration) at 2,000 and
  * then 20,000 relays in one invocation, with the ratio of the two (does cost grow with the fleet?).
  *
@@ -439,7 +439,7 @@ interface RunSummary {
   ok: boolean;
 }
 
-const PG_DEFAULT = 'postgres://127.0.0.1:5432/test';
+const PG_DEFAULT = 'postgres://postgres@127.0.0.1:5432/test';
 /** `--postgres` alone means the local test server; `--postgres <url>` another. */
 const POSTGRES = (() => {
   const i = process.argv.indexOf('--postgres');
