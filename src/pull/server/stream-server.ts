@@ -142,7 +142,7 @@ class StreamConn implements HubConn {
   uncork(): void {
     if (!this.corked) return;
     this.corked = false;
-    if (this.res.writableCorked > 0) this.res.uncork();
+    if (!this.res.destroyed && this.res.writableCorked > 0) this.res.uncork();
   }
 
   joined(putBytes: number): void {
