@@ -447,7 +447,7 @@ describe('stream server limits (standalone)', () => {
       await s.command.updateRelay(admin, 'b', { info: { name: `b${i}` } });
     }
     await s.command.deleteRelay(admin, 'b');
-    await p.until((x) => p.events.some((e) => e.event === 'delete'), 'the delete');
+    await p.until((x) => x.events.some((e) => e.event === 'delete'), 'the delete');
     await p.until((x) => patchesOf(x, 'a').some((d) => d.config.info.name === 'a3'), 'a3');
     expect(patchesOf(p, 'b').map((d) => d.config.info.name)).toContain('b3');
     expect(s.counting.reads).toEqual(before);
