@@ -14,7 +14,8 @@
  *
  * 1. Seed: `--relays` relays in `--fleets` fleets (relay i in fleet i mod fleets), one
  *    `POST /v1/fleets/:name/apply` per fleet (`--seed post`: one `POST /v1/relays` per relay, 8 in
- *    flight); push sync creates each in zooid, waited for (≤ 60 s) so the load starts steady.
+ *    flight); push sync creates each in zooid, waited for (≤ 60 s; above 10,000 relays
+ *    ≤ 20 ms per relay) so the load starts steady.
  * 2. Agents: one agent token per agent (`POST /v1/tokens`), agent j on fleet j mod fleets; every
  *    stream open and its put received.
  * 3. Load: `--concurrency` keep-alive clients send `PATCH /v1/relays/:id` (a random relay, a new
@@ -32,7 +33,8 @@
  * faithful, but every write sorts all stored ids to check uniqueness (O(n log n) per request), so
  * at 10,000 relays its own cost weighs on the figures. `off`: pull sync only.
  *
- * Bounded: ≤ 20,000 relays, ≤ 5,000 agents, ≤ 120 s of load, a hard limit of duration + 240 s;
+ * Bounded: ≤ 20,000 relays, ≤ 5,000 agents, ≤ 120 s of load, a hard limit of duration + 240 s (+ the longer
+ * catch-up wait above 10,000 relays);
  * loopback only; every process and socket is closed at the end. Exits 1 on any error (non-2xx,
  * transport error, stream refused or dropped, delivery missing, sync failure, error log line).
  * `--postgres [url]`: the same load on SQLite, then with bosun's database on PostgreSQL (default
@@ -505,6 +507,9 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
   }
   if (Math.ceil(RELAYS / FLEETS) > 10_000) throw new Error('--fleets: at most 10,000 relays per fleet');
   const BASELINE_S = Math.min(5, DURATION);
+  // Push sync creates every seeded relay in zooid before the load; beyond the default size (--scale)
+  // the wait grows with the fleet, so the load starts steady there too.
+  const CATCH_UP_S = RELAYS > 10_000 ? Math.ceil((RELAYS * 20) / 1000) : 60;
 
   const children: Child[] = [];
   let bosun: BosunServe | undefined;
@@ -533,11 +538,11 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
   };
   const hardLimit = setTimeout(
     () => {
-      console.error(`bench/load: over its ${DURATION + 240} s limit; stopping`);
+      console.error(`bench/load: over its ${DURATION + 180 + CATCH_UP_S} s limit; stopping`);
       cleanup();
       process.exit(2);
     },
-    (DURATION + 240) * 1000,
+    (DURATION + 180 + CATCH_UP_S) * 1000,
   );
   hardLimit.unref();
   const onInt = () => {
@@ -672,11 +677,11 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
       `  seed: ${n0(RELAYS)} relays, ${SEED === 'fleet' ? `${n0(FLEETS)} fleet applies` : 'POST /v1/relays × 8 in flight'}: ${f(seedS, 2)} s (${n0(RELAYS / seedS)} relays/s)`,
     );
     if (zooidProc) {
-      const catchUp = await pushIdle(60_000);
+      const catchUp = await pushIdle(CATCH_UP_S * 1000);
       const st = await relaysByStatus();
       if (Number.isNaN(catchUp)) {
         console.log(
-          `  push catch-up: NOT done in 60 s (${n0(st.pending)} pending, ${n0(st.retrying)} retrying)`,
+          `  push catch-up: NOT done in ${CATCH_UP_S} s (${n0(st.pending)} pending, ${n0(st.retrying)} retrying)`,
         );
       } else {
         const total = seedS + catchUp;
