@@ -1,16 +1,12 @@
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { relayConfigSchema } from '../../../src/domain/relay.js';
 import { createNip98Signer, type NostrEvent } from '../../../src/nostr/nip98.js';
 import { type BlossomS3, patchBody, zooidBody } from '../../../src/push/zooid/body.js';
 import { ZooidClient, type ZooidClientOptions } from '../../../src/push/zooid/client.js';
-import {
-  startZooidEmulator,
-  type ZooidEmulator,
-  type ZooidEmulatorOptions,
-} from '../../../src/push/zooid/emulator.js';
+import type { ZooidEmulatorOptions } from '../../../src/push/zooid/emulator.js';
 import { FakeClock } from '../../support/clock.js';
 import {
   ADMIN_PUBKEY,
@@ -20,19 +16,16 @@ import {
   OTHER_SECRET,
   OWNER_PUBKEY,
   RELAY_SECRET,
+  useEmulators,
 } from './helpers.js';
 
-const emulators: ZooidEmulator[] = [];
-afterEach(async () => {
-  await Promise.all(emulators.splice(0).map((e) => e.close()));
-});
+const emulators = useEmulators();
 
 async function setup(
   emuOpts: Partial<ZooidEmulatorOptions> = {},
   clientOpts: Partial<ZooidClientOptions> = {},
 ) {
-  const emu = await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], ...emuOpts });
-  emulators.push(emu);
+  const emu = await emulators.start(emuOpts);
   const clock = new FakeClock(Date.now());
   const calls: Array<{ url: string; init: RequestInit }> = [];
   const client = new ZooidClient({
