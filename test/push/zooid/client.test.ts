@@ -1,12 +1,16 @@
 import { createHash } from 'node:crypto';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { relayConfigSchema } from '../../../src/domain/relay.js';
 import { createNip98Signer, type NostrEvent } from '../../../src/nostr/nip98.js';
 import { type BlossomS3, patchBody, zooidBody } from '../../../src/push/zooid/body.js';
 import { ZooidClient, type ZooidClientOptions } from '../../../src/push/zooid/client.js';
-import type { ZooidEmulatorOptions } from '../../../src/push/zooid/emulator.js';
+import {
+  startZooidEmulator,
+  type ZooidEmulator,
+  type ZooidEmulatorOptions,
+} from '../../../src/push/zooid/emulator.js';
 import { FakeClock } from '../../support/clock.js';
 import {
   ADMIN_PUBKEY,
@@ -16,16 +20,19 @@ import {
   OTHER_SECRET,
   OWNER_PUBKEY,
   RELAY_SECRET,
-  useEmulators,
 } from './helpers.js';
 
-const emulators = useEmulators();
+const emulators: ZooidEmulator[] = [];
+afterEach(async () => {
+  await Promise.all(emulators.splice(0).map((e) => e.close()));
+});
 
 async function setup(
   emuOpts: Partial<ZooidEmulatorOptions> = {},
   clientOpts: Partial<ZooidClientOptions> = {},
 ) {
-  const emu = await emulators.start(emuOpts);
+  const emu = await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], ...emuOpts });
+  emulators.push(emu);
   const clock = new FakeClock(Date.now());
   const calls: Array<{ url: string; init: RequestInit }> = [];
   const client = new ZooidClient({
