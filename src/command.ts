@@ -382,9 +382,7 @@ export class Command {
     opts: { prune: boolean },
   ): Promise<FleetPlan> {
     assertWriter(principal);
-    const store = this.fleetStore(fleet);
-    return (await computeFleetChanges(store, principal, fleet, resolved, opts.prune, this.clock.now())).result
-      .plan;
+    return (await this.fleetChanges(principal, fleet, resolved, opts.prune)).result.plan;
   }
 
   /**
@@ -418,14 +416,7 @@ export class Command {
       const release = await this.lockAll(resolved.relays.map((r) => r.id));
       try {
         for (let attempt = 1; ; attempt++) {
-          const computed = await computeFleetChanges(
-            store,
-            principal,
-            fleet,
-            resolved,
-            opts.prune,
-            this.clock.now(),
-          );
+          const computed = await this.fleetChanges(principal, fleet, resolved, opts.prune);
           if (!computed.batch) return computed.result;
           try {
             const activities = await this.publish(computed.batch, store);
@@ -530,6 +521,11 @@ export class Command {
   private fleetStore(fleet: string): Store {
     checkFleetName(fleet);
     return this.store;
+  }
+
+  /** What the fleet's spec changes as of now, by the rules every relay write follows. Reads only. */
+  private fleetChanges(principal: Principal, fleet: string, resolved: ResolvedFleet, prune: boolean) {
+    return computeFleetChanges(this.fleetStore(fleet), principal, fleet, resolved, prune, this.clock.now());
   }
 
   /** Holds this process's lock of every relay id until the returned release is called. */

@@ -1,33 +1,13 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, keypair, tempDir } from '../support/env.js';
-import { type Spawned, spawnBosun, startServe } from '../support/spawn.js';
-
-async function run(args: string[], env: Record<string, string>, cwd?: string) {
-  const p = spawnBosun(args, env, cwd);
-  const { code } = await p.exited;
-  return { code, out: p.output() };
-}
+import { describe, expect, it } from 'vitest';
+import { keypair, tempDir } from '../support/env.js';
+import { startServe } from '../support/spawn.js';
+import { run, useServe } from './helpers.js';
 
 describe('bosun CLI against a running server', () => {
-  const dir = tempDir();
-  let server: Spawned & { url: string };
-  let env: Record<string, string>;
+  const { dir, env } = useServe();
   const { pubkey } = keypair();
-
-  beforeAll(async () => {
-    server = await startServe({
-      BOSUN_DATABASE_URL: `sqlite:${join(dir.path, 'bosun.db')}`,
-      BOSUN_ADMIN_TOKEN: ADMIN_TOKEN,
-    });
-    env = { BOSUN_SERVER: server.url, BOSUN_TOKEN: ADMIN_TOKEN };
-  });
-  afterAll(async () => {
-    server.child.kill('SIGTERM');
-    await server.exited;
-    dir.cleanup();
-  });
 
   it('creates, lists, shows, updates and deletes relays', async () => {
     const created = await run(
@@ -70,7 +50,7 @@ describe('bosun CLI against a running server', () => {
     expect(t.code).toBe(0);
     const token = t.out.split('\n')[0]!;
     expect(token).toMatch(/^bosun_[A-Za-z0-9_-]{32}$/);
-    const mine = await run(['relay', 'list', '--json'], { BOSUN_SERVER: server.url, BOSUN_TOKEN: token });
+    const mine = await run(['relay', 'list', '--json'], { ...env, BOSUN_TOKEN: token });
     expect(JSON.parse(mine.out).relays).toEqual([]);
     const listed = await run(['token', 'list'], env);
     expect(listed.out).toContain('dora');
@@ -88,7 +68,7 @@ describe('bosun CLI against a running server', () => {
       /^bosun: cannot reach bosun at http:\/\/127\.0\.0\.1:1 .*is `bosun serve` running\?/,
     );
     expect(down.out).not.toMatch(/\n\s+at /);
-    const unauth = await run(['relay', 'list'], { BOSUN_SERVER: server.url, BOSUN_TOKEN: 'wrong' });
+    const unauth = await run(['relay', 'list'], { ...env, BOSUN_TOKEN: 'wrong' });
     expect(unauth.out.trim()).toBe('bosun: unknown, revoked or expired token [unauthorized]');
     // A document nested deeper than bosun reads is refused before it is sent.
     const deep = join(dir.path, 'deep.json');

@@ -1,36 +1,16 @@
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, keypair, tempDir } from '../support/env.js';
-import { type Spawned, spawnBosun, startServe } from '../support/spawn.js';
-
-async function run(args: string[], env: Record<string, string>) {
-  const p = spawnBosun(args, env);
-  const { code } = await p.exited;
-  return { code, out: p.output() };
-}
+import { describe, expect, it } from 'vitest';
+import { keypair } from '../support/env.js';
+import { run, useServe } from './helpers.js';
 
 describe('bosun target', () => {
-  const dir = tempDir();
-  let server: Spawned & { url: string };
-  let env: Record<string, string>;
   const bosunKey = keypair();
   const euKey = keypair();
-
-  beforeAll(async () => {
-    server = await startServe({
-      BOSUN_DATABASE_URL: `sqlite:${join(dir.path, 'bosun.db')}`,
-      BOSUN_ADMIN_TOKEN: ADMIN_TOKEN,
-      ZOOID_API_URL: 'http://127.0.0.1:9',
-      BOSUN_SECRET_KEY: bosunKey.secret,
-      BOSUN_CHORE_TARGET_HEALTH_ENABLED: 'false',
-    });
-    env = { BOSUN_SERVER: server.url, BOSUN_TOKEN: ADMIN_TOKEN };
-  });
-  afterAll(async () => {
-    server.child.kill('SIGTERM');
-    await server.exited;
-    dir.cleanup();
+  const { dir, env } = useServe({
+    ZOOID_API_URL: 'http://127.0.0.1:9',
+    BOSUN_SECRET_KEY: bosunKey.secret,
+    BOSUN_CHORE_TARGET_HEALTH_ENABLED: 'false',
   });
 
   it('adds (key from a 0600 file), lists, shows, updates and removes targets; never prints a key', async () => {

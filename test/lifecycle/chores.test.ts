@@ -19,6 +19,17 @@ afterEach(async () => {
   back = undefined;
 });
 
+/** Runs `chore` now and again once `ms` have passed: only the second run pushes the relay to zooid. */
+async function pushesOnlyAfter(p: Planet, clock: FakeClock, chore: string, relayId: string, ms: number) {
+  await p.trigger(chore);
+  await p.idle();
+  expect(p.zooid.relays().has(relayId)).toBe(false);
+  await clock.advance(ms);
+  await p.trigger(chore);
+  await p.idle();
+  expect(p.zooid.relays().has(relayId)).toBe(true);
+}
+
 describe('chores, end to end through a test peer', () => {
   it('resync repairs a relay edited or deleted in zooid behind bosun’s back', async () => {
     planet = await startPlanet();
@@ -52,7 +63,7 @@ describe('chores, end to end through a test peer', () => {
   it('the retry sweeper runs a due retry whose in-memory timer was lost', async () => {
     const clock = new FakeClock();
     planet = await startPlanet({ clock });
-    const { bosun, zooid, idle, trigger } = planet;
+    const { bosun } = planet;
     // Committed by another process: no notification, no timer in this one.
     const other = new SqliteStore(join(bosun.dir, 'bosun.db'));
     const cmd = new Command(other, new Notifier(), clock);
@@ -65,34 +76,21 @@ describe('chores, end to end through a test peer', () => {
     });
     await other.close();
 
-    await trigger('retry_sweeper');
-    await idle();
-    expect(zooid.relays().has('orphan-retry')).toBe(false);
-    await clock.advance(5000);
-    await trigger('retry_sweeper');
-    await idle();
-    expect(zooid.relays().has('orphan-retry')).toBe(true);
+    await pushesOnlyAfter(planet, clock, 'retry_sweeper', 'orphan-retry', 5000);
     expect((await bosun.api('GET', '/v1/relays/orphan-retry')).body.sync.status).toBe('synced');
   });
 
   it('drift repair syncs lost work: a change pending for over a minute with nothing scheduled', async () => {
     const clock = new FakeClock();
     planet = await startPlanet({ clock });
-    const { bosun, zooid, idle, trigger } = planet;
-    const other = new SqliteStore(join(bosun.dir, 'bosun.db'));
+    const other = new SqliteStore(join(planet.bosun.dir, 'bosun.db'));
     await new Command(other, new Notifier(), clock).createRelay(
       { role: 'admin', actor: 'other' },
       relayBody('lost', owner.pubkey),
     );
     await other.close();
 
-    await trigger('drift_repair');
-    await idle();
-    expect(zooid.relays().has('lost')).toBe(false);
-    await clock.advance(61_000);
-    await trigger('drift_repair');
-    await idle();
-    expect(zooid.relays().has('lost')).toBe(true);
+    await pushesOnlyAfter(planet, clock, 'drift_repair', 'lost', 61_000);
   });
 
   it('credential expiry revokes tokens past their expiry', async () => {

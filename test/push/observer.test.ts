@@ -9,6 +9,20 @@ const { pubkey } = keypair();
 
 type Call = { relayId: string; force: boolean; at: number };
 
+/** A failure inside bosun (the sync throws, as on a full disk) until `heal()`; then every sync succeeds. */
+function fullDisk() {
+  let failing = true;
+  return {
+    outcome: (): SyncOutcome => {
+      if (failing) throw new Error('database or disk is full');
+      return { kind: 'synced', version: 1 };
+    },
+    heal: () => {
+      failing = false;
+    },
+  };
+}
+
 describe('Observer: what it holds per relay', () => {
   const open: { close: () => Promise<void> | void }[] = [];
   afterEach(async () => {
@@ -48,18 +62,15 @@ describe('Observer: what it holds per relay', () => {
   });
 
   it('the cursor stays before a change whose sync threw, and passes it once a sync returns', async () => {
-    let failing = true;
-    const { clock, observer, calls, create } = await rig(() => {
-      if (failing) throw new Error('database or disk is full');
-      return { kind: 'synced', version: 1 };
-    });
+    const disk = fullDisk();
+    const { clock, observer, calls, create } = await rig(disk.outcome);
     await observer.start();
     const before = observer.cursor;
     await create('r1');
     await observer.idle();
     expect(calls).toHaveLength(1);
     expect(observer.cursor).toBe(before);
-    failing = false;
+    disk.heal();
     await clock.advance(1000);
     await observer.idle();
     expect(calls).toHaveLength(2);
@@ -67,11 +78,10 @@ describe('Observer: what it holds per relay', () => {
   });
 
   it('retryFailedNow re-runs relays that failed inside bosun, not those waiting on a zooid retry', async () => {
-    let failing = true;
+    const disk = fullDisk();
     const { clock, observer, calls, create } = await rig((relayId) => {
       if (relayId === 'zooid-says-later') return { kind: 'retry', at: clock.now() + 60_000, error: '503' };
-      if (failing) throw new Error('database or disk is full');
-      return { kind: 'synced', version: 1 };
+      return disk.outcome();
     });
     await observer.start();
     await create('inside-bosun');
@@ -79,7 +89,7 @@ describe('Observer: what it holds per relay', () => {
     await observer.idle();
     expect(calls.map((c) => c.relayId).sort()).toEqual(['inside-bosun', 'zooid-says-later']);
 
-    failing = false;
+    disk.heal();
     observer.retryFailedNow();
     await observer.idle();
     expect(calls.slice(2).map((c) => [c.relayId, c.at])).toEqual([['inside-bosun', clock.now()]]);
@@ -92,11 +102,8 @@ describe('Observer: what it holds per relay', () => {
   });
 
   it('stop cancels every retry timer; a start after it begins anew from the persisted cursor', async () => {
-    let failing = true;
-    const { clock, observer, calls, create } = await rig(() => {
-      if (failing) throw new Error('database or disk is full');
-      return { kind: 'synced', version: 1 };
-    });
+    const disk = fullDisk();
+    const { clock, observer, calls, create } = await rig(disk.outcome);
     await observer.start();
     await create('r1');
     await observer.idle();
@@ -104,7 +111,7 @@ describe('Observer: what it holds per relay', () => {
     await observer.stop();
     expect(clock.pending()).toBe(0);
 
-    failing = false;
+    disk.heal();
     const seen = calls.length;
     await observer.start();
     await observer.idle();

@@ -7,7 +7,7 @@ import { BosunError } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
 import type { AppDeps } from '../deps.js';
 import { defineRoute } from '../routes/define.js';
-import { idParam, principalOf } from '../routes/params.js';
+import { idParam, principalOf, relayId } from '../routes/params.js';
 import { type Asset, loadAssets } from './assets.js';
 import { DashboardData } from './data.js';
 import { ActivityStreams, DEFAULT_STREAM_OPTIONS } from './stream.js';
@@ -174,7 +174,7 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       tag,
       access: 'caller',
       summary: 'A relay, its last 50 activities (newest first), `acked` and `diff`',
-      params: { id: z.string().describe('relay id') },
+      params: relayId,
       responses: { 200: { description: 'the relay page' } },
     },
     async (request) => data.relay(principalOf(request), idParam(request)),

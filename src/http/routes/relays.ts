@@ -4,7 +4,7 @@ import { LIVE_STATUSES } from '../../domain/live.js';
 import { createRelaySchema, type Relay, updatedDocumentSchema, viewRelay } from '../../domain/relay.js';
 import type { AppDeps } from '../deps.js';
 import { defineRoute } from './define.js';
-import { idParam, principalOf } from './params.js';
+import { idParam, principalOf, relayId } from './params.js';
 
 const listQuery = z.strictObject({
   owner: z.string().max(128).optional(),
@@ -29,8 +29,6 @@ const rotateBody = z.strictObject({
     .max(365 * 86_400, 'must be at most 365 days')
     .optional(),
 });
-
-const relayId = { id: z.string().describe('relay id') };
 
 const isoTime = z.string().describe('ISO 8601 time');
 const liveField = z.object({ want: z.string(), got: z.string() });

@@ -1,53 +1,30 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { publicKeyOf } from '../../../src/domain/keys.js';
 import { createNip98Signer } from '../../../src/nostr/nip98.js';
-import {
-  runZooidEmulatorCli,
-  startZooidEmulator,
-  type ZooidEmulator,
-  type ZooidEmulatorOptions,
-} from '../../../src/push/zooid/emulator.js';
+import { runZooidEmulatorCli, type ZooidEmulator } from '../../../src/push/zooid/emulator.js';
 import { FakeClock, settle } from '../../support/clock.js';
 import {
   ADMIN_PUBKEY,
   BOSUN_PUBKEY,
   BOSUN_SECRET,
+  call,
   minimalBody,
+  nip11,
   OWNER_PUBKEY,
   type RawRequest,
   RELAY_SECRET,
   raw,
-  useEmulatorCleanup,
+  relayApi,
+  useEmulators,
 } from './helpers.js';
 
-const signer = createNip98Signer(BOSUN_SECRET);
-const { emulators, dirs } = useEmulatorCleanup();
+const { start, track, tempDir } = useEmulators('zooid-emu-');
 
-async function start(opts: Partial<ZooidEmulatorOptions> = {}): Promise<ZooidEmulator> {
-  const emu = await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], ...opts });
-  emulators.push(emu);
-  return emu;
-}
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'zooid-emu-'));
-  dirs.push(d);
-  return d;
-};
-
-const call = (
-  emu: ZooidEmulator,
-  method: string,
-  path: string,
-  body?: RawRequest['body'],
-  extra: Partial<RawRequest> = {},
-) => raw(emu.url, { method, path, signer, ...(body === undefined ? {} : { body }), ...extra });
-const post = (emu: ZooidEmulator, id: string, body: RawRequest['body']) =>
-  call(emu, 'POST', `/relay/${id}`, body);
+const post = (emu: ZooidEmulator, id: string, body: RawRequest['body']) => relayApi(emu, 'POST', id, body);
 const expectError = async (p: Promise<{ status: number; json: unknown }>, status: number, error: string) => {
   const res = await p;
   expect({ status: res.status, json: res.json }).toEqual({ status, json: { error } });
@@ -427,25 +404,14 @@ describe('routing', () => {
   it('only the API host reaches the API; other hosts reach relays', async () => {
     const emu = await start({ apiHost: 'api.zooid.test' });
     expect(emu.apiHost).toBe('api.zooid.test');
-    const res = await raw(emu.url, {
-      method: 'POST',
-      path: '/relay/a',
-      body: minimalBody(1),
-      signer,
-      host: 'api.zooid.test',
-    });
+    const res = await call(emu, 'POST', '/relay/a', minimalBody(1), { host: 'api.zooid.test' });
     expect(res.status).toBe(201);
-    const byIp = await raw(emu.url, { method: 'POST', path: '/relay/b', body: minimalBody(2), signer });
+    const byIp = await post(emu, 'b', minimalBody(2));
     expect(byIp.status).toBe(404);
     expect(emu.requests.length).toBe(1);
-    const nip11 = await raw(emu.url, {
-      method: 'GET',
-      path: '/',
-      host: 'r1.example.com',
-      headers: { accept: 'application/nostr+json' },
-    });
-    expect(nip11.status).toBe(200);
-    expect(nip11.json).toMatchObject({ name: 'R1', pubkey: OWNER_PUBKEY, self: publicKeyOf(RELAY_SECRET) });
+    const doc = await nip11(emu, 'r1.example.com');
+    expect(doc.status).toBe(200);
+    expect(doc.json).toMatchObject({ name: 'R1', pubkey: OWNER_PUBKEY, self: publicKeyOf(RELAY_SECRET) });
   });
 });
 
@@ -683,13 +649,14 @@ describe('runZooidEmulatorCli', () => {
 
   it('starts, prints one JSON line with the URL, and rejects bad whitelists', async () => {
     const dir = tempDir();
-    const emu = await runZooidEmulatorCli({
-      port: '0',
-      whitelist: `${BOSUN_PUBKEY}, ${ADMIN_PUBKEY}`,
-      configDir: dir,
-      log: (l) => lines.push(l),
-    });
-    emulators.push(emu);
+    const emu = track(
+      await runZooidEmulatorCli({
+        port: '0',
+        whitelist: `${BOSUN_PUBKEY}, ${ADMIN_PUBKEY}`,
+        configDir: dir,
+        log: (l) => lines.push(l),
+      }),
+    );
     expect(lines.length).toBe(1);
     expect(JSON.parse(lines[0]!)).toEqual({
       level: 'info',

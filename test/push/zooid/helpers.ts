@@ -1,9 +1,15 @@
-import { rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach } from 'vitest';
 import { publicKeyOf } from '../../../src/domain/keys.js';
-import type { Nip98Signer } from '../../../src/nostr/nip98.js';
-import type { ZooidEmulator } from '../../../src/push/zooid/emulator.js';
+import { createNip98Signer, type Nip98Signer } from '../../../src/nostr/nip98.js';
+import {
+  startZooidEmulator,
+  type ZooidEmulator,
+  type ZooidEmulatorOptions,
+} from '../../../src/push/zooid/emulator.js';
 
 /** Fixed keys so failures are reproducible. */
 export const BOSUN_SECRET = '1'.repeat(64);
@@ -74,6 +80,25 @@ export async function raw(baseUrl: string, r: RawRequest): Promise<RawResponse> 
   });
 }
 
+const bosunSigner = createNip98Signer(BOSUN_SECRET);
+
+/** A management request signed with bosun's key (the key `useEmulators().start` whitelists). */
+export const call = (
+  emu: ZooidEmulator,
+  method: string,
+  path: string,
+  body?: RawRequest['body'],
+  extra: Partial<RawRequest> = {},
+) => raw(emu.url, { method, path, signer: bosunSigner, ...(body === undefined ? {} : { body }), ...extra });
+
+/** A signed management request about relay `id`. */
+export const relayApi = (emu: ZooidEmulator, method: string, id: string, body?: RawRequest['body']) =>
+  call(emu, method, `/relay/${id}`, body);
+
+/** A NIP-11 request to a relay's host, as a client asks for the relay's document. */
+export const nip11 = (emu: { url: string }, host: string, extra: Partial<RawRequest> = {}) =>
+  raw(emu.url, { method: 'GET', path: '/', host, headers: { accept: 'application/nostr+json' }, ...extra });
+
 /** A minimal valid zooid body (what every variant accepts). */
 export function minimalBody(
   n: number | string,
@@ -89,10 +114,16 @@ export function minimalBody(
 }
 
 /**
- * The emulators a test file starts (closed after each test) and the temporary directories it
- * makes (removed after the file). Call once, at the top of the file.
+ * A test file's emulators and temporary directories: `start` runs an emulator that whitelists
+ * bosun's key unless told otherwise, `track` takes one started another way (the CLI); both are
+ * closed after each test. `tempDir` makes a directory, removed after the file. Call once, at the top
+ * of the file.
  */
-export function useEmulatorCleanup(): { emulators: ZooidEmulator[]; dirs: string[] } {
+export function useEmulators(prefix = 'zooid-test-'): {
+  start(opts?: Partial<ZooidEmulatorOptions>): Promise<ZooidEmulator>;
+  track(emu: ZooidEmulator): ZooidEmulator;
+  tempDir(): string;
+} {
   const emulators: ZooidEmulator[] = [];
   const dirs: string[] = [];
   afterEach(async () => {
@@ -101,5 +132,17 @@ export function useEmulatorCleanup(): { emulators: ZooidEmulator[]; dirs: string
   afterAll(() => {
     for (const d of dirs) rmSync(d, { recursive: true, force: true });
   });
-  return { emulators, dirs };
+  const track = (emu: ZooidEmulator) => {
+    emulators.push(emu);
+    return emu;
+  };
+  return {
+    start: async (opts = {}) => track(await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], ...opts })),
+    track,
+    tempDir: () => {
+      const dir = mkdtempSync(join(tmpdir(), prefix));
+      dirs.push(dir);
+      return dir;
+    },
+  };
 }

@@ -7,17 +7,13 @@
  * out-of-order push seen in test/chaos/faults.test.ts (configs 12, 72, 57) — not an artefact of the
  * emulator's log: the stale config is what zooid ends up holding.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { createNip98Signer } from '../../../src/nostr/nip98.js';
 import { ZooidClient } from '../../../src/push/zooid/client.js';
-import { startZooidEmulator, type ZooidEmulator } from '../../../src/push/zooid/emulator.js';
 import { FakeClock } from '../../support/clock.js';
-import { BOSUN_PUBKEY, BOSUN_SECRET, minimalBody } from './helpers.js';
+import { BOSUN_SECRET, minimalBody, useEmulators } from './helpers.js';
 
-const emulators: ZooidEmulator[] = [];
-afterEach(async () => {
-  await Promise.all(emulators.splice(0).map((e) => e.close()));
-});
+const emulators = useEmulators();
 
 const tick = () => new Promise((r) => setTimeout(r, 1));
 
@@ -26,8 +22,7 @@ describe('an abandoned request in zooid', () => {
     const TIMEOUT = 300;
     const HOLD = TIMEOUT; // src/peer.ts: inDoubtHoldMs = the sync timeout
     const clock = new FakeClock(Date.now());
-    const emu = await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], clock });
-    emulators.push(emu);
+    const emu = await emulators.start({ clock });
     const client = new ZooidClient({
       apiUrl: emu.url,
       signer: createNip98Signer(BOSUN_SECRET, { clock }),

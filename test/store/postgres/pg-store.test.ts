@@ -40,6 +40,16 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
     }
   }
 
+  /** Inserts `relay` as a row of an older schema: only the columns `had` keeps existed then. */
+  async function insertOldRelay(c: pg.Client, relay: Relay, had: (col: string) => boolean): Promise<void> {
+    const row = toRow(relay, (b) => b);
+    const cols = RELAY_COLUMNS.filter(had);
+    await c.query(
+      `INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`)})`,
+      cols.map((col) => row[col]),
+    );
+  }
+
   describe('PostgreSQL adapter', () => {
     const schemas: { drop: () => Promise<void> }[] = [];
     const fresh = () => {
@@ -50,6 +60,15 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
     afterAll(async () => {
       for (const s of schemas) await s.drop();
     });
+    /** A fresh schema as bosun left it after migration `version`, with what `fill` inserts, opened now. */
+    const upgraded = async (version: number, fill: (c: pg.Client) => Promise<void>) => {
+      const s = fresh();
+      await withPg(async (c) => {
+        await schemaAtMigration(c, s.schema, version);
+        await fill(c);
+      });
+      return open(s.url);
+    };
 
     it('mirrors the SQLite migrations and applies them once, even when replicas start together', async () => {
       expect(migrations.map((m) => [m.version, m.name])).toEqual(
@@ -172,18 +191,13 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
     });
 
     it("migration 6 records each activity's owner and each relay's first version", async () => {
-      const s = fresh();
       const { pubkey } = keypair();
-      await withPg(async (c) => {
-        // The schema as bosun left it at migration 5.
-        await schemaAtMigration(c, s.schema, 5);
-        const cols = RELAY_COLUMNS.filter((col) => col !== 'created_version' && !col.startsWith('live_'));
-        const insert = `INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`)})`;
+      const store = await upgraded(5, async (c) => {
         for (const [id, owner, version] of MIGRATION_6_RELAYS) {
-          const row = toRow(relayRecord(id, pubkey, { owner, version }), (b) => b);
-          await c.query(
-            insert,
-            cols.map((col) => row[col]),
+          await insertOldRelay(
+            c,
+            relayRecord(id, pubkey, { owner, version }),
+            (col) => col !== 'created_version' && !col.startsWith('live_'),
           );
         }
         for (const [type, id, version] of MIGRATION_6_ACTIVITIES) {
@@ -193,25 +207,20 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
           );
         }
       });
-      const store = await open(s.url);
       await expectMigrated6(store);
       await store.close();
     });
     it('migration 7 adds targets and fleets to an existing schema: every fleet keeps the default target', async () => {
-      const s = fresh();
       const { pubkey } = keypair();
-      await withPg(async (c) => {
-        // The schema as bosun left it at migration 6, with a relay in fleet edge.
-        await schemaAtMigration(c, s.schema, 6);
-        const row = toRow(relayRecord('a', pubkey, { fleet: 'edge' }), (b) => b);
+      // A relay in fleet edge, in the schema as bosun left it at migration 6.
+      const store = await upgraded(6, async (c) => {
         // The live_* columns came with a later migration.
-        const cols = RELAY_COLUMNS.filter((col) => !col.startsWith('live_'));
-        await c.query(
-          `INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((_, i) => `$${i + 1}`)})`,
-          cols.map((col) => row[col]),
+        await insertOldRelay(
+          c,
+          relayRecord('a', pubkey, { fleet: 'edge' }),
+          (col) => !col.startsWith('live_'),
         );
       });
-      const store = await open(s.url);
       expect(await store.getRelay('a')).toMatchObject({ fleet: 'edge' });
       expect(await store.listTargets()).toEqual([]);
       expect(await store.listFleets()).toEqual([]);

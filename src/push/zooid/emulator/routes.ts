@@ -51,24 +51,27 @@ function checkAndWrite(
   return null;
 }
 
-export function createRelay(ctx: RouteContext, id: string, { body, tooLarge }: RequestBody): Reply {
-  if (ctx.configs.has(id)) return errorReply(409, 'relay with this id already exists');
+/** POST and PUT: the body is the whole config, decoded and checked like zooid does before storing it. */
+function writeWhole(
+  ctx: RouteContext,
+  id: string,
+  { body, tooLarge }: RequestBody,
+  isNew: boolean,
+): Reply | null {
   if (tooLarge) return errorReply(400, TOO_LARGE);
   const decoded = decodeBody(ctx, body, 'invalid json config: ');
   if ('reply' in decoded) return decoded.reply;
-  return (
-    checkAndWrite(ctx, id, decoded.config, true) ?? jsonReply(201, { message: 'relay created successfully' })
-  );
+  return checkAndWrite(ctx, id, decoded.config, isNew);
 }
 
-export function replaceRelay(ctx: RouteContext, id: string, { body, tooLarge }: RequestBody): Reply {
+export function createRelay(ctx: RouteContext, id: string, request: RequestBody): Reply {
+  if (ctx.configs.has(id)) return errorReply(409, 'relay with this id already exists');
+  return writeWhole(ctx, id, request, true) ?? jsonReply(201, { message: 'relay created successfully' });
+}
+
+export function replaceRelay(ctx: RouteContext, id: string, request: RequestBody): Reply {
   if (!ctx.configs.has(id)) return errorReply(404, 'relay not found');
-  if (tooLarge) return errorReply(400, TOO_LARGE);
-  const decoded = decodeBody(ctx, body, 'invalid json config: ');
-  if ('reply' in decoded) return decoded.reply;
-  return (
-    checkAndWrite(ctx, id, decoded.config, false) ?? jsonReply(200, { message: 'relay updated successfully' })
-  );
+  return writeWhole(ctx, id, request, false) ?? jsonReply(200, { message: 'relay updated successfully' });
 }
 
 /** zooid merges the patch into the stored config as a map, then decodes the result like a body. */

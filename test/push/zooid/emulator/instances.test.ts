@@ -1,26 +1,21 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { publicKeyOf } from '../../../../src/domain/keys.js';
-import { createNip98Signer } from '../../../../src/nostr/nip98.js';
-import { startZooidEmulator, type ZooidEmulator } from '../../../../src/push/zooid/emulator.js';
-import { minimalBody, OWNER_PUBKEY, raw } from '../helpers.js';
+import { createNip98Signer, type Nip98Signer } from '../../../../src/nostr/nip98.js';
+import type { ZooidEmulator } from '../../../../src/push/zooid/emulator.js';
+import { minimalBody, nip11, OWNER_PUBKEY, raw, useEmulators } from '../helpers.js';
 
 const KEYS = ['a', 'b', 'c'].map((ch) => ch.repeat(64));
-const emulators: ZooidEmulator[] = [];
-const dirs: string[] = [];
-afterAll(async () => {
-  await Promise.all(emulators.map((e) => e.close()));
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const { start, tempDir } = useEmulators('zooid-instance-');
+const postAs = (emu: ZooidEmulator, signer: Nip98Signer, id: string, body = minimalBody(id)) =>
+  raw(emu.url, { method: 'POST', path: `/relay/${id}`, body, signer });
 
 describe('several emulators in one process (issue 17: one per zooid instance)', () => {
   it('three instances keep their own whitelist, config dir, relays and relay hosts', async () => {
+    const emulators: ZooidEmulator[] = [];
     for (const key of KEYS) {
-      const dir = mkdtempSync(join(tmpdir(), 'zooid-instance-'));
-      dirs.push(dir);
-      emulators.push(await startZooidEmulator({ whitelist: [publicKeyOf(key)], configDir: dir }));
+      emulators.push(await start({ whitelist: [publicKeyOf(key)], configDir: tempDir() }));
     }
     expect(new Set(emulators.map((e) => e.port)).size).toBe(3);
     const signers = KEYS.map((k) => createNip98Signer(k));
@@ -29,12 +24,8 @@ describe('several emulators in one process (issue 17: one per zooid instance)', 
     for (const [i, emu] of emulators.entries()) {
       const row: number[] = [];
       for (const [j, signer] of signers.entries()) {
-        const res = await raw(emu.url, {
-          method: 'POST',
-          path: `/relay/r${j}`,
-          body: minimalBody(`${j}`, { info: { name: `R${j} on ${i}`, pubkey: OWNER_PUBKEY } }),
-          signer,
-        });
+        const body = minimalBody(`${j}`, { info: { name: `R${j} on ${i}`, pubkey: OWNER_PUBKEY } });
+        const res = await postAs(emu, signer, `r${j}`, body);
         row.push(res.status);
       }
       statuses.push(row);
@@ -48,12 +39,7 @@ describe('several emulators in one process (issue 17: one per zooid instance)', 
       expect([...emu.relays().keys()]).toEqual([`r${i}`]);
       expect(existsSync(join(emu.dir!, `r${i}.toml`))).toBe(true);
       for (const j of [0, 1, 2]) {
-        const res = await raw(emu.url, {
-          method: 'GET',
-          path: '/',
-          host: `r${j}.example.com`,
-          headers: { accept: 'application/nostr+json' },
-        });
+        const res = await nip11(emu, `r${j}.example.com`);
         expect({ i, j, status: res.status }).toEqual({ i, j, status: i === j ? 200 : 404 });
       }
     }
@@ -62,19 +48,7 @@ describe('several emulators in one process (issue 17: one per zooid instance)', 
     expect(emulators[0]!.pubkeysAllowed).toEqual([publicKeyOf(KEYS[1]!)]);
     expect(emulators[1]!.pubkeysAllowed).toEqual([publicKeyOf(KEYS[1]!)]);
     expect(emulators[2]!.pubkeysAllowed).toEqual([publicKeyOf(KEYS[2]!)]);
-    const moved = await raw(emulators[0]!.url, {
-      method: 'POST',
-      path: '/relay/x',
-      body: minimalBody('x'),
-      signer: signers[1]!,
-    });
-    expect(moved.status).toBe(201);
-    const refused = await raw(emulators[2]!.url, {
-      method: 'POST',
-      path: '/relay/y',
-      body: minimalBody('y'),
-      signer: signers[1]!,
-    });
-    expect(refused.status).toBe(403);
+    expect((await postAs(emulators[0]!, signers[1]!, 'x')).status).toBe(201);
+    expect((await postAs(emulators[2]!, signers[1]!, 'y')).status).toBe(403);
   });
 });

@@ -1,38 +1,11 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify as stringifyToml } from 'smol-toml';
 import { describe, expect, it } from 'vitest';
 import { publicKeyOf } from '../../../../src/domain/keys.js';
-import { createNip98Signer } from '../../../../src/nostr/nip98.js';
-import {
-  startZooidEmulator,
-  type ZooidEmulator,
-  type ZooidEmulatorOptions,
-} from '../../../../src/push/zooid/emulator.js';
-import {
-  BOSUN_PUBKEY,
-  BOSUN_SECRET,
-  minimalBody,
-  OWNER_PUBKEY,
-  type RawRequest,
-  RELAY_SECRET,
-  raw,
-  useEmulatorCleanup,
-} from '../helpers.js';
+import { call, minimalBody, nip11, OWNER_PUBKEY, RELAY_SECRET, relayApi, useEmulators } from '../helpers.js';
 
-const signer = createNip98Signer(BOSUN_SECRET);
-const { emulators, dirs } = useEmulatorCleanup();
-
-async function start(opts: Partial<ZooidEmulatorOptions> = {}): Promise<ZooidEmulator> {
-  const emu = await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], ...opts });
-  emulators.push(emu);
-  return emu;
-}
-const api = (emu: ZooidEmulator, method: string, id: string, body?: RawRequest['body']) =>
-  raw(emu.url, { method, path: `/relay/${id}`, signer, ...(body === undefined ? {} : { body }) });
-const nip11 = (emu: ZooidEmulator, host: string, extra: Partial<RawRequest> = {}) =>
-  raw(emu.url, { method: 'GET', path: '/', host, headers: { accept: 'application/nostr+json' }, ...extra });
+const { start, tempDir } = useEmulators('zooid-nip11-');
 
 const SELF = publicKeyOf(RELAY_SECRET);
 const BASE_NIPS = [1, 11, 42, 70, 86, '43'];
@@ -43,7 +16,7 @@ describe('NIP-11 on each relay host', () => {
     const body = minimalBody(1, {
       info: { name: 'R1', description: 'About R1', icon: 'https://x.test/i.png', pubkey: OWNER_PUBKEY },
     });
-    expect((await api(emu, 'POST', 'r1', body)).status).toBe(201);
+    expect((await relayApi(emu, 'POST', 'r1', body)).status).toBe(201);
     const res = await nip11(emu, 'r1.example.com');
     expect(res.status).toBe(200);
     expect(res.headers['content-type']).toBe('application/nostr+json');
@@ -63,7 +36,7 @@ describe('NIP-11 on each relay host', () => {
 
   it('leaves empty strings out and lists groups and blossom NIPs when enabled', async () => {
     const emu = await start();
-    await api(emu, 'POST', 'r2', {
+    await relayApi(emu, 'POST', 'r2', {
       host: 'r2.example.com',
       schema: 'r2',
       secret: RELAY_SECRET,
@@ -82,7 +55,7 @@ describe('NIP-11 on each relay host', () => {
 
   it('matches the Host header exactly as the config writes it, port included', async () => {
     const emu = await start();
-    await api(emu, 'POST', 'p', minimalBody('p', { host: 'p.example.com:8443' }));
+    await relayApi(emu, 'POST', 'p', minimalBody('p', { host: 'p.example.com:8443' }));
     expect((await nip11(emu, 'p.example.com:8443')).status).toBe(200);
     for (const host of ['p.example.com', 'P.example.com:8443', 'p.example.com:443']) {
       const res = await nip11(emu, host);
@@ -101,20 +74,20 @@ describe('NIP-11 on each relay host', () => {
     expect(unknown.headers['content-type']).toBe('text/plain; charset=utf-8');
     expect(unknown.text).toBe('Not Found\n');
 
-    await api(emu, 'POST', 'r1', minimalBody(1, { inactive: true }));
+    await relayApi(emu, 'POST', 'r1', minimalBody(1, { inactive: true }));
     expect((await nip11(emu, 'r1.example.com')).status).toBe(404);
     expect(emu.served('r1')).toBeNull();
-    await api(emu, 'PATCH', 'r1', { inactive: false });
+    await relayApi(emu, 'PATCH', 'r1', { inactive: false });
     expect((await nip11(emu, 'r1.example.com')).status).toBe(200);
-    await api(emu, 'PATCH', 'r1', { info: { name: 'Renamed' } });
+    await relayApi(emu, 'PATCH', 'r1', { info: { name: 'Renamed' } });
     expect((await nip11(emu, 'r1.example.com')).json).toMatchObject({ name: 'Renamed' });
-    await api(emu, 'DELETE', 'r1');
+    await relayApi(emu, 'DELETE', 'r1');
     expect((await nip11(emu, 'r1.example.com')).status).toBe(404);
   });
 
   it('answers the relay page without the NIP-11 Accept header, and 404 elsewhere', async () => {
     const emu = await start();
-    await api(emu, 'POST', 'r1', minimalBody(1));
+    await relayApi(emu, 'POST', 'r1', minimalBody(1));
     const page = await nip11(emu, 'r1.example.com', { headers: {} });
     expect(page.status).toBe(200);
     expect(page.headers['content-type']).toBe('text/html; charset=utf-8');
@@ -123,8 +96,7 @@ describe('NIP-11 on each relay host', () => {
   });
 
   it('serves the relays of its CONFIG dir from the start', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'zooid-nip11-'));
-    dirs.push(dir);
+    const dir = tempDir();
     writeFileSync(join(dir, 'f1.toml'), stringifyToml(minimalBody('f1')));
     const emu = await start({ configDir: dir });
     expect((await nip11(emu, 'rf1.example.com')).json).toMatchObject({ name: 'Rf1', self: SELF });
@@ -132,21 +104,9 @@ describe('NIP-11 on each relay host', () => {
 
   it('keeps management requests and relay hosts apart', async () => {
     const emu = await start({ apiHost: 'api.zooid.test' });
-    await raw(emu.url, {
-      method: 'POST',
-      path: '/relay/a',
-      body: minimalBody(1),
-      signer,
-      host: 'api.zooid.test',
-    });
+    await call(emu, 'POST', '/relay/a', minimalBody(1), { host: 'api.zooid.test' });
     // A signed management request sent with a relay's host reaches that relay, not the API.
-    const viaRelay = await raw(emu.url, {
-      method: 'POST',
-      path: '/relay/b',
-      body: minimalBody(2),
-      signer,
-      host: 'r1.example.com',
-    });
+    const viaRelay = await call(emu, 'POST', '/relay/b', minimalBody(2), { host: 'r1.example.com' });
     expect(viaRelay.status).toBe(404);
     expect(emu.relays().has('b')).toBe(false);
     expect(emu.requests.map((r) => r.path)).toEqual(['/relay/a']);
@@ -155,11 +115,7 @@ describe('NIP-11 on each relay host', () => {
     expect(viaApi.status).toBe(404);
     expect(viaApi.text).toBe('404 page not found\n');
     // A relay whose host is the API host is stored but never served.
-    await raw(emu.url, {
-      method: 'POST',
-      path: '/relay/c',
-      body: minimalBody(3, { host: 'api.zooid.test' }),
-      signer,
+    await call(emu, 'POST', '/relay/c', minimalBody(3, { host: 'api.zooid.test' }), {
       host: 'api.zooid.test',
     });
     expect(emu.relays().has('c')).toBe(true);

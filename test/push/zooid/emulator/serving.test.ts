@@ -1,5 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseToml, stringify as stringifyToml } from 'smol-toml';
 import { describe, expect, it } from 'vitest';
@@ -7,7 +6,6 @@ import { publicKeyOf } from '../../../../src/domain/keys.js';
 import { createNip98Signer, type Nip98Signer } from '../../../../src/nostr/nip98.js';
 import {
   runZooidEmulatorCli,
-  startZooidEmulator,
   type ZooidEmulator,
   type ZooidEmulatorOptions,
 } from '../../../../src/push/zooid/emulator.js';
@@ -17,36 +15,27 @@ import {
   BOSUN_PUBKEY,
   BOSUN_SECRET,
   minimalBody,
+  nip11,
   RELAY_SECRET,
   raw,
-  useEmulatorCleanup,
+  useEmulators,
 } from '../helpers.js';
 
 const OTHER_RELAY_SECRET = '6'.repeat(64);
-const { emulators, dirs } = useEmulatorCleanup();
-const tempDir = () => {
-  const d = mkdtempSync(join(tmpdir(), 'zooid-serving-'));
-  dirs.push(d);
-  return d;
-};
+const emulators = useEmulators('zooid-serving-');
+const { tempDir } = emulators;
 
 async function start(
   opts: Partial<ZooidEmulatorOptions> = {},
 ): Promise<{ emu: ZooidEmulator; signer: Nip98Signer }> {
-  const emu = await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], ...opts });
-  emulators.push(emu);
+  const emu = await emulators.start(opts);
   return { emu, signer: createNip98Signer(BOSUN_SECRET, opts.clock ? { clock: opts.clock } : {}) };
 }
 const api = (emu: ZooidEmulator, signer: Nip98Signer, method: string, id: string, body?: object) =>
   raw(emu.url, { method, path: `/relay/${id}`, signer, ...(body === undefined ? {} : { body }) });
 /** The served name, or the status when the host answers no document. */
 async function servedName(emu: ZooidEmulator, host: string): Promise<string | number | undefined> {
-  const res = await raw(emu.url, {
-    method: 'GET',
-    path: '/',
-    host,
-    headers: { accept: 'application/nostr+json' },
-  });
+  const res = await nip11(emu, host);
   return res.status === 200 ? (res.json as { name?: string }).name : res.status;
 }
 
@@ -185,7 +174,7 @@ describe('the CLI knobs', () => {
       servedSecret: `r2=${OTHER_RELAY_SECRET}`,
       log: (l) => lines.push(l),
     });
-    emulators.push(emu);
+    emulators.track(emu);
     const line = JSON.parse(lines[0]!);
     expect(line.fail_load).toEqual(['r1', 'r3']);
     expect(line.served_under).toEqual({ r2: publicKeyOf(OTHER_RELAY_SECRET) });
@@ -208,17 +197,11 @@ describe('the CLI knobs', () => {
     const p = spawnBosun(['zooid-emulator', '--port', '0', '--whitelist', BOSUN_PUBKEY, '--config-dir', dir]);
     try {
       const url = JSON.parse(await p.waitFor(/zooid emulator listening/)).url as string;
-      const probe = {
-        method: 'GET',
-        path: '/',
-        host: 'rh.example.com',
-        headers: { accept: 'application/nostr+json' },
-      };
-      expect((await raw(url, probe)).status).toBe(404);
+      expect((await nip11({ url }, 'rh.example.com')).status).toBe(404);
       writeFileSync(join(dir, 'h.toml'), stringifyToml(minimalBody('h')));
       p.child.kill('SIGHUP');
       await p.waitFor(/zooid emulator reloaded/);
-      expect((await raw(url, probe)).json).toMatchObject({ name: 'Rh' });
+      expect((await nip11({ url }, 'rh.example.com')).json).toMatchObject({ name: 'Rh' });
     } finally {
       p.child.kill('SIGTERM');
       await p.exited;
