@@ -1,7 +1,14 @@
 import type { Logger } from 'pino';
 import type { Command } from '../command.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
-import { DEFAULT_REPAIR, type LiveStatus, REPAIRABLE, type RepairPolicy } from '../domain/live.js';
+import {
+  DEFAULT_REPAIR,
+  type LiveState,
+  type LiveStatus,
+  nextLiveState,
+  REPAIRABLE,
+  type RepairPolicy,
+} from '../domain/live.js';
 import type { Relay } from '../domain/relay.js';
 import { Chore, type ChoreDefinition } from '../lifecycle/chore.js';
 import type { Store } from '../store/port.js';
@@ -38,6 +45,11 @@ export interface VerifierOptions {
   settleMs?: number;
   /** A relay seen stale or not served is read again this soon, until it is repaired. Default 5 s. */
   recheckMs?: number;
+  /**
+   * Checks that changed nothing but their time are written together, in one statement per batch,
+   * this long after the batch's first (Store.touchLiveChecks). Default 1 s.
+   */
+  touchBatchMs?: number;
   /** Re-asserts the relay in zooid with one full PUT (push sync's drift repair path). */
   repair: (relayId: string) => void;
   onCheck?: (e: { relayId: string; status: LiveStatus; durationMs: number }) => void;
@@ -70,6 +82,12 @@ export class Verifier {
   private readonly policy: RepairPolicy;
   private readonly settleMs: number;
   private readonly recheckMs: number;
+  private readonly touchBatchMs: number;
+  /** Relays whose unchanged check waits for the batch's touch, and the batch's first check time. */
+  private touches = new Set<string>();
+  private touchAt = 0;
+  private touchTimer: TimerHandle | null = null;
+  private touching: Promise<void> = Promise.resolve();
 
   constructor(private readonly o: VerifierOptions) {
     this.timeoutMs = o.timeoutMs ?? 5000;
@@ -77,6 +95,7 @@ export class Verifier {
     this.policy = o.policy ?? DEFAULT_REPAIR;
     this.settleMs = o.settleMs ?? 1000;
     this.recheckMs = o.recheckMs ?? 5000;
+    this.touchBatchMs = o.touchBatchMs ?? 1000;
   }
 
   start(): void {
@@ -85,7 +104,7 @@ export class Verifier {
     this.abort = new AbortController();
   }
 
-  /** Stops scheduling, aborts reads in flight and waits for them to finish. */
+  /** Stops scheduling, aborts reads in flight, waits for them to finish, and writes pending touches. */
   async stop(): Promise<void> {
     this.running = false;
     for (const { handle } of this.timers.values()) this.o.clock.clearTimeout(handle);
@@ -95,6 +114,36 @@ export class Verifier {
     this.again.clear();
     this.abort.abort(new Error('live verification stopped'));
     await this.idle();
+    await this.flushTouches();
+  }
+
+  /**
+   * Writes the check time of the batch's unchanged checks (the batch's first check time, so no
+   * relay is said to be checked later than it was), and waits for it.
+   */
+  flushTouches(): Promise<void> {
+    if (this.touchTimer) this.o.clock.clearTimeout(this.touchTimer);
+    this.touchTimer = null;
+    if (this.touches.size > 0) {
+      const ids = [...this.touches];
+      const at = this.touchAt;
+      this.touches = new Set();
+      // A failed touch loses only check times (the next check writes its own): logged, not retried.
+      const write = this.o.store
+        .touchLiveChecks(ids, at)
+        .then(() => undefined)
+        .catch((err) => this.o.logger.warn({ err, relays: ids.length }, 'recording live check times failed'));
+      this.touching = Promise.all([this.touching, write]).then(() => undefined);
+    }
+    return this.touching;
+  }
+
+  private touch(relayId: string, at: number): void {
+    if (this.touches.size === 0) {
+      this.touchAt = at;
+      this.touchTimer = this.o.clock.setTimeout(() => void this.flushTouches(), this.touchBatchMs);
+    }
+    this.touches.add(relayId);
   }
 
   /** Checks the relay after `delayMs` (an earlier request for it wins). */
@@ -182,22 +231,38 @@ export class Verifier {
       got = { ok: false, error: err instanceof Error ? err.message : String(err) };
     }
     if (!this.running) return null;
-    const durationMs = this.o.clock.now() - started;
+    const now = this.o.clock.now();
+    const durationMs = now - started;
     const observation = compareLive(want, got);
     const canRepair = syncedNow(relay);
-    const result = await this.o.command.observeRelay(relayId, {
-      version: relay.version,
-      observation,
+    // As Command.observeRelay would decide it: a check that changes nothing but the time (the
+    // usual periodic check) is not a commit, only a touch in the next batch.
+    const next = nextLiveState(relay.live, observation, now, {
+      shouldServe: relay.deletedAt === null && !relay.config.inactive,
       canRepair,
       policy: this.policy,
     });
-    // Changed while it was read: its sync checks it again.
-    if (!result) return null;
-    const { live } = result.relay;
+    let live: LiveState;
+    let repair = false;
+    if (!next.changed && !next.repair && sameButTime(relay.live, next.live)) {
+      live = next.live;
+      this.touch(relayId, now);
+    } else {
+      const result = await this.o.command.observeRelay(relayId, {
+        version: relay.version,
+        observation,
+        canRepair,
+        policy: this.policy,
+      });
+      // Changed while it was read: its sync checks it again.
+      if (!result) return null;
+      live = result.relay.live;
+      repair = result.repair;
+      if (result.previous.status !== live.status) this.warned.delete(relayId);
+    }
     this.o.onCheck?.({ relayId, status: live.status, durationMs });
-    if (result.previous.status !== live.status) this.warned.delete(relayId);
     const fields = { relayId, host, version: relay.version, status: live.status, error: live.error };
-    if (result.repair) {
+    if (repair) {
       if (live.repairs > 1) {
         this.o.logger.warn(
           { ...fields, repairs: live.repairs, nextRepairAt: iso(live.nextRepairAt) },
@@ -227,6 +292,15 @@ export class Verifier {
     return live.status;
   }
 }
+
+/** Everything but the check time is as it was (diffs are small: compared as JSON). */
+const sameButTime = (a: LiveState, b: LiveState): boolean =>
+  a.status === b.status &&
+  a.since === b.since &&
+  a.error === b.error &&
+  a.repairs === b.repairs &&
+  a.nextRepairAt === b.nextRepairAt &&
+  JSON.stringify(a.diff) === JSON.stringify(b.diff);
 
 /** Push sync is done with the relay (zooid acknowledged its current version): a repair may follow. */
 const syncedNow = (relay: Relay): boolean =>

@@ -4,6 +4,8 @@ import type { Principal } from '../../src/domain/principal.js';
 import type { Relay } from '../../src/domain/relay.js';
 import type { FetchOutcome } from '../../src/live/compare.js';
 import { LiveVerify, type RelayInfoRequest, Verifier } from '../../src/live/verifier.js';
+import { DelegatingStore } from '../../src/store/delegating-store.js';
+import type { Fence } from '../../src/store/port.js';
 import { useCommandRig } from '../support/command-rig.js';
 import { captureLogger, keypair, relayBody } from '../support/env.js';
 
@@ -219,5 +221,48 @@ describe('Verifier', () => {
     expect(await live('boom')).toMatchObject({ status: 'not_served', error: 'socket hang up' });
     expect(maxInFlight).toBeLessThanOrEqual(2);
     expect(requests).toHaveLength(6);
+  });
+
+  it('an unchanged check commits nothing: its time is written by one bulk touch within a second', async () => {
+    /** The real store, counting the touches the verifier sends. */
+    class Touches extends DelegatingStore {
+      readonly calls: { ids: string[]; at: number }[] = [];
+      override touchLiveChecks(ids: readonly string[], at: number, fence?: Fence): Promise<number> {
+        this.calls.push({ ids: [...ids], at });
+        return super.touchLiveChecks(ids, at, fence);
+      }
+    }
+    const store = new Touches(rig.store);
+    await verifier.stop();
+    make({ store });
+    for (const id of ['r1', 'r2']) served.set(`${id}.example.com`, docOf(await syncedRelay(id)));
+    await verifier.check('r1');
+    await verifier.check('r2');
+    const first = rig.clock.now();
+    const revs = async () => [(await rig.store.getRelay('r1'))!.rev, (await rig.store.getRelay('r2'))!.rev];
+    const before = { revs: await revs(), activities: await rig.store.lastActivityId() };
+
+    await rig.clock.advance(5000);
+    const second = rig.clock.now();
+    expect(await verifier.check('r1')).toBe('live');
+    expect(await verifier.check('r2')).toBe('live');
+    expect(store.calls).toEqual([]);
+    expect((await live('r1')).checkedAt).toBe(first);
+    await run(1000);
+    expect(store.calls).toEqual([{ ids: ['r1', 'r2'], at: second }]);
+    expect((await live('r1')).checkedAt).toBe(second);
+    expect((await live('r2')).checkedAt).toBe(second);
+    expect({ revs: await revs(), activities: await rig.store.lastActivityId() }).toEqual(before);
+
+    // A change of status still goes through Command, with its activity; stop sends what is pending.
+    served.delete('r1.example.com');
+    await rig.clock.advance(5000);
+    expect(await verifier.check('r1')).toBe('not_served');
+    expect(await verifier.check('r2')).toBe('live');
+    const [observed] = await rig.store.activitiesAfter({ after: before.activities, limit: 10 });
+    expect(observed).toMatchObject({ type: 'observe_relay', payload: { from: 'live', to: 'not_served' } });
+    await verifier.stop();
+    expect(store.calls.at(-1)).toEqual({ ids: ['r2'], at: rig.clock.now() });
+    expect((await live('r2')).checkedAt).toBe(rig.clock.now());
   });
 });
