@@ -918,7 +918,8 @@ export class PostgresStore implements Store {
 
   async touchLiveChecks(ids: readonly string[], checkedAt: number, fence?: Fence): Promise<number> {
     if (ids.length === 0) return 0;
-    const touch = 'UPDATE relays SET live_checked_at = $2 WHERE id = ANY($1::text[]) AND live_checked_at < $2';
+    const touch =
+      'UPDATE relays SET live_checked_at = $2 WHERE id = ANY($1::text[]) AND live_checked_at < $2';
     if (!fence) {
       const res = await this.pool.query({ name: 'bosun_touch_live', text: touch, values: [ids, checkedAt] });
       return res.rowCount ?? 0;
