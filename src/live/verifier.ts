@@ -55,6 +55,9 @@ export interface VerifierOptions {
   onCheck?: (e: { relayId: string; status: LiveStatus; durationMs: number }) => void;
 }
 
+/** Relays read at once for the queue's next checks (one store read instead of one each). */
+const READ_BATCH = 64;
+
 /** Statuses bosun reports but never repairs: guessing which side is right would be worse. */
 const LOUD: ReadonlySet<LiveStatus> = new Set(['wrong_identity', 'unexpected']);
 
@@ -72,6 +75,8 @@ export class Verifier {
   private readonly inFlight = new Set<string>();
   /** Checks asked for while the relay's check was running: one more follows it. */
   private readonly again = new Set<string>();
+  /** Queued relays read ahead with an earlier check's batch read (see `read`). */
+  private readonly readAhead = new Map<string, Promise<Relay | undefined>>();
   /** Relays warned about for their current status (unexpected, wrong_identity). */
   private readonly warned = new Set<string>();
   private running = false;
@@ -111,6 +116,7 @@ export class Verifier {
     this.timers.clear();
     this.queue.length = 0;
     this.queued.clear();
+    this.readAhead.clear();
     this.again.clear();
     this.abort.abort(new Error('live verification stopped'));
     await this.idle();
@@ -188,7 +194,11 @@ export class Verifier {
       this.again.add(relayId);
       return;
     }
-    if (this.queued.has(relayId)) return;
+    if (this.queued.has(relayId)) {
+      // Asked for again (e.g. after a sync): what was read ahead may be older than that.
+      this.readAhead.delete(relayId);
+      return;
+    }
     this.queued.add(relayId);
     this.queue.push(relayId);
     this.pump();
@@ -212,9 +222,36 @@ export class Verifier {
     }
   }
 
+  /**
+   * The relay as stored: read ahead by an earlier check, or read now together with the next queued
+   * relays not read yet (the periodic pass queues the whole fleet: one read per READ_BATCH checks).
+   */
+  private read(relayId: string): Promise<Relay | undefined> {
+    const ahead = this.readAhead.get(relayId);
+    if (ahead) {
+      this.readAhead.delete(relayId);
+      return ahead;
+    }
+    const ids = [relayId];
+    for (const id of this.queue) {
+      if (ids.length >= READ_BATCH) break;
+      if (!this.readAhead.has(id)) ids.push(id);
+    }
+    if (ids.length === 1) return this.o.store.getRelay(relayId);
+    const batch = this.o.store.getRelays(ids).then((rs) => new Map(rs.map((r) => [r.id, r])));
+    for (const id of ids.slice(1))
+      this.readAhead.set(
+        id,
+        batch.then((m) => m.get(id)),
+      );
+    // A failed batch read fails each of its checks (logged by pump), not the process.
+    for (const id of ids.slice(1)) this.readAhead.get(id)!.catch(() => {});
+    return batch.then((m) => m.get(relayId));
+  }
+
   /** Reads one relay back, records what was seen, and repairs or reports it. */
   async check(relayId: string): Promise<LiveStatus | null> {
-    const relay = await this.o.store.getRelay(relayId);
+    const relay = await this.read(relayId);
     if (!relay) return null;
     const want = expectationOf(relay);
     const host = relay.config.host;

@@ -265,4 +265,64 @@ describe('Verifier', () => {
     expect(store.calls.at(-1)).toEqual({ ids: ['r2'], at: rig.clock.now() });
     expect((await live('r2')).checkedAt).toBe(rig.clock.now());
   });
+
+  it('reads the queued relays in batches, not one read per check; a relay asked for again is read afresh', async () => {
+    class Reads extends DelegatingStore {
+      readonly batches: string[][] = [];
+      singles = 0;
+      override getRelays(ids: readonly string[]) {
+        this.batches.push([...ids]);
+        return super.getRelays(ids);
+      }
+      override getRelay(id: string) {
+        this.singles++;
+        return super.getRelay(id);
+      }
+    }
+    const store = new Reads(rig.store);
+    await verifier.stop();
+    /** Holds the first two checks (r0, r1), then the others, until opened. */
+    const gates = [0, 1].map(() => {
+      let open: () => void = () => {};
+      const shut = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      return { shut, open, waiting: 0 };
+    });
+    make({
+      store,
+      concurrency: 2,
+      fetchInfo: async (req) => {
+        const gate = gates[/^r[01]\./.test(req.host) ? 0 : 1]!;
+        gate.waiting++;
+        await gate.shut;
+        return fetchInfo(req);
+      },
+    });
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const r = await syncedRelay(`r${i}`);
+      served.set(r.config.host, docOf(r));
+      ids.push(r.id);
+    }
+    const until = async (cond: () => boolean) => {
+      while (!cond()) await new Promise((r) => setImmediate(r));
+    };
+    verifier.spread(ids, 0);
+    await rig.clock.advance(0);
+    // r0 and r1 were read alone (nothing queued behind them yet); the others wait in the queue.
+    await until(() => gates[0]!.waiting === 2);
+    gates[0]!.open();
+    // r2's check reads r2-r39 at once; r39, read ahead, is renamed and asked for again.
+    await until(() => gates[1]!.waiting === 2);
+    await rig.command.updateRelay(admin, 'r39', { info: { name: 'renamed' } });
+    verifier.schedule('r39');
+    await rig.clock.advance(0);
+    gates[1]!.open();
+    await run(0);
+    expect(requests).toHaveLength(40);
+    expect(store.batches).toEqual([ids.slice(2)]);
+    expect(store.singles).toBe(3); // r0, r1, and r39 read afresh
+    expect((await live('r39')).status).toBe('stale');
+  });
 });
