@@ -32,10 +32,13 @@ export interface VerifierOptions {
   clock: Clock;
   logger: Logger;
   /**
-   * The zooid instance's own HTTP address (BOSUN_VERIFY_URL): every relay is read there, its host
-   * sent in `Host`. Null: each relay at `https://<host>/`.
+   * The default target's zooid instance's own HTTP address (BOSUN_VERIFY_URL): the relays of fleets
+   * on `default` are read there, their host sent in `Host`. A fleet pinned to another target is read
+   * at that target's `verify_url`. Null (either): each relay at `https://<host>/`.
    */
   verifyUrl: string | null;
+  /** How long a fleet's verify address is used before it is read again. Default 10 s. */
+  targetTtlMs?: number;
   /** Per read. Default 5 s. */
   timeoutMs?: number;
   /** Reads in flight at once against the zooid instance. Default 8. */
@@ -93,6 +96,8 @@ export class Verifier {
   private touchAt = 0;
   private touchTimer: TimerHandle | null = null;
   private touching: Promise<void> = Promise.resolve();
+  /** Per fleet: the verify address of its target (null: the relay's host), and when it was read. */
+  private readonly fleetUrls = new Map<string, { at: number; url: Promise<string | null> }>();
 
   constructor(private readonly o: VerifierOptions) {
     this.timeoutMs = o.timeoutMs ?? 5000;
@@ -249,17 +254,42 @@ export class Verifier {
     return batch.then((m) => m.get(relayId));
   }
 
+  /**
+   * Where the fleet's relays are read: its target's `verify_url` (BOSUN_VERIFY_URL for `default`,
+   * which a fleet without a row uses); null for a target without one and for a pull-only fleet (no
+   * instance address is known: the relay's host). Kept `targetTtlMs`, so a pass reads it once.
+   */
+  private verifyUrlOf(fleet: string): Promise<string | null> {
+    const now = this.o.clock.now();
+    const known = this.fleetUrls.get(fleet);
+    if (known && now - known.at < (this.o.targetTtlMs ?? 10_000)) return known.url;
+    const url = (async () => {
+      const target = (await this.o.store.getFleet(fleet))?.target ?? { kind: 'default' as const };
+      if (target.kind === 'default') return this.o.verifyUrl;
+      if (target.kind === 'none') return null;
+      return (await this.o.store.getTarget(target.name))?.verifyUrl ?? null;
+    })();
+    this.fleetUrls.set(fleet, { at: now, url });
+    // A failed read is not kept: the next check asks again.
+    url.catch(() => {
+      if (this.fleetUrls.get(fleet)?.url === url) this.fleetUrls.delete(fleet);
+    });
+    return url;
+  }
+
   /** Reads one relay back, records what was seen, and repairs or reports it. */
   async check(relayId: string): Promise<LiveStatus | null> {
     const relay = await this.read(relayId);
     if (!relay) return null;
     const want = expectationOf(relay);
     const host = relay.config.host;
+    // Outside the read's try: a store error fails the check (logged), it is not zooid's answer.
+    const baseUrl = (await this.verifyUrlOf(relay.fleet)) ?? `https://${host}/`;
     const started = this.o.clock.now();
     let got: FetchOutcome;
     try {
       got = await this.o.fetchInfo({
-        baseUrl: this.o.verifyUrl ?? `https://${host}/`,
+        baseUrl,
         host,
         timeoutMs: this.timeoutMs,
         signal: this.abort.signal,

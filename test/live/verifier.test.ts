@@ -325,4 +325,50 @@ describe('Verifier', () => {
     expect(store.singles).toBe(3); // r0, r1, and r39 read afresh
     expect((await live('r39')).status).toBe('stale');
   });
+
+  it('reads each relay at its fleet’s target’s verify_url; default: the verify URL; none: the host', async () => {
+    const secretKey = keypair().secret;
+    await rig.command.createTarget(
+      admin,
+      { name: 'eu', url: 'http://10.0.0.6:3334', secret_key: secretKey, verify_url: 'http://10.0.0.6:3335' },
+      { defaultKey: false },
+    );
+    await rig.command.createTarget(
+      admin,
+      { name: 'us', url: 'http://10.0.0.7:3334', secret_key: secretKey },
+      { defaultKey: false },
+    );
+    await rig.command.setFleetTarget(admin, 'eu', { kind: 'target', name: 'eu' });
+    await rig.command.setFleetTarget(admin, 'us', { kind: 'target', name: 'us' });
+    await rig.command.setFleetTarget(admin, 'pull', { kind: 'none' });
+    for (const [id, fleet] of [
+      ['d', 'default'],
+      ['e', 'eu'],
+      ['u', 'us'],
+      ['p', 'pull'],
+      ['n', 'no-row'],
+    ] as const) {
+      await syncedRelay(id, { fleet });
+      await verifier.check(id);
+    }
+    expect(requests.map((r) => [r.host, r.baseUrl])).toEqual([
+      ['d.example.com', 'http://127.0.0.1:3334'],
+      ['e.example.com', 'http://10.0.0.6:3335'],
+      ['u.example.com', 'https://u.example.com/'],
+      ['p.example.com', 'https://p.example.com/'],
+      ['n.example.com', 'http://127.0.0.1:3334'],
+    ]);
+    // A changed verify_url is used once the fleet's address is read again (10 s).
+    await rig.command.updateTarget(
+      admin,
+      'eu',
+      { verify_url: 'http://10.0.0.6:4000' },
+      { defaultKey: false },
+    );
+    await verifier.check('e');
+    expect(requests.at(-1)?.baseUrl).toBe('http://10.0.0.6:3335');
+    await rig.clock.advance(10_000);
+    await verifier.check('e');
+    expect(requests.at(-1)?.baseUrl).toBe('http://10.0.0.6:4000');
+  });
 });
