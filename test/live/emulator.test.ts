@@ -137,6 +137,8 @@ describe('live verification against the zooid emulator', () => {
       });
       expect(target.status).toBe(201);
       expect((await planet.bosun.api('GET', '/v1/targets/eu')).body.verify_url).toBe(second.url);
+      const [defaultTarget] = (await planet.bosun.api('GET', '/v1/targets')).body.targets;
+      expect(defaultTarget).toMatchObject({ name: 'default', verify_url: planet.zooid.url });
       expect((await planet.bosun.api('PUT', '/v1/fleets/eu', { target: 'eu' })).status).toBe(200);
       await create('home');
       await create('away', { fleet: 'eu' });
