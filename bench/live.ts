@@ -10,10 +10,15 @@
  *   sync:    bench:sync's latency workload (one change every 5 ms, commit -> PATCH at a no-op zooid
  *            that also serves NIP-11) with verification on vs off. Target p99 on/off <= 1.05.
  *
- *   npm run bench:live [-- --n 10000] [-- --sync-n 3000]
+ *   npm run bench:live [-- --n 10000] [-- --sync-n 3000] [-- --only verify|sync]
+ *
+ * `--only <phase>` runs one phase. BENCH_PROF=<phase> writes a CPU profile of that phase's measured
+ * part (not its seed) to BENCH_PROF_DIR (default /tmp/bprof) as a `.cpuprofile`, as `--cpu-prof`
+ * does; bosun and the emulator share this process, so the profile holds both.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { globalAgent, request } from 'node:http';
+import { Session } from 'node:inspector/promises';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadServeConfig } from '../src/config.js';
@@ -31,12 +36,42 @@ const arg = (name: string, dflt: number) => {
 };
 const N = arg('--n', 10_000);
 const SYNC_N = arg('--sync-n', 3000);
+const PHASES = ['verify', 'sync'] as const;
+type Phase = (typeof PHASES)[number];
+const phaseArg = (value: string | undefined, what: string): Phase | null => {
+  if (value === undefined || value === '') return null;
+  if (!(PHASES as readonly string[]).includes(value)) throw new Error(`${what}: one of ${PHASES.join(', ')}`);
+  return value as Phase;
+};
+const onlyAt = process.argv.indexOf('--only');
+const ONLY = phaseArg(onlyAt > 0 ? (process.argv[onlyAt + 1] ?? '') : undefined, '--only');
+const PROF = phaseArg(process.env.BENCH_PROF, 'BENCH_PROF');
+const PROF_DIR = process.env.BENCH_PROF_DIR ?? '/tmp/bprof';
 const admin: Principal = { role: 'admin', actor: 'bench' };
 const load = () =>
   loadavg()
     .map((x) => x.toFixed(2))
     .join(' ');
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US');
+
+/** Runs `body` under the CPU profiler when BENCH_PROF names `phase`; the profile goes to PROF_DIR. */
+async function profiled<T>(phase: Phase, body: () => Promise<T>, label: string = phase): Promise<T> {
+  if (PROF !== phase) return body();
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  try {
+    return await body();
+  } finally {
+    const { profile } = await session.post('Profiler.stop');
+    session.disconnect();
+    mkdirSync(PROF_DIR, { recursive: true });
+    const file = join(PROF_DIR, `live-${label}-${Date.now()}-${process.pid}.cpuprofile`);
+    writeFileSync(file, JSON.stringify(profile));
+    console.log(`  CPU profile of ${label}: ${file}`);
+  }
+}
 
 async function until(cond: () => boolean, limitMs: number, what: string): Promise<void> {
   const deadline = performance.now() + limitMs;
@@ -121,10 +156,12 @@ async function checks(dir: string): Promise<void> {
     const hosts = ids.map((id) => `${id}.example.com`);
     const before = load();
     const base = await plainGets(zooid.url, hosts, concurrency);
-    const t1 = performance.now();
-    verifier.spread(ids, 0);
-    await until(() => verifier.pending === 0, 600_000, 'the checks');
-    const rate = N / ((performance.now() - t1) / 1000);
+    const rate = await profiled('verify', async () => {
+      const t1 = performance.now();
+      verifier.spread(ids, 0);
+      await until(() => verifier.pending === 0, 600_000, 'the checks');
+      return N / ((performance.now() - t1) / 1000);
+    });
     const base2 = await plainGets(zooid.url, hosts, concurrency);
     await peer.close();
     const baseline = (base + base2) / 2;
@@ -170,7 +207,11 @@ async function syncRun(dir: string, verify: boolean): Promise<number[]> {
     }
     await peer.start();
     await peer.observer!.idle();
-    const latencies = await commitToPatchLatencies(peer, zooid, admin, Math.min(SYNC_N, 1000));
+    const latencies = await profiled(
+      'sync',
+      () => commitToPatchLatencies(peer, zooid, admin, Math.min(SYNC_N, 1000)),
+      `sync-verify-${verify ? 'on' : 'off'}`,
+    );
     await peer.close();
     return latencies;
   } finally {
@@ -185,7 +226,13 @@ try {
   console.log(
     `bench/live (node ${process.version}, ${cpus().length} CPUs, load average ${load()} at start; loopback, SQLite)`,
   );
-  await checks(dir);
+  if (ONLY !== 'sync') await checks(dir);
+  if (ONLY !== 'verify') await syncPhase(dir);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+async function syncPhase(dir: string): Promise<void> {
   // Off, on, off, on: the machine's load drifts, so each side gets an early and a late run.
   const runs: { verify: boolean; l: number[] }[] = [];
   for (const verify of [false, true, false, true]) runs.push({ verify, l: await syncRun(dir, verify) });
@@ -209,6 +256,4 @@ try {
     );
   }
   console.log(`  p99 on/off ${ratio.toFixed(2)}x; target <= 1.05x -> ${ratio <= 1.05 ? 'met' : 'NOT met'}`);
-} finally {
-  rmSync(dir, { recursive: true, force: true });
 }

@@ -163,6 +163,7 @@ export class Peer {
       targetDefaults: {
         url: config.zooidApiUrl ?? null,
         pubkey: config.secretKey ? publicKeyOf(config.secretKey) : null,
+        verifyUrl: config.verify?.url ?? null,
       },
       notifier,
       readiness: {

@@ -31,7 +31,8 @@ export interface AppDeps {
    * The target `default` (ZOOID_API_URL; null: none) and the pubkey of BOSUN_SECRET_KEY, which
    * signs for every target without its own key (null: not set).
    */
-  targetDefaults?: { url: string | null; pubkey: string | null };
+  /** The `default` target as the environment defines it (ZOOID_API_URL, its key, BOSUN_VERIFY_URL). */
+  targetDefaults?: { url: string | null; pubkey: string | null; verifyUrl?: string | null };
   trustProxy?: boolean;
   /** The autoconfig stream server (`GET /v1/stream`), when this process serves agents. */
   streams?: { register(app: FastifyInstance): void; stats(): { streams: number } };

@@ -1,7 +1,14 @@
 import type { Logger } from 'pino';
 import type { Command } from '../command.js';
 import type { Clock, TimerHandle } from '../domain/clock.js';
-import { DEFAULT_REPAIR, type LiveStatus, REPAIRABLE, type RepairPolicy } from '../domain/live.js';
+import {
+  DEFAULT_REPAIR,
+  type LiveState,
+  type LiveStatus,
+  nextLiveState,
+  REPAIRABLE,
+  type RepairPolicy,
+} from '../domain/live.js';
 import type { Relay } from '../domain/relay.js';
 import { Chore, type ChoreDefinition } from '../lifecycle/chore.js';
 import type { Store } from '../store/port.js';
@@ -25,10 +32,13 @@ export interface VerifierOptions {
   clock: Clock;
   logger: Logger;
   /**
-   * The zooid instance's own HTTP address (BOSUN_VERIFY_URL): every relay is read there, its host
-   * sent in `Host`. Null: each relay at `https://<host>/`.
+   * The default target's zooid instance's own HTTP address (BOSUN_VERIFY_URL): the relays of fleets
+   * on `default` are read there, their host sent in `Host`. A fleet pinned to another target is read
+   * at that target's `verify_url`. Null (either): each relay at `https://<host>/`.
    */
   verifyUrl: string | null;
+  /** How long a fleet's verify address is used before it is read again. Default 10 s. */
+  targetTtlMs?: number;
   /** Per read. Default 5 s. */
   timeoutMs?: number;
   /** Reads in flight at once against the zooid instance. Default 8. */
@@ -38,10 +48,18 @@ export interface VerifierOptions {
   settleMs?: number;
   /** A relay seen stale or not served is read again this soon, until it is repaired. Default 5 s. */
   recheckMs?: number;
+  /**
+   * Checks that changed nothing but their time are written together, in one statement per batch,
+   * this long after the batch's first (Store.touchLiveChecks). Default 1 s.
+   */
+  touchBatchMs?: number;
   /** Re-asserts the relay in zooid with one full PUT (push sync's drift repair path). */
   repair: (relayId: string) => void;
   onCheck?: (e: { relayId: string; status: LiveStatus; durationMs: number }) => void;
 }
+
+/** Relays read at once for the queue's next checks (one store read instead of one each). */
+const READ_BATCH = 64;
 
 /** Statuses bosun reports but never repairs: guessing which side is right would be worse. */
 const LOUD: ReadonlySet<LiveStatus> = new Set(['wrong_identity', 'unexpected']);
@@ -60,6 +78,8 @@ export class Verifier {
   private readonly inFlight = new Set<string>();
   /** Checks asked for while the relay's check was running: one more follows it. */
   private readonly again = new Set<string>();
+  /** Queued relays read ahead with an earlier check's batch read (see `read`). */
+  private readonly readAhead = new Map<string, Promise<Relay | undefined>>();
   /** Relays warned about for their current status (unexpected, wrong_identity). */
   private readonly warned = new Set<string>();
   private running = false;
@@ -70,6 +90,14 @@ export class Verifier {
   private readonly policy: RepairPolicy;
   private readonly settleMs: number;
   private readonly recheckMs: number;
+  private readonly touchBatchMs: number;
+  /** Relays whose unchanged check waits for the batch's touch, and the batch's first check time. */
+  private touches = new Set<string>();
+  private touchAt = 0;
+  private touchTimer: TimerHandle | null = null;
+  private touching: Promise<void> = Promise.resolve();
+  /** Per fleet: the verify address of its target (null: the relay's host), and when it was read. */
+  private readonly fleetUrls = new Map<string, { at: number; url: Promise<string | null> }>();
 
   constructor(private readonly o: VerifierOptions) {
     this.timeoutMs = o.timeoutMs ?? 5000;
@@ -77,6 +105,7 @@ export class Verifier {
     this.policy = o.policy ?? DEFAULT_REPAIR;
     this.settleMs = o.settleMs ?? 1000;
     this.recheckMs = o.recheckMs ?? 5000;
+    this.touchBatchMs = o.touchBatchMs ?? 1000;
   }
 
   start(): void {
@@ -85,16 +114,47 @@ export class Verifier {
     this.abort = new AbortController();
   }
 
-  /** Stops scheduling, aborts reads in flight and waits for them to finish. */
+  /** Stops scheduling, aborts reads in flight, waits for them to finish, and writes pending touches. */
   async stop(): Promise<void> {
     this.running = false;
     for (const { handle } of this.timers.values()) this.o.clock.clearTimeout(handle);
     this.timers.clear();
     this.queue.length = 0;
     this.queued.clear();
+    this.readAhead.clear();
     this.again.clear();
     this.abort.abort(new Error('live verification stopped'));
     await this.idle();
+    await this.flushTouches();
+  }
+
+  /**
+   * Writes the check time of the batch's unchanged checks (the batch's first check time, so no
+   * relay is said to be checked later than it was), and waits for it.
+   */
+  flushTouches(): Promise<void> {
+    if (this.touchTimer) this.o.clock.clearTimeout(this.touchTimer);
+    this.touchTimer = null;
+    if (this.touches.size > 0) {
+      const ids = [...this.touches];
+      const at = this.touchAt;
+      this.touches = new Set();
+      // A failed touch loses only check times (the next check writes its own): logged, not retried.
+      const write = this.o.store
+        .touchLiveChecks(ids, at)
+        .then(() => undefined)
+        .catch((err) => this.o.logger.warn({ err, relays: ids.length }, 'recording live check times failed'));
+      this.touching = Promise.all([this.touching, write]).then(() => undefined);
+    }
+    return this.touching;
+  }
+
+  private touch(relayId: string, at: number): void {
+    if (this.touches.size === 0) {
+      this.touchAt = at;
+      this.touchTimer = this.o.clock.setTimeout(() => void this.flushTouches(), this.touchBatchMs);
+    }
+    this.touches.add(relayId);
   }
 
   /** Checks the relay after `delayMs` (an earlier request for it wins). */
@@ -139,7 +199,11 @@ export class Verifier {
       this.again.add(relayId);
       return;
     }
-    if (this.queued.has(relayId)) return;
+    if (this.queued.has(relayId)) {
+      // Asked for again (e.g. after a sync): what was read ahead may be older than that.
+      this.readAhead.delete(relayId);
+      return;
+    }
     this.queued.add(relayId);
     this.queue.push(relayId);
     this.pump();
@@ -163,17 +227,69 @@ export class Verifier {
     }
   }
 
+  /**
+   * The relay as stored: read ahead by an earlier check, or read now together with the next queued
+   * relays not read yet (the periodic pass queues the whole fleet: one read per READ_BATCH checks).
+   */
+  private read(relayId: string): Promise<Relay | undefined> {
+    const ahead = this.readAhead.get(relayId);
+    if (ahead) {
+      this.readAhead.delete(relayId);
+      return ahead;
+    }
+    const ids = [relayId];
+    for (const id of this.queue) {
+      if (ids.length >= READ_BATCH) break;
+      if (!this.readAhead.has(id)) ids.push(id);
+    }
+    if (ids.length === 1) return this.o.store.getRelay(relayId);
+    const batch = this.o.store.getRelays(ids).then((rs) => new Map(rs.map((r) => [r.id, r])));
+    for (const id of ids.slice(1))
+      this.readAhead.set(
+        id,
+        batch.then((m) => m.get(id)),
+      );
+    // A failed batch read fails each of its checks (logged by pump), not the process.
+    for (const id of ids.slice(1)) this.readAhead.get(id)!.catch(() => {});
+    return batch.then((m) => m.get(relayId));
+  }
+
+  /**
+   * Where the fleet's relays are read: its target's `verify_url` (BOSUN_VERIFY_URL for `default`,
+   * which a fleet without a row uses); null for a target without one and for a pull-only fleet (no
+   * instance address is known: the relay's host). Kept `targetTtlMs`, so a pass reads it once.
+   */
+  private verifyUrlOf(fleet: string): Promise<string | null> {
+    const now = this.o.clock.now();
+    const known = this.fleetUrls.get(fleet);
+    if (known && now - known.at < (this.o.targetTtlMs ?? 10_000)) return known.url;
+    const url = (async () => {
+      const target = (await this.o.store.getFleet(fleet))?.target ?? { kind: 'default' as const };
+      if (target.kind === 'default') return this.o.verifyUrl;
+      if (target.kind === 'none') return null;
+      return (await this.o.store.getTarget(target.name))?.verifyUrl ?? null;
+    })();
+    this.fleetUrls.set(fleet, { at: now, url });
+    // A failed read is not kept: the next check asks again.
+    url.catch(() => {
+      if (this.fleetUrls.get(fleet)?.url === url) this.fleetUrls.delete(fleet);
+    });
+    return url;
+  }
+
   /** Reads one relay back, records what was seen, and repairs or reports it. */
   async check(relayId: string): Promise<LiveStatus | null> {
-    const relay = await this.o.store.getRelay(relayId);
+    const relay = await this.read(relayId);
     if (!relay) return null;
     const want = expectationOf(relay);
     const host = relay.config.host;
+    // Outside the read's try: a store error fails the check (logged), it is not zooid's answer.
+    const baseUrl = (await this.verifyUrlOf(relay.fleet)) ?? `https://${host}/`;
     const started = this.o.clock.now();
     let got: FetchOutcome;
     try {
       got = await this.o.fetchInfo({
-        baseUrl: this.o.verifyUrl ?? `https://${host}/`,
+        baseUrl,
         host,
         timeoutMs: this.timeoutMs,
         signal: this.abort.signal,
@@ -182,22 +298,38 @@ export class Verifier {
       got = { ok: false, error: err instanceof Error ? err.message : String(err) };
     }
     if (!this.running) return null;
-    const durationMs = this.o.clock.now() - started;
+    const now = this.o.clock.now();
+    const durationMs = now - started;
     const observation = compareLive(want, got);
     const canRepair = syncedNow(relay);
-    const result = await this.o.command.observeRelay(relayId, {
-      version: relay.version,
-      observation,
+    // As Command.observeRelay would decide it: a check that changes nothing but the time (the
+    // usual periodic check) is not a commit, only a touch in the next batch.
+    const next = nextLiveState(relay.live, observation, now, {
+      shouldServe: relay.deletedAt === null && !relay.config.inactive,
       canRepair,
       policy: this.policy,
     });
-    // Changed while it was read: its sync checks it again.
-    if (!result) return null;
-    const { live } = result.relay;
+    let live: LiveState;
+    let repair = false;
+    if (!next.changed && !next.repair && sameButTime(relay.live, next.live)) {
+      live = next.live;
+      this.touch(relayId, now);
+    } else {
+      const result = await this.o.command.observeRelay(relayId, {
+        version: relay.version,
+        observation,
+        canRepair,
+        policy: this.policy,
+      });
+      // Changed while it was read: its sync checks it again.
+      if (!result) return null;
+      live = result.relay.live;
+      repair = result.repair;
+      if (result.previous.status !== live.status) this.warned.delete(relayId);
+    }
     this.o.onCheck?.({ relayId, status: live.status, durationMs });
-    if (result.previous.status !== live.status) this.warned.delete(relayId);
     const fields = { relayId, host, version: relay.version, status: live.status, error: live.error };
-    if (result.repair) {
+    if (repair) {
       if (live.repairs > 1) {
         this.o.logger.warn(
           { ...fields, repairs: live.repairs, nextRepairAt: iso(live.nextRepairAt) },
@@ -227,6 +359,15 @@ export class Verifier {
     return live.status;
   }
 }
+
+/** Everything but the check time is as it was (diffs are small: compared as JSON). */
+const sameButTime = (a: LiveState, b: LiveState): boolean =>
+  a.status === b.status &&
+  a.since === b.since &&
+  a.error === b.error &&
+  a.repairs === b.repairs &&
+  a.nextRepairAt === b.nextRepairAt &&
+  JSON.stringify(a.diff) === JSON.stringify(b.diff);
 
 /** Push sync is done with the relay (zooid acknowledged its current version): a repair may follow. */
 const syncedNow = (relay: Relay): boolean =>

@@ -52,6 +52,10 @@ export abstract class DelegatingStore implements Store {
     return this.write(() => this.store.setCursor(name, position, fence), always);
   }
 
+  touchLiveChecks(ids: readonly string[], checkedAt: number, fence?: Fence): Promise<number> {
+    return this.write(() => this.store.touchLiveChecks(ids, checkedAt, fence), isPositive);
+  }
+
   newLeaseEpoch(lease: string): Promise<number> {
     return this.write(() => this.store.newLeaseEpoch(lease), always);
   }

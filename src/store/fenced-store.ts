@@ -3,7 +3,7 @@ import { DelegatingStore } from './delegating-store.js';
 import { type Fence, FencedError, type Store, type WriteBatch } from './port.js';
 
 /**
- * The store as the workers see it: every batch commit and cursor write carries the lease's
+ * The store as the workers see it: every batch commit, cursor write and live-check touch carries the lease's
  * current fence, so the database refuses them once another replica started a newer term. Before
  * the first term there is no fence to show, and a worker write fails without reaching the
  * database. Every other method is delegated by DelegatingStore, where a method added to or renamed
@@ -24,6 +24,10 @@ export class FencedStore extends DelegatingStore {
 
   override setCursor(name: string, position: number): Promise<void> {
     return this.fenced((fence) => super.setCursor(name, position, fence));
+  }
+
+  override touchLiveChecks(ids: readonly string[], checkedAt: number): Promise<number> {
+    return this.fenced((fence) => super.touchLiveChecks(ids, checkedAt, fence));
   }
 
   private async fenced<T>(write: (fence: Fence) => Promise<T>): Promise<T> {

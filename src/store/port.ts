@@ -173,6 +173,14 @@ export interface Store {
   relaysToVerify(filter: { deletedSince: number; after?: string; limit: number }): Promise<Relay[]>;
   /** Live relays grouped by live status and inactive, plus deleted ones last seen still served. */
   liveCounts(): Promise<LiveCount[]>;
+  /**
+   * Records live checks that changed nothing but their time (src/live/verifier.ts): sets
+   * `live.checked_at` to `checkedAt` on these relays, in one statement, only where it is earlier
+   * (never back; a relay never checked stays so). Not a commit: no rev, no revision, no activity,
+   * no notification. With a fence, nothing is written unless its epoch is the lease's newest
+   * (FencedError). Returns how many rows moved.
+   */
+  touchLiveChecks(ids: readonly string[], checkedAt: number, fence?: Fence): Promise<number>;
   activitiesAfter(filter: ActivityFilter): Promise<Activity[]>;
   lastActivityId(): Promise<number>;
 

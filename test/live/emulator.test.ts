@@ -1,5 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, keypair, relayBody } from '../support/env.js';
+import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
+import { ADMIN_TOKEN, keypair, relayBody, tempDir } from '../support/env.js';
 import { type Planet, startPlanet } from '../support/planet.js';
 import { spawnBosun } from '../support/spawn.js';
 
@@ -119,5 +120,38 @@ describe('live verification against the zooid emulator', () => {
     expect((await until('slow', 'stale')).live.diff).toEqual({ name: { want: 'renamed', got: 'slow' } });
     await until('slow', 'live');
     expect(puts('slow')).toBe(0);
+  });
+
+  it('reads a fleet pinned to a target at that target’s verify_url, with the relay’s host', async () => {
+    const dir = tempDir();
+    let second: ZooidEmulator | undefined;
+    try {
+      planet = await startPlanet({ verify: { graceMs: 60_000 }, zooidConfigDir: dir.path });
+      // A second zooid instance with no API whitelist: it only serves what its CONFIG dir holds
+      // (the first instance's files, loaded when it reloads).
+      second = await startZooidEmulator({ configDir: dir.path });
+      const target = await planet.bosun.api('POST', '/v1/targets', {
+        name: 'eu',
+        url: planet.zooid.url,
+        verify_url: second.url,
+      });
+      expect(target.status).toBe(201);
+      expect((await planet.bosun.api('GET', '/v1/targets/eu')).body.verify_url).toBe(second.url);
+      const [defaultTarget] = (await planet.bosun.api('GET', '/v1/targets')).body.targets;
+      expect(defaultTarget).toMatchObject({ name: 'default', verify_url: planet.zooid.url });
+      expect((await planet.bosun.api('PUT', '/v1/fleets/eu', { target: 'eu' })).status).toBe(200);
+      await create('home');
+      await create('away', { fleet: 'eu' });
+      // Push sync writes both to the first instance; only `away` is read at the second, which has
+      // not loaded it yet.
+      await until('home', 'live');
+      expect((await until('away', 'not_served')).live.error).toMatch(/404/);
+      second.reload();
+      planet.bosun.peer.verifier!.schedule('away');
+      await until('away', 'live');
+    } finally {
+      await second?.close();
+      dir.cleanup();
+    }
   });
 });

@@ -4,6 +4,8 @@ import type { Principal } from '../../src/domain/principal.js';
 import type { Relay } from '../../src/domain/relay.js';
 import type { FetchOutcome } from '../../src/live/compare.js';
 import { LiveVerify, type RelayInfoRequest, Verifier } from '../../src/live/verifier.js';
+import { DelegatingStore } from '../../src/store/delegating-store.js';
+import type { Fence } from '../../src/store/port.js';
 import { useCommandRig } from '../support/command-rig.js';
 import { captureLogger, keypair, relayBody } from '../support/env.js';
 
@@ -219,5 +221,154 @@ describe('Verifier', () => {
     expect(await live('boom')).toMatchObject({ status: 'not_served', error: 'socket hang up' });
     expect(maxInFlight).toBeLessThanOrEqual(2);
     expect(requests).toHaveLength(6);
+  });
+
+  it('an unchanged check commits nothing: its time is written by one bulk touch within a second', async () => {
+    /** The real store, counting the touches the verifier sends. */
+    class Touches extends DelegatingStore {
+      readonly calls: { ids: string[]; at: number }[] = [];
+      override touchLiveChecks(ids: readonly string[], at: number, fence?: Fence): Promise<number> {
+        this.calls.push({ ids: [...ids], at });
+        return super.touchLiveChecks(ids, at, fence);
+      }
+    }
+    const store = new Touches(rig.store);
+    await verifier.stop();
+    make({ store });
+    for (const id of ['r1', 'r2']) served.set(`${id}.example.com`, docOf(await syncedRelay(id)));
+    await verifier.check('r1');
+    await verifier.check('r2');
+    const first = rig.clock.now();
+    const revs = async () => [(await rig.store.getRelay('r1'))!.rev, (await rig.store.getRelay('r2'))!.rev];
+    const before = { revs: await revs(), activities: await rig.store.lastActivityId() };
+
+    await rig.clock.advance(5000);
+    const second = rig.clock.now();
+    expect(await verifier.check('r1')).toBe('live');
+    expect(await verifier.check('r2')).toBe('live');
+    expect(store.calls).toEqual([]);
+    expect((await live('r1')).checkedAt).toBe(first);
+    await run(1000);
+    expect(store.calls).toEqual([{ ids: ['r1', 'r2'], at: second }]);
+    expect((await live('r1')).checkedAt).toBe(second);
+    expect((await live('r2')).checkedAt).toBe(second);
+    expect({ revs: await revs(), activities: await rig.store.lastActivityId() }).toEqual(before);
+
+    // A change of status still goes through Command, with its activity; stop sends what is pending.
+    served.delete('r1.example.com');
+    await rig.clock.advance(5000);
+    expect(await verifier.check('r1')).toBe('not_served');
+    expect(await verifier.check('r2')).toBe('live');
+    const [observed] = await rig.store.activitiesAfter({ after: before.activities, limit: 10 });
+    expect(observed).toMatchObject({ type: 'observe_relay', payload: { from: 'live', to: 'not_served' } });
+    await verifier.stop();
+    expect(store.calls.at(-1)).toEqual({ ids: ['r2'], at: rig.clock.now() });
+    expect((await live('r2')).checkedAt).toBe(rig.clock.now());
+  });
+
+  it('reads the queued relays in batches, not one read per check; a relay asked for again is read afresh', async () => {
+    class Reads extends DelegatingStore {
+      readonly batches: string[][] = [];
+      singles = 0;
+      override getRelays(ids: readonly string[]) {
+        this.batches.push([...ids]);
+        return super.getRelays(ids);
+      }
+      override getRelay(id: string) {
+        this.singles++;
+        return super.getRelay(id);
+      }
+    }
+    const store = new Reads(rig.store);
+    await verifier.stop();
+    /** Holds the first two checks (r0, r1), then the others, until opened. */
+    const gates = [0, 1].map(() => {
+      let open: () => void = () => {};
+      const shut = new Promise<void>((resolve) => {
+        open = resolve;
+      });
+      return { shut, open, waiting: 0 };
+    });
+    make({
+      store,
+      concurrency: 2,
+      fetchInfo: async (req) => {
+        const gate = gates[/^r[01]\./.test(req.host) ? 0 : 1]!;
+        gate.waiting++;
+        await gate.shut;
+        return fetchInfo(req);
+      },
+    });
+    const ids: string[] = [];
+    for (let i = 0; i < 40; i++) {
+      const r = await syncedRelay(`r${i}`);
+      served.set(r.config.host, docOf(r));
+      ids.push(r.id);
+    }
+    const until = async (cond: () => boolean) => {
+      while (!cond()) await new Promise((r) => setImmediate(r));
+    };
+    verifier.spread(ids, 0);
+    await rig.clock.advance(0);
+    // r0 and r1 were read alone (nothing queued behind them yet); the others wait in the queue.
+    await until(() => gates[0]!.waiting === 2);
+    gates[0]!.open();
+    // r2's check reads r2-r39 at once; r39, read ahead, is renamed and asked for again.
+    await until(() => gates[1]!.waiting === 2);
+    await rig.command.updateRelay(admin, 'r39', { info: { name: 'renamed' } });
+    verifier.schedule('r39');
+    await rig.clock.advance(0);
+    gates[1]!.open();
+    await run(0);
+    expect(requests).toHaveLength(40);
+    expect(store.batches).toEqual([ids.slice(2)]);
+    expect(store.singles).toBe(3); // r0, r1, and r39 read afresh
+    expect((await live('r39')).status).toBe('stale');
+  });
+
+  it('reads each relay at its fleet’s target’s verify_url; default: the verify URL; none: the host', async () => {
+    const secretKey = keypair().secret;
+    await rig.command.createTarget(
+      admin,
+      { name: 'eu', url: 'http://10.0.0.6:3334', secret_key: secretKey, verify_url: 'http://10.0.0.6:3335' },
+      { defaultKey: false },
+    );
+    await rig.command.createTarget(
+      admin,
+      { name: 'us', url: 'http://10.0.0.7:3334', secret_key: secretKey },
+      { defaultKey: false },
+    );
+    await rig.command.setFleetTarget(admin, 'eu', { kind: 'target', name: 'eu' });
+    await rig.command.setFleetTarget(admin, 'us', { kind: 'target', name: 'us' });
+    await rig.command.setFleetTarget(admin, 'pull', { kind: 'none' });
+    for (const [id, fleet] of [
+      ['d', 'default'],
+      ['e', 'eu'],
+      ['u', 'us'],
+      ['p', 'pull'],
+      ['n', 'no-row'],
+    ] as const) {
+      await syncedRelay(id, { fleet });
+      await verifier.check(id);
+    }
+    expect(requests.map((r) => [r.host, r.baseUrl])).toEqual([
+      ['d.example.com', 'http://127.0.0.1:3334'],
+      ['e.example.com', 'http://10.0.0.6:3335'],
+      ['u.example.com', 'https://u.example.com/'],
+      ['p.example.com', 'https://p.example.com/'],
+      ['n.example.com', 'http://127.0.0.1:3334'],
+    ]);
+    // A changed verify_url is used once the fleet's address is read again (10 s).
+    await rig.command.updateTarget(
+      admin,
+      'eu',
+      { verify_url: 'http://10.0.0.6:4000' },
+      { defaultKey: false },
+    );
+    await verifier.check('e');
+    expect(requests.at(-1)?.baseUrl).toBe('http://10.0.0.6:3335');
+    await rig.clock.advance(10_000);
+    await verifier.check('e');
+    expect(requests.at(-1)?.baseUrl).toBe('http://10.0.0.6:4000');
   });
 });

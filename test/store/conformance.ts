@@ -388,6 +388,53 @@ export function storeConformance(
       expect((await store.listTokens())[0]?.revokedAt).toBe(10);
     });
 
+    it('touches live checks in bulk: forward only, no rev, no activity, fenced', async () => {
+      const checked = (at: number): LiveState => ({
+        ...UNKNOWN_LIVE,
+        status: 'live',
+        checkedAt: at,
+        since: 1000,
+      });
+      const rows = [
+        relay('a', { live: checked(2000) }),
+        relay('b', { live: checked(5000) }),
+        relay('c'),
+        relay('d', { live: checked(2000) }),
+      ];
+      for (const r of rows)
+        await store.commit({ relays: [{ kind: 'insert', relay: r }], activities: [act(r.id)] });
+      const lastActivity = await store.lastActivityId();
+
+      // b was checked later than the touch: it stays; c was never checked: it stays so; d is not named.
+      expect(await store.touchLiveChecks(['a', 'b', 'c', 'nope'], 4000)).toBe(1);
+      const a = (await store.getRelay('a'))!;
+      expect(a.live).toEqual(checked(4000));
+      expect(a.rev).toBe(rows[0]!.rev);
+      expect((await store.getRelay('b'))?.live.checkedAt).toBe(5000);
+      expect((await store.getRelay('c'))?.live).toEqual(UNKNOWN_LIVE);
+      expect((await store.getRelay('d'))?.live.checkedAt).toBe(2000);
+      expect(await store.lastActivityId()).toBe(lastActivity);
+      expect(await store.touchLiveChecks([], 9000)).toBe(0);
+
+      // Not a commit: a later write guarded by the same rev still applies.
+      const synced = {
+        ...rows[0]!,
+        rev: rows[0]!.rev + 1,
+        sync: { ...rows[0]!.sync, status: 'synced' as const },
+      };
+      await store.commit({ relays: [{ kind: 'update', relay: synced, previous: rows[0]! }], activities: [] });
+      expect((await store.getRelay('a'))?.sync.status).toBe('synced');
+      // It writes the columns it changed, so the touched time is not put back.
+      expect((await store.getRelay('a'))?.live.checkedAt).toBe(4000);
+
+      const first = { lease: 'worker', epoch: await store.newLeaseEpoch('worker') };
+      expect(await store.touchLiveChecks(['a', 'd'], 6000, first)).toBe(2);
+      await store.newLeaseEpoch('worker');
+      await expect(store.touchLiveChecks(['a', 'd'], 7000, first)).rejects.toBeInstanceOf(FencedError);
+      expect((await store.getRelay('a'))?.live.checkedAt).toBe(6000);
+      expect((await store.getRelay('d'))?.live.checkedAt).toBe(6000);
+    });
+
     it('fences worker writes by lease epoch: an older epoch writes nothing', async () => {
       const r = relay('a1');
       await store.commit({ relays: [{ kind: 'insert', relay: r }], activities: [act('a1')] });

@@ -43,6 +43,7 @@ describe('FencedStore', () => {
     };
     await expect(fenced.commit(batch)).rejects.toBeInstanceOf(FencedError);
     await expect(fenced.setCursor('observer', 3)).rejects.toBeInstanceOf(FencedError);
+    await expect(fenced.touchLiveChecks(['r1'], 5000)).rejects.toBeInstanceOf(FencedError);
     expect(await store.getRelay('r1')).toBeUndefined();
     expect(await store.lastActivityId()).toBe(0);
     expect(await store.getCursor('observer')).toBe(0);
@@ -67,6 +68,7 @@ describe('FencedStore', () => {
     });
     await expect(late).rejects.toBeInstanceOf(FencedError);
     await expect(fenced.setCursor('observer', 2)).rejects.toBeInstanceOf(FencedError);
+    await expect(fenced.touchLiveChecks(['r1'], 5000)).rejects.toBeInstanceOf(FencedError);
     expect(await store.getRelay('r2')).toBeUndefined();
     expect(await store.getCursor('observer')).toBe(1);
 

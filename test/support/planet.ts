@@ -36,6 +36,8 @@ export async function startPlanet(
     serving?: ZooidServingOptions;
     /** Live verification on, reading relays back at the emulator's address. */
     verify?: { graceMs: number };
+    /** The emulator's CONFIG dir (another instance may load its files). */
+    zooidConfigDir?: string;
   } = {},
 ): Promise<Planet> {
   const key = generateSecretKey();
@@ -44,6 +46,7 @@ export async function startPlanet(
     whitelist: [bosunPubkey],
     ...(opts.clock ? { clock: opts.clock } : {}),
     ...(opts.faults ? { faults: opts.faults } : {}),
+    ...(opts.zooidConfigDir ? { configDir: opts.zooidConfigDir } : {}),
     ...opts.serving,
   });
   const slow: Record<string, string> = {};

@@ -78,7 +78,7 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
     return {
       name: DEFAULT_TARGET,
       url,
-      verify_url: null,
+      verify_url: deps.targetDefaults?.verifyUrl ?? null,
       pubkey: defaultPubkey,
       key: 'default',
       created_at: null,

@@ -916,6 +916,26 @@ export class PostgresStore implements Store {
     });
   }
 
+  async touchLiveChecks(ids: readonly string[], checkedAt: number, fence?: Fence): Promise<number> {
+    if (ids.length === 0) return 0;
+    const touch =
+      'UPDATE relays SET live_checked_at = $2 WHERE id = ANY($1::text[]) AND live_checked_at < $2';
+    if (!fence) {
+      const res = await this.pool.query({ name: 'bosun_touch_live', text: touch, values: [ids, checkedAt] });
+      return res.rowCount ?? 0;
+    }
+    // One statement (autocommit), in the lock order of every fenced write: the epoch row first.
+    const [row] = await this.query<{ fence_epoch: number | null; touched: number }>(
+      'bosun_touch_live_fenced',
+      `WITH fence AS MATERIALIZED (${fenceSql('$3')}),
+       touched AS (${touch} AND (SELECT position FROM fence) = $4 RETURNING 1)
+       SELECT (SELECT position FROM fence) AS fence_epoch, (SELECT count(*) FROM touched)::int AS touched`,
+      [ids, checkedAt, leaseEpochKey(fence.lease), fence.epoch],
+    );
+    if (row?.fence_epoch !== fence.epoch) throw new FencedError(fence.lease, fence.epoch);
+    return row.touched;
+  }
+
   async newLeaseEpoch(lease: string): Promise<number> {
     const [row] = await this.query<{ position: number }>('bosun_new_lease_epoch', NEW_LEASE_EPOCH, [
       leaseEpochKey(lease),

@@ -89,6 +89,9 @@ function relayStatements(db: Database.Database) {
       'SELECT id, owner, version FROM relays WHERE fleet = ? AND deleted_at IS NULL ORDER BY id',
     ),
     setHead: db.prepare('UPDATE relays SET last_activity_id = ? WHERE id = ?'),
+    touchLiveChecks: db.prepare(
+      'UPDATE relays SET live_checked_at = ? WHERE id IN (SELECT value FROM json_each(?)) AND live_checked_at < ?',
+    ),
     needingSync: db.prepare(
       `SELECT * FROM relays
      WHERE synced_version < version OR sync_status IN ('pending', 'retrying')
@@ -680,6 +683,18 @@ export class SqliteStore implements Store {
       .transaction(() => {
         this.checkFence(fence);
         this.stmts.setCursor.run(name, position);
+      })
+      .immediate();
+  }
+
+  async touchLiveChecks(ids: readonly string[], checkedAt: number, fence?: Fence): Promise<number> {
+    if (ids.length === 0) return 0;
+    const touch = () => this.stmts.touchLiveChecks.run(checkedAt, JSON.stringify(ids), checkedAt).changes;
+    if (!fence) return touch();
+    return this.db
+      .transaction(() => {
+        this.checkFence(fence);
+        return touch();
       })
       .immediate();
   }

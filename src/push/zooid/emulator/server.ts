@@ -26,7 +26,7 @@ export async function startZooidEmulator(options: ZooidEmulatorOptions): Promise
   const variant = options.variant ?? 'v2';
   const clock = options.clock ?? systemClock;
   const listenHost = options.host ?? '127.0.0.1';
-  let whitelist = parseWhitelist(options.whitelist);
+  let whitelist = parseWhitelist(options.whitelist ?? []);
   let whitelistSet: ReadonlySet<string> = new Set(whitelist);
   const served = new ServedRelays(clock, {
     ...(options.failLoad ? { failLoad: options.failLoad } : {}),

@@ -83,8 +83,12 @@ export interface ZooidEmulatorOptions extends ZooidServingOptions {
   port?: number;
   /** Listen address. Default 127.0.0.1. */
   host?: string;
-  /** API_WHITELIST: hex pubkeys (or one comma-separated string); matched exactly after trimming. */
-  whitelist: readonly string[] | string;
+  /**
+   * API_WHITELIST: hex pubkeys (or one comma-separated string); matched exactly after trimming.
+   * Default empty, as zooid with no API_WHITELIST: every management request is refused (403) and the
+   * instance only serves the relays of its CONFIG dir (a second instance a verifier reads from).
+   */
+  whitelist?: readonly string[] | string;
   /** CONFIG dir: existing `*.toml` files are loaded at start and each change writes `<id>.toml`. */
   configDir?: string;
   /** API_HOST: the Host header that reaches the API. Default `<listen host>:<port>`. */

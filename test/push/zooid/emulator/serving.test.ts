@@ -208,3 +208,19 @@ describe('the CLI knobs', () => {
     }
   });
 });
+
+describe('no whitelist: a zooid that only serves its relays', () => {
+  it('serves the relays of its CONFIG dir and refuses every management request (403)', async () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'w1.toml'), stringifyToml(minimalBody('w1')));
+    const emu = await startZooidEmulator({ configDir: dir });
+    emulators.push(emu);
+    expect(emu.pubkeysAllowed).toEqual([]);
+    expect(await servedName(emu, 'rw1.example.com')).toBe('Rw1');
+    const signer = createNip98Signer(BOSUN_SECRET);
+    const res = await api(emu, signer, 'POST', 'r2', minimalBody(2));
+    expect(res.status).toBe(403);
+    expect(res.json).toEqual({ error: 'pubkey not in whitelist' });
+    expect(emu.relays().has('r2')).toBe(false);
+  });
+});
