@@ -6,6 +6,7 @@ import { publicKeyOf } from '../../../../src/domain/keys.js';
 import { createNip98Signer, type Nip98Signer } from '../../../../src/nostr/nip98.js';
 import {
   runZooidEmulatorCli,
+  startZooidEmulator,
   type ZooidEmulator,
   type ZooidEmulatorOptions,
 } from '../../../../src/push/zooid/emulator.js';
@@ -213,8 +214,7 @@ describe('no whitelist: a zooid that only serves its relays', () => {
   it('serves the relays of its CONFIG dir and refuses every management request (403)', async () => {
     const dir = tempDir();
     writeFileSync(join(dir, 'w1.toml'), stringifyToml(minimalBody('w1')));
-    const emu = await startZooidEmulator({ configDir: dir });
-    emulators.push(emu);
+    const emu = emulators.track(await startZooidEmulator({ configDir: dir }));
     expect(emu.pubkeysAllowed).toEqual([]);
     expect(await servedName(emu, 'rw1.example.com')).toBe('Rw1');
     const signer = createNip98Signer(BOSUN_SECRET);
