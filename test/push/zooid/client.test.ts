@@ -11,6 +11,11 @@ import {
   type ZooidEmulator,
   type ZooidEmulatorOptions,
 } from '../../../src/push/zooid/emulator.js';
+import {
+  poolTransport,
+  type ZooidHttpRequest,
+  type ZooidTransport,
+} from '../../../src/push/zooid/transport.js';
 import { FakeClock } from '../../support/clock.js';
 import {
   ADMIN_PUBKEY,
@@ -23,9 +28,24 @@ import {
 } from './helpers.js';
 
 const emulators: ZooidEmulator[] = [];
+const transports: ZooidTransport[] = [];
 afterEach(async () => {
+  await Promise.all(transports.splice(0).map((t) => t.close()));
   await Promise.all(emulators.splice(0).map((e) => e.close()));
 });
+
+/** The real pool transport to `apiUrl`, showing each request to `seen` first. */
+function recording(apiUrl: string, seen: (req: ZooidHttpRequest) => void): ZooidTransport {
+  const pool = poolTransport(apiUrl);
+  transports.push(pool);
+  return {
+    request: (req) => {
+      seen(req);
+      return pool.request(req);
+    },
+    close: () => pool.close(),
+  };
+}
 
 async function setup(
   emuOpts: Partial<ZooidEmulatorOptions> = {},
@@ -34,15 +54,12 @@ async function setup(
   const emu = await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], ...emuOpts });
   emulators.push(emu);
   const clock = new FakeClock(Date.now());
-  const calls: Array<{ url: string; init: RequestInit }> = [];
+  const calls: Array<{ url: string; init: ZooidHttpRequest }> = [];
   const client = new ZooidClient({
     apiUrl: emu.url,
     signer: createNip98Signer(BOSUN_SECRET, { clock }),
     clock,
-    fetch: (url, init) => {
-      calls.push({ url: String(url), init: init ?? {} });
-      return fetch(url, init);
-    },
+    transport: recording(emu.url, (init) => calls.push({ url: init.url, init })),
     ...clientOpts,
   });
   return { emu, client, clock, calls };
@@ -67,8 +84,8 @@ async function drive<T>(clock: FakeClock, p: Promise<T>, maxStepMs = 5_000): Pro
   return p;
 }
 
-const decodeAuth = (init: RequestInit) => {
-  const header = (init.headers as Record<string, string>).authorization!;
+const decodeAuth = (init: ZooidHttpRequest) => {
+  const header = init.headers.authorization!;
   return JSON.parse(Buffer.from(header.slice(6), 'base64').toString('utf8')) as NostrEvent;
 };
 
@@ -110,7 +127,7 @@ describe('ZooidClient: success paths', () => {
       ['method', 'DELETE'],
     ]);
     expect(new Set(calls.map((c) => decodeAuth(c.init).id)).size).toBe(4);
-    expect((calls[0]!.init.headers as Record<string, string>)['content-type']).toBe('application/json');
+    expect(calls[0]!.init.headers['content-type']).toBe('application/json');
   });
 
   it('accepts an API URL with a trailing slash and exposes the pubkey', async () => {
@@ -349,10 +366,7 @@ describe('ZooidClient: transient outcomes and weak retries', () => {
       apiUrl: `http://127.0.0.1:${port}`,
       signer: createNip98Signer(BOSUN_SECRET, { clock }),
       clock,
-      fetch: (url, init) => {
-        fetches++;
-        return fetch(url, init);
-      },
+      transport: recording(`http://127.0.0.1:${port}`, () => fetches++),
       weakRetries: 5,
     });
     const res = await drive(clock, client.create('r1', minimalBody(1)));
