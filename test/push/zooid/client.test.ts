@@ -355,6 +355,42 @@ describe('ZooidClient: transient outcomes and weak retries', () => {
     expect(emu.requests.length).toBe(6);
   });
 
+  it('a redirect is an answer, not followed (the signature names one URL); the pool sends only its origin', async () => {
+    const hits: string[] = [];
+    const server = createServer((req, res) => {
+      hits.push(`${req.method} ${req.url}`);
+      res.writeHead(307, { location: '/elsewhere/relay/r1' }).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const client = new ZooidClient({
+        apiUrl: url,
+        signer: createNip98Signer(BOSUN_SECRET),
+        transport: recording(url, () => {}),
+      });
+      const res = await client.patch('r1', { info: { name: 'x' } });
+      expect(res).toMatchObject({ ok: false, kind: 'invalid', status: 307 });
+      expect(!res.ok && res.message).toBe(
+        'zooid answered 307 redirect to /elsewhere/relay/r1: point the API URL at zooid itself',
+      );
+      expect(hits).toEqual(['PATCH /relay/r1']);
+      const pool = recording(url, () => {});
+      await expect(
+        pool.request({
+          method: 'GET',
+          url: 'http://127.0.0.2:1/relay/r1',
+          headers: {},
+          body: undefined,
+          signal: new AbortController().signal,
+        }),
+      ).rejects.toThrow(/not a URL on/);
+      expect(hits).toHaveLength(1);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   it('connection refused: 6 attempts, then transient', async () => {
     const server = createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
