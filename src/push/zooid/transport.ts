@@ -5,7 +5,7 @@
  * exchange with none of them. Like bosun's `fetch` before it, the pool follows no redirect (there is
  * no redirect interceptor), so a 3xx comes back to the client as an answer.
  */
-import { type Dispatcher, Pool } from 'undici';
+import type { Dispatcher, Pool } from 'undici';
 
 export interface ZooidHttpRequest {
   method: string;
@@ -33,13 +33,19 @@ export interface ZooidTransport {
 /** A keep-alive pool to `apiUrl`'s origin (http or https). */
 export function poolTransport(apiUrl: string): ZooidTransport {
   const origin = new URL(apiUrl).origin;
-  const pool = new Pool(origin);
+  // Loaded when a transport is made, not when the CLI starts: only `serve` with push sync needs it,
+  // and loading undici costs ~0.25 s of CPU that every command and agent process would pay.
+  let pool: Pool | undefined;
+  const loading = import('undici').then(({ Pool }) => {
+    pool = new Pool(origin);
+    return pool;
+  });
   let closed: Promise<void> | undefined;
   return {
     async request({ method, url, headers, body, signal }) {
       // The signed URL must be the one requested: only a URL on the pool's origin is sent, path as is.
       if (!url.startsWith(`${origin}/`)) throw new Error(`not a URL on ${origin}: ${url.slice(0, 80)}`);
-      const res = await pool.request({
+      const res = await (pool ?? (await loading)).request({
         origin,
         path: url.slice(origin.length),
         method: method as Dispatcher.HttpMethod,
@@ -57,7 +63,7 @@ export function poolTransport(apiUrl: string): ZooidTransport {
     close() {
       // Destroyed, not drained: by now the observer has drained its syncs, and a request still
       // running was abandoned after a timeout; it must not hold the shutdown open.
-      closed ??= pool.destroy();
+      closed ??= loading.then((p) => p.destroy());
       return closed;
     },
   };
