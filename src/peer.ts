@@ -45,7 +45,7 @@ export interface PeerDeps {
   clock?: Clock;
   logger?: Logger;
   random?: Random;
-  /** The network below the zooid client and the health probe (tests inject faults here). */
+  /** The network below the zooid health probe (tests inject faults here). */
   fetch?: typeof fetch;
   /** Sees every HTTP route as it is registered (the OpenAPI test checks each is documented). */
   onRoute?: AppDeps['onRoute'];
@@ -66,6 +66,8 @@ export class Peer {
   /** Signs push sync's requests to zooid, on BOSUN_SIGN_WORKERS threads; null with push sync off. */
   readonly signer: Nip98Signer | null;
   readonly observer: Observer | null;
+  /** Push sync's zooid client; its keep-alive connections close at shutdown. */
+  private readonly zooid: ZooidClient | null;
   readonly targetHealth: TargetHealth | null;
   /** Live verification (src/live/); null without push sync or with BOSUN_VERIFY_INTERVAL_MS=0. */
   readonly verifier: Verifier | null;
@@ -115,7 +117,8 @@ export class Peer {
             logger: logger.child({ component: 'signer' }),
           })
         : null;
-    this.infra = this.signer ? this.createInfra(this.signer, deps.fetch) : null;
+    this.zooid = this.signer ? this.createZooidClient(this.signer) : null;
+    this.infra = this.zooid ? this.createInfra(this.zooid) : null;
     this.observer = this.infra ? this.createObserver(this.infra) : null;
     this.verifier = this.observer ? this.createVerifier(this.observer, deps.fetchRelayInfo) : null;
     const resyncFailed = this.observer ? new ResyncFailed(this.store, this.observer, mayHeal) : null;
@@ -190,6 +193,8 @@ export class Peer {
     if (this.observer) this.hookObserver(this.observer);
     // Added first so it closes last: syncs still draining in the services' closes keep signing.
     if (this.signer) this.group.add(this.signerService(this.signer));
+    // Closes after the observer drained its syncs (the workers service), cutting abandoned requests.
+    if (this.zooid) this.group.add(this.zooidService(this.zooid));
     this.group.add(this.leaseService());
     for (const service of this.createChores(resyncFailed)) this.group.add(service);
     this.group.add(this.httpService());
@@ -364,6 +369,14 @@ export class Peer {
     };
   }
 
+  private zooidService(zooid: ZooidClient): Service {
+    return {
+      name: 'zooid-client',
+      run: (signal) => untilAborted(signal),
+      close: () => zooid.close(),
+    };
+  }
+
   /** Added before the chores and HTTP, so a holder's workers have started (caught up) before HTTP listens. */
   private leaseService(): Service {
     let ready!: () => void;
@@ -440,14 +453,16 @@ export class Peer {
     return services;
   }
 
-  private createInfra(signer: Nip98Signer, fetchImpl?: typeof fetch): Infra {
-    const client = new ZooidClient({
+  private createZooidClient(signer: Nip98Signer): ZooidClient {
+    return new ZooidClient({
       apiUrl: this.config.zooidApiUrl!,
       signer,
       clock: this.clock,
       timeoutMs: this.config.sync.timeoutMs,
-      ...(fetchImpl ? { fetch: fetchImpl } : {}),
     });
+  }
+
+  private createInfra(client: ZooidClient): Infra {
     return new Infra({
       store: this.workerStore,
       // A Command of its own over the fenced store: sync outcomes of a lost term are refused.

@@ -9,6 +9,7 @@
 import { backoffDelay } from '../../domain/backoff.js';
 import { type Clock, sleep, systemClock } from '../../domain/clock.js';
 import type { Nip98Signer } from '../../nostr/nip98.js';
+import { poolTransport, type ZooidHttpResponse, type ZooidTransport } from './transport.js';
 
 export type ZooidErrorKind =
   | 'id_exists'
@@ -45,7 +46,8 @@ export interface ZooidClientOptions {
   /** zooid's API origin as bosun reaches it, e.g. `https://zooid.example.com` (no query). */
   apiUrl: string;
   signer: Nip98Signer;
-  fetch?: typeof fetch;
+  /** The HTTP below the client, which it owns (closes). Default: a keep-alive pool to `apiUrl`. */
+  transport?: ZooidTransport;
   /** Per attempt, headers and body included. Default 10 000 ms. */
   timeoutMs?: number;
   clock?: Clock;
@@ -78,7 +80,7 @@ type Attempt =
 export class ZooidClient {
   readonly apiUrl: string;
   private readonly signer: Nip98Signer;
-  private readonly fetchImpl: typeof fetch;
+  private readonly transport: ZooidTransport;
   private readonly timeoutMs: number;
   private readonly clock: Clock;
   private readonly weakRetries: number;
@@ -100,7 +102,7 @@ export class ZooidClient {
     }
     this.apiUrl = parsed.origin + parsed.pathname.replace(/\/+$/, '');
     this.signer = options.signer;
-    this.fetchImpl = options.fetch ?? fetch;
+    this.transport = options.transport ?? poolTransport(this.apiUrl);
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.clock = options.clock ?? systemClock;
     this.weakRetries = options.weakRetries ?? 5;
@@ -111,6 +113,11 @@ export class ZooidClient {
   /** The key zooid must whitelist. */
   get pubkey(): string {
     return this.signer.pubkey;
+  }
+
+  /** Closes the transport's connections (at shutdown, once the syncs drained). */
+  close(): Promise<void> {
+    return this.transport.close();
   }
 
   /** POST /relay/:id with the full config (including `secret`). */
@@ -214,15 +221,9 @@ export class ZooidClient {
         accept: 'application/json',
       };
       if (body !== undefined) headers['content-type'] = 'application/json';
-      let res: Response;
+      let res: ZooidHttpResponse;
       try {
-        res = await this.fetchImpl(url, {
-          method,
-          headers,
-          body,
-          signal: controller.signal,
-          redirect: 'manual',
-        });
+        res = await this.transport.request({ method, url, headers, body, signal: controller.signal });
       } catch (err) {
         if (timedOut()) return { type: 'timeout' };
         if (signal?.aborted) return { type: 'aborted' };
@@ -230,7 +231,7 @@ export class ZooidClient {
       }
       try {
         const text = await res.text();
-        return { type: 'response', status: res.status, text, location: res.headers.get('location') };
+        return { type: 'response', status: res.status, text, location: res.location };
       } catch {
         if (timedOut()) return { type: 'timeout' };
         if (signal?.aborted) return { type: 'aborted' };

@@ -45,6 +45,7 @@ import {
   toRow,
   toTargetRow,
 } from '../rows.js';
+import { numbered, relayFilter, Shapes, whereOf } from '../shapes.js';
 import { sessionEnded } from '../storage-errors.js';
 import { migrations } from './migrations.js';
 
@@ -95,6 +96,17 @@ const READ_ONLY = /^\s*SELECT\b/i;
 
 /** Quotes an identifier that was validated as `[a-z_][a-z0-9_]*`. */
 const ident = (name: string): string => `"${name}"`;
+
+/** listRelays' optional conditions, in the order relayFilter passes their arguments. */
+const RELAY_FILTERS = [
+  'deleted_at IS NULL',
+  'owner = ?',
+  'fleet = ?',
+  'sync_status = ?',
+  "COALESCE((config::jsonb->>'inactive')::boolean, false) = ?",
+  'live_status = ?',
+  'id > ?',
+] as const;
 
 /**
  * Appends a batch's activities. Ids must become visible in increasing order: the observer reads
@@ -603,20 +615,27 @@ export class PostgresStore implements Store {
     return row && this.fleetStates.keep(fromFleetStateRow(row));
   }
 
+  private readonly fleetStateLists = new Shapes((mask) => ({
+    name: `bosun_list_fleet_states_${mask}`,
+    text: numbered(
+      `SELECT * FROM fleet_states ${whereOf(['fleet = ?', 'owner = ?', 'version < ?'], mask)} ORDER BY version DESC LIMIT ?`,
+    ),
+  }));
+
   async listFleetStates(filter: FleetStateFilter): Promise<FleetStateRecord[]> {
-    const args: unknown[] = [filter.fleet];
-    const where = ['fleet = $1'];
+    let mask = 1;
+    const values: unknown[] = [filter.fleet];
     if (filter.owner !== undefined) {
-      args.push(filter.owner);
-      where.push(`owner = $${args.length}`);
+      mask |= 2;
+      values.push(filter.owner);
     }
     if (filter.before !== undefined) {
-      args.push(filter.before);
-      where.push(`version < $${args.length}`);
+      mask |= 4;
+      values.push(filter.before);
     }
-    args.push(filter.limit);
-    const sql = `SELECT * FROM fleet_states WHERE ${where.join(' AND ')} ORDER BY version DESC LIMIT $${args.length}`;
-    return (await this.run<FleetStateRow>({ text: sql, values: args })).rows.map(fromFleetStateRow);
+    values.push(filter.limit);
+    const res = await this.run<FleetStateRow>({ ...this.fleetStateLists.get(mask), values });
+    return res.rows.map(fromFleetStateRow);
   }
 
   /**
@@ -676,25 +695,16 @@ export class PostgresStore implements Store {
     return row && fromRow(row);
   }
 
+  //: ids sort by bytes, as in SQLite, whatever the database's collation.
+  private readonly relayLists = new Shapes((mask) => ({
+    name: `bosun_list_relays_${mask}`,
+    text: numbered(`SELECT * FROM relays ${whereOf(RELAY_FILTERS, mask)} ORDER BY id LIMIT ?`),
+  }));
+
   async listRelays(filter: RelayFilter): Promise<Relay[]> {
-    const where: string[] = [];
-    const args: unknown[] = [];
-    const arg = (v: unknown) => {
-      args.push(v);
-      return `$${args.length}`;
-    };
-    if (!filter.includeDeleted) where.push('deleted_at IS NULL');
-    if (filter.owner !== undefined) where.push(`owner = ${arg(filter.owner)}`);
-    if (filter.fleet !== undefined) where.push(`fleet = ${arg(filter.fleet)}`);
-    if (filter.status !== undefined) where.push(`sync_status = ${arg(filter.status)}`);
-    if (filter.inactive !== undefined) {
-      where.push(`COALESCE((config::jsonb->>'inactive')::boolean, false) = ${arg(filter.inactive)}`);
-    }
-    if (filter.live !== undefined) where.push(`live_status = ${arg(filter.live)}`);
-    if (filter.after !== undefined) where.push(`id > ${arg(filter.after)}`);
-    //: ids sort by bytes, as in SQLite, whatever the database's collation.
-    const sql = `SELECT * FROM relays ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ${arg(filter.limit)}`;
-    const res = await this.run<RelayRow>({ text: sql, values: args });
+    const { mask, args } = relayFilter(filter, (b) => b);
+    args.push(filter.limit);
+    const res = await this.run<RelayRow>({ ...this.relayLists.get(mask), values: args });
     return res.rows.map(fromRow);
   }
 
@@ -785,20 +795,26 @@ export class PostgresStore implements Store {
     );
   }
 
+  private readonly activityLists = new Shapes((mask) => ({
+    name: `bosun_activities_after_${mask}`,
+    text: numbered(
+      `SELECT a.* FROM activities a ${whereOf(['a.id > ?', 'a.relay_id = ?', 'a.owner = ?'], mask)} ORDER BY a.id LIMIT ?`,
+    ),
+  }));
+
   async activitiesAfter(filter: ActivityFilter): Promise<Activity[]> {
-    const args: unknown[] = [filter.after];
-    const where = ['a.id > $1'];
+    let mask = 1;
+    const values: unknown[] = [filter.after];
     if (filter.relayId !== undefined) {
-      args.push(filter.relayId);
-      where.push(`a.relay_id = $${args.length}`);
+      mask |= 2;
+      values.push(filter.relayId);
     }
     if (filter.owner !== undefined) {
-      args.push(filter.owner);
-      where.push(`a.owner = $${args.length}`);
+      mask |= 4;
+      values.push(filter.owner);
     }
-    args.push(filter.limit);
-    const sql = `SELECT a.* FROM activities a WHERE ${where.join(' AND ')} ORDER BY a.id LIMIT $${args.length}`;
-    const res = await this.run<ActivityRow>({ text: sql, values: args });
+    values.push(filter.limit);
+    const res = await this.run<ActivityRow>({ ...this.activityLists.get(mask), values });
     return res.rows.map(fromActivityRow);
   }
 

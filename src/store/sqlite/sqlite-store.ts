@@ -47,6 +47,7 @@ import {
   toRow,
   toTargetRow,
 } from '../rows.js';
+import { relayFilter, Shapes, whereOf } from '../shapes.js';
 import { migrations } from './migrations.js';
 
 /**
@@ -59,6 +60,17 @@ export const SQLITE_PRAGMAS = [
   'synchronous = NORMAL',
   'busy_timeout = 5000',
   'foreign_keys = ON',
+] as const;
+
+/** listRelays' optional conditions, in the order its arguments are passed (bit i is clause i). */
+const RELAY_FILTERS = [
+  'deleted_at IS NULL',
+  'owner = ?',
+  'fleet = ?',
+  'sync_status = ?',
+  "COALESCE(json_extract(config, '$.inactive'), 0) = ?",
+  'live_status = ?',
+  'id > ?',
 ] as const;
 
 /** SQLite has no boolean type: 0/1. */
@@ -482,19 +494,25 @@ export class SqliteStore implements Store {
     return row && this.fleetStates.keep(fromFleetStateRow(row));
   }
 
+  private readonly fleetStateLists = new Shapes((mask) =>
+    this.db.prepare(
+      `SELECT * FROM fleet_states ${whereOf(['fleet = ?', 'owner = ?', 'version < ?'], mask)} ORDER BY version DESC LIMIT ?`,
+    ),
+  );
+
   async listFleetStates(filter: FleetStateFilter): Promise<FleetStateRecord[]> {
-    const where = ['fleet = ?'];
+    let mask = 1;
     const args: unknown[] = [filter.fleet];
     if (filter.owner !== undefined) {
-      where.push('owner = ?');
+      mask |= 2;
       args.push(filter.owner);
     }
     if (filter.before !== undefined) {
-      where.push('version < ?');
+      mask |= 4;
       args.push(filter.before);
     }
-    const sql = `SELECT * FROM fleet_states WHERE ${where.join(' AND ')} ORDER BY version DESC LIMIT ?`;
-    return (this.db.prepare(sql).all(...args, filter.limit) as FleetStateRow[]).map(fromFleetStateRow);
+    const stmt = this.fleetStateLists.get(mask);
+    return (stmt.all(...args, filter.limit) as FleetStateRow[]).map(fromFleetStateRow);
   }
 
   async getRelay(id: string): Promise<Relay | undefined> {
@@ -505,36 +523,13 @@ export class SqliteStore implements Store {
     return relay;
   }
 
+  private readonly relayLists = new Shapes((mask) =>
+    this.db.prepare(`SELECT * FROM relays ${whereOf(RELAY_FILTERS, mask)} ORDER BY id LIMIT ?`),
+  );
+
   async listRelays(filter: RelayFilter): Promise<Relay[]> {
-    const where: string[] = [];
-    const args: unknown[] = [];
-    if (!filter.includeDeleted) where.push('deleted_at IS NULL');
-    if (filter.owner !== undefined) {
-      where.push('owner = ?');
-      args.push(filter.owner);
-    }
-    if (filter.fleet !== undefined) {
-      where.push('fleet = ?');
-      args.push(filter.fleet);
-    }
-    if (filter.status !== undefined) {
-      where.push('sync_status = ?');
-      args.push(filter.status);
-    }
-    if (filter.inactive !== undefined) {
-      where.push("COALESCE(json_extract(config, '$.inactive'), 0) = ?");
-      args.push(filter.inactive ? 1 : 0);
-    }
-    if (filter.live !== undefined) {
-      where.push('live_status = ?');
-      args.push(filter.live);
-    }
-    if (filter.after !== undefined) {
-      where.push('id > ?');
-      args.push(filter.after);
-    }
-    const sql = `SELECT * FROM relays ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id LIMIT ?`;
-    const rows = this.db.prepare(sql).all(...args, filter.limit) as RelayRow[];
+    const { mask, args } = relayFilter(filter, BOOL);
+    const rows = this.relayLists.get(mask).all(...args, filter.limit) as RelayRow[];
     return rows.map(fromRow);
   }
 
@@ -605,28 +600,36 @@ export class SqliteStore implements Store {
     }));
   }
 
-  async activitiesAfter(filter: ActivityFilter): Promise<Activity[]> {
-    const where = ['a.id > ?'];
-    const args: unknown[] = [filter.after];
-    let from = 'activities a';
-    let chain = '';
-    if (filter.relayId !== undefined) {
-      // One relay's activities: walk its chain back from the newest to the cursor (migration 4).
-      chain = `WITH RECURSIVE chain(id) AS (
+  /** Bit 1: one relay's activities, bit 2: one owner's. */
+  private readonly activityLists = new Shapes((mask) => {
+    // One relay's activities: walk its chain back from the newest to the cursor (migration 4).
+    const chain =
+      mask & 1
+        ? `WITH RECURSIVE chain(id) AS (
                  SELECT last_activity_id FROM relays WHERE id = ?
                  UNION ALL
                  SELECT p.prev_id FROM activities p JOIN chain ON p.id = chain.id WHERE p.prev_id > ?
-               ) `;
-      args.unshift(filter.relayId, filter.after);
-      from += ' JOIN chain ON chain.id = a.id';
+               ) `
+        : '';
+    const from = mask & 1 ? 'activities a JOIN chain ON chain.id = a.id' : 'activities a';
+    return this.db.prepare(`${chain}SELECT a.id, a.type, a.relay_id, a.owner, a.actor, a.payload, a.created_at FROM ${from}
+                 ${whereOf(['a.id > ?', 'a.owner = ?'], 1 | (mask & 2))} ORDER BY a.id LIMIT ?`);
+  });
+
+  async activitiesAfter(filter: ActivityFilter): Promise<Activity[]> {
+    let mask = 0;
+    const args: unknown[] = [];
+    if (filter.relayId !== undefined) {
+      mask |= 1;
+      args.push(filter.relayId, filter.after);
     }
+    args.push(filter.after);
     if (filter.owner !== undefined) {
-      where.push('a.owner = ?');
+      mask |= 2;
       args.push(filter.owner);
     }
-    const sql = `${chain}SELECT a.id, a.type, a.relay_id, a.owner, a.actor, a.payload, a.created_at FROM ${from}
-                 WHERE ${where.join(' AND ')} ORDER BY a.id LIMIT ?`;
-    return (this.db.prepare(sql).all(...args, filter.limit) as ActivityRow[]).map(fromActivityRow);
+    const stmt = this.activityLists.get(mask);
+    return (stmt.all(...args, filter.limit) as ActivityRow[]).map(fromActivityRow);
   }
 
   async lastActivityId(): Promise<number> {

@@ -11,6 +11,11 @@ import {
   type ZooidEmulator,
   type ZooidEmulatorOptions,
 } from '../../../src/push/zooid/emulator.js';
+import {
+  poolTransport,
+  type ZooidHttpRequest,
+  type ZooidTransport,
+} from '../../../src/push/zooid/transport.js';
 import { FakeClock } from '../../support/clock.js';
 import {
   ADMIN_PUBKEY,
@@ -23,9 +28,24 @@ import {
 } from './helpers.js';
 
 const emulators: ZooidEmulator[] = [];
+const transports: ZooidTransport[] = [];
 afterEach(async () => {
+  await Promise.all(transports.splice(0).map((t) => t.close()));
   await Promise.all(emulators.splice(0).map((e) => e.close()));
 });
+
+/** The real pool transport to `apiUrl`, showing each request to `seen` first. */
+function recording(apiUrl: string, seen: (req: ZooidHttpRequest) => void): ZooidTransport {
+  const pool = poolTransport(apiUrl);
+  transports.push(pool);
+  return {
+    request: (req) => {
+      seen(req);
+      return pool.request(req);
+    },
+    close: () => pool.close(),
+  };
+}
 
 async function setup(
   emuOpts: Partial<ZooidEmulatorOptions> = {},
@@ -34,15 +54,12 @@ async function setup(
   const emu = await startZooidEmulator({ whitelist: [BOSUN_PUBKEY], ...emuOpts });
   emulators.push(emu);
   const clock = new FakeClock(Date.now());
-  const calls: Array<{ url: string; init: RequestInit }> = [];
+  const calls: Array<{ url: string; init: ZooidHttpRequest }> = [];
   const client = new ZooidClient({
     apiUrl: emu.url,
     signer: createNip98Signer(BOSUN_SECRET, { clock }),
     clock,
-    fetch: (url, init) => {
-      calls.push({ url: String(url), init: init ?? {} });
-      return fetch(url, init);
-    },
+    transport: recording(emu.url, (init) => calls.push({ url: init.url, init })),
     ...clientOpts,
   });
   return { emu, client, clock, calls };
@@ -67,8 +84,8 @@ async function drive<T>(clock: FakeClock, p: Promise<T>, maxStepMs = 5_000): Pro
   return p;
 }
 
-const decodeAuth = (init: RequestInit) => {
-  const header = (init.headers as Record<string, string>).authorization!;
+const decodeAuth = (init: ZooidHttpRequest) => {
+  const header = init.headers.authorization!;
   return JSON.parse(Buffer.from(header.slice(6), 'base64').toString('utf8')) as NostrEvent;
 };
 
@@ -110,7 +127,7 @@ describe('ZooidClient: success paths', () => {
       ['method', 'DELETE'],
     ]);
     expect(new Set(calls.map((c) => decodeAuth(c.init).id)).size).toBe(4);
-    expect((calls[0]!.init.headers as Record<string, string>)['content-type']).toBe('application/json');
+    expect(calls[0]!.init.headers['content-type']).toBe('application/json');
   });
 
   it('accepts an API URL with a trailing slash and exposes the pubkey', async () => {
@@ -338,6 +355,42 @@ describe('ZooidClient: transient outcomes and weak retries', () => {
     expect(emu.requests.length).toBe(6);
   });
 
+  it('a redirect is an answer, not followed (the signature names one URL); the pool sends only its origin', async () => {
+    const hits: string[] = [];
+    const server = createServer((req, res) => {
+      hits.push(`${req.method} ${req.url}`);
+      res.writeHead(307, { location: '/elsewhere/relay/r1' }).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const client = new ZooidClient({
+        apiUrl: url,
+        signer: createNip98Signer(BOSUN_SECRET),
+        transport: recording(url, () => {}),
+      });
+      const res = await client.patch('r1', { info: { name: 'x' } });
+      expect(res).toMatchObject({ ok: false, kind: 'invalid', status: 307 });
+      expect(!res.ok && res.message).toBe(
+        'zooid answered 307 redirect to /elsewhere/relay/r1: point the API URL at zooid itself',
+      );
+      expect(hits).toEqual(['PATCH /relay/r1']);
+      const pool = recording(url, () => {});
+      await expect(
+        pool.request({
+          method: 'GET',
+          url: 'http://127.0.0.2:1/relay/r1',
+          headers: {},
+          body: undefined,
+          signal: new AbortController().signal,
+        }),
+      ).rejects.toThrow(/not a URL on/);
+      expect(hits).toHaveLength(1);
+    } finally {
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   it('connection refused: 6 attempts, then transient', async () => {
     const server = createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -349,10 +402,7 @@ describe('ZooidClient: transient outcomes and weak retries', () => {
       apiUrl: `http://127.0.0.1:${port}`,
       signer: createNip98Signer(BOSUN_SECRET, { clock }),
       clock,
-      fetch: (url, init) => {
-        fetches++;
-        return fetch(url, init);
-      },
+      transport: recording(`http://127.0.0.1:${port}`, () => fetches++),
       weakRetries: 5,
     });
     const res = await drive(clock, client.create('r1', minimalBody(1)));
