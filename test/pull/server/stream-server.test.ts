@@ -434,13 +434,18 @@ describe('stream server limits (standalone)', () => {
   const patchesOf = (p: Probe, id: string) =>
     p.events.filter((e) => e.event === 'patch' && e.data.path === `relays/${id}`).map((e) => e.data.data);
 
-  it("serves this process's commits from the notification: no read of relays or of the log", async () => {
+  /** A standalone server holding `ids`, and one stream that has had its first put. */
+  async function streaming(ids: string[]) {
     const s = await standalone({});
-    await s.command.createRelay(admin, relayBody('a', pubkey));
-    await s.command.createRelay(admin, relayBody('b', pubkey));
+    for (const id of ids) await s.command.createRelay(admin, relayBody(id, pubkey));
     const p = await probe(s.url, 't1');
     cleanups.push(() => p.close());
     await p.until((x) => puts(x).length === 1, 'put');
+    return { s, p };
+  }
+
+  it("serves this process's commits from the notification: no read of relays or of the log", async () => {
+    const { s, p } = await streaming(['a', 'b']);
     const before = { ...s.counting.reads };
     for (let i = 1; i <= 3; i++) {
       await s.command.updateRelay(admin, 'a', { info: { name: `a${i}` } });
@@ -455,11 +460,7 @@ describe('stream server limits (standalone)', () => {
   });
 
   it('frames of one turn of the event loop go to a connection in one socket write', async () => {
-    const s = await standalone({});
-    await s.command.createRelay(admin, relayBody('a', pubkey));
-    const p = await probe(s.url, 't1');
-    cleanups.push(() => p.close());
-    await p.until((x) => puts(x).length === 1, 'put');
+    const { s, p } = await streaming(['a']);
     // The server's end of the stream: count what it hands the OS (Writable's _write/_writev).
     const [conn] = (s.streams as unknown as { all: Set<{ res: { socket: Socket } }> }).all;
     const socket = conn!.res.socket as unknown as Record<'_write' | '_writev', (...a: unknown[]) => void>;
@@ -493,12 +494,7 @@ describe('stream server limits (standalone)', () => {
   });
 
   it('catches up from the log when a commit was never notified (another process on the same file)', async () => {
-    const s = await standalone({});
-    await s.command.createRelay(admin, relayBody('a', pubkey));
-    await s.command.createRelay(admin, relayBody('b', pubkey));
-    const p = await probe(s.url, 't1');
-    cleanups.push(() => p.close());
-    await p.until((x) => puts(x).length === 1, 'put');
+    const { s, p } = await streaming(['a', 'b']);
     await s.command.updateRelay(admin, 'a', { info: { name: 'a1' } });
     await p.until((x) => patchesOf(x, 'a').length === 1, 'a1');
     expect(s.counting.reads.log).toBe(0);
