@@ -175,6 +175,11 @@ export class Cycle {
     });
   }
 
+  /** A run is in flight, or due to start (its timer fired or a trigger asked for it). */
+  get active(): boolean {
+    return this.busy || this.due || this.triggered;
+  }
+
   /** Stops interval runs until restart(); trigger() and triggerWait() still run the job. */
   pause(): void {
     if (this.stopped) return;

@@ -107,6 +107,28 @@ describe('Cycle interval', () => {
     await done;
   });
 
+  it('is active from the moment a run is due or triggered until it returns', async () => {
+    const { clock, cycle } = setup({ runAtStart: false });
+    let release = deferred();
+    const done = cycle.run(() => release.promise);
+    expect(cycle.active).toBe(false);
+    await clock.advance(1000);
+    expect(cycle.active).toBe(true);
+    release.resolve();
+    await clock.advance(0);
+    expect(cycle.active).toBe(false);
+    release = deferred();
+    cycle.trigger();
+    expect(cycle.active).toBe(true);
+    await clock.advance(0);
+    expect(cycle.active).toBe(true);
+    release.resolve();
+    await clock.advance(0);
+    expect(cycle.active).toBe(false);
+    await cycle.stop();
+    await done;
+  });
+
   it('keeps exact spacing for instant jobs', async () => {
     const { clock, cycle } = setup({ interval: 250 });
     const starts: number[] = [];

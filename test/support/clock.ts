@@ -48,7 +48,13 @@ export class FakeClock implements Clock {
     return next;
   }
 
-  async advance(ms: number): Promise<void> {
+  /**
+   * Moves time `ms` ahead, firing due timers in order. `between`, if given, is awaited after each
+   * timer at that timer's instant: the work a timer starts (a push, a signed request) ends before
+   * time moves on, as it would in real time. Without it, work in flight sees time jump — a NIP-98
+   * signature made before a jump of minutes is stale when zooid checks it after.
+   */
+  async advance(ms: number, between?: () => Promise<void>): Promise<void> {
     const target = this.current + ms;
     await settle();
     for (;;) {
@@ -58,6 +64,7 @@ export class FakeClock implements Clock {
       this.current = Math.max(this.current, next.due);
       next.fn();
       await settle();
+      await between?.();
     }
     this.current = target;
     await settle();

@@ -21,6 +21,7 @@ export interface Planet {
   /** A zooid client with bosun's key, for changing zooid behind bosun's back. */
   direct: ZooidClient;
   bosunPubkey: string;
+  /** Resolves once no chore run is in flight and the observer has synced all it was handed. */
   idle: () => Promise<void>;
   trigger: (chore: string) => Promise<void>;
   close: () => Promise<void>;
@@ -85,7 +86,14 @@ export async function startPlanet(
     zooid,
     direct,
     bosunPubkey,
-    idle: () => bosun.peer.observer!.idle(),
+    idle: async () => {
+      // A chore run a fake-clock tick started may not have handed its relays to the observer yet.
+      const choresBusy = () => [...bosun.peer.chores.values()].some((c) => c.cycle.active);
+      do {
+        while (choresBusy()) await new Promise((r) => setTimeout(r, 1));
+        await bosun.peer.observer!.idle();
+      } while (choresBusy());
+    },
     trigger: async (chore) => {
       const handle = bosun.peer.chores.get(chore as never);
       if (!handle) throw new Error(`chore ${chore} is not running`);
