@@ -24,6 +24,7 @@ import {
   nextVersion,
   patchedRelay,
   relayActivity,
+  resyncedRelay,
 } from './domain/relay-changes.js';
 import {
   assertNotDefault,
@@ -35,6 +36,7 @@ import {
   newTarget,
   parseTargetInput,
   patchedTarget,
+  pushedElsewhere,
   type Target,
   targetNotFound,
   unknownTarget,
@@ -509,13 +511,33 @@ export class Command {
     }
     const now = this.clock.now();
     try {
-      await this.store.commit({ relays: [], activities: [], fleets: [{ fleet, target, at: now }] });
+      await this.withCas(async () => {
+        const moved = await this.movedRelays(fleet, target);
+        const resynced = moved.map((r) => resyncedRelay(r, principal, now));
+        await this.publish({
+          relays: resynced.map(({ relay }, i) => ({ kind: 'update' as const, relay, previous: moved[i]! })),
+          activities: resynced.map(({ activity }) => activity),
+          fleets: [{ fleet, target, at: now }],
+        });
+      });
     } catch (err) {
       // Deleted between the check and the write.
       if (err instanceof UnknownTargetError) throw unknownTarget(err.target, `fleet/${fleet}`);
       throw err;
     }
     return (await this.store.getFleet(fleet)) ?? { name: fleet, target, createdAt: now, updatedAt: now };
+  }
+
+  /**
+   * A fleet pushed to another target from now on: its live relays, each to be synced again (a
+   * `resync_relay` in the same transaction), so push sync creates it on the new target (PATCH
+   * there answers 404, then POST with its secret). The old target keeps its copy for now.
+   */
+  private async movedRelays(fleet: string, target: FleetTarget): Promise<Relay[]> {
+    const before = (await this.store.getFleet(fleet))?.target ?? { kind: 'default' as const };
+    if (!pushedElsewhere(before, target)) return [];
+    const heads = await this.store.relayHeads(fleet);
+    return (await this.store.getRelays(heads.map((h) => h.id))).filter((r) => r.deletedAt === null);
   }
 
   private fleetStore(fleet: string): Store {

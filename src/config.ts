@@ -26,7 +26,16 @@ export interface ServeConfig {
   trustProxy: boolean;
   blossomS3Env: Record<string, string | undefined>;
   /** `signWorkers`: threads that sign NIP-98 headers for zooid; 0 signs on the main thread. */
-  sync: { concurrency: number; retry: RetryPolicy; timeoutMs: number; signWorkers: number };
+  sync: {
+    concurrency: number;
+    /** Requests in flight to one target at most: a dead target holds no more workers than this. */
+    targetConcurrency: number;
+    /** How long a fleet's target is reused by push sync before it is read again. */
+    routeTtlMs: number;
+    retry: RetryPolicy;
+    timeoutMs: number;
+    signWorkers: number;
+  };
   /** Each chore's interval, timeout and switch (`BOSUN_CHORE_<NAME>_*`), by chore name. */
   chores: Record<ChoreName, ChoreSettings>;
   activityRetentionMs: number;
@@ -150,6 +159,10 @@ const schema = z
     BOSUN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     BOSUN_TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false'),
     BOSUN_SYNC_CONCURRENCY: int(1, 1000, 20),
+    // 0: BOSUN_SYNC_CONCURRENCY — one target alone gets every worker (halving it halved catch-up
+    // with one target); a target that stops answering backs off after its first unanswered request.
+    BOSUN_SYNC_TARGET_CONCURRENCY: int(0, 1000, 0),
+    BOSUN_SYNC_ROUTE_TTL_MS: int(0, 600_000, 2000),
     BOSUN_SYNC_TIMEOUT_MS: int(100, 600_000, 10_000),
     // One thread beside the main one fills a 2-core machine; more only pays off with more cores.
     BOSUN_SIGN_WORKERS: int(0, 8, 1),
@@ -254,6 +267,8 @@ export function loadServeConfig(
     trustProxy: c.BOSUN_TRUST_PROXY === 'true' || c.BOSUN_TRUST_PROXY === '1',
     sync: {
       concurrency: c.BOSUN_SYNC_CONCURRENCY,
+      targetConcurrency: c.BOSUN_SYNC_TARGET_CONCURRENCY || c.BOSUN_SYNC_CONCURRENCY,
+      routeTtlMs: c.BOSUN_SYNC_ROUTE_TTL_MS,
       timeoutMs: c.BOSUN_SYNC_TIMEOUT_MS,
       signWorkers: c.BOSUN_SIGN_WORKERS,
       retry: {

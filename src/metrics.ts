@@ -36,8 +36,8 @@ export function createMetrics() {
     }),
     syncs: new Counter({
       name: 'bosun_syncs_total',
-      help: 'Relay syncs to zooid by outcome (synced, retry, failed, skipped) and method',
-      labelNames: ['outcome', 'method'] as const,
+      help: 'Relay syncs to zooid by outcome (synced, retry, failed, skipped), method and target',
+      labelNames: ['outcome', 'method', 'target'] as const,
       registers: [registry],
     }),
     syncDuration: new Histogram({
@@ -159,7 +159,7 @@ export const OTHER_FLEETS = '_other';
 
 /** Sets the relay gauges at scrape time from one grouped count of the relays table. */
 export function setRelayGauges(m: Metrics, counts: readonly RelayCount[], now: number): void {
-  const zero = (): Record<SyncStatus, number> => ({ pending: 0, synced: 0, retrying: 0, failed: 0 });
+  const zero = (): Record<SyncStatus, number> => ({ pending: 0, synced: 0, retrying: 0, failed: 0, pull: 0 });
   const byStatus = zero();
   const byFleet = new Map<string, Record<SyncStatus, number>>();
   let inactive = 0;
@@ -179,7 +179,7 @@ export function setRelayGauges(m: Metrics, counts: readonly RelayCount[], now: n
   m.relaysInactive.set(inactive);
   m.oldestUnsyncedAge.set(Math.max(0, now - oldest) / 1000);
 
-  const size = (f: Record<SyncStatus, number>) => f.pending + f.synced + f.retrying + f.failed;
+  const size = (f: Record<SyncStatus, number>) => f.pending + f.synced + f.retrying + f.failed + f.pull;
   const fleets = [...byFleet].sort(([a, fa], [b, fb]) => size(fb) - size(fa) || a.localeCompare(b));
   const other = zero();
   // A fleet that lost its last relay, or fell out of the top, must not keep its old series.

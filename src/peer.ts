@@ -13,6 +13,7 @@ import { type Clock, sleep, systemClock } from './domain/clock.js';
 import { publicKeyOf } from './domain/keys.js';
 import { DEFAULT_REPAIR } from './domain/live.js';
 import { type Random, systemRandom } from './domain/random.js';
+import { DEFAULT_TARGET } from './domain/target.js';
 import { buildApp } from './http/app.js';
 import type { AppDeps } from './http/deps.js';
 import type { Chore, ChoreSettings } from './lifecycle/chore.js';
@@ -28,9 +29,10 @@ import { Notifier } from './notifier.js';
 import { StreamServer } from './pull/server/stream-server.js';
 import { DriftRepair, Resync, ResyncFailed, RetrySweeper } from './push/chores.js';
 import { Observer } from './push/observer.js';
+import { type Destination, Router } from './push/router.js';
 import { Infra, mayHeal } from './push/syncer.js';
 import { blossomS3FromEnv } from './push/zooid/body.js';
-import { ZooidClient } from './push/zooid/client.js';
+import { ZooidClient, type ZooidResult } from './push/zooid/client.js';
 import { TARGET_HEALTH, TargetHealth } from './push/zooid/target-health.js';
 import { Query } from './query.js';
 import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './store/database-url.js';
@@ -61,13 +63,13 @@ export interface PeerDeps {
  */
 export class Peer {
   readonly app: FastifyInstance;
-  /** Push sync; null when ZOOID_API_URL is not set. */
-  readonly infra: Infra | null;
+  /** Push routing: each relay to its fleet's target (null: push sync is off). */
+  readonly router: Router | null;
   /** Signs push sync's requests to zooid, on BOSUN_SIGN_WORKERS threads; null with push sync off. */
   readonly signer: Nip98Signer | null;
   readonly observer: Observer | null;
-  /** Push sync's zooid client; its keep-alive connections close at shutdown. */
-  private readonly zooid: ZooidClient | null;
+  /** Every target's zooid client; their keep-alive connections close at shutdown. */
+  private readonly zooidClients = new Set<ZooidClient>();
   readonly targetHealth: TargetHealth | null;
   /** Live verification (src/live/); null without push sync or with BOSUN_VERIFY_INTERVAL_MS=0. */
   readonly verifier: Verifier | null;
@@ -82,6 +84,7 @@ export class Peer {
   readonly lease: WorkerLease;
   /** The workers' view of the store: sync-state commits and cursor writes carry the lease's fence. */
   private readonly workerStore: Store;
+  private readonly signers = new Map<string, Nip98Signer>();
   /** Whether the database refuses writes (disk full, I/O errors): shown by /readyz. */
   readonly storage: StorageHealth;
   private readonly group: ServiceGroup;
@@ -109,17 +112,11 @@ export class Peer {
     this.workerStore = new FencedStore(store, () => this.lease.fence);
     this.clock = deps.clock;
     this.random = deps.random;
-    this.signer =
-      config.zooidApiUrl && config.secretKey
-        ? createPooledNip98Signer(config.secretKey, {
-            workers: config.sync.signWorkers,
-            clock: this.clock,
-            logger: logger.child({ component: 'signer' }),
-          })
-        : null;
-    this.zooid = this.signer ? this.createZooidClient(this.signer) : null;
-    this.infra = this.zooid ? this.createInfra(this.zooid) : null;
-    this.observer = this.infra ? this.createObserver(this.infra) : null;
+    // BOSUN_SECRET_KEY turns push sync on (ZOOID_API_URL requires it): without ZOOID_API_URL, the
+    // relays of fleets on the target `default` fail with a clear error, those on other targets sync.
+    this.signer = config.secretKey ? this.signerFor(config.secretKey) : null;
+    this.router = this.signer ? this.createRouter() : null;
+    this.observer = this.router ? this.createObserver(this.router) : null;
     this.verifier = this.observer ? this.createVerifier(this.observer, deps.fetchRelayInfo) : null;
     const resyncFailed = this.observer ? new ResyncFailed(this.store, this.observer, mayHeal) : null;
     this.targetHealth =
@@ -135,6 +132,7 @@ export class Peer {
             onRecovered: () => {
               if (this.lease.held) resyncFailed?.trigger();
             },
+            onProbe: () => this.router?.release(DEFAULT_TARGET),
           })
         : null;
     this.streams = new StreamServer({
@@ -192,9 +190,9 @@ export class Peer {
     });
     if (this.observer) this.hookObserver(this.observer);
     // Added first so it closes last: syncs still draining in the services' closes keep signing.
-    if (this.signer) this.group.add(this.signerService(this.signer));
+    if (this.signer) this.group.add(this.signerService());
     // Closes after the observer drained its syncs (the workers service), cutting abandoned requests.
-    if (this.zooid) this.group.add(this.zooidService(this.zooid));
+    if (this.signer) this.group.add(this.zooidService());
     this.group.add(this.leaseService());
     for (const service of this.createChores(resyncFailed)) this.group.add(service);
     this.group.add(this.httpService());
@@ -251,17 +249,17 @@ export class Peer {
         url,
         this.running.then(() => Promise.reject(new Error('bosun stopped'))),
       ]);
-      if (this.infra) {
+      if (this.signer) {
         this.logger.info(
           {
-            zooid: this.config.zooidApiUrl,
-            pubkey: this.infra.pubkey,
+            zooid: this.config.zooidApiUrl ?? null,
+            pubkey: this.signer.pubkey,
             signWorkers: this.config.sync.signWorkers,
           },
           'push sync enabled: zooid must list this pubkey in API_WHITELIST',
         );
       } else {
-        this.logger.warn('push sync disabled: ZOOID_API_URL is not set');
+        this.logger.warn('push sync disabled: BOSUN_SECRET_KEY is not set');
       }
       // Only once bosun listens: a start that fails (port in use) leaves no token file behind.
       if (adminTokenFile) await this.bootstrapAdmin(adminTokenFile);
@@ -361,20 +359,39 @@ export class Peer {
   }
 
   /** Signing threads outlive no bosun: a leaked one would keep the process (or a test run) alive. */
-  private signerService(signer: Nip98Signer): Service {
+  private signerService(): Service {
     return {
       name: 'signer',
       run: (signal) => untilAborted(signal),
-      close: () => signer.close(),
+      close: async () => {
+        await Promise.all([...this.signers.values()].map((s) => s.close()));
+      },
     };
   }
 
-  private zooidService(zooid: ZooidClient): Service {
+  /** Closes every target's zooid client (their keep-alive connections) at shutdown. */
+  private zooidService(): Service {
     return {
       name: 'zooid-client',
       run: (signal) => untilAborted(signal),
-      close: () => zooid.close(),
+      close: async () => {
+        await Promise.all([...this.zooidClients].map((c) => c.close()));
+      },
     };
+  }
+
+  /** One pool of signing threads per key: BOSUN_SECRET_KEY's, and each target key in use. */
+  private signerFor(secretKey: string): Nip98Signer {
+    let signer = this.signers.get(secretKey);
+    if (!signer) {
+      signer = createPooledNip98Signer(secretKey, {
+        workers: this.config.sync.signWorkers,
+        clock: this.clock,
+        logger: this.logger.child({ component: 'signer' }),
+      });
+      this.signers.set(secretKey, signer);
+    }
+    return signer;
   }
 
   /** Added before the chores and HTTP, so a holder's workers have started (caught up) before HTTP listens. */
@@ -453,16 +470,30 @@ export class Peer {
     return services;
   }
 
-  private createZooidClient(signer: Nip98Signer): ZooidClient {
-    return new ZooidClient({
-      apiUrl: this.config.zooidApiUrl!,
-      signer,
+  private createRouter(): Router {
+    return new Router({
+      store: this.workerStore,
+      command: this.command.over(this.workerStore),
       clock: this.clock,
-      timeoutMs: this.config.sync.timeoutMs,
+      random: this.random,
+      retry: this.config.sync.retry,
+      logger: this.logger.child({ component: 'router' }),
+      defaultTarget: { url: this.config.zooidApiUrl, secretKey: this.config.secretKey },
+      perTargetConcurrency: this.config.sync.targetConcurrency,
+      cacheTtlMs: this.config.sync.routeTtlMs,
+      syncerFor: (target, onResult) => this.createInfra(target, onResult),
+      requeue: (relayId, opts) => this.observer?.enqueue(relayId, opts),
     });
   }
 
-  private createInfra(client: ZooidClient): Infra {
+  private createInfra(target: Destination, onResult: (result: ZooidResult) => void): Infra {
+    const client = new ZooidClient({
+      apiUrl: target.url,
+      signer: this.signerFor(target.secretKey),
+      clock: this.clock,
+      timeoutMs: this.config.sync.timeoutMs,
+    });
+    this.zooidClients.add(client);
     return new Infra({
       store: this.workerStore,
       // A Command of its own over the fenced store: sync outcomes of a lost term are refused.
@@ -474,13 +505,17 @@ export class Peer {
       retry: this.config.sync.retry,
       // A timed-out request may still be running in zooid for about as long again.
       inDoubtHoldMs: this.config.sync.timeoutMs,
-      logger: this.logger.child({ component: 'infra' }),
+      logger: this.logger.child({ component: 'infra', target: target.name }),
       onSync: (e) => {
-        this.metrics.syncs.inc({ outcome: e.outcome, method: e.method });
+        this.metrics.syncs.inc({ outcome: e.outcome, method: e.method, target: target.name });
         // zooid accepted the file: read the relay back once zooid had a moment to load it.
         if (e.outcome === 'synced') this.verifier?.synced(e.relayId);
       },
-      onResult: (result) => this.targetHealth?.recordSync(result),
+      onResult: (result) => {
+        onResult(result);
+        // The health chore probes ZOOID_API_URL only: it reads the default target's results.
+        if (target.name === DEFAULT_TARGET) this.targetHealth?.recordSync(result);
+      },
     });
   }
 
@@ -516,7 +551,7 @@ export class Peer {
     return verifier;
   }
 
-  private createObserver(infra: Infra): Observer {
+  private createObserver(router: Router): Observer {
     const m = this.metrics;
     return new Observer({
       store: this.workerStore,
@@ -529,7 +564,7 @@ export class Peer {
         if (!this.lease.held) throw new Error('this replica does not hold the worker lease');
         const end = m.syncDuration.startTimer();
         try {
-          return await infra.syncRelay(relayId, { signal, force });
+          return await router.syncRelay(relayId, { signal, force });
         } finally {
           end();
         }

@@ -27,7 +27,22 @@ export class Query {
   async getRelay(principal: Principal, id: string): Promise<Relay> {
     const relay = await this.store.getRelay(id);
     if (!relay || relay.deletedAt !== null || !canSee(principal, relay)) throw relayNotFound(id);
-    return relay;
+    const [shown] = await this.shown([relay]);
+    return shown!;
+  }
+
+  /**
+   * Relays as readers see them: those of a pull-only fleet say `pull`, as bosun does not push them
+   * (derived from the fleet row on each read, so a fleet that changes target shows at once).
+   */
+  private async shown(relays: Relay[]): Promise<Relay[]> {
+    if (relays.length === 0) return relays;
+    const fleets = await this.store.listFleets();
+    const pullOnly = new Set(fleets.filter((f) => f.target.kind === 'none').map((f) => f.name));
+    if (pullOnly.size === 0) return relays;
+    return relays.map((r) =>
+      pullOnly.has(r.fleet) ? { ...r, sync: { ...r.sync, status: 'pull' as const } } : r,
+    );
   }
 
   async listRelays(
@@ -50,11 +65,12 @@ export class Query {
     if (scope.fleet !== undefined && opts.fleet !== undefined && opts.fleet !== scope.fleet) {
       return { items: [], next: null };
     }
-    return readPage(
+    const page = await readPage(
       opts.limit,
       (limit) => this.store.listRelays({ ...opts, ...scope, limit }),
       (relay) => relay.id,
     );
+    return { ...page, items: await this.shown(page.items) };
   }
 
   async activities(
@@ -78,7 +94,8 @@ export class Query {
       this.store.listRelays({ ...scope, status: 'failed', limit }),
       this.store.listRelays({ ...scope, status: 'retrying', limit }),
     ]);
-    return [...failed, ...retrying];
+    // A pull-only fleet's relays wait for no push: not failing, whatever push sync recorded before.
+    return (await this.shown([...failed, ...retrying])).filter((r) => r.sync.status !== 'pull');
   }
 
   /**
@@ -93,7 +110,7 @@ export class Query {
       this.store.listRelays({ ...scope, live: 'unexpected', includeDeleted: true, limit }),
       this.store.listRelays({ ...scope, live: 'not_served', inactive: false, limit }),
     ]);
-    return [...wrong, ...unexpected, ...notServed, ...stale];
+    return this.shown([...wrong, ...unexpected, ...notServed, ...stale]);
   }
 
   /**
@@ -121,7 +138,7 @@ export class Query {
    * caller sees every relay, the caller's scope read page by page otherwise.
    */
   async relayTally(principal: Principal): Promise<RelayTally> {
-    const byStatus: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0 };
+    const byStatus: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0, pull: 0 };
     let inactive = 0;
     const scope = scopeOf(principal);
     if (scope.owner === undefined && scope.fleet === undefined) {

@@ -48,15 +48,15 @@ describe('Query', () => {
     await command.failRelaySync('t1', { version: 1, error: 'boom', attempts: 1, nextAttemptAt: null });
 
     expect(await query.relayTally(admin)).toEqual({
-      byStatus: { pending: 3, synced: 0, retrying: 0, failed: 1 },
+      byStatus: { pending: 3, synced: 0, retrying: 0, failed: 1, pull: 0 },
       inactive: 2,
     });
     expect(await query.relayTally(tenant)).toEqual({
-      byStatus: { pending: 1, synced: 0, retrying: 0, failed: 1 },
+      byStatus: { pending: 1, synced: 0, retrying: 0, failed: 1, pull: 0 },
       inactive: 1,
     });
     expect(await query.relayTally(agent)).toEqual({
-      byStatus: { pending: 1, synced: 0, retrying: 0, failed: 0 },
+      byStatus: { pending: 1, synced: 0, retrying: 0, failed: 0, pull: 0 },
       inactive: 1,
     });
   });

@@ -171,6 +171,19 @@ export function nextVersion(
 }
 
 /** The activity of a caller's change to `relay`, naming the version it produced. */
+/**
+ * The relay synced again as it is (`resync_relay`), e.g. to the new target of its fleet: pending,
+ * keeping what zooid last acknowledged.
+ */
+export function resyncedRelay(
+  previous: Relay,
+  principal: Principal,
+  now: number,
+): { relay: Relay; activity: ActivityDraft } {
+  const relay: Relay = { ...previous, rev: previous.rev + 1, updatedAt: now, sync: freshSync(previous.sync) };
+  return { relay, activity: relayActivity('resync_relay', relay, principal, now) };
+}
+
 export function relayActivity(
   type: ActivityType,
   relay: Relay,

@@ -156,7 +156,11 @@ export const createRelaySchema = z.strictObject({
   ...sectionsShape,
 });
 
-export type SyncStatus = 'pending' | 'synced' | 'retrying' | 'failed';
+/**
+ * `pull` is never stored: it is shown for the relays of a pull-only fleet (`target = "none"`),
+ * which bosun does not push — the fleet's agents configure zooid.
+ */
+export type SyncStatus = 'pending' | 'synced' | 'retrying' | 'failed' | 'pull';
 
 export interface SyncState {
   status: SyncStatus;

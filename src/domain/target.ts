@@ -41,6 +41,10 @@ export const DEFAULT_TARGET = 'default';
 export const fleetTargetName = (t: FleetTarget): string | null =>
   t.kind === 'none' ? null : t.kind === 'default' ? DEFAULT_TARGET : t.name;
 
+/** Whether a fleet's relays must be pushed anew when its target goes from `before` to `after`. */
+export const pushedElsewhere = (before: FleetTarget, after: FleetTarget): boolean =>
+  after.kind !== 'none' && fleetTargetName(before) !== fleetTargetName(after);
+
 /** The inverse of fleetTargetName: null (or `none` in fleet.toml) is pull-only. */
 export const fleetTargetOf = (name: string | null): FleetTarget =>
   name === null || name === 'none'

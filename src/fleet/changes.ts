@@ -31,12 +31,14 @@ import {
   deletedRelay,
   draftNewRelay,
   patchedRelay,
+  resyncedRelay,
 } from '../domain/relay-changes.js';
 import {
   DEFAULT_TARGET,
   type FleetTarget,
   fleetTargetName,
   fleetTargetOf,
+  pushedElsewhere,
   unknownTarget,
 } from '../domain/target.js';
 import type {
@@ -157,7 +159,28 @@ export async function computeFleetChanges(
   checkSchemas(gathered.finals);
   await checkHosts(apply, gathered.finals, rows, new Set(prune ? orphanHeads.map((h) => h.id) : []));
   orphanChanges(apply, orphanHeads, rows, latest, gathered);
+  if (targetChange && pushedElsewhere(fleetTargetOf(targetChange.before), targetChange.target))
+    await resyncMoved(apply, heads, gathered);
   return assemble(apply, latest, gathered);
+}
+
+/**
+ * Phase 4b: a fleet pushed to another target from now on syncs again each live relay this apply
+ * does not write anyway, so push sync creates it there (the old target keeps its copy for now).
+ */
+async function resyncMoved(
+  { store, principal, now }: Apply,
+  heads: Map<string, RelayHead>,
+  out: Gathered,
+): Promise<void> {
+  const written = new Set([...out.deletes, ...out.updates, ...out.inserts].map((w) => w.relay.id));
+  const ids = [...heads.keys()].filter((id) => !written.has(id));
+  for (const previous of await store.getRelays(ids)) {
+    if (previous.deletedAt !== null) continue;
+    const { relay, activity } = resyncedRelay(previous, principal, now);
+    out.updates.push({ kind: 'update', relay, previous });
+    out.updateActs.push(activity);
+  }
 }
 
 /**

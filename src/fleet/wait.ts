@@ -36,6 +36,8 @@ export async function waitForSync(opts: {
       const s = states.get(relay.id);
       if (!s) progress.failed.push({ id: relay.id, error: 'no longer in the fleet (deleted or moved)' });
       else if (s.status === 'synced' && s.synced_version >= relay.version) progress.synced.push(relay.id);
+      // A pull-only fleet's agents configure zooid: there is no push to wait for.
+      else if (s.status === 'pull') progress.synced.push(relay.id);
       else if (s.status === 'failed') progress.failed.push({ id: relay.id, error: s.error });
       else progress.pending.push(relay.id);
     }

@@ -11,7 +11,12 @@ import { type BlossomS3, patchBody, zooidBody } from './zooid/body.js';
 import type { ZooidClient, ZooidFailure, ZooidResult } from './zooid/client.js';
 
 export type SyncOutcome =
-  | { kind: 'skipped'; reason: 'missing' | 'up_to_date' | 'failed' | 'not_due'; retryAt?: number }
+  | {
+      kind: 'skipped';
+      /** `pull_only`: the fleet's agents configure zooid; `waiting`: its target's slots are all taken. */
+      reason: 'missing' | 'up_to_date' | 'failed' | 'not_due' | 'pull_only' | 'waiting';
+      retryAt?: number;
+    }
   | { kind: 'synced'; version: number }
   | { kind: 'retry'; at: number; error: string }
   | { kind: 'failed'; error: string };
@@ -65,10 +70,13 @@ export class Infra {
     return this.options.client.pubkey;
   }
 
-  /** Syncs one relay. `force` re-asserts a relay bosun believes is up to date (drift repair). */
+  /**
+   * Syncs one relay. `force` re-asserts a relay bosun believes is up to date (drift repair); `due`
+   * sends a retrying relay before its stored retry time (the target it waited for answers again).
+   */
   async syncRelay(
     relayId: string,
-    opts: { force?: boolean; signal?: AbortSignal } = {},
+    opts: { force?: boolean; due?: boolean; signal?: AbortSignal } = {},
   ): Promise<SyncOutcome> {
     const relay = await this.options.store.getRelay(relayId);
     if (!relay) return { kind: 'skipped', reason: 'missing' };
@@ -77,7 +85,12 @@ export class Infra {
       if (status === 'failed') return { kind: 'skipped', reason: 'failed' };
       if (status === 'synced' && syncedVersion === relay.version)
         return { kind: 'skipped', reason: 'up_to_date' };
-      if (status === 'retrying' && nextAttemptAt !== null && nextAttemptAt > this.options.clock.now()) {
+      if (
+        !opts.due &&
+        status === 'retrying' &&
+        nextAttemptAt !== null &&
+        nextAttemptAt > this.options.clock.now()
+      ) {
         return { kind: 'skipped', reason: 'not_due', retryAt: nextAttemptAt };
       }
     }

@@ -83,9 +83,14 @@ describe('fleet.toml target', () => {
       expect(left.plan.target).toBeUndefined();
       expect(await rig.store.getFleet('edge')).toMatchObject({ target: { kind: 'none' } });
 
+      const pulled = await rig.store.lastActivityId();
       const back = await sync(withTarget('edge', 'default'), relays);
       expect(back.plan.target).toEqual({ before: null, after: 'default' });
       expect(await rig.store.getFleet('edge')).toMatchObject({ target: { kind: 'default' } });
+      // Pushed again, now to default: e1 is synced again (resync_relay) in the same transaction.
+      const resynced = await rig.store.activitiesAfter({ after: pulled, limit: 10 });
+      expect(resynced.map((a) => [a.type, a.relayId])).toEqual([['resync_relay', 'e1']]);
+      expect((await rig.store.getRelay('e1'))?.sync.status).toBe('pending');
     } finally {
       await rig.close();
     }

@@ -183,5 +183,19 @@ describe('fleet building blocks', () => {
       },
     });
     expect(stuck).toMatchObject({ timedOut: true, pending: ['a'] });
+
+    // A pull-only fleet's relays are not pushed: nothing to wait for.
+    const pulled = await waitForSync({
+      scheduled: scheduled.slice(0, 1),
+      poll: async () =>
+        new Map([['a', { status: 'pull', synced_version: 0, error: '', version: 1 }]]) as never,
+      intervalMs: 400,
+      timeoutMs: 1000,
+      now: () => now,
+      sleep: async (ms) => {
+        now += ms;
+      },
+    });
+    expect(pulled).toMatchObject({ timedOut: false, synced: ['a'], pending: [] });
   });
 });

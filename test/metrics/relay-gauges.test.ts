@@ -38,7 +38,7 @@ describe('relay gauges', () => {
     );
   });
 
-  it('ages the oldest pending or retrying change (deletes included), not synced or failed ones', async () => {
+  it('ages the oldest pending or retrying change (deletes included), not synced, failed or pull ones', async () => {
     const m = createMetrics();
     setRelayGauges(
       m,
@@ -48,6 +48,8 @@ describe('relay gauges', () => {
         row({ status: 'retrying', oldestChangeAt: 7_000 }),
         row({ status: 'pending', deleted: true, oldestChangeAt: 6_000 }),
         row({ status: 'pending', inactive: true, n: 4, oldestChangeAt: 9_000 }),
+        // A pull-only fleet's relays wait for no push: counted, never aged.
+        row({ status: 'pull', n: 2, oldestChangeAt: 500 }),
       ],
       10_000,
     );
@@ -57,7 +59,7 @@ describe('relay gauges', () => {
     const byStatus = Object.fromEntries(
       (await m.relaysByStatus.get()).values.map((v) => [v.labels.status, v.value]),
     );
-    expect(byStatus).toEqual({ pending: 4, synced: 1, retrying: 1, failed: 1 });
+    expect(byStatus).toEqual({ pending: 4, synced: 1, retrying: 1, failed: 1, pull: 2 });
 
     setRelayGauges(m, [row({})], 10_000);
     expect((await m.oldestUnsyncedAge.get()).values[0]?.value).toBe(0);

@@ -205,7 +205,43 @@ export function storeConformance(
         'd',
         'e',
       ]);
-      expect(await store.countRelaysByStatus()).toEqual({ pending: 6, synced: 0, retrying: 0, failed: 0 });
+      expect(await store.countRelaysByStatus()).toEqual({
+        pending: 6,
+        synced: 0,
+        retrying: 0,
+        failed: 0,
+        pull: 0,
+      });
+    });
+
+    it('counts the relays of a pull-only fleet as pull, whatever push sync recorded', async () => {
+      const retrying = (r: Relay): Relay => ({ ...r, sync: { ...r.sync, status: 'retrying' } });
+      for (const r of [relay('a', { fleet: 'edge' }), retrying(relay('b', { fleet: 'edge' })), relay('c')])
+        await store.commit({ relays: [{ kind: 'insert', relay: r }], activities: [act(r.id)] });
+      await store.commit({
+        relays: [],
+        activities: [],
+        fleets: [{ fleet: 'edge', target: { kind: 'none' }, at: 1000 }],
+      });
+      expect(await store.countRelaysByStatus()).toEqual({
+        pending: 1,
+        synced: 0,
+        retrying: 0,
+        failed: 0,
+        pull: 2,
+      });
+      const counts = (await store.relayCounts()).map((c) => [c.fleet, c.status, c.n]);
+      expect(counts.sort()).toEqual([
+        ['default', 'pending', 1],
+        ['edge', 'pull', 2],
+      ]);
+      // Pinned to a target again: their recorded status shows.
+      await store.commit({
+        relays: [],
+        activities: [],
+        fleets: [{ fleet: 'edge', target: { kind: 'default' }, at: 2000 }],
+      });
+      expect(await store.countRelaysByStatus()).toMatchObject({ pending: 2, retrying: 1, pull: 0 });
     });
 
     it('counts relays by fleet, status and inactive, with the oldest change; synced deletes left out', async () => {

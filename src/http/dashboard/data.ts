@@ -21,7 +21,7 @@ export class DashboardData {
     principal: Principal,
   ): Promise<Record<SyncStatus, number> & { total: number; active: number; inactive: number }> {
     const { byStatus: counts, inactive } = await this.query.relayTally(principal);
-    const total = counts.pending + counts.synced + counts.retrying + counts.failed;
+    const total = counts.pending + counts.synced + counts.retrying + counts.failed + counts.pull;
     return { ...counts, total, active: total - inactive, inactive };
   }
 

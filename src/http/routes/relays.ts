@@ -46,7 +46,9 @@ const relayViewSchema = z.object({
   updated_at: isoTime,
   sync: z
     .object({
-      status: z.enum(['pending', 'synced', 'retrying', 'failed']),
+      status: z
+        .enum(['pending', 'synced', 'retrying', 'failed', 'pull'])
+        .describe('`pull`: the fleet is pull-only (its agents configure zooid), bosun pushes nothing'),
       error: z.string(),
       attempts: z.number().int(),
       next_attempt_at: isoTime.nullable(),

@@ -18,7 +18,7 @@ import { defineRoute } from './define.js';
 import { principalOf } from './params.js';
 
 type StatusCounts = Record<SyncStatus, number>;
-const noCounts = (): StatusCounts => ({ pending: 0, synced: 0, retrying: 0, failed: 0 });
+const noCounts = (): StatusCounts => ({ pending: 0, synced: 0, retrying: 0, failed: 0, pull: 0 });
 
 /** Live relays by fleet and sync status (deleted relays whose delete is still pending are left out). */
 function countsByFleet(counts: readonly RelayCount[]): Map<string, StatusCounts> {
@@ -51,7 +51,7 @@ export async function fleetSummaries(store: Store): Promise<FleetSummary[]> {
     return {
       name,
       target: record ? fleetTargetName(record.target) : DEFAULT_TARGET,
-      relays: { ...c, total: c.pending + c.synced + c.retrying + c.failed },
+      relays: { ...c, total: c.pending + c.synced + c.retrying + c.failed + c.pull },
     };
   });
 }

@@ -31,6 +31,8 @@ export interface TargetHealthHooks {
   onStatus?: (status: TargetStatus) => void;
   /** The probe got an answer again after it got none: failed relays are worth a try now. */
   onRecovered?: () => void;
+  /** After every probe that zooid answered: push sync need not wait out its backoff for it. */
+  onProbe?: () => void;
 }
 
 /**
@@ -105,6 +107,7 @@ export class TargetHealth extends Chore {
       error,
     };
     this.publish(this.status());
+    if (up) this.hooks.onProbe?.();
     if (recovered) this.hooks.onRecovered?.();
   }
 

@@ -749,10 +749,11 @@ export class PostgresStore implements Store {
   }
 
   async countRelaysByStatus(): Promise<Record<SyncStatus, number>> {
-    const counts: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0 };
+    const counts: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0, pull: 0 };
     const rows = await this.query<{ status: SyncStatus; n: number }>(
       'bosun_count_by_status',
-      'SELECT sync_status AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY sync_status',
+      // A pull-only fleet's relays are not pushed: counted as `pull`, whatever push sync last recorded.
+      `SELECT CASE WHEN fleet IN (SELECT name FROM fleets WHERE pull_only) THEN 'pull' ELSE sync_status END AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY 1`,
     );
     for (const row of rows) counts[row.status] = row.n;
     return counts;
@@ -768,7 +769,8 @@ export class PostgresStore implements Store {
       oldest: number;
     }>(
       'bosun_relay_counts',
-      `SELECT fleet, sync_status AS status, COALESCE((config::jsonb->>'inactive')::boolean, false) AS inactive,
+      `SELECT fleet, CASE WHEN fleet IN (SELECT name FROM fleets WHERE pull_only) THEN 'pull' ELSE sync_status END AS status,
+              COALESCE((config::jsonb->>'inactive')::boolean, false) AS inactive,
               deleted_at IS NOT NULL AS deleted, COUNT(*) AS n, MIN(updated_at) AS oldest
        FROM relays WHERE deleted_at IS NULL OR sync_status <> 'synced' GROUP BY 1, 2, 3, 4`,
     );

@@ -123,10 +123,12 @@ function relayStatements(db: Database.Database) {
      ORDER BY next_attempt_at, id LIMIT ?`,
     ),
     countByStatus: db.prepare(
-      'SELECT sync_status AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY sync_status',
+      // A pull-only fleet's relays are not pushed: counted as `pull`, whatever push sync last recorded.
+      `SELECT CASE WHEN fleet IN (SELECT name FROM fleets WHERE pull_only = 1) THEN 'pull' ELSE sync_status END AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY 1`,
     ),
     relayCounts: db.prepare(
-      `SELECT fleet, sync_status AS status, COALESCE(json_extract(config, '$.inactive'), 0) AS inactive,
+      `SELECT fleet, CASE WHEN fleet IN (SELECT name FROM fleets WHERE pull_only = 1) THEN 'pull' ELSE sync_status END AS status,
+            COALESCE(json_extract(config, '$.inactive'), 0) AS inactive,
             deleted_at IS NOT NULL AS deleted, COUNT(*) AS n, MIN(updated_at) AS oldest
      FROM relays WHERE deleted_at IS NULL OR sync_status <> 'synced' GROUP BY 1, 2, 3, 4`,
     ),
@@ -559,7 +561,7 @@ export class SqliteStore implements Store {
   }
 
   async countRelaysByStatus(): Promise<Record<SyncStatus, number>> {
-    const counts: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0 };
+    const counts: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0, pull: 0 };
     for (const row of this.stmts.countByStatus.all() as { status: SyncStatus; n: number }[]) {
       counts[row.status] = row.n;
     }

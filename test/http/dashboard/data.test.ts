@@ -64,6 +64,7 @@ describe('dashboard read models over a real planet', () => {
       synced: 2,
       retrying: 0,
       failed: 1,
+      pull: 0,
       total: 3,
       active: 2,
       inactive: 1,
@@ -79,7 +80,7 @@ describe('dashboard read models over a real planet', () => {
     const alice = (await api('GET', '/v1/dashboard/overview', undefined, aliceToken)).body;
     expect(alice).toEqual({
       principal: { role: 'tenant', actor: 'tenant:alice', owner: 'alice' },
-      counts: { pending: 0, synced: 1, retrying: 0, failed: 0, total: 1, active: 1, inactive: 0 },
+      counts: { pending: 0, synced: 1, retrying: 0, failed: 0, pull: 0, total: 1, active: 1, inactive: 0 },
       failing: [],
       // Verification is off in this planet: never checked.
       live: {

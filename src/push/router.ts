@@ -1,0 +1,312 @@
+import type { Logger } from 'pino';
+import type { Command } from '../command.js';
+import { backoffDelay } from '../domain/backoff.js';
+import type { Clock } from '../domain/clock.js';
+import type { Random } from '../domain/random.js';
+import type { Relay } from '../domain/relay.js';
+import { DEFAULT_TARGET } from '../domain/target.js';
+import type { Store } from '../store/port.js';
+import { type RetryPolicy, retryDelay } from './retry-policy.js';
+import type { SyncOutcome } from './syncer.js';
+import type { ZooidResult } from './zooid/client.js';
+
+/** Where one target's requests go and the key that signs them. */
+export interface Destination {
+  name: string;
+  url: string;
+  secretKey: string;
+}
+
+/** What a relay's fleet says about pushing it. */
+export type Route =
+  | { kind: 'push'; target: Destination }
+  | { kind: 'pull' }
+  /** The fleet names a target bosun cannot reach: the relay's sync fails with this and retries. */
+  | { kind: 'unroutable'; target: string; error: string };
+
+/** One target's syncer, as the router drives it. */
+export interface TargetSyncer {
+  syncRelay(
+    relayId: string,
+    opts: { force?: boolean; due?: boolean; signal?: AbortSignal },
+  ): Promise<SyncOutcome>;
+}
+
+export interface RouterOptions {
+  store: Store;
+  /** Records the failure of a relay that cannot be routed (over the worker's fenced store). */
+  command: Command;
+  clock: Clock;
+  random: Random;
+  retry: RetryPolicy;
+  logger: Logger;
+  /** ZOOID_API_URL and BOSUN_SECRET_KEY: the target `default`. */
+  defaultTarget: { url: string | undefined; secretKey: string | undefined };
+  /**
+   * How long a fleet's route (and a target row) is reused before it is read again. A TTL rather
+   * than invalidation on writes: a fleet or target may be changed by another replica, whose
+   * notifications do not reach this one's in-process cache. Default 2 s.
+   */
+  cacheTtlMs?: number;
+  /** Requests in flight to one target at most; the rest wait without holding a worker. */
+  perTargetConcurrency: number;
+  /**
+   * Backoff of a target whose requests go unanswered (unreachable, timed out). Default: the retry
+   * policy's curve, capped at 30 s — a target that returns is found by its probe or its next try.
+   */
+  targetBackoff?: { baseMs: number; capMs: number };
+  /** Builds the syncer of a destination; `onResult` receives zooid's answer to each request. */
+  syncerFor: (target: Destination, onResult: (result: ZooidResult) => void) => TargetSyncer;
+  /** Puts a relay that waited for a free slot back on the work queue. */
+  requeue: (relayId: string, opts: { force: boolean }) => void;
+  onTargetResult?: (target: string, result: ZooidResult) => void;
+}
+
+/**
+ * Failures that say the target, not this relay, is in trouble: no answer at all (refused, reset,
+ * timed out). An answer — even a 5xx or a 403 — is about the request, and each relay records its own.
+ */
+const targetFault = (result: ZooidResult): boolean =>
+  !result.ok && result.kind === 'transient' && result.status === undefined;
+
+interface TargetState {
+  /** Identity of the syncer below: rebuilt when a target's URL or key changes. */
+  key: string;
+  syncer: TargetSyncer;
+  inFlight: number;
+  /** Relays that found every slot taken, and whether their sync was forced. */
+  waiting: Map<string, boolean>;
+  failures: number;
+  /** No request is sent before then (its consecutive failures' backoff). */
+  downUntil: number;
+  /** Why the target is backing off: the last unanswered request's error. */
+  lastError: string;
+  /** Relays recorded `retrying` because the target was backing off, and whether forced. */
+  held: Map<string, boolean>;
+}
+
+/**
+ * Push routing (issue 17): each relay goes to its fleet's target — `default` (ZOOID_API_URL) for a
+ * fleet with no row, a named target, or nowhere for a pull-only fleet. Every target has its own
+ * in-flight limit and backoff, so one down or slow zooid cannot hold the workers the others need:
+ * a relay whose target is full waits outside the work queue (put back on it if the target starts
+ * failing), and a relay whose target is backing off sends nothing and is recorded `retrying` until
+ * the backoff ends — or until the target answers a sync or its probe, which releases it at once.
+ */
+export class Router {
+  private readonly routes = new Map<string, { route: Route; at: number }>();
+  private readonly targets = new Map<string, TargetState>();
+  /** Relays held for a backoff that ended early: their stored retry time no longer applies. */
+  private readonly released = new Set<string>();
+  private readonly ttlMs: number;
+
+  constructor(private readonly options: RouterOptions) {
+    this.ttlMs = options.cacheTtlMs ?? 2000;
+  }
+
+  /**
+   * The target answered (a sync succeeded, or its health probe did): its backoff ends now, and the
+   * relays held for it are tried at once rather than when the backoff would have ended.
+   */
+  release(target: string): void {
+    const state = this.targets.get(target);
+    if (!state) return;
+    state.failures = 0;
+    state.downUntil = 0;
+    state.lastError = '';
+    for (const [relayId, force] of state.held) {
+      this.released.add(relayId);
+      this.options.requeue(relayId, { force });
+    }
+    state.held.clear();
+  }
+
+  /** Forgets every cached route: the next sync of each fleet reads it again. */
+  invalidate(): void {
+    this.routes.clear();
+  }
+
+  async syncRelay(
+    relayId: string,
+    opts: { force?: boolean; signal?: AbortSignal } = {},
+  ): Promise<SyncOutcome> {
+    const relay = await this.options.store.getRelay(relayId);
+    if (!relay) return { kind: 'skipped', reason: 'missing' };
+    const route = await this.route(relay.fleet, relay.updatedAt);
+    if (route.kind === 'pull') return { kind: 'skipped', reason: 'pull_only' };
+    if (route.kind === 'unroutable') return this.failUnroutable(relay, route, opts.force ?? false);
+    const state = this.stateOf(route.target);
+    const force = opts.force ?? false;
+    if (state.downUntil > this.options.clock.now()) return this.hold(relay, state, force);
+    if (state.inFlight >= this.options.perTargetConcurrency) {
+      state.waiting.set(relayId, (state.waiting.get(relayId) ?? false) || force);
+      return { kind: 'skipped', reason: 'waiting' };
+    }
+    // A relay held for a backoff that ended early is due now, whatever retry time it stored.
+    const due = this.released.delete(relayId);
+    state.inFlight++;
+    try {
+      return await state.syncer.syncRelay(relayId, due ? { ...opts, due } : opts);
+    } finally {
+      state.inFlight--;
+      this.handOutSlots(state);
+    }
+  }
+
+  /**
+   * The route of a fleet's relays, read at most once per TTL — and again for a relay changed since
+   * it was read (`changedAt`): a fleet that changes target resyncs its relays, which must not go
+   * to the old target from a cached route (another replica's change reaches no in-process cache).
+   */
+  async route(fleet: string, changedAt = 0): Promise<Route> {
+    const now = this.options.clock.now();
+    const cached = this.routes.get(fleet);
+    if (cached && now - cached.at < this.ttlMs && changedAt < cached.at) return cached.route;
+    const route = await this.readRoute(fleet);
+    this.routes.set(fleet, { route, at: now });
+    return route;
+  }
+
+  private async readRoute(fleet: string): Promise<Route> {
+    const record = await this.options.store.getFleet(fleet);
+    const target = record?.target ?? { kind: 'default' as const };
+    if (target.kind === 'none') return { kind: 'pull' };
+    const { url, secretKey } = this.options.defaultTarget;
+    if (target.kind === 'default') {
+      if (!url || !secretKey) {
+        return {
+          kind: 'unroutable',
+          target: DEFAULT_TARGET,
+          error: `fleet ${fleet} uses the target default, but ZOOID_API_URL is not set: set it, or pin the fleet to a target (PUT /v1/fleets/${fleet})`,
+        };
+      }
+      return { kind: 'push', target: { name: DEFAULT_TARGET, url, secretKey } };
+    }
+    const row = await this.options.store.getTarget(target.name);
+    if (!row) {
+      return {
+        kind: 'unroutable',
+        target: target.name,
+        error: `fleet ${fleet} uses the target ${target.name}, which does not exist`,
+      };
+    }
+    const key = row.secretKey ?? secretKey;
+    if (!key) {
+      return {
+        kind: 'unroutable',
+        target: row.name,
+        error: `the target ${row.name} has no secret_key and BOSUN_SECRET_KEY is not set: nothing can sign its requests`,
+      };
+    }
+    return { kind: 'push', target: { name: row.name, url: row.url, secretKey: key } };
+  }
+
+  private stateOf(target: Destination): TargetState {
+    const key = `${target.url}\n${target.secretKey}`;
+    let state = this.targets.get(target.name);
+    if (!state || state.key !== key) {
+      const syncer = this.options.syncerFor(target, (result) => this.record(target.name, result));
+      // A changed URL or key starts afresh; relays still waiting keep their place.
+      state = {
+        key,
+        syncer,
+        inFlight: state?.inFlight ?? 0,
+        waiting: state?.waiting ?? new Map(),
+        failures: 0,
+        downUntil: 0,
+        lastError: '',
+        held: state?.held ?? new Map(),
+      };
+      this.targets.set(target.name, state);
+    }
+    return state;
+  }
+
+  private record(target: string, result: ZooidResult): void {
+    this.options.onTargetResult?.(target, result);
+    const state = this.targets.get(target);
+    if (!state) return;
+    if (result.ok || !targetFault(result)) {
+      if (state.failures > 0 || state.held.size > 0) this.release(target);
+      return;
+    }
+    state.failures++;
+    state.lastError = result.message;
+    const { baseMs, capMs } = this.options.retry;
+    const curve = this.options.targetBackoff ?? { baseMs, capMs: Math.min(capMs, 30_000) };
+    state.downUntil = this.options.clock.now() + backoffDelay(curve, state.failures);
+    this.options.logger.warn(
+      { target, failures: state.failures, retryAt: state.downUntil },
+      'zooid target failing: its relays wait for its backoff',
+    );
+    // Relays waiting for a slot would otherwise wait in memory for a target that is not answering:
+    // put back on the queue, they find it backing off and are recorded as retrying.
+    const waiting = [...state.waiting];
+    state.waiting.clear();
+    for (const [relayId, force] of waiting) this.options.requeue(relayId, { force });
+  }
+
+  /**
+   * A relay whose target is backing off is not sent, but recorded: `retrying`, with the target's
+   * error and the end of its backoff, so its state says why it waits and until when.
+   */
+  private async hold(relay: Relay, state: TargetState, force: boolean): Promise<SyncOutcome> {
+    const { status, nextAttemptAt, syncedVersion, ackedDeleted } = relay.sync;
+    const upToDate =
+      status === 'synced' && syncedVersion === relay.version && (relay.deletedAt === null || ackedDeleted);
+    if (!force && status === 'failed') return { kind: 'skipped', reason: 'failed' };
+    if (!force && upToDate) return { kind: 'skipped', reason: 'up_to_date' };
+    state.held.set(relay.id, (state.held.get(relay.id) ?? false) || force);
+    const at = state.downUntil;
+    const error = state.lastError;
+    // Already recorded for this backoff (or a later retry): nothing new to write.
+    if (status === 'retrying' && nextAttemptAt !== null && nextAttemptAt >= at)
+      return { kind: 'skipped', reason: 'not_due', retryAt: nextAttemptAt };
+    await this.options.command.failRelaySync(relay.id, {
+      version: relay.version,
+      error,
+      attempts: relay.sync.attempts,
+      nextAttemptAt: at,
+    });
+    return { kind: 'retry', at, error };
+  }
+
+  /** Hands freed slots to relays that waited for them. */
+  private handOutSlots(state: TargetState): void {
+    let free = this.options.perTargetConcurrency - state.inFlight;
+    for (const [relayId, force] of state.waiting) {
+      if (free-- <= 0) break;
+      state.waiting.delete(relayId);
+      this.options.requeue(relayId, { force });
+    }
+  }
+
+  /** A relay whose target cannot be reached fails like a zooid failure: recorded, retried later. */
+  private async failUnroutable(
+    relay: Relay,
+    route: Extract<Route, { kind: 'unroutable' }>,
+    force: boolean,
+  ): Promise<SyncOutcome> {
+    const { status, nextAttemptAt, error, syncedVersion } = relay.sync;
+    const now = this.options.clock.now();
+    // Nothing to send: a target gone missing does not fail a relay zooid already has.
+    if (!force && status === 'synced' && syncedVersion === relay.version)
+      return { kind: 'skipped', reason: 'up_to_date' };
+    if (!force && error === route.error) {
+      if (status === 'failed') return { kind: 'skipped', reason: 'failed' };
+      if (status === 'retrying' && nextAttemptAt !== null && nextAttemptAt > now)
+        return { kind: 'skipped', reason: 'not_due', retryAt: nextAttemptAt };
+    }
+    const attempts = relay.sync.attempts + 1;
+    const delay = retryDelay(this.options.retry, attempts, this.options.random);
+    const at = delay === null ? null : now + delay;
+    await this.options.command.failRelaySync(relay.id, {
+      version: relay.version,
+      error: route.error,
+      attempts,
+      nextAttemptAt: at,
+    });
+    this.options.logger.warn({ relayId: relay.id, target: route.target, retryAt: at }, route.error);
+    return at === null ? { kind: 'failed', error: route.error } : { kind: 'retry', at, error: route.error };
+  }
+}

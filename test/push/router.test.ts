@@ -1,0 +1,205 @@
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import type { Command } from '../../src/command.js';
+import { publicKeyOf } from '../../src/domain/keys.js';
+import type { Relay } from '../../src/domain/relay.js';
+import type { FleetRecord, Target } from '../../src/domain/target.js';
+import { type Destination, Router } from '../../src/push/router.js';
+import type { SyncOutcome } from '../../src/push/syncer.js';
+import type { ZooidResult } from '../../src/push/zooid/client.js';
+import type { Store } from '../../src/store/port.js';
+import { FakeClock } from '../support/clock.js';
+import { relayRecord } from '../support/relays.js';
+
+const KEY = '1'.repeat(64);
+
+function rig(limit = 1) {
+  const clock = new FakeClock();
+  const relays = new Map<string, Relay>();
+  const fleets = new Map<string, FleetRecord>();
+  const targets = new Map<string, Target>();
+  const reads = { fleet: 0 };
+  const store = {
+    getRelay: async (id: string) => relays.get(id),
+    getFleet: async (name: string) => {
+      reads.fleet++;
+      return fleets.get(name);
+    },
+    getTarget: async (name: string) => targets.get(name),
+  } as unknown as Store;
+  const failures: { id: string; error: string; nextAttemptAt: number | null }[] = [];
+  const command = {
+    failRelaySync: async (id: string, f: { error: string; nextAttemptAt: number | null }) => {
+      failures.push({ id, error: f.error, nextAttemptAt: f.nextAttemptAt });
+      const r = relays.get(id)!;
+      relays.set(id, {
+        ...r,
+        sync: { ...r.sync, status: 'retrying', error: f.error, nextAttemptAt: f.nextAttemptAt, attempts: 1 },
+      });
+    },
+  } as unknown as Command;
+  const calls: { target: string; relayId: string; due?: boolean }[] = [];
+  const gates = new Map<string, (result?: ZooidResult) => void>();
+  const requeued: string[] = [];
+  const router = new Router({
+    store,
+    command,
+    clock,
+    random: () => 0.5,
+    retry: { baseMs: 1000, capMs: 8000, maxAttempts: 5, jitter: 0 },
+    logger: pino({ level: 'silent' }),
+    defaultTarget: { url: 'http://default.test', secretKey: KEY },
+    perTargetConcurrency: limit,
+    syncerFor: (target: Destination, onResult: (result: ZooidResult) => void) => ({
+      syncRelay: async (relayId: string, opts: { due?: boolean }): Promise<SyncOutcome> => {
+        calls.push({ target: target.name, relayId, ...(opts.due ? { due: true } : {}) });
+        const result = await new Promise<ZooidResult>((resolve) =>
+          gates.set(relayId, (r = { ok: true, status: 200, attempts: 1 }) => resolve(r)),
+        );
+        onResult(result);
+        return result.ok ? { kind: 'synced', version: 1 } : { kind: 'retry', at: 1, error: result.message };
+      },
+    }),
+    requeue: (relayId) => requeued.push(relayId),
+  });
+  const fleet = (name: string, target: FleetRecord['target']) =>
+    fleets.set(name, { name, target, createdAt: 0, updatedAt: 0 });
+  const target = (name: string) =>
+    targets.set(name, {
+      name,
+      url: `http://${name}.test`,
+      secretKey: null,
+      verifyUrl: null,
+      rev: 1,
+      createdAt: 0,
+      updatedAt: 0,
+    });
+  const relay = (id: string, fleetName: string) =>
+    relays.set(id, relayRecord(id, publicKeyOf(KEY), { fleet: fleetName }));
+  return { clock, router, fleet, target, relay, failures, calls, gates, requeued, reads };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+describe('Router', () => {
+  it('a fleet pinned to a target that no longer exists fails with its name, then waits for the retry', async () => {
+    const r = rig();
+    r.fleet('eu', { kind: 'target', name: 'gone' });
+    r.relay('a', 'eu');
+    const first = await r.router.syncRelay('a');
+    expect(first).toMatchObject({
+      kind: 'retry',
+      error: 'fleet eu uses the target gone, which does not exist',
+    });
+    expect(r.failures).toHaveLength(1);
+    expect(await r.router.syncRelay('a')).toMatchObject({ kind: 'skipped', reason: 'not_due' });
+    expect(r.failures).toHaveLength(1);
+    expect(r.calls).toEqual([]);
+  });
+
+  it('pull-only fleets are never pushed', async () => {
+    const r = rig();
+    r.fleet('agents', { kind: 'none' });
+    r.relay('p', 'agents');
+    expect(await r.router.syncRelay('p')).toEqual({ kind: 'skipped', reason: 'pull_only' });
+    expect(r.calls).toEqual([]);
+  });
+
+  it('re-reads a fleet route once its TTL passed, not before', async () => {
+    const r = rig();
+    r.fleet('eu', { kind: 'none' });
+    expect(await r.router.route('eu')).toEqual({ kind: 'pull' });
+    r.target('eu-1');
+    r.fleet('eu', { kind: 'target', name: 'eu-1' });
+    expect(await r.router.route('eu')).toEqual({ kind: 'pull' });
+    expect(r.reads.fleet).toBe(1);
+    await r.clock.advance(2000);
+    expect(await r.router.route('eu')).toMatchObject({
+      kind: 'push',
+      target: { name: 'eu-1', secretKey: KEY },
+    });
+  });
+
+  it('a full target makes its relays wait off the queue; other targets go on; freed slots requeue them', async () => {
+    const r = rig(1);
+    r.target('eu-1');
+    r.fleet('eu', { kind: 'target', name: 'eu-1' });
+    r.relay('e1', 'eu');
+    r.relay('e2', 'eu');
+    r.relay('d1', 'default');
+    const e1 = r.router.syncRelay('e1');
+    await tick();
+    expect(await r.router.syncRelay('e2')).toEqual({ kind: 'skipped', reason: 'waiting' });
+    const d1 = r.router.syncRelay('d1');
+    await tick();
+    expect(r.calls).toEqual([
+      { target: 'eu-1', relayId: 'e1' },
+      { target: 'default', relayId: 'd1' },
+    ]);
+    expect(r.requeued).toEqual([]);
+    r.gates.get('e1')!();
+    r.gates.get('d1')!();
+    await Promise.all([e1, d1]);
+    expect(r.requeued).toEqual(['e2']);
+  });
+
+  it('a target that stops answering: its relays are recorded retrying until its backoff ends, and sent at once when it answers again', async () => {
+    const r = rig(1);
+    r.target('eu-1');
+    r.fleet('eu', { kind: 'target', name: 'eu-1' });
+    for (const id of ['e1', 'e2', 'e3']) r.relay(id, 'eu');
+    const e1 = r.router.syncRelay('e1');
+    await tick();
+    // e2 waits for e1's slot in memory, while eu-1 still looks healthy.
+    expect(await r.router.syncRelay('e2')).toEqual({ kind: 'skipped', reason: 'waiting' });
+    const down = 'zooid did not answer PATCH within 300 ms';
+    r.gates.get('e1')!({ ok: false, kind: 'transient', message: down, attempts: 1 });
+    await e1;
+    // The failure put e2 back on the queue rather than leaving it waiting for a slot.
+    expect(r.requeued).toEqual(['e2']);
+    // Backing off (retry base 1 s): e2 and e3 send nothing, and say why and until when.
+    const until = r.clock.now() + 1000;
+    expect(await r.router.syncRelay('e2')).toEqual({ kind: 'retry', at: until, error: down });
+    expect(await r.router.syncRelay('e3')).toEqual({ kind: 'retry', at: until, error: down });
+    expect(r.failures).toEqual([
+      { id: 'e2', error: down, nextAttemptAt: until },
+      { id: 'e3', error: down, nextAttemptAt: until },
+    ]);
+    // Recorded once per backoff, not again on each wake-up.
+    expect(await r.router.syncRelay('e3')).toMatchObject({ kind: 'skipped', reason: 'not_due' });
+    expect(r.failures).toHaveLength(2);
+    expect(r.calls).toEqual([{ target: 'eu-1', relayId: 'e1' }]);
+    // Its probe answers long before the backoff ends: the held relays are requeued at once and
+    // sent despite the retry time they stored.
+    r.router.release('eu-1');
+    expect(r.requeued).toEqual(['e2', 'e2', 'e3']);
+    const e2 = r.router.syncRelay('e2');
+    await tick();
+    expect(r.calls.at(-1)).toEqual({ target: 'eu-1', relayId: 'e2', due: true });
+    r.gates.get('e2')!();
+    expect(await e2).toEqual({ kind: 'synced', version: 1 });
+  });
+
+  it('a sync that succeeds ends the target backoff too', async () => {
+    const r = rig(2);
+    r.target('eu-1');
+    r.fleet('eu', { kind: 'target', name: 'eu-1' });
+    for (const id of ['e1', 'e2', 'e3']) r.relay(id, 'eu');
+    const e1 = r.router.syncRelay('e1');
+    const e2 = r.router.syncRelay('e2');
+    await tick();
+    await tick();
+    r.gates.get('e1')!({ ok: false, kind: 'transient', message: 'connect ECONNREFUSED', attempts: 1 });
+    await e1;
+    expect(await r.router.syncRelay('e3')).toMatchObject({ kind: 'retry', error: 'connect ECONNREFUSED' });
+    // e2's request was already out; zooid answers it: eu-1 is back.
+    r.gates.get('e2')!();
+    await e2;
+    expect(r.requeued).toEqual(['e3']);
+    const e3 = r.router.syncRelay('e3');
+    await tick();
+    expect(r.calls.at(-1)).toEqual({ target: 'eu-1', relayId: 'e3', due: true });
+    r.gates.get('e3')!();
+    await e3;
+  });
+});
