@@ -197,6 +197,12 @@ describe('push routing: each relay goes to its fleet target (issue 17)', () => {
     );
     expect(oneDown).toBeLessThan(Math.max(3 * allUp, allUp + 1500));
     // eu-1's relays are not waiting silently: retrying, with the target's error and a next attempt.
+    // The first refusal is recorded asynchronously: wait for it rather than reading once.
+    await until(
+      async () => (await s.api('GET', '/v1/relays/e0')).body.sync.status === 'retrying',
+      10_000,
+      'e0 retrying',
+    );
     const e0 = (await s.api('GET', '/v1/relays/e0')).body.sync;
     expect(e0.status).toBe('retrying');
     expect(e0.error).not.toBe('');
