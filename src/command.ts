@@ -44,15 +44,14 @@ import {
 } from './domain/target.js';
 import { computeFleetChanges } from './fleet/changes.js';
 import type { Notifier } from './notifier.js';
+import type { Store, WriteBatch } from './store/port.js';
+import { RelayCache } from './store/relay-cache.js';
 import {
   StaleFleetStateError,
   StaleWriteError,
-  type Store,
   StoreConflictError,
   UnknownTargetError,
-  type WriteBatch,
-} from './store/port.js';
-import { RelayCache } from './store/relay-cache.js';
+} from './store/write-errors.js';
 
 export interface CommandResult {
   relay: Relay;

@@ -39,9 +39,10 @@ import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './store/databas
 import { FencedStore } from './store/fenced-store.js';
 import type { WorkerLease } from './store/lease.js';
 import { openStore } from './store/open.js';
-import { FencedError, type Store } from './store/port.js';
+import type { Store } from './store/port.js';
 import type { Replication } from './store/replication.js';
 import { StorageHealth, WatchedStore } from './store/storage-errors.js';
+import { FencedError } from './store/write-errors.js';
 
 export interface PeerDeps {
   clock?: Clock;

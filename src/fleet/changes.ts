@@ -41,14 +41,8 @@ import {
   pushedElsewhere,
   unknownTarget,
 } from '../domain/target.js';
-import type {
-  FleetStateRecord,
-  RelayHead,
-  RelayWrite,
-  Store,
-  StoreConflictError,
-  WriteBatch,
-} from '../store/port.js';
+import type { FleetStateRecord, RelayHead, RelayWrite, Store, WriteBatch } from '../store/port.js';
+import type { StoreConflictError } from '../store/write-errors.js';
 import { hostOrder } from './host-order.js';
 
 export interface FleetChanges {

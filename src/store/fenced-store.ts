@@ -1,6 +1,7 @@
 import type { Activity } from '../domain/activity.js';
 import { DelegatingStore } from './delegating-store.js';
-import { type Fence, FencedError, type Store, type WriteBatch } from './port.js';
+import type { Fence, Store, WriteBatch } from './port.js';
+import { FencedError } from './write-errors.js';
 
 /**
  * The store as the workers see it: every batch commit, cursor write and live-check touch carries the lease's

@@ -4,15 +4,14 @@ import { generateSecretKey } from '../../src/domain/keys.js';
 import { type LiveState, UNKNOWN_LIVE } from '../../src/domain/live.js';
 import type { Relay } from '../../src/domain/relay.js';
 import type { Target } from '../../src/domain/target.js';
+import type { FleetStateRecord, Store } from '../../src/store/port.js';
 import {
   FencedError,
-  type FleetStateRecord,
   StaleFleetStateError,
   StaleWriteError,
-  type Store,
   StoreConflictError,
   UnknownTargetError,
-} from '../../src/store/port.js';
+} from '../../src/store/write-errors.js';
 import { keypair } from '../support/env.js';
 import { relayRecord } from '../support/relays.js';
 

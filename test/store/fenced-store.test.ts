@@ -2,8 +2,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { ActivityDraft } from '../../src/domain/activity.js';
 import { FencedStore } from '../../src/store/fenced-store.js';
-import { type Fence, FencedError, type Store } from '../../src/store/port.js';
+import type { Fence, Store } from '../../src/store/port.js';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.js';
+import { FencedError } from '../../src/store/write-errors.js';
 import { keypair, tempDir } from '../support/env.js';
 import { relayRecord } from '../support/relays.js';
 

@@ -8,7 +8,6 @@ import { FleetStateCache } from '../fleet-state-cache.js';
 import {
   type ActivityFilter,
   type Fence,
-  FencedError,
   type FleetStateFilter,
   type FleetStateRecord,
   type FleetStateWrite,
@@ -19,11 +18,7 @@ import {
   type RelayFilter,
   type RelayHead,
   type RelayWrite,
-  StaleFleetStateError,
-  StaleWriteError,
   type Store,
-  StoreConflictError,
-  UnknownTargetError,
   type WriteBatch,
 } from '../port.js';
 import {
@@ -47,6 +42,13 @@ import {
 } from '../rows.js';
 import { numbered, relayFilter, Shapes, whereOf } from '../shapes.js';
 import { sessionEnded } from '../storage-errors.js';
+import {
+  FencedError,
+  StaleFleetStateError,
+  StaleWriteError,
+  StoreConflictError,
+  UnknownTargetError,
+} from '../write-errors.js';
 import { migrations } from './migrations.js';
 
 /** PostgreSQL stores booleans as such. */

@@ -11,7 +11,6 @@ import { FleetStateCache } from '../fleet-state-cache.js';
 import {
   type ActivityFilter,
   type Fence,
-  FencedError,
   type FleetStateFilter,
   type FleetStateRecord,
   type FleetStateWrite,
@@ -21,11 +20,7 @@ import {
   type RelayCount,
   type RelayFilter,
   type RelayHead,
-  StaleFleetStateError,
-  StaleWriteError,
   type Store,
-  StoreConflictError,
-  UnknownTargetError,
   type WriteBatch,
 } from '../port.js';
 import {
@@ -48,6 +43,13 @@ import {
   toTargetRow,
 } from '../rows.js';
 import { relayFilter, Shapes, whereOf } from '../shapes.js';
+import {
+  FencedError,
+  StaleFleetStateError,
+  StaleWriteError,
+  StoreConflictError,
+  UnknownTargetError,
+} from '../write-errors.js';
 import { migrations } from './migrations.js';
 
 /**

@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { FencedStore } from '../../../src/store/fenced-store.js';
-import { FencedError } from '../../../src/store/port.js';
 import { PgAdvisoryLease } from '../../../src/store/postgres/lease.js';
 import { parsePostgresUrl } from '../../../src/store/postgres/options.js';
 import { PostgresStore } from '../../../src/store/postgres/pg-store.js';
+import { FencedError } from '../../../src/store/write-errors.js';
 import { freshSchema, postgresUrl, withPg } from '../../support/postgres.js';
 import { startTcpProxy, type TcpProxy } from '../../support/tcp-proxy.js';
 

@@ -2,15 +2,10 @@ import pg from 'pg';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { Activity, ActivityDraft } from '../../../src/domain/activity.js';
 import type { Relay } from '../../../src/domain/relay.js';
-import {
-  type Fence,
-  FencedError,
-  StaleWriteError,
-  StoreConflictError,
-  type WriteBatch,
-} from '../../../src/store/port.js';
+import type { Fence, WriteBatch } from '../../../src/store/port.js';
 import { parsePostgresUrl } from '../../../src/store/postgres/options.js';
 import { PostgresStore } from '../../../src/store/postgres/pg-store.js';
+import { FencedError, StaleWriteError, StoreConflictError } from '../../../src/store/write-errors.js';
 import { keypair } from '../../support/env.js';
 import { followActivities, freshSchema, postgresUrl } from '../../support/postgres.js';
 import { relayRecord } from '../../support/relays.js';
