@@ -34,6 +34,21 @@ export function numbered(sql: string): string {
 }
 
 /**
+ * The shape and bind values of a read's optional filters: bit `firstBit + i` is set, and the value
+ * bound, for each `values[i]` that is defined; an undefined one leaves its clause out.
+ */
+export function filterShape(values: readonly unknown[], firstBit = 0): { mask: number; args: unknown[] } {
+  let mask = 0;
+  const args: unknown[] = [];
+  values.forEach((value, i) => {
+    if (value === undefined) return;
+    mask |= 1 << (firstBit + i);
+    args.push(value);
+  });
+  return { mask, args };
+}
+
+/**
  * listRelays' shape and arguments. Bits, in order: not deleted, owner, fleet, sync status, inactive,
  * live status, after (each store lists its clauses in this order); `bool` is the store's boolean.
  */
@@ -41,17 +56,16 @@ export function relayFilter(
   filter: RelayFilter,
   bool: (b: boolean) => unknown,
 ): { mask: number; args: unknown[] } {
-  let mask = filter.includeDeleted ? 0 : 1;
-  const args: unknown[] = [];
-  const add = (bit: number, value: unknown) => {
-    mask |= bit;
-    args.push(value);
-  };
-  if (filter.owner !== undefined) add(2, filter.owner);
-  if (filter.fleet !== undefined) add(4, filter.fleet);
-  if (filter.status !== undefined) add(8, filter.status);
-  if (filter.inactive !== undefined) add(16, bool(filter.inactive));
-  if (filter.live !== undefined) add(32, filter.live);
-  if (filter.after !== undefined) add(64, filter.after);
-  return { mask, args };
+  const { mask, args } = filterShape(
+    [
+      filter.owner,
+      filter.fleet,
+      filter.status,
+      filter.inactive === undefined ? undefined : bool(filter.inactive),
+      filter.live,
+      filter.after,
+    ],
+    1,
+  );
+  return { mask: mask | (filter.includeDeleted ? 0 : 1), args };
 }

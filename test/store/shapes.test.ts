@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { numbered, relayFilter, Shapes, whereOf } from '../../src/store/shapes.js';
+import { filterShape, numbered, relayFilter, Shapes, whereOf } from '../../src/store/shapes.js';
 
 describe('filtered-read shapes', () => {
   it('builds each shape once, whatever the number of calls', () => {
@@ -21,6 +21,12 @@ describe('filtered-read shapes', () => {
     expect(numbered('SELECT * FROM t WHERE a = ? AND b > ? LIMIT ?')).toBe(
       'SELECT * FROM t WHERE a = $1 AND b > $2 LIMIT $3',
     );
+  });
+
+  it('sets a bit and binds a value for each defined filter, from firstBit on', () => {
+    expect(filterShape([undefined, undefined])).toEqual({ mask: 0, args: [] });
+    expect(filterShape(['f', undefined, 3])).toEqual({ mask: 0b101, args: ['f', 3] });
+    expect(filterShape([null, false, 0], 2)).toEqual({ mask: 0b11100, args: [null, false, 0] });
   });
 
   it('passes listRelays arguments in the order of their bits', () => {

@@ -40,7 +40,7 @@ import {
   toRow,
   toTargetRow,
 } from '../rows.js';
-import { numbered, relayFilter, Shapes, whereOf } from '../shapes.js';
+import { filterShape, numbered, relayFilter, Shapes, whereOf } from '../shapes.js';
 import { sessionEnded } from '../storage-errors.js';
 import {
   FencedError,
@@ -625,17 +625,8 @@ export class PostgresStore implements Store {
   }));
 
   async listFleetStates(filter: FleetStateFilter): Promise<FleetStateRecord[]> {
-    let mask = 1;
-    const values: unknown[] = [filter.fleet];
-    if (filter.owner !== undefined) {
-      mask |= 2;
-      values.push(filter.owner);
-    }
-    if (filter.before !== undefined) {
-      mask |= 4;
-      values.push(filter.before);
-    }
-    values.push(filter.limit);
+    const { mask, args } = filterShape([filter.fleet, filter.owner, filter.before]);
+    const values = [...args, filter.limit];
     const res = await this.run<FleetStateRow>({ ...this.fleetStateLists.get(mask), values });
     return res.rows.map(fromFleetStateRow);
   }
@@ -807,17 +798,8 @@ export class PostgresStore implements Store {
   }));
 
   async activitiesAfter(filter: ActivityFilter): Promise<Activity[]> {
-    let mask = 1;
-    const values: unknown[] = [filter.after];
-    if (filter.relayId !== undefined) {
-      mask |= 2;
-      values.push(filter.relayId);
-    }
-    if (filter.owner !== undefined) {
-      mask |= 4;
-      values.push(filter.owner);
-    }
-    values.push(filter.limit);
+    const { mask, args } = filterShape([filter.after, filter.relayId, filter.owner]);
+    const values = [...args, filter.limit];
     const res = await this.run<ActivityRow>({ ...this.activityLists.get(mask), values });
     return res.rows.map(fromActivityRow);
   }

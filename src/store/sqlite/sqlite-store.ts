@@ -42,7 +42,7 @@ import {
   toRow,
   toTargetRow,
 } from '../rows.js';
-import { relayFilter, Shapes, whereOf } from '../shapes.js';
+import { filterShape, relayFilter, Shapes, whereOf } from '../shapes.js';
 import {
   FencedError,
   StaleFleetStateError,
@@ -505,16 +505,7 @@ export class SqliteStore implements Store {
   );
 
   async listFleetStates(filter: FleetStateFilter): Promise<FleetStateRecord[]> {
-    let mask = 1;
-    const args: unknown[] = [filter.fleet];
-    if (filter.owner !== undefined) {
-      mask |= 2;
-      args.push(filter.owner);
-    }
-    if (filter.before !== undefined) {
-      mask |= 4;
-      args.push(filter.before);
-    }
+    const { mask, args } = filterShape([filter.fleet, filter.owner, filter.before]);
     const stmt = this.fleetStateLists.get(mask);
     return (stmt.all(...args, filter.limit) as FleetStateRow[]).map(fromFleetStateRow);
   }
