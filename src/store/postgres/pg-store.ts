@@ -554,30 +554,38 @@ export class PostgresStore implements Store {
     }
   }
 
-  async getTarget(name: string): Promise<Target | undefined> {
-    const [row] = await this.query<TargetRow>('bosun_get_target', 'SELECT * FROM targets WHERE name = $1', [
-      name,
-    ]);
-    return row && fromTargetRow(row);
+  getTarget(name: string): Promise<Target | undefined> {
+    return this.oneByName('targets', name, fromTargetRow);
   }
 
-  async listTargets(): Promise<Target[]> {
-    return (await this.query<TargetRow>('bosun_list_targets', 'SELECT * FROM targets ORDER BY name')).map(
-      fromTargetRow,
-    );
+  listTargets(): Promise<Target[]> {
+    return this.allByName('targets', fromTargetRow);
   }
 
-  async getFleet(name: string): Promise<FleetRecord | undefined> {
-    const [row] = await this.query<FleetRow>('bosun_get_fleet', 'SELECT * FROM fleets WHERE name = $1', [
-      name,
-    ]);
-    return row && fromFleetRow(row);
+  getFleet(name: string): Promise<FleetRecord | undefined> {
+    return this.oneByName('fleets', name, fromFleetRow);
   }
 
-  async listFleets(): Promise<FleetRecord[]> {
-    return (await this.query<FleetRow>('bosun_list_fleets', 'SELECT * FROM fleets ORDER BY name')).map(
-      fromFleetRow,
-    );
+  listFleets(): Promise<FleetRecord[]> {
+    return this.allByName('fleets', fromFleetRow);
+  }
+
+  /** A row of a table keyed by `name` (targets, fleets). */
+  private async oneByName<R extends pg.QueryResultRow, T>(
+    table: 'targets' | 'fleets',
+    name: string,
+    from: (row: R) => T,
+  ): Promise<T | undefined> {
+    const [row] = await this.query<R>(`bosun_get_${table}`, `SELECT * FROM ${table} WHERE name = $1`, [name]);
+    return row && from(row);
+  }
+
+  /** Every row of a table keyed by `name`, by name. */
+  private async allByName<R extends pg.QueryResultRow, T>(
+    table: 'targets' | 'fleets',
+    from: (row: R) => T,
+  ): Promise<T[]> {
+    return (await this.query<R>(`bosun_list_${table}`, `SELECT * FROM ${table} ORDER BY name`)).map(from);
   }
 
   async getRelays(ids: readonly string[]): Promise<Relay[]> {
