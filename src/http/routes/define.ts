@@ -67,14 +67,17 @@ export function routeDefs(app: FastifyInstance): readonly AnyRouteDef[] {
   return catalogues.get(app) ?? [];
 }
 
+/** A route's handler, given its validated query and (for `parsedBy: 'route'`) body. */
+export type RouteHandler<Q extends z.ZodType, B extends z.ZodType> = (
+  request: FastifyRequest,
+  reply: FastifyReply,
+  input: { query: z.output<Q>; body: B extends z.ZodType ? z.output<B> : unknown },
+) => unknown;
+
 export function defineRoute<Q extends z.ZodType = z.ZodType, B extends z.ZodType = z.ZodType>(
   app: FastifyInstance,
   def: RouteDef<Q, B>,
-  handler: (
-    request: FastifyRequest,
-    reply: FastifyReply,
-    input: { query: z.output<Q>; body: B extends z.ZodType ? z.output<B> : unknown },
-  ) => unknown,
+  handler: RouteHandler<Q, B>,
 ): void {
   const list = catalogues.get(app) ?? [];
   catalogues.set(app, list);
@@ -93,6 +96,22 @@ export function defineRoute<Q extends z.ZodType = z.ZodType, B extends z.ZodType
       return handler(request, reply, { query, body } as never);
     },
   });
+}
+
+/**
+ * Routes that share a tag and an access rule — every `/v1/tokens` and `/v1/targets` route is
+ * admin-only — state them once for the group instead of on each route: `group.post(url, def, handler)`.
+ */
+export function routeGroup(app: FastifyInstance, shared: Pick<AnyRouteDef, 'tag' | 'access'>) {
+  const add =
+    (method: RouteDef<z.ZodType, z.ZodType>['method']) =>
+    <Q extends z.ZodType = z.ZodType, B extends z.ZodType = z.ZodType>(
+      url: string,
+      def: Omit<RouteDef<Q, B>, 'tag' | 'access' | 'method' | 'url'>,
+      handler: RouteHandler<Q, B>,
+    ): void =>
+      defineRoute(app, { ...shared, method, url, ...def }, handler);
+  return { get: add('GET'), post: add('POST'), put: add('PUT'), patch: add('PATCH'), delete: add('DELETE') };
 }
 
 /** The access rule of the route serving this request (`caller` for routes not defined here). */

@@ -14,7 +14,7 @@ import {
 } from '../../domain/target.js';
 import type { RelayCount, Store } from '../../store/port.js';
 import type { AppDeps } from '../deps.js';
-import { defineRoute } from './define.js';
+import { routeGroup } from './define.js';
 import { principalOf } from './params.js';
 
 type StatusCounts = Record<SyncStatus, number>;
@@ -66,7 +66,7 @@ const targetName = (request: FastifyRequest) => (request.params as { name: strin
  */
 export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void {
   const { command, store } = deps;
-  const tag = 'targets';
+  const routes = routeGroup(app, { tag: 'targets', access: 'admin' });
   const name = { name: z.string().describe('target name') };
   const defaultPubkey = deps.targetDefaults?.pubkey ?? null;
 
@@ -88,13 +88,9 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
   };
   const view = (t: Target) => viewTarget(t, defaultPubkey);
 
-  defineRoute(
-    app,
+  routes.post(
+    '/v1/targets',
     {
-      method: 'POST',
-      url: '/v1/targets',
-      tag,
-      access: 'admin',
       summary: 'Register a zooid instance (answers its pubkey for API_WHITELIST, never its key)',
       body: { schema: createTargetSchema, parsedBy: 'domain', required: true },
       responses: { 201: { description: 'the target' } },
@@ -109,13 +105,9 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
     },
   );
 
-  defineRoute(
-    app,
+  routes.get(
+    '/v1/targets',
     {
-      method: 'GET',
-      url: '/v1/targets',
-      tag,
-      access: 'admin',
       summary:
         'zooid targets: `default` (ZOOID_API_URL) with its last health probe, then the registered ones',
       responses: { 200: { description: '`{"targets": [...]}`' } },
@@ -126,13 +118,9 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
     },
   );
 
-  defineRoute(
-    app,
+  routes.get(
+    '/v1/targets/:name',
     {
-      method: 'GET',
-      url: '/v1/targets/:name',
-      tag,
-      access: 'admin',
       summary: 'A target, the fleets pinned to it and their relays by sync status',
       params: name,
       responses: { 200: { description: 'the target' } },
@@ -152,13 +140,9 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
     },
   );
 
-  defineRoute(
-    app,
+  routes.patch(
+    '/v1/targets/:name',
     {
-      method: 'PATCH',
-      url: '/v1/targets/:name',
-      tag,
-      access: 'admin',
       summary: 'Change a target’s url, secret_key or verify_url (null resets the last two)',
       params: name,
       body: { schema: updateTargetSchema, parsedBy: 'domain', required: true, mergePatch: true },
@@ -175,13 +159,9 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
     },
   );
 
-  defineRoute(
-    app,
+  routes.delete(
+    '/v1/targets/:name',
     {
-      method: 'DELETE',
-      url: '/v1/targets/:name',
-      tag,
-      access: 'admin',
       summary: 'Remove a target (refused while a fleet is pinned to it)',
       params: name,
       responses: { 204: { description: 'removed' } },

@@ -3,18 +3,14 @@ import { z } from 'zod';
 import { createTokenSchema } from '../../auth/tokens.js';
 import { viewToken } from '../../domain/principal.js';
 import type { AppDeps } from '../deps.js';
-import { defineRoute } from './define.js';
+import { routeGroup } from './define.js';
 import { idParam } from './params.js';
 
 export function registerTokenRoutes(app: FastifyInstance, { tokens }: AppDeps): void {
-  const tag = 'tokens';
-  defineRoute(
-    app,
+  const routes = routeGroup(app, { tag: 'tokens', access: 'admin' });
+  routes.post(
+    '/v1/tokens',
     {
-      method: 'POST',
-      url: '/v1/tokens',
-      tag,
-      access: 'admin',
       summary: 'Create a token (the token is shown only in this answer)',
       body: { schema: createTokenSchema, parsedBy: 'domain', required: true },
       responses: { 201: { description: 'the token and its record' } },
@@ -26,13 +22,9 @@ export function registerTokenRoutes(app: FastifyInstance, { tokens }: AppDeps): 
     },
   );
 
-  defineRoute(
-    app,
+  routes.get(
+    '/v1/tokens',
     {
-      method: 'GET',
-      url: '/v1/tokens',
-      tag,
-      access: 'admin',
       summary: 'List tokens (never their values)',
       responses: { 200: { description: '`{"tokens": [...]}`' } },
     },
@@ -41,13 +33,9 @@ export function registerTokenRoutes(app: FastifyInstance, { tokens }: AppDeps): 
     },
   );
 
-  defineRoute(
-    app,
+  routes.delete(
+    '/v1/tokens/:id',
     {
-      method: 'DELETE',
-      url: '/v1/tokens/:id',
-      tag,
-      access: 'admin',
       summary: 'Revoke a token',
       params: { id: z.string().describe('token id') },
       responses: { 204: { description: 'revoked' } },
