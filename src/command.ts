@@ -33,6 +33,7 @@ import {
   DEFAULT_TARGET,
   type FleetRecord,
   type FleetTarget,
+  fleetTargetName,
   newTarget,
   parseTargetInput,
   patchedTarget,
@@ -228,6 +229,13 @@ export class Command {
       deleted: boolean;
       /** secretDigest of the secret zooid now holds; omitted: unchanged. */
       secretDigest?: string;
+      /** The target that acknowledged it (where a live relay lives now); omitted: `default`. */
+      target?: string;
+      /**
+       * The target the relay was deleted from after `target` acknowledged it: a move, recorded
+       * with a `move_relay` activity beside the sync's.
+       */
+      movedFrom?: string;
     },
     actor = 'system:infra',
   ): Promise<CommandResult | null> {
@@ -236,6 +244,7 @@ export class Command {
       if (!current || ack.version < current.sync.syncedVersion) return null;
       const now = this.clock.now();
       const upToDate = ack.version === current.version;
+      const target = ack.target ?? DEFAULT_TARGET;
       const relay: Relay = {
         ...current,
         rev: current.rev + 1,
@@ -249,10 +258,19 @@ export class Command {
           ackedConfig: ack.config,
           ackedDeleted: ack.deleted,
           ackedSecret: ack.secretDigest ?? current.sync.ackedSecret,
+          pushedTarget: ack.deleted ? null : target,
         },
       };
-      const activity = draftActivity('complete_relay_sync', relay, actor, { version: ack.version }, now);
-      return this.commit(relay, activity, current);
+      const activities = [draftActivity('complete_relay_sync', relay, actor, { version: ack.version }, now)];
+      if (ack.movedFrom !== undefined && !ack.deleted) {
+        const payload = { version: ack.version, from: ack.movedFrom, to: target };
+        activities.push(draftActivity('move_relay', relay, actor, payload, now));
+      }
+      const [written] = await this.publish({
+        relays: [{ kind: 'update', relay, previous: current }],
+        activities,
+      });
+      return { relay, activity: written ?? null };
     });
   }
 
@@ -272,7 +290,8 @@ export class Command {
       error: string;
       attempts: number;
       nextAttemptAt: number | null;
-      parked?: { config: Record<string, unknown>; secretDigest: string };
+      /** `target`: where zooid holds the stand-in (it lives there now); omitted: `default`. */
+      parked?: { config: Record<string, unknown>; secretDigest: string; target?: string };
     },
     actor = 'system:infra',
   ): Promise<CommandResult | null> {
@@ -293,7 +312,12 @@ export class Command {
             ? {}
             : { status, error, attempts: failure.attempts, nextAttemptAt: failure.nextAttemptAt }),
           ...(parked
-            ? { ackedConfig: parked.config, ackedDeleted: false, ackedSecret: parked.secretDigest }
+            ? {
+                ackedConfig: parked.config,
+                ackedDeleted: false,
+                ackedSecret: parked.secretDigest,
+                pushedTarget: parked.target ?? DEFAULT_TARGET,
+              }
             : {}),
         },
       };
@@ -501,21 +525,29 @@ export class Command {
 
   /**
    * Pins a fleet to a target (`default` included) or makes it pull-only. An unknown target is
-   * refused (400) and nothing is written.
+   * refused (400) and nothing is written. `moved`: the fleet's live relays that live on another
+   * target than the new one, and which targets push sync deletes them from once it created them on
+   * the new one (none for a pull-only fleet: its relays stay where they are).
    */
-  async setFleetTarget(principal: Principal, fleet: string, target: FleetTarget): Promise<FleetRecord> {
+  async setFleetTarget(
+    principal: Principal,
+    fleet: string,
+    target: FleetTarget,
+  ): Promise<{ fleet: FleetRecord; moved: FleetMove }> {
     assertAdmin(principal, 'choosing a fleet’s target');
     this.fleetStore(fleet);
     if (target.kind === 'target' && target.name !== DEFAULT_TARGET) {
       if (!(await this.store.getTarget(target.name))) throw unknownTarget(target.name, `fleet/${fleet}`);
     }
     const now = this.clock.now();
+    let moved: FleetMove = { relays: 0, from: [], to: fleetTargetName(target) };
     try {
       await this.withCas(async () => {
-        const moved = await this.movedRelays(fleet, target);
-        const resynced = moved.map((r) => resyncedRelay(r, principal, now));
+        const resync = await this.resyncedForTarget(fleet, target);
+        moved = movesOf(resync, target);
+        const resynced = resync.map((r) => resyncedRelay(r, principal, now));
         await this.publish({
-          relays: resynced.map(({ relay }, i) => ({ kind: 'update' as const, relay, previous: moved[i]! })),
+          relays: resynced.map(({ relay }, i) => ({ kind: 'update' as const, relay, previous: resync[i]! })),
           activities: resynced.map(({ activity }) => activity),
           fleets: [{ fleet, target, at: now }],
         });
@@ -525,15 +557,21 @@ export class Command {
       if (err instanceof UnknownTargetError) throw unknownTarget(err.target, `fleet/${fleet}`);
       throw err;
     }
-    return (await this.store.getFleet(fleet)) ?? { name: fleet, target, createdAt: now, updatedAt: now };
+    const record = (await this.store.getFleet(fleet)) ?? {
+      name: fleet,
+      target,
+      createdAt: now,
+      updatedAt: now,
+    };
+    return { fleet: record, moved };
   }
 
   /**
    * A fleet pushed to another target from now on: its live relays, each to be synced again (a
-   * `resync_relay` in the same transaction), so push sync creates it on the new target (PATCH
-   * there answers 404, then POST with its secret). The old target keeps its copy for now.
+   * `resync_relay` in the same transaction). Push sync creates each on the new target with its
+   * secret and then deletes it from the target it lived on (Router, Infra).
    */
-  private async movedRelays(fleet: string, target: FleetTarget): Promise<Relay[]> {
+  private async resyncedForTarget(fleet: string, target: FleetTarget): Promise<Relay[]> {
     const before = (await this.store.getFleet(fleet))?.target ?? { kind: 'default' as const };
     if (!pushedElsewhere(before, target)) return [];
     const heads = await this.store.relayHeads(fleet);
@@ -636,6 +674,23 @@ export class Command {
       }
     }
   }
+}
+
+/** What a fleet's new target moves: how many relays, off which targets, to which. */
+export interface FleetMove {
+  relays: number;
+  from: string[];
+  /** Null: pull-only, nothing moves. */
+  to: string | null;
+}
+
+/** The relays among `relays` that live on another target than `target` (a push target). */
+export function movesOf(relays: readonly Relay[], target: FleetTarget): FleetMove {
+  const to = fleetTargetName(target);
+  if (to === null) return { relays: 0, from: [], to };
+  const leaving = relays.filter((r) => r.sync.pushedTarget !== null && r.sync.pushedTarget !== to);
+  const from = [...new Set(leaving.map((r) => r.sync.pushedTarget!))].sort();
+  return { relays: leaving.length, from, to };
 }
 
 function concurrentApply(fleet: string, version: number): BosunError {

@@ -59,6 +59,7 @@ function rig(limit = 1) {
         onResult(result);
         return result.ok ? { kind: 'synced', version: 1 } : { kind: 'retry', at: 1, error: result.message };
       },
+      removeCopy: async (): Promise<ZooidResult> => ({ ok: true, status: 200, attempts: 1 }),
     }),
     requeue: (relayId) => requeued.push(relayId),
   });

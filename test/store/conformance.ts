@@ -757,6 +757,21 @@ export function storeConformance(
       expect(await store.getRelay('rot')).toEqual(none);
     });
 
+    it('keeps where each relay lives (migration 9: pushed_target), through inserts and updates', async () => {
+      const placed = relay('placed', {
+        sync: { ...relay('placed').sync, ackedDeleted: false, pushedTarget: 'eu-1' },
+      });
+      await store.commit({ relays: [{ kind: 'insert', relay: placed }], activities: [] });
+      expect((await store.getRelay('placed'))!.sync.pushedTarget).toBe('eu-1');
+      const moved = { ...placed, rev: 2, sync: { ...placed.sync, pushedTarget: 'default' } };
+      await store.commit({ relays: [{ kind: 'update', relay: moved, previous: placed }], activities: [] });
+      expect(await store.getRelay('placed')).toEqual(moved);
+      const gone = { ...moved, rev: 3, sync: { ...moved.sync, ackedDeleted: true, pushedTarget: null } };
+      await store.commit({ relays: [{ kind: 'update', relay: gone, previous: moved }], activities: [] });
+      expect(await store.getRelay('placed')).toEqual(gone);
+      expect((await store.getRelays(['placed']))[0]!.sync.pushedTarget).toBeNull();
+    });
+
     const target = (name: string, over: Partial<Target> = {}): Target => ({
       name,
       url: `http://${name}.example.com:3334`,
