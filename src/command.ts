@@ -31,9 +31,11 @@ import {
   assertSigner,
   createTargetSchema,
   DEFAULT_TARGET,
+  type FleetMove,
   type FleetRecord,
   type FleetTarget,
   fleetTargetName,
+  movesOf,
   newTarget,
   parseTargetInput,
   patchedTarget,
@@ -674,23 +676,6 @@ export class Command {
       }
     }
   }
-}
-
-/** What a fleet's new target moves: how many relays, off which targets, to which. */
-export interface FleetMove {
-  relays: number;
-  from: string[];
-  /** Null: pull-only, nothing moves. */
-  to: string | null;
-}
-
-/** The relays among `relays` that live on another target than `target` (a push target). */
-export function movesOf(relays: readonly Relay[], target: FleetTarget): FleetMove {
-  const to = fleetTargetName(target);
-  if (to === null) return { relays: 0, from: [], to };
-  const leaving = relays.filter((r) => r.sync.pushedTarget !== null && r.sync.pushedTarget !== to);
-  const from = [...new Set(leaving.map((r) => r.sync.pushedTarget!))].sort();
-  return { relays: leaving.length, from, to };
 }
 
 function concurrentApply(fleet: string, version: number): BosunError {
