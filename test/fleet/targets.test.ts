@@ -127,7 +127,9 @@ describe('fleet.toml target', () => {
       });
       const line =
         '      moves 2 relays from eu-1 to default; zooid keeps the data of a relay deleted from eu-1';
-      expect(renderPlan(moved.plan)).toContain(line);
+      expect(renderPlan(moved.plan)).toContain(
+        `fleet edge: 0 to create, 0 to update, 0 to delete, 2 unchanged, 0 orphaned\n  ~ target: eu-1 -> default\n${line}`,
+      );
       expect(renderApply(moved.applied)).toContain(line);
       const pull = await sync(withTarget('edge', 'none'), relays);
       expect(pull.plan.target).toEqual({ before: 'default', after: null });
