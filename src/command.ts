@@ -510,11 +510,21 @@ export class Command {
     });
   }
 
-  /** Refused (409, naming them) while fleets are pinned to the target. */
+  /**
+   * Refused (409, naming them) while fleets are pinned to the target, and while relays live on it:
+   * push sync could no longer delete them there.
+   */
   async deleteTarget(principal: Principal, name: string): Promise<void> {
     assertAdmin(principal, 'managing targets');
     assertNotDefault(name);
-    const { deleted, usedBy } = await this.store.deleteTarget(name);
+    const { deleted, usedBy, holding } = await this.store.deleteTarget(name);
+    if (usedBy.length === 0 && holding > 0) {
+      throw new BosunError(
+        'conflict',
+        `target ${name} still holds ${holding} relay${holding > 1 ? 's' : ''} (moving off it to their fleets' targets): remove it once they are moved`,
+        `target/${name}`,
+      );
+    }
     if (usedBy.length > 0) {
       throw new BosunError(
         'conflict',

@@ -122,6 +122,10 @@ describe('moving relays between targets (issue 17.3)', () => {
     expect(midway.error).toMatch(/moving from eu-1 to default: deleting it on eu-1, created on default/);
     // Never deleted before the new target acknowledged it: on both while the delete fails.
     expect(held(zooids, 'e1')).toEqual([0, 1]);
+    // eu-1 still holds it, and only push sync can delete it there: eu-1 cannot be removed yet.
+    const refused = await s.api('DELETE', '/v1/targets/eu-1');
+    expect(refused.status).toBe(409);
+    expect(refused.body.error.message).toMatch(/target eu-1 still holds 1 relay \(moving off it/);
 
     zooids[1]!.setFaults({});
     await until(async () => (await sync(s, 'e1')).target === 'default', 10_000, 'e1 moved');
@@ -129,6 +133,7 @@ describe('moving relays between targets (issue 17.3)', () => {
     expect(await sync(s, 'e1')).toMatchObject({ status: 'synced', error: '' });
     expect((await sync(s, 'e1')).moving).toBeUndefined();
     expect(await moves(s, 'e1')).toEqual([{ version: 1, from: 'eu-1', to: 'default' }]);
+    expect((await s.api('DELETE', '/v1/targets/eu-1')).status).toBe(204);
   });
 
   it('a relay deleted before its move finished is deleted where it lives, and on its new target', async () => {

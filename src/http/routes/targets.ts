@@ -182,7 +182,7 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
       url: '/v1/targets/:name',
       tag,
       access: 'admin',
-      summary: 'Remove a target (refused while a fleet is pinned to it)',
+      summary: 'Remove a target (refused while a fleet is pinned to it or a relay lives on it)',
       params: name,
       responses: { 204: { description: 'removed' } },
       errors: [404, 409],
