@@ -136,9 +136,9 @@ export class Infra {
       this.inDoubt.delete(relayId);
     }
     const started = this.options.clock.now();
-    const { method, result, acked } = opts.elsewhere
+    const { method, result, acked, own } = opts.elsewhere
       ? await this.move(relay, opts.elsewhere, opts)
-      : await this.push(relay, opts);
+      : { ...(await this.push(relay, opts)), own: undefined };
     if (!result.ok && result.inDoubt && this.options.inDoubtHoldMs) {
       this.inDoubt.set(relayId, this.options.clock.now() + this.options.inDoubtHoldMs);
     }
@@ -150,7 +150,8 @@ export class Infra {
       });
     }
     const durationMs = this.options.clock.now() - started;
-    if (method !== 'none') this.options.onResult?.(result);
+    // This target's health reads its own answer: not a failure of the target the relay left.
+    if (method !== 'none') this.options.onResult?.(own ?? result);
     let outcome = await this.report(relay, result, acked, opts.elsewhere?.name);
     // Parking mid-move would record the stand-in here while the relay still lives elsewhere.
     if (!result.ok && result.kind === 'conflict' && !opts.elsewhere)
@@ -175,18 +176,25 @@ export class Infra {
     relay: Relay,
     elsewhere: Elsewhere,
     opts: { force?: boolean; signal?: AbortSignal },
-  ): Promise<{ method: string; result: ZooidResult; acked: Record<string, unknown> | null }> {
+  ): Promise<{
+    method: string;
+    result: ZooidResult;
+    acked: Record<string, unknown> | null;
+    /** This target's answer, when `result` is the other target's failure. */
+    own?: ZooidResult;
+  }> {
     const fresh: Relay =
       relay.deletedAt === null
         ? { ...relay, sync: { ...relay.sync, ackedConfig: null, ackedDeleted: true } }
         : relay;
     const here = await this.push(fresh, { ...opts, force: false });
+    // The step first: a stored error keeps only its first 120 characters.
     const step = relay.deletedAt === null ? 'creating it' : 'deleting it';
     const moving = `moving from ${elsewhere.name} to ${this.target}`;
     if (!here.result.ok) {
       return {
         ...here,
-        result: { ...here.result, message: `${here.result.message} (${moving}: ${step} on ${this.target})` },
+        result: { ...here.result, message: `${moving}: ${step} on ${this.target}: ${here.result.message}` },
       };
     }
     const there = await elsewhere.remove(relay.id, opts.signal);
@@ -195,10 +203,11 @@ export class Infra {
     const { settled: _settled, inDoubt: _inDoubt, ...failure } = there;
     return {
       ...here,
+      own: here.result,
       result: {
         ...failure,
         kind: 'transient',
-        message: `${there.message} (${moving}: deleting it on ${elsewhere.name}, ${relay.deletedAt === null ? 'created' : 'deleted'} on ${this.target})`,
+        message: `${moving}: deleting it on ${elsewhere.name} (${relay.deletedAt === null ? 'created' : 'deleted'} on ${this.target}): ${there.message}`,
       },
     };
   }

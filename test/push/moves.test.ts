@@ -119,7 +119,9 @@ describe('moving relays between targets (issue 17.3)', () => {
     const midway = await sync(s, 'e1');
     expect(midway.target).toBe('eu-1');
     expect(midway.moving).toEqual({ from: 'eu-1', to: 'default' });
-    expect(midway.error).toMatch(/moving from eu-1 to default: deleting it on eu-1, created on default/);
+    expect(midway.error).toMatch(
+      /^moving from eu-1 to default: deleting it on eu-1 \(created on default\): /,
+    );
     // Never deleted before the new target acknowledged it: on both while the delete fails.
     expect(held(zooids, 'e1')).toEqual([0, 1]);
     // eu-1 still holds it, and only push sync can delete it there: eu-1 cannot be removed yet.
@@ -134,6 +136,21 @@ describe('moving relays between targets (issue 17.3)', () => {
     expect((await sync(s, 'e1')).moving).toBeUndefined();
     expect(await moves(s, 'e1')).toEqual([{ version: 1, from: 'eu-1', to: 'default' }]);
     expect((await s.api('DELETE', '/v1/targets/eu-1')).status).toBe(204);
+  });
+
+  it('an old target that refuses connections does not put the new one in backoff', async () => {
+    const { s, zooids } = await threeTargets();
+    await create(s, 'e1', 'eu');
+    await s.peer.observer!.idle();
+    await zooids[1]!.close();
+    expect((await s.api('PUT', '/v1/fleets/eu', { target: 'us-1' })).status).toBe(200);
+    await until(async () => (await sync(s, 'e1')).attempts >= 3, 10_000, 'three tries of the move');
+    expect((await sync(s, 'e1')).error).toMatch(
+      /^moving from eu-1 to us-1: deleting it on eu-1 \(created on us-1\): cannot reach zooid/,
+    );
+    const failing = s.logs.filter((l) => l.includes('zooid target failing'));
+    expect(failing.length).toBeGreaterThan(0);
+    expect(failing.filter((l) => l.includes('"target":"us-1"'))).toEqual([]);
   });
 
   it('a relay deleted before its move finished is deleted where it lives, and on its new target', async () => {
