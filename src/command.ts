@@ -31,8 +31,11 @@ import {
   assertSigner,
   createTargetSchema,
   DEFAULT_TARGET,
+  type FleetMove,
   type FleetRecord,
   type FleetTarget,
+  fleetTargetName,
+  movesOf,
   newTarget,
   parseTargetInput,
   patchedTarget,
@@ -227,6 +230,13 @@ export class Command {
       deleted: boolean;
       /** secretDigest of the secret zooid now holds; omitted: unchanged. */
       secretDigest?: string;
+      /** The target that acknowledged it (where a live relay lives now); omitted: `default`. */
+      target?: string;
+      /**
+       * The target the relay was deleted from after `target` acknowledged it: a move, recorded
+       * with a `move_relay` activity beside the sync's.
+       */
+      movedFrom?: string;
     },
     actor = 'system:infra',
   ): Promise<CommandResult | null> {
@@ -235,6 +245,7 @@ export class Command {
       if (!current || ack.version < current.sync.syncedVersion) return null;
       const now = this.clock.now();
       const upToDate = ack.version === current.version;
+      const target = ack.target ?? DEFAULT_TARGET;
       const relay: Relay = {
         ...current,
         rev: current.rev + 1,
@@ -248,10 +259,19 @@ export class Command {
           ackedConfig: ack.config,
           ackedDeleted: ack.deleted,
           ackedSecret: ack.secretDigest ?? current.sync.ackedSecret,
+          pushedTarget: ack.deleted ? null : target,
         },
       };
-      const activity = draftActivity('complete_relay_sync', relay, actor, { version: ack.version }, now);
-      return this.commit(relay, activity, current);
+      const activities = [draftActivity('complete_relay_sync', relay, actor, { version: ack.version }, now)];
+      if (ack.movedFrom !== undefined && !ack.deleted) {
+        const payload = { version: ack.version, from: ack.movedFrom, to: target };
+        activities.push(draftActivity('move_relay', relay, actor, payload, now));
+      }
+      const [written] = await this.publish({
+        relays: [{ kind: 'update', relay, previous: current }],
+        activities,
+      });
+      return { relay, activity: written ?? null };
     });
   }
 
@@ -271,7 +291,8 @@ export class Command {
       error: string;
       attempts: number;
       nextAttemptAt: number | null;
-      parked?: { config: Record<string, unknown>; secretDigest: string };
+      /** `target`: where zooid holds the stand-in (it lives there now); omitted: `default`. */
+      parked?: { config: Record<string, unknown>; secretDigest: string; target?: string };
     },
     actor = 'system:infra',
   ): Promise<CommandResult | null> {
@@ -292,7 +313,12 @@ export class Command {
             ? {}
             : { status, error, attempts: failure.attempts, nextAttemptAt: failure.nextAttemptAt }),
           ...(parked
-            ? { ackedConfig: parked.config, ackedDeleted: false, ackedSecret: parked.secretDigest }
+            ? {
+                ackedConfig: parked.config,
+                ackedDeleted: false,
+                ackedSecret: parked.secretDigest,
+                pushedTarget: parked.target ?? DEFAULT_TARGET,
+              }
             : {}),
         },
       };
@@ -483,11 +509,21 @@ export class Command {
     });
   }
 
-  /** Refused (409, naming them) while fleets are pinned to the target. */
+  /**
+   * Refused (409, naming them) while fleets are pinned to the target, and while relays live on it:
+   * push sync could no longer delete them there.
+   */
   async deleteTarget(principal: Principal, name: string): Promise<void> {
     assertAdmin(principal, 'managing targets');
     assertNotDefault(name);
-    const { deleted, usedBy } = await this.store.deleteTarget(name);
+    const { deleted, usedBy, holding } = await this.store.deleteTarget(name);
+    if (usedBy.length === 0 && holding > 0) {
+      throw new BosunError(
+        'conflict',
+        `target ${name} still holds ${holding} relay${holding > 1 ? 's' : ''} (moving off it to their fleets' targets): remove it once they are moved`,
+        `target/${name}`,
+      );
+    }
     if (usedBy.length > 0) {
       throw new BosunError(
         'conflict',
@@ -500,21 +536,29 @@ export class Command {
 
   /**
    * Pins a fleet to a target (`default` included) or makes it pull-only. An unknown target is
-   * refused (400) and nothing is written.
+   * refused (400) and nothing is written. `moved`: the fleet's live relays that live on another
+   * target than the new one, and which targets push sync deletes them from once it created them on
+   * the new one (none for a pull-only fleet: its relays stay where they are).
    */
-  async setFleetTarget(principal: Principal, fleet: string, target: FleetTarget): Promise<FleetRecord> {
+  async setFleetTarget(
+    principal: Principal,
+    fleet: string,
+    target: FleetTarget,
+  ): Promise<{ fleet: FleetRecord; moved: FleetMove }> {
     assertAdmin(principal, 'choosing a fleet’s target');
     this.fleetStore(fleet);
     if (target.kind === 'target' && target.name !== DEFAULT_TARGET) {
       if (!(await this.store.getTarget(target.name))) throw unknownTarget(target.name, `fleet/${fleet}`);
     }
     const now = this.clock.now();
+    let moved: FleetMove = { relays: 0, from: [], to: fleetTargetName(target) };
     try {
       await this.withCas(async () => {
-        const moved = await this.movedRelays(fleet, target);
-        const resynced = moved.map((r) => resyncedRelay(r, principal, now));
+        const resync = await this.resyncedForTarget(fleet, target);
+        moved = movesOf(resync, target);
+        const resynced = resync.map((r) => resyncedRelay(r, principal, now));
         await this.publish({
-          relays: resynced.map(({ relay }, i) => ({ kind: 'update' as const, relay, previous: moved[i]! })),
+          relays: resynced.map(({ relay }, i) => ({ kind: 'update' as const, relay, previous: resync[i]! })),
           activities: resynced.map(({ activity }) => activity),
           fleets: [{ fleet, target, at: now }],
         });
@@ -524,15 +568,21 @@ export class Command {
       if (err instanceof UnknownTargetError) throw unknownTarget(err.target, `fleet/${fleet}`);
       throw err;
     }
-    return (await this.store.getFleet(fleet)) ?? { name: fleet, target, createdAt: now, updatedAt: now };
+    const record = (await this.store.getFleet(fleet)) ?? {
+      name: fleet,
+      target,
+      createdAt: now,
+      updatedAt: now,
+    };
+    return { fleet: record, moved };
   }
 
   /**
    * A fleet pushed to another target from now on: its live relays, each to be synced again (a
-   * `resync_relay` in the same transaction), so push sync creates it on the new target (PATCH
-   * there answers 404, then POST with its secret). The old target keeps its copy for now.
+   * `resync_relay` in the same transaction). Push sync creates each on the new target with its
+   * secret and then deletes it from the target it lived on (Router, Infra).
    */
-  private async movedRelays(fleet: string, target: FleetTarget): Promise<Relay[]> {
+  private async resyncedForTarget(fleet: string, target: FleetTarget): Promise<Relay[]> {
     const before = (await this.store.getFleet(fleet))?.target ?? { kind: 'default' as const };
     if (!pushedElsewhere(before, target)) return [];
     const heads = await this.store.relayHeads(fleet);

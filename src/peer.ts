@@ -497,6 +497,7 @@ export class Peer {
     this.zooidClients.add(client);
     return new Infra({
       store: this.workerStore,
+      target: target.name,
       // A Command of its own over the fenced store: sync outcomes of a lost term are refused.
       command: this.command.over(this.workerStore),
       client,

@@ -4,6 +4,7 @@ import { LIVE_STATUSES, type LiveStatus } from './domain/live.js';
 import { type Page, readPage } from './domain/page.js';
 import { canSee, type Principal } from './domain/principal.js';
 import type { Relay, SyncStatus } from './domain/relay.js';
+import { fleetTargetName } from './domain/target.js';
 import type { Store } from './store/port.js';
 
 /** Live relays by sync status, and how many of them are inactive. */
@@ -32,17 +33,21 @@ export class Query {
   }
 
   /**
-   * Relays as readers see them: those of a pull-only fleet say `pull`, as bosun does not push them
-   * (derived from the fleet row on each read, so a fleet that changes target shows at once).
+   * Relays as readers see them, derived from the fleet rows on each read (so a fleet that changes
+   * target shows at once): those of a pull-only fleet say `pull`, as bosun does not push them; a
+   * live relay that lives on another target than its fleet's is `moving` there.
    */
   private async shown(relays: Relay[]): Promise<Relay[]> {
     if (relays.length === 0) return relays;
-    const fleets = await this.store.listFleets();
-    const pullOnly = new Set(fleets.filter((f) => f.target.kind === 'none').map((f) => f.name));
-    if (pullOnly.size === 0) return relays;
-    return relays.map((r) =>
-      pullOnly.has(r.fleet) ? { ...r, sync: { ...r.sync, status: 'pull' as const } } : r,
-    );
+    const fleets = new Map((await this.store.listFleets()).map((f) => [f.name, f.target]));
+    return relays.map((r) => {
+      const target = fleets.get(r.fleet) ?? { kind: 'default' as const };
+      if (target.kind === 'none') return { ...r, sync: { ...r.sync, status: 'pull' as const } };
+      const from = r.sync.pushedTarget;
+      const to = fleetTargetName(target)!;
+      if (r.deletedAt !== null || from === null || from === to) return r;
+      return { ...r, sync: { ...r.sync, moving: { from, to } } };
+    });
   }
 
   async listRelays(

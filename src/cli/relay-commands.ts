@@ -169,10 +169,14 @@ function explicitFlags(cmd: Command): ConfigFlags {
   return out as ConfigFlags;
 }
 
-const RELAY_COLUMNS = ['ID', 'HOST', 'FLEET', 'STATE', 'VERSION', 'SYNC', 'LIVE', 'ERROR'];
+const RELAY_COLUMNS = ['ID', 'HOST', 'FLEET', 'STATE', 'VERSION', 'SYNC', 'TARGET', 'LIVE', 'ERROR'];
 
-/** One relay as a table row: its sync error first, else why it is not live. */
+/**
+ * One relay as a table row: where zooid holds it (`A->B` while it moves from A to B, `-` on no
+ * target), and its sync error first, else why it is not live.
+ */
 function relayRow(r: RelayView) {
+  const { moving, target } = r.sync;
   return [
     r.id,
     r.config.host,
@@ -180,6 +184,7 @@ function relayRow(r: RelayView) {
     r.config.inactive ? 'inactive' : 'active',
     r.version,
     r.sync.status,
+    moving ? `${moving.from}->${moving.to}` : (target ?? '-'),
     r.live?.status ?? 'unknown',
     r.sync.error || r.live?.error || '',
   ];

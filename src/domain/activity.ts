@@ -24,7 +24,17 @@ export const SYNC_TYPES = ['complete_relay_sync', 'fail_relay_sync'] as const;
 export const LIVE_TYPES = ['observe_relay'] as const;
 
 export type RelayChangeType = (typeof RELAY_CHANGE_TYPES)[number];
-export type ActivityType = RelayChangeType | (typeof SYNC_TYPES)[number] | (typeof LIVE_TYPES)[number];
+/**
+ * Push sync moved a relay to its fleet's target: created there, then deleted from the one it lived
+ * on (payload `from`, `to`, `version`). Appended beside the sync's complete_relay_sync.
+ */
+export const MOVE_TYPES = ['move_relay'] as const;
+
+export type ActivityType =
+  | RelayChangeType
+  | (typeof SYNC_TYPES)[number]
+  | (typeof LIVE_TYPES)[number]
+  | (typeof MOVE_TYPES)[number];
 
 export interface Activity {
   id: number;

@@ -48,6 +48,7 @@ export const freshSync = (prev?: SyncState): SyncState => ({
   ackedConfig: prev?.ackedConfig ?? null,
   ackedDeleted: prev?.ackedDeleted ?? true,
   ackedSecret: prev?.ackedSecret ?? null,
+  pushedTarget: prev?.pushedTarget ?? null,
 });
 
 /** An activity of `relay`, recorded with the relay's owner (tenant reads are scoped by it). */

@@ -185,6 +185,18 @@ export interface SyncState {
    * current secret (rows from before migration 3; rotation records the old one first).
    */
   ackedSecret: string | null;
+  /**
+   * The target (`default` or a target's name) on which zooid last acknowledged the relay, i.e. where
+   * it lives now; null where it lives on none (never pushed, or its delete acknowledged). When the
+   * relay's fleet routes it elsewhere, push sync moves it: creates it on the fleet's target, deletes
+   * it here, and only then records the new target (src/push/router.ts).
+   */
+  pushedTarget: string | null;
+  /**
+   * Never stored: set on read (Query) for a live relay whose fleet pushes to another target than
+   * the one it lives on — the move push sync is making (or retrying).
+   */
+  moving?: { from: string; to: string };
 }
 
 export interface Relay {
@@ -232,6 +244,10 @@ export interface RelayView {
     next_attempt_at: string | null;
     synced_version: number;
     last_synced_at: string | null;
+    /** Where the relay lives (pushedTarget); null: on no target. */
+    target: string | null;
+    /** While its fleet's target is another one: the move push sync is making. */
+    moving?: { from: string; to: string };
   };
   /** What zooid was last seen serving (NIP-11 read back); `diff` only when stale. */
   live: {
@@ -264,6 +280,8 @@ export function viewRelay(relay: Relay): RelayView {
       next_attempt_at: iso(relay.sync.nextAttemptAt),
       synced_version: relay.sync.syncedVersion,
       last_synced_at: iso(relay.sync.lastSyncedAt),
+      target: relay.sync.pushedTarget,
+      ...(relay.sync.moving ? { moving: relay.sync.moving } : {}),
     },
     live: {
       status: relay.live.status,

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { BosunError, invalid } from './errors.js';
 import { isValidSecretKey, publicKeyOf } from './keys.js';
-import { describeIssues, fleetNameSchema } from './relay.js';
+import { describeIssues, fleetNameSchema, type Relay } from './relay.js';
 
 /**
  * A zooid management API bosun can push relays to. `default` is not stored: ZOOID_API_URL and
@@ -44,6 +44,23 @@ export const fleetTargetName = (t: FleetTarget): string | null =>
 /** Whether a fleet's relays must be pushed anew when its target goes from `before` to `after`. */
 export const pushedElsewhere = (before: FleetTarget, after: FleetTarget): boolean =>
   after.kind !== 'none' && fleetTargetName(before) !== fleetTargetName(after);
+
+/** What a fleet's new target moves: how many relays, off which targets, to which. */
+export interface FleetMove {
+  relays: number;
+  from: string[];
+  /** Null: pull-only, nothing moves. */
+  to: string | null;
+}
+
+/** The relays among `relays` that live on another target than `target` (a push target). */
+export function movesOf(relays: readonly Relay[], target: FleetTarget): FleetMove {
+  const to = fleetTargetName(target);
+  if (to === null) return { relays: 0, from: [], to };
+  const leaving = relays.filter((r) => r.sync.pushedTarget !== null && r.sync.pushedTarget !== to);
+  const from = [...new Set(leaving.map((r) => r.sync.pushedTarget!))].sort();
+  return { relays: leaving.length, from, to };
+}
 
 /** The inverse of fleetTargetName: null (or `none` in fleet.toml) is pull-only. */
 export const fleetTargetOf = (name: string | null): FleetTarget =>

@@ -38,6 +38,7 @@ import {
   type FleetTarget,
   fleetTargetName,
   fleetTargetOf,
+  movesOf,
   pushedElsewhere,
   unknownTarget,
 } from '../domain/target.js';
@@ -160,7 +161,7 @@ export async function computeFleetChanges(
 
 /**
  * Phase 4b: a fleet pushed to another target from now on syncs again each live relay this apply
- * does not write anyway, so push sync creates it there (the old target keeps its copy for now).
+ * does not write anyway, so push sync moves it there (creates it, then deletes it from the old one).
  */
 async function resyncMoved(
   { store, principal, now }: Apply,
@@ -427,6 +428,26 @@ function orphanChanges(
   }
 }
 
+/**
+ * The target change as the plan shows it, with the relays that move: the fleet's live relays
+ * written by this apply (changed, or resynced for the new target) that live on another target.
+ */
+function shownTarget(
+  fleet: string,
+  change: TargetChange,
+  gathered: Gathered,
+): NonNullable<FleetPlan['target']> {
+  const relays = [...gathered.updates, ...gathered.inserts]
+    .map((w) => w.relay)
+    .filter((r) => r.deletedAt === null && r.fleet === fleet);
+  const moves = movesOf(relays, change.target);
+  return {
+    before: change.before,
+    after: change.after,
+    ...(moves.relays > 0 ? { moves: { relays: moves.relays, from: moves.from } } : {}),
+  };
+}
+
 /** Phase 5: the plan, the new State, and the batch that writes them (none when nothing differs). */
 function assemble(
   { principal, fleet, prune, now, targetChange }: Apply,
@@ -443,7 +464,7 @@ function assemble(
     relays: entries,
     summary,
     changes: summary.create + summary.update + summary.delete > 0 || targetChange !== null,
-    ...(targetChange ? { target: { before: targetChange.before, after: targetChange.after } } : {}),
+    ...(targetChange ? { target: shownTarget(fleet, targetChange, gathered) } : {}),
   };
   const version = baseVersion + 1;
   const state: FleetState = {

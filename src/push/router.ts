@@ -7,7 +7,7 @@ import type { Relay } from '../domain/relay.js';
 import { DEFAULT_TARGET } from '../domain/target.js';
 import type { Store } from '../store/port.js';
 import { type RetryPolicy, retryDelay } from './retry-policy.js';
-import type { SyncOutcome } from './syncer.js';
+import type { Elsewhere, SyncOutcome } from './syncer.js';
 import type { ZooidResult } from './zooid/client.js';
 
 /** Where one target's requests go and the key that signs them. */
@@ -28,8 +28,10 @@ export type Route =
 export interface TargetSyncer {
   syncRelay(
     relayId: string,
-    opts: { force?: boolean; due?: boolean; signal?: AbortSignal },
+    opts: { force?: boolean; due?: boolean; signal?: AbortSignal; elsewhere?: Elsewhere },
   ): Promise<SyncOutcome>;
+  /** Deletes the relay from this target (404: already gone, a success). */
+  removeCopy(relayId: string, signal?: AbortSignal): Promise<ZooidResult>;
 }
 
 export interface RouterOptions {
@@ -95,6 +97,8 @@ interface TargetState {
  */
 export class Router {
   private readonly routes = new Map<string, { route: Route; at: number }>();
+  /** Targets by name, as a relay that lives on one is reached there (same TTL as routes). */
+  private readonly destinations = new Map<string, { route: Route; at: number }>();
   private readonly targets = new Map<string, TargetState>();
   /** Relays held for a backoff that ended early: their stored retry time no longer applies. */
   private readonly released = new Set<string>();
@@ -124,8 +128,17 @@ export class Router {
   /** Forgets every cached route: the next sync of each fleet reads it again. */
   invalidate(): void {
     this.routes.clear();
+    this.destinations.clear();
   }
 
+  /**
+   * Syncs a relay to its fleet's target. A relay that lives on another target (its `pushedTarget`)
+   * is moved: created on the fleet's target, then deleted from the other (Infra, `elsewhere`). A
+   * deleted relay is deleted where it lives — and on its fleet's target too, where a move cut
+   * short may have created it. A live relay of a pull-only fleet is left where it is: bosun no
+   * longer pushes it, and its copy stays on the target it lived on (the fleet's agents may serve it
+   * from there).
+   */
   async syncRelay(
     relayId: string,
     opts: { force?: boolean; signal?: AbortSignal } = {},
@@ -133,11 +146,31 @@ export class Router {
     const relay = await this.options.store.getRelay(relayId);
     if (!relay) return { kind: 'skipped', reason: 'missing' };
     const route = await this.route(relay.fleet, relay.updatedAt);
+    const lives = relay.sync.pushedTarget;
+    const elsewhere = lives !== null && (route.kind !== 'push' || route.target.name !== lives);
+    if (elsewhere && (route.kind === 'push' || relay.deletedAt !== null)) {
+      const from = await this.destination(lives);
+      if (from.kind !== 'push') return this.failUnroutable(relay, from, opts.force ?? false, true);
+      if (route.kind !== 'push') return this.send(relay, this.stateOf(from.target), opts);
+      const fromState = this.stateOf(from.target);
+      const remove = (id: string, signal?: AbortSignal) => fromState.syncer.removeCopy(id, signal);
+      return this.send(relay, this.stateOf(route.target), { ...opts, elsewhere: { name: lives, remove } });
+    }
     if (route.kind === 'pull') return { kind: 'skipped', reason: 'pull_only' };
     if (route.kind === 'unroutable') return this.failUnroutable(relay, route, opts.force ?? false);
-    const state = this.stateOf(route.target);
+    return this.send(relay, this.stateOf(route.target), opts);
+  }
+
+  /** Sends the relay's sync to a target, within its in-flight limit and outside its backoff. */
+  private async send(
+    relay: Relay,
+    state: TargetState,
+    opts: { force?: boolean; signal?: AbortSignal; elsewhere?: Elsewhere },
+  ): Promise<SyncOutcome> {
+    const relayId = relay.id;
     const force = opts.force ?? false;
-    if (state.downUntil > this.options.clock.now()) return this.hold(relay, state, force);
+    if (state.downUntil > this.options.clock.now())
+      return this.hold(relay, state, force, opts.elsewhere !== undefined);
     if (state.inFlight >= this.options.perTargetConcurrency) {
       state.waiting.set(relayId, (state.waiting.get(relayId) ?? false) || force);
       return { kind: 'skipped', reason: 'waiting' };
@@ -165,6 +198,46 @@ export class Router {
     const route = await this.readRoute(fleet);
     this.routes.set(fleet, { route, at: now });
     return route;
+  }
+
+  /**
+   * Where a target is reached, by name: how a relay that lives on one is deleted there. Read at most
+   * once per TTL, like routes.
+   */
+  private async destination(name: string): Promise<Exclude<Route, { kind: 'pull' }>> {
+    const now = this.options.clock.now();
+    const cached = this.destinations.get(name);
+    if (cached && now - cached.at < this.ttlMs && cached.route.kind !== 'pull') return cached.route;
+    const found = await this.readDestination(name);
+    const route: Exclude<Route, { kind: 'pull' }> =
+      found.kind === 'push'
+        ? found
+        : {
+            kind: 'unroutable',
+            target: name,
+            error: `the relay lives on the target ${name}, which bosun cannot reach to delete it there: ${found.error}`,
+          };
+    this.destinations.set(name, { route, at: now });
+    return route;
+  }
+
+  private async readDestination(name: string): Promise<Exclude<Route, { kind: 'pull' }>> {
+    const { url, secretKey } = this.options.defaultTarget;
+    if (name === DEFAULT_TARGET) {
+      if (!url || !secretKey)
+        return { kind: 'unroutable', target: name, error: 'ZOOID_API_URL or BOSUN_SECRET_KEY is not set' };
+      return { kind: 'push', target: { name, url, secretKey } };
+    }
+    const row = await this.options.store.getTarget(name);
+    if (!row) return { kind: 'unroutable', target: name, error: 'it does not exist (any more)' };
+    const key = row.secretKey ?? secretKey;
+    if (!key)
+      return {
+        kind: 'unroutable',
+        target: name,
+        error: 'it has no secret_key and BOSUN_SECRET_KEY is not set',
+      };
+    return { kind: 'push', target: { name: row.name, url: row.url, secretKey: key } };
   }
 
   private async readRoute(fleet: string): Promise<Route> {
@@ -250,10 +323,18 @@ export class Router {
    * A relay whose target is backing off is not sent, but recorded: `retrying`, with the target's
    * error and the end of its backoff, so its state says why it waits and until when.
    */
-  private async hold(relay: Relay, state: TargetState, force: boolean): Promise<SyncOutcome> {
+  private async hold(
+    relay: Relay,
+    state: TargetState,
+    force: boolean,
+    moving: boolean,
+  ): Promise<SyncOutcome> {
     const { status, nextAttemptAt, syncedVersion, ackedDeleted } = relay.sync;
     const upToDate =
-      status === 'synced' && syncedVersion === relay.version && (relay.deletedAt === null || ackedDeleted);
+      !moving &&
+      status === 'synced' &&
+      syncedVersion === relay.version &&
+      (relay.deletedAt === null || ackedDeleted);
     if (!force && status === 'failed') return { kind: 'skipped', reason: 'failed' };
     if (!force && upToDate) return { kind: 'skipped', reason: 'up_to_date' };
     state.held.set(relay.id, (state.held.get(relay.id) ?? false) || force);
@@ -286,11 +367,13 @@ export class Router {
     relay: Relay,
     route: Extract<Route, { kind: 'unroutable' }>,
     force: boolean,
+    leaving = false,
   ): Promise<SyncOutcome> {
     const { status, nextAttemptAt, error, syncedVersion } = relay.sync;
     const now = this.options.clock.now();
-    // Nothing to send: a target gone missing does not fail a relay zooid already has.
-    if (!force && status === 'synced' && syncedVersion === relay.version)
+    // Nothing to send: a target gone missing does not fail a relay zooid already has (unless the
+    // relay must leave the target that went missing: its move is not done).
+    if (!force && !leaving && status === 'synced' && syncedVersion === relay.version)
       return { kind: 'skipped', reason: 'up_to_date' };
     if (!force && error === route.error) {
       if (status === 'failed') return { kind: 'skipped', reason: 'failed' };

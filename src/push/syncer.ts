@@ -5,6 +5,7 @@ import { secretDigest } from '../domain/credentials.js';
 import type { Principal } from '../domain/principal.js';
 import type { Random } from '../domain/random.js';
 import { parkingHost, type Relay } from '../domain/relay.js';
+import { DEFAULT_TARGET } from '../domain/target.js';
 import type { Store } from '../store/port.js';
 import { type RetryPolicy, retryDelay } from './retry-policy.js';
 import { type BlossomS3, patchBody, zooidBody } from './zooid/body.js';
@@ -21,8 +22,19 @@ export type SyncOutcome =
   | { kind: 'retry'; at: number; error: string }
   | { kind: 'failed'; error: string };
 
+/**
+ * The other target a relay must leave during this sync (see Router): the one it lives on, when its
+ * fleet now pushes elsewhere. `remove` deletes it there (a 404 is success: already gone).
+ */
+export interface Elsewhere {
+  name: string;
+  remove: (relayId: string, signal?: AbortSignal) => Promise<ZooidResult>;
+}
+
 export interface InfraOptions {
   store: Store;
+  /** The name of the target this syncer pushes to (recorded as where a relay lives). Default: `default`. */
+  target?: string;
   command: Command;
   client: ZooidClient;
   blossomS3: BlossomS3 | null;
@@ -70,20 +82,37 @@ export class Infra {
     return this.options.client.pubkey;
   }
 
+  private get target(): string {
+    return this.options.target ?? DEFAULT_TARGET;
+  }
+
+  /**
+   * Deletes the relay from this target, where it lives no more once its move is done (Router). A
+   * 404 is success. zooid keeps a deleted relay's data (its `<schema>__*` tables and media).
+   */
+  async removeCopy(relayId: string, signal?: AbortSignal): Promise<ZooidResult> {
+    const result = await this.options.client.remove(relayId, signal ? { signal } : undefined);
+    this.options.onResult?.(result);
+    return !result.ok && result.kind === 'not_found' ? ok() : result;
+  }
+
   /**
    * Syncs one relay. `force` re-asserts a relay bosun believes is up to date (drift repair); `due`
    * sends a retrying relay before its stored retry time (the target it waited for answers again).
+   * `elsewhere`: the relay lives on another target, which it leaves once this one acknowledged it
+   * (a move; or, for a deleted relay, a delete on both).
    */
   async syncRelay(
     relayId: string,
-    opts: { force?: boolean; due?: boolean; signal?: AbortSignal } = {},
+    opts: { force?: boolean; due?: boolean; signal?: AbortSignal; elsewhere?: Elsewhere } = {},
   ): Promise<SyncOutcome> {
     const relay = await this.options.store.getRelay(relayId);
     if (!relay) return { kind: 'skipped', reason: 'missing' };
     const { status, nextAttemptAt, syncedVersion } = relay.sync;
     if (!opts.force) {
       if (status === 'failed') return { kind: 'skipped', reason: 'failed' };
-      if (status === 'synced' && syncedVersion === relay.version)
+      // A relay still living elsewhere is not done, whatever version this target acknowledged.
+      if (status === 'synced' && syncedVersion === relay.version && !opts.elsewhere)
         return { kind: 'skipped', reason: 'up_to_date' };
       if (
         !opts.due &&
@@ -107,7 +136,9 @@ export class Infra {
       this.inDoubt.delete(relayId);
     }
     const started = this.options.clock.now();
-    const { method, result, acked } = await this.push(relay, opts);
+    const { method, result, acked, own } = opts.elsewhere
+      ? await this.move(relay, opts.elsewhere, opts)
+      : { ...(await this.push(relay, opts)), own: undefined };
     if (!result.ok && result.inDoubt && this.options.inDoubtHoldMs) {
       this.inDoubt.set(relayId, this.options.clock.now() + this.options.inDoubtHoldMs);
     }
@@ -119,9 +150,11 @@ export class Infra {
       });
     }
     const durationMs = this.options.clock.now() - started;
-    if (method !== 'none') this.options.onResult?.(result);
-    let outcome = await this.report(relay, result, acked);
-    if (!result.ok && result.kind === 'conflict')
+    // This target's health reads its own answer: not a failure of the target the relay left.
+    if (method !== 'none') this.options.onResult?.(own ?? result);
+    let outcome = await this.report(relay, result, acked, opts.elsewhere?.name);
+    // Parking mid-move would record the stand-in here while the relay still lives elsewhere.
+    if (!result.ok && result.kind === 'conflict' && !opts.elsewhere)
       outcome = (await this.parkOutOfRing(relay, opts)) ?? outcome;
     this.options.onSync?.({ relayId, outcome: outcome.kind, durationMs, method });
     this.options.logger.debug(
@@ -129,6 +162,54 @@ export class Infra {
       'relay sync',
     );
     return outcome;
+  }
+
+  /**
+   * A move: the relay is made to exist here first — created with its secret (POST, or PUT when a
+   * move cut short already created it) — and only once this target acknowledged it is it deleted
+   * from the one it lived on. Never the other way round: a failure at either step leaves it live
+   * on at least one target, and the database still names the old one, so the retry (or the sync
+   * after a restart) does both steps again; each is idempotent. A deleted relay is deleted here
+   * (a move cut short may have created it) and there.
+   */
+  private async move(
+    relay: Relay,
+    elsewhere: Elsewhere,
+    opts: { force?: boolean; signal?: AbortSignal },
+  ): Promise<{
+    method: string;
+    result: ZooidResult;
+    acked: Record<string, unknown> | null;
+    /** This target's answer, when `result` is the other target's failure. */
+    own?: ZooidResult;
+  }> {
+    const fresh: Relay =
+      relay.deletedAt === null
+        ? { ...relay, sync: { ...relay.sync, ackedConfig: null, ackedDeleted: true } }
+        : relay;
+    const here = await this.push(fresh, { ...opts, force: false });
+    // The step first: a stored error keeps only its first 120 characters.
+    const step = relay.deletedAt === null ? 'creating it' : 'deleting it';
+    const moving = `moving from ${elsewhere.name} to ${this.target}`;
+    if (!here.result.ok) {
+      return {
+        ...here,
+        result: { ...here.result, message: `${moving}: ${step} on ${this.target}: ${here.result.message}` },
+      };
+    }
+    const there = await elsewhere.remove(relay.id, opts.signal);
+    if (there.ok) return here;
+    // Whatever zooid said, the copy there is still to delete: retried like a transient failure.
+    const { settled: _settled, inDoubt: _inDoubt, ...failure } = there;
+    return {
+      ...here,
+      own: here.result,
+      result: {
+        ...failure,
+        kind: 'transient',
+        message: `${moving}: deleting it on ${elsewhere.name} (${relay.deletedAt === null ? 'created' : 'deleted'} on ${this.target}): ${there.message}`,
+      },
+    };
   }
 
   private async push(
@@ -223,7 +304,7 @@ export class Infra {
       error,
       attempts: relay.sync.attempts + 1,
       nextAttemptAt: null,
-      parked: { config: acked, secretDigest: secretDigest(relay.secret) },
+      parked: { config: acked, secretDigest: secretDigest(relay.secret), target: this.target },
     });
     this.options.logger.warn(
       { relayId: relay.id, version: relay.version, host: relay.config.host, parkedOn: parking },
@@ -260,6 +341,7 @@ export class Infra {
     relay: Relay,
     result: ZooidResult,
     acked: Record<string, unknown> | null,
+    movedFrom?: string,
   ): Promise<SyncOutcome> {
     const { command, clock, random, retry } = this.options;
     if (result.ok) {
@@ -267,7 +349,9 @@ export class Infra {
         version: relay.version,
         config: acked,
         deleted: relay.deletedAt !== null,
+        target: this.target,
         ...(relay.deletedAt === null ? { secretDigest: secretDigest(relay.secret) } : {}),
+        ...(movedFrom !== undefined ? { movedFrom } : {}),
       });
       await this.wakeConflicted(relay, acked);
       return { kind: 'synced', version: relay.version };

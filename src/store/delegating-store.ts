@@ -93,7 +93,7 @@ export abstract class DelegatingStore implements Store {
     return this.write(() => this.store.updateTarget(target, previous), isTrue);
   }
 
-  deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[] }> {
+  deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[]; holding: number }> {
     return this.write(
       () => this.store.deleteTarget(name),
       (r) => r.deleted,

@@ -231,10 +231,11 @@ export interface Store {
   /** Replaces a target if its rev is still `previous.rev`; false when it moved (or is gone). */
   updateTarget(target: Target, previous: Target): Promise<boolean>;
   /**
-   * Deletes a target unless a fleet is pinned to it: then nothing is deleted and `usedBy` names
-   * those fleets. `deleted` is false when there was no such target.
+   * Deletes a target unless a fleet is pinned to it or a relay lives on it (`pushed_target`, e.g.
+   * one still moving off it): then nothing is deleted, `usedBy` names those fleets and `holding`
+   * counts those relays. `deleted` is false when there was no such target.
    */
-  deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[] }>;
+  deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[]; holding: number }>;
   getTarget(name: string): Promise<Target | undefined>;
   /** Every stored target, by name (`default` is not stored). */
   listTargets(): Promise<Target[]>;

@@ -44,6 +44,7 @@ export interface RelayRow {
   live_diff: string | null;
   live_repairs: number;
   live_next_repair_at: number | null;
+  pushed_target: string | null;
 }
 
 export interface FleetStateRow {
@@ -119,6 +120,7 @@ export const RELAY_COLUMNS = [
   'live_diff',
   'live_repairs',
   'live_next_repair_at',
+  'pushed_target',
 ] as const;
 
 /**
@@ -172,6 +174,7 @@ export function toRow(
     live_diff: sameDiff ? basis!.row.live_diff : r.live.diff === null ? null : JSON.stringify(r.live.diff),
     live_repairs: r.live.repairs,
     live_next_repair_at: r.live.nextRepairAt,
+    pushed_target: r.sync.pushedTarget,
   };
 }
 
@@ -199,6 +202,7 @@ export function fromRow(row: RelayRow): Relay {
         row.acked_config === null ? null : (JSON.parse(row.acked_config) as Record<string, unknown>),
       ackedDeleted: row.acked_deleted === true || row.acked_deleted === 1,
       ackedSecret: row.acked_secret,
+      pushedTarget: row.pushed_target,
     },
     expiring: JSON.parse(row.expiring) as ExpiringCredential[],
     live: {

@@ -96,6 +96,51 @@ describe('fleet.toml target', () => {
     }
   });
 
+  it('says how many relays a target change moves, and from where; pull-only leaves them in place', async () => {
+    const rig = dbRig();
+    try {
+      await rig.store.insertTarget(eu(1));
+      const sync = async (text: string, relays: Record<string, string>) => {
+        const dir = writeFleet(join(root.path, 'moves'), text, relays);
+        const syncer = await DbSyncer.fromDir({ ...rig, principal: ADMIN, dir });
+        const plan = await syncer.plan();
+        await syncer.sync();
+        return { plan, applied: syncer.lastResult() };
+      };
+      const relays = { 'e1.toml': relayFile('e1.example.com'), 'e2.toml': relayFile('e2.example.com') };
+      await sync(withTarget('edge', 'eu-1'), relays);
+      // As push sync leaves them: acknowledged on eu-1.
+      for (const id of ['e1', 'e2']) {
+        const previous = (await rig.store.getRelay(id))!;
+        const relay = {
+          ...previous,
+          rev: previous.rev + 1,
+          sync: { ...previous.sync, status: 'synced' as const, ackedDeleted: false, pushedTarget: 'eu-1' },
+        };
+        await rig.store.commit({ relays: [{ kind: 'update', relay, previous }], activities: [] });
+      }
+      const moved = await sync(withTarget('edge', 'default'), relays);
+      expect(moved.plan.target).toEqual({
+        before: 'eu-1',
+        after: 'default',
+        moves: { relays: 2, from: ['eu-1'] },
+      });
+      const line =
+        '      moves 2 relays from eu-1 to default; zooid keeps the data of a relay deleted from eu-1';
+      expect(renderPlan(moved.plan)).toContain(
+        `fleet edge: 0 to create, 0 to update, 0 to delete, 2 unchanged, 0 orphaned\n  ~ target: eu-1 -> default\n${line}`,
+      );
+      expect(renderApply(moved.applied)).toContain(line);
+      const pull = await sync(withTarget('edge', 'none'), relays);
+      expect(pull.plan.target).toEqual({ before: 'default', after: null });
+      expect(renderPlan(pull.plan)).toContain(
+        '      its relays stay on the targets they are on: bosun no longer pushes them, nor deletes them there',
+      );
+    } finally {
+      await rig.close();
+    }
+  });
+
   it('refuses a bad target value in fleet.toml, naming the line', async () => {
     const dir = writeFleet(join(root.path, 'bad'), withTarget('edge', 'EU 1'), {
       'e1.toml': relayFile('e1.example.com'),

@@ -93,9 +93,9 @@ describe('live verification against the zooid emulator', () => {
     const cli = spawnBosun(['relay', 'list'], { BOSUN_SERVER: planet.bosun.url, BOSUN_TOKEN: ADMIN_TOKEN });
     expect((await cli.exited).code).toBe(0);
     const table = cli.output();
-    expect(table).toMatch(/^ID\s+HOST\s+FLEET\s+STATE\s+VERSION\s+SYNC\s+LIVE\s+ERROR/m);
+    expect(table).toMatch(/^ID\s+HOST\s+FLEET\s+STATE\s+VERSION\s+SYNC\s+TARGET\s+LIVE\s+ERROR/m);
     const row = (id: string, state: string, live: string) =>
-      new RegExp(`^${id}\\s+\\S+\\s+default\\s+${state}\\s+\\d+\\s+synced\\s+${live}\\b`, 'm');
+      new RegExp(`^${id}\\s+\\S+\\s+default\\s+${state}\\s+\\d+\\s+synced\\s+default\\s+${live}\\b`, 'm');
     expect(table).toMatch(row('ok', 'active', 'live'));
     expect(table).toMatch(row('broken', 'active', 'not_served'));
     expect(table).toMatch(row('twin', 'active', 'wrong_identity'));

@@ -38,7 +38,7 @@ function rig(limit = 1) {
       });
     },
   } as unknown as Command;
-  const calls: { target: string; relayId: string; due?: boolean }[] = [];
+  const calls: { target: string; relayId: string; due?: boolean; from?: string }[] = [];
   const gates = new Map<string, (result?: ZooidResult) => void>();
   const requeued: string[] = [];
   const router = new Router({
@@ -51,14 +51,23 @@ function rig(limit = 1) {
     defaultTarget: { url: 'http://default.test', secretKey: KEY },
     perTargetConcurrency: limit,
     syncerFor: (target: Destination, onResult: (result: ZooidResult) => void) => ({
-      syncRelay: async (relayId: string, opts: { due?: boolean }): Promise<SyncOutcome> => {
-        calls.push({ target: target.name, relayId, ...(opts.due ? { due: true } : {}) });
+      syncRelay: async (
+        relayId: string,
+        opts: { due?: boolean; elsewhere?: { name: string } },
+      ): Promise<SyncOutcome> => {
+        calls.push({
+          target: target.name,
+          relayId,
+          ...(opts.due ? { due: true } : {}),
+          ...(opts.elsewhere ? { from: opts.elsewhere.name } : {}),
+        });
         const result = await new Promise<ZooidResult>((resolve) =>
           gates.set(relayId, (r = { ok: true, status: 200, attempts: 1 }) => resolve(r)),
         );
         onResult(result);
         return result.ok ? { kind: 'synced', version: 1 } : { kind: 'retry', at: 1, error: result.message };
       },
+      removeCopy: async (): Promise<ZooidResult> => ({ ok: true, status: 200, attempts: 1 }),
     }),
     requeue: (relayId) => requeued.push(relayId),
   });
@@ -76,7 +85,16 @@ function rig(limit = 1) {
     });
   const relay = (id: string, fleetName: string) =>
     relays.set(id, relayRecord(id, publicKeyOf(KEY), { fleet: fleetName }));
-  return { clock, router, fleet, target, relay, failures, calls, gates, requeued, reads };
+  /** Where zooid holds the relay (pushedTarget), and whether it is deleted. */
+  const place = (id: string, on: string, deleted = false) => {
+    const r = relays.get(id)!;
+    relays.set(id, {
+      ...r,
+      deletedAt: deleted ? 1 : null,
+      sync: { ...r.sync, status: 'pending', ackedDeleted: false, pushedTarget: on },
+    });
+  };
+  return { clock, router, fleet, target, relay, place, failures, calls, gates, requeued, reads };
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -94,6 +112,46 @@ describe('Router', () => {
     expect(r.failures).toHaveLength(1);
     expect(await r.router.syncRelay('a')).toMatchObject({ kind: 'skipped', reason: 'not_due' });
     expect(r.failures).toHaveLength(1);
+    expect(r.calls).toEqual([]);
+  });
+
+  it('moves a relay that lives elsewhere through its fleet target, naming the target it leaves', async () => {
+    const r = rig();
+    r.target('eu-1');
+    r.fleet('eu', { kind: 'target', name: 'eu-1' });
+    r.relay('a', 'eu');
+    r.place('a', 'default');
+    const sync = r.router.syncRelay('a');
+    await tick();
+    r.gates.get('a')!();
+    expect(await sync).toEqual({ kind: 'synced', version: 1 });
+    expect(r.calls).toEqual([{ target: 'eu-1', relayId: 'a', from: 'default' }]);
+  });
+
+  it('a pull-only fleet: a live relay stays where it is; a deleted one is deleted where it lives', async () => {
+    const r = rig();
+    r.target('eu-1');
+    r.fleet('agents', { kind: 'none' });
+    r.relay('live', 'agents');
+    r.place('live', 'eu-1');
+    expect(await r.router.syncRelay('live')).toEqual({ kind: 'skipped', reason: 'pull_only' });
+    r.relay('gone', 'agents');
+    r.place('gone', 'eu-1', true);
+    const sync = r.router.syncRelay('gone');
+    await tick();
+    r.gates.get('gone')!();
+    await sync;
+    expect(r.calls).toEqual([{ target: 'eu-1', relayId: 'gone' }]);
+  });
+
+  it('a relay on a target bosun cannot reach any more fails with that target named', async () => {
+    const r = rig();
+    r.relay('a', 'default');
+    r.place('a', 'vanished');
+    expect(await r.router.syncRelay('a')).toMatchObject({
+      kind: 'retry',
+      error: expect.stringMatching(/^the relay lives on the target vanished, which bosun cannot reach/),
+    });
     expect(r.calls).toEqual([]);
   });
 

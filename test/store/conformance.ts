@@ -756,6 +756,34 @@ export function storeConformance(
       expect(await store.getRelay('rot')).toEqual(none);
     });
 
+    it('keeps where each relay lives (migration 9: pushed_target), through inserts and updates', async () => {
+      const placed = relay('placed', {
+        sync: { ...relay('placed').sync, ackedDeleted: false, pushedTarget: 'eu-1' },
+      });
+      await store.commit({ relays: [{ kind: 'insert', relay: placed }], activities: [] });
+      expect((await store.getRelay('placed'))!.sync.pushedTarget).toBe('eu-1');
+      const moved = { ...placed, rev: 2, sync: { ...placed.sync, pushedTarget: 'default' } };
+      await store.commit({ relays: [{ kind: 'update', relay: moved, previous: placed }], activities: [] });
+      expect(await store.getRelay('placed')).toEqual(moved);
+      const gone = { ...moved, rev: 3, sync: { ...moved.sync, ackedDeleted: true, pushedTarget: null } };
+      await store.commit({ relays: [{ kind: 'update', relay: gone, previous: moved }], activities: [] });
+      expect(await store.getRelay('placed')).toEqual(gone);
+      expect((await store.getRelays(['placed']))[0]!.sync.pushedTarget).toBeNull();
+    });
+
+    it('refuses to delete a target a relay lives on, counting them', async () => {
+      await store.insertTarget!(target('old'));
+      const on = relay('on-old', {
+        sync: { ...relay('on-old').sync, ackedDeleted: false, pushedTarget: 'old' },
+      });
+      await store.commit({ relays: [{ kind: 'insert', relay: on }], activities: [] });
+      expect(await store.deleteTarget!('old')).toEqual({ deleted: false, usedBy: [], holding: 1 });
+      expect(await store.getTarget!('old')).toBeDefined();
+      const off = { ...on, rev: 2, sync: { ...on.sync, pushedTarget: 'default' } };
+      await store.commit({ relays: [{ kind: 'update', relay: off, previous: on }], activities: [] });
+      expect(await store.deleteTarget!('old')).toEqual({ deleted: true, usedBy: [], holding: 0 });
+    });
+
     const target = (name: string, over: Partial<Target> = {}): Target => ({
       name,
       url: `http://${name}.example.com:3334`,
@@ -817,10 +845,10 @@ export function storeConformance(
       expect(await store.getFleet('core')).toBeUndefined();
       expect(await store.lastActivityId()).toBe(0);
 
-      expect(await store.deleteTarget('eu-1')).toEqual({ deleted: false, usedBy: ['edge'] });
+      expect(await store.deleteTarget('eu-1')).toEqual({ deleted: false, usedBy: ['edge'], holding: 0 });
       expect(await store.getTarget('eu-1')).toBeDefined();
-      expect(await store.deleteTarget('spare')).toEqual({ deleted: true, usedBy: [] });
-      expect(await store.deleteTarget('spare')).toEqual({ deleted: false, usedBy: [] });
+      expect(await store.deleteTarget('spare')).toEqual({ deleted: true, usedBy: [], holding: 0 });
+      expect(await store.deleteTarget('spare')).toEqual({ deleted: false, usedBy: [], holding: 0 });
 
       // Back to the default target: the row stays, with its first time.
       await store.commit({
@@ -832,7 +860,7 @@ export function storeConformance(
         { name: 'edge', target: { kind: 'default' }, createdAt: 1000, updatedAt: 3000 },
         { name: 'pull', target: { kind: 'none' }, createdAt: 1000, updatedAt: 1000 },
       ]);
-      expect(await store.deleteTarget('eu-1')).toEqual({ deleted: true, usedBy: [] });
+      expect(await store.deleteTarget('eu-1')).toEqual({ deleted: true, usedBy: [], holding: 0 });
     });
 
     it('finds relays needing a sync', async () => {

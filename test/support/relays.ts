@@ -42,6 +42,7 @@ export function relayRecord(id: string, pubkey: string, over: Partial<Relay> = {
       ackedConfig: null,
       ackedDeleted: true,
       ackedSecret: null,
+      pushedTarget: null,
     },
     expiring: [],
     live: UNKNOWN_LIVE,

@@ -25,8 +25,15 @@ export interface FleetPlan {
   summary: Record<PlanAction, number>;
   /** True when applying would create, update or delete a relay, or change the fleet's target. */
   changes: boolean;
-  /** The fleet's target (a name, `default`, or null: pull-only) when the files change it. */
-  target?: { before: string | null; after: string | null };
+  /**
+   * The fleet's target (a name, `default`, or null: pull-only) when the files change it; `moves`:
+   * how many of its relays live on other targets (`from`), which push sync moves to `after`.
+   */
+  target?: {
+    before: string | null;
+    after: string | null;
+    moves?: { relays: number; from: string[] };
+  };
 }
 
 /** A relay whose zooid sync this apply enqueued (created or updated), to follow with `--wait`. */
@@ -64,8 +71,7 @@ export function renderPlan(plan: FleetPlan): string {
     `fleet ${plan.fleet}: ${s.create} to create, ${s.update} to update, ${s.delete} to delete, ` +
       `${s.unchanged} unchanged, ${s.orphaned} orphaned`,
   ];
-  if (plan.target)
-    lines.push(`  ~ target: ${targetName(plan.target.before)} -> ${targetName(plan.target.after)}`);
+  if (plan.target) lines.push(...targetLines(plan.target));
   for (const e of plan.relays) {
     const where = e.file ? ` (${e.file})` : '';
     switch (e.action) {
@@ -97,11 +103,28 @@ export function renderPlan(plan: FleetPlan): string {
 
 const targetName = (t: string | null) => (t === null ? 'none (pull-only)' : t);
 
+function targetLines(target: NonNullable<FleetPlan['target']>): string[] {
+  const lines = [`  ~ target: ${targetName(target.before)} -> ${targetName(target.after)}`];
+  const { moves } = target;
+  if (moves && target.after !== null) {
+    const from = moves.from.join(', ');
+    lines.push(
+      `      moves ${moves.relays} relay${moves.relays === 1 ? '' : 's'} from ${from} to ${target.after}; ` +
+        `zooid keeps the data of a relay deleted from ${from}`,
+    );
+  }
+  if (target.after === null && target.before !== null)
+    lines.push(
+      '      its relays stay on the targets they are on: bosun no longer pushes them, nor deletes them there',
+    );
+  return lines;
+}
+
 export function renderApply(result: FleetApplyResult): string {
   const s = result.plan.summary;
   const lines: string[] = [];
   const { target } = result.plan;
-  if (target) lines.push(`  ~ target: ${targetName(target.before)} -> ${targetName(target.after)}`);
+  if (target) lines.push(...targetLines(target));
   for (const e of result.plan.relays) {
     if (e.action === 'create') lines.push(`  + ${e.id}: created`);
     else if (e.action === 'update')

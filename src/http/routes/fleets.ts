@@ -110,13 +110,18 @@ export function registerFleetRoutes(app: FastifyInstance, { command, store }: Ap
       summary: 'Pin a fleet to a target (`default` included), or make it pull-only with `null`',
       params: name,
       body: { schema: fleetTargetBodySchema, parsedBy: 'route', required: true },
-      responses: { 200: { description: '`{"name", "target"}`' } },
+      responses: {
+        200: {
+          description:
+            '`{"name", "target", "moved": {"relays", "from", "to"}}`: `moved` counts the live relays that push sync moves (creates on the new target, then deletes from each target in `from`; zooid keeps the data of a relay deleted from a target). A pull-only fleet moves nothing: its relays stay where they are',
+        },
+      },
     },
     async (request, _reply, { body }) => {
       const principal = principalOf(request);
       const fleet = nameParam(request);
-      const record = await command.setFleetTarget(principal, fleet, fleetTargetOf(body.target));
-      return { name: record.name, target: fleetTargetName(record.target) };
+      const set = await command.setFleetTarget(principal, fleet, fleetTargetOf(body.target));
+      return { name: set.fleet.name, target: fleetTargetName(set.fleet.target), moved: set.moved };
     },
   );
 }

@@ -54,6 +54,16 @@ const relayViewSchema = z.object({
       next_attempt_at: isoTime.nullable(),
       synced_version: z.number().int(),
       last_synced_at: isoTime.nullable(),
+      target: z
+        .string()
+        .nullable()
+        .describe('the target (`default` or a target name) on which zooid holds the relay; null: on none'),
+      moving: z
+        .object({ from: z.string(), to: z.string() })
+        .optional()
+        .describe(
+          "only while the relay's fleet pushes to another target than the one it is on: push sync creates it on `to`, then deletes it from `from` (zooid keeps a deleted relay's data there)",
+        ),
     })
     .describe('whether zooid accepted the config (push sync)'),
   live: z

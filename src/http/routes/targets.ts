@@ -162,7 +162,7 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
   routes.delete(
     '/v1/targets/:name',
     {
-      summary: 'Remove a target (refused while a fleet is pinned to it)',
+      summary: 'Remove a target (refused while a fleet is pinned to it or a relay lives on it)',
       params: name,
       responses: { 204: { description: 'removed' } },
       errors: [404, 409],

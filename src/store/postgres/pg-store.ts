@@ -526,7 +526,7 @@ export class PostgresStore implements Store {
    * Checks the fleets and deletes in one transaction; a fleet pinned meanwhile by another
    * transaction makes the foreign key refuse the delete, and is then named like the others.
    */
-  async deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[] }> {
+  async deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[]; holding: number }> {
     const using = (client: pg.PoolClient) =>
       client
         .query<{ name: string }>({
@@ -539,13 +539,20 @@ export class PostgresStore implements Store {
       try {
         return await this.transaction(async (client) => {
           const usedBy = await using(client);
-          if (usedBy.length > 0) return { deleted: false, usedBy };
+          // A scan: deleting a target is rare, and an index would be written on every move.
+          const held = await client.query<{ n: string }>({
+            name: 'bosun_relays_on_target',
+            text: 'SELECT COUNT(*) AS n FROM relays WHERE pushed_target = $1',
+            values: [name],
+          });
+          const holding = Number(held.rows[0]!.n);
+          if (usedBy.length > 0 || holding > 0) return { deleted: false, usedBy, holding };
           const res = await client.query({
             name: 'bosun_delete_target',
             text: 'DELETE FROM targets WHERE name = $1',
             values: [name],
           });
-          return { deleted: res.rowCount === 1, usedBy };
+          return { deleted: res.rowCount === 1, usedBy, holding };
         });
       } catch (err) {
         // A fleet pinned after the check: look again (it is named this time).

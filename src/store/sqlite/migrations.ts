@@ -204,4 +204,19 @@ export const migrations: { version: number; name: string; sql: string; sqliteOnl
       CREATE INDEX relays_live ON relays(live_status, id);
     `,
   },
+  {
+    version: 9,
+    name: 'where each relay lives',
+    sql: `
+      -- The target on which zooid last acknowledged each relay (where it lives); NULL: on none.
+      -- Push sync moves a relay whose fleet now pushes elsewhere (create there, delete here) and
+      -- only then writes the new target. Rows zooid holds are taken to live on their fleet's
+      -- target as it is now, or default (the best that is known: before this column, a fleet that
+      -- changed target left its relays' old copies where they were, unrecorded).
+      ALTER TABLE relays ADD COLUMN pushed_target TEXT;
+      UPDATE relays SET pushed_target = COALESCE(
+          (SELECT f.target FROM fleets f WHERE f.name = relays.fleet), 'default')
+        WHERE acked_deleted = 0;
+    `,
+  },
 ];

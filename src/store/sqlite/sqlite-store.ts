@@ -217,6 +217,8 @@ function targetStatements(db: Database.Database) {
     getTarget: db.prepare('SELECT * FROM targets WHERE name = ?'),
     listTargets: db.prepare('SELECT * FROM targets ORDER BY name'),
     fleetsUsing: db.prepare('SELECT name FROM fleets WHERE target = ? ORDER BY name'),
+    // A scan: deleting a target is rare, and an index would be written on every move.
+    relaysOnTarget: db.prepare('SELECT COUNT(*) AS n FROM relays WHERE pushed_target = ?'),
     getFleet: db.prepare('SELECT * FROM fleets WHERE name = ?'),
     listFleets: db.prepare('SELECT * FROM fleets ORDER BY name'),
     setFleet: db.prepare(
@@ -451,12 +453,13 @@ export class SqliteStore implements Store {
     return this.stmts.updateTarget.run(row).changes === 1;
   }
 
-  async deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[] }> {
+  async deleteTarget(name: string): Promise<{ deleted: boolean; usedBy: string[]; holding: number }> {
     return this.db
       .transaction(() => {
         const usedBy = (this.stmts.fleetsUsing.all(name) as { name: string }[]).map((r) => r.name);
-        if (usedBy.length > 0) return { deleted: false, usedBy };
-        return { deleted: this.stmts.deleteTarget.run(name).changes === 1, usedBy };
+        const holding = (this.stmts.relaysOnTarget.get(name) as { n: number }).n;
+        if (usedBy.length > 0 || holding > 0) return { deleted: false, usedBy, holding };
+        return { deleted: this.stmts.deleteTarget.run(name).changes === 1, usedBy, holding };
       })
       .immediate();
   }

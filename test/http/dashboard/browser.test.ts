@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startZooidEmulator } from '../../../src/push/zooid/emulator.js';
 import { type Probe, probe } from '../../pull/sse-probe.js';
 import { ARTIFACTS, launchBrowser, SKIP_BROWSER } from '../../support/browser.js';
 import { ADMIN_TOKEN, keypair, relayBody } from '../../support/env.js';
@@ -338,6 +339,30 @@ describe.skipIf(SKIP_BROWSER)('dashboard in a browser', () => {
       expect(await alice.evaluate(() => (globalThis as any).sessionStorage.length)).toBe(0);
     } finally {
       await ctx.close();
+    }
+  });
+  it('shows where a relay lives and its move to its fleet’s new target, then the move in its history', async () => {
+    const other = await startZooidEmulator({ whitelist: [planet.bosunPubkey] });
+    try {
+      expect((await api('POST', '/v1/targets', { name: 'eu-1', url: other.url })).status).toBe(201);
+      await api('POST', '/v1/relays', relayBody('mv-1', owner.pubkey, { fleet: 'mv' }));
+      await planet.idle();
+      // The old target refuses deletes: the relay stays on it, created on eu-1, its move pending.
+      planet.zooid.setFaults({ statusOverride: { DELETE: 500 } });
+      expect((await api('PUT', '/v1/fleets/mv', { target: 'eu-1' })).body.moved.relays).toBe(1);
+      await expect.poll(async () => (await api('GET', '/v1/relays/mv-1')).body.sync.error).toMatch(/moving/);
+      await page.goto(`${planet.bosun.url}/#/relay/mv-1`);
+      await page.waitForSelector('main[data-view="relay:mv-1"][data-loaded="true"]');
+      expect(await page.textContent('#relay-target')).toBe('default → eu-1 (moving)');
+      planet.zooid.setFaults({});
+      await page.click('main button[data-resync="mv-1"]');
+      await expect.poll(() => page.textContent('#relay-target')).toBe('eu-1');
+      expect(await page.textContent('#history')).toContain('moved from default to eu-1');
+      expect(other.relays().has('mv-1')).toBe(true);
+      expect(planet.zooid.relays().has('mv-1')).toBe(false);
+    } finally {
+      planet.zooid.setFaults({});
+      await other.close();
     }
   });
 });

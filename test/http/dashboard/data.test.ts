@@ -289,6 +289,7 @@ describe('configDiff', () => {
       ackedConfig: null,
       ackedDeleted: true,
       ackedSecret: null,
+      pushedTarget: null,
       ...over,
     },
   });

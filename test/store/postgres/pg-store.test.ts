@@ -197,7 +197,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
           await insertOldRelay(
             c,
             relayRecord(id, pubkey, { owner, version }),
-            (col) => col !== 'created_version' && !col.startsWith('live_'),
+            (col) => col !== 'created_version' && !col.startsWith('live_') && col !== 'pushed_target',
           );
         }
         for (const [type, id, version] of MIGRATION_6_ACTIVITIES) {
@@ -218,13 +218,42 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
         await insertOldRelay(
           c,
           relayRecord('a', pubkey, { fleet: 'edge' }),
-          (col) => !col.startsWith('live_'),
+          (col) => !col.startsWith('live_') && col !== 'pushed_target',
         );
       });
       expect(await store.getRelay('a')).toMatchObject({ fleet: 'edge' });
       expect(await store.listTargets()).toEqual([]);
       expect(await store.listFleets()).toEqual([]);
       expect(await store.getFleet('edge')).toBeUndefined();
+      await store.close();
+    });
+    it('migration 9 records where each relay zooid holds lives: its fleet target, default without one', async () => {
+      const { pubkey } = keypair();
+      const held = (id: string, fleet: string) =>
+        relayRecord(id, pubkey, { fleet, sync: { ...relayRecord(id, pubkey).sync, ackedDeleted: false } });
+      const store = await upgraded(8, async (c) => {
+        await c.query(
+          "INSERT INTO targets (name, url, rev, created_at, updated_at) VALUES ('eu-1', 'http://eu.test', 1, 0, 0)",
+        );
+        await c.query(
+          "INSERT INTO fleets (name, target, created_at, updated_at) VALUES ('eu', 'eu-1', 0, 0)",
+        );
+        await c.query(
+          "INSERT INTO fleets (name, pull_only, created_at, updated_at) VALUES ('edge', TRUE, 0, 0)",
+        );
+        const old = (col: string) => col !== 'pushed_target';
+        await insertOldRelay(c, held('e', 'eu'), old);
+        await insertOldRelay(c, held('d', 'main'), old);
+        await insertOldRelay(c, held('p', 'edge'), old);
+        await insertOldRelay(c, relayRecord('never', pubkey, { fleet: 'eu' }), old);
+      });
+      const lives = async (id: string) => (await store.getRelay(id))!.sync.pushedTarget;
+      expect([await lives('e'), await lives('d'), await lives('p'), await lives('never')]).toEqual([
+        'eu-1',
+        'default',
+        'default',
+        null,
+      ]);
       await store.close();
     });
   });

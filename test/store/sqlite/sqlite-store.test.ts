@@ -110,6 +110,32 @@ describe('SQLite adapter', () => {
     await store.close();
     dir.cleanup();
   });
+  it('migration 9 records where each relay zooid holds lives: its fleet target, default without one', async () => {
+    const { dir, file, db, insertRelay } = databaseAt(8);
+    const { pubkey } = keypair();
+    db.prepare(
+      "INSERT INTO targets (name, url, rev, created_at, updated_at) VALUES ('eu-1', 'http://eu.test', 1, 0, 0)",
+    ).run();
+    db.prepare("INSERT INTO fleets (name, target, created_at, updated_at) VALUES ('eu', 'eu-1', 0, 0)").run();
+    db.prepare("INSERT INTO fleets (name, pull_only, created_at, updated_at) VALUES ('edge', 1, 0, 0)").run();
+    const held = (id: string, fleet: string) =>
+      relayRecord(id, pubkey, { fleet, sync: { ...relayRecord(id, pubkey).sync, ackedDeleted: false } });
+    insertRelay(held('e', 'eu'));
+    insertRelay(held('d', 'main'));
+    insertRelay(held('p', 'edge'));
+    insertRelay(relayRecord('never', pubkey, { fleet: 'eu' }));
+    db.close();
+    const store = new SqliteStore(file);
+    const lives = async (id: string) => (await store.getRelay(id))!.sync.pushedTarget;
+    expect([await lives('e'), await lives('d'), await lives('p'), await lives('never')]).toEqual([
+      'eu-1',
+      'default',
+      'default',
+      null,
+    ]);
+    await store.close();
+    dir.cleanup();
+  });
 });
 
 /** A database file as bosun left it at `version` of the migrations. */
@@ -136,7 +162,10 @@ function migratedTo(file: string, version: number): Database.Database {
 /** Inserts relays into a database left at an older migration: only the columns it had then. */
 function relayInserter(db: Database.Database, version: number): (relay: Relay) => void {
   const cols = RELAY_COLUMNS.filter(
-    (c) => (version >= 6 || c !== 'created_version') && (version >= 8 || !c.startsWith('live_')),
+    (c) =>
+      (version >= 6 || c !== 'created_version') &&
+      (version >= 8 || !c.startsWith('live_')) &&
+      (version >= 9 || c !== 'pushed_target'),
   );
   const insert = db.prepare(`INSERT INTO relays (${cols.join(', ')}) VALUES (${cols.map((c) => `@${c}`)})`);
   return (relay) => {

@@ -342,12 +342,12 @@
     byId('next-page').disabled = !page.next;
     byId('prev-page').disabled = state.relaysPages.length <= 1;
     el.innerHTML = page.relays.length
-      ? `<table class="stack"><thead><tr><th>relay</th><th>host</th><th>owner</th><th>fleet</th><th>version</th><th>status</th><th>live</th><th>last synced</th><th><span class="sr-only">action</span></th></tr></thead><tbody>${page.relays
+      ? `<table class="stack"><thead><tr><th>relay</th><th>host</th><th>owner</th><th>fleet</th><th>target</th><th>version</th><th>status</th><th>live</th><th>last synced</th><th><span class="sr-only">action</span></th></tr></thead><tbody>${page.relays
           .map(
             (
               r,
             ) => `<tr data-relay="${esc(r.id)}">${td('relay', relayLink(r.id))}${td('host', esc(r.config.host))}${td('owner', esc(r.owner))}
-              ${td('fleet', esc(r.fleet))}${td('version', `${r.sync.synced_version}/${r.version}`)}${td('status', badge(r.sync.status) + inactiveBadge(r))}
+              ${td('fleet', esc(r.fleet))}${td('target', targetText(r.sync))}${td('version', `${r.sync.synced_version}/${r.version}`)}${td('status', badge(r.sync.status) + inactiveBadge(r))}
               ${td('live', liveBadge(r.live))}${td('last synced', when(r.sync.last_synced_at))}${td('', needsResync(r) ? resyncButton(r.id) : '', 'action')}</tr>`,
           )
           .join('')}</tbody></table>`
@@ -478,6 +478,7 @@
           <dt>host</dt><dd>${esc(r.config.host)}</dd>
           <dt>owner</dt><dd>${esc(r.owner)}</dd>
           <dt>fleet</dt><dd>${esc(r.fleet)}</dd>
+          <dt>target</dt><dd id="relay-target">${targetText(s)}</dd>
           <dt>serving</dt><dd>${r.config.inactive ? 'no: inactive (zooid keeps it but does not serve it)' : 'yes: active'}</dd>
           <dt>version</dt><dd>${r.version} (zooid has ${s.synced_version})</dd>
           <dt>last synced</dt><dd>${when(s.last_synced_at)}</dd>
@@ -523,8 +524,18 @@
     main.dataset.loaded = 'true';
   }
 
+  /**
+   * Where zooid holds the relay, and the move push sync is making while its fleet pushes to another
+   * target (create there, then delete here).
+   */
+  function targetText(s) {
+    if (s.moving) return `${esc(s.moving.from)} → ${esc(s.moving.to)} (moving)`;
+    return s.target ? esc(s.target) : '<span class="muted">none</span>';
+  }
+
   function detail(a) {
     const p = a.payload ?? {};
+    if (a.type === 'move_relay') return `moved from ${p.from ?? '?'} to ${p.to ?? '?'}`;
     if (a.type === 'fail_relay_sync')
       return `${p.error ?? ''} (attempt ${p.attempts ?? '?'}, ${p.status ?? ''})`;
     if (a.type === 'update_relay' && Array.isArray(p.fields)) return `changed ${p.fields.join(', ')}`;
