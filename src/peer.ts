@@ -119,22 +119,33 @@ export class Peer {
     this.observer = this.router ? this.createObserver(this.router) : null;
     this.verifier = this.observer ? this.createVerifier(this.observer, deps.fetchRelayInfo) : null;
     const resyncFailed = this.observer ? new ResyncFailed(this.store, this.observer, mayHeal) : null;
-    this.targetHealth =
-      config.zooidApiUrl && config.chores[TARGET_HEALTH.name].enabled
-        ? new TargetHealth(config.zooidApiUrl, this.clock, deps.fetch ?? fetch, {
-            onStatus: (status) => {
-              const target = { target: config.zooidApiUrl! };
+    this.targetHealth = config.chores[TARGET_HEALTH.name].enabled
+      ? new TargetHealth(
+          async () => [
+            ...(config.zooidApiUrl ? [{ name: DEFAULT_TARGET, url: config.zooidApiUrl }] : []),
+            ...(await store.listTargets()).map((t) => ({ name: t.name, url: t.url })),
+          ],
+          this.clock,
+          deps.fetch ?? fetch,
+          {
+            onStatus: (name, status) => {
+              const target = { target: name };
               if (status.up !== null) this.metrics.zooidUp.set(target, status.up ? 1 : 0);
               if (status.latencyMs !== null)
                 this.metrics.zooidProbeSeconds.set(target, status.latencyMs / 1000);
+            },
+            onRemoved: (name) => {
+              this.metrics.zooidUp.remove({ target: name });
+              this.metrics.zooidProbeSeconds.remove({ target: name });
             },
             // Relays that failed while zooid was away need not wait for the slow pace.
             onRecovered: () => {
               if (this.lease.held) resyncFailed?.trigger();
             },
-            onProbe: () => this.router?.release(DEFAULT_TARGET),
-          })
-        : null;
+            onProbe: (name) => this.router?.release(name),
+          },
+        )
+      : null;
     this.streams = new StreamServer({
       store,
       notifier,
@@ -160,7 +171,7 @@ export class Peer {
       trustProxy: config.trustProxy,
       ...(config.http ? { http: config.http } : {}),
       ...(config.activityStream ? { dashboard: { stream: config.activityStream } } : {}),
-      targets: () => (this.targetHealth ? [this.targetHealth.status()] : []),
+      targetHealth: (name) => this.targetHealth?.status(name) ?? null,
       targetDefaults: {
         url: config.zooidApiUrl ?? null,
         pubkey: config.secretKey ? publicKeyOf(config.secretKey) : null,
@@ -513,8 +524,8 @@ export class Peer {
       },
       onResult: (result) => {
         onResult(result);
-        // The health chore probes ZOOID_API_URL only: it reads the default target's results.
-        if (target.name === DEFAULT_TARGET) this.targetHealth?.recordSync(result);
+        // Each target's health counts its own syncs: a zooid refusing every request is not up.
+        this.targetHealth?.recordSync(target, result);
       },
     });
   }

@@ -8,6 +8,7 @@ import type { Principal } from '../../domain/principal.js';
 import type { AppDeps } from '../deps.js';
 import { defineRoute } from '../routes/define.js';
 import { idParam, principalOf, relayId } from '../routes/params.js';
+import { targetViews } from '../routes/targets.js';
 import { type Asset, loadAssets } from './assets.js';
 import { DashboardData } from './data.js';
 import { ActivityStreams, DEFAULT_STREAM_OPTIONS } from './stream.js';
@@ -160,7 +161,7 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
         // Infrastructure is the operator's business: tenants see only their relays.
         fleet:
           principal.role === 'admin'
-            ? { targets: deps.targets?.() ?? [], agents: deps.agents ? deps.agents() : null }
+            ? { targets: await targetViews(deps).all(), agents: deps.agents ? deps.agents() : null }
             : null,
       };
     },
