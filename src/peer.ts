@@ -22,7 +22,7 @@ import { type Service, ServiceGroup } from './lifecycle/group.js';
 import { fetchRelayInfo } from './live/fetch.js';
 import { type FetchRelayInfo, LiveVerify, Verifier } from './live/verifier.js';
 import { createLogger } from './logger.js';
-import { createMetrics, type Metrics, watchPgPool } from './metrics.js';
+import { createMetrics, type Metrics, watchPgPool, watchTargetLoad } from './metrics.js';
 import type { Nip98Signer } from './nostr/nip98.js';
 import { createPooledNip98Signer } from './nostr/signer-pool.js';
 import { Notifier } from './notifier.js';
@@ -116,6 +116,7 @@ export class Peer {
     // relays of fleets on the target `default` fail with a clear error, those on other targets sync.
     this.signer = config.secretKey ? this.signerFor(config.secretKey) : null;
     this.router = this.signer ? this.createRouter() : null;
+    if (this.router) watchTargetLoad(metrics, this.router);
     this.observer = this.router ? this.createObserver(this.router) : null;
     this.verifier = this.observer ? this.createVerifier(this.observer, deps.fetchRelayInfo) : null;
     const resyncFailed = this.observer ? new ResyncFailed(this.store, this.observer, mayHeal) : null;
@@ -492,8 +493,24 @@ export class Peer {
       defaultTarget: { url: this.config.zooidApiUrl, secretKey: this.config.secretKey },
       perTargetConcurrency: this.config.sync.targetConcurrency,
       cacheTtlMs: this.config.sync.routeTtlMs,
-      syncerFor: (target, onResult) => this.createInfra(target, onResult),
+      syncerFor: (target, onResult) => {
+        const infra = this.createInfra(target, onResult);
+        const labels = { target: target.name };
+        return {
+          syncRelay: async (relayId, opts) => {
+            const end = this.metrics.syncDuration.startTimer(labels);
+            try {
+              return await infra.syncRelay(relayId, opts);
+            } finally {
+              end();
+            }
+          },
+        };
+      },
       requeue: (relayId, opts) => this.observer?.enqueue(relayId, opts),
+      onOutcome: (target, outcome) => {
+        if (outcome.kind === 'retry') this.metrics.retriesScheduled.inc({ target });
+      },
     });
   }
 
@@ -573,17 +590,10 @@ export class Peer {
       sync: async (relayId, signal, { force }) => {
         // Checked against the term's deadline: a replica frozen past it starts no sync on waking.
         if (!this.lease.held) throw new Error('this replica does not hold the worker lease');
-        const end = m.syncDuration.startTimer();
-        try {
-          return await router.syncRelay(relayId, { signal, force });
-        } finally {
-          end();
-        }
+        // Its duration and retries are counted per target by the router (createRouter).
+        return router.syncRelay(relayId, { signal, force });
       },
       onSyncStart: (ms) => m.commitToSyncStart.observe(ms / 1000),
-      onOutcome: (o) => {
-        if (o.kind === 'retry') m.retriesScheduled.inc();
-      },
       onQueueDepth: (d) => m.queueDepth.set(d),
       onCursor: (c) => m.observerCursor.set(c),
     });

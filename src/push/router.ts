@@ -60,6 +60,19 @@ export interface RouterOptions {
   /** Puts a relay that waited for a free slot back on the work queue. */
   requeue: (relayId: string, opts: { force: boolean }) => void;
   onTargetResult?: (target: string, result: ZooidResult) => void;
+  /** Every outcome of a relay routed to a target (pushed, held for its backoff, or unroutable). */
+  onOutcome?: (target: string, outcome: SyncOutcome) => void;
+}
+
+/** One target's load, for the per-target gauges. */
+export interface TargetLoad {
+  target: string;
+  /** Requests in flight to the target. */
+  inFlight: number;
+  /** Relays waiting for one of its slots. */
+  waiting: number;
+  /** Relays recorded retrying while the target backs off. */
+  held: number;
 }
 
 /**
@@ -121,6 +134,16 @@ export class Router {
     state.held.clear();
   }
 
+  /** Each target's requests in flight and relays waiting for it (targets pushed to since start). */
+  load(): TargetLoad[] {
+    return [...this.targets].map(([target, s]) => ({
+      target,
+      inFlight: s.inFlight,
+      waiting: s.waiting.size,
+      held: s.held.size,
+    }));
+  }
+
   /** Forgets every cached route: the next sync of each fleet reads it again. */
   invalidate(): void {
     this.routes.clear();
@@ -134,23 +157,31 @@ export class Router {
     if (!relay) return { kind: 'skipped', reason: 'missing' };
     const route = await this.route(relay.fleet, relay.updatedAt);
     if (route.kind === 'pull') return { kind: 'skipped', reason: 'pull_only' };
-    if (route.kind === 'unroutable') return this.failUnroutable(relay, route, opts.force ?? false);
+    if (route.kind === 'unroutable')
+      return this.told(route.target, await this.failUnroutable(relay, route, opts.force ?? false));
+    const target = route.target.name;
     const state = this.stateOf(route.target);
     const force = opts.force ?? false;
-    if (state.downUntil > this.options.clock.now()) return this.hold(relay, state, force);
+    if (state.downUntil > this.options.clock.now())
+      return this.told(target, await this.hold(relay, state, force));
     if (state.inFlight >= this.options.perTargetConcurrency) {
       state.waiting.set(relayId, (state.waiting.get(relayId) ?? false) || force);
-      return { kind: 'skipped', reason: 'waiting' };
+      return this.told(target, { kind: 'skipped', reason: 'waiting' });
     }
     // A relay held for a backoff that ended early is due now, whatever retry time it stored.
     const due = this.released.delete(relayId);
     state.inFlight++;
     try {
-      return await state.syncer.syncRelay(relayId, due ? { ...opts, due } : opts);
+      return this.told(target, await state.syncer.syncRelay(relayId, due ? { ...opts, due } : opts));
     } finally {
       state.inFlight--;
       this.handOutSlots(state);
     }
+  }
+
+  private told(target: string, outcome: SyncOutcome): SyncOutcome {
+    this.options.onOutcome?.(target, outcome);
+    return outcome;
   }
 
   /**
