@@ -1,6 +1,7 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { LIVE_STATUSES, type LiveStatus } from './domain/live.js';
 import type { SyncStatus } from './domain/relay.js';
+import { DEFAULT_TARGET } from './domain/target.js';
 import type { LiveCount, RelayCount } from './store/port.js';
 import { VERSION } from './version.js';
 
@@ -42,7 +43,8 @@ export function createMetrics() {
     }),
     syncDuration: new Histogram({
       name: 'bosun_sync_duration_seconds',
-      help: 'Duration of one relay sync to zooid, fallbacks included',
+      help: 'Duration of one relay sync to zooid, fallbacks included, by target',
+      labelNames: ['target'] as const,
       buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
       registers: [registry],
     }),
@@ -59,7 +61,8 @@ export function createMetrics() {
     }),
     retriesScheduled: new Counter({
       name: 'bosun_sync_retries_scheduled_total',
-      help: 'Sync retries scheduled after a failure',
+      help: 'Sync retries scheduled after a failure (or while the target backs off), by target',
+      labelNames: ['target'] as const,
       registers: [registry],
     }),
     observerCursor: new Gauge({
@@ -113,6 +116,13 @@ export function createMetrics() {
       labelNames: ['status'] as const,
       registers: [registry],
     }),
+    // A series of its own rather than a label on bosun_relays: its series stay as they were.
+    relaysByTarget: new Gauge({
+      name: 'bosun_target_relays',
+      help: `Live relays by target and sync status (a pull-only fleet's: target="${PULL_TARGET}")`,
+      labelNames: ['target', 'status'] as const,
+      registers: [registry],
+    }),
     relaysByFleet: new Gauge({
       name: 'bosun_fleet_relays',
       help: `Live relays by fleet and sync status: the ${MAX_FLEET_LABELS} largest fleets, the rest summed as fleet="${OTHER_FLEETS}"`,
@@ -155,12 +165,25 @@ export function createMetrics() {
  * fleet name, so it never collides with one).
  */
 export const MAX_FLEET_LABELS = 100;
+/** The target label of relays no target is pushed to (pull-only fleets): `none`, as in fleet.toml. */
+export const PULL_TARGET = 'none';
 export const OTHER_FLEETS = '_other';
 
-/** Sets the relay gauges at scrape time from one grouped count of the relays table. */
-export function setRelayGauges(m: Metrics, counts: readonly RelayCount[], now: number): void {
+/**
+ * Sets the relay gauges at scrape time from one grouped count of the relays table; `targetOf`
+ * names each fleet's target (null: pull-only). Targets are few (each one registered by an admin),
+ * so bosun_target_relays has a series per target, unlike fleets (see MAX_FLEET_LABELS).
+ */
+export function setRelayGauges(
+  m: Metrics,
+  counts: readonly RelayCount[],
+  now: number,
+  targetOf: (fleet: string) => string | null = () => DEFAULT_TARGET,
+): void {
   const zero = (): Record<SyncStatus, number> => ({ pending: 0, synced: 0, retrying: 0, failed: 0, pull: 0 });
   const byStatus = zero();
+  // `default` always has its full set of series: a query for a status finds a 0, not nothing.
+  const byTarget = new Map<string, Record<SyncStatus, number>>([[DEFAULT_TARGET, zero()]]);
   const byFleet = new Map<string, Record<SyncStatus, number>>();
   let inactive = 0;
   let oldest = now;
@@ -170,12 +193,21 @@ export function setRelayGauges(m: Metrics, counts: readonly RelayCount[], now: n
     }
     if (c.deleted) continue;
     byStatus[c.status] += c.n;
+    const target = targetOf(c.fleet) ?? PULL_TARGET;
+    const t = byTarget.get(target) ?? zero();
+    byTarget.set(target, t);
+    t[c.status] += c.n;
     if (c.inactive) inactive += c.n;
     const f = byFleet.get(c.fleet) ?? zero();
     byFleet.set(c.fleet, f);
     f[c.status] += c.n;
   }
   for (const [status, n] of Object.entries(byStatus)) m.relaysByStatus.set({ status }, n);
+  // A target that lost its last relay (or was removed) must not keep its old series.
+  m.relaysByTarget.reset();
+  for (const [target, t] of byTarget) {
+    for (const [status, n] of Object.entries(t)) m.relaysByTarget.set({ target, status }, n);
+  }
   m.relaysInactive.set(inactive);
   m.oldestUnsyncedAge.set(Math.max(0, now - oldest) / 1000);
 
@@ -200,6 +232,33 @@ export function setLiveGauges(m: Metrics, counts: readonly LiveCount[]): void {
   const byStatus = Object.fromEntries(LIVE_STATUSES.map((s) => [s, 0])) as Record<LiveStatus, number>;
   for (const c of counts) byStatus[c.status] += c.n;
   for (const [status, n] of Object.entries(byStatus)) m.relaysLive.set({ status }, n);
+}
+
+/**
+ * Push sync's load on each target, read at scrape time from the router: requests in flight, relays
+ * waiting for a free slot, relays held while the target backs off.
+ */
+export function watchTargetLoad(
+  m: Metrics,
+  router: { load(): { target: string; inFlight: number; waiting: number; held: number }[] },
+): void {
+  const gauges = [
+    ['bosun_sync_in_flight', 'Sync requests in flight, by target', 'inFlight'],
+    ['bosun_sync_waiting', "Relays waiting for a free slot of their target's in-flight limit", 'waiting'],
+    ['bosun_sync_held', 'Relays recorded retrying while their target backs off (no answer)', 'held'],
+  ] as const;
+  for (const [name, help, field] of gauges) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['target'] as const,
+      registers: [m.registry],
+      collect() {
+        this.reset();
+        for (const load of router.load()) this.set({ target: load.target }, load[field]);
+      },
+    });
+  }
 }
 
 /** PostgreSQL pool gauges, read at scrape time (pg.Pool's own counters). */

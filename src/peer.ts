@@ -22,7 +22,7 @@ import { type Service, ServiceGroup } from './lifecycle/group.js';
 import { fetchRelayInfo } from './live/fetch.js';
 import { type FetchRelayInfo, LiveVerify, Verifier } from './live/verifier.js';
 import { createLogger } from './logger.js';
-import { createMetrics, type Metrics, watchPgPool } from './metrics.js';
+import { createMetrics, type Metrics, watchPgPool, watchTargetLoad } from './metrics.js';
 import type { Nip98Signer } from './nostr/nip98.js';
 import { createPooledNip98Signer } from './nostr/signer-pool.js';
 import { Notifier } from './notifier.js';
@@ -117,25 +117,37 @@ export class Peer {
     // relays of fleets on the target `default` fail with a clear error, those on other targets sync.
     this.signer = config.secretKey ? this.signerFor(config.secretKey) : null;
     this.router = this.signer ? this.createRouter() : null;
+    if (this.router) watchTargetLoad(metrics, this.router);
     this.observer = this.router ? this.createObserver(this.router) : null;
     this.verifier = this.observer ? this.createVerifier(this.observer, deps.fetchRelayInfo) : null;
     const resyncFailed = this.observer ? new ResyncFailed(this.store, this.observer, mayHeal) : null;
-    this.targetHealth =
-      config.zooidApiUrl && config.chores[TARGET_HEALTH.name].enabled
-        ? new TargetHealth(config.zooidApiUrl, this.clock, deps.fetch ?? fetch, {
-            onStatus: (status) => {
-              const target = { target: config.zooidApiUrl! };
+    this.targetHealth = config.chores[TARGET_HEALTH.name].enabled
+      ? new TargetHealth(
+          async () => [
+            ...(config.zooidApiUrl ? [{ name: DEFAULT_TARGET, url: config.zooidApiUrl }] : []),
+            ...(await store.listTargets()).map((t) => ({ name: t.name, url: t.url })),
+          ],
+          this.clock,
+          deps.fetch ?? fetch,
+          {
+            onStatus: (name, status) => {
+              const target = { target: name };
               if (status.up !== null) this.metrics.zooidUp.set(target, status.up ? 1 : 0);
               if (status.latencyMs !== null)
                 this.metrics.zooidProbeSeconds.set(target, status.latencyMs / 1000);
+            },
+            onRemoved: (name) => {
+              this.metrics.zooidUp.remove({ target: name });
+              this.metrics.zooidProbeSeconds.remove({ target: name });
             },
             // Relays that failed while zooid was away need not wait for the slow pace.
             onRecovered: () => {
               if (this.lease.held) resyncFailed?.trigger();
             },
-            onProbe: () => this.router?.release(DEFAULT_TARGET),
-          })
-        : null;
+            onProbe: (name) => this.router?.release(name),
+          },
+        )
+      : null;
     this.streams = new StreamServer({
       store,
       notifier,
@@ -161,7 +173,7 @@ export class Peer {
       trustProxy: config.trustProxy,
       ...(config.http ? { http: config.http } : {}),
       ...(config.activityStream ? { dashboard: { stream: config.activityStream } } : {}),
-      targets: () => (this.targetHealth ? [this.targetHealth.status()] : []),
+      targetHealth: (name) => this.targetHealth?.status(name) ?? null,
       targetDefaults: {
         url: config.zooidApiUrl ?? null,
         pubkey: config.secretKey ? publicKeyOf(config.secretKey) : null,
@@ -482,8 +494,25 @@ export class Peer {
       defaultTarget: { url: this.config.zooidApiUrl, secretKey: this.config.secretKey },
       perTargetConcurrency: this.config.sync.targetConcurrency,
       cacheTtlMs: this.config.sync.routeTtlMs,
-      syncerFor: (target, onResult) => this.createInfra(target, onResult),
+      syncerFor: (target, onResult) => {
+        const infra = this.createInfra(target, onResult);
+        const labels = { target: target.name };
+        return {
+          syncRelay: async (relayId, opts) => {
+            const end = this.metrics.syncDuration.startTimer(labels);
+            try {
+              return await infra.syncRelay(relayId, opts);
+            } finally {
+              end();
+            }
+          },
+          removeCopy: (relayId, signal) => infra.removeCopy(relayId, signal),
+        };
+      },
       requeue: (relayId, opts) => this.observer?.enqueue(relayId, opts),
+      onOutcome: (target, outcome) => {
+        if (outcome.kind === 'retry') this.metrics.retriesScheduled.inc({ target });
+      },
     });
   }
 
@@ -515,8 +544,8 @@ export class Peer {
       },
       onResult: (result) => {
         onResult(result);
-        // The health chore probes ZOOID_API_URL only: it reads the default target's results.
-        if (target.name === DEFAULT_TARGET) this.targetHealth?.recordSync(result);
+        // Each target's health counts its own syncs: a zooid refusing every request is not up.
+        this.targetHealth?.recordSync(target, result);
       },
     });
   }
@@ -564,17 +593,10 @@ export class Peer {
       sync: async (relayId, signal, { force }) => {
         // Checked against the term's deadline: a replica frozen past it starts no sync on waking.
         if (!this.lease.held) throw new Error('this replica does not hold the worker lease');
-        const end = m.syncDuration.startTimer();
-        try {
-          return await router.syncRelay(relayId, { signal, force });
-        } finally {
-          end();
-        }
+        // Its duration and retries are counted per target by the router (createRouter).
+        return router.syncRelay(relayId, { signal, force });
       },
       onSyncStart: (ms) => m.commitToSyncStart.observe(ms / 1000),
-      onOutcome: (o) => {
-        if (o.kind === 'retry') m.retriesScheduled.inc();
-      },
       onQueueDepth: (d) => m.queueDepth.set(d),
       onCursor: (c) => m.observerCursor.set(c),
     });

@@ -4,14 +4,24 @@ import { LIVE_STATUSES, type LiveStatus } from './domain/live.js';
 import { type Page, readPage } from './domain/page.js';
 import { canSee, type Principal } from './domain/principal.js';
 import type { Relay, SyncStatus } from './domain/relay.js';
-import { fleetTargetName } from './domain/target.js';
+import { DEFAULT_TARGET, fleetTargetName } from './domain/target.js';
 import type { Store } from './store/port.js';
 
 /** Live relays by sync status, and how many of them are inactive. */
 export interface RelayTally {
   byStatus: Record<SyncStatus, number>;
   inactive: number;
+  /** The same by fleet (fleets with no live relay left out). */
+  byFleet: Map<string, Record<SyncStatus, number>>;
 }
+
+const noStatuses = (): Record<SyncStatus, number> => ({
+  pending: 0,
+  synced: 0,
+  retrying: 0,
+  failed: 0,
+  pull: 0,
+});
 
 /**
  * Read-only access for the API, dashboard and metrics, scoped to what the caller may see: one
@@ -143,27 +153,63 @@ export class Query {
    * caller sees every relay, the caller's scope read page by page otherwise.
    */
   async relayTally(principal: Principal): Promise<RelayTally> {
-    const byStatus: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0, pull: 0 };
+    const byStatus = noStatuses();
+    const byFleet = new Map<string, Record<SyncStatus, number>>();
     let inactive = 0;
+    const add = (fleet: string, status: SyncStatus, n: number) => {
+      byStatus[status] += n;
+      const f = byFleet.get(fleet) ?? noStatuses();
+      f[status] += n;
+      byFleet.set(fleet, f);
+    };
     const scope = scopeOf(principal);
     if (scope.owner === undefined && scope.fleet === undefined) {
       for (const c of await this.store.relayCounts()) {
         if (c.deleted) continue;
-        byStatus[c.status] += c.n;
+        add(c.fleet, c.status, c.n);
         if (c.inactive) inactive += c.n;
       }
-      return { byStatus, inactive };
+      return { byStatus, inactive, byFleet };
     }
     let after: string | undefined;
     do {
       const page = await this.listRelays(principal, { limit: 1000, ...(after ? { after } : {}) });
       for (const relay of page.items) {
-        byStatus[relay.sync.status]++;
+        add(relay.fleet, relay.sync.status, 1);
         if (relay.config.inactive) inactive++;
       }
       after = page.next ?? undefined;
     } while (after);
-    return { byStatus, inactive };
+    return { byStatus, inactive, byFleet };
+  }
+
+  /**
+   * Each fleet's target, from the fleet rows: a registered target's name, `default` for a fleet
+   * with no row (or one set to default), null for a pull-only fleet. Only names bosun's own
+   * config holds: the caller's scope applies to the relays these are used to group.
+   */
+  async fleetTargets(): Promise<(fleet: string) => string | null> {
+    const rows = new Map((await this.store.listFleets()).map((f) => [f.name, fleetTargetName(f.target)]));
+    return (fleet) => (rows.has(fleet) ? rows.get(fleet)! : DEFAULT_TARGET);
+  }
+
+  /**
+   * The caller's failed, then retrying, relays of the given fleets (at most `limit` of each status
+   * per fleet), read fleet by fleet through the caller's scope.
+   */
+  async failingRelaysOf(principal: Principal, fleets: readonly string[], limit: number): Promise<Relay[]> {
+    const scope = scopeOf(principal);
+    const out: Relay[] = [];
+    for (const fleet of fleets) {
+      // An agent sees its own fleet only: another fleet's relays are none of its business.
+      if (scope.fleet !== undefined && scope.fleet !== fleet) continue;
+      const [failed, retrying] = await Promise.all([
+        this.store.listRelays({ ...scope, fleet, status: 'failed', limit }),
+        this.store.listRelays({ ...scope, fleet, status: 'retrying', limit }),
+      ]);
+      out.push(...failed, ...retrying);
+    }
+    return (await this.shown(out)).filter((r) => r.sync.status !== 'pull');
   }
 
   lastActivityId() {

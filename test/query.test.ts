@@ -47,18 +47,54 @@ describe('Query', () => {
     await command.deleteRelay(tenant, 't3');
     await command.failRelaySync('t1', { version: 1, error: 'boom', attempts: 1, nextAttemptAt: null });
 
+    const zero = { pending: 0, synced: 0, retrying: 0, failed: 0, pull: 0 };
     expect(await query.relayTally(admin)).toEqual({
       byStatus: { pending: 3, synced: 0, retrying: 0, failed: 1, pull: 0 },
       inactive: 2,
+      byFleet: new Map([
+        ['default', { ...zero, pending: 2, failed: 1 }],
+        ['edge', { ...zero, pending: 1 }],
+      ]),
     });
     expect(await query.relayTally(tenant)).toEqual({
       byStatus: { pending: 1, synced: 0, retrying: 0, failed: 1, pull: 0 },
       inactive: 1,
+      byFleet: new Map([['default', { ...zero, pending: 1, failed: 1 }]]),
     });
     expect(await query.relayTally(agent)).toEqual({
       byStatus: { pending: 1, synced: 0, retrying: 0, failed: 0, pull: 0 },
       inactive: 1,
+      byFleet: new Map([['edge', { ...zero, pending: 1 }]]),
     });
+  });
+
+  it('failing relays of some fleets, through the caller’s scope; each fleet’s target', async () => {
+    const { command, query } = setup();
+    const relay = (id: string, fleet: string) => ({ id, host: `${id}.example.com`, info: { pubkey }, fleet });
+    for (const [who, id, fleet] of [
+      [admin, 'a-eu', 'eu'],
+      [admin, 'a-edge', 'edge'],
+      [tenant, 't-eu', 'eu'],
+      [tenant, 't-us', 'us'],
+    ] as const) {
+      await command.createRelay(who, relay(id, fleet));
+      await command.failRelaySync(id, { version: 1, error: 'boom', attempts: 1, nextAttemptAt: null });
+    }
+    await command.failRelaySync('t-eu', { version: 1, error: 'again', attempts: 2, nextAttemptAt: 5 });
+    const ids = async (p: Principal, fleets: string[]) =>
+      (await query.failingRelaysOf(p, fleets, 10)).map((r) => `${r.id}:${r.sync.status}`).sort();
+    expect(await ids(admin, ['eu', 'edge'])).toEqual(['a-edge:failed', 'a-eu:failed', 't-eu:retrying']);
+    expect(await ids(tenant, ['eu', 'edge'])).toEqual(['t-eu:retrying']);
+    expect(await ids(agent, ['eu', 'edge'])).toEqual(['a-edge:failed']);
+    expect(await ids(admin, [])).toEqual([]);
+
+    await command.createTarget(admin, { name: 'eu-1', url: 'http://127.0.0.1:1' }, { defaultKey: true });
+    await command.setFleetTarget(admin, 'eu', { kind: 'target', name: 'eu-1' });
+    await command.setFleetTarget(admin, 'edge', { kind: 'none' });
+    const targetOf = await query.fleetTargets();
+    expect(['eu', 'edge', 'us'].map(targetOf)).toEqual(['eu-1', null, 'default']);
+    // A pull-only fleet's relays wait for no push: none of them is failing.
+    expect(await ids(admin, ['edge'])).toEqual([]);
   });
 
   it('finds where a time starts in the log by bisection', async () => {

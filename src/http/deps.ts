@@ -6,6 +6,7 @@ import type { Command } from '../command.js';
 import type { Clock } from '../domain/clock.js';
 import type { Metrics } from '../metrics.js';
 import type { Notifier } from '../notifier.js';
+import type { TargetStatus } from '../push/zooid/target-health.js';
 import type { Query } from '../query.js';
 import type { Store } from '../store/port.js';
 import type { ActivityStreamOptions } from './dashboard/stream.js';
@@ -25,8 +26,11 @@ export interface AppDeps {
    * or returns a word to show instead of `ok` (e.g. the worker lease: `holder` / `standby`).
    */
   readiness?: Record<string, () => unknown>;
-  /** zooid targets and their last health probe (admin view). */
-  targets?: () => unknown[];
+  /**
+   * A zooid target's health (its last probe and its recent syncs); null before the first probe or
+   * sync, or with the target-health chore off.
+   */
+  targetHealth?: (target: string) => TargetStatus | null;
   /**
    * The target `default` (ZOOID_API_URL; null: none) and the pubkey of BOSUN_SECRET_KEY, which
    * signs for every target without its own key (null: not set).

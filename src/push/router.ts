@@ -62,6 +62,19 @@ export interface RouterOptions {
   /** Puts a relay that waited for a free slot back on the work queue. */
   requeue: (relayId: string, opts: { force: boolean }) => void;
   onTargetResult?: (target: string, result: ZooidResult) => void;
+  /** Every outcome of a relay routed to a target (pushed, held for its backoff, or unroutable). */
+  onOutcome?: (target: string, outcome: SyncOutcome) => void;
+}
+
+/** One target's load, for the per-target gauges. */
+export interface TargetLoad {
+  target: string;
+  /** Requests in flight to the target. */
+  inFlight: number;
+  /** Relays waiting for one of its slots. */
+  waiting: number;
+  /** Relays recorded retrying while the target backs off. */
+  held: number;
 }
 
 /**
@@ -72,6 +85,7 @@ const targetFault = (result: ZooidResult): boolean =>
   !result.ok && result.kind === 'transient' && result.status === undefined;
 
 interface TargetState {
+  name: string;
   /** Identity of the syncer below: rebuilt when a target's URL or key changes. */
   key: string;
   syncer: TargetSyncer;
@@ -125,6 +139,16 @@ export class Router {
     state.held.clear();
   }
 
+  /** Each target's requests in flight and relays waiting for it (targets pushed to since start). */
+  load(): TargetLoad[] {
+    return [...this.targets].map(([target, s]) => ({
+      target,
+      inFlight: s.inFlight,
+      waiting: s.waiting.size,
+      held: s.held.size,
+    }));
+  }
+
   /** Forgets every cached route: the next sync of each fleet reads it again. */
   invalidate(): void {
     this.routes.clear();
@@ -150,14 +174,16 @@ export class Router {
     const elsewhere = lives !== null && (route.kind !== 'push' || route.target.name !== lives);
     if (elsewhere && (route.kind === 'push' || relay.deletedAt !== null)) {
       const from = await this.destination(lives);
-      if (from.kind !== 'push') return this.failUnroutable(relay, from, opts.force ?? false, true);
+      if (from.kind !== 'push')
+        return this.told(from.target, await this.failUnroutable(relay, from, opts.force ?? false, true));
       if (route.kind !== 'push') return this.send(relay, this.stateOf(from.target), opts);
       const fromState = this.stateOf(from.target);
       const remove = (id: string, signal?: AbortSignal) => fromState.syncer.removeCopy(id, signal);
       return this.send(relay, this.stateOf(route.target), { ...opts, elsewhere: { name: lives, remove } });
     }
     if (route.kind === 'pull') return { kind: 'skipped', reason: 'pull_only' };
-    if (route.kind === 'unroutable') return this.failUnroutable(relay, route, opts.force ?? false);
+    if (route.kind === 'unroutable')
+      return this.told(route.target, await this.failUnroutable(relay, route, opts.force ?? false));
     return this.send(relay, this.stateOf(route.target), opts);
   }
 
@@ -168,22 +194,28 @@ export class Router {
     opts: { force?: boolean; signal?: AbortSignal; elsewhere?: Elsewhere },
   ): Promise<SyncOutcome> {
     const relayId = relay.id;
+    const target = state.name;
     const force = opts.force ?? false;
     if (state.downUntil > this.options.clock.now())
-      return this.hold(relay, state, force, opts.elsewhere !== undefined);
+      return this.told(target, await this.hold(relay, state, force, opts.elsewhere !== undefined));
     if (state.inFlight >= this.options.perTargetConcurrency) {
       state.waiting.set(relayId, (state.waiting.get(relayId) ?? false) || force);
-      return { kind: 'skipped', reason: 'waiting' };
+      return this.told(target, { kind: 'skipped', reason: 'waiting' });
     }
     // A relay held for a backoff that ended early is due now, whatever retry time it stored.
     const due = this.released.delete(relayId);
     state.inFlight++;
     try {
-      return await state.syncer.syncRelay(relayId, due ? { ...opts, due } : opts);
+      return this.told(target, await state.syncer.syncRelay(relayId, due ? { ...opts, due } : opts));
     } finally {
       state.inFlight--;
       this.handOutSlots(state);
     }
+  }
+
+  private told(target: string, outcome: SyncOutcome): SyncOutcome {
+    this.options.onOutcome?.(target, outcome);
+    return outcome;
   }
 
   /**
@@ -281,6 +313,7 @@ export class Router {
       const syncer = this.options.syncerFor(target, (result) => this.record(target.name, result));
       // A changed URL or key starts afresh; relays still waiting keep their place.
       state = {
+        name: target.name,
         key,
         syncer,
         inFlight: state?.inFlight ?? 0,

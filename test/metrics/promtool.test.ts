@@ -42,6 +42,8 @@ describe.skipIf(SKIP).each([
       '/v1/relays',
       relayBody('ok-2', owner.pubkey, { fleet: 'east', inactive: true }),
     );
+    await planet.bosun.api('PUT', '/v1/fleets/edge', { target: null });
+    await planet.bosun.api('POST', '/v1/relays', relayBody('pulled-1', owner.pubkey, { fleet: 'edge' }));
     await planet.idle();
     planet.zooid.setFaults({ failAll: true });
     await planet.bosun.api('POST', '/v1/relays', relayBody('bad-1', owner.pubkey));
@@ -66,6 +68,14 @@ describe.skipIf(SKIP).each([
       expect(value(text, 'bosun_fleet_relays{fleet="east",status="synced"}')).toBe(1);
       expect(value(text, 'bosun_fleet_relays{fleet="default",status="retrying"}')).toBe(1);
       expect(value(text, 'bosun_relays_inactive')).toBe(1);
+      // Push sync's metrics carry the target (issue 17.6); bosun_relays keeps its series.
+      expect(value(text, 'bosun_target_relays{target="default",status="retrying"}')).toBe(1);
+      expect(value(text, 'bosun_target_relays{target="none",status="pull"}')).toBe(1);
+      expect(value(text, 'bosun_relays{status="retrying"}')).toBe(1);
+      expect(value(text, 'bosun_sync_duration_seconds_count{target="default"}')).toBeGreaterThanOrEqual(3);
+      expect(value(text, 'bosun_sync_retries_scheduled_total{target="default"}')).toBeGreaterThanOrEqual(1);
+      expect(value(text, 'bosun_sync_in_flight{target="default"}')).toBe(0);
+      expect(value(text, 'bosun_sync_waiting{target="default"}')).toBe(0);
       expect(value(text, 'bosun_oldest_unsynced_change_age_seconds')).toBeGreaterThan(0);
       if (db === 'postgres') {
         expect(value(text, 'bosun_pg_pool_clients{state="idle"}')).toBeGreaterThanOrEqual(0);

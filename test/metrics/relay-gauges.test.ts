@@ -64,4 +64,49 @@ describe('relay gauges', () => {
     setRelayGauges(m, [row({})], 10_000);
     expect((await m.oldestUnsyncedAge.get()).values[0]?.value).toBe(0);
   });
+
+  it('counts relays by target: pull-only fleets as target="none", a target with no relay left drops', async () => {
+    const m = createMetrics();
+    const targets: Record<string, string | null> = { eu: 'eu-1', edge: null };
+    const targetOf = (fleet: string) => (fleet in targets ? targets[fleet]! : 'default');
+    setRelayGauges(
+      m,
+      [
+        row({ fleet: 'default', n: 2 }),
+        row({ fleet: 'shop', status: 'failed' }),
+        row({ fleet: 'eu', status: 'retrying', n: 3 }),
+        row({ fleet: 'eu', status: 'failed', deleted: true }),
+        row({ fleet: 'edge', status: 'pull', n: 4 }),
+      ],
+      10_000,
+      targetOf,
+    );
+    const byTarget = async () =>
+      Object.fromEntries(
+        (await m.relaysByTarget.get()).values
+          .filter((v) => v.value > 0 || v.labels.target !== 'default')
+          .map((v) => [`${v.labels.target}/${v.labels.status}`, v.value]),
+      );
+    expect(await byTarget()).toMatchObject({
+      'default/synced': 2,
+      'default/failed': 1,
+      'eu-1/retrying': 3,
+      'eu-1/failed': 0,
+      'none/pull': 4,
+    });
+    // bosun_relays is unchanged: one series per status, every target summed.
+    const byStatus = Object.fromEntries(
+      (await m.relaysByStatus.get()).values.map((v) => [v.labels.status, v.value]),
+    );
+    expect(byStatus).toMatchObject({ synced: 2, failed: 1, retrying: 3, pull: 4 });
+    expect(
+      (await m.relaysByStatus.get()).values.every((v) => Object.keys(v.labels).join() === 'status'),
+    ).toBe(true);
+
+    // eu-1 lost its relays: its series go; default keeps its zeros.
+    setRelayGauges(m, [], 10_000, targetOf);
+    const left = (await m.relaysByTarget.get()).values;
+    expect(new Set(left.map((v) => v.labels.target))).toEqual(new Set(['default']));
+    expect(left.every((v) => v.value === 0)).toBe(true);
+  });
 });

@@ -41,6 +41,7 @@ function rig(limit = 1) {
   const calls: { target: string; relayId: string; due?: boolean; from?: string }[] = [];
   const gates = new Map<string, (result?: ZooidResult) => void>();
   const requeued: string[] = [];
+  const outcomes: string[] = [];
   const router = new Router({
     store,
     command,
@@ -70,6 +71,7 @@ function rig(limit = 1) {
       removeCopy: async (): Promise<ZooidResult> => ({ ok: true, status: 200, attempts: 1 }),
     }),
     requeue: (relayId) => requeued.push(relayId),
+    onOutcome: (t, o) => outcomes.push(`${t}:${o.kind}`),
   });
   const fleet = (name: string, target: FleetRecord['target']) =>
     fleets.set(name, { name, target, createdAt: 0, updatedAt: 0 });
@@ -94,7 +96,7 @@ function rig(limit = 1) {
       sync: { ...r.sync, status: 'pending', ackedDeleted: false, pushedTarget: on },
     });
   };
-  return { clock, router, fleet, target, relay, place, failures, calls, gates, requeued, reads };
+  return { clock, router, fleet, target, relay, place, failures, calls, gates, requeued, reads, outcomes };
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -259,5 +261,44 @@ describe('Router', () => {
     expect(r.calls.at(-1)).toEqual({ target: 'eu-1', relayId: 'e3', due: true });
     r.gates.get('e3')!();
     await e3;
+  });
+
+  it('reports each target’s load and each outcome under its target (the per-target metrics)', async () => {
+    const r = rig(1);
+    r.target('eu-1');
+    r.fleet('eu', { kind: 'target', name: 'eu-1' });
+    r.fleet('gone', { kind: 'target', name: 'nowhere' });
+    r.fleet('edge', { kind: 'none' });
+    for (const [id, f] of [
+      ['e1', 'eu'],
+      ['e2', 'eu'],
+      ['d1', 'default'],
+      ['g1', 'gone'],
+      ['p1', 'edge'],
+    ])
+      r.relay(id!, f!);
+    const e1 = r.router.syncRelay('e1');
+    const d1 = r.router.syncRelay('d1');
+    await tick();
+    expect(await r.router.syncRelay('e2')).toEqual({ kind: 'skipped', reason: 'waiting' });
+    const load = () =>
+      Object.fromEntries(r.router.load().map((l) => [l.target, [l.inFlight, l.waiting, l.held]]));
+    expect(load()).toEqual({ 'eu-1': [1, 1, 0], default: [1, 0, 0] });
+    // No answer from eu-1: it backs off, and e2 (put back on the queue) is held for it.
+    r.gates.get('e1')!({ ok: false, kind: 'transient', message: 'ECONNREFUSED', attempts: 1 });
+    r.gates.get('d1')!();
+    await Promise.all([e1, d1]);
+    expect(await r.router.syncRelay('e2')).toMatchObject({ kind: 'retry' });
+    expect(load()).toEqual({ 'eu-1': [0, 0, 1], default: [0, 0, 0] });
+    expect(await r.router.syncRelay('g1')).toMatchObject({ kind: 'retry' });
+    await r.router.syncRelay('p1');
+    // A pull-only relay has no target: no outcome is reported for it.
+    expect(r.outcomes).toEqual([
+      'eu-1:skipped',
+      'eu-1:retry',
+      'default:synced',
+      'eu-1:retry',
+      'nowhere:retry',
+    ]);
   });
 });

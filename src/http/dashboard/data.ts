@@ -3,6 +3,7 @@ import type { Clock } from '../../domain/clock.js';
 import type { LiveStatus } from '../../domain/live.js';
 import type { Principal } from '../../domain/principal.js';
 import { type Relay, type RelayView, type SyncStatus, viewRelay } from '../../domain/relay.js';
+import { DEFAULT_TARGET } from '../../domain/target.js';
 import { zooidBody } from '../../push/zooid/body.js';
 import type { Query } from '../../query.js';
 
@@ -41,15 +42,60 @@ export class DashboardData {
 
   /** Failed relays first (they wait for an operator), then retrying ones by their next attempt. */
   async failing(principal: Principal, limit: number): Promise<RelayView[]> {
-    const relays = await this.query.failingRelays(principal, limit);
-    const rank = (r: Relay) => (r.sync.status === 'failed' ? 0 : 1);
-    relays.sort(
-      (a, b) =>
-        rank(a) - rank(b) ||
-        (a.sync.nextAttemptAt ?? 0) - (b.sync.nextAttemptAt ?? 0) ||
-        a.id.localeCompare(b.id),
-    );
-    return relays.slice(0, limit).map(viewRelay);
+    return worstFirst(await this.query.failingRelays(principal, limit), limit);
+  }
+
+  /**
+   * The caller's live relays by target and sync status: `default` first, then the registered
+   * targets by name, then the pull-only fleets (`target: null`). Only targets with relays.
+   */
+  async byTarget(principal: Principal): Promise<TargetCounts[]> {
+    return (await this.tallyByTarget(principal)).byTarget;
+  }
+
+  private async tallyByTarget(principal: Principal) {
+    const [{ byFleet }, targetOf] = await Promise.all([
+      this.query.relayTally(principal),
+      this.query.fleetTargets(),
+    ]);
+    const byTarget = new Map<string | null, TargetCounts>();
+    for (const [fleet, counts] of byFleet) {
+      const target = targetOf(fleet);
+      const into = byTarget.get(target) ?? { target, fleets: [], ...zero(), total: 0 };
+      into.fleets.push(fleet);
+      for (const status of SYNC_STATUSES) {
+        into[status] += counts[status];
+        into.total += counts[status];
+      }
+      byTarget.set(target, into);
+    }
+    const rank = (t: string | null) => (t === DEFAULT_TARGET ? 0 : t === null ? 2 : 1);
+    const sorted = [...byTarget.values()]
+      .map((t) => ({ ...t, fleets: t.fleets.sort() }))
+      .sort((a, b) => rank(a.target) - rank(b.target) || (a.target ?? '').localeCompare(b.target ?? ''));
+    return { byTarget: sorted, byFleet };
+  }
+
+  /**
+   * One target's share of the caller's relays: its counts by sync status, the fleets pinned to it
+   * (with relays the caller sees), and its failing relays (failed first, then retrying by next
+   * attempt), read only from the fleets that have any.
+   */
+  async target(principal: Principal, name: string, limit: number) {
+    const { byTarget, byFleet } = await this.tallyByTarget(principal);
+    const counts = byTarget.find((t) => t.target === name) ?? {
+      target: name,
+      fleets: [],
+      ...zero(),
+      total: 0,
+    };
+    const failingFleets = counts.fleets.filter((f) => {
+      const c = byFleet.get(f);
+      return c !== undefined && c.failed + c.retrying > 0;
+    });
+    const failing = await this.query.failingRelaysOf(principal, failingFleets, limit);
+    const { target: _t, fleets, ...byStatus } = counts;
+    return { fleets, counts: byStatus, failing: worstFirst(failing, limit) };
   }
 
   /**
@@ -137,6 +183,28 @@ export class DashboardData {
       truncated,
     };
   }
+}
+
+/** Live relays of one target (null: the pull-only fleets) by sync status. */
+export interface TargetCounts extends Record<SyncStatus, number> {
+  target: string | null;
+  fleets: string[];
+  total: number;
+}
+
+const SYNC_STATUSES: readonly SyncStatus[] = ['pending', 'synced', 'retrying', 'failed', 'pull'];
+const zero = (): Record<SyncStatus, number> => ({ pending: 0, synced: 0, retrying: 0, failed: 0, pull: 0 });
+
+/** Failed relays first (they wait for an operator), then retrying ones by their next attempt. */
+function worstFirst(relays: Relay[], limit: number): RelayView[] {
+  const rank = (r: Relay) => (r.sync.status === 'failed' ? 0 : 1);
+  relays.sort(
+    (a, b) =>
+      rank(a) - rank(b) ||
+      (a.sync.nextAttemptAt ?? 0) - (b.sync.nextAttemptAt ?? 0) ||
+      a.id.localeCompare(b.id),
+  );
+  return relays.slice(0, limit).map(viewRelay);
 }
 
 export interface DiffEntry {

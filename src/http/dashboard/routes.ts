@@ -5,9 +5,11 @@ import type { Credential } from '../../auth/tokens.js';
 import { parseDuration } from '../../domain/duration.js';
 import { BosunError } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
+import { targetNotFound } from '../../domain/target.js';
 import type { AppDeps } from '../deps.js';
 import { defineRoute } from '../routes/define.js';
 import { idParam, principalOf, relayId } from '../routes/params.js';
+import { targetViews } from '../routes/targets.js';
 import { type Asset, loadAssets } from './assets.js';
 import { DashboardData } from './data.js';
 import { ActivityStreams, DEFAULT_STREAM_OPTIONS } from './stream.js';
@@ -141,27 +143,29 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       tag,
       access: 'caller',
       summary:
-        'Caller, counts by sync status (active / inactive) and by live status, failing and not-live relays (≤ 200 each), targets and agents (admin)',
+        'Caller, counts by sync status (active / inactive), by target (admin) and by live status, failing and not-live relays (≤ 200 each), targets and agents (admin)',
       responses: { 200: { description: 'the overview' } },
     },
     async (request) => {
       const principal = principalOf(request);
-      const [counts, failing, live, notLive] = await Promise.all([
+      // Infrastructure is the operator's business: tenants see only their relays.
+      const admin = principal.role === 'admin';
+      const [counts, failing, live, notLive, byTarget] = await Promise.all([
         data.counts(principal),
         data.failing(principal, 200),
         data.liveCounts(principal),
         data.notLive(principal, 200),
+        admin ? data.byTarget(principal) : null,
       ]);
       return {
         principal: whoami(principal),
         counts,
+        by_target: byTarget,
         failing,
         live: { counts: live, not_live: notLive },
-        // Infrastructure is the operator's business: tenants see only their relays.
-        fleet:
-          principal.role === 'admin'
-            ? { targets: deps.targets?.() ?? [], agents: deps.agents ? deps.agents() : null }
-            : null,
+        fleet: admin
+          ? { targets: await targetViews(deps).all(), agents: deps.agents ? deps.agents() : null }
+          : null,
       };
     },
   );
@@ -178,6 +182,29 @@ export function registerDashboard(app: FastifyInstance, deps: AppDeps): Dashboar
       responses: { 200: { description: 'the relay page' } },
     },
     async (request) => data.relay(principalOf(request), idParam(request)),
+  );
+
+  defineRoute(
+    app,
+    {
+      method: 'GET',
+      url: '/v1/dashboard/targets/:name',
+      tag,
+      // Like /v1/targets: which zooid serves which fleet is the operator's business.
+      access: 'admin',
+      summary:
+        'A zooid target with its health, its fleets, its relays by sync status and its failing relays (≤ 200)',
+      params: { name: z.string().describe('target name') },
+      responses: { 200: { description: 'the target page' } },
+      errors: [404],
+    },
+    async (request) => {
+      const principal = principalOf(request);
+      const name = (request.params as { name: string }).name;
+      const target = await targetViews(deps).one(name);
+      if (!target) throw targetNotFound(name);
+      return { target, ...(await data.target(principal, name, 200)) };
+    },
   );
 
   defineRoute(

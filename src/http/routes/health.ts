@@ -60,8 +60,12 @@ export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void 
       responses: { 200: { description: 'Prometheus text', contentType: 'text/plain; version=0.0.4' } },
     },
     async (_request, reply) => {
-      const [counts, live] = await Promise.all([deps.store.relayCounts(), deps.store.liveCounts()]);
-      setRelayGauges(deps.metrics, counts, deps.clock.now());
+      const [counts, live, targetOf] = await Promise.all([
+        deps.store.relayCounts(),
+        deps.store.liveCounts(),
+        deps.query.fleetTargets(),
+      ]);
+      setRelayGauges(deps.metrics, counts, deps.clock.now(), targetOf);
       setLiveGauges(deps.metrics, live);
       deps.metrics.agentsConnected.set(deps.streams?.stats().streams ?? 0);
       return reply

@@ -12,6 +12,7 @@ import {
   updateTargetSchema,
   viewTarget,
 } from '../../domain/target.js';
+import type { TargetStatus } from '../../push/zooid/target-health.js';
 import type { RelayCount, Store } from '../../store/port.js';
 import type { AppDeps } from '../deps.js';
 import { routeGroup } from './define.js';
@@ -56,6 +57,50 @@ export async function fleetSummaries(store: Store): Promise<FleetSummary[]> {
   });
 }
 
+/** A target as the API shows it, with its health (`up`, `error`, `syncFailures`, …) when known. */
+export type ShownTarget = TargetView & Partial<TargetStatus>;
+
+/**
+ * How targets are shown: `default` (from the environment; null when ZOOID_API_URL is not set) and
+ * the registered ones, each with its health. Never a secret key: `pubkey` is the one to whitelist.
+ */
+export function targetViews(deps: AppDeps) {
+  const defaultPubkey = deps.targetDefaults?.pubkey ?? null;
+  const withHealth = (t: TargetView): ShownTarget => {
+    const health = deps.targetHealth?.(t.name);
+    // A health found at another URL is of the zooid the target pointed to before it was changed.
+    return health && health.url === t.url ? { ...health, ...t } : t;
+  };
+  const defaultView = (): ShownTarget | null => {
+    const url = deps.targetDefaults?.url;
+    if (!url) return null;
+    return withHealth({
+      name: DEFAULT_TARGET,
+      url,
+      verify_url: deps.targetDefaults?.verifyUrl ?? null,
+      pubkey: defaultPubkey,
+      key: 'default',
+      created_at: null,
+      updated_at: null,
+    });
+  };
+  const view = (t: Target) => withHealth(viewTarget(t, defaultPubkey));
+  return {
+    defaultView,
+    view,
+    /** `default` first (when configured), then the registered targets by name. */
+    all: async (): Promise<ShownTarget[]> => {
+      const first = defaultView();
+      return [...(first ? [first] : []), ...(await deps.store.listTargets()).map(view)];
+    },
+    /** One target by name; null when there is none. */
+    one: async (name: string): Promise<ShownTarget | null> =>
+      name === DEFAULT_TARGET
+        ? defaultView()
+        : await deps.store.getTarget(name).then((t) => (t ? view(t) : null)),
+  };
+}
+
 const targetName = (request: FastifyRequest) => (request.params as { name: string }).name;
 
 /**
@@ -69,24 +114,8 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
   const routes = routeGroup(app, { tag: 'targets', access: 'admin' });
   const name = { name: z.string().describe('target name') };
   const defaultPubkey = deps.targetDefaults?.pubkey ?? null;
-
-  /** The default target, with its last health probe when target health runs. */
-  const defaultView = (): (TargetView & Record<string, unknown>) | null => {
-    const url = deps.targetDefaults?.url;
-    if (!url) return null;
-    const [health] = deps.targets?.() ?? [];
-    return {
-      name: DEFAULT_TARGET,
-      url,
-      verify_url: deps.targetDefaults?.verifyUrl ?? null,
-      pubkey: defaultPubkey,
-      key: 'default',
-      created_at: null,
-      updated_at: null,
-      ...(health && typeof health === 'object' ? (health as Record<string, unknown>) : {}),
-    };
-  };
-  const view = (t: Target) => viewTarget(t, defaultPubkey);
+  const targets = targetViews(deps);
+  const { view } = targets;
 
   routes.post(
     '/v1/targets',
@@ -113,8 +142,7 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
       responses: { 200: { description: '`{"targets": [...]}`' } },
     },
     async () => {
-      const first = defaultView();
-      return { targets: [...(first ? [first] : []), ...(await store.listTargets()).map(view)] };
+      return { targets: await targets.all() };
     },
   );
 
@@ -128,10 +156,7 @@ export function registerTargetRoutes(app: FastifyInstance, deps: AppDeps): void 
     },
     async (request) => {
       const wanted = targetName(request);
-      const shown =
-        wanted === DEFAULT_TARGET
-          ? defaultView()
-          : await store.getTarget(wanted).then((t) => (t ? view(t) : null));
+      const shown = await targets.one(wanted);
       if (!shown) throw targetNotFound(wanted);
       const fleets = (await fleetSummaries(store)).filter((f) => f.target === wanted);
       const relays = noCounts();

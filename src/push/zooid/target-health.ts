@@ -21,41 +21,37 @@ export interface TargetStatus {
   syncFailures: number;
 }
 
+/** A zooid instance to probe: `default` (ZOOID_API_URL) or a registered target. */
+export interface ProbedTarget {
+  name: string;
+  url: string;
+}
+
 /** Sync failures that speak about zooid itself, not about one relay's config. */
 const UNHEALTHY: ReadonlySet<ZooidErrorKind> = new Set(['auth', 'forbidden', 'transient']);
 /** Syncs that must fail in a row before the target is taken as not up (one may be a fluke). */
 const FAILING_AFTER = 3;
 
 export interface TargetHealthHooks {
-  /** After every probe and every change of `up`. */
-  onStatus?: (status: TargetStatus) => void;
-  /** The probe got an answer again after it got none: failed relays are worth a try now. */
-  onRecovered?: () => void;
-  /** After every probe that zooid answered: push sync need not wait out its backoff for it. */
-  onProbe?: () => void;
+  /** After every probe of a target and every change of its `up`. */
+  onStatus?: (target: string, status: TargetStatus) => void;
+  /** A target's probe got an answer again after it got none: failed relays are worth a try now. */
+  onRecovered?: (target: string) => void;
+  /** After every probe that a target answered: push sync need not wait out its backoff for it. */
+  onProbe?: (target: string) => void;
+  /** A target is gone (removed, or ZOOID_API_URL unset): its series must not stay behind. */
+  onRemoved?: (target: string) => void;
 }
 
-/**
- * The health of the zooid instance: the probe AND the outcomes of recent syncs. The probe is an
- * unsigned request (zooid answers 401), so an answer only shows zooid is reachable; a zooid that
- * refuses bosun's key (403), its signatures (401), or every write (5xx) answers the probe too. So
- * the target is not up while the last syncs all failed that way — until one succeeds, or zooid
- * answers it in a way that speaks about the relay (400, 404, 409).
- */
-export class TargetHealth extends Chore {
-  private probe: Omit<TargetStatus, 'syncFailures'>;
-  private failures = 0;
-  private lastFailure = '';
-  private lastUp: boolean | null = null;
+/** One target's health: its last probe and its syncs that failed in a row. */
+class Health {
+  probe: Omit<TargetStatus, 'syncFailures'>;
+  failures = 0;
+  lastFailure = '';
+  lastUp: boolean | null = null;
 
-  constructor(
-    private readonly apiUrl: string,
-    private readonly clock: Clock,
-    private readonly fetchImpl: typeof fetch = fetch,
-    private readonly hooks: TargetHealthHooks = {},
-  ) {
-    super(TARGET_HEALTH);
-    this.probe = { url: apiUrl, up: null, latencyMs: null, checkedAt: null, error: null };
+  constructor(readonly url: string) {
+    this.probe = { url, up: null, latencyMs: null, checkedAt: null, error: null };
   }
 
   status(): TargetStatus {
@@ -68,26 +64,78 @@ export class TargetHealth extends Chore {
       syncFailures: this.failures,
     };
   }
+}
 
-  /** The outcome of one sync request to this target (from push sync). */
-  recordSync(result: ZooidResult): void {
+/**
+ * The health of every zooid target: the probe AND the outcomes of recent syncs. The probe is an
+ * unsigned request (zooid answers 401), so an answer only shows zooid is reachable; a zooid that
+ * refuses bosun's key (403), its signatures (401), or every write (5xx) answers the probe too. So
+ * a target is not up while its last syncs all failed that way — until one succeeds, or zooid
+ * answers in a way that speaks about the relay (400, 404, 409). Each target keeps its own count:
+ * one refusing zooid takes down only itself.
+ */
+export class TargetHealth extends Chore {
+  private readonly health = new Map<string, Health>();
+
+  constructor(
+    /** The targets to probe now: `default` when ZOOID_API_URL is set, then the registered ones. */
+    private readonly targets: () => Promise<ProbedTarget[]>,
+    private readonly clock: Clock,
+    private readonly fetchImpl: typeof fetch = fetch,
+    private readonly hooks: TargetHealthHooks = {},
+  ) {
+    super(TARGET_HEALTH);
+  }
+
+  /** A target's health; null for a target not probed and not synced to yet. */
+  status(target: string): TargetStatus | null {
+    return this.health.get(target)?.status() ?? null;
+  }
+
+  /** The outcome of one sync request to a target (from push sync). */
+  recordSync(target: ProbedTarget, result: ZooidResult): void {
+    const h = this.healthOf(target);
     if (!result.ok && UNHEALTHY.has(result.kind)) {
-      this.failures++;
-      this.lastFailure = result.message;
+      h.failures++;
+      h.lastFailure = result.message;
     } else {
-      this.failures = 0;
-      this.lastFailure = '';
+      h.failures = 0;
+      h.lastFailure = '';
+      // zooid answered a signed request: it is up, whatever an earlier probe found.
+      if (result.ok && h.probe.up !== true) h.probe = { ...h.probe, up: true, error: null };
     }
-    const status = this.status();
-    if (status.up !== this.lastUp) this.publish(status);
+    const status = h.status();
+    if (status.up !== h.lastUp) this.publish(target.name, h, status);
   }
 
   async once(signal: AbortSignal): Promise<void> {
+    const targets = await this.targets();
+    const names = new Set(targets.map((t) => t.name));
+    for (const name of [...this.health.keys()]) {
+      if (names.has(name)) continue;
+      this.health.delete(name);
+      this.hooks.onRemoved?.(name);
+    }
+    // Probed side by side: one target that does not answer holds up no other's probe.
+    await Promise.all(targets.map((t) => this.probeOne(t, signal)));
+  }
+
+  /** A target's state; a changed URL is another zooid, whose health starts afresh. */
+  private healthOf(target: ProbedTarget): Health {
+    let h = this.health.get(target.name);
+    if (!h || h.url !== target.url) {
+      h = new Health(target.url);
+      this.health.set(target.name, h);
+    }
+    return h;
+  }
+
+  private async probeOne(target: ProbedTarget, signal: AbortSignal): Promise<void> {
     const started = performance.now();
     let up = false;
     let error: string | null = null;
     try {
-      const res = await this.fetchImpl(`${this.apiUrl.replace(/\/+$/, '')}/relay/`, {
+      const res = await this.fetchImpl(`${target.url.replace(/\/+$/, '')}/relay/`, {
         method: 'GET',
         signal,
       });
@@ -98,21 +146,22 @@ export class TargetHealth extends Chore {
       error = cause ?? (err instanceof Error ? err.message : String(err));
     }
     const latencyMs = Math.round((performance.now() - started) * 10) / 10;
-    const recovered = up && this.probe.up === false;
-    this.probe = {
-      url: this.apiUrl,
+    const h = this.healthOf(target);
+    const recovered = up && h.probe.up === false;
+    h.probe = {
+      url: target.url,
       up,
       latencyMs: up ? latencyMs : null,
       checkedAt: new Date(this.clock.now()).toISOString(),
       error,
     };
-    this.publish(this.status());
-    if (up) this.hooks.onProbe?.();
-    if (recovered) this.hooks.onRecovered?.();
+    this.publish(target.name, h, h.status());
+    if (up) this.hooks.onProbe?.(target.name);
+    if (recovered) this.hooks.onRecovered?.(target.name);
   }
 
-  private publish(status: TargetStatus): void {
-    this.lastUp = status.up;
-    this.hooks.onStatus?.(status);
+  private publish(target: string, h: Health, status: TargetStatus): void {
+    h.lastUp = status.up;
+    this.hooks.onStatus?.(target, status);
   }
 }

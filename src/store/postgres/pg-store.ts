@@ -23,7 +23,6 @@ import {
 } from '../port.js';
 import {
   type ActivityRow,
-  type FleetRow,
   type FleetStateRow,
   fleetTargetColumns,
   fromActivityRow,
@@ -35,7 +34,6 @@ import {
   RELAY_COLUMNS,
   type RelayRow,
   TARGET_COLUMNS,
-  type TargetRow,
   type TokenRow,
   toRow,
   toTargetRow,

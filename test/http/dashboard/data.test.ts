@@ -81,6 +81,8 @@ describe('dashboard read models over a real planet', () => {
     expect(alice).toEqual({
       principal: { role: 'tenant', actor: 'tenant:alice', owner: 'alice' },
       counts: { pending: 0, synced: 1, retrying: 0, failed: 0, pull: 0, total: 1, active: 1, inactive: 0 },
+      // Which zooid serves which fleet is the operator's business.
+      by_target: null,
       failing: [],
       // Verification is off in this planet: never checked.
       live: {

@@ -91,6 +91,14 @@
   /** An inactive relay is kept by zooid but not served: say so wherever its status shows. */
   const inactiveBadge = (r) => (r.config.inactive ? ' <span class="badge inactive">inactive</span>' : '');
   const relayLink = (id) => `<a href="#/relay/${encodeURIComponent(id)}">${esc(id)}</a>`;
+  const targetLink = (name) => `<a href="#/target/${encodeURIComponent(name)}">${esc(name)}</a>`;
+  /** A target's health: up, down, or unknown before its first probe or sync. */
+  const healthBadge = (t) =>
+    t?.up === true
+      ? '<span class="badge s-synced" data-health="up">up</span>'
+      : t?.up === false
+        ? '<span class="badge s-failed" data-health="down">down</span>'
+        : '<span class="badge s-pending" data-health="unknown">unknown</span>';
   const canWrite = () => state.me && state.me.role !== 'agent';
   const resyncButton = (id) =>
     canWrite() ? `<button type="button" class="small" data-resync="${esc(id)}">Resync now</button>` : '';
@@ -161,9 +169,11 @@
   // ---- routing ---------------------------------------------------------------------------------
 
   function currentRoute() {
-    const m = /^#\/relay\/(.+)$/.exec(location.hash);
+    const m = /^#\/(relay|target)\/(.+)$/.exec(location.hash);
     try {
-      return m ? { view: 'relay', id: decodeURIComponent(m[1]) } : { view: 'overview' };
+      if (m?.[1] === 'relay') return { view: 'relay', id: decodeURIComponent(m[2]) };
+      if (m?.[1] === 'target') return { view: 'target', name: decodeURIComponent(m[2]) };
+      return { view: 'overview' };
     } catch {
       return { view: 'overview' }; // a malformed escape (#/relay/%E0%A4%A) names no relay
     }
@@ -173,6 +183,7 @@
     if (!state.token) return showSignIn();
     const r = currentRoute();
     if (r.view === 'relay') await renderRelay(r.id);
+    else if (r.view === 'target') await renderTarget(r.name);
     else await renderOverview(true);
   }
   window.addEventListener('hashchange', route);
@@ -197,6 +208,8 @@
         <h1 class="sr-only">Fleet overview</h1>
         <section aria-labelledby="counts-title"><h2 id="counts-title" class="caption">Relays by sync status</h2>
           <div id="counts" class="cards"></div></section>
+        <section id="by-target-panel" class="panel" hidden><h2>Relays by zooid target</h2>
+          <div id="by-target" class="scroll"></div></section>
         <section aria-labelledby="live-title"><h2 id="live-title" class="caption">Relays by live status (what zooid serves)</h2>
           <p id="live-banner" class="banner" role="alert" hidden></p>
           <div id="live-counts" class="cards"></div></section>
@@ -297,8 +310,30 @@
             '',
           )}</tbody></table>${failingTotal > o.failing.length ? `<p class="muted">${failingTotal - o.failing.length} more: filter the relay list by status.</p>` : ''}`
       : '<p class="muted">No failing relays.</p>';
+    renderByTarget(o.by_target, o.fleet?.targets ?? []);
     renderLive(o.live);
     renderFleet(o.fleet);
+  }
+
+  /** The relays' counts by target (admin): each target links to its page; pull-only fleets last. */
+  function renderByTarget(rows, targets) {
+    const panel = byId('by-target-panel');
+    if (!panel) return;
+    panel.hidden = !rows;
+    if (!rows) return;
+    const health = new Map(targets.map((t) => [t.name, t]));
+    byId('by-target').innerHTML = rows.length
+      ? `<table class="stack"><thead><tr><th>target</th><th>health</th><th>fleets</th><th>total</th>${STATUSES.map((s) => `<th>${s}</th>`).join('')}</tr></thead><tbody>${rows
+          .map(
+            (
+              t,
+            ) => `<tr data-target="${esc(t.target ?? 'none')}">${td('target', t.target === null ? 'none (pull)' : targetLink(t.target))}
+              ${td('health', t.target === null ? '<span class="muted">agents pull</span>' : healthBadge(health.get(t.target)))}
+              ${td('fleets', esc(t.fleets.join(', ')))}${td('total', t.total)}
+              ${STATUSES.map((s) => td(s, t.target === null ? '' : t[s], `n-${s}`)).join('')}</tr>`,
+          )
+          .join('')}</tbody></table>`
+      : '<p class="muted">No relays.</p>';
   }
 
   /** Live counts, a banner for what bosun never repairs, and the relays that are not live. */
@@ -362,13 +397,7 @@
       ? `<table><tbody>${fleet.targets
           .map(
             (t) =>
-              `<tr><td class="mono">${esc(t.url)}</td><td>${
-                t.up === null
-                  ? '<span class="badge s-pending">unknown</span>'
-                  : t.up
-                    ? '<span class="badge s-synced">up</span>'
-                    : '<span class="badge s-failed">down</span>'
-              }</td><td>${t.latencyMs === null || t.latencyMs === undefined ? '' : `${esc(t.latencyMs)} ms`}<div class="muted">${
+              `<tr data-target="${esc(t.name)}"><td>${targetLink(t.name)}<div class="mono muted">${esc(t.url)}</div></td><td>${healthBadge(t)}</td><td>${t.latencyMs === null || t.latencyMs === undefined ? '' : `${esc(t.latencyMs)} ms`}<div class="muted">${
                 t.error ? esc(t.error) : t.checkedAt ? `checked ${esc(ago(t.checkedAt))}` : ''
               }</div></td></tr>`,
           )
@@ -531,6 +560,67 @@
   function targetText(s) {
     if (s.moving) return `${esc(s.moving.from)} → ${esc(s.moving.to)} (moving)`;
     return s.target ? esc(s.target) : '<span class="muted">none</span>';
+  }
+
+  // ---- target page -----------------------------------------------------------------------------
+
+  async function renderTarget(name) {
+    const main = setView(`target:${name}`);
+    let d;
+    try {
+      d = await api('GET', `/v1/dashboard/targets/${encodeURIComponent(name)}`);
+    } catch (err) {
+      if (err instanceof ApiError && (err.status === 404 || err.status === 403)) {
+        main.innerHTML = `<section class="panel"><h1>Target ${esc(name)}</h1><p class="error">${esc(err.message)}</p><p><a href="#/">Back to the fleet</a></p></section>`;
+        main.dataset.loaded = 'true';
+        return;
+      }
+      if (!(err instanceof ApiError && err.status === 401)) showError(err);
+      return;
+    }
+    if (currentRoute().name !== name) return;
+    const t = d.target;
+    const c = d.counts;
+    main.innerHTML = `
+      <section class="panel">
+        <div class="toolbar"><a href="#/">← fleet</a></div>
+        <h1>Target ${esc(t.name)} ${healthBadge(t)}</h1>
+        <dl class="meta">
+          <dt>url</dt><dd class="mono">${esc(t.url)}</dd>
+          <dt>pubkey</dt><dd class="mono">${esc(t.pubkey) || '<span class="muted">none</span>'} <span class="muted">(in its API_WHITELIST)</span></dd>
+          <dt>health</dt><dd id="target-health">${
+            t.up === undefined || t.up === null ? 'not probed yet' : t.up ? 'up' : 'down'
+          }${t.checkedAt ? ` <span class="muted">probed ${when(t.checkedAt)}${t.latencyMs === null || t.latencyMs === undefined ? '' : `, ${esc(t.latencyMs)} ms`}</span>` : ''}</dd>
+          <dt>syncs failing in a row</dt><dd id="target-sync-failures">${esc(t.syncFailures ?? 0)}</dd>
+          <dt>error</dt><dd class="error" id="target-error">${esc(t.error) || '<span class="muted">none</span>'}</dd>
+          <dt>fleets</dt><dd id="target-fleets">${d.fleets.length ? esc(d.fleets.join(', ')) : '<span class="muted">none with relays</span>'}</dd>
+        </dl>
+      </section>
+      <section aria-labelledby="target-counts-title"><h2 id="target-counts-title" class="caption">Its relays by sync status</h2>
+        <div id="counts" class="cards">${['total', ...STATUSES]
+          .map(
+            (s) =>
+              `<div class="card ${s}" data-status="${s}"><div class="n">${c[s]}</div><div class="l">${s}</div></div>`,
+          )
+          .join('')}</div></section>
+      <section class="panel">
+        <h2>Failing relays <span id="failing-count" class="badge s-failed">${c.failed + c.retrying}</span></h2>
+        <div id="failing" class="scroll">${
+          d.failing.length
+            ? `<table class="stack"><thead><tr><th>relay</th><th>fleet</th><th>status</th><th>error</th><th>attempts</th><th>next attempt</th><th><span class="sr-only">action</span></th></tr></thead><tbody>${d.failing
+                .map(
+                  (
+                    r,
+                  ) => `<tr data-relay="${esc(r.id)}">${td('relay', `${relayLink(r.id)}<div class="muted">${esc(r.config.host)}</div>`)}
+                    ${td('fleet', esc(r.fleet))}${td('status', badge(r.sync.status) + inactiveBadge(r))}${td('error', esc(r.sync.error), 'err')}
+                    ${td('attempts', r.sync.attempts)}${td('next attempt', r.sync.status === 'failed' ? '<span class="muted">none: waits for a resync</span>' : when(r.sync.next_attempt_at))}
+                    ${td('', resyncButton(r.id), 'action')}</tr>`,
+                )
+                .join('')}</tbody></table>`
+            : '<p class="muted">No failing relays on this target.</p>'
+        }</div>
+      </section>`;
+    main.dataset.loaded = 'true';
   }
 
   function detail(a) {
@@ -705,6 +795,7 @@
       state.refreshTimer = 0;
       const now = currentRoute();
       if (now.view === 'relay') void renderRelay(now.id);
+      else if (now.view === 'target') void renderTarget(now.name);
       else {
         void renderOverview(false);
         if (dirtyChart) {
