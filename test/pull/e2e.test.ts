@@ -162,6 +162,10 @@ describe('bosun serve + bosun agent, end to end', () => {
     await until(converged, 'convergence after the agent restart');
     expect(agents[1].proc.output()).toMatch(/"held":[1-9][0-9]*,.*"msg":"agent starting"/);
     expect(readdirSync(a2.dir).filter((f) => !f.endsWith('.toml'))).toEqual([]);
+    // The killed agent's temp files are gone. Checked once the new one stopped (SIGTERM finishes a
+    // write in progress): while it runs, its own state write may have a temp file for a moment.
+    agents[1].proc.child.kill('SIGTERM');
+    expect((await agents[1].proc.exited).code).toBe(0);
     expect(readdirSync(defaultWorkDir(a2.dir)).filter((f) => f.startsWith('.bosun-tmp-'))).toEqual([]);
 
     // Case 37 end to end: no secret in any process's output.
