@@ -219,7 +219,11 @@ export class Infra {
     const client = this.options.client;
     const req = opts.signal ? { signal: opts.signal } : undefined;
     if (relay.deletedAt !== null) {
-      if (relay.sync.ackedDeleted && !opts.force) return { method: 'none', result: ok(), acked: null };
+      // Done only if zooid acknowledged something since (syncedVersion > 0): a relay that never was
+      // may still be there, from a create in doubt (zooid took the POST, and its answer was lost to
+      // a timeout or a kill -9 before bosun recorded it). A DELETE of one zooid never had is a 404.
+      const known = relay.sync.ackedDeleted && relay.sync.syncedVersion > 0;
+      if (known && !opts.force) return { method: 'none', result: ok(), acked: null };
       const result = await client.remove(relay.id, req);
       // zooid no longer has it: that is what a delete wants.
       return {

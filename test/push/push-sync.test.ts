@@ -262,7 +262,9 @@ describe('push sync to zooid', () => {
 
     const { zooid, idle, s } = await rig({ dir: dir.path });
     await idle();
-    expect(zooid.requests.map((r) => `${r.method} ${r.id}`)).toEqual(['POST busy']);
+    // gone: never acknowledged, so one DELETE (a 404 here): had a create of it been in doubt, zooid
+    // could hold it.
+    expect(zooid.requests.map((r) => `${r.method} ${r.id}`).sort()).toEqual(['DELETE gone', 'POST busy']);
     expect(zooid.relays().get('busy')).toMatchObject({ inactive: true, info: { name: 'n49' } });
     // The cursor has passed every change (sync bookkeeping after it needs no sync).
     const changes = (await s.peer.store.activitiesAfter({ after: 0, limit: 1000 })).filter(
@@ -361,6 +363,35 @@ describe('push sync to zooid', () => {
     await idle();
     expect(zooid.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['DELETE 404']);
     expect((await s.peer.store.getRelay('dup'))!.sync.status).toBe('synced');
+  });
+
+  it('a relay deleted while its create is in doubt (zooid took the POST, its answer was lost) is deleted in zooid', async () => {
+    const { s, zooid, idle } = await rig();
+    // Every answer is lost: bosun never records the create, as after a kill -9 right after zooid took it.
+    zooid.setFaults({ failAll: true });
+    const secret = generateSecretKey();
+    await s.api('POST', '/v1/relays', { ...relayBody('doubt', owner.pubkey), secret });
+    await idle();
+    expect((await s.peer.store.getRelay('doubt'))!.sync).toMatchObject({
+      status: 'retrying',
+      syncedVersion: 0,
+    });
+    zooid.setFaults({});
+    const landed = await direct(zooid).create('doubt', {
+      ...relayBody('doubt', owner.pubkey),
+      host: 'doubt.example.com',
+      schema: 'doubt',
+      secret,
+      info: { pubkey: owner.pubkey, name: 'doubt', icon: '', description: '' },
+    });
+    expect(landed, JSON.stringify(landed)).toMatchObject({ ok: true });
+    zooid.requests.length = 0;
+    // Deleted before the retry (1 s away): the sync of the deleted relay must not assume zooid never had it.
+    await s.api('DELETE', '/v1/relays/doubt');
+    await idle();
+    expect(zooid.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['DELETE 200']);
+    expect(zooid.relays().has('doubt')).toBe(false);
+    expect((await s.peer.store.getRelay('doubt'))!.sync.status).toBe('synced');
   });
 
   it('a host moved from one relay to another converges once the first one moves off it', async () => {
