@@ -5,7 +5,7 @@ import { type Page, readPage } from './domain/page.js';
 import { canSee, type Principal } from './domain/principal.js';
 import type { Relay, SyncStatus } from './domain/relay.js';
 import { DEFAULT_TARGET, fleetTargetName } from './domain/target.js';
-import type { Store } from './store/port.js';
+import type { RelayFilter, Store } from './store/port.js';
 
 /** Live relays by sync status, and how many of them are inactive. */
 export interface RelayTally {
@@ -38,6 +38,11 @@ export class Query {
   async getRelay(principal: Principal, id: string): Promise<Relay> {
     const relay = await this.store.getRelay(id);
     if (!relay || relay.deletedAt !== null || !canSee(principal, relay)) throw relayNotFound(id);
+    return this.present(relay);
+  }
+
+  /** A relay the Command just wrote, as readers see it (a write's answer says what a read would). */
+  async present(relay: Relay): Promise<Relay> {
     const [shown] = await this.shown([relay]);
     return shown!;
   }
@@ -80,9 +85,13 @@ export class Query {
     if (scope.fleet !== undefined && opts.fleet !== undefined && opts.fleet !== scope.fleet) {
       return { items: [], next: null };
     }
+    const { status, ...rest } = opts;
+    // `pull` is what readers see for a pull-only fleet's relays; the others show what push recorded.
+    const byStatus =
+      status === undefined ? {} : status === 'pull' ? { pullOnly: true } : { status, pullOnly: false };
     const page = await readPage(
       opts.limit,
-      (limit) => this.store.listRelays({ ...opts, ...scope, limit }),
+      (limit) => this.store.listRelays({ ...rest, ...byStatus, ...scope, limit }),
       (relay) => relay.id,
     );
     return { ...page, items: await this.shown(page.items) };
@@ -105,12 +114,7 @@ export class Query {
 
   async failingRelays(principal: Principal, limit = 500): Promise<Relay[]> {
     const scope = scopeOf(principal);
-    const [failed, retrying] = await Promise.all([
-      this.store.listRelays({ ...scope, status: 'failed', limit }),
-      this.store.listRelays({ ...scope, status: 'retrying', limit }),
-    ]);
-    // A pull-only fleet's relays wait for no push: not failing, whatever push sync recorded before.
-    return (await this.shown([...failed, ...retrying])).filter((r) => r.sync.status !== 'pull');
+    return this.shown(await this.failing(scope, limit));
   }
 
   /**
@@ -203,13 +207,22 @@ export class Query {
     for (const fleet of fleets) {
       // An agent sees its own fleet only: another fleet's relays are none of its business.
       if (scope.fleet !== undefined && scope.fleet !== fleet) continue;
-      const [failed, retrying] = await Promise.all([
-        this.store.listRelays({ ...scope, fleet, status: 'failed', limit }),
-        this.store.listRelays({ ...scope, fleet, status: 'retrying', limit }),
-      ]);
-      out.push(...failed, ...retrying);
+      out.push(...(await this.failing({ ...scope, fleet }, limit)));
     }
-    return (await this.shown(out)).filter((r) => r.sync.status !== 'pull');
+    return this.shown(out);
+  }
+
+  /**
+   * Failed, then retrying, relays matching `filter` (at most `limit` of each). A pull-only fleet's
+   * relays wait for no push: not failing, whatever push sync recorded before.
+   */
+  private async failing(filter: Omit<RelayFilter, 'status' | 'limit'>, limit: number): Promise<Relay[]> {
+    const [failed, retrying] = await Promise.all(
+      (['failed', 'retrying'] as const).map((status) =>
+        this.store.listRelays({ ...filter, status, pullOnly: false, limit }),
+      ),
+    );
+    return [...failed!, ...retrying!];
   }
 
   lastActivityId() {

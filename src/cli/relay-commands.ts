@@ -220,7 +220,7 @@ export function registerRelayCommands(program: Command): void {
     .description('list relays you can see')
     .option('--owner <owner>')
     .option('--fleet <fleet>')
-    .option('--status <status>', 'pending | synced | retrying | failed')
+    .option('--status <status>', 'pending | synced | retrying | failed | pull')
     .option('--live <status>', 'live | stale | not_served | unexpected | wrong_identity | unknown')
     .option('--limit <n>', 'page size', '100')
     .option('--after <id>', 'start after this id')

@@ -93,7 +93,10 @@ export interface Fence {
 export interface RelayFilter {
   owner?: string;
   fleet?: string;
-  status?: SyncStatus;
+  /** The status push sync recorded (`pull` is never recorded: see pullOnly). */
+  status?: Exclude<SyncStatus, 'pull'>;
+  /** Only relays of a pull-only fleet (true), whose readers see `pull`, or of a pushed one (false). */
+  pullOnly?: boolean;
   /** Only relays whose config has `inactive` set (true) or not (false). */
   inactive?: boolean;
   /** Only relays of this live status (migration 8). */

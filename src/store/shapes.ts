@@ -49,8 +49,9 @@ export function filterShape(values: readonly unknown[], firstBit = 0): { mask: n
 }
 
 /**
- * listRelays' shape and arguments. Bits, in order: not deleted, owner, fleet, sync status, inactive,
- * live status, after (each store lists its clauses in this order); `bool` is the store's boolean.
+ * listRelays' shape and arguments. Bits, in order: not deleted, owner, fleet, sync status, pull-only,
+ * inactive, live status, after (each store lists its clauses in this order); `bool` is the store's
+ * boolean.
  */
 export function relayFilter(
   filter: RelayFilter,
@@ -61,6 +62,7 @@ export function relayFilter(
       filter.owner,
       filter.fleet,
       filter.status,
+      filter.pullOnly === undefined ? undefined : bool(filter.pullOnly),
       filter.inactive === undefined ? undefined : bool(filter.inactive),
       filter.live,
       filter.after,

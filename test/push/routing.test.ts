@@ -77,7 +77,13 @@ describe('push routing: each relay goes to its fleet target (issue 17)', () => {
   it('a pull-only fleet: nothing is pushed, its relays say `pull` (relay, list, fleet counts)', async () => {
     const { s, zooids } = await fleetOfThree();
     expect((await s.api('PUT', '/v1/fleets/edge', { target: null })).status).toBe(200);
-    await create(s, 'p1', 'edge');
+    // The write's answer says what a read would: `pull`, not a `pending` that never ends.
+    const created = await create(s, 'p1', 'edge');
+    expect(created.status).toBe(201);
+    expect(created.body.sync.status).toBe('pull');
+    const patched = await s.api('PATCH', '/v1/relays/p1', { info: { name: 'renamed' } });
+    expect(patched.status).toBe(200);
+    expect(patched.body.sync.status).toBe('pull');
     await create(s, 'e1', 'eu');
     await s.peer.observer!.idle();
     expect(await status(s, 'p1')).toBe('pull');
@@ -86,6 +92,12 @@ describe('push routing: each relay goes to its fleet target (issue 17)', () => {
       sync: { status: string };
     }[];
     expect(listed.map((r) => r.sync.status)).toEqual(['pull']);
+    // ?status= filters by what readers see.
+    const byStatus = async (st: string) =>
+      ((await s.api('GET', `/v1/relays?status=${st}`)).body.relays as { id: string }[]).map((r) => r.id);
+    expect(await byStatus('pull')).toEqual(['p1']);
+    expect(await byStatus('synced')).toEqual(['e1']);
+    expect(await byStatus('pending')).toEqual([]);
     const fleets = (await s.api('GET', '/v1/fleets')).body.fleets as {
       name: string;
       relays: { pull: number };

@@ -4,7 +4,7 @@ import { generateSecretKey } from '../../src/domain/keys.js';
 import { type LiveState, UNKNOWN_LIVE } from '../../src/domain/live.js';
 import type { Relay } from '../../src/domain/relay.js';
 import type { Target } from '../../src/domain/target.js';
-import type { FleetStateRecord, Store } from '../../src/store/port.js';
+import type { FleetStateRecord, RelayFilter, Store } from '../../src/store/port.js';
 import {
   FencedError,
   StaleFleetStateError,
@@ -234,6 +234,14 @@ export function storeConformance(
         ['default', 'pending', 1],
         ['edge', 'pull', 2],
       ]);
+      // The list filters by what readers see: `pull`, or a recorded status of a pushed fleet only.
+      const ids = async (f: Partial<RelayFilter>) =>
+        (await store.listRelays({ limit: 10, ...f })).map((r) => r.id);
+      expect(await ids({ pullOnly: true })).toEqual(['a', 'b']);
+      expect(await ids({ pullOnly: true, after: 'a' })).toEqual(['b']);
+      expect(await ids({ status: 'pending', pullOnly: false })).toEqual(['c']);
+      expect(await ids({ status: 'retrying', pullOnly: false })).toEqual([]);
+      expect(await ids({ status: 'retrying' })).toEqual(['b']);
       // Pinned to a target again: their recorded status shows.
       await store.commit({
         relays: [],

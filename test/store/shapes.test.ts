@@ -33,6 +33,10 @@ describe('filtered-read shapes', () => {
     expect(relayFilter({ limit: 10, includeDeleted: true }, Number)).toEqual({ mask: 0, args: [] });
     expect(
       relayFilter({ limit: 10, owner: 'o', status: 'failed', inactive: true, after: 'r1' }, Number),
-    ).toEqual({ mask: 1 | 2 | 8 | 16 | 64, args: ['o', 'failed', 1, 'r1'] });
+    ).toEqual({ mask: 1 | 2 | 8 | 32 | 128, args: ['o', 'failed', 1, 'r1'] });
+    expect(relayFilter({ limit: 10, status: 'failed', pullOnly: false, live: 'stale' }, Number)).toEqual({
+      mask: 1 | 8 | 16 | 64,
+      args: ['failed', 0, 'stale'],
+    });
   });
 });

@@ -9,7 +9,7 @@ import { idParam, principalOf, relayId } from './params.js';
 const listQuery = z.strictObject({
   owner: z.string().max(128).optional(),
   fleet: z.string().max(64).optional(),
-  status: z.enum(['pending', 'synced', 'retrying', 'failed']).optional(),
+  status: z.enum(['pending', 'synced', 'retrying', 'failed', 'pull']).optional(),
   live: z.enum(LIVE_STATUSES).optional(),
   inactive: z
     .enum(['true', 'false'])
@@ -90,7 +90,9 @@ const relayViewSchema = z.object({
 const relay = (description: string) => ({ description, schema: relayViewSchema });
 
 export function registerRelayRoutes(app: FastifyInstance, { command, query }: AppDeps): void {
-  const view = (r: Relay) => viewRelay(r);
+  // A write's answer shows the relay as a read would (`pull` for a pull-only fleet's, `moving` while it
+  // moves); reads come from Query already so.
+  const view = async (r: Relay) => viewRelay(await query.present(r));
   const tag = 'relays';
 
   defineRoute(
@@ -107,7 +109,10 @@ export function registerRelayRoutes(app: FastifyInstance, { command, query }: Ap
     },
     async (request, reply) => {
       const { relay } = await command.createRelay(principalOf(request), request.body ?? {});
-      return reply.status(201).header('location', `/v1/relays/${relay.id}`).send(view(relay));
+      return reply
+        .status(201)
+        .header('location', `/v1/relays/${relay.id}`)
+        .send(await view(relay));
     },
   );
 
@@ -129,7 +134,7 @@ export function registerRelayRoutes(app: FastifyInstance, { command, query }: Ap
     },
     async (request, _reply, { query: q }) => {
       const page = await query.listRelays(principalOf(request), q);
-      return { relays: page.items.map(view), next: page.next };
+      return { relays: page.items.map(viewRelay), next: page.next };
     },
   );
 
@@ -144,7 +149,7 @@ export function registerRelayRoutes(app: FastifyInstance, { command, query }: Ap
       params: relayId,
       responses: { 200: relay('the relay') },
     },
-    async (request) => view(await query.getRelay(principalOf(request), idParam(request))),
+    async (request) => viewRelay(await query.getRelay(principalOf(request), idParam(request))),
   );
 
   defineRoute(
@@ -192,7 +197,7 @@ export function registerRelayRoutes(app: FastifyInstance, { command, query }: Ap
         const id = idParam(request);
         const done =
           verb === 'activate' ? command.activateRelay(principal, id) : command.deactivateRelay(principal, id);
-        return view((await done).relay);
+        return await view((await done).relay);
       },
     );
   }
@@ -210,7 +215,7 @@ export function registerRelayRoutes(app: FastifyInstance, { command, query }: Ap
     },
     async (request, reply) => {
       const { relay } = await command.resyncRelay(principalOf(request), idParam(request));
-      return reply.status(202).send(view(relay));
+      return reply.status(202).send(await view(relay));
     },
   );
 

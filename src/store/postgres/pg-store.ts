@@ -97,12 +97,20 @@ const READ_ONLY = /^\s*SELECT\b/i;
 /** Quotes an identifier that was validated as `[a-z_][a-z0-9_]*`. */
 const ident = (name: string): string => `"${name}"`;
 
+/**
+ * A relay of a pull-only fleet: bosun pushes nothing for it, so readers see its sync status as
+ * `pull`, whatever push sync last recorded (counts, gauges and the status filter alike).
+ */
+const IN_PULL_ONLY_FLEET = 'fleet IN (SELECT name FROM fleets WHERE pull_only)';
+const SHOWN_STATUS = `CASE WHEN ${IN_PULL_ONLY_FLEET} THEN 'pull' ELSE sync_status END`;
+
 /** listRelays' optional conditions, in the order relayFilter passes their arguments. */
 const RELAY_FILTERS = [
   'deleted_at IS NULL',
   'owner = ?',
   'fleet = ?',
   'sync_status = ?',
+  `(${IN_PULL_ONLY_FLEET}) = ?`,
   "COALESCE((config::jsonb->>'inactive')::boolean, false) = ?",
   'live_status = ?',
   'id > ?',
@@ -758,8 +766,7 @@ export class PostgresStore implements Store {
     const counts: Record<SyncStatus, number> = { pending: 0, synced: 0, retrying: 0, failed: 0, pull: 0 };
     const rows = await this.query<{ status: SyncStatus; n: number }>(
       'bosun_count_by_status',
-      // A pull-only fleet's relays are not pushed: counted as `pull`, whatever push sync last recorded.
-      `SELECT CASE WHEN fleet IN (SELECT name FROM fleets WHERE pull_only) THEN 'pull' ELSE sync_status END AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY 1`,
+      `SELECT ${SHOWN_STATUS} AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY 1`,
     );
     for (const row of rows) counts[row.status] = row.n;
     return counts;
@@ -775,7 +782,7 @@ export class PostgresStore implements Store {
       oldest: number;
     }>(
       'bosun_relay_counts',
-      `SELECT fleet, CASE WHEN fleet IN (SELECT name FROM fleets WHERE pull_only) THEN 'pull' ELSE sync_status END AS status,
+      `SELECT fleet, ${SHOWN_STATUS} AS status,
               COALESCE((config::jsonb->>'inactive')::boolean, false) AS inactive,
               deleted_at IS NOT NULL AS deleted, COUNT(*) AS n, MIN(updated_at) AS oldest
        FROM relays WHERE deleted_at IS NULL OR sync_status <> 'synced' GROUP BY 1, 2, 3, 4`,

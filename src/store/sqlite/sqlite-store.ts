@@ -64,12 +64,20 @@ export const SQLITE_PRAGMAS = [
   'foreign_keys = ON',
 ] as const;
 
+/**
+ * A relay of a pull-only fleet: bosun pushes nothing for it, so readers see its sync status as
+ * `pull`, whatever push sync last recorded (counts, gauges and the status filter alike).
+ */
+const IN_PULL_ONLY_FLEET = 'fleet IN (SELECT name FROM fleets WHERE pull_only = 1)';
+const SHOWN_STATUS = `CASE WHEN ${IN_PULL_ONLY_FLEET} THEN 'pull' ELSE sync_status END`;
+
 /** listRelays' optional conditions, in the order its arguments are passed (bit i is clause i). */
 const RELAY_FILTERS = [
   'deleted_at IS NULL',
   'owner = ?',
   'fleet = ?',
   'sync_status = ?',
+  `(${IN_PULL_ONLY_FLEET}) = ?`,
   "COALESCE(json_extract(config, '$.inactive'), 0) = ?",
   'live_status = ?',
   'id > ?',
@@ -125,11 +133,10 @@ function relayStatements(db: Database.Database) {
      ORDER BY next_attempt_at, id LIMIT ?`,
     ),
     countByStatus: db.prepare(
-      // A pull-only fleet's relays are not pushed: counted as `pull`, whatever push sync last recorded.
-      `SELECT CASE WHEN fleet IN (SELECT name FROM fleets WHERE pull_only = 1) THEN 'pull' ELSE sync_status END AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY 1`,
+      `SELECT ${SHOWN_STATUS} AS status, COUNT(*) AS n FROM relays WHERE deleted_at IS NULL GROUP BY 1`,
     ),
     relayCounts: db.prepare(
-      `SELECT fleet, CASE WHEN fleet IN (SELECT name FROM fleets WHERE pull_only = 1) THEN 'pull' ELSE sync_status END AS status,
+      `SELECT fleet, ${SHOWN_STATUS} AS status,
             COALESCE(json_extract(config, '$.inactive'), 0) AS inactive,
             deleted_at IS NOT NULL AS deleted, COUNT(*) AS n, MIN(updated_at) AS oldest
      FROM relays WHERE deleted_at IS NULL OR sync_status <> 'synced' GROUP BY 1, 2, 3, 4`,

@@ -468,20 +468,26 @@
 
   // ---- relay page ------------------------------------------------------------------------------
 
+  /**
+   * A detail page's data, or null: a missing one (`statuses`) says why with a way back; another
+   * error shows in the banner, except a 401, which asks for a token.
+   */
+  async function loadDetail(main, title, path, statuses) {
+    try {
+      return await api('GET', path);
+    } catch (err) {
+      if (err instanceof ApiError && statuses.includes(err.status)) {
+        main.innerHTML = `<section class="panel"><h1>${esc(title)}</h1><p class="error">${esc(err.message)}</p><p><a href="#/">Back to the fleet</a></p></section>`;
+        main.dataset.loaded = 'true';
+      } else if (!(err instanceof ApiError && err.status === 401)) showError(err);
+      return null;
+    }
+  }
+
   async function renderRelay(id) {
     const main = setView(`relay:${id}`);
-    let d;
-    try {
-      d = await api('GET', `/v1/dashboard/relays/${encodeURIComponent(id)}`);
-    } catch (err) {
-      if (err instanceof ApiError && err.status === 404) {
-        main.innerHTML = `<section class="panel"><h1>Relay ${esc(id)}</h1><p class="error">${esc(err.message)}</p><p><a href="#/">Back to the fleet</a></p></section>`;
-        main.dataset.loaded = 'true';
-        return;
-      }
-      if (!(err instanceof ApiError && err.status === 401)) showError(err);
-      return;
-    }
+    const d = await loadDetail(main, `Relay ${id}`, `/v1/dashboard/relays/${encodeURIComponent(id)}`, [404]);
+    if (!d) return;
     if (currentRoute().id !== id) return;
     const r = d.relay;
     const s = r.sync;
@@ -566,18 +572,9 @@
 
   async function renderTarget(name) {
     const main = setView(`target:${name}`);
-    let d;
-    try {
-      d = await api('GET', `/v1/dashboard/targets/${encodeURIComponent(name)}`);
-    } catch (err) {
-      if (err instanceof ApiError && (err.status === 404 || err.status === 403)) {
-        main.innerHTML = `<section class="panel"><h1>Target ${esc(name)}</h1><p class="error">${esc(err.message)}</p><p><a href="#/">Back to the fleet</a></p></section>`;
-        main.dataset.loaded = 'true';
-        return;
-      }
-      if (!(err instanceof ApiError && err.status === 401)) showError(err);
-      return;
-    }
+    const path = `/v1/dashboard/targets/${encodeURIComponent(name)}`;
+    const d = await loadDetail(main, `Target ${name}`, path, [404, 403]);
+    if (!d) return;
     if (currentRoute().name !== name) return;
     const t = d.target;
     const c = d.counts;
