@@ -66,6 +66,13 @@ const BENCHES: Bench[] = [
     what: '10,000 relays × 20 s of PATCHes while 1,000 agents stream: updates/s, latency, RSS vs bare node:http',
     timeoutMs: 300_000,
   },
+  {
+    name: 'targets',
+    script: 'bench/targets.ts',
+    args: ['--n', '10000'],
+    what: '10,000 relays: catch-up syncs/s over 4 no-op targets vs 1; commit→PATCH p99 with one target timing out vs all up',
+    timeoutMs: 900_000,
+  },
 ];
 
 function run(b: Bench): Promise<{ code: number | null; out: string; ms: number }> {

@@ -12,6 +12,11 @@ export interface NoopZooid {
   url: string;
   server: Server;
   arrivals: Map<string, number>;
+  /**
+   * While true, API requests are read and never answered (a zooid that accepts connections and
+   * hangs): bosun's requests time out. Held requests end when the server closes.
+   */
+  hang: boolean;
 }
 
 /**
@@ -22,11 +27,13 @@ export interface NoopZooid {
  */
 export async function noopZooid({ nip11 = false }: { nip11?: boolean } = {}): Promise<NoopZooid> {
   const arrivals = new Map<string, number>();
+  let zooid: NoopZooid | undefined;
   const docs = new Map<string, Record<string, string>>();
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      if (zooid?.hang) return;
       const served = nip11 && req.method === 'GET' ? docs.get(req.headers.host ?? '') : undefined;
       if (nip11 && req.method === 'GET') {
         if (!served) {
@@ -45,7 +52,13 @@ export async function noopZooid({ nip11 = false }: { nip11?: boolean } = {}): Pr
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, arrivals };
+  zooid = {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    server,
+    arrivals,
+    hang: false,
+  };
+  return zooid;
 }
 
 /** Folds a POST/PUT/PATCH body into the document served for its host (PATCH merges `info`). */

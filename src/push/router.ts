@@ -198,7 +198,7 @@ export class Router {
     const force = opts.force ?? false;
     if (state.downUntil > this.options.clock.now())
       return this.told(target, await this.hold(relay, state, force, opts.elsewhere !== undefined));
-    if (state.inFlight >= this.options.perTargetConcurrency) {
+    if (state.inFlight >= this.limitOf(state)) {
       state.waiting.set(relayId, (state.waiting.get(relayId) ?? false) || force);
       return this.told(target, { kind: 'skipped', reason: 'waiting' });
     }
@@ -385,9 +385,18 @@ export class Router {
     return { kind: 'retry', at, error };
   }
 
+  /**
+   * A target that failed and has not answered since gets one request at a time once its backoff
+   * is over (a probe): a target still hung then holds one worker per timeout, not its whole limit
+   * after every backoff. Its first answer (`release`) gives it its full limit back.
+   */
+  private limitOf(state: TargetState): number {
+    return state.failures > 0 ? 1 : this.options.perTargetConcurrency;
+  }
+
   /** Hands freed slots to relays that waited for them. */
   private handOutSlots(state: TargetState): void {
-    let free = this.options.perTargetConcurrency - state.inFlight;
+    let free = this.limitOf(state) - state.inFlight;
     for (const [relayId, force] of state.waiting) {
       if (free-- <= 0) break;
       state.waiting.delete(relayId);

@@ -240,6 +240,40 @@ describe('Router', () => {
     expect(await e2).toEqual({ kind: 'synced', version: 1 });
   });
 
+  it('a target whose backoff ended gets one request until it answers (a probe), then its full limit', async () => {
+    const r = rig(3);
+    r.target('eu-1');
+    r.fleet('eu', { kind: 'target', name: 'eu-1' });
+    for (const id of ['e1', 'e2', 'e3', 'e4']) r.relay(id, 'eu');
+    const e1 = r.router.syncRelay('e1');
+    await tick();
+    r.gates.get('e1')!({ ok: false, kind: 'transient', message: 'zooid did not answer', attempts: 1 });
+    await e1;
+    await r.clock.advance(1000);
+    // Backoff over, eu-1 not yet heard from: were all three sent, a target that still hangs would
+    // hold three workers for a timeout after every backoff, not one.
+    const e2 = r.router.syncRelay('e2');
+    await tick();
+    const e3 = r.router.syncRelay('e3');
+    const e4 = r.router.syncRelay('e4');
+    await tick();
+    await tick();
+    expect(r.calls.map((c) => c.relayId)).toEqual(['e1', 'e2']);
+    expect(await e3).toEqual({ kind: 'skipped', reason: 'waiting' });
+    expect(await e4).toEqual({ kind: 'skipped', reason: 'waiting' });
+    // It answers: the waiting relays get its slots at once.
+    r.gates.get('e2')!();
+    await e2;
+    expect(r.requeued).toEqual(['e3', 'e4']);
+    const rest = [r.router.syncRelay('e3'), r.router.syncRelay('e4')];
+    await tick();
+    await tick();
+    expect(r.calls.map((c) => c.relayId)).toEqual(['e1', 'e2', 'e3', 'e4']);
+    r.gates.get('e3')!();
+    r.gates.get('e4')!();
+    await Promise.all(rest);
+  });
+
   it('a sync that succeeds ends the target backoff too', async () => {
     const r = rig(2);
     r.target('eu-1');
