@@ -195,4 +195,16 @@ export const migrations: { version: number; name: string; sql: string }[] = [
         WHERE NOT acked_deleted;
     `,
   },
+  {
+    version: 10,
+    name: 'advisory lock keys of the per-target push leases',
+    sql: `
+      -- Each push lease (push:<target>) locks the bigint key (schema key << 32 | key): numbering
+      -- the names here, rather than hashing them, makes two targets' locks distinct by construction.
+      CREATE TABLE lease_keys (
+        name TEXT PRIMARY KEY,
+        key INTEGER GENERATED ALWAYS AS IDENTITY UNIQUE
+      );
+    `,
+  },
 ];
