@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { defaultReplicaId, type WorkerLease } from '../lease.js';
+import { defaultReplicaId, type PushLeases, type WorkerLease } from '../lease.js';
 import type { Fence } from '../port.js';
 import { leaseTimings, PgAdvisoryLease } from './lease.js';
 import { LOCK_CLASS, schemaKey } from './options.js';
@@ -37,7 +37,7 @@ export interface TargetLeasesOptions {
  *   releases leases above its quota (a replica joined: graceful hand-over) and tries free ones up
  *   to it (a replica left or died: takeover at its next pass, within the lease TTL).
  */
-export class TargetLeases {
+export class TargetLeases implements PushLeases {
   readonly replicaId: string;
   private readonly leases = new Map<string, PgAdvisoryLease>();
   private readonly presence: PgAdvisoryLease;
