@@ -81,7 +81,7 @@ export class Peer {
   readonly targetObservers: ObserverSet | null;
   private readonly targetRouters = new Map<string, Router>();
   /** Push sync as chores and the verifier ask it: the one observer, or the per-target ones. */
-  private readonly pushQueue: PushQueue | null;
+  readonly pushQueue: PushQueue | null;
   /** Every target's zooid client; their keep-alive connections close at shutdown. */
   private readonly zooidClients = new Set<ZooidClient>();
   readonly targetHealth: TargetHealth | null;
