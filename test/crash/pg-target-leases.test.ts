@@ -100,7 +100,6 @@ describe.skipIf(!postgresUrl)('several replicas on PostgreSQL: push leased per t
     await until('created everywhere', converged(r2, 'n0'));
 
     // SIGKILL r1: r2 holds all four within the TTL.
-    const killedAt = Date.now();
     r1.child.kill('SIGKILL');
     const takeoverMs = await until('r2 holds 4', async () => (await held(r2)).length === 4, TTL);
     expect(await held(r2)).toEqual(TARGETS);

@@ -73,6 +73,8 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   private state: 'idle' | 'standby' | 'held' | 'stopped' = 'idle';
   private term: Fence | null = null;
   private deadline = 0;
+  /** A held term being given up (release): `held` is false, the session still heartbeats. */
+  private releasing = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private beatTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
@@ -115,11 +117,17 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
    * can take it at its next attempt. In manual mode nothing retakes it until `tryAcquire()`.
    */
   async release(): Promise<void> {
-    if (this.state !== 'held') return;
-    this.state = 'standby';
-    this.clearTimers();
+    if (this.state !== 'held' || this.releasing) return;
+    // The workers drain first while the session keeps heartbeating: the lock is not freed (by the
+    // server's idle timeout) before they are done. A failed heartbeat meanwhile is a loss as usual
+    // (lose(): in-flight work aborted, the lock let go after the safety margin).
+    this.releasing = true;
     this.options.onChange?.(false, this.term);
     await this.runLost('released');
+    if (this.state !== 'held') return;
+    this.state = 'standby';
+    this.releasing = false;
+    this.clearTimers();
     await this.serial(async () => {
       if (this.state === 'held') return;
       if (this.conn) await this.conn.query(this.unlockSql, this.keyArgs).catch(() => this.dropConnection());
@@ -129,7 +137,7 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   }
 
   get held(): boolean {
-    return this.state === 'held' && performance.now() < this.deadline;
+    return this.state === 'held' && !this.releasing && performance.now() < this.deadline;
   }
 
   get fence(): Fence | null {
@@ -220,6 +228,7 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
         if (this.state !== 'standby') return;
         this.term = { lease: this.name, epoch };
         this.state = 'held';
+        this.releasing = false;
         this.extend(started);
         this.scheduleBeat();
         this.options.logger.info(
@@ -289,6 +298,7 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   private lose(reason: string): void {
     if (this.state !== 'held') return;
     this.state = 'standby';
+    this.releasing = false;
     this.clearTimers();
     this.options.logger.warn(
       { replica: this.replicaId, epoch: this.term?.epoch, reason },
