@@ -2,6 +2,7 @@ import { closeSync, existsSync, openSync, unlinkSync, writeSync } from 'node:fs'
 import { dirname } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { Gauge } from 'prom-client';
 import { ActivityRetention } from './activity-retention.js';
 import { CredentialExpiry } from './auth/credential-expiry.js';
 import { Nip98Verifier } from './auth/nip98.js';
@@ -28,7 +29,8 @@ import { createPooledNip98Signer } from './nostr/signer-pool.js';
 import { Notifier } from './notifier.js';
 import { StreamServer } from './pull/server/stream-server.js';
 import { DriftRepair, Resync, ResyncFailed, RetrySweeper } from './push/chores.js';
-import { Observer } from './push/observer.js';
+import { Observer, type PushQueue } from './push/observer.js';
+import { ObserverSet } from './push/observer-set.js';
 import { type Destination, Router } from './push/router.js';
 import { Infra, mayHeal } from './push/syncer.js';
 import { blossomS3FromEnv } from './push/zooid/body.js';
@@ -37,7 +39,7 @@ import { TARGET_HEALTH, TargetHealth } from './push/zooid/target-health.js';
 import { Query } from './query.js';
 import { shownDatabaseUrl, adminTokenFile as tokenFileOf } from './store/database-url.js';
 import { FencedStore } from './store/fenced-store.js';
-import type { WorkerLease } from './store/lease.js';
+import type { PushLeases, WorkerLease } from './store/lease.js';
 import { openStore } from './store/open.js';
 import type { Store } from './store/port.js';
 import type { Replication } from './store/replication.js';
@@ -68,7 +70,18 @@ export class Peer {
   readonly router: Router | null;
   /** Signs push sync's requests to zooid, on BOSUN_SIGN_WORKERS threads; null with push sync off. */
   readonly signer: Nip98Signer | null;
+  /** The one observer of the worker lease holder (SQLite, or push not leased per target). */
   readonly observer: Observer | null;
+  /**
+   * PostgreSQL: push work is leased per target (src/store/postgres/target-leases.ts). Each target
+   * this replica held has its own router and observer (cursor `observer:<target>`), run while it
+   * holds that target's lease and fenced by its epoch. Null with SQLite or push sync off.
+   */
+  readonly pushLeases: PushLeases | null;
+  readonly targetObservers: ObserverSet | null;
+  private readonly targetRouters = new Map<string, Router>();
+  /** Push sync as chores and the verifier ask it: the one observer, or the per-target ones. */
+  readonly pushQueue: PushQueue | null;
   /** Every target's zooid client; their keep-alive connections close at shutdown. */
   private readonly zooidClients = new Set<ZooidClient>();
   readonly targetHealth: TargetHealth | null;
@@ -116,11 +129,18 @@ export class Peer {
     // BOSUN_SECRET_KEY turns push sync on (ZOOID_API_URL requires it): without ZOOID_API_URL, the
     // relays of fleets on the target `default` fail with a clear error, those on other targets sync.
     this.signer = config.secretKey ? this.signerFor(config.secretKey) : null;
-    this.router = this.signer ? this.createRouter() : null;
+    const perTarget = this.signer !== null && replication.pushLeases !== undefined;
+    this.router =
+      this.signer && !perTarget
+        ? this.createRouter(this.workerStore, (id, o) => this.observer?.enqueue(id, o))
+        : null;
     if (this.router) watchTargetLoad(metrics, this.router);
-    this.observer = this.router ? this.createObserver(this.router) : null;
-    this.verifier = this.observer ? this.createVerifier(this.observer, deps.fetchRelayInfo) : null;
-    const resyncFailed = this.observer ? new ResyncFailed(this.store, this.observer, mayHeal) : null;
+    this.observer = this.router ? this.createObserver(this.router, this.workerStore, this.lease) : null;
+    this.targetObservers = perTarget ? new ObserverSet() : null;
+    this.pushLeases = perTarget ? this.createPushLeases(replication) : null;
+    this.pushQueue = this.observer ?? this.targetObservers;
+    this.verifier = this.pushQueue ? this.createVerifier(this.pushQueue, deps.fetchRelayInfo) : null;
+    const resyncFailed = this.pushQueue ? new ResyncFailed(this.store, this.pushQueue, mayHeal) : null;
     this.targetHealth = config.chores[TARGET_HEALTH.name].enabled
       ? new TargetHealth(
           async () => [
@@ -142,9 +162,9 @@ export class Peer {
             },
             // Relays that failed while zooid was away need not wait for the slow pace.
             onRecovered: () => {
-              if (this.lease.held) resyncFailed?.trigger();
+              if (this.lease.held || this.pushLeases) resyncFailed?.trigger();
             },
-            onProbe: (name) => this.router?.release(name),
+            onProbe: (name) => (this.router ?? this.targetRouters.get(name))?.release(name),
           },
         )
       : null;
@@ -194,6 +214,16 @@ export class Peer {
               },
             }
           : {}),
+        ...(this.pushLeases
+          ? {
+              push_sync: () => {
+                for (const t of this.pushLeases?.held() ?? [])
+                  if (!this.targetObservers?.get(t)?.running) throw new Error(`starting (target ${t})`);
+              },
+              // Which targets' push work this replica does now (comma-separated; `none`).
+              push_targets: () => this.pushLeases?.held().join(',') || 'none',
+            }
+          : {}),
       },
     });
     this.group = new ServiceGroup({
@@ -201,7 +231,7 @@ export class Peer {
       logger: this.logger,
       closeTimeoutMs: config.shutdownGraceMs + 5000,
     });
-    if (this.observer) this.hookObserver(this.observer);
+    if (this.observer) this.hookObserver(this.observer, this.lease);
     // Added first so it closes last: syncs still draining in the services' closes keep signing.
     if (this.signer) this.group.add(this.signerService());
     // Closes after the observer drained its syncs (the workers service), cutting abandoned requests.
@@ -340,15 +370,17 @@ export class Peer {
    * the grace period; on a lost lease they are aborted at once, since another replica is about to
    * take over. With one process (SQLite) the lease is held from start to close.
    */
-  private hookObserver(observer: Observer): void {
+  private hookObserver(observer: Observer, lease: WorkerLease): void {
     this.storage.onRecovered(() => observer.retryFailedNow());
     let stopped: Promise<void> = Promise.resolve();
-    this.lease.onAcquired(async () => {
+    lease.onAcquired(async () => {
       await stopped;
       await observer.start();
     });
-    this.lease.onLost((reason) => {
-      if (reason !== 'stopping') observer.abortInFlight('the worker lease was lost');
+    lease.onLost((reason) => {
+      // Released for rebalancing: in-flight syncs finish (the lock is held until they did).
+      if (reason !== 'stopping' && reason !== 'released')
+        observer.abortInFlight(`the ${lease.name} lease was lost`);
       stopped = (async () => {
         const drained = observer.stop();
         const grace = sleep(this.clock, this.config.shutdownGraceMs).then(() => 'timeout' as const);
@@ -418,10 +450,15 @@ export class Peer {
       run: async (signal) => {
         // Resolves once the first attempt is over: as holder after catch-up, else as standby.
         await this.lease.start();
+        // And the first balancing pass of the push leases: the targets taken have caught up.
+        await this.pushLeases?.start();
         ready();
         await untilAborted(signal);
       },
-      close: () => this.lease.stop(),
+      close: async () => {
+        await this.pushLeases?.stop();
+        await this.lease.stop();
+      },
     };
   }
 
@@ -432,25 +469,29 @@ export class Peer {
       run: async (signal) => {
         await Promise.race([this.observerReady, untilAborted(signal)]);
         if (signal.aborted) return;
-        await cycle.run(
-          (s) => (this.lease.held || !chore.config.needsLease ? chore.once(s) : Promise.resolve()),
-          signal,
-        );
+        // With push leased per target, every replica runs the push chores: each hands relays to
+        // its own targets' observers, which skip the other targets' relays.
+        const runs = () => this.lease.held || !chore.config.needsLease || this.pushChores.has(chore);
+        await cycle.run((s) => (runs() ? chore.once(s) : Promise.resolve()), signal);
       },
       close: () => cycle.stop(),
     };
   }
 
   /** Every chore this peer runs; each brings its own config and builds its own Cycle. */
+  private readonly pushChores = new Set<Chore>();
+
   private createChores(resyncFailed: ResyncFailed | null): Service[] {
     const chores: Chore[] = [];
     const observer = this.observer;
-    if (observer) {
-      chores.push(new RetrySweeper(this.store, observer, this.clock));
-      chores.push(new DriftRepair(this.store, observer, this.clock));
-      chores.push(new Resync(this.store, observer));
+    const queue = this.pushQueue;
+    if (queue) {
+      chores.push(new RetrySweeper(this.store, queue, this.clock));
+      chores.push(new DriftRepair(this.store, queue, this.clock));
+      chores.push(new Resync(this.store, queue));
     }
     if (resyncFailed) chores.push(resyncFailed);
+    if (this.pushLeases) for (const c of chores) this.pushChores.add(c);
     if (this.verifier) {
       const intervalMs = this.config.verify!.intervalMs;
       chores.push(
@@ -461,7 +502,11 @@ export class Peer {
     chores.push(new CredentialExpiry(this.store, this.clock, this.command));
     chores.push(
       new ActivityRetention(this.store, this.clock, this.config.activityRetentionMs, async () =>
-        observer ? observer.cursor : this.store.lastActivityId(),
+        observer
+          ? observer.cursor
+          : this.pushLeases
+            ? this.slowestTargetCursor()
+            : this.store.lastActivityId(),
       ),
     );
     const settings: Partial<Record<string, ChoreSettings>> = this.config.chores;
@@ -483,10 +528,10 @@ export class Peer {
     return services;
   }
 
-  private createRouter(): Router {
+  private createRouter(store: Store, requeue: (relayId: string, opts: { force: boolean }) => void): Router {
     return new Router({
-      store: this.workerStore,
-      command: this.command.over(this.workerStore),
+      store,
+      command: this.command.over(store),
       clock: this.clock,
       random: this.random,
       retry: this.config.sync.retry,
@@ -495,7 +540,7 @@ export class Peer {
       perTargetConcurrency: this.config.sync.targetConcurrency,
       cacheTtlMs: this.config.sync.routeTtlMs,
       syncerFor: (target, onResult) => {
-        const infra = this.createInfra(target, onResult);
+        const infra = this.createInfra(target, onResult, store);
         const labels = { target: target.name };
         return {
           syncRelay: async (relayId, opts) => {
@@ -509,14 +554,14 @@ export class Peer {
           removeCopy: (relayId, signal) => infra.removeCopy(relayId, signal),
         };
       },
-      requeue: (relayId, opts) => this.observer?.enqueue(relayId, opts),
+      requeue,
       onOutcome: (target, outcome) => {
         if (outcome.kind === 'retry') this.metrics.retriesScheduled.inc({ target });
       },
     });
   }
 
-  private createInfra(target: Destination, onResult: (result: ZooidResult) => void): Infra {
+  private createInfra(target: Destination, onResult: (result: ZooidResult) => void, store: Store): Infra {
     const client = new ZooidClient({
       apiUrl: target.url,
       signer: this.signerFor(target.secretKey),
@@ -525,10 +570,10 @@ export class Peer {
     });
     this.zooidClients.add(client);
     return new Infra({
-      store: this.workerStore,
+      store,
       target: target.name,
       // A Command of its own over the fenced store: sync outcomes of a lost term are refused.
-      command: this.command.over(this.workerStore),
+      command: this.command.over(store),
       client,
       blossomS3: blossomS3FromEnv(this.config.blossomS3Env),
       clock: this.clock,
@@ -554,7 +599,7 @@ export class Peer {
    * Live verification: what push sync wrote is read back over NIP-11, from the workers' fenced
    * store and Command (only the lease holder checks; a lost term's records are refused).
    */
-  private createVerifier(observer: Observer, fetchInfo: FetchRelayInfo = fetchRelayInfo): Verifier | null {
+  private createVerifier(observer: PushQueue, fetchInfo: FetchRelayInfo = fetchRelayInfo): Verifier | null {
     const verify = this.config.verify;
     if (!verify || verify.intervalMs === 0) return null;
     const verifier = new Verifier({
@@ -582,23 +627,99 @@ export class Peer {
     return verifier;
   }
 
-  private createObserver(router: Router): Observer {
+  /**
+   * The observer of a lease: the worker lease's (every relay), or one target's (`target`: only the
+   * relays whose push work is that target's, see ownsRelay; its own cursor `observer:<target>`).
+   */
+  private createObserver(router: Router, store: Store, lease: WorkerLease, target?: string): Observer {
     const m = this.metrics;
     return new Observer({
-      store: this.workerStore,
+      store,
       notifier: this.notifier,
       clock: this.clock,
-      logger: this.logger.child({ component: 'observer' }),
+      logger: this.logger.child({ component: 'observer', ...(target ? { target } : {}) }),
       concurrency: this.config.sync.concurrency,
+      ...(target ? { cursorName: `observer:${target}` } : {}),
       sync: async (relayId, signal, { force }) => {
         // Checked against the term's deadline: a replica frozen past it starts no sync on waking.
-        if (!this.lease.held) throw new Error('this replica does not hold the worker lease');
+        if (!lease.held) throw new Error(`this replica does not hold the ${lease.name} lease`);
+        if (target !== undefined && !(await this.ownsRelay(router, target, relayId)))
+          return { kind: 'skipped', reason: 'other_target' };
         // Its duration and retries are counted per target by the router (createRouter).
         return router.syncRelay(relayId, { signal, force });
       },
       onSyncStart: (ms) => m.commitToSyncStart.observe(ms / 1000),
-      onQueueDepth: (d) => m.queueDepth.set(d),
-      onCursor: (c) => m.observerCursor.set(c),
+      // One process-wide gauge each: shown for the single observer only.
+      ...(target
+        ? {}
+        : {
+            onQueueDepth: (d: number) => m.queueDepth.set(d),
+            onCursor: (c: number) => m.observerCursor.set(c),
+          }),
+    });
+  }
+
+  /** Every push target's name: `default` (its relays fail clearly without ZOOID_API_URL) and the table's. */
+  private async pushTargets(): Promise<string[]> {
+    return [DEFAULT_TARGET, ...(await this.store.listTargets()).map((t) => t.name)];
+  }
+
+  /**
+   * Whether a relay's sync is the push work of `target`: the target its sync goes to (Router.ownerOf);
+   * a relay of no target (gone, pull-only) or of a target that does not exist is `default`'s, so
+   * exactly one observer syncs (or records the failure of) every relay.
+   */
+  private async ownsRelay(router: Router, target: string, relayId: string): Promise<boolean> {
+    const owner = await router.ownerOf(relayId);
+    if (owner === target) return true;
+    if (target !== DEFAULT_TARGET) return false;
+    return owner === null || (owner !== DEFAULT_TARGET && (await this.store.getTarget(owner)) === null);
+  }
+
+  /** Activity retention keeps what the slowest target's observer has not passed yet. */
+  private async slowestTargetCursor(): Promise<number> {
+    const legacy = await this.store.getCursor('observer');
+    let min = Number.POSITIVE_INFINITY;
+    for (const t of await this.pushTargets()) {
+      min = Math.min(min, (await this.store.getCursor(`observer:${t}`)) || legacy);
+    }
+    return min;
+  }
+
+  /**
+   * Push work leased per target: each target's lease gets its router and observer (fenced by that
+   * lease's epoch) when first made; `bosun_target_lease_held{target}` shows which this replica holds.
+   */
+  private createPushLeases(replication: Replication): PushLeases {
+    const held = new Gauge({
+      name: 'bosun_target_lease_held',
+      help: "Whether this replica holds the target's push lease and pushes its relays (1) or not (0)",
+      labelNames: ['target'] as const,
+      registers: [this.metrics.registry],
+    });
+    watchTargetLoad(this.metrics, {
+      load: () => [...this.targetRouters].flatMap(([t, r]) => r.load().filter((l) => l.target === t)),
+    });
+    return replication.pushLeases!({
+      targets: () => this.pushTargets(),
+      onChange: (target, isHeld) => held.set({ target }, isHeld ? 1 : 0),
+      onLease: (target, lease) => {
+        held.set({ target }, 0);
+        const store = new FencedStore(this.store, () => lease.fence);
+        const router = this.createRouter(store, (id, o) => observer.enqueue(id, o));
+        const observer = this.createObserver(router, store, lease, target);
+        this.targetRouters.set(target, router);
+        this.targetObservers!.add(target, observer);
+        // First term of a target's observer after the upgrade from one worker lease: it starts
+        // where the single observer left off (everything before was pushed to every target).
+        lease.onAcquired(async () => {
+          const name = `observer:${target}`;
+          if ((await store.getCursor(name)) !== 0) return;
+          const legacy = await this.store.getCursor('observer');
+          if (legacy > 0) await store.setCursor(name, legacy);
+        });
+        this.hookObserver(observer, lease);
+      },
     });
   }
 

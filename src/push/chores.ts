@@ -2,7 +2,7 @@ import type { Clock } from '../domain/clock.js';
 import type { Relay } from '../domain/relay.js';
 import { Chore, defineChore } from '../lifecycle/chore.js';
 import type { Store } from '../store/port.js';
-import type { Observer } from './observer.js';
+import type { PushQueue } from './observer.js';
 
 const PAGE = 1000;
 
@@ -37,7 +37,7 @@ export const RESYNC_FAILED = defineChore('resync_failed', {
 export class RetrySweeper extends Chore {
   constructor(
     private readonly store: Store,
-    private readonly observer: Observer,
+    private readonly observer: PushQueue,
     private readonly clock: Clock,
   ) {
     super(RETRY_SWEEPER);
@@ -57,7 +57,7 @@ export class RetrySweeper extends Chore {
 export class DriftRepair extends Chore {
   constructor(
     private readonly store: Store,
-    private readonly observer: Observer,
+    private readonly observer: PushQueue,
     private readonly clock: Clock,
     private readonly graceMs = 60_000,
   ) {
@@ -81,7 +81,7 @@ export class DriftRepair extends Chore {
 export class Resync extends Chore {
   constructor(
     private readonly store: Store,
-    private readonly observer: Observer,
+    private readonly observer: PushQueue,
     private readonly batchSize = 100,
   ) {
     super(RESYNC);
@@ -110,7 +110,7 @@ export class Resync extends Chore {
 export class ResyncFailed extends Chore {
   constructor(
     private readonly store: Store,
-    private readonly observer: Observer,
+    private readonly observer: PushQueue,
     private readonly mayHeal: (relay: Relay) => boolean,
   ) {
     super(RESYNC_FAILED);

@@ -33,6 +33,9 @@ export interface ObserverOptions {
   onCursor?: (position: number) => void;
 }
 
+/** What the chores, the verifier and the peer ask of push sync: one observer, or one per held target. */
+export type PushQueue = Pick<Observer, 'enqueue' | 'idle' | 'retryFailedNow'>;
+
 const TRIGGERS: ReadonlySet<string> = new Set(RELAY_CHANGE_TYPES);
 
 /** What the observer holds for one relay between syncs; dropped once it holds nothing. */

@@ -187,6 +187,23 @@ export class Router {
     return this.send(relay, this.stateOf(route.target), opts);
   }
 
+  /**
+   * Whose push work a relay's next sync is, by target (the per-target push leases): its fleet's
+   * target (a move included: the new target's sync does it); for a deleted relay whose fleet no
+   * longer pushes there, the target it lives on; for an unroutable fleet, the target it names;
+   * null when nothing is to be pushed (gone, or pull-only). Mirrors syncRelay's choices.
+   */
+  async ownerOf(relayId: string): Promise<string | null> {
+    const relay = await this.options.store.getRelay(relayId);
+    if (!relay) return null;
+    const route = await this.route(relay.fleet, relay.updatedAt);
+    if (route.kind === 'push') return route.target.name;
+    const lives = relay.sync.pushedTarget;
+    const elsewhere = lives !== null && (route.kind !== 'unroutable' || route.target !== lives);
+    if (elsewhere && relay.deletedAt !== null) return lives;
+    return route.kind === 'unroutable' ? route.target : null;
+  }
+
   /** Sends the relay's sync to a target, within its in-flight limit and outside its backoff. */
   private async send(
     relay: Relay,

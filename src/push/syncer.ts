@@ -14,8 +14,11 @@ import type { ZooidClient, ZooidFailure, ZooidResult } from './zooid/client.js';
 export type SyncOutcome =
   | {
       kind: 'skipped';
-      /** `pull_only`: the fleet's agents configure zooid; `waiting`: its target's slots are all taken. */
-      reason: 'missing' | 'up_to_date' | 'failed' | 'not_due' | 'pull_only' | 'waiting';
+      /**
+       * `pull_only`: the fleet's agents configure zooid; `waiting`: its target's slots are all
+       * taken; `other_target`: another target's push work (per-target leases), not this observer's.
+       */
+      reason: 'missing' | 'up_to_date' | 'failed' | 'not_due' | 'pull_only' | 'waiting' | 'other_target';
       retryAt?: number;
     }
   | { kind: 'synced'; version: number }

@@ -34,6 +34,25 @@ export interface WorkerLease {
 
 export const WORKER_LEASE = 'worker';
 
+/**
+ * Push work leased per target (several replicas on PostgreSQL): each target's lease is a
+ * WorkerLease of its own, and the replicas spread the targets between them.
+ */
+export interface PushLeases {
+  /** The targets whose lease this replica holds now. */
+  held(): string[];
+  start(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface PushLeasesOptions {
+  /** Every push target's name; read at every balancing pass. */
+  targets: () => Promise<readonly string[]>;
+  /** A target's lease was made (before it is first tried): hook the target's workers to it. */
+  onLease: (target: string, lease: WorkerLease) => void;
+  onChange?: (target: string, held: boolean) => void;
+}
+
 export function defaultReplicaId(): string {
   return `${hostname()}:${process.pid}`;
 }

@@ -1,7 +1,13 @@
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
 import type { Notifier } from '../notifier.js';
-import { defaultReplicaId, LocalLease, type WorkerLease } from './lease.js';
+import {
+  defaultReplicaId,
+  LocalLease,
+  type PushLeases,
+  type PushLeasesOptions,
+  type WorkerLease,
+} from './lease.js';
 import type { Store } from './port.js';
 
 /**
@@ -11,6 +17,11 @@ import type { Store } from './port.js';
  */
 export interface Replication {
   lease: WorkerLease;
+  /**
+   * Where replicas share the push work per target (PostgreSQL): makes the balancer of this
+   * replica's target leases. Absent (SQLite: one process), the worker lease holder pushes to all.
+   */
+  pushLeases?: (options: PushLeasesOptions) => PushLeases;
   /** Stops what the dialect started for it (the lease is stopped with the workers). */
   close(): Promise<void>;
 }

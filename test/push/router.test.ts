@@ -157,6 +157,51 @@ describe('Router', () => {
     expect(r.calls).toEqual([]);
   });
 
+  it('ownerOf names the target whose push work each sync is: where syncRelay sends it or records its failure', async () => {
+    const r = rig();
+    r.target('eu-1');
+    r.fleet('eu', { kind: 'target', name: 'eu-1' });
+    r.fleet('agents', { kind: 'none' });
+    r.fleet('lost', { kind: 'target', name: 'gone' });
+    r.relay('moving', 'eu');
+    r.place('moving', 'default');
+    r.relay('pulled', 'agents');
+    r.place('pulled', 'eu-1');
+    r.relay('dropped', 'agents');
+    r.place('dropped', 'eu-1', true);
+    r.relay('pinned', 'lost');
+    r.relay('left', 'lost');
+    r.place('left', 'eu-1', true);
+    const owners: Record<string, string | null> = {};
+    for (const id of ['moving', 'pulled', 'dropped', 'pinned', 'left', 'missing'])
+      owners[id] = await r.router.ownerOf(id);
+    expect(owners).toEqual({
+      moving: 'eu-1',
+      pulled: null,
+      dropped: 'eu-1',
+      pinned: 'gone',
+      left: 'eu-1',
+      missing: null,
+    });
+    // And syncRelay agrees: the sends go to the owners; the unroutable one only records a failure.
+    for (const id of ['moving', 'dropped', 'left']) {
+      const sync = r.router.syncRelay(id);
+      await tick();
+      r.gates.get(id)!();
+      await sync;
+    }
+    expect(r.calls.map((c) => `${c.relayId}@${c.target}`)).toEqual([
+      'moving@eu-1',
+      'dropped@eu-1',
+      'left@eu-1',
+    ]);
+    expect(await r.router.syncRelay('pulled')).toEqual({ kind: 'skipped', reason: 'pull_only' });
+    expect(await r.router.syncRelay('pinned')).toMatchObject({
+      kind: 'retry',
+      error: expect.stringMatching(/gone/),
+    });
+  });
+
   it('pull-only fleets are never pushed', async () => {
     const r = rig();
     r.fleet('agents', { kind: 'none' });

@@ -17,11 +17,15 @@ async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 5000): 
   }
 }
 
-/** Ends a replica's lease session from the server side, as a network fault would. */
+/**
+ * Ends a replica's lease sessions (worker, push, presence) from the server side, as a network
+ * fault would. Its presence comes back on a new session (a higher pid), which ranks it after the
+ * other replica, so the other one's quota takes the one target.
+ */
 const cutLease = (replica: string) =>
   withPg((c) =>
-    c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [
-      `bosun-lease:${replica}`,
+    c.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = ANY($1)', [
+      [`bosun-lease:${replica}`, `bosun-push:${replica}`, `bosun-replica:${replica}`],
     ]),
   );
 
@@ -45,7 +49,11 @@ describe.skipIf(!postgresUrl)('replicas in one process tree: the lease moves the
     const p2: TestServer = await startServer({ env: env('p2') });
     cleanups.push(() => p2.close());
     const lease = async (t: TestServer) => (await t.api('GET', '/readyz', undefined, '')).body.checks.lease;
+    const pushes = async (t: TestServer) =>
+      (await t.api('GET', '/readyz', undefined, '')).body.checks.push_targets;
     expect([await lease(p1), await lease(p2)]).toEqual(['holder', 'standby']);
+    // One target (default) and two replicas: the first one pushes it.
+    expect([await pushes(p1), await pushes(p2)]).toEqual(['default', 'none']);
 
     const { pubkey } = keypair();
     const synced = (name: string) => () => zooid.relays().get('m1')?.info.name === name;
@@ -57,16 +65,17 @@ describe.skipIf(!postgresUrl)('replicas in one process tree: the lease moves the
 
     // p1's lease session dies: p1 stops its workers, p2 takes over with epoch 2.
     await cutLease('p1');
-    await until(async () => (await lease(p2)) === 'holder');
+    await until(async () => (await lease(p2)) === 'holder' && (await pushes(p2)) === 'default');
     expect(await lease(p1)).toBe('standby');
+    expect(await pushes(p1)).toBe('none');
     expect(p2.peer.lease.fence).toEqual({ lease: 'worker', epoch: 2 });
-    expect(p1.peer.observer!.running).toBe(false);
+    expect(p1.peer.targetObservers!.get('default')!.running).toBe(false);
     await p1.api('PATCH', '/v1/relays/m1', { info: { name: 'two' } });
     await until(synced('two'));
 
     // And back: p1's observer starts again from the persisted cursor, as holder of epoch 3.
     await cutLease('p2');
-    await until(async () => (await lease(p1)) === 'holder');
+    await until(async () => (await lease(p1)) === 'holder' && (await pushes(p1)) === 'default');
     expect(p1.peer.lease.fence).toEqual({ lease: 'worker', epoch: 3 });
     await p2.api('PATCH', '/v1/relays/m1', { info: { name: 'three' } });
     await until(synced('three'));
@@ -77,6 +86,7 @@ describe.skipIf(!postgresUrl)('replicas in one process tree: the lease moves the
     const metrics = await fetch(`${p1.url}/metrics`).then((r) => r.text());
     expect(metrics).toContain('bosun_worker_lease_held{replica="p1"} 1');
     expect(metrics).toContain('bosun_worker_lease_epoch 3');
+    expect(metrics).toContain('bosun_target_lease_held{target="default"} 1');
     const lines = p1.logs.filter((l) => l.includes('worker lease'));
     expect(lines.map((l) => JSON.parse(l).msg)).toEqual([
       'worker lease acquired',

@@ -91,7 +91,7 @@ export async function startPlanet(
       const choresBusy = () => [...bosun.peer.chores.values()].some((c) => c.cycle.active);
       do {
         while (choresBusy()) await new Promise((r) => setTimeout(r, 1));
-        await bosun.peer.observer!.idle();
+        await bosun.peer.pushQueue!.idle();
       } while (choresBusy());
     },
     trigger: async (chore) => {

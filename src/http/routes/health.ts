@@ -26,7 +26,8 @@ export function registerHealthRoutes(app: FastifyInstance, deps: AppDeps): void 
       url: '/readyz',
       tag,
       access: 'public',
-      summary: 'Readiness: the database, the worker lease (`holder` / `standby`), push sync',
+      summary:
+        'Readiness: the database, the worker lease (`holder` / `standby`), push sync, the push targets held',
       responses: {
         200: { description: '`{"status": "ready", "checks": {...}}`' },
         503: { description: '`{"status": "not ready", "checks": {...}}`: each failing check says why' },

@@ -13,6 +13,21 @@ export interface PgLeaseOptions {
   replicaId?: string;
   name?: string;
   onChange?: (held: boolean, fence: Fence | null) => void;
+  /**
+   * The advisory lock: the two-int4 form `[class, schema]` (default: the worker lease's), or one
+   * bigint (as a decimal string: the per-target push leases, src/store/postgres/target-leases.ts).
+   * The two forms are separate key spaces in PostgreSQL, so a bigint key never meets a lock class.
+   */
+  key?: [number, number] | string;
+  /** A shared lock (every replica holds it at once: presence); no epoch is started for it. */
+  shared?: boolean;
+  /**
+   * No background polling: acquisitions are only tried by `tryAcquire()`, and a lost term is not
+   * retried on its own (the target balancer decides which leases this replica should hold).
+   */
+  manual?: boolean;
+  /** The lock session's application_name prefix (default `bosun-lease`). */
+  appName?: string;
 }
 
 /** Timings derived from the TTL (see PgAdvisoryLease). */
@@ -51,11 +66,15 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   readonly name: string;
   readonly replicaId: string;
   readonly timings: ReturnType<typeof leaseTimings>;
-  private readonly key: [number, number];
+  private readonly keyArgs: (number | string)[];
+  private readonly lockSql: string;
+  private readonly unlockSql: string;
   private conn: pg.Client | null = null;
   private state: 'idle' | 'standby' | 'held' | 'stopped' = 'idle';
   private term: Fence | null = null;
   private deadline = 0;
+  /** A held term being given up (release): `held` is false, the session still heartbeats. */
+  private releasing = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private beatTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
@@ -67,11 +86,58 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
     this.name = options.name ?? WORKER_LEASE;
     this.replicaId = options.replicaId ?? defaultReplicaId();
     this.timings = leaseTimings(options.ttlMs);
-    this.key = [LOCK_CLASS.workerLease, schemaKey(options.store.options.schema)];
+    const key = options.key ?? [LOCK_CLASS.workerLease, schemaKey(options.store.options.schema)];
+    this.keyArgs = typeof key === 'string' ? [key] : key;
+    const args = typeof key === 'string' ? '$1::bigint' : '$1::int, $2::int';
+    const mode = options.shared ? '_shared' : '';
+    this.lockSql = `SELECT pg_try_advisory_lock${mode}(${args}) AS ok`;
+    this.unlockSql = `SELECT pg_advisory_unlock${mode}(${args})`;
+  }
+
+  /** How logs name it: `worker lease`, or `lease push:<target>`. */
+  private get label(): string {
+    return this.name === WORKER_LEASE ? 'worker lease' : `lease ${this.name}`;
+  }
+
+  /** The lock session's backend pid (as pg_locks shows it); null without a session. */
+  get backendPid(): number | null {
+    return (this.conn as (pg.Client & { processID: number | null }) | null)?.processID ?? null;
+  }
+
+  /** Manual mode: one attempt to take the lease (awaiting the workers' start); whether it is held. */
+  async tryAcquire(): Promise<boolean> {
+    if (this.state === 'idle') this.state = 'standby';
+    await this.serial(() => this.poll());
+    return this.held;
+  }
+
+  /**
+   * Gives a held lease up on purpose (rebalancing), keeping the replica a standby: the onLost
+   * handlers run (reason `released`) and are awaited, then the lock is unlocked so another replica
+   * can take it at its next attempt. In manual mode nothing retakes it until `tryAcquire()`.
+   */
+  async release(): Promise<void> {
+    if (this.state !== 'held' || this.releasing) return;
+    // The workers drain first while the session keeps heartbeating: the lock is not freed (by the
+    // server's idle timeout) before they are done. A failed heartbeat meanwhile is a loss as usual
+    // (lose(): in-flight work aborted, the lock let go after the safety margin).
+    this.releasing = true;
+    this.options.onChange?.(false, this.term);
+    await this.runLost('released');
+    if (this.state !== 'held') return;
+    this.state = 'standby';
+    this.releasing = false;
+    this.clearTimers();
+    await this.serial(async () => {
+      if (this.state === 'held') return;
+      if (this.conn) await this.conn.query(this.unlockSql, this.keyArgs).catch(() => this.dropConnection());
+    });
+    this.options.logger.info({ replica: this.replicaId }, `${this.label} released for rebalancing`);
+    this.schedulePoll();
   }
 
   get held(): boolean {
-    return this.state === 'held' && performance.now() < this.deadline;
+    return this.state === 'held' && !this.releasing && performance.now() < this.deadline;
   }
 
   get fence(): Fence | null {
@@ -81,6 +147,7 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   async start(): Promise<void> {
     if (this.state !== 'idle') return;
     this.state = 'standby';
+    if (this.options.manual) return;
     await this.serial(() => this.poll());
   }
 
@@ -96,12 +163,15 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
     await this.serial(async () => {
       // Unlock explicitly (a graceful hand-over is then immediate), then close the session.
       if (wasHeld && this.conn) {
-        await this.conn.query('SELECT pg_advisory_unlock($1::int, $2::int)', this.key).catch(() => {});
+        await this.conn.query(this.unlockSql, this.keyArgs).catch(() => {});
       }
       await this.dropConnection();
     });
     if (wasHeld)
-      this.options.logger.info({ replica: this.replicaId, epoch: this.term?.epoch }, 'worker lease released');
+      this.options.logger.info(
+        { replica: this.replicaId, epoch: this.term?.epoch },
+        `${this.label} released`,
+      );
   }
 
   private serial(step: () => Promise<void>): Promise<void> {
@@ -114,7 +184,7 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
     if (this.conn) return this.conn;
     const client = new pg.Client({
       ...this.options.store.clientConfig({ idleSessionTimeoutMs: this.timings.idleSessionTimeoutMs }),
-      application_name: `bosun-lease:${this.replicaId}`.slice(0, 63),
+      application_name: `${this.options.appName ?? 'bosun-lease'}:${this.replicaId}`.slice(0, 63),
       connectionTimeoutMillis: Math.max(1000, this.timings.giveUpMs),
       query_timeout: this.timings.giveUpMs,
     });
@@ -147,21 +217,23 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
     try {
       const conn = await this.connection();
       const started = performance.now();
-      const { rows } = await conn.query<{ ok: boolean }>(
-        'SELECT pg_try_advisory_lock($1::int, $2::int) AS ok',
-        this.key,
-      );
+      const { rows } = await conn.query<{ ok: boolean }>(this.lockSql, this.keyArgs);
       if (rows[0]?.ok) {
-        // Bumped on the lock's own session: no other replica can be between lock and epoch.
-        const epoch = await conn.query<{ position: number }>(NEW_LEASE_EPOCH, [leaseEpochKey(this.name)]);
+        // Bumped on the lock's own session: no other replica can be between lock and epoch. A
+        // shared lock (presence) fences nothing and starts no epoch.
+        const epoch = this.options.shared
+          ? 0
+          : (await conn.query<{ position: number }>(NEW_LEASE_EPOCH, [leaseEpochKey(this.name)])).rows[0]!
+              .position;
         if (this.state !== 'standby') return;
-        this.term = { lease: this.name, epoch: epoch.rows[0]!.position };
+        this.term = { lease: this.name, epoch };
         this.state = 'held';
+        this.releasing = false;
         this.extend(started);
         this.scheduleBeat();
         this.options.logger.info(
           { replica: this.replicaId, epoch: this.term.epoch },
-          'worker lease acquired',
+          `${this.label} acquired`,
         );
         this.options.onChange?.(true, this.term);
         try {
@@ -180,7 +252,7 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   }
 
   private schedulePoll(): void {
-    if (this.state !== 'standby') return;
+    if (this.state !== 'standby' || this.options.manual) return;
     clearTimeout(this.pollTimer);
     this.pollTimer = setTimeout(() => void this.serial(() => this.poll()), this.timings.pollMs);
     this.pollTimer.unref();
@@ -226,10 +298,11 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   private lose(reason: string): void {
     if (this.state !== 'held') return;
     this.state = 'standby';
+    this.releasing = false;
     this.clearTimers();
     this.options.logger.warn(
       { replica: this.replicaId, epoch: this.term?.epoch, reason },
-      'worker lease lost',
+      `${this.label} lost`,
     );
     this.options.onChange?.(false, this.term);
     const stopped = this.runLost(reason);

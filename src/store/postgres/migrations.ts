@@ -8,7 +8,7 @@
  * COLLATE "C" so that ordering and keyset pagination compare bytes, as SQLite does, whatever the
  * database's default collation (en_US would ignore '-' and '_').
  */
-export const migrations: { version: number; name: string; sql: string }[] = [
+export const migrations: { version: number; name: string; sql: string; postgresOnly?: true }[] = [
   {
     version: 1,
     name: 'relays, activities, tokens, cursors',
@@ -193,6 +193,20 @@ export const migrations: { version: number; name: string; sql: string }[] = [
       UPDATE relays SET pushed_target = COALESCE(
           (SELECT f.target FROM fleets f WHERE f.name = relays.fleet), 'default')
         WHERE NOT acked_deleted;
+    `,
+  },
+  {
+    version: 10,
+    name: 'advisory lock keys of the per-target push leases',
+    // Only PostgreSQL has several replicas to lease push work between; SQLite skips 10.
+    postgresOnly: true,
+    sql: `
+      -- Each push lease (push:<target>) locks the bigint key (schema key << 32 | key): numbering
+      -- the names here, rather than hashing them, makes two targets' locks distinct by construction.
+      CREATE TABLE lease_keys (
+        name TEXT PRIMARY KEY,
+        key INTEGER GENERATED ALWAYS AS IDENTITY UNIQUE
+      );
     `,
   },
 ];

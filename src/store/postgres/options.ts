@@ -74,4 +74,6 @@ export const LOCK_CLASS = {
   migrate: 0x626f7301,
   appendActivities: 0x626f7302,
   workerLease: 0x626f7303,
+  /** Held shared by every live replica (its presence), counted by the target balancer. */
+  replicas: 0x626f7304,
 } as const;

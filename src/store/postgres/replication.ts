@@ -3,6 +3,7 @@ import { leaseGauges, type Replication, type ReplicationOptions } from '../repli
 import { ChangeFeed } from './change-feed.js';
 import { PgAdvisoryLease } from './lease.js';
 import type { PostgresStore } from './pg-store.js';
+import { TargetLeases } from './target-leases.js';
 
 /**
  * Replicas on one PostgreSQL database: the worker lease is an advisory lock plus an epoch, and the
@@ -23,5 +24,16 @@ export async function pgReplication(store: PostgresStore, options: ReplicationOp
     replicaId,
     onChange: (isHeld, fence) => show(isHeld, fence?.epoch),
   });
-  return { lease, close: () => feed.stop() };
+  return {
+    lease,
+    pushLeases: (o) =>
+      new TargetLeases({
+        store,
+        ttlMs: options.ttlMs,
+        logger: options.logger.child({ component: 'target-leases' }),
+        replicaId,
+        ...o,
+      }),
+    close: () => feed.stop(),
+  };
 }

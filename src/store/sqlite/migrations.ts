@@ -219,4 +219,5 @@ export const migrations: { version: number; name: string; sql: string; sqliteOnl
         WHERE acked_deleted = 0;
     `,
   },
+  // 10 is PostgreSQL's lease_keys (postgresOnly: per-target push leases); the next one here is 11.
 ];

@@ -116,4 +116,48 @@ describe.skipIf(!postgresUrl)('PostgreSQL worker lease', () => {
     expect(takeover).toBeLessThanOrEqual(ttl + 200);
     expect(events).toEqual(['a start 1', 'a stop', 'b start 2']);
   }, 15_000);
+
+  it('a lease released for rebalancing keeps its lock until its workers drained, however long that takes', async () => {
+    const s = freshSchema();
+    cleanups.push(s.drop);
+    const ttl = 1000;
+    const stores = await Promise.all(
+      [0, 1].map(() => PostgresStore.open(parsePostgresUrl(s.url, { poolSize: 1 }))),
+    );
+    const [a, b] = stores.map(
+      (store, i) =>
+        new PgAdvisoryLease({
+          store: store!,
+          ttlMs: ttl,
+          logger: quiet,
+          replicaId: `m${i}`,
+          name: 'push:x',
+          key: '42',
+          manual: true,
+        }),
+    ) as [PgAdvisoryLease, PgAdvisoryLease];
+    cleanups.push(async () => {
+      await a.stop();
+      await b.stop();
+      for (const st of stores) await st.close();
+    });
+    let drained = 0;
+    // The workers take twice the TTL to finish their in-flight syncs.
+    a.onLost(async () => {
+      await new Promise((r) => setTimeout(r, 2 * ttl));
+      drained = performance.now();
+    });
+    expect(await a.tryAcquire()).toBe(true);
+    const releasing = a.release();
+    expect(a.held).toBe(false);
+    let taken = 0;
+    while (!taken) {
+      if (await b.tryAcquire()) taken = performance.now();
+      else await new Promise((r) => setTimeout(r, 50));
+    }
+    await releasing;
+    expect(drained).toBeGreaterThan(0);
+    expect(taken).toBeGreaterThanOrEqual(drained);
+    expect(b.fence).toEqual({ lease: 'push:x', epoch: 2 });
+  }, 15_000);
 });
