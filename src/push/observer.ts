@@ -216,7 +216,11 @@ export class Observer {
       for (const activity of page) {
         if (TRIGGERS.has(activity.type)) {
           this.outstanding.set(activity.id, activity.relayId);
-          this.stateOf(activity.relayId).activities.push(activity);
+          const state = this.stateOf(activity.relayId);
+          state.activities.push(activity);
+          // A resync (an operator's, a live repair's) re-asserts the whole record in zooid (a full
+          // PUT), not only what bosun believes differs, which may be nothing.
+          if (activity.type === 'resync_relay') state.force = true;
           touched.add(activity.relayId);
         }
         this.highWater = activity.id;
