@@ -13,6 +13,7 @@ import { makeDirs } from './dirs.js';
 import { type Clock, sleep, systemClock } from './domain/clock.js';
 import { publicKeyOf } from './domain/keys.js';
 import { DEFAULT_REPAIR } from './domain/live.js';
+import type { Principal } from './domain/principal.js';
 import { type Random, systemRandom } from './domain/random.js';
 import { DEFAULT_TARGET } from './domain/target.js';
 import { buildApp } from './http/app.js';
@@ -45,6 +46,9 @@ import type { Store } from './store/port.js';
 import type { Replication } from './store/replication.js';
 import { StorageHealth, WatchedStore } from './store/storage-errors.js';
 import { FencedError } from './store/write-errors.js';
+
+/** Who records a live repair as a resync when push is leased per target. */
+const VERIFIER: Principal = { role: 'admin', actor: 'system:verifier' };
 
 export interface PeerDeps {
   clock?: Clock;
@@ -614,10 +618,20 @@ export class Peer {
       policy: { ...DEFAULT_REPAIR, graceMs: verify.graceMs },
       // A relay not live yet is read again a few times within the grace (a slow reload clears).
       recheckMs: Math.min(5000, Math.max(250, Math.floor(verify.graceMs / 3))),
-      // The drift-repair path of push sync: one full PUT of the record.
+      // The drift-repair path of push sync: one full PUT of the record. With push leased per
+      // target, the relay's target may be another replica's: the repair goes through the log
+      // (a resync activity its observer follows), not this replica's in-memory queue.
       repair: (relayId) => {
         this.metrics.liveRepairs.inc();
-        observer.enqueue(relayId, { force: true });
+        if (!this.pushLeases) return observer.enqueue(relayId, { force: true });
+        this.command
+          .resyncRelay(VERIFIER, relayId)
+          .catch((err) =>
+            this.logger.warn(
+              { err, relayId },
+              'live repair could not be recorded; the next check tries again',
+            ),
+          );
       },
       onCheck: ({ durationMs }) => this.metrics.liveCheckSeconds.observe(durationMs / 1000),
     });

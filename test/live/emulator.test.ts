@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { ADMIN_TOKEN, keypair, relayBody, tempDir } from '../support/env.js';
 import { type Planet, startPlanet } from '../support/planet.js';
+import { freshSchema, postgresUrl } from '../support/postgres.js';
 import { spawnBosun } from '../support/spawn.js';
 
 /** Live verification end to end: bosun, push sync and the zooid emulator serving NIP-11 by Host. */
@@ -111,6 +112,38 @@ describe('live verification against the zooid emulator', () => {
     expect(metrics).toMatch(/^bosun_live_check_seconds_count [1-9]/m);
     expect(metrics).toMatch(/^bosun_live_repairs_total [2-9]/m);
   }, 90_000);
+
+  it.skipIf(!postgresUrl)(
+    'PostgreSQL (push leased per target): a repair goes through the log, for whichever replica holds the target',
+    async () => {
+      const db = freshSchema();
+      try {
+        planet = await startPlanet({
+          verify: { graceMs: 1500 },
+          serving: { failLoad: ['broken'] },
+          env: { BOSUN_DATABASE_URL: db.url },
+        });
+        await create('broken');
+        await until('broken', 'not_served');
+        const deadline = Date.now() + 10_000;
+        while (puts('broken') < 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+        expect(puts('broken')).toBe(1);
+        // The verifier runs on the worker lease's replica; the relay's target may be another's, so
+        // the repair is a resync activity that target's observer follows, not an in-memory hand-off.
+        const history = (await planet.bosun.api('GET', '/v1/activities?relay=broken')).body.activities as {
+          type: string;
+          actor: string;
+        }[];
+        expect(history.filter((a) => a.type === 'resync_relay').map((a) => a.actor)).toEqual([
+          'system:verifier',
+        ]);
+      } finally {
+        await planet?.close();
+        await db.drop();
+      }
+    },
+    60_000,
+  );
 
   it('a slow reload passes through stale to live without a repair', async () => {
     planet = await startPlanet({ verify: { graceMs: 6000 }, serving: { reloadDelayMs: 2500 } });
