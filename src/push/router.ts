@@ -53,6 +53,11 @@ export interface RouterOptions {
   /** Requests in flight to one target at most; the rest wait without holding a worker. */
   perTargetConcurrency: number;
   /**
+   * A target whose oldest request in flight is older than this, and than 10× its recent sync time,
+   * takes no more until one returns (it may have stopped answering). Default 250 ms.
+   */
+  stallMs?: number;
+  /**
    * Backoff of a target whose requests go unanswered (unreachable, timed out). Default: the retry
    * policy's curve, capped at 30 s — a target that returns is found by its probe or its next try.
    */
@@ -90,6 +95,10 @@ interface TargetState {
   key: string;
   syncer: TargetSyncer;
   inFlight: number;
+  /** When each request in flight started, oldest first (Map keeps insertion order). */
+  starts: Map<number, number>;
+  /** Recent time of a sync zooid answered (moving average, ms); 0 before the first. */
+  latencyMs: number;
   /** Relays that found every slot taken, and whether their sync was forced. */
   waiting: Map<string, boolean>;
   failures: number;
@@ -116,6 +125,8 @@ export class Router {
   private readonly targets = new Map<string, TargetState>();
   /** Relays held for a backoff that ended early: their stored retry time no longer applies. */
   private readonly released = new Set<string>();
+  /** Numbers each request sent, to find its start among the in-flight ones. */
+  private requests = 0;
   private readonly ttlMs: number;
 
   constructor(private readonly options: RouterOptions) {
@@ -221,11 +232,20 @@ export class Router {
     }
     // A relay held for a backoff that ended early is due now, whatever retry time it stored.
     const due = this.released.delete(relayId);
+    const request = ++this.requests;
+    const started = this.options.clock.now();
     state.inFlight++;
+    state.starts.set(request, started);
     try {
-      return this.told(target, await state.syncer.syncRelay(relayId, due ? { ...opts, due } : opts));
+      const outcome = await state.syncer.syncRelay(relayId, due ? { ...opts, due } : opts);
+      if (outcome.kind === 'synced') {
+        const ms = this.options.clock.now() - started;
+        state.latencyMs = state.latencyMs === 0 ? ms : 0.8 * state.latencyMs + 0.2 * ms;
+      }
+      return this.told(target, outcome);
     } finally {
       state.inFlight--;
+      state.starts.delete(request);
       this.handOutSlots(state);
     }
   }
@@ -334,6 +354,8 @@ export class Router {
         key,
         syncer,
         inFlight: state?.inFlight ?? 0,
+        starts: state?.starts ?? new Map(),
+        latencyMs: 0,
         waiting: state?.waiting ?? new Map(),
         failures: 0,
         downUntil: 0,
@@ -408,7 +430,14 @@ export class Router {
    * after every backoff. Its first answer (`release`) gives it its full limit back.
    */
   private limitOf(state: TargetState): number {
-    return state.failures > 0 ? 1 : this.options.perTargetConcurrency;
+    if (state.failures > 0) return 1;
+    // A request unanswered for far longer than this target takes may hang until its timeout: no
+    // more are sent until one returns, so a target that stops answering keeps the workers it has
+    // rather than taking every one (each held for a whole timeout) before its first failure.
+    const oldest = state.starts.values().next().value;
+    const stallMs = Math.max(this.options.stallMs ?? 250, 10 * state.latencyMs);
+    if (oldest !== undefined && this.options.clock.now() - oldest > stallMs) return state.inFlight;
+    return this.options.perTargetConcurrency;
   }
 
   /** Hands freed slots to relays that waited for them. */

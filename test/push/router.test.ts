@@ -285,6 +285,34 @@ describe('Router', () => {
     expect(await e2).toEqual({ kind: 'synced', version: 1 });
   });
 
+  it('a target whose oldest request is unanswered for long takes no more until one returns', async () => {
+    const r = rig(3);
+    r.target('eu-1');
+    r.fleet('eu', { kind: 'target', name: 'eu-1' });
+    for (const id of ['e1', 'e2', 'e3', 'e4']) r.relay(id, 'eu');
+    const e1 = r.router.syncRelay('e1');
+    await tick();
+    // Within the stall time (250 ms; it has no history yet): a second request goes.
+    await r.clock.advance(200);
+    const e2 = r.router.syncRelay('e2');
+    await tick();
+    expect(r.calls.map((c) => c.relayId)).toEqual(['e1', 'e2']);
+    // e1 unanswered past it: the target may have stopped answering; e3 waits without a worker.
+    await r.clock.advance(100);
+    expect(await r.router.syncRelay('e3')).toEqual({ kind: 'skipped', reason: 'waiting' });
+    expect(r.calls.map((c) => c.relayId)).toEqual(['e1', 'e2']);
+    // e1 returns, e2 (sent 100 ms ago) is not stalled: e3 gets the freed slot.
+    r.gates.get('e1')!();
+    await e1;
+    expect(r.requeued).toEqual(['e3']);
+    const e3 = r.router.syncRelay('e3');
+    await tick();
+    expect(r.calls.map((c) => c.relayId)).toEqual(['e1', 'e2', 'e3']);
+    r.gates.get('e2')!();
+    r.gates.get('e3')!();
+    await Promise.all([e2, e3]);
+  });
+
   it('a target whose backoff ended gets one request until it answers (a probe), then its full limit', async () => {
     const r = rig(3);
     r.target('eu-1');
