@@ -54,7 +54,7 @@ export interface RouterOptions {
   perTargetConcurrency: number;
   /**
    * A target whose oldest request in flight is older than this, and than 10× its recent sync time,
-   * takes no more until one returns (it may have stopped answering). Default 250 ms.
+   * takes no more until one returns (it may have stopped answering). Default 100 ms.
    */
   stallMs?: number;
   /**
@@ -435,7 +435,7 @@ export class Router {
     // more are sent until one returns, so a target that stops answering keeps the workers it has
     // rather than taking every one (each held for a whole timeout) before its first failure.
     const oldest = state.starts.values().next().value;
-    const stallMs = Math.max(this.options.stallMs ?? 250, 10 * state.latencyMs);
+    const stallMs = Math.max(this.options.stallMs ?? 100, 10 * state.latencyMs);
     if (oldest !== undefined && this.options.clock.now() - oldest > stallMs) return state.inFlight;
     return this.options.perTargetConcurrency;
   }

@@ -292,16 +292,16 @@ describe('Router', () => {
     for (const id of ['e1', 'e2', 'e3', 'e4']) r.relay(id, 'eu');
     const e1 = r.router.syncRelay('e1');
     await tick();
-    // Within the stall time (250 ms; it has no history yet): a second request goes.
-    await r.clock.advance(200);
+    // Within the stall time (100 ms; it has no history yet): a second request goes.
+    await r.clock.advance(80);
     const e2 = r.router.syncRelay('e2');
     await tick();
     expect(r.calls.map((c) => c.relayId)).toEqual(['e1', 'e2']);
     // e1 unanswered past it: the target may have stopped answering; e3 waits without a worker.
-    await r.clock.advance(100);
+    await r.clock.advance(40);
     expect(await r.router.syncRelay('e3')).toEqual({ kind: 'skipped', reason: 'waiting' });
     expect(r.calls.map((c) => c.relayId)).toEqual(['e1', 'e2']);
-    // e1 returns, e2 (sent 100 ms ago) is not stalled: e3 gets the freed slot.
+    // e1 returns, e2 (sent 40 ms ago) is not stalled: e3 gets the freed slot.
     r.gates.get('e1')!();
     await e1;
     expect(r.requeued).toEqual(['e3']);
