@@ -222,10 +222,11 @@ export class Infra {
     const client = this.options.client;
     const req = opts.signal ? { signal: opts.signal } : undefined;
     if (relay.deletedAt !== null) {
-      // Done only if zooid acknowledged something since (syncedVersion > 0): a relay that never was
-      // may still be there, from a create in doubt (zooid took the POST, and its answer was lost to
-      // a timeout or a kill -9 before bosun recorded it). A DELETE of one zooid never had is a 404.
-      const known = relay.sync.ackedDeleted && relay.sync.syncedVersion > 0;
+      // Done only if zooid acknowledged this very version's delete. Any later version may have been
+      // live and pushed — a create in doubt (zooid took the POST, and its answer was lost to a
+      // timeout or a kill -9 before bosun recorded it), e.g. of a deleted id created again — so it
+      // is deleted again: a DELETE of a relay zooid does not have is a 404, which is done.
+      const known = relay.sync.ackedDeleted && relay.sync.syncedVersion === relay.version;
       if (known && !opts.force) return { method: 'none', result: ok(), acked: null };
       const result = await client.remove(relay.id, req);
       // zooid no longer has it: that is what a delete wants.

@@ -377,13 +377,14 @@ describe('push sync to zooid', () => {
       syncedVersion: 0,
     });
     zooid.setFaults({});
-    const landed = await direct(zooid).create('doubt', {
+    const body = {
       ...relayBody('doubt', owner.pubkey),
       host: 'doubt.example.com',
       schema: 'doubt',
       secret,
       info: { pubkey: owner.pubkey, name: 'doubt', icon: '', description: '' },
-    });
+    };
+    const landed = await direct(zooid).create('doubt', body);
     expect(landed, JSON.stringify(landed)).toMatchObject({ ok: true });
     zooid.requests.length = 0;
     // Deleted before the retry (1 s away): the sync of the deleted relay must not assume zooid never had it.
@@ -392,6 +393,21 @@ describe('push sync to zooid', () => {
     expect(zooid.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['DELETE 200']);
     expect(zooid.relays().has('doubt')).toBe(false);
     expect((await s.peer.store.getRelay('doubt'))!.sync.status).toBe('synced');
+
+    // Created again under the same id, in doubt again, deleted again: zooid's acknowledged delete is
+    // of an older version, and does not say it lacks the new one.
+    zooid.setFaults({ failAll: true });
+    expect((await s.api('POST', '/v1/relays', { ...relayBody('doubt', owner.pubkey), secret })).status).toBe(
+      201,
+    );
+    await idle();
+    zooid.setFaults({});
+    expect((await direct(zooid).create('doubt', body)).ok).toBe(true);
+    zooid.requests.length = 0;
+    await s.api('DELETE', '/v1/relays/doubt');
+    await idle();
+    expect(zooid.requests.map((r) => `${r.method} ${r.status}`)).toEqual(['DELETE 200']);
+    expect(zooid.relays().has('doubt')).toBe(false);
   });
 
   it('a host moved from one relay to another converges once the first one moves off it', async () => {
