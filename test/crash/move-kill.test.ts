@@ -1,20 +1,12 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
-import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
+import type { ZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { ADMIN_TOKEN, apiFetch, keypair, relayBody, tempDir } from '../support/env.js';
 import { killAll, type Spawned, startServe } from '../support/spawn.js';
+import { addTargets, defaultTargetEnv, startZooids, type Zooids } from '../support/targets.js';
+import { until } from '../support/until.js';
 
 const N = 50;
-
-/** Polls `check` until it holds, or fails after `ms`. */
-async function until(check: () => Promise<boolean> | boolean, ms: number, what: string): Promise<void> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /**
  * SIGKILL `bosun serve` in the middle of moving a fleet of 50 relays from one zooid instance to
@@ -24,23 +16,23 @@ async function until(check: () => Promise<boolean> | boolean, ms: number, what: 
  */
 describe('kill -9 in the middle of a move', () => {
   const dir = tempDir();
-  const zooids: ZooidEmulator[] = [];
   const procs: Spawned[] = [];
+  const fleets: Zooids[] = [];
   afterAll(async () => {
     await killAll(procs);
-    for (const z of zooids) await z.close();
+    for (const f of fleets) await f.close();
     dir.cleanup();
   });
 
   it('converges after restart with every relay on exactly one target', async () => {
-    const keys = [generateSecretKey(), generateSecretKey(), generateSecretKey()];
-    for (const key of keys) zooids.push(await startZooidEmulator({ whitelist: [publicKeyOf(key)] }));
+    const fleet = await startZooids(3);
+    fleets.push(fleet);
+    const { zooids } = fleet;
     const [, eu, us] = zooids as [ZooidEmulator, ZooidEmulator, ZooidEmulator];
     const env = {
       BOSUN_DATABASE_URL: `sqlite:${join(dir.path, 'bosun.db')}`,
       BOSUN_ADMIN_TOKEN: ADMIN_TOKEN,
-      ZOOID_API_URL: zooids[0]!.url,
-      BOSUN_SECRET_KEY: keys[0]!,
+      ...defaultTargetEnv(fleet),
       BOSUN_RETRY_BASE_MS: '100',
       BOSUN_RETRY_CAP_MS: '300',
       BOSUN_RETRY_MAX_ATTEMPTS: '1000',
@@ -50,18 +42,7 @@ describe('kill -9 in the middle of a move', () => {
     procs.push(first);
     const call = (url: string, method: string, path: string, body?: unknown) =>
       apiFetch(url, method, path, body);
-    for (const [i, name] of [
-      [1, 'eu-1'],
-      [2, 'us-1'],
-    ] as const) {
-      const res = await call(first.url, 'POST', '/v1/targets', {
-        name,
-        url: zooids[i]!.url,
-        secret_key: keys[i],
-      });
-      expect(res.status).toBe(201);
-    }
-    expect((await call(first.url, 'PUT', '/v1/fleets/shop', { target: 'eu-1' })).status).toBe(200);
+    await addTargets((method, path, body) => call(first.url, method, path, body), fleet, { shop: 'eu-1' });
     const { pubkey } = keypair();
     const ids = Array.from({ length: N }, (_, i) => `m-${String(i).padStart(2, '0')}`);
     for (const id of ids) {

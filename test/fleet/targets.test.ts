@@ -8,6 +8,7 @@ import { readFleetDir } from '../../src/fleet/files.js';
 import { ADMIN_TOKEN, keypair, startServer, tempDir } from '../support/env.js';
 import { ADMIN, dbRig, manifest, PUBKEY, relayFile, writeFleet } from './helpers.js';
 
+const root = tempDir('bosun-fleet-targets-');
 const defaults = `[defaults.info]\npubkey = "${PUBKEY}"\n`;
 const withTarget = (name: string, target: string) => `name = "${name}"\ntarget = "${target}"\n\n${defaults}`;
 const eu = (at: number) => ({
@@ -20,8 +21,41 @@ const eu = (at: number) => ({
   updatedAt: at,
 });
 
+/**
+ * A database with target eu-1, and `sync`, which writes fleet directory `name` and plans and syncs
+ * it; closed after `fn`.
+ */
+async function withEuTarget(
+  name: string,
+  fn: (
+    rig: ReturnType<typeof dbRig>,
+    sync: (text: string, relays: Record<string, string>) => ReturnType<typeof planAndSync>,
+  ) => Promise<void>,
+): Promise<void> {
+  const rig = dbRig();
+  try {
+    await rig.store.insertTarget(eu(1));
+    await fn(rig, (text, relays) => planAndSync(rig, name, text, relays));
+  } finally {
+    await rig.close();
+  }
+}
+
+/** Writes the fleet directory `name` (fleet.toml `text` and `relays`), plans it, syncs it. */
+async function planAndSync(
+  rig: ReturnType<typeof dbRig>,
+  name: string,
+  text: string,
+  relays: Record<string, string>,
+) {
+  const dir = writeFleet(join(root.path, name), text, relays);
+  const syncer = await DbSyncer.fromDir({ ...rig, principal: ADMIN, dir });
+  const plan = await syncer.plan();
+  await syncer.sync();
+  return { plan, applied: syncer.lastResult() };
+}
+
 describe('fleet.toml target', () => {
-  const root = tempDir('bosun-fleet-targets-');
   afterAll(() => root.cleanup());
 
   it('refuses an unknown target in the plan and the apply, naming it; nothing is written', async () => {
@@ -46,16 +80,7 @@ describe('fleet.toml target', () => {
   });
 
   it('plans and applies a target change with the relays; a file without target leaves the pin alone', async () => {
-    const rig = dbRig();
-    try {
-      await rig.store.insertTarget(eu(1));
-      const sync = async (text: string, relays: Record<string, string>) => {
-        const dir = writeFleet(join(root.path, 'change'), text, relays);
-        const syncer = await DbSyncer.fromDir({ ...rig, principal: ADMIN, dir });
-        const plan = await syncer.plan();
-        await syncer.sync();
-        return { plan, applied: syncer.lastResult() };
-      };
+    await withEuTarget('change', async (rig, sync) => {
       const relays = { 'e1.toml': relayFile('e1.example.com') };
       const first = await sync(withTarget('edge', 'eu-1'), relays);
       expect(first.plan.target).toEqual({ before: 'default', after: 'eu-1' });
@@ -91,22 +116,11 @@ describe('fleet.toml target', () => {
       const resynced = await rig.store.activitiesAfter({ after: pulled, limit: 10 });
       expect(resynced.map((a) => [a.type, a.relayId])).toEqual([['resync_relay', 'e1']]);
       expect((await rig.store.getRelay('e1'))?.sync.status).toBe('pending');
-    } finally {
-      await rig.close();
-    }
+    });
   });
 
   it('says how many relays a target change moves, and from where; pull-only leaves them in place', async () => {
-    const rig = dbRig();
-    try {
-      await rig.store.insertTarget(eu(1));
-      const sync = async (text: string, relays: Record<string, string>) => {
-        const dir = writeFleet(join(root.path, 'moves'), text, relays);
-        const syncer = await DbSyncer.fromDir({ ...rig, principal: ADMIN, dir });
-        const plan = await syncer.plan();
-        await syncer.sync();
-        return { plan, applied: syncer.lastResult() };
-      };
+    await withEuTarget('moves', async (rig, sync) => {
       const relays = { 'e1.toml': relayFile('e1.example.com'), 'e2.toml': relayFile('e2.example.com') };
       await sync(withTarget('edge', 'eu-1'), relays);
       // As push sync leaves them: acknowledged on eu-1.
@@ -136,9 +150,7 @@ describe('fleet.toml target', () => {
       expect(renderPlan(pull.plan)).toContain(
         '      its relays stay on the targets they are on: bosun no longer pushes them, nor deletes them there',
       );
-    } finally {
-      await rig.close();
-    }
+    });
   });
 
   it('refuses a bad target value in fleet.toml, naming the line', async () => {

@@ -171,31 +171,23 @@ describe('fleet building blocks', () => {
       failed: [{ id: 'b', error: 'zooid said no' }],
     });
 
-    const stuck = await waitForSync({
-      scheduled: scheduled.slice(0, 1),
-      poll: async () =>
-        new Map([['a', { status: 'retrying', synced_version: 0, error: 'down', version: 1 }]]) as never,
-      intervalMs: 400,
-      timeoutMs: 1000,
-      now: () => now,
-      sleep: async (ms) => {
-        now += ms;
-      },
-    });
+    // Relay a answers the same every poll, for a second.
+    const alwaysA = (status: string, error: string) =>
+      waitForSync({
+        scheduled: scheduled.slice(0, 1),
+        poll: async () => new Map([['a', { status, synced_version: 0, error, version: 1 }]]) as never,
+        intervalMs: 400,
+        timeoutMs: 1000,
+        now: () => now,
+        sleep: async (ms) => {
+          now += ms;
+        },
+      });
+    const stuck = await alwaysA('retrying', 'down');
     expect(stuck).toMatchObject({ timedOut: true, pending: ['a'] });
 
     // A pull-only fleet's relays are not pushed: nothing to wait for.
-    const pulled = await waitForSync({
-      scheduled: scheduled.slice(0, 1),
-      poll: async () =>
-        new Map([['a', { status: 'pull', synced_version: 0, error: '', version: 1 }]]) as never,
-      intervalMs: 400,
-      timeoutMs: 1000,
-      now: () => now,
-      sleep: async (ms) => {
-        now += ms;
-      },
-    });
+    const pulled = await alwaysA('pull', '');
     expect(pulled).toMatchObject({ timedOut: false, synced: ['a'], pending: [] });
   });
 });

@@ -280,24 +280,41 @@ async function expectReplayRefused(
   expect(replay.body.error.message).toBe('NIP-98 event was already used');
 }
 
+/**
+ * One signed PATCH (set up on `a`) spent on `spender`, then refused by the other of `a` and `b` on
+ * the same database, and by the peer `restart` starts on it after stopping what it must. Closes
+ * every peer.
+ */
+async function expectSpentOnce(
+  a: TestServer,
+  b: TestServer,
+  spender: TestServer,
+  restart: () => Promise<TestServer>,
+): Promise<void> {
+  let c: TestServer | undefined;
+  try {
+    const send = await signedPatch(a);
+    expect((await send(spender)).status).toBe(200);
+    await expectReplayRefused(send, spender === a ? b : a);
+    c = await restart();
+    await expectReplayRefused(send, c);
+  } finally {
+    await c?.close();
+    await b.close();
+    await a.close();
+  }
+}
+
 describe('NIP-98 replay protection is per database', () => {
   it('SQLite: an event spent on one bosun is refused by another on the same file, and after a restart', async () => {
     const a = await startServer();
     const b = await startServer({ dir: a.dir });
-    let c: TestServer | undefined;
-    try {
-      const send = await signedPatch(a);
-      expect((await send(a)).status).toBe(200);
-      await expectReplayRefused(send, b);
+    // a.close() would delete the database file: stop its peer only, until the end.
+    await expectSpentOnce(a, b, a, async () => {
       await b.close();
       await a.peer.close();
-      c = await startServer({ dir: a.dir });
-      await expectReplayRefused(send, c);
-    } finally {
-      await c?.close();
-      await b.close();
-      await a.close();
-    }
+      return startServer({ dir: a.dir });
+    });
   });
 
   it('remembers a spent id for all of its window, however many others are spent meanwhile', async () => {
@@ -349,18 +366,12 @@ describe('NIP-98 replay protection is per database', () => {
       const env = { BOSUN_DATABASE_URL: schema.url, BOSUN_PG_POOL_SIZE: '3' };
       const a = await startServer({ env });
       const b = await startServer({ env });
-      let c: TestServer | undefined;
       try {
-        const send = await signedPatch(a);
-        expect((await send(b)).status).toBe(200);
-        await expectReplayRefused(send, a);
-        await a.close();
-        c = await startServer({ env });
-        await expectReplayRefused(send, c);
+        await expectSpentOnce(a, b, b, async () => {
+          await a.close();
+          return startServer({ env });
+        });
       } finally {
-        await c?.close();
-        await b.close();
-        await a.close();
         await schema.drop();
       }
     });

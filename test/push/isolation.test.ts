@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
-import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
+import { publicKeyOf } from '../../src/domain/keys.js';
+import { startZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { FakeClock } from '../support/clock.js';
 import { keypair, relayBody, startServer, type TestServer } from '../support/env.js';
+import { addTargets, defaultTargetEnv, startZooids } from '../support/targets.js';
 
 /**
  * Issue 17's isolation acceptance on a fake clock: one of three targets down for 60 s; the other
@@ -35,14 +36,11 @@ interface Latency {
 
 async function rig() {
   const clock = new FakeClock();
-  const keys = [generateSecretKey(), generateSecretKey(), generateSecretKey()];
-  const zooids: ZooidEmulator[] = [];
-  for (const key of keys) zooids.push(await startZooidEmulator({ whitelist: [publicKeyOf(key)], clock }));
+  const fleet = await startZooids(3, { clock });
   const s = await startServer({
     clock,
     env: {
-      ZOOID_API_URL: zooids[0]!.url,
-      BOSUN_SECRET_KEY: keys[0]!,
+      ...defaultTargetEnv(fleet),
       BOSUN_SYNC_CONCURRENCY: '4',
       // The isolation under test: a dead target holds at most 2 of the 4 workers.
       BOSUN_SYNC_TARGET_CONCURRENCY: '2',
@@ -55,17 +53,9 @@ async function rig() {
     },
   });
   open.push({ close: async () => s.close() });
-  open.push({ close: async () => Promise.all(zooids.map((z) => z.close())).then(() => {}) });
-  for (const [i, name] of [
-    [1, 'eu-1'],
-    [2, 'us-1'],
-  ] as const) {
-    const res = await s.api('POST', '/v1/targets', { name, url: zooids[i]!.url, secret_key: keys[i] });
-    expect(res.status).toBe(201);
-  }
-  expect((await s.api('PUT', '/v1/fleets/eu', { target: 'eu-1' })).status).toBe(200);
-  expect((await s.api('PUT', '/v1/fleets/us', { target: 'us-1' })).status).toBe(200);
-  return { clock, keys, zooids, s };
+  open.push(fleet);
+  await addTargets(s.api, fleet, { eu: 'eu-1', us: 'us-1' });
+  return { clock, keys: fleet.keys, zooids: fleet.zooids, s };
 }
 
 /** Every relay synced at its current version (read from the store: no API round trips). */

@@ -1,7 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
-import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
+import type { ZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { keypair, relayBody, startServer, type TestServer, tempDir } from '../support/env.js';
+import { addTargets, defaultTargetEnv, startZooids } from '../support/targets.js';
+import { until } from '../support/until.js';
 
 const owner = keypair();
 const open: { close: () => Promise<void> }[] = [];
@@ -9,48 +10,27 @@ afterEach(async () => {
   for (const o of open.splice(0).reverse()) await o.close();
 });
 
-/** Polls `check` until it holds, or fails after `ms` (real time: emulators answer over loopback). */
-async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
+/** Retries every 100 ms (cap 200 ms): a move held up by a failing target finishes soon after it heals. */
+const RETRY_ENV = {
+  BOSUN_RETRY_BASE_MS: '100',
+  BOSUN_RETRY_CAP_MS: '200',
+  BOSUN_RETRY_MAX_ATTEMPTS: '1000',
+};
 
 /**
  * Three zooid instances, each whitelisting only its own key (a request sent to the wrong one is
  * refused with 403), and bosun with `default` on the first and targets eu-1, us-1 on the others.
  */
 async function threeTargets(dir?: string) {
-  const keys = [generateSecretKey(), generateSecretKey(), generateSecretKey()];
-  const zooids: ZooidEmulator[] = [];
-  for (const key of keys) {
-    const z = await startZooidEmulator({ whitelist: [publicKeyOf(key)] });
-    open.push(z);
-    zooids.push(z);
-  }
+  const fleet = await startZooids(3);
+  open.push(fleet);
   const s = await startServer({
-    env: {
-      ZOOID_API_URL: zooids[0]!.url,
-      BOSUN_SECRET_KEY: keys[0]!,
-      BOSUN_RETRY_BASE_MS: '100',
-      BOSUN_RETRY_CAP_MS: '200',
-      BOSUN_RETRY_MAX_ATTEMPTS: '1000',
-    },
+    env: { ...defaultTargetEnv(fleet), ...RETRY_ENV },
     ...(dir ? { dir } : {}),
   });
   open.push(s);
-  for (const [i, name] of [
-    [1, 'eu-1'],
-    [2, 'us-1'],
-  ] as const) {
-    const res = await s.api('POST', '/v1/targets', { name, url: zooids[i]!.url, secret_key: keys[i] });
-    expect(res.status).toBe(201);
-  }
-  expect((await s.api('PUT', '/v1/fleets/eu', { target: 'eu-1' })).status).toBe(200);
-  expect((await s.api('PUT', '/v1/fleets/us', { target: 'us-1' })).status).toBe(200);
-  return { s, zooids, keys };
+  await addTargets(s.api, fleet, { eu: 'eu-1', us: 'us-1' });
+  return { s, zooids: fleet.zooids, keys: fleet.keys };
 }
 
 const create = (s: TestServer, id: string, fleet?: string) =>
@@ -65,6 +45,20 @@ const moves = async (s: TestServer, id: string) =>
   (await s.peer.store.activitiesAfter({ after: 0, relayId: id, limit: 1000 }))
     .filter((a) => a.type === 'move_relay')
     .map((a) => a.payload);
+
+/**
+ * Relay e1 on eu-1, whose deletes then fail, and fleet eu moved to `to`: e1 is created there and
+ * its move keeps retrying the delete on eu-1.
+ */
+async function stuckMove(to: string) {
+  const { s, zooids } = await threeTargets();
+  await create(s, 'e1', 'eu');
+  await s.peer.observer!.idle();
+  zooids[1]!.setFaults({ statusOverride: { DELETE: 500 } });
+  expect((await s.api('PUT', '/v1/fleets/eu', { target: to })).status).toBe(200);
+  await until(async () => (await sync(s, 'e1')).status === 'retrying', 10_000, 'e1 retrying');
+  return { s, zooids };
+}
 
 describe('moving relays between targets (issue 17.3)', () => {
   it('a fleet switch creates its relays on the new target, then deletes them from the old one', async () => {
@@ -110,12 +104,7 @@ describe('moving relays between targets (issue 17.3)', () => {
   });
 
   it('a move whose delete on the old target fails keeps retrying, says so, and finishes', async () => {
-    const { s, zooids } = await threeTargets();
-    await create(s, 'e1', 'eu');
-    await s.peer.observer!.idle();
-    zooids[1]!.setFaults({ statusOverride: { DELETE: 500 } });
-    expect((await s.api('PUT', '/v1/fleets/eu', { target: 'default' })).status).toBe(200);
-    await until(async () => (await sync(s, 'e1')).status === 'retrying', 10_000, 'e1 retrying');
+    const { s, zooids } = await stuckMove('default');
     const midway = await sync(s, 'e1');
     expect(midway.target).toBe('eu-1');
     expect(midway.moving).toEqual({ from: 'eu-1', to: 'default' });
@@ -154,12 +143,7 @@ describe('moving relays between targets (issue 17.3)', () => {
   });
 
   it('a relay deleted before its move finished is deleted where it lives, and on its new target', async () => {
-    const { s, zooids } = await threeTargets();
-    await create(s, 'e1', 'eu');
-    await s.peer.observer!.idle();
-    zooids[1]!.setFaults({ statusOverride: { DELETE: 500 } });
-    expect((await s.api('PUT', '/v1/fleets/eu', { target: 'us-1' })).status).toBe(200);
-    await until(async () => (await sync(s, 'e1')).status === 'retrying', 10_000, 'e1 retrying');
+    const { s, zooids } = await stuckMove('us-1');
     expect(held(zooids, 'e1')).toEqual([1, 2]);
     expect((await s.api('DELETE', '/v1/relays/e1')).status).toBe(200);
     zooids[1]!.setFaults({});
@@ -197,7 +181,7 @@ describe('moving relays between targets (issue 17.3)', () => {
     const data = tempDir('moves');
     open.push({ close: async () => data.cleanup() });
     const first = await threeTargets(data.path);
-    const { zooids, keys } = first;
+    const { zooids } = first;
     for (let i = 0; i < 10; i++) await create(first.s, `e${i}`, 'eu');
     await first.s.peer.observer!.idle();
     // The old target's deletes fail: every relay is created on us-1 and still on eu-1 at the stop.
@@ -209,16 +193,7 @@ describe('moving relays between targets (issue 17.3)', () => {
     expect(zooids[1]!.relays().size).toBe(10);
     zooids[1]!.setFaults({});
 
-    const s = await startServer({
-      env: {
-        ZOOID_API_URL: zooids[0]!.url,
-        BOSUN_SECRET_KEY: keys[0]!,
-        BOSUN_RETRY_BASE_MS: '100',
-        BOSUN_RETRY_CAP_MS: '200',
-        BOSUN_RETRY_MAX_ATTEMPTS: '1000',
-      },
-      dir: data.path,
-    });
+    const s = await startServer({ env: { ...defaultTargetEnv(first), ...RETRY_ENV }, dir: data.path });
     open.push(s);
     await until(async () => zooids[1]!.relays().size === 0, 10_000, 'old copies deleted after restart');
     for (let i = 0; i < 10; i++) {

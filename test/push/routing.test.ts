@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
-import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
+import { startZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { keypair, relayBody, startServer, type TestServer } from '../support/env.js';
+import { addTargets, defaultTargetEnv, startZooids } from '../support/targets.js';
+import { until } from '../support/until.js';
 
 const owner = keypair();
 const open: { close: () => Promise<void> }[] = [];
@@ -9,29 +11,13 @@ afterEach(async () => {
   for (const o of open.splice(0).reverse()) await o.close();
 });
 
-/** Polls `check` until it holds, or fails after `ms` (real time: emulators answer over loopback). */
-async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<number> {
-  const start = Date.now();
-  while (!(await check())) {
-    if (Date.now() - start > ms) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  return Date.now() - start;
-}
-
 /** Three zooid instances, each whitelisting only its own key, and bosun with two targets on top. */
 async function fleetOfThree(env: Record<string, string> = {}) {
-  const keys = [generateSecretKey(), generateSecretKey(), generateSecretKey()];
-  const zooids: ZooidEmulator[] = [];
-  for (const key of keys) {
-    const z = await startZooidEmulator({ whitelist: [publicKeyOf(key)] });
-    open.push(z);
-    zooids.push(z);
-  }
+  const fleet = await startZooids(3);
+  open.push(fleet);
   const s = await startServer({
     env: {
-      ZOOID_API_URL: zooids[0]!.url,
-      BOSUN_SECRET_KEY: keys[0]!,
+      ...defaultTargetEnv(fleet),
       BOSUN_RETRY_BASE_MS: '200',
       BOSUN_RETRY_CAP_MS: '400',
       BOSUN_RETRY_MAX_ATTEMPTS: '100',
@@ -39,16 +25,8 @@ async function fleetOfThree(env: Record<string, string> = {}) {
     },
   });
   open.push(s);
-  for (const [i, name] of [
-    [1, 'eu-1'],
-    [2, 'us-1'],
-  ] as const) {
-    const res = await s.api('POST', '/v1/targets', { name, url: zooids[i]!.url, secret_key: keys[i] });
-    expect(res.status).toBe(201);
-  }
-  expect((await s.api('PUT', '/v1/fleets/eu', { target: 'eu-1' })).status).toBe(200);
-  expect((await s.api('PUT', '/v1/fleets/us', { target: 'us-1' })).status).toBe(200);
-  return { s, zooids, keys };
+  await addTargets(s.api, fleet, { eu: 'eu-1', us: 'us-1' });
+  return { s, zooids: fleet.zooids, keys: fleet.keys };
 }
 
 const create = (s: TestServer, id: string, fleet?: string) =>

@@ -59,12 +59,26 @@ function heldHeader(conn: ScriptedConnection): string | undefined {
   return conn.headers['bosun-held-versions'] as string | undefined;
 }
 
+/** start(), and two attempts answered 500 (waits of 1 s, then 2 s): the third request. */
+async function afterTwoFailures(c: Ctx): Promise<ScriptedConnection> {
+  void c.manager.start();
+  let conn = await c.server.next();
+  for (const attempt of [1, 2]) {
+    conn.respond(500);
+    conn = await c.nextRequestAfter(await c.waitAfterEnd(attempt));
+  }
+  return conn;
+}
+
 /** Statuses as `state` or `state:kind:status`. */
 function statusLine(c: Ctx): string[] {
   return c.rec.statuses.map((s) =>
     [s.state, s.error?.kind, s.error?.status].filter((x) => x !== undefined).join(':'),
   );
 }
+
+/** A sequence of callbacks on one line: `calls('add A@10; all')` is `['add A@10', 'all']`. */
+const calls = (list: string): string[] => list.split('; ');
 
 describe('transport and auth', () => {
   it('12: put {A10, B20} on empty state -> add A, add B, receivedAllRelays, then start() resolves', async () => {
@@ -294,23 +308,18 @@ describe('transport and auth', () => {
   it('6: after ≥ 60 s healthy the next wait is 1 s; after < 60 s it keeps growing', async () => {
     ctx = await setup();
     const c = ctx;
-    void c.manager.start();
-    let conn = await c.server.next();
-    conn.respond(500);
-    conn = await c.nextRequestAfter(await c.waitAfterEnd(1)); // 1 s
-    conn.respond(500);
-    conn = await c.nextRequestAfter(await c.waitAfterEnd(2)); // 2 s
-    conn.open().put([rep('A', 1)]);
-    await c.sync(conn);
-    await elapse(c, conn, 59_999);
-    conn.end();
-    expect(await c.waitAfterEnd(3)).toBe(4_000);
+    let conn = await afterTwoFailures(c);
+    /** The current stream healthy (a put, then keep-alives) for `ms`, then cut: the wait after attempt `n`. */
+    const cutAfter = async (ms: number, cut: 'end' | 'destroy', n: number) => {
+      conn.open().put([rep('A', 1)]);
+      await c.sync(conn);
+      await elapse(c, conn, ms);
+      conn[cut]();
+      return c.waitAfterEnd(n);
+    };
+    expect(await cutAfter(59_999, 'end', 3)).toBe(4_000);
     conn = await c.nextRequestAfter(4_000);
-    conn.open().put([rep('A', 1)]);
-    await c.sync(conn);
-    await elapse(c, conn, 60_000);
-    conn.destroy();
-    expect(await c.waitAfterEnd(4)).toBe(1_000);
+    expect(await cutAfter(60_000, 'destroy', 4)).toBe(1_000);
     conn = await c.nextRequestAfter(1_000);
     conn.respond(500);
     expect(await c.waitAfterEnd(5)).toBe(2_000);
@@ -319,12 +328,7 @@ describe('transport and auth', () => {
   it('7: `retry: 5000` -> next wait 5 s at r=0 and resets the counter; in (2.5, 5] s at r→1; clamped to 100 ms', async () => {
     ctx = await setup();
     const c = ctx;
-    void c.manager.start();
-    let conn = await c.server.next();
-    conn.respond(500);
-    conn = await c.nextRequestAfter(await c.waitAfterEnd(1));
-    conn.respond(500);
-    conn = await c.nextRequestAfter(await c.waitAfterEnd(2));
+    let conn = await afterTwoFailures(c);
     conn.open().write('retry: 5000\n\n');
     await c.sync(conn);
     conn.end();
@@ -577,16 +581,9 @@ describe('versions', () => {
     conn.put([rep('A', 10), rep('B', 20), rep('C', 1)]);
     conn.put([rep('A', 11), rep('B', 20)]);
     await ctx.sync(conn);
-    expect(ctx.rec.calls).toEqual([
-      'add A@10',
-      'add B@20',
-      'all',
-      'add C@1',
-      'all',
-      'delete C@null',
-      'update A@11<10',
-      'all',
-    ]);
+    expect(ctx.rec.calls).toEqual(
+      calls('add A@10; add B@20; all; add C@1; all; delete C@null; update A@11<10; all'),
+    );
   });
 
   it('14: put with A still v10 but changed content -> no callback, a warning without the content', async () => {
@@ -612,17 +609,9 @@ describe('versions', () => {
     conn.patch(rep('A', 11));
     conn.put([]);
     await ctx.sync(conn);
-    expect(ctx.rec.calls).toEqual([
-      'add A@10',
-      'all',
-      'delete A@null',
-      'add B@1',
-      'all',
-      'add A@11',
-      'delete A@null',
-      'delete B@null',
-      'all',
-    ]);
+    expect(ctx.rec.calls).toEqual(
+      calls('add A@10; all; delete A@null; add B@1; all; add A@11; delete A@null; delete B@null; all'),
+    );
   });
 
   it('16: unknown id patched -> add; v ≤ h ignored; v > h -> update', async () => {
@@ -698,16 +687,9 @@ describe('versions', () => {
       C: rep('C', 1, { secret: 'not hex' }),
     });
     await c.sync(conn);
-    expect(c.rec.calls).toEqual([
-      'add A@10',
-      'add B@20',
-      'all',
-      'invalid ../x',
-      'invalid A',
-      'invalid B',
-      'invalid C',
-      'all',
-    ]);
+    expect(c.rec.calls).toEqual(
+      calls('add A@10; add B@20; all; invalid ../x; invalid A; invalid B; invalid C; all'),
+    );
     expect(c.rec.reasons).toEqual([
       expect.stringMatching(/^id: /),
       expect.stringMatching(/^version: /),
@@ -846,22 +828,23 @@ describe('resume and epoch', () => {
     expect(ctx.rec.calls).toEqual([]);
   });
 
-  it('25: a resume header over 8 KiB is not sent', async () => {
+  /** The first request of a manager holding `n` relays of epoch e1 (relay-0000=1000, …). */
+  async function firstRequestHolding(n: number): Promise<ScriptedConnection> {
     const relays: Record<string, number> = {};
-    for (let i = 0; i < 513; i++) relays[`relay-${String(i).padStart(4, '0')}`] = 1000 + i;
+    for (let i = 0; i < n; i++) relays[`relay-${String(i).padStart(4, '0')}`] = 1000 + i;
     ctx = await setup({ initialState: { epoch: 'e1', relays } });
     void ctx.manager.start();
-    const conn = await ctx.server.next();
+    return ctx.server.next();
+  }
+
+  it('25: a resume header over 8 KiB is not sent', async () => {
+    const conn = await firstRequestHolding(513);
     expect(conn.headers['bosun-epoch']).toBeUndefined();
     expect(heldHeader(conn)).toBeUndefined();
   });
 
   it('25: up to 8 KiB is sent', async () => {
-    const relays: Record<string, number> = {};
-    for (let i = 0; i < 512; i++) relays[`relay-${String(i).padStart(4, '0')}`] = 1000 + i;
-    ctx = await setup({ initialState: { epoch: 'e1', relays } });
-    void ctx.manager.start();
-    const conn = await ctx.server.next();
+    const conn = await firstRequestHolding(512);
     expect(conn.headers['bosun-epoch']).toBe('e1');
     expect(heldHeader(conn)?.length).toBe(8191);
     expect(heldHeader(conn)?.startsWith('relay-0000=1000,relay-0001=1001,')).toBe(true);
@@ -875,16 +858,9 @@ describe('resume and epoch', () => {
     conn.put([rep('A', 5), rep('B', 3)], { epoch: 'e2' });
     conn.patch(rep('T', 1)); // the tombstone T@4 belonged to e1
     await c.sync(conn);
-    expect(c.rec.calls).toEqual([
-      'add A@9',
-      'add B@3',
-      'add T@3',
-      'all',
-      'delete T@4',
-      'update A@5<9',
-      'all',
-      'add T@1',
-    ]);
+    expect(c.rec.calls).toEqual(
+      calls('add A@9; add B@3; add T@3; all; delete T@4; update A@5<9; all; add T@1'),
+    );
     conn.end();
     const next = await c.nextRequestAfter(await c.waitAfterEnd(1));
     expect(next.headers['bosun-epoch']).toBe('e2');
@@ -978,13 +954,9 @@ describe('expiry', () => {
     await c.sync(conn);
     await c.clock.advance(10_000);
     await c.sync(conn);
-    expect(c.rec.calls).toEqual([
-      'add A@10',
-      'all',
-      `expired A secret:${fingerprint(OTHER_SECRET)}`,
-      'all',
-      'update A@11<10',
-    ]);
+    expect(c.rec.calls).toEqual(
+      calls(`add A@10; all; expired A secret:${fingerprint(OTHER_SECRET)}; all; update A@11<10`),
+    );
     expect(c.rec.reps.get('A')?.expiring).toEqual([]);
     expect(JSON.stringify(c.logs)).not.toContain(OTHER_SECRET);
   });
@@ -1009,12 +981,9 @@ describe('expiry', () => {
     await waitFor(() => c.rec.calls.length === 4, 'keyExpired');
     await c.clock.advance(10_000);
     await c.sync(conn);
-    expect(c.rec.calls).toEqual([
-      'add A@10',
-      'all',
-      'update A@11<10',
-      `expired A secret:${fingerprint(OTHER_SECRET)}`,
-    ]);
+    expect(c.rec.calls).toEqual(
+      calls(`add A@10; all; update A@11<10; expired A secret:${fingerprint(OTHER_SECRET)}`),
+    );
   });
 
   it('30: no keyExpired after a newer rep drops it, after delete, or after close()', async () => {

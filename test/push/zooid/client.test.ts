@@ -89,6 +89,15 @@ const decodeAuth = (init: ZooidHttpRequest) => {
   return JSON.parse(Buffer.from(header.slice(6), 'base64').toString('utf8')) as NostrEvent;
 };
 
+/** The outcome of a request zooid refused or failed on its one and only try. */
+const failedOnce = (kind: string, status: number, message: string) => ({
+  ok: false,
+  kind,
+  status,
+  message,
+  attempts: 1,
+});
+
 describe('ZooidClient: success paths', () => {
   it('POST, PUT, PATCH, DELETE, each freshly signed for the exact URL', async () => {
     const { emu, client, calls } = await setup();
@@ -148,52 +157,30 @@ describe('ZooidClient: error classification (4xx never retried)', () => {
   it('409 id exists, 409 schema/host conflict, 404 and 409 "relay not found"', async () => {
     const { emu, client } = await setup();
     await client.create('r1', minimalBody(1));
-    expect(await client.create('r1', minimalBody(1))).toEqual({
-      ok: false,
-      kind: 'id_exists',
-      status: 409,
-      message: 'relay with this id already exists',
-      attempts: 1,
-    });
-    expect(await client.create('r2', minimalBody(1))).toEqual({
-      ok: false,
-      kind: 'conflict',
-      status: 409,
-      message: 'schema "r1" is already in use',
-      attempts: 1,
-    });
+    expect(await client.create('r1', minimalBody(1))).toEqual(
+      failedOnce('id_exists', 409, 'relay with this id already exists'),
+    );
+    expect(await client.create('r2', minimalBody(1))).toEqual(
+      failedOnce('conflict', 409, 'schema "r1" is already in use'),
+    );
     expect(await client.create('r2', minimalBody(2, { host: 'r1.example.com' }))).toMatchObject({
       kind: 'conflict',
       message: 'host "r1.example.com" is already in use',
     });
-    expect(await client.patch('nope', {})).toEqual({
-      ok: false,
-      kind: 'not_found',
-      status: 404,
-      message: 'zooid has no such relay: PATCH answered 404 (relay not found)',
-      attempts: 1,
-    });
+    expect(await client.patch('nope', {})).toEqual(
+      failedOnce('not_found', 404, 'zooid has no such relay: PATCH answered 404 (relay not found)'),
+    );
     expect(await client.remove('nope')).toMatchObject({ kind: 'not_found', status: 404 });
     emu.setFaults({ statusOverride: { PATCH: { status: 409, body: '{"error":"relay not found"}\n' } } });
-    expect(await client.patch('r1', {})).toEqual({
-      ok: false,
-      kind: 'not_found',
-      status: 409,
-      message: 'relay not found',
-      attempts: 1,
-    });
+    expect(await client.patch('r1', {})).toEqual(failedOnce('not_found', 409, 'relay not found'));
     expect(emu.requests.length).toBe(7);
   });
 
   it('400 is invalid with zooid text; secret-bearing texts are redacted', async () => {
     const { emu, client } = await setup();
-    expect(await client.create('r1', { ...minimalBody(1), host: '' })).toEqual({
-      ok: false,
-      kind: 'invalid',
-      status: 400,
-      message: 'host is required',
-      attempts: 1,
-    });
+    expect(await client.create('r1', { ...minimalBody(1), host: '' })).toEqual(
+      failedOnce('invalid', 400, 'host is required'),
+    );
     const badSecret = await client.create('r1', { ...minimalBody(1), secret: 'zz' });
     expect(badSecret).toMatchObject({ kind: 'invalid', message: 'invalid secret key' });
     emu.setFaults({
@@ -212,37 +199,32 @@ describe('ZooidClient: error classification (4xx never retried)', () => {
       apiUrl: emu.url,
       signer: createNip98Signer(BOSUN_SECRET, { clock: new FakeClock(clock.now() - 120_000) }),
     });
-    expect(await stale.create('r1', minimalBody(1))).toEqual({
-      ok: false,
-      kind: 'auth',
-      status: 401,
-      message:
+    expect(await stale.create('r1', minimalBody(1))).toEqual(
+      failedOnce(
+        'auth',
+        401,
         "zooid rejected bosun's NIP-98 signature: event is outside the allowed time window (check this host clock)",
-      attempts: 1,
-    });
+      ),
+    );
     const stranger = new ZooidClient({ apiUrl: emu.url, signer: createNip98Signer(OTHER_SECRET) });
     const res = await stranger.create('r1', minimalBody(1));
     const otherPubkey = createNip98Signer(OTHER_SECRET).pubkey;
-    expect(res).toEqual({
-      ok: false,
-      kind: 'forbidden',
-      status: 403,
-      message: `zooid rejected bosun's key: add ${otherPubkey} to API_WHITELIST`,
-      attempts: 1,
-    });
+    expect(res).toEqual(
+      failedOnce('forbidden', 403, `zooid rejected bosun's key: add ${otherPubkey} to API_WHITELIST`),
+    );
     expect(emu.requests.length).toBe(2);
   });
 
   it('a 404 to a POST points at the API URL', async () => {
     const { emu } = await setup();
     const client = new ZooidClient({ apiUrl: `${emu.url}/zooid`, signer: createNip98Signer(BOSUN_SECRET) });
-    expect(await client.create('r1', minimalBody(1))).toEqual({
-      ok: false,
-      kind: 'not_found',
-      status: 404,
-      message: `zooid answered 404 to a POST: check that ${emu.url}/zooid reaches zooid's API_HOST (404 page not found)`,
-      attempts: 1,
-    });
+    expect(await client.create('r1', minimalBody(1))).toEqual(
+      failedOnce(
+        'not_found',
+        404,
+        `zooid answered 404 to a POST: check that ${emu.url}/zooid reaches zooid's API_HOST (404 page not found)`,
+      ),
+    );
   });
 
   it('any 404 is not_found whatever zooid (or a proxy) says; 409 wording is read tolerantly', async () => {
@@ -298,33 +280,21 @@ describe('ZooidClient: error classification (4xx never retried)', () => {
 describe('ZooidClient: transient outcomes and weak retries', () => {
   it('5xx and non-JSON garbage are transient and not retried', async () => {
     const { emu, client } = await setup({ faults: { failAll: true, failStatus: 503 } });
-    expect(await client.create('r1', minimalBody(1))).toEqual({
-      ok: false,
-      kind: 'transient',
-      status: 503,
-      message: 'zooid answered 503: injected failure',
-      attempts: 1,
-    });
+    expect(await client.create('r1', minimalBody(1))).toEqual(
+      failedOnce('transient', 503, 'zooid answered 503: injected failure'),
+    );
     emu.setFaults({
       statusOverride: {
         PUT: { status: 502, body: '<html>bad gateway</html>' },
         PATCH: { status: 200, body: 'OK' },
       },
     });
-    expect(await client.replace('r1', minimalBody(1))).toEqual({
-      ok: false,
-      kind: 'transient',
-      status: 502,
-      message: 'zooid answered 502: <html>bad gateway</html>',
-      attempts: 1,
-    });
-    expect(await client.patch('r1', {})).toEqual({
-      ok: false,
-      kind: 'transient',
-      status: 200,
-      message: 'zooid answered 200 with a non-JSON body: OK',
-      attempts: 1,
-    });
+    expect(await client.replace('r1', minimalBody(1))).toEqual(
+      failedOnce('transient', 502, 'zooid answered 502: <html>bad gateway</html>'),
+    );
+    expect(await client.patch('r1', {})).toEqual(
+      failedOnce('transient', 200, 'zooid answered 200 with a non-JSON body: OK'),
+    );
     expect(emu.requests.length).toBe(3);
   });
 

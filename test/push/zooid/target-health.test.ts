@@ -1,20 +1,14 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ZooidResult } from '../../../src/push/zooid/client.js';
-import { startZooidEmulator, type ZooidEmulator } from '../../../src/push/zooid/emulator.js';
+import { startZooidEmulator } from '../../../src/push/zooid/emulator.js';
 import { TargetHealth } from '../../../src/push/zooid/target-health.js';
+import { useCleanups } from '../../support/cleanups.js';
 import { FakeClock } from '../../support/clock.js';
 import { keypair, relayBody } from '../../support/env.js';
-import { type Planet, startPlanet } from '../../support/planet.js';
+import { startPlanet } from '../../support/planet.js';
 
 const owner = keypair();
-let planet: Planet | undefined;
-let eu: ZooidEmulator | undefined;
-afterEach(async () => {
-  await planet?.close();
-  await eu?.close();
-  planet = undefined;
-  eu = undefined;
-});
+const { defer } = useCleanups();
 
 /** bosun_zooid_up by target, as /metrics shows it. */
 async function upByTarget(url: string): Promise<Record<string, string>> {
@@ -27,10 +21,12 @@ async function upByTarget(url: string): Promise<Record<string, string>> {
 describe('target health: every target, from its probe and its sync results (issue 17.4)', () => {
   it('a named target that refuses bosun’s key (403) is down while its probe answers; default stays up', async () => {
     const clock = new FakeClock();
-    planet = await startPlanet({ clock });
+    const planet = await startPlanet({ clock });
+    defer(() => planet.close());
     const { bosun, idle, trigger, bosunPubkey } = planet;
     // A second zooid that does not whitelist bosun's key yet.
-    eu = await startZooidEmulator({ whitelist: [owner.pubkey], clock });
+    const eu = await startZooidEmulator({ whitelist: [owner.pubkey], clock });
+    defer(() => eu.close());
     expect((await bosun.api('POST', '/v1/targets', { name: 'eu-1', url: eu.url })).status).toBe(201);
     expect((await bosun.api('PUT', '/v1/fleets/eu', { target: 'eu-1' })).status).toBe(200);
     const target = async (name: string) => (await bosun.api('GET', `/v1/targets/${name}`)).body;
@@ -73,14 +69,15 @@ describe('target health: every target, from its probe and its sync results (issu
 
   it('a named target that does not answer is down; removed, its series goes with it', async () => {
     const clock = new FakeClock();
-    planet = await startPlanet({ clock });
+    const planet = await startPlanet({ clock });
+    defer(() => planet.close());
     const { bosun, trigger } = planet;
-    eu = await startZooidEmulator({ clock });
+    const eu = await startZooidEmulator({ clock });
+    defer(() => eu.close());
     expect((await bosun.api('POST', '/v1/targets', { name: 'eu-1', url: eu.url })).status).toBe(201);
     await trigger('target_health');
     expect(await upByTarget(bosun.url)).toEqual({ default: '1', 'eu-1': '1' });
     await eu.close();
-    eu = undefined;
     // The first probe may find its kept-alive socket closed; a fresh connect is refused.
     await trigger('target_health');
     await trigger('target_health');

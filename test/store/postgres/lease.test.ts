@@ -1,26 +1,16 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FencedStore } from '../../../src/store/fenced-store.js';
 import { PgAdvisoryLease } from '../../../src/store/postgres/lease.js';
 import { parsePostgresUrl } from '../../../src/store/postgres/options.js';
 import { PostgresStore } from '../../../src/store/postgres/pg-store.js';
 import { FencedError } from '../../../src/store/write-errors.js';
+import { useCleanups } from '../../support/cleanups.js';
 import { freshSchema, postgresUrl, withPg } from '../../support/postgres.js';
 import { startTcpProxy, type TcpProxy } from '../../support/tcp-proxy.js';
+import { until } from '../../support/until.js';
 
 const quiet = { info() {}, warn() {}, debug() {} };
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function until(cond: () => boolean, timeoutMs: number): Promise<number> {
-  const start = performance.now();
-  while (!cond()) {
-    if (performance.now() - start > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return performance.now() - start;
-}
+const { defer } = useCleanups();
 
 /** A replica: its own store (own pool), lease and a log of when its workers ran. */
 async function replica(url: string, id: string, ttlMs: number, events: string[]) {
@@ -35,7 +25,7 @@ async function replica(url: string, id: string, ttlMs: number, events: string[])
     times.lost = performance.now();
     events.push(`${id} stop`);
   });
-  cleanups.push(async () => {
+  defer(async () => {
     await lease.stop();
     await store.close();
   });
@@ -45,7 +35,7 @@ async function replica(url: string, id: string, ttlMs: number, events: string[])
 describe.skipIf(!postgresUrl)('PostgreSQL worker lease', () => {
   it('one holder at a time; a graceful stop hands over at once with a new epoch that fences the old', async () => {
     const s = freshSchema();
-    cleanups.push(s.drop);
+    defer(s.drop);
     const events: string[] = [];
     const a = await replica(s.url, 'a', 2000, events);
     const b = await replica(s.url, 'b', 2000, events);
@@ -68,7 +58,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL worker lease', () => {
 
   it('a holder whose connection is killed stops at once and a standby takes over', async () => {
     const s = freshSchema();
-    cleanups.push(s.drop);
+    defer(s.drop);
     const events: string[] = [];
     const a = await replica(s.url, 'a', 2000, events);
     await a.lease.start();
@@ -88,10 +78,10 @@ describe.skipIf(!postgresUrl)('PostgreSQL worker lease', () => {
 
   it('a holder cut off from the database stops before the server frees the lock; takeover within the TTL', async () => {
     const s = freshSchema();
-    cleanups.push(s.drop);
+    defer(s.drop);
     const target = new URL(postgresUrl!);
     const proxy: TcpProxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 5432) });
-    cleanups.push(() => proxy.close());
+    defer(() => proxy.close());
     const viaProxy = new URL(s.url);
     viaProxy.hostname = '127.0.0.1';
     viaProxy.port = String(proxy.port);
@@ -119,7 +109,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL worker lease', () => {
 
   it('a lease released for rebalancing keeps its lock until its workers drained, however long that takes', async () => {
     const s = freshSchema();
-    cleanups.push(s.drop);
+    defer(s.drop);
     const ttl = 1000;
     const stores = await Promise.all(
       [0, 1].map(() => PostgresStore.open(parsePostgresUrl(s.url, { poolSize: 1 }))),
@@ -136,7 +126,7 @@ describe.skipIf(!postgresUrl)('PostgreSQL worker lease', () => {
           manual: true,
         }),
     ) as [PgAdvisoryLease, PgAdvisoryLease];
-    cleanups.push(async () => {
+    defer(async () => {
       await a.stop();
       await b.stop();
       for (const st of stores) await st.close();

@@ -12,6 +12,7 @@ import { followActivities, freshSchema, postgresUrl, withPg } from '../../suppor
 import { relayRecord } from '../../support/relays.js';
 import { storeConformance } from '../conformance.js';
 import { expectMigrated6, MIGRATION_6_ACTIVITIES, MIGRATION_6_RELAYS } from '../migration-6.js';
+import { expectMigrated9, migration9Relays } from '../migration-9.js';
 
 const open = async (url: string) => PostgresStore.open(parsePostgresUrl(url, { poolSize: 4 }));
 
@@ -229,8 +230,6 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
     });
     it('migration 9 records where each relay zooid holds lives: its fleet target, default without one', async () => {
       const { pubkey } = keypair();
-      const held = (id: string, fleet: string) =>
-        relayRecord(id, pubkey, { fleet, sync: { ...relayRecord(id, pubkey).sync, ackedDeleted: false } });
       const store = await upgraded(8, async (c) => {
         await c.query(
           "INSERT INTO targets (name, url, rev, created_at, updated_at) VALUES ('eu-1', 'http://eu.test', 1, 0, 0)",
@@ -242,18 +241,9 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
           "INSERT INTO fleets (name, pull_only, created_at, updated_at) VALUES ('edge', TRUE, 0, 0)",
         );
         const old = (col: string) => col !== 'pushed_target';
-        await insertOldRelay(c, held('e', 'eu'), old);
-        await insertOldRelay(c, held('d', 'main'), old);
-        await insertOldRelay(c, held('p', 'edge'), old);
-        await insertOldRelay(c, relayRecord('never', pubkey, { fleet: 'eu' }), old);
+        for (const r of migration9Relays(pubkey)) await insertOldRelay(c, r, old);
       });
-      const lives = async (id: string) => (await store.getRelay(id))!.sync.pushedTarget;
-      expect([await lives('e'), await lives('d'), await lives('p'), await lives('never')]).toEqual([
-        'eu-1',
-        'default',
-        'default',
-        null,
-      ]);
+      await expectMigrated9(store);
       await store.close();
     });
   });

@@ -1,25 +1,15 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { FencedStore } from '../../../src/store/fenced-store.js';
 import { parsePostgresUrl } from '../../../src/store/postgres/options.js';
 import { PostgresStore } from '../../../src/store/postgres/pg-store.js';
 import { TargetLeases } from '../../../src/store/postgres/target-leases.js';
 import { FencedError } from '../../../src/store/write-errors.js';
+import { useCleanups } from '../../support/cleanups.js';
 import { freshSchema, postgresUrl, withPg } from '../../support/postgres.js';
+import { until } from '../../support/until.js';
 
 const quiet = { info() {}, warn() {}, debug() {} };
-const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
-
-async function until(cond: () => boolean, timeoutMs: number): Promise<number> {
-  const start = performance.now();
-  while (!cond()) {
-    if (performance.now() - start > timeoutMs) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  return performance.now() - start;
-}
+const { defer } = useCleanups();
 
 const TTL = 1500;
 
@@ -34,7 +24,7 @@ async function replica(url: string, id: string, targets: () => string[], events:
     targets: async () => targets(),
     onChange: (t, held, fence) => events.push(`${id} ${held ? 'took' : 'left'} ${t}@${fence?.epoch}`),
   });
-  cleanups.push(async () => {
+  defer(async () => {
     await leases.stop();
     await store.close();
   });
@@ -54,7 +44,7 @@ const FOUR = ['a', 'b', 'c', 'default'];
 describe.skipIf(!postgresUrl)('push leases per target (PostgreSQL)', () => {
   it('2 replicas and 4 targets: each holds 2, disjoint; one dies and the other holds all 4 within the TTL', async () => {
     const s = freshSchema();
-    cleanups.push(s.drop);
+    defer(s.drop);
     const events: string[] = [];
     const r1 = await replica(s.url, 'r1', () => FOUR, events);
     const r2 = await replica(s.url, 'r2', () => FOUR, events);
@@ -92,7 +82,7 @@ describe.skipIf(!postgresUrl)('push leases per target (PostgreSQL)', () => {
 
   it('a third replica joining takes a fair share; a new target is taken; a gone one is let go', async () => {
     const s = freshSchema();
-    cleanups.push(s.drop);
+    defer(s.drop);
     let targets = [...FOUR];
     const r1 = await replica(s.url, 'r1', () => targets);
     const r2 = await replica(s.url, 'r2', () => targets);
@@ -120,7 +110,7 @@ describe.skipIf(!postgresUrl)('push leases per target (PostgreSQL)', () => {
 
   it('two targets never share an advisory lock: lease_keys numbers each name once', async () => {
     const s = freshSchema();
-    cleanups.push(s.drop);
+    defer(s.drop);
     const many = Array.from({ length: 12 }, (_, i) => `t${i}`);
     const r1 = await replica(s.url, 'r1', () => many);
     await r1.leases.start();

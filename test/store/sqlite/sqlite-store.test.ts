@@ -9,6 +9,7 @@ import { keypair, tempDir } from '../../support/env.js';
 import { relayRecord } from '../../support/relays.js';
 import { storeConformance } from '../conformance.js';
 import { expectMigrated6, MIGRATION_6_ACTIVITIES, MIGRATION_6_RELAYS } from '../migration-6.js';
+import { expectMigrated9, migration9Relays } from '../migration-9.js';
 
 storeConformance('sqlite', async () => {
   const dir = tempDir();
@@ -118,21 +119,10 @@ describe('SQLite adapter', () => {
     ).run();
     db.prepare("INSERT INTO fleets (name, target, created_at, updated_at) VALUES ('eu', 'eu-1', 0, 0)").run();
     db.prepare("INSERT INTO fleets (name, pull_only, created_at, updated_at) VALUES ('edge', 1, 0, 0)").run();
-    const held = (id: string, fleet: string) =>
-      relayRecord(id, pubkey, { fleet, sync: { ...relayRecord(id, pubkey).sync, ackedDeleted: false } });
-    insertRelay(held('e', 'eu'));
-    insertRelay(held('d', 'main'));
-    insertRelay(held('p', 'edge'));
-    insertRelay(relayRecord('never', pubkey, { fleet: 'eu' }));
+    for (const r of migration9Relays(pubkey)) insertRelay(r);
     db.close();
     const store = new SqliteStore(file);
-    const lives = async (id: string) => (await store.getRelay(id))!.sync.pushedTarget;
-    expect([await lives('e'), await lives('d'), await lives('p'), await lives('never')]).toEqual([
-      'eu-1',
-      'default',
-      'default',
-      null,
-    ]);
+    await expectMigrated9(store);
     await store.close();
     dir.cleanup();
   });
