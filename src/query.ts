@@ -54,12 +54,11 @@ export class Query {
    */
   private async shown(relays: Relay[]): Promise<Relay[]> {
     if (relays.length === 0) return relays;
-    const fleets = new Map((await this.store.listFleets()).map((f) => [f.name, f.target]));
+    const targetOf = await this.fleetTargets();
     return relays.map((r) => {
-      const target = fleets.get(r.fleet) ?? { kind: 'default' as const };
-      if (target.kind === 'none') return { ...r, sync: { ...r.sync, status: 'pull' as const } };
+      const to = targetOf(r.fleet);
+      if (to === null) return { ...r, sync: { ...r.sync, status: 'pull' as const } };
       const from = r.sync.pushedTarget;
-      const to = fleetTargetName(target)!;
       if (r.deletedAt !== null || from === null || from === to) return r;
       return { ...r, sync: { ...r.sync, moving: { from, to } } };
     });
