@@ -96,7 +96,27 @@ function rig(limit = 1) {
       sync: { ...r.sync, status: 'pending', ackedDeleted: false, pushedTarget: on },
     });
   };
-  return { clock, router, fleet, target, relay, place, failures, calls, gates, requeued, reads, outcomes };
+  /** The target eu-1, the fleet eu pinned to it, and these relays in eu. */
+  const onEu = (...ids: string[]) => {
+    target('eu-1');
+    fleet('eu', { kind: 'target', name: 'eu-1' });
+    for (const id of ids) relay(id, 'eu');
+  };
+  return {
+    clock,
+    router,
+    fleet,
+    target,
+    relay,
+    place,
+    onEu,
+    failures,
+    calls,
+    gates,
+    requeued,
+    reads,
+    outcomes,
+  };
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
@@ -227,10 +247,7 @@ describe('Router', () => {
 
   it('a full target makes its relays wait off the queue; other targets go on; freed slots requeue them', async () => {
     const r = rig(1);
-    r.target('eu-1');
-    r.fleet('eu', { kind: 'target', name: 'eu-1' });
-    r.relay('e1', 'eu');
-    r.relay('e2', 'eu');
+    r.onEu('e1', 'e2');
     r.relay('d1', 'default');
     const e1 = r.router.syncRelay('e1');
     await tick();
@@ -250,9 +267,7 @@ describe('Router', () => {
 
   it('a target that stops answering: its relays are recorded retrying until its backoff ends, and sent at once when it answers again', async () => {
     const r = rig(1);
-    r.target('eu-1');
-    r.fleet('eu', { kind: 'target', name: 'eu-1' });
-    for (const id of ['e1', 'e2', 'e3']) r.relay(id, 'eu');
+    r.onEu('e1', 'e2', 'e3');
     const e1 = r.router.syncRelay('e1');
     await tick();
     // e2 waits for e1's slot in memory, while eu-1 still looks healthy.
@@ -287,9 +302,7 @@ describe('Router', () => {
 
   it('a target whose oldest request is unanswered for long takes no more until one returns', async () => {
     const r = rig(3);
-    r.target('eu-1');
-    r.fleet('eu', { kind: 'target', name: 'eu-1' });
-    for (const id of ['e1', 'e2', 'e3', 'e4']) r.relay(id, 'eu');
+    r.onEu('e1', 'e2', 'e3', 'e4');
     const e1 = r.router.syncRelay('e1');
     await tick();
     // Within the stall time (100 ms; it has no history yet): a second request goes.
@@ -315,9 +328,7 @@ describe('Router', () => {
 
   it('a target whose backoff ended gets one request until it answers (a probe), then its full limit', async () => {
     const r = rig(3);
-    r.target('eu-1');
-    r.fleet('eu', { kind: 'target', name: 'eu-1' });
-    for (const id of ['e1', 'e2', 'e3', 'e4']) r.relay(id, 'eu');
+    r.onEu('e1', 'e2', 'e3', 'e4');
     const e1 = r.router.syncRelay('e1');
     await tick();
     r.gates.get('e1')!({ ok: false, kind: 'transient', message: 'zooid did not answer', attempts: 1 });
@@ -349,9 +360,7 @@ describe('Router', () => {
 
   it('a sync that succeeds ends the target backoff too', async () => {
     const r = rig(2);
-    r.target('eu-1');
-    r.fleet('eu', { kind: 'target', name: 'eu-1' });
-    for (const id of ['e1', 'e2', 'e3']) r.relay(id, 'eu');
+    r.onEu('e1', 'e2', 'e3');
     const e1 = r.router.syncRelay('e1');
     const e2 = r.router.syncRelay('e2');
     await tick();
