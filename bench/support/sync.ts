@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { publicKeyOf } from '../../src/domain/keys.js';
 import type { Principal } from '../../src/domain/principal.js';
 import type { Peer } from '../../src/peer.js';
+import { now } from './child.js';
 
 export interface NoopZooid {
   url: string;
@@ -45,7 +46,7 @@ export async function noopZooid({ nip11 = false }: { nip11?: boolean } = {}): Pr
         res.end(JSON.stringify(served));
         return;
       }
-      if (req.method === 'PATCH') arrivals.set(req.url!.split('/')[2]!, performance.now());
+      if (req.method === 'PATCH') arrivals.set(req.url!.split('/')[2]!, now());
       if (nip11 && req.method !== 'DELETE') remember(docs, Buffer.concat(chunks).toString('utf8'));
       res.writeHead(req.method === 'POST' ? 201 : 200, { 'content-type': 'application/json' });
       res.end('{"message":"ok"}\n');
@@ -87,23 +88,26 @@ export const pct = (sorted: number[], p: number) =>
 
 /**
  * bench:sync's latency workload: one change every 5 ms to relays r0..r(L-1) while bosun runs; the
- * time from each change's commit returning to its PATCH arriving at `zooid`, sorted (ms).
+ * time from each change's commit returning to its PATCH arriving at `zooid`, sorted (ms). `zooid`
+ * runs in this process, or in another one that `arrivals()` asks (times are wall-clock `now()`,
+ * comparable across processes).
  */
 export async function commitToPatchLatencies(
   peer: Peer,
-  zooid: NoopZooid,
+  zooid: Pick<NoopZooid, 'arrivals'> | { arrivals: () => Promise<Map<string, number>> },
   admin: Principal,
   L: number,
 ): Promise<number[]> {
   const committedAt = new Map<string, number>();
   for (let i = 0; i < L; i++) {
     await peer.command.updateRelay(admin, `r${i}`, { info: { name: `changed-${i}` } });
-    committedAt.set(`r${i}`, performance.now());
+    committedAt.set(`r${i}`, now());
     await new Promise((r) => setTimeout(r, 5));
   }
   await peer.observer!.idle();
+  const arrivals = typeof zooid.arrivals === 'function' ? await zooid.arrivals() : zooid.arrivals;
   const latencies: number[] = [];
-  for (const [id, at] of committedAt) latencies.push(zooid.arrivals.get(id)! - at);
+  for (const [id, at] of committedAt) latencies.push(arrivals.get(id)! - at);
   return latencies.sort((a, b) => a - b);
 }
 
