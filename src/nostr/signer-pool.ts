@@ -15,8 +15,9 @@
  * Threads are unref'd while idle, so an open pool never keeps a process alive, and ref'd while they
  * start or owe an answer.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { type Clock, systemClock } from '../domain/clock.js';
+import { spawnThread } from '../threads.js';
 import {
   createNip98Signer,
   type Nip98Signer,
@@ -52,21 +53,9 @@ const MAX_REPLACEMENTS = 3;
 const ANSWER_TIMEOUT_MS = 5000;
 const START_TIMEOUT_MS = 30_000;
 
-/**
- * Starts a signing thread from the file next to this module. From dist/ that is plain JS. Under
- * vitest or `node --import tsx` this module is TypeScript source, and a thread inherits neither
- * vitest's transform nor, on Node 20, tsx's hooks (tsx registers them on the main thread only, and
- * `--import tsx` in a worker's execArgv does not reach its entry module): so the thread registers
- * tsx itself before importing the entry. tsx is a devDependency, which is fine for tests and benches.
- */
+/** Starts a signing thread (sign-worker.ts beside this module; see spawnThread). */
 export function spawnSignWorker(data: SignWorkerData): Worker {
-  const options = { workerData: data, name: 'nip98-signer' };
-  if (!import.meta.url.endsWith('.ts'))
-    return new Worker(new URL('./sign-worker.js', import.meta.url), options);
-  const entry = new URL('./sign-worker.ts', import.meta.url).href;
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const bootstrap = `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`;
-  return new Worker(bootstrap, { ...options, eval: true, execArgv: [] });
+  return spawnThread(import.meta.url, 'sign-worker', { workerData: data, name: 'nip98-signer' });
 }
 
 /** A signer for `workers` threads, or the in-thread one for 0. */
