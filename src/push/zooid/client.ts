@@ -9,7 +9,13 @@
 import { backoffDelay } from '../../domain/backoff.js';
 import { type Clock, sleep, systemClock } from '../../domain/clock.js';
 import type { Nip98Signer } from '../../nostr/nip98.js';
-import { poolTransport, type ZooidHttpResponse, type ZooidTransport } from './transport.js';
+import {
+  AnswerTooLarge,
+  MAX_ANSWER_BYTES,
+  poolTransport,
+  type ZooidHttpResponse,
+  type ZooidTransport,
+} from './transport.js';
 
 export type ZooidErrorKind =
   | 'id_exists'
@@ -75,7 +81,8 @@ type Attempt =
   | { type: 'network'; detail: string }
   | { type: 'timeout'; settled?: Promise<void> }
   | { type: 'aborted' }
-  | { type: 'broken'; status: number };
+  | { type: 'broken'; status: number }
+  | { type: 'oversized'; status: number };
 
 export class ZooidClient {
   readonly apiUrl: string;
@@ -232,7 +239,8 @@ export class ZooidClient {
       try {
         const text = await res.text();
         return { type: 'response', status: res.status, text, location: res.location };
-      } catch {
+      } catch (err) {
+        if (err instanceof AnswerTooLarge) return { type: 'oversized', status: res.status };
         if (timedOut()) return { type: 'timeout' };
         if (signal?.aborted) return { type: 'aborted' };
         return { type: 'broken', status: res.status };
@@ -277,6 +285,12 @@ export class ZooidClient {
         return failure(
           'transient',
           `zooid answered ${outcome.status} but the connection broke`,
+          outcome.status,
+        );
+      case 'oversized':
+        return failure(
+          'transient',
+          `zooid answered ${outcome.status} with a body over ${MAX_ANSWER_BYTES} bytes (not read)`,
           outcome.status,
         );
     }

@@ -139,7 +139,9 @@ export class TargetHealth extends Chore {
         method: 'GET',
         signal,
       });
-      await res.arrayBuffer();
+      // Any answer shows zooid is reachable; its body says nothing more, and is not read: whatever
+      // answers at the URL cannot hold the probe or make bosun buffer it.
+      await res.body?.cancel();
       up = true;
     } catch (err) {
       const cause = (err as { cause?: { code?: string } }).cause?.code;

@@ -19,8 +19,23 @@ export interface ZooidHttpRequest {
 export interface ZooidHttpResponse {
   status: number;
   location: string | null;
-  /** The whole body; rejects if the connection breaks (or the signal aborts) while it is read. */
+  /**
+   * The whole body; rejects if the connection breaks (or the signal aborts) while it is read, and
+   * with AnswerTooLarge (the connection cut) once it passes MAX_ANSWER_BYTES.
+   */
   text(): Promise<string>;
+}
+
+/**
+ * zooid's answers are a line of JSON; a body past this is not zooid's, or not a sane one, and is
+ * not read on: whoever answers at the API URL cannot make bosun buffer without end.
+ */
+export const MAX_ANSWER_BYTES = 65_536;
+
+export class AnswerTooLarge extends Error {
+  constructor() {
+    super(`body over ${MAX_ANSWER_BYTES} bytes`);
+  }
 }
 
 export interface ZooidTransport {
@@ -57,7 +72,7 @@ export function poolTransport(apiUrl: string): ZooidTransport {
       return {
         status: res.statusCode,
         location: (Array.isArray(location) ? location[0] : location) ?? null,
-        text: () => res.body.text(),
+        text: () => readCapped(res.body),
       };
     },
     close() {
@@ -67,4 +82,19 @@ export function poolTransport(apiUrl: string): ZooidTransport {
       return closed;
     },
   };
+}
+
+/** The body as text, up to MAX_ANSWER_BYTES; past it the body is destroyed (the connection cut). */
+async function readCapped(body: Dispatcher.ResponseData['body']): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_ANSWER_BYTES) {
+      body.destroy();
+      throw new AnswerTooLarge();
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -361,6 +361,48 @@ describe('ZooidClient: transient outcomes and weak retries', () => {
     }
   });
 
+  it('an answer body past 64 KiB is not read on (endless, or merely huge): transient, the connection cut', async () => {
+    let closed = 0;
+    const server = createServer((req, res) => {
+      req.resume();
+      res.on('close', () => closed++);
+      res.writeHead(200, { 'content-type': 'application/json' });
+      if (req.method === 'PUT') {
+        res.end(`{"message":"${'x'.repeat(100_000)}"}`);
+        return;
+      }
+      // Endless: a chunk every turn for as long as the connection stays open.
+      const chunk = Buffer.alloc(16_384, 0x20);
+      const more = () => {
+        if (!res.destroyed && res.write(chunk)) setImmediate(more);
+        else if (!res.destroyed) res.once('drain', more);
+      };
+      more();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const client = new ZooidClient({
+        apiUrl: url,
+        signer: createNip98Signer(BOSUN_SECRET),
+        transport: recording(url, () => {}),
+      });
+      expect(await client.patch('r1', { info: { name: 'x' } })).toEqual(
+        failedOnce('transient', 200, 'zooid answered 200 with a body over 65536 bytes (not read)'),
+      );
+      expect(await client.replace('r1', minimalBody(1))).toEqual(
+        failedOnce('transient', 200, 'zooid answered 200 with a body over 65536 bytes (not read)'),
+      );
+      await new Promise<void>((r) => {
+        const wait = () => (closed >= 1 ? r() : setTimeout(wait, 5));
+        wait();
+      });
+    } finally {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
+  });
+
   it('connection refused: 6 attempts, then transient', async () => {
     const server = createServer();
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -1,3 +1,5 @@
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { ZooidResult } from '../../../src/push/zooid/client.js';
 import { startZooidEmulator } from '../../../src/push/zooid/emulator.js';
@@ -6,6 +8,7 @@ import { useCleanups } from '../../support/cleanups.js';
 import { FakeClock } from '../../support/clock.js';
 import { keypair, relayBody } from '../../support/env.js';
 import { startPlanet } from '../../support/planet.js';
+import { until } from '../../support/until.js';
 
 const owner = keypair();
 const { defer } = useCleanups();
@@ -130,5 +133,32 @@ describe('TargetHealth', () => {
       ['eu-1', true],
     ]);
     expect(health.status('other')).toBeNull();
+  });
+
+  it('the probe reads no body: an endless answer at the probed URL neither holds it nor fills memory', async () => {
+    let closed = 0;
+    const server = createServer((req, res) => {
+      req.resume();
+      res.on('close', () => closed++);
+      res.writeHead(401, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(16_384, 0x20);
+      const more = () => {
+        if (!res.destroyed && res.write(chunk)) setImmediate(more);
+        else if (!res.destroyed) res.once('drain', more);
+      };
+      more();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    defer(() => {
+      server.closeAllConnections();
+      return new Promise<void>((r) => server.close(() => r()));
+    });
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    const health = new TargetHealth(async () => [{ name: 'eu-1', url }], new FakeClock());
+    const started = performance.now();
+    await health.once(AbortSignal.timeout(5_000));
+    expect(performance.now() - started).toBeLessThan(4_000);
+    expect(health.status('eu-1')).toMatchObject({ up: true, error: null });
+    await until(() => closed === 1, 5_000, 'the probe connection closed');
   });
 });
