@@ -60,7 +60,15 @@ const START_TIMEOUT_MS = 30_000;
  * tsx itself before importing the entry. tsx is a devDependency, which is fine for tests and benches.
  */
 export function spawnSignWorker(data: SignWorkerData): Worker {
-  const options = { workerData: data, name: 'nip98-signer' };
+  // A thread's live set is its key and the request in hand (well under 1 MB), but with V8's default
+  // limits its heap grew with the garbage of every signature: ~50 MB of RSS after catching up 20,000
+  // relays (bench/load). Small limits keep it near the live set; a thread that did run out is
+  // replaced like any failed one (what it owed is signed again).
+  const options = {
+    workerData: data,
+    name: 'nip98-signer',
+    resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 },
+  };
   if (!import.meta.url.endsWith('.ts'))
     return new Worker(new URL('./sign-worker.js', import.meta.url), options);
   const entry = new URL('./sign-worker.ts', import.meta.url).href;
