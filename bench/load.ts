@@ -33,7 +33,7 @@
  * faithful, but every write sorts all stored ids to check uniqueness (O(n log n) per request), so
  * at 10,000 relays its own cost weighs on the figures. `off`: pull sync only.
  *
- * Bounded: ≤ 20,000 relays, ≤ 5,000 agents, ≤ 120 s of load, a hard limit of duration + 240 s (+ the longer
+ * Bounded: ≤ 20,000 relays (≤ 100,000 with `--one-off`), ≤ 5,000 agents, ≤ 120 s of load, a hard limit of duration + 240 s (+ the longer
  * catch-up wait above 10,000 relays);
  * loopback only; every process and socket is closed at the end. Exits 1 on any error (non-2xx,
  * transport error, stream refused or dropped, delivery missing, sync failure, error log line).
@@ -43,7 +43,9 @@
  * then 20,000 relays in one invocation, with the ratio of the two (does cost grow with the fleet?).
  *
  * BENCH_PROF=bosun (or BENCH_PROF_DIR=<dir>) writes a CPU profile of the bosun process to
- * BENCH_PROF_DIR (default <tmpdir>/bprof); with --scale, one per run.
+ * BENCH_PROF_DIR (default <tmpdir>/bprof); with --scale, one per run. BENCH_NODE_ARGS: more node
+ * arguments for bosun (e.g. `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp/snaps` for a heap
+ * snapshot on `kill -USR2`).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -455,7 +457,8 @@ const PROF_DIR =
 async function main(): Promise<number> {
   const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   if (!process.argv.includes('--scale')) {
-    const relays = int('--relays', 10_000, 1, 20_000);
+    // --one-off: one run at up to 100,000 relays (issue 19's memory check), not a routine size.
+    const relays = int('--relays', 10_000, 1, process.argv.includes('--one-off') ? 100_000 : 20_000);
     if (!POSTGRES) return (await runOnce(relays, undefined)).ok ? 0 : 1;
     // PostgreSQL is judged against SQLite on the same machine, back to back.
     const sqlite = await runOnce(relays, undefined);
@@ -600,7 +603,12 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
         ...(zooidUrl ? { ZOOID_API_URL: zooidUrl, BOSUN_SECRET_KEY: secretKey } : {}),
       },
       join(dir, 'bosun.log'),
-      { nodeArgs: PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : [] },
+      {
+        nodeArgs: [
+          ...(PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${PROF_DIR}`] : []),
+          ...(process.env.BENCH_NODE_ARGS?.split(' ').filter(Boolean) ?? []),
+        ],
+      },
     );
     const b = bosun;
     const auth = `Bearer ${adminToken}`;
@@ -630,12 +638,27 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
       const get = (s: string) => m.get(`bosun_relays{status="${s}"}`) ?? 0;
       return { pending: get('pending'), retrying: get('retrying'), failed: get('failed'), metrics: m };
     };
+    /**
+     * Whether a live relay is pending or retrying: one indexed read of at most one relay per status
+     * (`GET /v1/relays?status=…&limit=1`). Polled from /metrics instead, every poll cost bosun a
+     * count over every relay (~100 ms at 20,000 relays on an idle machine, 200–300 ms loaded):
+     * polled every 200 ms, the wait took much of the main thread from the catch-up it waited for.
+     */
+    const pollAgent = new Agent({ keepAlive: true, maxSockets: 1 });
+    const pushBusy = async () => {
+      for (const status of ['pending', 'retrying']) {
+        const path = `/v1/relays?status=${status}&limit=1`;
+        const res = await httpRequest(pollAgent, b.port, 'GET', path, { authorization: auth });
+        if (res.status !== 200) throw new Error(`GET ${path}: ${res.status} ${res.body.slice(0, 300)}`);
+        if ((JSON.parse(res.body) as { relays: unknown[] }).relays.length > 0) return true;
+      }
+      return false;
+    };
     /** Waits until no relay is pending or retrying (push sync caught up); seconds, or NaN on timeout. */
     const pushIdle = async (timeoutMs: number) => {
       const t0 = now();
       while (now() - t0 < timeoutMs) {
-        const s = await relaysByStatus();
-        if (s.pending + s.retrying === 0) return (now() - t0) / 1000;
+        if (!(await pushBusy())) return (now() - t0) / 1000;
         await sleep(200);
       }
       return Number.NaN;
@@ -692,6 +715,16 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
       if (st.failed > 0) errors.push(`${st.failed} relays failed to sync during the seed`);
     }
     rss.seeded = b.rssKiB();
+    {
+      // Where the seeded RSS is: V8's heap (committed, and in use by objects live or not yet
+      // collected), buffers outside it; the rest is native (SQLite, threads, code, allocator).
+      const m = await scrapeMetrics(b.url);
+      const mb = (k: string) => f((m.get(k) ?? Number.NaN) / 1048576);
+      console.log(
+        `  bosun memory seeded: RSS ${mib(rss.seeded)}; V8 heap ${mb('bosun_nodejs_heap_size_total_bytes')} MiB committed, ` +
+          `${mb('bosun_nodejs_heap_size_used_bytes')} MiB used; external ${mb('bosun_nodejs_external_memory_bytes')} MiB`,
+      );
+    }
 
     // -- 2. agents: a token each, every stream open with its put
     const tokens: string[] = [];
@@ -794,6 +827,7 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
 
     // -- stop: agents first (no reconnects), then bosun, then zooid
     await agentsProc.stop();
+    pollAgent.destroy();
     const stopped = await b.stop();
     if (zooidProc) await zooidProc.stop();
     const logs = b.logCounts();

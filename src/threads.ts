@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { type ResourceLimits, Worker } from 'node:worker_threads';
 
 /**
  * Starts a worker thread on the module `name` beside the module at `from` (its `import.meta.url`).
@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 export function spawnThread(
   from: string,
   name: string,
-  options: { workerData: unknown; name: string },
+  options: { workerData: unknown; name: string; resourceLimits?: ResourceLimits },
 ): Worker {
   if (!from.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, from), options);
   const entry = new URL(`./${name}.ts`, from).href;
@@ -19,3 +19,10 @@ export function spawnThread(
   const bootstrap = `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`;
   return new Worker(bootstrap, { ...options, eval: true, execArgv: [] });
 }
+
+/**
+ * Heap limits for bosun's helper threads (signing, NIP-11 reads): their live set is under 1 MB, but
+ * under V8's defaults their heaps grow with their garbage (tens of MB of RSS each). A thread that
+ * runs out fails like any other, and its owner falls back or replaces it.
+ */
+export const SMALL_THREAD_HEAP: ResourceLimits = { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 };

@@ -1,5 +1,5 @@
 import type { Worker } from 'node:worker_threads';
-import { spawnThread } from '../threads.js';
+import { SMALL_THREAD_HEAP, spawnThread } from '../threads.js';
 import { type FetchRelayInfoResult, fetchRelayInfo } from './fetch.js';
 import type { FetchThreadReply, FetchThreadRequest } from './fetch-worker.js';
 import type { RelayInfoRequest } from './verifier.js';
@@ -132,5 +132,9 @@ export class FetchThread {
 
 /** Starts the NIP-11 read thread (fetch-worker.ts beside this module; see spawnThread). */
 export function spawnFetchWorker(): Worker {
-  return spawnThread(import.meta.url, 'fetch-worker', { workerData: null, name: 'live-check' });
+  return spawnThread(import.meta.url, 'fetch-worker', {
+    workerData: null,
+    name: 'live-check',
+    resourceLimits: SMALL_THREAD_HEAP,
+  });
 }

@@ -17,7 +17,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { type Clock, systemClock } from '../domain/clock.js';
-import { spawnThread } from '../threads.js';
+import { SMALL_THREAD_HEAP, spawnThread } from '../threads.js';
 import {
   createNip98Signer,
   type Nip98Signer,
@@ -55,7 +55,15 @@ const START_TIMEOUT_MS = 30_000;
 
 /** Starts a signing thread (sign-worker.ts beside this module; see spawnThread). */
 export function spawnSignWorker(data: SignWorkerData): Worker {
-  return spawnThread(import.meta.url, 'sign-worker', { workerData: data, name: 'nip98-signer' });
+  // A thread's live set is its key and the request in hand (well under 1 MB), but with V8's default
+  // limits its heap grew with the garbage of every signature: ~50 MB of RSS after catching up 20,000
+  // relays (bench/load). Small limits keep it near the live set; a thread that did run out is
+  // replaced like any failed one (what it owed is signed again).
+  return spawnThread(import.meta.url, 'sign-worker', {
+    workerData: data,
+    name: 'nip98-signer',
+    resourceLimits: SMALL_THREAD_HEAP,
+  });
 }
 
 /** A signer for `workers` threads, or the in-thread one for 0. */

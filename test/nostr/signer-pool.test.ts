@@ -132,6 +132,21 @@ describe('Nip98SignerPool', () => {
     expect(spawned.every((s) => s.signed > 0)).toBe(true);
   });
 
+  it('runs its threads with small heap limits, and they sign thousands of requests within them', async () => {
+    const { pool: p, spawned } = pool({ workers: 1 });
+    await p.threadsStarted();
+    expect(spawned[0]!.worker.resourceLimits).toMatchObject({
+      maxOldGenerationSizeMb: 32,
+      maxYoungGenerationSizeMb: 4,
+    });
+    const body = Buffer.from('x'.repeat(4000));
+    for (let round = 0; round < 5; round++) {
+      await Promise.all(Array.from({ length: 400 }, (_, i) => p.sign(`${BASE}/r-${i}`, 'patch', body)));
+    }
+    expect(spawned).toHaveLength(1);
+    expect(spawned[0]!.signed).toBe(2000);
+  });
+
   it('signs on the main thread what a thread killed mid-flight owed, replaces the thread and logs once', async () => {
     const { pool: p, spawned, warnings } = pool();
     await p.threadsStarted();
