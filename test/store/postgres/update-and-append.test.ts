@@ -112,6 +112,26 @@ describe.skipIf(!postgresUrl)('PostgreSQL single-relay update commit (one statem
     expect(await store!.lastActivityId()).toBe(3);
   });
 
+  it('writes a fenced cursor in one statement; a superseded or unknown fence writes nothing', async () => {
+    const [store] = (await schemaWithStores(1)).stores;
+    const first: Fence = { lease: 'worker', epoch: await store!.newLeaseEpoch('worker') };
+    const { statements } = await statementsOf(() => store!.setCursor('observer', 5, first));
+    expect(statements).toHaveLength(1);
+    expect(await store!.getCursor('observer')).toBe(5);
+    await store!.setCursor('observer', 6, first);
+    expect(await store!.getCursor('observer')).toBe(6);
+    await store!.newLeaseEpoch('worker');
+    for (const fence of [first, { lease: 'nobody', epoch: 1 }]) {
+      const err = await store!.setCursor('observer', 9, fence).catch((e) => e);
+      expect(err).toBeInstanceOf(FencedError);
+      expect(err).toMatchObject(fence);
+    }
+    // A cursor not written yet is refused alike, and not created.
+    await expect(store!.setCursor('observer:eu', 3, first)).rejects.toBeInstanceOf(FencedError);
+    expect(await store!.getCursor('observer')).toBe(6);
+    expect(await store!.getCursor('observer:eu')).toBe(0);
+  });
+
   it('keeps the explicit transaction for inserts, several relays and fleet states', async () => {
     const [store] = (await schemaWithStores(1)).stores;
     const [a, b] = [relay('a'), relay('b')];
