@@ -1078,8 +1078,11 @@ export class PostgresStore implements Store {
 
   async touchLiveChecks(ids: readonly string[], checkedAt: number, fence?: Fence): Promise<number> {
     if (ids.length === 0) return 0;
-    const touch =
-      'UPDATE relays SET live_checked_at = $2 WHERE id = ANY($1::text[]) AND live_checked_at < $2';
+    // The rows locked in id order first, as every writer of several relays locks them (commitGroup,
+    // commit): a bulk UPDATE locks them in scan order, which could deadlock with a group.
+    const touch = `UPDATE relays SET live_checked_at = $2
+      WHERE id IN (SELECT id FROM relays WHERE id = ANY($1::text[]) ORDER BY id FOR NO KEY UPDATE)
+        AND live_checked_at < $2`;
     if (!fence) {
       const res = await this.pool.query({ name: 'bosun_touch_live', text: touch, values: [ids, checkedAt] });
       return res.rowCount ?? 0;
