@@ -15,6 +15,7 @@ import { publicKeyOf } from './domain/keys.js';
 import { DEFAULT_REPAIR } from './domain/live.js';
 import type { Principal } from './domain/principal.js';
 import { type Random, systemRandom } from './domain/random.js';
+import type { Relay } from './domain/relay.js';
 import { DEFAULT_TARGET } from './domain/target.js';
 import { buildApp } from './http/app.js';
 import type { AppDeps } from './http/deps.js';
@@ -556,10 +557,10 @@ export class Peer {
         const infra = this.createInfra(target, onResult, store);
         const labels = { target: target.name };
         return {
-          syncRelay: async (relayId, opts) => {
+          syncRelay: async (relay, opts) => {
             const end = this.metrics.syncDuration.startTimer(labels);
             try {
-              return await infra.syncRelay(relayId, opts);
+              return await infra.syncRelay(relay, opts);
             } finally {
               end();
             }
@@ -670,10 +671,14 @@ export class Peer {
       sync: async (relayId, signal, { force }) => {
         // Checked against the term's deadline: a replica frozen past it starts no sync on waking.
         if (!lease.held) throw new Error(`this replica does not hold the ${lease.name} lease`);
-        if (target !== undefined && !(await this.ownsRelay(router, target, relayId)))
-          return { kind: 'skipped', reason: 'other_target' };
         // Its duration and retries are counted per target by the router (createRouter).
-        return router.syncRelay(relayId, { signal, force });
+        if (target === undefined) return router.syncRelay(relayId, { signal, force });
+        // Read once for the ownership check and the sync: a round trip each on PostgreSQL.
+        const relay = await store.getRelay(relayId);
+        if (!relay) return { kind: 'skipped', reason: 'missing' };
+        if (!(await this.ownsRelay(router, target, relay)))
+          return { kind: 'skipped', reason: 'other_target' };
+        return router.sync(relay, { signal, force });
       },
       onSyncStart: (ms) => m.commitToSyncStart.observe(ms / 1000),
       // One process-wide gauge each: shown for the single observer only.
@@ -696,8 +701,8 @@ export class Peer {
    * a relay of no target (gone, pull-only) or of a target that does not exist is `default`'s, so
    * exactly one observer syncs (or records the failure of) every relay.
    */
-  private async ownsRelay(router: Router, target: string, relayId: string): Promise<boolean> {
-    const owner = await router.ownerOf(relayId);
+  private async ownsRelay(router: Router, target: string, relay: Relay): Promise<boolean> {
+    const owner = await router.ownerOf(relay);
     if (owner === target) return true;
     if (target !== DEFAULT_TARGET) return false;
     return owner === null || (owner !== DEFAULT_TARGET && (await this.store.getTarget(owner)) === null);

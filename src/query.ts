@@ -54,7 +54,7 @@ export class Query {
    */
   private async shown(relays: Relay[]): Promise<Relay[]> {
     if (relays.length === 0) return relays;
-    const targetOf = await this.fleetTargets();
+    const targetOf = await this.fleetTargets(new Set(relays.map((r) => r.fleet)));
     return relays.map((r) => {
       const to = targetOf(r.fleet);
       if (to === null) return { ...r, sync: { ...r.sync, status: 'pull' as const } };
@@ -189,10 +189,17 @@ export class Query {
   /**
    * Each fleet's target, from the fleet rows: a registered target's name, `default` for a fleet
    * with no row (or one set to default), null for a pull-only fleet. Only names bosun's own
-   * config holds: the caller's scope applies to the relays these are used to group.
+   * config holds: the caller's scope applies to the relays these are used to group. `of`: the
+   * only fleets asked about; a single one is read alone (a write's answer: its relay's fleet row,
+   * not all of them, on every write).
    */
-  async fleetTargets(): Promise<(fleet: string) => string | null> {
-    const rows = new Map((await this.store.listFleets()).map((f) => [f.name, fleetTargetName(f.target)]));
+  async fleetTargets(of?: ReadonlySet<string>): Promise<(fleet: string) => string | null> {
+    const [only] = of?.size === 1 ? of : [];
+    const fleets =
+      only === undefined
+        ? await this.store.listFleets()
+        : [await this.store.getFleet(only)].flatMap((f) => f ?? []);
+    const rows = new Map(fleets.map((f) => [f.name, fleetTargetName(f.target)]));
     return (fleet) => (rows.has(fleet) ? rows.get(fleet)! : DEFAULT_TARGET);
   }
 

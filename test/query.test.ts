@@ -93,6 +93,9 @@ describe('Query', () => {
     await command.setFleetTarget(admin, 'edge', { kind: 'none' });
     const targetOf = await query.fleetTargets();
     expect(['eu', 'edge', 'us'].map(targetOf)).toEqual(['eu-1', null, 'default']);
+    // Asked about one fleet, it reads that fleet's row alone, with the same rule.
+    const one = async (fleet: string) => (await query.fleetTargets(new Set([fleet])))(fleet);
+    expect(await Promise.all(['eu', 'edge', 'us'].map(one))).toEqual(['eu-1', null, 'default']);
     // A pull-only fleet's relays wait for no push: none of them is failing.
     expect(await ids(admin, ['edge'])).toEqual([]);
   });

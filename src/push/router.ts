@@ -26,8 +26,9 @@ export type Route =
 
 /** One target's syncer, as the router drives it. */
 export interface TargetSyncer {
+  /** Syncs the relay as the router just read it (see Infra.syncRelay). */
   syncRelay(
-    relayId: string,
+    relay: Relay,
     opts: { force?: boolean; due?: boolean; signal?: AbortSignal; elsewhere?: Elsewhere },
   ): Promise<SyncOutcome>;
   /** Deletes the relay from this target (404: already gone, a success). */
@@ -180,6 +181,15 @@ export class Router {
   ): Promise<SyncOutcome> {
     const relay = await this.options.store.getRelay(relayId);
     if (!relay) return { kind: 'skipped', reason: 'missing' };
+    return this.sync(relay, opts);
+  }
+
+  /**
+   * syncRelay of a relay the caller has just read (the per-target observer, which read it to
+   * check ownerOf): each read is a round trip on PostgreSQL. Not a staler state: a change
+   * committed after the read queues the relay again, and its next sync sends it.
+   */
+  async sync(relay: Relay, opts: { force?: boolean; signal?: AbortSignal } = {}): Promise<SyncOutcome> {
     const route = await this.route(relay.fleet, relay.updatedAt);
     const lives = relay.sync.pushedTarget;
     const elsewhere = lives !== null && (route.kind !== 'push' || route.target.name !== lives);
@@ -202,11 +212,9 @@ export class Router {
    * Whose push work a relay's next sync is, by target (the per-target push leases): its fleet's
    * target (a move included: the new target's sync does it); for a deleted relay whose fleet no
    * longer pushes there, the target it lives on; for an unroutable fleet, the target it names;
-   * null when nothing is to be pushed (gone, or pull-only). Mirrors syncRelay's choices.
+   * null when nothing is to be pushed (pull-only). Mirrors syncRelay's choices.
    */
-  async ownerOf(relayId: string): Promise<string | null> {
-    const relay = await this.options.store.getRelay(relayId);
-    if (!relay) return null;
+  async ownerOf(relay: Relay): Promise<string | null> {
     const route = await this.route(relay.fleet, relay.updatedAt);
     if (route.kind === 'push') return route.target.name;
     const lives = relay.sync.pushedTarget;
@@ -237,7 +245,7 @@ export class Router {
     state.inFlight++;
     state.starts.set(request, started);
     try {
-      const outcome = await state.syncer.syncRelay(relayId, due ? { ...opts, due } : opts);
+      const outcome = await state.syncer.syncRelay(relay, due ? { ...opts, due } : opts);
       if (outcome.kind === 'synced') {
         const ms = this.options.clock.now() - started;
         state.latencyMs = state.latencyMs === 0 ? ms : 0.8 * state.latencyMs + 0.2 * ms;

@@ -100,17 +100,17 @@ export class Infra {
   }
 
   /**
-   * Syncs one relay. `force` re-asserts a relay bosun believes is up to date (drift repair); `due`
+   * Syncs one relay, as the router just read it (a change committed since queues it again).
+   * `force` re-asserts a relay bosun believes is up to date (drift repair); `due`
    * sends a retrying relay before its stored retry time (the target it waited for answers again).
    * `elsewhere`: the relay lives on another target, which it leaves once this one acknowledged it
    * (a move; or, for a deleted relay, a delete on both).
    */
   async syncRelay(
-    relayId: string,
+    relay: Relay,
     opts: { force?: boolean; due?: boolean; signal?: AbortSignal; elsewhere?: Elsewhere } = {},
   ): Promise<SyncOutcome> {
-    const relay = await this.options.store.getRelay(relayId);
-    if (!relay) return { kind: 'skipped', reason: 'missing' };
+    const relayId = relay.id;
     const { status, nextAttemptAt, syncedVersion } = relay.sync;
     if (!opts.force) {
       if (status === 'failed') return { kind: 'skipped', reason: 'failed' };

@@ -1,8 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { Observer } from '../../src/push/observer.js';
 import type { SyncOutcome } from '../../src/push/syncer.js';
+import { DelegatingStore } from '../../src/store/delegating-store.js';
 import { commandRig } from '../support/command-rig.js';
 import { captureLogger, keypair } from '../support/env.js';
+import { until } from '../support/until.js';
 
 const admin = { role: 'admin' as const, actor: 'admin' };
 const { pubkey } = keypair();
@@ -118,5 +120,48 @@ describe('Observer: what it holds per relay', () => {
     // r1's change is read again from the cursor (it never synced), and synced.
     expect(new Set(calls.slice(seen).map((c) => c.relayId))).toEqual(new Set(['r1']));
     expect(observer.cursor).toBeGreaterThan(0);
+  });
+  it('writes its cursor one write at a time: syncs done meanwhile coalesce into the next write', async () => {
+    const { store, clock, notifier, command } = commandRig(open);
+    // Cursor writes wait for release(), so the next syncs finish while one is in flight.
+    const writes: number[] = [];
+    let release = () => {};
+    class Held extends DelegatingStore {
+      override async setCursor(name: string, position: number): Promise<void> {
+        writes.push(position);
+        await new Promise<void>((r) => {
+          release = r;
+        });
+        return super.setCursor(name, position);
+      }
+    }
+    const synced: string[] = [];
+    const observer = new Observer({
+      store: new Held(store),
+      notifier,
+      clock,
+      logger: captureLogger().logger,
+      sync: async (relayId) => {
+        synced.push(relayId);
+        return { kind: 'synced', version: 1 };
+      },
+    });
+    open.push({ close: () => observer.stop() });
+    await observer.start();
+    const create = async (id: string, n: number) => {
+      await command.createRelay(admin, { id, host: `${id}.example.com`, info: { pubkey } });
+      await until(() => synced.length === n && observer.cursor === n, 2000, `${id} synced`, 1);
+      await new Promise((r) => setImmediate(r));
+    };
+    await create('r1', 1);
+    await create('r2', 2);
+    await create('r3', 3);
+    expect(writes).toEqual([1]);
+    release();
+    await until(() => writes.length === 2, 2000, 'the next write', 1);
+    release();
+    await observer.idle();
+    expect(writes).toEqual([1, 3]);
+    expect(await store.getCursor('observer')).toBe(3);
   });
 });

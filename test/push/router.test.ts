@@ -53,7 +53,7 @@ function rig(limit = 1) {
     perTargetConcurrency: limit,
     syncerFor: (target: Destination, onResult: (result: ZooidResult) => void) => ({
       syncRelay: async (
-        relayId: string,
+        { id: relayId }: Relay,
         opts: { due?: boolean; elsewhere?: { name: string } },
       ): Promise<SyncOutcome> => {
         calls.push({
@@ -105,6 +105,7 @@ function rig(limit = 1) {
   return {
     clock,
     router,
+    relays,
     fleet,
     target,
     relay,
@@ -193,15 +194,14 @@ describe('Router', () => {
     r.relay('left', 'lost');
     r.place('left', 'eu-1', true);
     const owners: Record<string, string | null> = {};
-    for (const id of ['moving', 'pulled', 'dropped', 'pinned', 'left', 'missing'])
-      owners[id] = await r.router.ownerOf(id);
+    for (const id of ['moving', 'pulled', 'dropped', 'pinned', 'left'])
+      owners[id] = await r.router.ownerOf(r.relays.get(id)!);
     expect(owners).toEqual({
       moving: 'eu-1',
       pulled: null,
       dropped: 'eu-1',
       pinned: 'gone',
       left: 'eu-1',
-      missing: null,
     });
     // And syncRelay agrees: the sends go to the owners; the unroutable one only records a failure.
     for (const id of ['moving', 'dropped', 'left']) {

@@ -112,6 +112,93 @@ describe.skipIf(!postgresUrl)('PostgreSQL single-relay update commit (one statem
     expect(await store!.lastActivityId()).toBe(3);
   });
 
+  it('writes a fenced cursor in one statement; a superseded or unknown fence writes nothing', async () => {
+    const [store] = (await schemaWithStores(1)).stores;
+    const first: Fence = { lease: 'worker', epoch: await store!.newLeaseEpoch('worker') };
+    const { statements } = await statementsOf(() => store!.setCursor('observer', 5, first));
+    expect(statements).toHaveLength(1);
+    expect(await store!.getCursor('observer')).toBe(5);
+    await store!.setCursor('observer', 6, first);
+    expect(await store!.getCursor('observer')).toBe(6);
+    await store!.newLeaseEpoch('worker');
+    for (const fence of [first, { lease: 'nobody', epoch: 1 }]) {
+      const err = await store!.setCursor('observer', 9, fence).catch((e) => e);
+      expect(err).toBeInstanceOf(FencedError);
+      expect(err).toMatchObject(fence);
+    }
+    // A cursor not written yet is refused alike, and not created.
+    await expect(store!.setCursor('observer:eu', 3, first)).rejects.toBeInstanceOf(FencedError);
+    expect(await store!.getCursor('observer')).toBe(6);
+    expect(await store!.getCursor('observer:eu')).toBe(0);
+  });
+
+  it('commits single-relay updates that arrive while one is in flight as one group, each judged alone', async () => {
+    const [store] = (await schemaWithStores(1)).stores;
+    const ids = ['a', 'b', 'c', 'd', 'e'];
+    const rows = Object.fromEntries(ids.map((id) => [id, relay(id)]));
+    await store!.commit({
+      relays: ids.map((id) => ({ kind: 'insert' as const, relay: rows[id]! })),
+      activities: ids.map((id) => act(id, 'create_relay')),
+    });
+    const old: Fence = { lease: 'worker', epoch: await store!.newLeaseEpoch('worker') };
+    const fence: Fence = { lease: 'worker', epoch: await store!.newLeaseEpoch('worker') };
+    const update = (id: string, over: { previous?: Relay; fence?: Fence } = {}) =>
+      store!
+        .commit({
+          relays: [{ kind: 'update', relay: bump(rows[id]!), previous: over.previous ?? rows[id]! }],
+          activities: [act(id)],
+          ...(over.fence ? { fence: over.fence } : {}),
+        })
+        .then(
+          (a) => a.map((x) => x.relayId).join(),
+          (e: Error) => e.constructor.name,
+        );
+    const { result, statements } = await statementsOf(() =>
+      Promise.all([
+        update('a'), // in flight: the others wait for it
+        update('b', { fence }),
+        update('c', { previous: bump(rows.c!) }), // stale rev
+        update('d', { fence: old }), // superseded fence
+        update('b'), // b's rev moved in this very group
+        update('e'),
+      ]),
+    );
+    expect(result).toEqual(['a', 'b', 'StaleWriteError', 'FencedError', 'StaleWriteError', 'e']);
+    expect(statements.filter((q) => q === 'BEGIN' || q === 'COMMIT')).toEqual(['BEGIN', 'COMMIT']);
+    expect((await store!.getRelays(ids)).map((r) => r.rev)).toEqual([2, 2, 1, 1, 2]);
+    const log = await store!.activitiesAfter({ after: ids.length, limit: 10 });
+    expect(log.map((a) => a.relayId)).toEqual(['a', 'b', 'e']);
+
+    // A unique violation aborts the group's transaction: each write is sent again alone.
+    const now = Object.fromEntries((await store!.getRelays(ids)).map((r) => [r.id, r]));
+    const clash = store!
+      .commit({
+        relays: [
+          {
+            kind: 'update',
+            relay: bump(now.c!, { config: { ...now.c!.config, host: now.a!.config.host } }),
+            previous: now.c!,
+          },
+        ],
+        activities: [act('c')],
+      })
+      .catch((e) => e);
+    const [first, conflict, last] = await Promise.all([
+      store!.commit({
+        relays: [{ kind: 'update', relay: bump(now.a!), previous: now.a! }],
+        activities: [act('a')],
+      }),
+      clash,
+      store!.commit({
+        relays: [{ kind: 'update', relay: bump(now.d!), previous: now.d! }],
+        activities: [act('d')],
+      }),
+    ]);
+    expect(conflict).toBeInstanceOf(StoreConflictError);
+    expect([first.map((a) => a.relayId), last.map((a) => a.relayId)]).toEqual([['a'], ['d']]);
+    expect((await store!.getRelays(['a', 'c', 'd'])).map((r) => r.rev)).toEqual([3, 1, 2]);
+  });
+
   it('keeps the explicit transaction for inserts, several relays and fleet states', async () => {
     const [store] = (await schemaWithStores(1)).stores;
     const [a, b] = [relay('a'), relay('b')];
