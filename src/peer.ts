@@ -33,7 +33,7 @@ import { DriftRepair, Resync, ResyncFailed, RetrySweeper } from './push/chores.j
 import { Observer, type PushQueue } from './push/observer.js';
 import { ObserverSet } from './push/observer-set.js';
 import { type Destination, Router } from './push/router.js';
-import { Infra, mayHeal } from './push/syncer.js';
+import { Infra, mayHeal, type SyncOutcome } from './push/syncer.js';
 import { blossomS3FromEnv } from './push/zooid/body.js';
 import { ZooidClient, type ZooidResult } from './push/zooid/client.js';
 import { TARGET_HEALTH, TargetHealth } from './push/zooid/target-health.js';
@@ -49,6 +49,13 @@ import { FencedError } from './store/write-errors.js';
 
 /** Who records a live repair as a resync when push is leased per target. */
 const VERIFIER: Principal = { role: 'admin', actor: 'system:verifier' };
+/** Who hands a relay to its new target's observer when its owner changed during a sync. */
+const HANDOFF: Principal = { role: 'admin', actor: 'system:push' };
+/**
+ * A relay whose lock another target's sync holds is tried again this late at the latest: that
+ * sync's end hands it over at once through the log, so this only bounds a hand-off that was lost.
+ */
+const BUSY_RETRY_MS = 1000;
 
 export interface PeerDeps {
   clock?: Clock;
@@ -556,6 +563,7 @@ export class Peer {
             }
           },
           removeCopy: (relayId, signal) => infra.removeCopy(relayId, signal),
+          pending: (relayId) => infra.pending(relayId),
         };
       },
       requeue,
@@ -657,10 +665,11 @@ export class Peer {
       sync: async (relayId, signal, { force }) => {
         // Checked against the term's deadline: a replica frozen past it starts no sync on waking.
         if (!lease.held) throw new Error(`this replica does not hold the ${lease.name} lease`);
-        if (target !== undefined && !(await this.ownsRelay(router, target, relayId)))
-          return { kind: 'skipped', reason: 'other_target' };
         // Its duration and retries are counted per target by the router (createRouter).
-        return router.syncRelay(relayId, { signal, force });
+        if (target === undefined) return router.syncRelay(relayId, { signal, force });
+        if (!(await this.ownsRelay(router, target, relayId)))
+          return { kind: 'skipped', reason: 'other_target' };
+        return this.syncOwned(router, target, lease, relayId, { signal, force });
       },
       onSyncStart: (ms) => m.commitToSyncStart.observe(ms / 1000),
       // One process-wide gauge each: shown for the single observer only.
@@ -671,6 +680,50 @@ export class Peer {
             onCursor: (c: number) => m.observerCursor.set(c),
           }),
     });
+  }
+
+  /**
+   * One sync of a relay that is `target`'s push work, under the relay's lock (issue 17). Each
+   * target's observer keeps its own relays' syncs one at a time, but a relay's owner changes when
+   * its fleet changes target, and the old target's request may still be in flight then: the new
+   * target's move would read where the relay lives before that request landed (a create there
+   * left as a stray copy; a delete landing after the relay came back, leaving it on no target or
+   * the wrong one). Prevention, not repair: no zooid ever gets two requests for one relay at once,
+   * so every move reads a record that tells the truth. The lock is kept until a timed-out request
+   * settles (it may still land). A relay whose owner changed during the sync is handed over through
+   * the log (a resync the new owner's observer follows, wherever it runs): its own try met the lock
+   * and only waits for a slow retry.
+   */
+  private async syncOwned(
+    router: Router,
+    target: string,
+    lease: WorkerLease,
+    relayId: string,
+    opts: { signal: AbortSignal; force: boolean },
+  ): Promise<SyncOutcome> {
+    const unlock = await lease.relayLocks!.tryLock(relayId);
+    if (!unlock) return { kind: 'skipped', reason: 'busy', retryAt: this.clock.now() + BUSY_RETRY_MS };
+    let outcome: SyncOutcome;
+    try {
+      // Again under the lock: the sync that held it may have been the one that made it ours, or not.
+      if (!(await this.ownsRelay(router, target, relayId)))
+        return { kind: 'skipped', reason: 'other_target' };
+      outcome = await router.syncRelay(relayId, opts);
+    } finally {
+      const open = router.pending(relayId);
+      if (open) void open.then(unlock);
+      else await unlock();
+    }
+    const relay = await this.store.getRelay(relayId);
+    const owner = relay && relay.deletedAt === null ? await router.ownerOf(relayId) : null;
+    if (owner !== null && owner !== target) {
+      await this.command
+        .resyncRelay(HANDOFF, relayId)
+        .catch((err) =>
+          this.logger.warn({ err, relayId, from: target, to: owner }, 'push hand-off not recorded'),
+        );
+    }
+    return outcome;
   }
 
   /** Every push target's name: `default` (its relays fail clearly without ZOOID_API_URL) and the table's. */

@@ -32,6 +32,8 @@ export interface TargetSyncer {
   ): Promise<SyncOutcome>;
   /** Deletes the relay from this target (404: already gone, a success). */
   removeCopy(relayId: string, signal?: AbortSignal): Promise<ZooidResult>;
+  /** The relay's timed-out request still open at this target, if any (Infra.pending). */
+  pending(relayId: string): Promise<void> | undefined;
 }
 
 export interface RouterOptions {
@@ -158,6 +160,18 @@ export class Router {
       waiting: s.waiting.size,
       held: s.held.size,
     }));
+  }
+
+  /**
+   * A timed-out request for the relay still open at any target (it may land in zooid until it
+   * settles). Each target's syncer holds back its own; a sync to another target must wait too.
+   */
+  pending(relayId: string): Promise<void> | undefined {
+    for (const state of this.targets.values()) {
+      const open = state.syncer.pending(relayId);
+      if (open) return open;
+    }
+    return undefined;
   }
 
   /** Forgets every cached route: the next sync of each fleet reads it again. */

@@ -16,9 +16,18 @@ export type SyncOutcome =
       kind: 'skipped';
       /**
        * `pull_only`: the fleet's agents configure zooid; `waiting`: its target's slots are all
-       * taken; `other_target`: another target's push work (per-target leases), not this observer's.
+       * taken; `other_target`: another target's push work (per-target leases), not this observer's;
+       * `busy`: another target's sync of the relay may still land in zooid (per-target leases).
        */
-      reason: 'missing' | 'up_to_date' | 'failed' | 'not_due' | 'pull_only' | 'waiting' | 'other_target';
+      reason:
+        | 'missing'
+        | 'up_to_date'
+        | 'failed'
+        | 'not_due'
+        | 'pull_only'
+        | 'waiting'
+        | 'other_target'
+        | 'busy';
       retryAt?: number;
     }
   | { kind: 'synced'; version: number }
@@ -87,6 +96,11 @@ export class Infra {
 
   private get target(): string {
     return this.options.target ?? DEFAULT_TARGET;
+  }
+
+  /** The relay's timed-out request that is still open here (it may land in zooid until it settles). */
+  pending(relayId: string): Promise<void> | undefined {
+    return this.abandoned.get(relayId);
   }
 
   /**

@@ -69,6 +69,7 @@ function rig(limit = 1) {
         return result.ok ? { kind: 'synced', version: 1 } : { kind: 'retry', at: 1, error: result.message };
       },
       removeCopy: async (): Promise<ZooidResult> => ({ ok: true, status: 200, attempts: 1 }),
+      pending: () => undefined,
     }),
     requeue: (relayId) => requeued.push(relayId),
     onOutcome: (t, o) => outcomes.push(`${t}:${o.kind}`),

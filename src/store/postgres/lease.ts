@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { defaultReplicaId, LeaseBase, WORKER_LEASE, type WorkerLease } from '../lease.js';
+import { defaultReplicaId, LeaseBase, type RelayLocks, WORKER_LEASE, type WorkerLease } from '../lease.js';
 import { type Fence, leaseEpochKey } from '../port.js';
 import { LOCK_CLASS, schemaKey } from './options.js';
 import { NEW_LEASE_EPOCH, type PostgresStore } from './pg-store.js';
@@ -98,6 +98,25 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   private get label(): string {
     return this.name === WORKER_LEASE ? 'worker lease' : `lease ${this.name}`;
   }
+
+  readonly relayLocks: RelayLocks = {
+    tryLock: async (relayId) => {
+      const conn = this.conn;
+      if (!this.held || !conn) return null;
+      // Every schema shares the class: ids hashed with their schema, a collision only serializes.
+      const args = [LOCK_CLASS.relay, schemaKey(`${this.options.store.options.schema}\0${relayId}`)];
+      const { rows } = await conn.query<{ ok: boolean }>(
+        'SELECT pg_try_advisory_lock($1::int, $2::int) AS ok',
+        args,
+      );
+      if (!rows[0]?.ok) return null;
+      // Unlocked on the session that locked it: a session since replaced took its locks with it.
+      return async () => {
+        if (this.conn === conn)
+          await conn.query('SELECT pg_advisory_unlock($1::int, $2::int)', args).catch(() => {});
+      };
+    },
+  };
 
   /** The lock session's backend pid (as pg_locks shows it); null without a session. */
   get backendPid(): number | null {
