@@ -169,7 +169,15 @@ export class Infra {
     const durationMs = this.options.clock.now() - started;
     // This target's health reads its own answer: not a failure of the target the relay left.
     if (method !== 'none') this.options.onResult?.(own ?? result);
-    let outcome = await this.report(relay, result, acked, opts.elsewhere?.name);
+    // A create whose answer was lost may still land here: until some target acknowledges the relay,
+    // the record names this one, so a move deletes it here (a 404 if it never landed) rather than
+    // leave a copy no record knows of. A relay moving has a target recorded, which it leaves last.
+    const inDoubtHere =
+      !result.ok && result.inDoubt === true && relay.deletedAt === null && relay.sync.pushedTarget === null;
+    let outcome = await this.report(relay, result, acked, {
+      ...(opts.elsewhere ? { movedFrom: opts.elsewhere.name } : {}),
+      ...(inDoubtHere ? { mayLiveOn: this.target } : {}),
+    });
     // Parking mid-move would record the stand-in here while the relay still lives elsewhere.
     if (!result.ok && result.kind === 'conflict' && !opts.elsewhere)
       outcome = (await this.parkOutOfRing(relay, opts)) ?? outcome;
@@ -363,7 +371,7 @@ export class Infra {
     relay: Relay,
     result: ZooidResult,
     acked: Record<string, unknown> | null,
-    movedFrom?: string,
+    { movedFrom, mayLiveOn }: { movedFrom?: string; mayLiveOn?: string } = {},
   ): Promise<SyncOutcome> {
     const { command, clock, random, retry } = this.options;
     if (result.ok) {
@@ -382,7 +390,13 @@ export class Infra {
     const error = describe(result, relay);
     const delay = PERMANENT.has(result.kind) ? null : retryDelay(retry, attempts, random);
     const at = delay === null ? null : clock.now() + delay;
-    await command.failRelaySync(relay.id, { version: relay.version, error, attempts, nextAttemptAt: at });
+    await command.failRelaySync(relay.id, {
+      version: relay.version,
+      error,
+      attempts,
+      nextAttemptAt: at,
+      ...(mayLiveOn !== undefined ? { mayLiveOn } : {}),
+    });
     this.options.logger.warn(
       { relayId: relay.id, version: relay.version, kind: result.kind, attempts, retryAt: at },
       error,

@@ -19,7 +19,9 @@ const HELD_MS = 60_000;
  * its own observer and work queue in this one process, as on separate replicas. eu-1 and us-1 are
  * zooids on clocks of their own, so a test holds a request there (latency) and lets it land later.
  */
-async function rig(): Promise<{ s: TestServer; zooids: ZooidEmulator[]; clocks: FakeClock[] }> {
+async function rig(
+  env: Record<string, string> = {},
+): Promise<{ s: TestServer; zooids: ZooidEmulator[]; clocks: FakeClock[] }> {
   const schema = freshSchema('bosun_strays');
   cleanup(schema.drop);
   const keys = [generateSecretKey(), generateSecretKey(), generateSecretKey()];
@@ -41,6 +43,7 @@ async function rig(): Promise<{ s: TestServer; zooids: ZooidEmulator[]; clocks: 
       BOSUN_PG_POOL_SIZE: '4',
       BOSUN_RETRY_BASE_MS: '50',
       BOSUN_RETRY_CAP_MS: '100',
+      ...env,
     },
   });
   cleanup(() => s.close());
@@ -114,6 +117,25 @@ describe.skipIf(!postgresUrl)('one relay, two targets’ observers (issue 17: st
     // The late POST lands on eu-1.
     await clocks[1]!.advance(HELD_MS);
     await settledOn(s, zooids, 'r1', 2, 'us-1');
+  }, 20_000);
+
+  it('a create that timed out on the old target, and lands there after the fleet switched, leaves no stray copy', async () => {
+    const { s, zooids, clocks } = await rig({ BOSUN_SYNC_TIMEOUT_MS: '300' });
+    zooids[1]!.setFaults({ latencyMs: HELD_MS });
+    expect((await s.api('POST', '/v1/relays', relayBody('r3', owner.pubkey, { fleet: 'eu' }))).status).toBe(
+      201,
+    );
+    await until(
+      async () => (await s.peer.store.getRelay('r3'))!.sync.error.includes('did not answer POST'),
+      5000,
+      'the POST on eu-1 timed out (its answer lost, the request still open)',
+    );
+    zooids[1]!.setFaults({});
+
+    expect((await s.api('PUT', '/v1/fleets/eu', { target: 'us-1' })).status).toBe(200);
+    await passed(s, 'us-1', 'r3');
+    await clocks[1]!.advance(HELD_MS);
+    await settledOn(s, zooids, 'r3', 2, 'us-1');
   }, 20_000);
 
   it('A→B→A while B’s delete on A is in flight leaves the relay on A, recorded there', async () => {
