@@ -49,6 +49,8 @@ import { FencedError } from './store/write-errors.js';
 
 /** Who records a live repair as a resync when push is leased per target. */
 const VERIFIER: Principal = { role: 'admin', actor: 'system:verifier' };
+/** The metrics' `target` of the one observer that pushes to every target (not a valid target name). */
+const ALL_TARGETS = '_all';
 /** Who hands a relay to its new target's observer when its owner changed during a sync. */
 const HANDOFF: Principal = { role: 'admin', actor: 'system:push' };
 /**
@@ -655,6 +657,7 @@ export class Peer {
    */
   private createObserver(router: Router, store: Store, lease: WorkerLease, target?: string): Observer {
     const m = this.metrics;
+    const label = { target: target ?? ALL_TARGETS };
     return new Observer({
       store,
       notifier: this.notifier,
@@ -672,13 +675,14 @@ export class Peer {
         return this.syncOwned(router, target, lease, relayId, { signal, force });
       },
       onSyncStart: (ms) => m.commitToSyncStart.observe(ms / 1000),
-      // One process-wide gauge each: shown for the single observer only.
-      ...(target
-        ? {}
-        : {
-            onQueueDepth: (d: number) => m.queueDepth.set(d),
-            onCursor: (c: number) => m.observerCursor.set(c),
-          }),
+      // One series per observer: a target's is shown while this replica holds it (the holder's
+      // alone, so summing over replicas counts each target once); see createPushLeases.
+      onQueueDepth: (d) => {
+        if (lease.held) m.queueDepth.set(label, d);
+      },
+      onCursor: (c) => {
+        if (lease.held) m.observerCursor.set(label, c);
+      },
     });
   }
 
@@ -786,6 +790,11 @@ export class Peer {
           if (legacy > 0) await store.setCursor(name, legacy);
         });
         this.hookObserver(observer, lease);
+        // Another replica shows the target's observer from now on.
+        lease.onLost(() => {
+          this.metrics.queueDepth.remove({ target });
+          this.metrics.observerCursor.remove({ target });
+        });
       },
     });
   }
