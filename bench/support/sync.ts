@@ -101,7 +101,7 @@ export async function commitToPatchLatencies(
     committedAt.set(`r${i}`, performance.now());
     await new Promise((r) => setTimeout(r, 5));
   }
-  await peer.observer!.idle();
+  await peer.pushQueue!.idle();
   const latencies: number[] = [];
   for (const [id, at] of committedAt) latencies.push(zooid.arrivals.get(id)! - at);
   return latencies.sort((a, b) => a - b);
