@@ -51,13 +51,11 @@ import { FencedError } from './store/write-errors.js';
 const VERIFIER: Principal = { role: 'admin', actor: 'system:verifier' };
 /** The metrics' `target` of the one observer that pushes to every target (not a valid target name). */
 const ALL_TARGETS = '_all';
-/** Who hands a relay to its new target's observer when its owner changed during a sync. */
-const HANDOFF: Principal = { role: 'admin', actor: 'system:push' };
 /**
- * A relay whose lock another target's sync holds is tried again this late at the latest: that
- * sync's end hands it over at once through the log, so this only bounds a hand-off that was lost.
+ * A relay whose lock another target's sync holds is tried again this soon: only the relays that
+ * target has in flight can be held (at most its in-flight limit), for as long as one request.
  */
-const BUSY_RETRY_MS = 1000;
+const BUSY_RETRY_MS = 100;
 
 export interface PeerDeps {
   clock?: Clock;
@@ -672,7 +670,7 @@ export class Peer {
         if (target === undefined) return router.syncRelay(relayId, { signal, force });
         if (!(await this.ownsRelay(router, target, relayId)))
           return { kind: 'skipped', reason: 'other_target' };
-        return this.syncOwned(router, target, lease, relayId, { signal, force });
+        return this.syncOwned(router, lease, relayId, { signal, force });
       },
       onSyncStart: (ms) => m.commitToSyncStart.observe(ms / 1000),
       // One series per observer: a target's is shown while this replica holds it (the holder's
@@ -692,42 +690,34 @@ export class Peer {
    * its fleet changes target, and the old target's request may still be in flight then: the new
    * target's move would read where the relay lives before that request landed (a create there
    * left as a stray copy; a delete landing after the relay came back, leaving it on no target or
-   * the wrong one). Prevention, not repair: no zooid ever gets two requests for one relay at once,
-   * so every move reads a record that tells the truth. The lock is kept until a timed-out request
-   * settles (it may still land). A relay whose owner changed during the sync is handed over through
-   * the log (a resync the new owner's observer follows, wherever it runs): its own try met the lock
-   * and only waits for a slow retry.
+   * the wrong one). Prevention, not repair: no zooid gets a request for a relay while another
+   * target's may still land, so every move reads a record that tells the truth. The lock is kept
+   * until a timed-out request settles. A sync that finds the lock taken is `busy`: its observer
+   * keeps the activities that asked for it (the cursor waits, so a crash loses nothing) and tries
+   * again soon. One that took the lock after its relay changed owner does what the record says
+   * (Router.syncRelay reads the route afresh), under the lock all the same.
    */
   private async syncOwned(
     router: Router,
-    target: string,
     lease: WorkerLease,
     relayId: string,
     opts: { signal: AbortSignal; force: boolean },
   ): Promise<SyncOutcome> {
     const unlock = await lease.relayLocks!.tryLock(relayId);
-    if (!unlock) return { kind: 'skipped', reason: 'busy', retryAt: this.clock.now() + BUSY_RETRY_MS };
-    let outcome: SyncOutcome;
+    if (!unlock) {
+      this.logger.debug(
+        { relayId, lease: lease.name },
+        'relay busy: another target may still land a request',
+      );
+      return { kind: 'skipped', reason: 'busy', retryAt: this.clock.now() + BUSY_RETRY_MS };
+    }
     try {
-      // Again under the lock: the sync that held it may have been the one that made it ours, or not.
-      if (!(await this.ownsRelay(router, target, relayId)))
-        return { kind: 'skipped', reason: 'other_target' };
-      outcome = await router.syncRelay(relayId, opts);
+      return await router.syncRelay(relayId, opts);
     } finally {
       const open = router.pending(relayId);
       if (open) void open.then(unlock);
       else await unlock();
     }
-    const relay = await this.store.getRelay(relayId);
-    const owner = relay && relay.deletedAt === null ? await router.ownerOf(relayId) : null;
-    if (owner !== null && owner !== target) {
-      await this.command
-        .resyncRelay(HANDOFF, relayId)
-        .catch((err) =>
-          this.logger.warn({ err, relayId, from: target, to: owner }, 'push hand-off not recorded'),
-        );
-    }
-    return outcome;
   }
 
   /** Every push target's name: `default` (its relays fail clearly without ZOOID_API_URL) and the table's. */

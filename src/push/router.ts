@@ -238,6 +238,15 @@ export class Router {
     const relayId = relay.id;
     const target = state.name;
     const force = opts.force ?? false;
+    // Another target's request for the relay may still land (it timed out): this one waits until
+    // it cannot, as that target's own next request would, so the two never overlap (a move's
+    // DELETE landing before a late create, or after the relay came back). Tried again then.
+    for (const other of this.targets.values()) {
+      const open = other === state ? undefined : other.syncer.pending(relayId);
+      if (!open) continue;
+      void open.then(() => this.options.requeue(relayId, { force }));
+      return this.told(target, { kind: 'skipped', reason: 'busy' });
+    }
     if (state.downUntil > this.options.clock.now())
       return this.told(target, await this.hold(relay, state, force, opts.elsewhere !== undefined));
     if (state.inFlight >= this.limitOf(state)) {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Command } from '../command.js';
-import type { Clock } from '../domain/clock.js';
+import { type Clock, sleep } from '../domain/clock.js';
 import { secretDigest } from '../domain/credentials.js';
 import type { Principal } from '../domain/principal.js';
 import type { Random } from '../domain/random.js';
@@ -17,7 +17,8 @@ export type SyncOutcome =
       /**
        * `pull_only`: the fleet's agents configure zooid; `waiting`: its target's slots are all
        * taken; `other_target`: another target's push work (per-target leases), not this observer's;
-       * `busy`: another target's sync of the relay may still land in zooid (per-target leases).
+       * `busy`: another target's request for the relay may still land in zooid (its sync holds the
+       * relay's lock, or its answer was lost): tried again at `retryAt`, or put back on the queue.
        */
       reason:
         | 'missing'
@@ -98,9 +99,15 @@ export class Infra {
     return this.options.target ?? DEFAULT_TARGET;
   }
 
-  /** The relay's timed-out request that is still open here (it may land in zooid until it settles). */
+  /**
+   * Until when a request for the relay may still land here, as this target's own next request
+   * waits for it: the timed-out one settled and the in-doubt hold over. Undefined: none may.
+   */
   pending(relayId: string): Promise<void> | undefined {
-    return this.abandoned.get(relayId);
+    const open = this.abandoned.get(relayId);
+    const holdMs = (this.inDoubt.get(relayId) ?? 0) - this.options.clock.now();
+    if (!open && holdMs <= 0) return undefined;
+    return Promise.all([open, holdMs > 0 ? sleep(this.options.clock, holdMs) : undefined]).then(() => {});
   }
 
   /**
@@ -109,8 +116,22 @@ export class Infra {
    */
   async removeCopy(relayId: string, signal?: AbortSignal): Promise<ZooidResult> {
     const result = await this.options.client.remove(relayId, signal ? { signal } : undefined);
+    // A DELETE that may still land here is as much in doubt as a sync's request (see pending).
+    this.holdInDoubt(relayId, result);
     this.options.onResult?.(result);
     return !result.ok && result.kind === 'not_found' ? ok() : result;
+  }
+
+  /** A request whose answer was lost holds the relay's next one here back (and pending() says so). */
+  private holdInDoubt(relayId: string, result: ZooidResult): void {
+    if (result.ok || !this.options.inDoubtHoldMs) return;
+    if (result.inDoubt) this.inDoubt.set(relayId, this.options.clock.now() + this.options.inDoubtHoldMs);
+    const settled = result.settled;
+    if (!settled) return;
+    this.abandoned.set(relayId, settled);
+    void settled.then(() => {
+      if (this.abandoned.get(relayId) === settled) this.abandoned.delete(relayId);
+    });
   }
 
   /**
@@ -156,16 +177,7 @@ export class Infra {
     const { method, result, acked, own } = opts.elsewhere
       ? await this.move(relay, opts.elsewhere, opts)
       : { ...(await this.push(relay, opts)), own: undefined };
-    if (!result.ok && result.inDoubt && this.options.inDoubtHoldMs) {
-      this.inDoubt.set(relayId, this.options.clock.now() + this.options.inDoubtHoldMs);
-    }
-    if (!result.ok && result.settled && this.options.inDoubtHoldMs) {
-      const settled = result.settled;
-      this.abandoned.set(relayId, settled);
-      void settled.then(() => {
-        if (this.abandoned.get(relayId) === settled) this.abandoned.delete(relayId);
-      });
-    }
+    this.holdInDoubt(relayId, result);
     const durationMs = this.options.clock.now() - started;
     // This target's health reads its own answer: not a failure of the target the relay left.
     if (method !== 'none') this.options.onResult?.(own ?? result);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { generateSecretKey, publicKeyOf } from '../../src/domain/keys.js';
+import type { Relay } from '../../src/domain/relay.js';
 import { startZooidEmulator, type ZooidEmulator } from '../../src/push/zooid/emulator.js';
 import { useCleanups } from '../support/cleanups.js';
 import { FakeClock } from '../support/clock.js';
@@ -90,14 +91,23 @@ async function settledOn(s: TestServer, zooids: ZooidEmulator[], id: string, i: 
   expect((await s.peer.store.getRelay(id))!.sync.pushedTarget).toBe(name);
 }
 
-/** The activity id of the fleet switch's resync of `id`: the observer of `target` passed it. */
-async function passed(s: TestServer, target: string, id: string) {
-  const log = await s.peer.store.activitiesAfter({ after: 0, relayId: id, limit: 1000 });
-  const last = log.filter((a) => a.type === 'resync_relay').at(-1)!.id;
+/**
+ * The fleet switch reached `target`'s observer: its sync of `id` is done (`done` holds of the
+ * record: what it does without the relay lock) or found the relay busy (another target's request
+ * for it may still land).
+ */
+async function tried(s: TestServer, target: string, id: string, done: (r: Relay) => boolean) {
   await until(
-    () => s.peer.targetObservers!.get(target)!.cursor >= last,
+    async () =>
+      done((await s.peer.store.getRelay(id))!) ||
+      s.logs.some(
+        (l) =>
+          l.includes('relay busy') &&
+          l.includes(`"relayId":"${id}"`) &&
+          l.includes(`"lease":"push:${target}"`),
+      ),
     5000,
-    `${target}'s observer past the resync of ${id}`,
+    `${target}'s observer tried ${id}`,
   );
 }
 
@@ -113,7 +123,7 @@ describe.skipIf(!postgresUrl)('one relay, two targets’ observers (issue 17: st
 
     // Switched while eu-1's POST is in flight: us-1's observer sees the resync first.
     expect((await s.api('PUT', '/v1/fleets/eu', { target: 'us-1' })).status).toBe(200);
-    await passed(s, 'us-1', 'r1');
+    await tried(s, 'us-1', 'r1', (r) => r.sync.pushedTarget === 'us-1');
     // The late POST lands on eu-1.
     await clocks[1]!.advance(HELD_MS);
     await settledOn(s, zooids, 'r1', 2, 'us-1');
@@ -133,7 +143,7 @@ describe.skipIf(!postgresUrl)('one relay, two targets’ observers (issue 17: st
     zooids[1]!.setFaults({});
 
     expect((await s.api('PUT', '/v1/fleets/eu', { target: 'us-1' })).status).toBe(200);
-    await passed(s, 'us-1', 'r3');
+    await tried(s, 'us-1', 'r3', (r) => r.sync.pushedTarget === 'us-1');
     await clocks[1]!.advance(HELD_MS);
     await settledOn(s, zooids, 'r3', 2, 'us-1');
   }, 20_000);
@@ -153,7 +163,7 @@ describe.skipIf(!postgresUrl)('one relay, two targets’ observers (issue 17: st
 
     // And back to eu-1 meanwhile: eu-1's observer sees it first; then the late DELETE lands.
     expect((await s.api('PUT', '/v1/fleets/eu', { target: 'eu-1' })).status).toBe(200);
-    await passed(s, 'eu-1', 'r2');
+    await tried(s, 'eu-1', 'r2', (r) => r.sync.status === 'synced');
     await clocks[1]!.advance(1);
     await clocks[1]!.advance(HELD_MS);
     await settledOn(s, zooids, 'r2', 1, 'eu-1');
