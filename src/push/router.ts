@@ -32,7 +32,7 @@ export interface TargetSyncer {
   ): Promise<SyncOutcome>;
   /** Deletes the relay from this target (404: already gone, a success). */
   removeCopy(relayId: string, signal?: AbortSignal): Promise<ZooidResult>;
-  /** The relay's timed-out request still open at this target, if any (Infra.pending). */
+  /** Until when a request for the relay whose answer was lost may still land here (Infra.pending). */
   pending(relayId: string): Promise<void> | undefined;
 }
 
@@ -163,8 +163,8 @@ export class Router {
   }
 
   /**
-   * A timed-out request for the relay still open at any target (it may land in zooid until it
-   * settles). Each target's syncer holds back its own; a sync to another target must wait too.
+   * Until when a request for the relay whose answer was lost may still land at any target. Each
+   * target's syncer holds its own next request back; a request to another target must wait too.
    */
   pending(relayId: string): Promise<void> | undefined {
     for (const state of this.targets.values()) {
