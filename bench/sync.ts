@@ -100,7 +100,7 @@ try {
   }
   const t0 = performance.now();
   await peer.start(); // catch-up: every relay synced once
-  await peer.observer!.idle();
+  await peer.pushQueue!.idle();
   const syncs = N / ((performance.now() - t0) / 1000);
 
   const L = Math.min(N, 1000);

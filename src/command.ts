@@ -293,6 +293,11 @@ export class Command {
       nextAttemptAt: number | null;
       /** `target`: where zooid holds the stand-in (it lives there now); omitted: `default`. */
       parked?: { config: Record<string, unknown>; secretDigest: string; target?: string };
+      /**
+       * A create sent to this target whose answer was lost (it may have landed): recorded as where
+       * the relay lives when the record names no target, so that a move deletes it there.
+       */
+      mayLiveOn?: string;
     },
     actor = 'system:infra',
   ): Promise<CommandResult | null> {
@@ -301,7 +306,8 @@ export class Command {
       if (!current) return null;
       const superseded = current.version !== failure.version;
       const { parked } = failure;
-      if (superseded && !parked) return null;
+      const mayLiveOn = current.sync.pushedTarget === null ? failure.mayLiveOn : undefined;
+      if (superseded && !parked && mayLiveOn === undefined) return null;
       const error = truncateError(failure.error);
       const status = failure.nextAttemptAt === null ? 'failed' : 'retrying';
       const relay: Relay = {
@@ -320,6 +326,7 @@ export class Command {
                 pushedTarget: parked.target ?? DEFAULT_TARGET,
               }
             : {}),
+          ...(mayLiveOn !== undefined ? { pushedTarget: mayLiveOn } : {}),
         },
       };
       const activity = draftActivity(

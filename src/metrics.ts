@@ -56,7 +56,8 @@ export function createMetrics() {
     }),
     queueDepth: new Gauge({
       name: 'bosun_sync_queue_depth',
-      help: 'Relays waiting for a sync worker',
+      help: "Relays waiting for a sync worker, by observer: a held target's, or _all (one observer for every target)",
+      labelNames: ['target'] as const,
       registers: [registry],
     }),
     retriesScheduled: new Counter({
@@ -67,7 +68,8 @@ export function createMetrics() {
     }),
     observerCursor: new Gauge({
       name: 'bosun_observer_cursor',
-      help: 'Activity id up to which every change is synced or durably scheduled',
+      help: "Activity id up to which every change is synced or durably scheduled, by observer: a held target's, or _all",
+      labelNames: ['target'] as const,
       registers: [registry],
     }),
     choreRuns: new Counter({

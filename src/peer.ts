@@ -35,7 +35,7 @@ import { DriftRepair, Resync, ResyncFailed, RetrySweeper } from './push/chores.j
 import { Observer, type PushQueue } from './push/observer.js';
 import { ObserverSet } from './push/observer-set.js';
 import { type Destination, Router } from './push/router.js';
-import { Infra, mayHeal } from './push/syncer.js';
+import { Infra, mayHeal, type SyncOutcome } from './push/syncer.js';
 import { blossomS3FromEnv } from './push/zooid/body.js';
 import { ZooidClient, type ZooidResult } from './push/zooid/client.js';
 import { TARGET_HEALTH, TargetHealth } from './push/zooid/target-health.js';
@@ -51,6 +51,13 @@ import { FencedError } from './store/write-errors.js';
 
 /** Who records a live repair as a resync when push is leased per target. */
 const VERIFIER: Principal = { role: 'admin', actor: 'system:verifier' };
+/** The metrics' `target` of the one observer that pushes to every target (not a valid target name). */
+const ALL_TARGETS = '_all';
+/**
+ * A relay whose lock another target's sync holds is tried again this soon: only the relays that
+ * target has in flight can be held (at most its in-flight limit), for as long as one request.
+ */
+const BUSY_RETRY_MS = 100;
 
 export interface PeerDeps {
   clock?: Clock;
@@ -566,6 +573,7 @@ export class Peer {
             }
           },
           removeCopy: (relayId, signal) => infra.removeCopy(relayId, signal),
+          pending: (relayId) => infra.pending(relayId),
         };
       },
       requeue,
@@ -661,6 +669,7 @@ export class Peer {
    */
   private createObserver(router: Router, store: Store, lease: WorkerLease, target?: string): Observer {
     const m = this.metrics;
+    const label = { target: target ?? ALL_TARGETS };
     return new Observer({
       store,
       notifier: this.notifier,
@@ -673,22 +682,60 @@ export class Peer {
         if (!lease.held) throw new Error(`this replica does not hold the ${lease.name} lease`);
         // Its duration and retries are counted per target by the router (createRouter).
         if (target === undefined) return router.syncRelay(relayId, { signal, force });
-        // Read once for the ownership check and the sync: a round trip each on PostgreSQL.
+        // Read for the ownership check; the sync reads it again under the relay's lock, where a
+        // request another target had in flight has settled and been recorded (syncOwned).
         const relay = await store.getRelay(relayId);
         if (!relay) return { kind: 'skipped', reason: 'missing' };
         if (!(await this.ownsRelay(router, target, relay)))
           return { kind: 'skipped', reason: 'other_target' };
-        return router.sync(relay, { signal, force });
+        return this.syncOwned(router, lease, relayId, { signal, force });
       },
       onSyncStart: (ms) => m.commitToSyncStart.observe(ms / 1000),
-      // One process-wide gauge each: shown for the single observer only.
-      ...(target
-        ? {}
-        : {
-            onQueueDepth: (d: number) => m.queueDepth.set(d),
-            onCursor: (c: number) => m.observerCursor.set(c),
-          }),
+      // One series per observer: a target's is shown while this replica holds it (the holder's
+      // alone, so summing over replicas counts each target once); see createPushLeases.
+      onQueueDepth: (d) => {
+        if (lease.held) m.queueDepth.set(label, d);
+      },
+      onCursor: (c) => {
+        if (lease.held) m.observerCursor.set(label, c);
+      },
     });
+  }
+
+  /**
+   * One sync of a relay that is `target`'s push work, under the relay's lock (issue 17). Each
+   * target's observer keeps its own relays' syncs one at a time, but a relay's owner changes when
+   * its fleet changes target, and the old target's request may still be in flight then: the new
+   * target's move would read where the relay lives before that request landed (a create there
+   * left as a stray copy; a delete landing after the relay came back, leaving it on no target or
+   * the wrong one). Prevention, not repair: no zooid gets a request for a relay while another
+   * target's may still land, so every move reads a record that tells the truth. The lock is kept
+   * until a request whose answer was lost cannot land any more (Router.pending). A sync that finds the lock taken is `busy`: its observer
+   * keeps the activities that asked for it (the cursor waits, so a crash loses nothing) and tries
+   * again soon. One that took the lock after its relay changed owner does what the record says
+   * (Router.syncRelay reads the route afresh), under the lock all the same.
+   */
+  private async syncOwned(
+    router: Router,
+    lease: WorkerLease,
+    relayId: string,
+    opts: { signal: AbortSignal; force: boolean },
+  ): Promise<SyncOutcome> {
+    const unlock = await lease.relayLocks!.tryLock(relayId);
+    if (!unlock) {
+      this.logger.debug(
+        { relayId, lease: lease.name },
+        'relay busy: another target may still land a request',
+      );
+      return { kind: 'skipped', reason: 'busy', retryAt: this.clock.now() + BUSY_RETRY_MS };
+    }
+    try {
+      return await router.syncRelay(relayId, opts);
+    } finally {
+      const open = router.pending(relayId);
+      if (open) void open.then(unlock);
+      else await unlock();
+    }
   }
 
   /** Every push target's name: `default` (its relays fail clearly without ZOOID_API_URL) and the table's. */
@@ -751,6 +798,11 @@ export class Peer {
           if (legacy > 0) await store.setCursor(name, legacy);
         });
         this.hookObserver(observer, lease);
+        // Another replica shows the target's observer from now on.
+        lease.onLost(() => {
+          this.metrics.queueDepth.remove({ target });
+          this.metrics.observerCursor.remove({ target });
+        });
       },
     });
   }

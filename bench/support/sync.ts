@@ -104,7 +104,7 @@ export async function commitToPatchLatencies(
     committedAt.set(`r${i}`, now());
     await new Promise((r) => setTimeout(r, 5));
   }
-  await peer.observer!.idle();
+  await peer.pushQueue!.idle();
   const arrivals = typeof zooid.arrivals === 'function' ? await zooid.arrivals() : zooid.arrivals;
   const latencies: number[] = [];
   for (const [id, at] of committedAt) latencies.push(arrivals.get(id)! - at);

@@ -187,9 +187,11 @@ export interface SyncState {
   ackedSecret: string | null;
   /**
    * The target (`default` or a target's name) on which zooid last acknowledged the relay, i.e. where
-   * it lives now; null where it lives on none (never pushed, or its delete acknowledged). When the
-   * relay's fleet routes it elsewhere, push sync moves it: creates it on the fleet's target, deletes
-   * it here, and only then records the new target (src/push/router.ts).
+   * it lives now — or may live: a create whose answer was lost is recorded here too, so it is
+   * deleted there if the relay goes elsewhere; null where it lives on none (never pushed, or its
+   * delete acknowledged). When the relay's fleet routes it elsewhere, push sync moves it: creates
+   * it on the fleet's target, deletes it here, and only then records the new target
+   * (src/push/router.ts).
    */
   pushedTarget: string | null;
   /**

@@ -292,6 +292,15 @@ export class Observer {
     const state = this.relays.get(relayId);
     if (state) state.internalFailures = 0;
     this.options.onOutcome?.(outcome);
+    if (outcome.kind === 'skipped' && outcome.reason === 'busy') {
+      // Not done, and not scheduled anywhere durable: another target's request for the relay may
+      // still land, and this sync comes after it. Its activities stay outstanding (the cursor
+      // waits for them) until it has run: at `retryAt`, or when the router puts it back.
+      const waiting = this.stateOf(relayId);
+      waiting.activities = [...activities, ...waiting.activities];
+      if (outcome.retryAt !== undefined) this.scheduleRetry(relayId, outcome.retryAt);
+      return;
+    }
     if (outcome.kind === 'retry') this.scheduleRetry(relayId, outcome.at);
     if (outcome.kind === 'skipped' && outcome.retryAt !== undefined)
       this.scheduleRetry(relayId, outcome.retryAt);

@@ -33,6 +33,8 @@ export interface TargetSyncer {
   ): Promise<SyncOutcome>;
   /** Deletes the relay from this target (404: already gone, a success). */
   removeCopy(relayId: string, signal?: AbortSignal): Promise<ZooidResult>;
+  /** Until when a request for the relay whose answer was lost may still land here (Infra.pending). */
+  pending(relayId: string): Promise<void> | undefined;
 }
 
 export interface RouterOptions {
@@ -161,6 +163,18 @@ export class Router {
     }));
   }
 
+  /**
+   * Until when a request for the relay whose answer was lost may still land at any target. Each
+   * target's syncer holds its own next request back; a request to another target must wait too.
+   */
+  pending(relayId: string): Promise<void> | undefined {
+    for (const state of this.targets.values()) {
+      const open = state.syncer.pending(relayId);
+      if (open) return open;
+    }
+    return undefined;
+  }
+
   /** Forgets every cached route: the next sync of each fleet reads it again. */
   invalidate(): void {
     this.routes.clear();
@@ -232,6 +246,15 @@ export class Router {
     const relayId = relay.id;
     const target = state.name;
     const force = opts.force ?? false;
+    // Another target's request for the relay may still land (it timed out): this one waits until
+    // it cannot, as that target's own next request would, so the two never overlap (a move's
+    // DELETE landing before a late create, or after the relay came back). Tried again then.
+    for (const other of this.targets.values()) {
+      const open = other === state ? undefined : other.syncer.pending(relayId);
+      if (!open) continue;
+      void open.then(() => this.options.requeue(relayId, { force }));
+      return this.told(target, { kind: 'skipped', reason: 'busy' });
+    }
     if (state.downUntil > this.options.clock.now())
       return this.told(target, await this.hold(relay, state, force, opts.elsewhere !== undefined));
     if (state.inFlight >= this.limitOf(state)) {

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { Command } from '../command.js';
-import type { Clock } from '../domain/clock.js';
+import { type Clock, sleep } from '../domain/clock.js';
 import { secretDigest } from '../domain/credentials.js';
 import type { Principal } from '../domain/principal.js';
 import type { Random } from '../domain/random.js';
@@ -16,9 +16,19 @@ export type SyncOutcome =
       kind: 'skipped';
       /**
        * `pull_only`: the fleet's agents configure zooid; `waiting`: its target's slots are all
-       * taken; `other_target`: another target's push work (per-target leases), not this observer's.
+       * taken; `other_target`: another target's push work (per-target leases), not this observer's;
+       * `busy`: another target's request for the relay may still land in zooid (its sync holds the
+       * relay's lock, or its answer was lost): tried again at `retryAt`, or put back on the queue.
        */
-      reason: 'missing' | 'up_to_date' | 'failed' | 'not_due' | 'pull_only' | 'waiting' | 'other_target';
+      reason:
+        | 'missing'
+        | 'up_to_date'
+        | 'failed'
+        | 'not_due'
+        | 'pull_only'
+        | 'waiting'
+        | 'other_target'
+        | 'busy';
       retryAt?: number;
     }
   | { kind: 'synced'; version: number }
@@ -90,13 +100,38 @@ export class Infra {
   }
 
   /**
+   * Until when a request for the relay may still land here, as this target's own next request
+   * waits for it: the timed-out one settled and the in-doubt hold over. Undefined: none may.
+   */
+  pending(relayId: string): Promise<void> | undefined {
+    const open = this.abandoned.get(relayId);
+    const holdMs = (this.inDoubt.get(relayId) ?? 0) - this.options.clock.now();
+    if (!open && holdMs <= 0) return undefined;
+    return Promise.all([open, holdMs > 0 ? sleep(this.options.clock, holdMs) : undefined]).then(() => {});
+  }
+
+  /**
    * Deletes the relay from this target, where it lives no more once its move is done (Router). A
    * 404 is success. zooid keeps a deleted relay's data (its `<schema>__*` tables and media).
    */
   async removeCopy(relayId: string, signal?: AbortSignal): Promise<ZooidResult> {
     const result = await this.options.client.remove(relayId, signal ? { signal } : undefined);
+    // A DELETE that may still land here is as much in doubt as a sync's request (see pending).
+    this.holdInDoubt(relayId, result);
     this.options.onResult?.(result);
     return !result.ok && result.kind === 'not_found' ? ok() : result;
+  }
+
+  /** A request whose answer was lost holds the relay's next one here back (and pending() says so). */
+  private holdInDoubt(relayId: string, result: ZooidResult): void {
+    if (result.ok || !this.options.inDoubtHoldMs) return;
+    if (result.inDoubt) this.inDoubt.set(relayId, this.options.clock.now() + this.options.inDoubtHoldMs);
+    const settled = result.settled;
+    if (!settled) return;
+    this.abandoned.set(relayId, settled);
+    void settled.then(() => {
+      if (this.abandoned.get(relayId) === settled) this.abandoned.delete(relayId);
+    });
   }
 
   /**
@@ -142,20 +177,19 @@ export class Infra {
     const { method, result, acked, own } = opts.elsewhere
       ? await this.move(relay, opts.elsewhere, opts)
       : { ...(await this.push(relay, opts)), own: undefined };
-    if (!result.ok && result.inDoubt && this.options.inDoubtHoldMs) {
-      this.inDoubt.set(relayId, this.options.clock.now() + this.options.inDoubtHoldMs);
-    }
-    if (!result.ok && result.settled && this.options.inDoubtHoldMs) {
-      const settled = result.settled;
-      this.abandoned.set(relayId, settled);
-      void settled.then(() => {
-        if (this.abandoned.get(relayId) === settled) this.abandoned.delete(relayId);
-      });
-    }
+    this.holdInDoubt(relayId, result);
     const durationMs = this.options.clock.now() - started;
     // This target's health reads its own answer: not a failure of the target the relay left.
     if (method !== 'none') this.options.onResult?.(own ?? result);
-    let outcome = await this.report(relay, result, acked, opts.elsewhere?.name);
+    // A create whose answer was lost may still land here: until some target acknowledges the relay,
+    // the record names this one, so a move deletes it here (a 404 if it never landed) rather than
+    // leave a copy no record knows of. A relay moving has a target recorded, which it leaves last.
+    const inDoubtHere =
+      !result.ok && result.inDoubt === true && relay.deletedAt === null && relay.sync.pushedTarget === null;
+    let outcome = await this.report(relay, result, acked, {
+      ...(opts.elsewhere ? { movedFrom: opts.elsewhere.name } : {}),
+      ...(inDoubtHere ? { mayLiveOn: this.target } : {}),
+    });
     // Parking mid-move would record the stand-in here while the relay still lives elsewhere.
     if (!result.ok && result.kind === 'conflict' && !opts.elsewhere)
       outcome = (await this.parkOutOfRing(relay, opts)) ?? outcome;
@@ -349,7 +383,7 @@ export class Infra {
     relay: Relay,
     result: ZooidResult,
     acked: Record<string, unknown> | null,
-    movedFrom?: string,
+    { movedFrom, mayLiveOn }: { movedFrom?: string; mayLiveOn?: string } = {},
   ): Promise<SyncOutcome> {
     const { command, clock, random, retry } = this.options;
     if (result.ok) {
@@ -368,7 +402,13 @@ export class Infra {
     const error = describe(result, relay);
     const delay = PERMANENT.has(result.kind) ? null : retryDelay(retry, attempts, random);
     const at = delay === null ? null : clock.now() + delay;
-    await command.failRelaySync(relay.id, { version: relay.version, error, attempts, nextAttemptAt: at });
+    await command.failRelaySync(relay.id, {
+      version: relay.version,
+      error,
+      attempts,
+      nextAttemptAt: at,
+      ...(mayLiveOn !== undefined ? { mayLiveOn } : {}),
+    });
     this.options.logger.warn(
       { relayId: relay.id, version: relay.version, kind: result.kind, attempts, retryAt: at },
       error,

@@ -30,6 +30,23 @@ export interface WorkerLease {
   start(): Promise<void>;
   /** Ends the term if held (awaits onLost handlers), releases, and stops trying. Idempotent. */
   stop(): Promise<void>;
+  /**
+   * Push leased per target: locks that keep one relay's push work to one target's holder at a
+   * time (see Peer.createObserver). Absent where one observer does all push work (its work queue
+   * alone keeps a relay's syncs one at a time).
+   */
+  readonly relayLocks?: RelayLocks;
+}
+
+/**
+ * One lock per relay, across every replica and every target: a sync takes its relay's lock before
+ * it sends anything, and gives it back once nothing it sent can still land in zooid. Held on the
+ * lease's own session, so a lock ends with the term that took it (a dead replica's at once), as
+ * its work does (a lost lease aborts its syncs).
+ */
+export interface RelayLocks {
+  /** The relay's lock, or null while another session holds it; the answer unlocks it. */
+  tryLock(relayId: string): Promise<(() => Promise<void>) | null>;
 }
 
 export const WORKER_LEASE = 'worker';

@@ -77,6 +77,10 @@ describe.skipIf(SKIP).each([
       expect(value(text, 'bosun_sync_in_flight{target="default"}')).toBe(0);
       expect(value(text, 'bosun_sync_waiting{target="default"}')).toBe(0);
       expect(value(text, 'bosun_oldest_unsynced_change_age_seconds')).toBeGreaterThan(0);
+      // One series per observer: SQLite's one for every target, PostgreSQL's per held target.
+      const observer = db === 'postgres' ? 'default' : '_all';
+      expect(value(text, `bosun_sync_queue_depth{target="${observer}"}`)).toBe(0);
+      expect(value(text, `bosun_observer_cursor{target="${observer}"}`)).toBeGreaterThan(0);
       if (db === 'postgres') {
         expect(value(text, 'bosun_pg_pool_clients{state="idle"}')).toBeGreaterThanOrEqual(0);
         expect(value(text, 'bosun_pg_pool_clients{state="in_use"}')).toBeGreaterThanOrEqual(0);

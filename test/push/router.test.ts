@@ -41,6 +41,8 @@ function rig(limit = 1) {
   const calls: { target: string; relayId: string; due?: boolean; from?: string }[] = [];
   const gates = new Map<string, (result?: ZooidResult) => void>();
   const requeued: string[] = [];
+  /** Requests whose answer was lost, still open, by `target/relay`. */
+  const open = new Map<string, Promise<void>>();
   const outcomes: string[] = [];
   const router = new Router({
     store,
@@ -69,6 +71,7 @@ function rig(limit = 1) {
         return result.ok ? { kind: 'synced', version: 1 } : { kind: 'retry', at: 1, error: result.message };
       },
       removeCopy: async (): Promise<ZooidResult> => ({ ok: true, status: 200, attempts: 1 }),
+      pending: (relayId: string) => open.get(`${target.name}/${relayId}`),
     }),
     requeue: (relayId) => requeued.push(relayId),
     onOutcome: (t, o) => outcomes.push(`${t}:${o.kind}`),
@@ -117,12 +120,44 @@ function rig(limit = 1) {
     requeued,
     reads,
     outcomes,
+    open,
   };
 }
 
 const tick = () => new Promise((r) => setImmediate(r));
 
 describe('Router', () => {
+  it("waits for another target's request still open for the relay before sending it anywhere, then puts it back", async () => {
+    const r = rig();
+    r.relay('a', 'shop');
+    const first = r.router.syncRelay('a');
+    await tick();
+    r.gates.get('a')!();
+    await first;
+    // Its request to default timed out and may still land there; meanwhile its fleet moved to eu-1.
+    let settle!: () => void;
+    r.open.set('default/a', new Promise<void>((resolve) => (settle = resolve)));
+    r.onEu();
+    r.place('a', 'default');
+    r.relay('a', 'eu');
+    r.place('a', 'default');
+    expect(await r.router.syncRelay('a')).toEqual({ kind: 'skipped', reason: 'busy' });
+    expect(r.calls.map((c) => c.target)).toEqual(['default']);
+    expect(r.requeued).toEqual([]);
+    settle();
+    r.open.delete('default/a');
+    await tick();
+    expect(r.requeued).toEqual(['a']);
+    const moved = r.router.syncRelay('a');
+    await tick();
+    r.gates.get('a')!();
+    await moved;
+    expect(r.calls).toEqual([
+      { target: 'default', relayId: 'a' },
+      { target: 'eu-1', relayId: 'a', from: 'default' },
+    ]);
+  });
+
   it('a fleet pinned to a target that no longer exists fails with its name, then waits for the retry', async () => {
     const r = rig();
     r.fleet('eu', { kind: 'target', name: 'gone' });

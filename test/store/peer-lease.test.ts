@@ -87,6 +87,11 @@ describe.skipIf(!postgresUrl)('replicas in one process tree: the lease moves the
     expect(metrics).toContain('bosun_worker_lease_held{replica="p1"} 1');
     expect(metrics).toContain('bosun_worker_lease_epoch 3');
     expect(metrics).toContain('bosun_target_lease_held{target="default"} 1');
+    // The target's observer is shown by its holder alone: p2's series went with its lease.
+    expect(metrics).toMatch(/^bosun_observer_cursor\{target="default"\} [1-9]/m);
+    expect(metrics).toContain('bosun_sync_queue_depth{target="default"} 0');
+    const standby = await fetch(`${p2.url}/metrics`).then((r) => r.text());
+    expect(standby).not.toMatch(/^bosun_(observer_cursor|sync_queue_depth)\{/m);
     const lines = p1.logs.filter((l) => l.includes('worker lease'));
     expect(lines.map((l) => JSON.parse(l).msg)).toEqual([
       'worker lease acquired',

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
-import { defaultReplicaId, LeaseBase, WORKER_LEASE, type WorkerLease } from '../lease.js';
+import { defaultReplicaId, LeaseBase, type RelayLocks, WORKER_LEASE, type WorkerLease } from '../lease.js';
 import { type Fence, leaseEpochKey } from '../port.js';
 import { LOCK_CLASS, schemaKey } from './options.js';
 import { NEW_LEASE_EPOCH, type PostgresStore } from './pg-store.js';
@@ -78,6 +78,8 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   private pollTimer: NodeJS.Timeout | undefined;
   private beatTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
+  /** The lock session's queries, one at a time (onSession). */
+  private sessionQueries: Promise<unknown> = Promise.resolve();
   /** Acquisitions, releases and stop run one at a time. */
   private chain: Promise<void> = Promise.resolve();
 
@@ -98,6 +100,26 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   private get label(): string {
     return this.name === WORKER_LEASE ? 'worker lease' : `lease ${this.name}`;
   }
+
+  readonly relayLocks: RelayLocks = {
+    tryLock: async (relayId) => {
+      const conn = this.conn;
+      if (!this.held || !conn) return null;
+      // Every schema shares the class: ids hashed with their schema, a collision only serializes.
+      const args = [LOCK_CLASS.relay, schemaKey(`${this.options.store.options.schema}\0${relayId}`)];
+      const { rows } = await this.onSession<{ ok: boolean }>(
+        conn,
+        'SELECT pg_try_advisory_lock($1::int, $2::int) AS ok',
+        args,
+      );
+      if (!rows[0]?.ok) return null;
+      // Unlocked on the session that locked it: a session since replaced took its locks with it.
+      return async () => {
+        if (this.conn === conn)
+          await this.onSession(conn, 'SELECT pg_advisory_unlock($1::int, $2::int)', args).catch(() => {});
+      };
+    },
+  };
 
   /** The lock session's backend pid (as pg_locks shows it); null without a session. */
   get backendPid(): number | null {
@@ -130,7 +152,8 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
     this.clearTimers();
     await this.serial(async () => {
       if (this.state === 'held') return;
-      if (this.conn) await this.conn.query(this.unlockSql, this.keyArgs).catch(() => this.dropConnection());
+      if (this.conn)
+        await this.onSession(this.conn, this.unlockSql, this.keyArgs).catch(() => this.dropConnection());
     });
     this.options.logger.info({ replica: this.replicaId }, `${this.label} released for rebalancing`);
     this.schedulePoll();
@@ -163,7 +186,7 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
     await this.serial(async () => {
       // Unlock explicitly (a graceful hand-over is then immediate), then close the session.
       if (wasHeld && this.conn) {
-        await this.conn.query(this.unlockSql, this.keyArgs).catch(() => {});
+        await this.onSession(this.conn, this.unlockSql, this.keyArgs).catch(() => {});
       }
       await this.dropConnection();
     });
@@ -172,6 +195,20 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
         { replica: this.replicaId, epoch: this.term?.epoch },
         `${this.label} released`,
       );
+  }
+
+  /**
+   * A query on the lock session, after the ones before it: the session's own (lock, heartbeat) and
+   * the relay locks of many workers share it, and pg deprecates overlapping queries on one client.
+   */
+  private onSession<T extends pg.QueryResultRow = pg.QueryResultRow>(
+    conn: pg.Client,
+    sql: string,
+    args: unknown[] = [],
+  ): Promise<pg.QueryResult<T>> {
+    const next = this.sessionQueries.then(() => conn.query<T>(sql, args));
+    this.sessionQueries = next.catch(() => {});
+    return next;
   }
 
   private serial(step: () => Promise<void>): Promise<void> {
@@ -217,14 +254,14 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
     try {
       const conn = await this.connection();
       const started = performance.now();
-      const { rows } = await conn.query<{ ok: boolean }>(this.lockSql, this.keyArgs);
+      const { rows } = await this.onSession<{ ok: boolean }>(conn, this.lockSql, this.keyArgs);
       if (rows[0]?.ok) {
         // Bumped on the lock's own session: no other replica can be between lock and epoch. A
         // shared lock (presence) fences nothing and starts no epoch.
         const epoch = this.options.shared
           ? 0
-          : (await conn.query<{ position: number }>(NEW_LEASE_EPOCH, [leaseEpochKey(this.name)])).rows[0]!
-              .position;
+          : (await this.onSession<{ position: number }>(conn, NEW_LEASE_EPOCH, [leaseEpochKey(this.name)]))
+              .rows[0]!.position;
         if (this.state !== 'standby') return;
         this.term = { lease: this.name, epoch };
         this.state = 'held';
@@ -280,7 +317,7 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
     if (this.state !== 'held' || !conn) return;
     const started = performance.now();
     try {
-      await conn.query('SELECT 1');
+      await this.onSession(conn, 'SELECT 1');
     } catch (err) {
       if (this.state === 'held') this.lose(`heartbeat failed: ${(err as Error).message}`);
       return;

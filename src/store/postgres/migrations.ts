@@ -209,4 +209,13 @@ export const migrations: { version: number; name: string; sql: string; postgresO
       );
     `,
   },
+  {
+    version: 11,
+    name: 'relays by the target they live on',
+    sql: `
+      -- DELETE /v1/targets/:name refuses while relays still live on the target: counted here,
+      -- not by a scan of every relay.
+      CREATE INDEX relays_pushed_target ON relays(pushed_target);
+    `,
+  },
 ];

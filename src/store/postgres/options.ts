@@ -76,4 +76,6 @@ export const LOCK_CLASS = {
   workerLease: 0x626f7303,
   /** Held shared by every live replica (its presence), counted by the target balancer. */
   replicas: 0x626f7304,
+  /** One relay's push work (src/store/lease.ts, RelayLocks), keyed by schema and relay id. */
+  relay: 0x626f7305,
 } as const;

@@ -219,5 +219,14 @@ export const migrations: { version: number; name: string; sql: string; sqliteOnl
         WHERE acked_deleted = 0;
     `,
   },
-  // 10 is PostgreSQL's lease_keys (postgresOnly: per-target push leases); the next one here is 11.
+  // 10 is PostgreSQL's lease_keys (postgresOnly: per-target push leases).
+  {
+    version: 11,
+    name: 'relays by the target they live on',
+    sql: `
+      -- DELETE /v1/targets/:name refuses while relays still live on the target: counted here,
+      -- not by a scan of every relay.
+      CREATE INDEX relays_pushed_target ON relays(pushed_target);
+    `,
+  },
 ];

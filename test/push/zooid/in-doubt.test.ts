@@ -7,9 +7,13 @@
  * out-of-order push seen in test/chaos/faults.test.ts (configs 12, 72, 57) — not an artefact of the
  * emulator's log: the stale config is what zooid ends up holding.
  */
+import pino from 'pino';
 import { describe, expect, it } from 'vitest';
+import type { Command } from '../../../src/command.js';
 import { createNip98Signer } from '../../../src/nostr/nip98.js';
+import { Infra } from '../../../src/push/syncer.js';
 import { ZooidClient } from '../../../src/push/zooid/client.js';
+import type { Store } from '../../../src/store/port.js';
 import { FakeClock } from '../../support/clock.js';
 import { BOSUN_SECRET, minimalBody, useEmulators } from './helpers.js';
 
@@ -65,5 +69,50 @@ describe('an abandoned request in zooid', () => {
     ]);
     expect(emu.relays().get('r1')?.info.name).toBe('v72');
     expect(clock.pending()).toBe(0);
+  });
+
+  it("holds the relay (Infra.pending) after a move's DELETE whose answer was lost, until it cannot land", async () => {
+    const TIMEOUT = 300;
+    const clock = new FakeClock(Date.now());
+    const emu = await emulators.start({ clock });
+    const client = new ZooidClient({
+      apiUrl: emu.url,
+      signer: createNip98Signer(BOSUN_SECRET, { clock }),
+      clock,
+      timeoutMs: TIMEOUT,
+    });
+    expect((await client.create('r1', minimalBody(1))).ok).toBe(true);
+    const infra = new Infra({
+      store: {} as Store,
+      command: {} as Command,
+      client,
+      blossomS3: null,
+      clock,
+      random: () => 0.5,
+      retry: { baseMs: 1000, capMs: 1000, maxAttempts: 3, jitter: 0 },
+      inDoubtHoldMs: TIMEOUT,
+      logger: pino({ level: 'silent' }),
+    });
+    expect(infra.pending('r1')).toBeUndefined();
+
+    emu.setFaults({ latencyMs: 700 });
+    const removing = infra.removeCopy('r1');
+    while (emu.requests.length < 2) await tick();
+    await clock.advance(TIMEOUT);
+    expect(await removing).toMatchObject({ ok: false, inDoubt: true });
+    const pending = infra.pending('r1');
+    expect(pending).toBeInstanceOf(Promise);
+    let over = false;
+    void pending!.then(() => {
+      over = true;
+    });
+    // zooid still has the DELETE: another target's request for r1 must wait.
+    await clock.advance(TIMEOUT);
+    await tick();
+    expect(over).toBe(false);
+    await clock.advance(700 - 2 * TIMEOUT);
+    while (!over) await tick();
+    expect(emu.relays().has('r1')).toBe(false);
+    expect(infra.pending('r1')).toBeUndefined();
   });
 });

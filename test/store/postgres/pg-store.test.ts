@@ -88,6 +88,21 @@ describe.skipIf(!postgresUrl)('PostgreSQL', () => {
       expect(rows).toEqual(migrations.map((m) => ({ version: m.version })));
     });
 
+    it('counts the relays that live on a target by index (DELETE /v1/targets), not by a scan', async () => {
+      const s = fresh();
+      await (await open(s.url)).close();
+      const plan = await withPg(async (c) => {
+        await c.query(`SET search_path TO "${s.schema}"`);
+        // A fresh table is small enough to scan: only whether an index can answer is asked here.
+        await c.query('SET enable_seqscan = off');
+        const { rows } = await c.query(
+          "EXPLAIN SELECT COUNT(*) AS n FROM relays WHERE pushed_target = 'eu-1'",
+        );
+        return rows.map((r) => r['QUERY PLAN']).join('\n');
+      });
+      expect(plan).toContain('relays_pushed_target');
+    });
+
     it('refuses a bad schema name in the URL', () => {
       expect(() => parsePostgresUrl(`${postgresUrl}?schema=Robert'); DROP`)).toThrow(/schema must match/);
     });

@@ -39,6 +39,19 @@ describe('SQLite adapter', () => {
     dir.cleanup();
   });
 
+  it('counts the relays that live on a target by index (DELETE /v1/targets), not by a scan', async () => {
+    const dir = tempDir();
+    const file = join(dir.path, 'bosun.db');
+    await new SqliteStore(file).close();
+    const db = new Database(file, { readonly: true });
+    const plan = db
+      .prepare("EXPLAIN QUERY PLAN SELECT COUNT(*) AS n FROM relays WHERE pushed_target = 'eu-1'")
+      .all();
+    expect(JSON.stringify(plan)).toContain('USING COVERING INDEX relays_pushed_target');
+    db.close();
+    dir.cleanup();
+  });
+
   it("migration 4 chains an existing database's history per relay and drops the index", async () => {
     // A database as bosun left it at migration 3, with relays a and b and history a, b, a, a.
     const { dir, file, db, insertRelay } = databaseAt(3);
