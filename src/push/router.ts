@@ -195,15 +195,6 @@ export class Router {
   ): Promise<SyncOutcome> {
     const relay = await this.options.store.getRelay(relayId);
     if (!relay) return { kind: 'skipped', reason: 'missing' };
-    return this.sync(relay, opts);
-  }
-
-  /**
-   * syncRelay of a relay the caller has just read (the per-target observer, which read it to
-   * check ownerOf): each read is a round trip on PostgreSQL. Not a staler state: a change
-   * committed after the read queues the relay again, and its next sync sends it.
-   */
-  async sync(relay: Relay, opts: { force?: boolean; signal?: AbortSignal } = {}): Promise<SyncOutcome> {
     const route = await this.route(relay.fleet, relay.updatedAt);
     const lives = relay.sync.pushedTarget;
     const elsewhere = lives !== null && (route.kind !== 'push' || route.target.name !== lives);
