@@ -64,8 +64,6 @@ export interface ServeConfig {
     graceMs: number;
     timeoutMs: number;
     concurrency: number;
-    /** NIP-11 reads on a thread of their own (src/live/fetch-thread.ts); false: on the main thread. */
-    thread: boolean;
   };
 }
 
@@ -200,7 +198,6 @@ const schema = z
     BOSUN_VERIFY_GRACE_MS: int(0, 3_600_000, 30_000),
     BOSUN_VERIFY_TIMEOUT_MS: int(100, 60_000, 5_000),
     BOSUN_VERIFY_CONCURRENCY: int(1, 256, 8),
-    BOSUN_VERIFY_THREAD: bool(true),
   })
   .superRefine((env, ctx) => {
     if (env.ZOOID_API_URL && !env.BOSUN_SECRET_KEY) {
@@ -320,7 +317,6 @@ export function loadServeConfig(
       graceMs: c.BOSUN_VERIFY_GRACE_MS,
       timeoutMs: c.BOSUN_VERIFY_TIMEOUT_MS,
       concurrency: c.BOSUN_VERIFY_CONCURRENCY,
-      thread: c.BOSUN_VERIFY_THREAD,
     },
     blossomS3Env: {
       BLOSSOM_S3_REGION: env.BLOSSOM_S3_REGION,

@@ -23,7 +23,6 @@ import type { Chore, ChoreSettings } from './lifecycle/chore.js';
 import type { Cycle } from './lifecycle/cycle.js';
 import { type Service, ServiceGroup } from './lifecycle/group.js';
 import { fetchRelayInfo } from './live/fetch.js';
-import { FetchThread } from './live/fetch-thread.js';
 import { type FetchRelayInfo, LiveVerify, Verifier } from './live/verifier.js';
 import { createLogger } from './logger.js';
 import { createMetrics, type Metrics, watchPgPool, watchTargetLoad } from './metrics.js';
@@ -112,8 +111,6 @@ export class Peer {
   /** The workers' view of the store: sync-state commits and cursor writes carry the lease's fence. */
   private readonly workerStore: Store;
   private readonly signers = new Map<string, Nip98Signer>();
-  /** Live verification's NIP-11 reads, on a thread of their own (BOSUN_VERIFY_THREAD). */
-  private liveReads: FetchThread | null = null;
   /** Whether the database refuses writes (disk full, I/O errors): shown by /readyz. */
   readonly storage: StorageHealth;
   private readonly group: ServiceGroup;
@@ -249,7 +246,6 @@ export class Peer {
     if (this.observer) this.hookObserver(this.observer, this.lease);
     // Added first so it closes last: syncs still draining in the services' closes keep signing.
     if (this.signer) this.group.add(this.signerService());
-    if (this.liveReads) this.group.add(this.liveReadsService(this.liveReads));
     // Closes after the observer drained its syncs (the workers service), cutting abandoned requests.
     if (this.signer) this.group.add(this.zooidService());
     this.group.add(this.leaseService());
@@ -417,11 +413,6 @@ export class Peer {
       );
       return stopped;
     });
-  }
-
-  /** The live check thread outlives no bosun: a leaked one would hold its memory (or a test run's). */
-  private liveReadsService(reads: FetchThread): Service {
-    return { name: 'live-check-thread', run: (signal) => untilAborted(signal), close: () => reads.close() };
   }
 
   /** Signing threads outlive no bosun: a leaked one would keep the process (or a test run) alive. */
@@ -621,13 +612,9 @@ export class Peer {
    * Live verification: what push sync wrote is read back over NIP-11, from the workers' fenced
    * store and Command (only the lease holder checks; a lost term's records are refused).
    */
-  private createVerifier(observer: PushQueue, injected?: FetchRelayInfo): Verifier | null {
+  private createVerifier(observer: PushQueue, fetchInfo: FetchRelayInfo = fetchRelayInfo): Verifier | null {
     const verify = this.config.verify;
     if (!verify || verify.intervalMs === 0) return null;
-    // Reads on a thread of their own keep the HTTP client's work off the main thread (push sync's).
-    if (!injected && verify.thread)
-      this.liveReads = new FetchThread({ logger: this.logger.child({ component: 'verifier' }) });
-    const fetchInfo = injected ?? this.liveReads?.fetch ?? fetchRelayInfo;
     const verifier = new Verifier({
       store: this.workerStore,
       command: this.command.over(this.workerStore),

@@ -21,7 +21,7 @@ export function spawnThread(
 }
 
 /**
- * Heap limits for bosun's helper threads (signing, NIP-11 reads): their live set is under 1 MB, but
+ * Heap limits for bosun's helper threads (signing): their live set is under 1 MB, but
  * under V8's defaults their heaps grow with their garbage (tens of MB of RSS each). A thread that
  * runs out fails like any other, and its owner falls back or replaces it.
  */

@@ -9,15 +9,13 @@ describe('live verification settings', () => {
       graceMs: 30_000,
       timeoutMs: 5000,
       concurrency: 8,
-      thread: true,
     });
     const set = loadServeConfig({
       BOSUN_VERIFY_URL: 'http://10.0.0.5:3334',
       BOSUN_VERIFY_INTERVAL_MS: '0',
       BOSUN_VERIFY_GRACE_MS: '1000',
-      BOSUN_VERIFY_THREAD: 'false',
     }).verify;
-    expect(set).toMatchObject({ url: 'http://10.0.0.5:3334', intervalMs: 0, graceMs: 1000, thread: false });
+    expect(set).toMatchObject({ url: 'http://10.0.0.5:3334', intervalMs: 0, graceMs: 1000 });
   });
 
   it('refuses a verify URL that is not the address of a zooid instance, in one line', () => {
@@ -33,8 +31,5 @@ describe('live verification settings', () => {
       expect((error as Error).message).not.toContain('\n');
     }
     expect(() => loadServeConfig({ BOSUN_VERIFY_INTERVAL_MS: '-1' })).toThrow(/BOSUN_VERIFY_INTERVAL_MS/);
-    expect(() => loadServeConfig({ BOSUN_VERIFY_THREAD: 'yes' })).toThrow(
-      /^invalid configuration: BOSUN_VERIFY_THREAD: must be true or false$/,
-    );
   });
 });
