@@ -17,6 +17,8 @@ import {
   type ZooidTransport,
 } from '../../../src/push/zooid/transport.js';
 import { FakeClock } from '../../support/clock.js';
+import { endlessAnswer } from '../../support/endless-answer.js';
+import { until } from '../../support/until.js';
 import {
   ADMIN_PUBKEY,
   BOSUN_PUBKEY,
@@ -362,44 +364,23 @@ describe('ZooidClient: transient outcomes and weak retries', () => {
   });
 
   it('an answer body past 64 KiB is not read on (endless, or merely huge): transient, the connection cut', async () => {
-    let closed = 0;
-    const server = createServer((req, res) => {
-      req.resume();
-      res.on('close', () => closed++);
-      res.writeHead(200, { 'content-type': 'application/json' });
-      if (req.method === 'PUT') {
-        res.end(`{"message":"${'x'.repeat(100_000)}"}`);
-        return;
-      }
-      // Endless: a chunk every turn for as long as the connection stays open.
-      const chunk = Buffer.alloc(16_384, 0x20);
-      const more = () => {
-        if (!res.destroyed && res.write(chunk)) setImmediate(more);
-        else if (!res.destroyed) res.once('drain', more);
-      };
-      more();
+    // PUT gets a finite answer over the cap; every other method an endless one.
+    const zooid = await endlessAnswer(200, (method, res) => {
+      if (method === 'PUT') res.end(`{"message":"${'x'.repeat(100_000)}"}`);
+      return method === 'PUT';
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     try {
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
       const client = new ZooidClient({
-        apiUrl: url,
+        apiUrl: zooid.url,
         signer: createNip98Signer(BOSUN_SECRET),
-        transport: recording(url, () => {}),
+        transport: recording(zooid.url, () => {}),
       });
-      expect(await client.patch('r1', { info: { name: 'x' } })).toEqual(
-        failedOnce('transient', 200, 'zooid answered 200 with a body over 65536 bytes (not read)'),
-      );
-      expect(await client.replace('r1', minimalBody(1))).toEqual(
-        failedOnce('transient', 200, 'zooid answered 200 with a body over 65536 bytes (not read)'),
-      );
-      await new Promise<void>((r) => {
-        const wait = () => (closed >= 1 ? r() : setTimeout(wait, 5));
-        wait();
-      });
+      const over = failedOnce('transient', 200, 'zooid answered 200 with a body over 65536 bytes (not read)');
+      expect(await client.patch('r1', { info: { name: 'x' } })).toEqual(over);
+      expect(await client.replace('r1', minimalBody(1))).toEqual(over);
+      await until(() => zooid.closed() >= 1, 5_000, 'the endless answer cut');
     } finally {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
+      await zooid.close();
     }
   });
 

@@ -20,20 +20,26 @@ import { BOSUN_SECRET, minimalBody, useEmulators } from './helpers.js';
 const emulators = useEmulators();
 
 const tick = () => new Promise((r) => setTimeout(r, 1));
+const TIMEOUT = 300;
+
+/** An emulator on a fake clock holding r1, and a client to it whose requests time out after TIMEOUT. */
+async function withR1() {
+  const clock = new FakeClock(Date.now());
+  const emu = await emulators.start({ clock });
+  const client = new ZooidClient({
+    apiUrl: emu.url,
+    signer: createNip98Signer(BOSUN_SECRET, { clock }),
+    clock,
+    timeoutMs: TIMEOUT,
+  });
+  expect((await client.create('r1', minimalBody(1))).ok).toBe(true);
+  return { clock, emu, client };
+}
 
 describe('an abandoned request in zooid', () => {
   it('is over only when zooid answered it, however long past timeout + hold that is', async () => {
-    const TIMEOUT = 300;
     const HOLD = TIMEOUT; // src/peer.ts: inDoubtHoldMs = the sync timeout
-    const clock = new FakeClock(Date.now());
-    const emu = await emulators.start({ clock });
-    const client = new ZooidClient({
-      apiUrl: emu.url,
-      signer: createNip98Signer(BOSUN_SECRET, { clock }),
-      clock,
-      timeoutMs: TIMEOUT,
-    });
-    expect((await client.create('r1', minimalBody(1))).ok).toBe(true);
+    const { clock, emu, client } = await withR1();
 
     // Version 57: zooid reads it, then is slow (a latency spike) before applying it.
     emu.setFaults({ latencyMs: 700 });
@@ -72,16 +78,7 @@ describe('an abandoned request in zooid', () => {
   });
 
   it("holds the relay (Infra.pending) after a move's DELETE whose answer was lost, until it cannot land", async () => {
-    const TIMEOUT = 300;
-    const clock = new FakeClock(Date.now());
-    const emu = await emulators.start({ clock });
-    const client = new ZooidClient({
-      apiUrl: emu.url,
-      signer: createNip98Signer(BOSUN_SECRET, { clock }),
-      clock,
-      timeoutMs: TIMEOUT,
-    });
-    expect((await client.create('r1', minimalBody(1))).ok).toBe(true);
+    const { clock, emu, client } = await withR1();
     const infra = new Infra({
       store: {} as Store,
       command: {} as Command,

@@ -1,11 +1,10 @@
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import type { ZooidResult } from '../../../src/push/zooid/client.js';
 import { startZooidEmulator } from '../../../src/push/zooid/emulator.js';
 import { TargetHealth } from '../../../src/push/zooid/target-health.js';
 import { useCleanups } from '../../support/cleanups.js';
 import { FakeClock } from '../../support/clock.js';
+import { endlessAnswer } from '../../support/endless-answer.js';
 import { keypair, relayBody } from '../../support/env.js';
 import { startPlanet } from '../../support/planet.js';
 import { until } from '../../support/until.js';
@@ -136,29 +135,13 @@ describe('TargetHealth', () => {
   });
 
   it('the probe reads no body: an endless answer at the probed URL neither holds it nor fills memory', async () => {
-    let closed = 0;
-    const server = createServer((req, res) => {
-      req.resume();
-      res.on('close', () => closed++);
-      res.writeHead(401, { 'content-type': 'application/json' });
-      const chunk = Buffer.alloc(16_384, 0x20);
-      const more = () => {
-        if (!res.destroyed && res.write(chunk)) setImmediate(more);
-        else if (!res.destroyed) res.once('drain', more);
-      };
-      more();
-    });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    defer(() => {
-      server.closeAllConnections();
-      return new Promise<void>((r) => server.close(() => r()));
-    });
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    const health = new TargetHealth(async () => [{ name: 'eu-1', url }], new FakeClock());
+    const zooid = await endlessAnswer(401);
+    defer(() => zooid.close());
+    const health = new TargetHealth(async () => [{ name: 'eu-1', url: zooid.url }], new FakeClock());
     const started = performance.now();
     await health.once(AbortSignal.timeout(5_000));
     expect(performance.now() - started).toBeLessThan(4_000);
     expect(health.status('eu-1')).toMatchObject({ up: true, error: null });
-    await until(() => closed === 1, 5_000, 'the probe connection closed');
+    await until(() => zooid.closed() === 1, 5_000, 'the probe connection closed');
   });
 });
