@@ -5,7 +5,7 @@
  * on the same disk. Target: ratio ≥ 0.5. On SQLite the two alternate in rounds (medians).
  *
  *   npm run bench:ingest [-- --n 20000]                                   SQLite (better-sqlite3)
- *   npm run bench:ingest -- --postgres postgres://user@host/db [--n 5000]  PostgreSQL (pg)
+ *   npm run bench:ingest -- --postgres [postgres://user@host/db] [--n 5000]  PostgreSQL (pg)
  *
  * On PostgreSQL the raw baseline is single-row INSERTs (autocommit, a prepared statement) from one
  * connection into a scratch schema; bosun runs in another scratch schema. Both are dropped after.
@@ -27,12 +27,9 @@ import type { Store } from '../src/store/port.js';
 import { RELAY_COLUMNS, toRow } from '../src/store/rows.js';
 import { migrations } from '../src/store/sqlite/migrations.js';
 import { SQLITE_PRAGMAS, SqliteStore } from '../src/store/sqlite/sqlite-store.js';
+import { arg, postgresArg } from './support/child.js';
 
-const arg = (name: string) => {
-  const i = process.argv.indexOf(name);
-  return i > 0 ? process.argv[i + 1] : undefined;
-};
-const POSTGRES = arg('--postgres');
+const POSTGRES = postgresArg();
 const N = Number(arg('--n')) || (POSTGRES ? 5000 : 20_000);
 const RELAYS = 100;
 const ROUNDS = 5;

@@ -57,7 +57,7 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { generateSecretKey, publicKeyOf } from '../src/domain/keys.js';
 import { type BosunServe, ensureDist, scrapeMetrics, startBosunServe } from './support/bosun.js';
-import { arg, Child, now, progressWaiter, quantiles, serve, sleep } from './support/child.js';
+import { arg, Child, now, postgresArg, progressWaiter, quantiles, serve, sleep } from './support/child.js';
 import { openSse, type SseStream, takeEvent } from './support/sse.js';
 
 const SELF = fileURLToPath(import.meta.url);
@@ -443,14 +443,7 @@ interface RunSummary {
   ok: boolean;
 }
 
-const PG_DEFAULT = 'postgres://postgres@127.0.0.1:5432/test';
-/** `--postgres` alone means the local test server; `--postgres <url>` another. */
-const POSTGRES = (() => {
-  const i = process.argv.indexOf('--postgres');
-  if (i < 0) return undefined;
-  const next = process.argv[i + 1];
-  return next !== undefined && !next.startsWith('--') ? next : PG_DEFAULT;
-})();
+const POSTGRES = postgresArg();
 const PROF_DIR =
   process.env.BENCH_PROF_DIR ?? (process.env.BENCH_PROF === 'bosun' ? join(tmpdir(), 'bprof') : undefined);
 

@@ -11,7 +11,7 @@
  *
  *   npm run bench:sync [-- --n 3000]
  *   BOSUN_SIGN_WORKERS=0 npm run bench:sync   (bosun signs on its main thread, for comparison)
- *   npm run bench:sync -- --postgres postgres://user@host/db [--n 3000]   (target p99 <= 20 ms; a
+ *   npm run bench:sync -- --postgres [postgres://user@host/db] [--n 3000]   (target p99 <= 20 ms; a
  *                                               scratch schema, dropped after)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,13 +24,14 @@ import type { Principal } from '../src/domain/principal.js';
 import { createLogger } from '../src/logger.js';
 import { createNip98Signer, nip98Backend, nip98Ready } from '../src/nostr/nip98.js';
 import { Peer } from '../src/peer.js';
+import { postgresArg } from './support/child.js';
 import { CHORES_OFF, commitToPatchLatencies, noopZooid, pct } from './support/sync.js';
 
 const argN = process.argv.indexOf('--n');
 const N = argN > 0 ? Number(process.argv[argN + 1]) : 3000;
 const CONCURRENCY = 20;
-const argPg = process.argv.indexOf('--postgres');
-const POSTGRES = argPg > 0 ? process.argv[argPg + 1] : undefined;
+// Bare `--postgres` is the local test server: before, it silently measured SQLite.
+const POSTGRES = postgresArg();
 const pgSchema = `bench_sync_${Math.random().toString(16).slice(2, 10)}`;
 const databaseUrl = (dir: string) => {
   if (!POSTGRES) return `sqlite:${join(dir, 'bosun.db')}`;

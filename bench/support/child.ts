@@ -28,6 +28,17 @@ export function quantiles(xs: readonly number[], ps: readonly number[]): number[
 /** Nearest-rank percentile (p in 0..100) of an unsorted array; NaN when empty. */
 export const pct = (xs: readonly number[], p: number): number => quantiles(xs, [p])[0]!;
 
+/**
+ * `--postgres` alone means the local test server (PostgreSQL at 127.0.0.1:5432, database `test`);
+ * `--postgres <url>` another; absent, undefined (SQLite).
+ */
+export function postgresArg(): string | undefined {
+  const i = process.argv.indexOf('--postgres');
+  if (i < 0) return undefined;
+  const next = process.argv[i + 1];
+  return next !== undefined && !next.startsWith('--') ? next : 'postgres://postgres@127.0.0.1:5432/test';
+}
+
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export type Msg = { id: number; cmd: string; [k: string]: unknown };
