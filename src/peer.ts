@@ -697,9 +697,9 @@ export class Peer {
    * left as a stray copy; a delete landing after the relay came back, leaving it on no target or
    * the wrong one). Prevention, not repair: no zooid gets a request for a relay while another
    * target's may still land, so every move reads a record that tells the truth. The lock is kept
-   * until a request whose answer was lost cannot land any more (Router.pending). A sync that finds the lock taken is `busy`: its observer
-   * keeps the activities that asked for it (the cursor waits, so a crash loses nothing) and tries
-   * again soon. One that took the lock after its relay changed owner does what the record says
+   * until a request whose answer was lost cannot land any more (Router.pending). A sync that
+   * finds the lock taken is `busy`: its observer keeps the activities that asked for it (the
+   * cursor waits, so a crash loses nothing) and tries again soon. One that took the lock after its relay changed owner does what the record says
    * (Router.syncRelay reads the route afresh), under the lock all the same.
    */
   private async syncOwned(
