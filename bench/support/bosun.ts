@@ -81,9 +81,11 @@ export function cpuOf(pid: number): number | undefined {
 }
 
 /**
- * Starts `bosun serve --port 0` with exactly `env` (plus PATH/HOME), its stdout and stderr appended
- * to `logFile`, and resolves once it logs `bosun listening` (so `BOSUN_LOG_LEVEL` must be info or
- * more verbose). `nodeArgs` go to node before the script (e.g. --cpu-prof).
+ * Starts `bosun serve --port 0` with `env` (plus PATH/HOME, and any `BOSUN_*` setting of the bench's
+ * own environment that `env` does not set, so a bench can be run A/B on a tuning setting such as
+ * `BOSUN_SYNC_CONCURRENCY=20 npm run bench:load`), its stdout and stderr appended to `logFile`, and
+ * resolves once it logs `bosun listening` (so `BOSUN_LOG_LEVEL` must be info or more verbose).
+ * `nodeArgs` go to node before the script (e.g. --cpu-prof).
  */
 export async function startBosunServe(
   env: Record<string, string>,
@@ -92,7 +94,9 @@ export async function startBosunServe(
 ): Promise<BosunServe> {
   const fd = openSync(logFile, 'a');
   const base: Record<string, string> = {};
-  for (const k of ['PATH', 'HOME', 'TMPDIR', 'LANG']) if (process.env[k]) base[k] = process.env[k]!;
+  for (const [k, v] of Object.entries(process.env))
+    if (v !== undefined && (['PATH', 'HOME', 'TMPDIR', 'LANG'].includes(k) || k.startsWith('BOSUN_')))
+      base[k] = v;
   const child = spawn(process.execPath, [...nodeArgs, BIN, 'serve', '--port', '0'], {
     env: { ...base, ...env },
     stdio: ['ignore', fd, fd],
