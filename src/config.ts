@@ -7,6 +7,7 @@ import { isValidSecretKey } from './domain/keys.js';
 import { describeIssues } from './domain/relay.js';
 import type { ChoreSettings } from './lifecycle/chore.js';
 import { DRIFT_REPAIR, RESYNC, RESYNC_FAILED, RETRY_SWEEPER } from './push/chores.js';
+import { SYNC_CONCURRENCY } from './push/observer.js';
 import type { RetryPolicy } from './push/retry-policy.js';
 import { TARGET_HEALTH } from './push/zooid/target-health.js';
 import { checkPostgresUrl } from './store/database-url.js';
@@ -158,7 +159,7 @@ const schema = z
       .optional(),
     BOSUN_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     BOSUN_TRUST_PROXY: z.enum(['true', 'false', '1', '0']).default('false'),
-    BOSUN_SYNC_CONCURRENCY: int(1, 1000, 20),
+    BOSUN_SYNC_CONCURRENCY: int(1, 1000, SYNC_CONCURRENCY),
     // 0: BOSUN_SYNC_CONCURRENCY — one target alone gets every worker (halving it halved catch-up
     // with one target); a target that stops answering backs off after its first unanswered request.
     BOSUN_SYNC_TARGET_CONCURRENCY: int(0, 1000, 0),
