@@ -296,11 +296,14 @@ async function syncPhase(dir: string): Promise<void> {
       `  ${name}: commit -> PATCH p50 ${pct(l, 50).toFixed(2)} ms  p99 ${pct(l, 99).toFixed(2)} ms  max ${l.at(-1)!.toFixed(2)} ms`,
     );
   }
+  const interval = `${ratio.toFixed(2)}x (95 % interval ${lo.toFixed(2)}-${hi.toFixed(2)}x)`;
+  if (CONTROL) {
+    console.log(`  p99 control/off ${interval}: two identical sides; this is the noise`);
+    return;
+  }
   const verdict = ratio <= 1.05 ? 'met' : 'NOT met';
   const resolved = hi <= 1.05 || lo > 1.05 ? 'the interval agrees' : 'the interval spans 1.05x: within noise';
-  console.log(
-    `  p99 ${CONTROL ? 'control/off' : 'on/off'} ${ratio.toFixed(2)}x (95 % interval ${lo.toFixed(2)}-${hi.toFixed(2)}x); target <= 1.05x -> ${verdict} (${resolved})`,
-  );
+  console.log(`  p99 on/off ${interval}; target <= 1.05x -> ${verdict} (${resolved})`);
 }
 
 /**
