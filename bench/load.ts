@@ -1184,7 +1184,7 @@ async function runOnce(
       console.log(
         `  (floor: ${n0(fr.ok)} updates, CPU ${cores(fr.cpuS)}; seeded ${n0(fr.seeded)} relays from bosun's database; ` +
           `${AGENTS > 0 ? `${n0(fr.deliveries)} deliveries, put ${n0(fr.putBytes / 1024)} KiB each; ` : ''}` +
-          `${fr.zooid ? `${n0(fr.pushed)} signed PATCHes to zooid, drained ${f(fr.drainS ?? Number.NaN, 2)} s after the load; ` : 'push off: nothing signed; '}` +
+          `${fr.zooid ? `${n0(fr.pushed)} signed PATCHes to zooid (${n0(fr.zooid.received)} matched to their commit there), drained ${f(fr.drainS ?? Number.NaN, 2)} s after the load; ` : 'push off: nothing signed; '}` +
           `errors: ${fr.errors.length === 0 ? 'none' : fr.errors.length})`,
       );
       const T = ISSUE_19_TARGETS;
