@@ -510,6 +510,7 @@ async function floorLeg(o: {
     db: join(o.dir, 'floor.db'),
     from: o.bosunDb,
     bytes: o.responseBytes,
+    auth: o.auth,
     zooidUrl,
     secretKey: o.secretKey,
   });
@@ -1154,6 +1155,9 @@ async function runOnce(
         `agents ${cores(cpuS(delivery.cpu, agentsCpu0))}, ${zooidProc ? `zooid ${cores(cpuS(zooid?.cpu, zooidCpu0))}, ` : ''}` +
         `HTTP clients ${cores(cpuS(selfCpu, { user: 0, system: 0 }))}`,
     );
+    console.log(
+      `bosun log: ${n0(logs.lines)} lines (${n0(logs.warn)} warn, ${n0(logs.error)} error); stopped on SIGTERM in ${f(stopped.ms / 1000, 2)} s (exit ${stopped.signal ?? stopped.code})`,
+    );
     if (floor) {
       const fr = floor;
       const everyP99 = AGENTS > 0 ? delivery.every[1]! : Number.NaN;
@@ -1234,9 +1238,6 @@ async function runOnce(
           ms(zooidP(1)),
         );
     }
-    console.log(
-      `bosun log: ${n0(logs.lines)} lines (${n0(logs.warn)} warn, ${n0(logs.error)} error); stopped on SIGTERM in ${f(stopped.ms / 1000, 2)} s (exit ${stopped.signal ?? stopped.code})`,
-    );
 
     // -- errors
     if (load.non2xx > 0) errors.push(`${load.non2xx} non-2xx responses ${JSON.stringify(load.statuses)}`);

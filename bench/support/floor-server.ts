@@ -4,7 +4,7 @@
  * this machine. A child process (forked by bench/load, driven over IPC like its other children, see
  * child.ts), plain `node:http`, no framework, no validation beyond parsing, no logging.
  *
- * Per `PATCH /v1/relays/:id` (any `Bearer` token):
+ * Per `PATCH /v1/relays/:id` (with the admin token given at `setup`, compared as a string):
  *   - the JSON body parsed (an object, else 400);
  *   - ONE SQLite transaction (better-sqlite3, a file, bosun's pragmas: WAL, synchronous NORMAL):
  *     the relay row updated (config merged with the body by `json_patch`, version + 1, RETURNING the
@@ -51,7 +51,10 @@ const json = (res: ServerResponse, status: number, body: string) => {
 const error = (res: ServerResponse, status: number, code: string) =>
   json(res, status, `{"error":{"code":"${code}","message":"${code}"}}`);
 
-/** The relay's RelayRep (§3) from its row: `config` is stored as push sync sends it. */
+/**
+ * The relay's RelayRep (§3) from its row. `config` is bosun's stored config: with no Blossom S3 set
+ * (as in bench/load), the fields push sync sends and the stream carries, host and schema in another order.
+ */
 const rep = (id: string, r: RelayRow) =>
   `{"id":${JSON.stringify(id)},"version":${r.version},"config":${r.config},"secret":"${r.secret}","expiring":[]}`;
 
@@ -64,6 +67,7 @@ const { SQLITE_PRAGMAS } = (await import(
 )) as SqliteStoreModule;
 
 let responseBytes = 700;
+let adminAuth = '';
 let db: Database.Database | undefined;
 let pool: Pool | undefined;
 let signer: InstanceType<typeof Nip98SignerPool> | undefined;
@@ -149,13 +153,15 @@ function openStream(req: IncomingMessage, res: ServerResponse, token: string): v
 
 const server = createServer((req, res) => {
   const auth = req.headers.authorization ?? '';
-  if (!auth.startsWith('Bearer ')) {
+  const stream = req.method === 'GET' && req.url === '/v1/stream';
+  // The API takes the admin token bench/load sends; a stream any `floor.<fleet>.…` token.
+  if (!auth.startsWith('Bearer ') || (!stream && auth !== adminAuth)) {
     req.resume();
     return error(res, 401, 'unauthorized');
   }
   const url = req.url ?? '';
   if (req.method === 'PATCH' && url.startsWith('/v1/relays/')) return patchRelay(req, res, url.slice(11));
-  if (req.method === 'GET' && url === '/v1/stream') return openStream(req, res, auth.slice(7));
+  if (stream) return openStream(req, res, auth.slice(7));
   req.resume();
   error(res, 404, 'not_found');
 });
@@ -173,6 +179,7 @@ serve({
   setup: async (msg) => {
     const t0 = performance.now();
     responseBytes = Number(msg.bytes);
+    adminAuth = String(msg.auth);
     db = new Database(String(msg.db));
     for (const pragma of SQLITE_PRAGMAS) db.pragma(pragma);
     db.exec(`
