@@ -1,11 +1,12 @@
 /**
  * bench/load: a real `bosun serve` holding 10,000 relays and 1,000 agent streams takes sustained
- * relay updates over its HTTP API, beside a bare node:http server answering the same client with
- * JSON of the same size, measured in the same run.
+ * relay updates over its HTTP API, beside a floor (a minimal server doing only each update's
+ * irreducible work) under the same load, and a bare node:http server answering the same client with
+ * JSON of the same size, all measured in the same run.
  *
  *   npm run bench:load [-- --relays 10000 --agents 1000 --fleets 100 --duration 20 --concurrency 8
  *                         --push noop|emulator|off --seed fleet|post --log-level info
- *                         --postgres [postgres://postgres@127.0.0.1:5432/test] --scale]
+ *                         --postgres [postgres://postgres@127.0.0.1:5432/test] --scale --no-floor]
  *
  * Processes (all on loopback): bosun (bin/bosun.js from dist/, rebuilt first when older than src/;
  * SQLite in a temp dir; its log, at bosun's default level info, to a file there); the agents (one
@@ -24,7 +25,16 @@
  *    identify changes on the stream, docs/stream-protocol.md §4), and when zooid got the PATCH
  *    carrying it. Bosun's RSS (/proc VmRSS) and CPU are sampled throughout.
  * 4. Settle: every delivery awaited (≤ 15 s), push sync's backlog drained (≤ 30 s), all stopped.
- * 5. Baseline: the same client, concurrency and request against a bare node:http server that
+ * 5. Floor (single SQLite runs only: not with --scale, --postgres, --push emulator or --no-floor):
+ *    steps 2–4 again, with fresh agents and a fresh zooid of the same kind, against
+ *    bench/support/floor-server.ts, seeded from bosun's database (the same relays, fleets and
+ *    bytes). Per PATCH it only parses the JSON, commits one SQLite transaction (relay row + activity
+ *    row, bosun's pragmas), writes one patch frame to each stream of the fleet, answers JSON of
+ *    bosun's response size, then signs one NIP-98 header on bosun's own signer pool (from dist/)
+ *    and sends one PATCH to zooid through an undici keep-alive Pool. Its figures sit beside bosun's,
+ *    with issue 19's targets checked against it: a target the floor misses is out of reach of any
+ *    implementation of these parts on this machine. Its CPU is read from /proc as bosun's is.
+ * 6. Baseline: the same client, concurrency and request against a bare node:http server that
  *    parses the JSON body and answers JSON of bosun's response size, for 5 s: raw loopback req/s.
  *
  * Push sync target (`--push`): `noop` (default) answers 2xx at once and checks nothing, as in
@@ -34,16 +44,18 @@
  * at 10,000 relays its own cost weighs on the figures. `off`: pull sync only.
  *
  * Bounded: ≤ 20,000 relays (≤ 100,000 with `--one-off`), ≤ 5,000 agents, ≤ 120 s of load, a hard limit of duration + 240 s (+ the longer
- * catch-up wait above 10,000 relays);
+ * catch-up wait above 10,000 relays; + duration + 120 s with the floor leg);
  * loopback only; every process and socket is closed at the end. Exits 1 on any error (non-2xx,
- * transport error, stream refused or dropped, delivery missing, sync failure, error log line).
+ * transport error, stream refused or dropped, delivery missing, sync failure, error log line; in
+ * the floor leg too, there with a failed push to zooid as the sync failure).
  * `--postgres [url]`: the same load on SQLite, then with bosun's database on PostgreSQL (default
  * postgres://postgres@127.0.0.1:5432/test, a scratch schema dropped after), and their ratio; with --scale,
  * both runs on PostgreSQL. `--scale`: the same load (same fleets, agents, duration) at 2,000 and
  * then 20,000 relays in one invocation, with the ratio of the two (does cost grow with the fleet?).
  *
  * BENCH_PROF=bosun (or BENCH_PROF_DIR=<dir>) writes a CPU profile of the bosun process to
- * BENCH_PROF_DIR (default <tmpdir>/bprof); with --scale, one per run. BENCH_NODE_ARGS: more node
+ * BENCH_PROF_DIR (default <tmpdir>/bprof); with --scale, one per run. BENCH_PROF=floor writes one
+ * of the floor process instead (the same directory). BENCH_NODE_ARGS: more node
  * arguments for bosun (e.g. `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=/tmp/snaps` for a heap
  * snapshot on `kill -USR2`).
  */
@@ -56,7 +68,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { generateSecretKey, publicKeyOf } from '../src/domain/keys.js';
-import { type BosunServe, ensureDist, scrapeMetrics, startBosunServe } from './support/bosun.js';
+import { type BosunServe, cpuOf, ensureDist, scrapeMetrics, startBosunServe } from './support/bosun.js';
 import { arg, Child, now, postgresArg, progressWaiter, quantiles, serve, sleep } from './support/child.js';
 import { openSse, type SseStream, takeEvent } from './support/sse.js';
 
@@ -423,6 +435,172 @@ async function baselineChild(): Promise<void> {
   });
 }
 
+// ---- the floor leg: the same load against bench/support/floor-server.ts ------------------------
+
+const FLOOR_SCRIPT = fileURLToPath(new URL('./support/floor-server.ts', import.meta.url));
+
+/**
+ * Issue 19's targets (bench/RESULTS.md, "bench:load on an idle machine"), checked against the
+ * floor: what the floor misses, no implementation of the same parts reaches on this machine.
+ */
+const ISSUE_19_TARGETS = {
+  vsNodeHttp: 0.15,
+  cpuMsPerUpdate: 0.5,
+  httpP99Ms: 15,
+  everyAgentP99Ms: 25,
+  zooidP99Ms: 30,
+} as const;
+
+interface FloorResult {
+  ok: number;
+  seconds: number;
+  rate: number;
+  cpuMsPerUpdate: number;
+  cpuS: number;
+  /** HTTP latency p50, p95, p99, max */
+  lat: number[];
+  deliveries: number;
+  /** commit → every agent of the fleet p50, p99 */
+  every: number[];
+  putBytes: number;
+  /** commit → PATCH at zooid p50, p99, max; undefined without push */
+  zooid: { lat: number[]; received: number } | undefined;
+  pushed: number;
+  drainS: number | null;
+  seeded: number;
+  errors: string[];
+}
+
+/**
+ * Step 5: the load of step 3 (same relays, fleets, agents, clients, duration, push target kind)
+ * against the floor server, seeded from bosun's database, with fresh agents and zooid children.
+ * Its errors are returned (prefixed), not thrown, unless a child fails outright.
+ */
+async function floorLeg(o: {
+  track: (c: Child) => Child;
+  dir: string;
+  bosunDb: string;
+  relays: number;
+  fleets: number;
+  agents: number;
+  concurrency: number;
+  duration: number;
+  push: boolean;
+  responseBytes: number;
+  auth: string;
+  secretKey: string;
+}): Promise<FloorResult> {
+  const errors: string[] = [];
+  const profDir =
+    process.env.BENCH_PROF === 'floor' ? (process.env.BENCH_PROF_DIR ?? join(tmpdir(), 'bprof')) : undefined;
+  const floorProc = o.track(
+    Child.fork(
+      FLOOR_SCRIPT,
+      [],
+      ['--max-old-space-size=2048', ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [])],
+    ),
+  );
+  const agentsProc = o.track(Child.fork(SELF, ['agents'], ['--max-old-space-size=2048']));
+  const zooidProc = o.push ? o.track(Child.fork(SELF, ['zooid'], ['--max-old-space-size=2048'])) : undefined;
+  await Promise.all([floorProc.ready, agentsProc.ready, zooidProc?.ready]);
+  const zooidUrl = zooidProc
+    ? (await zooidProc.call<{ url: string }>('start', { kind: 'noop' })).url
+    : undefined;
+  const setup = await floorProc.call<{ port: number; relays: number }>('setup', {
+    db: join(o.dir, 'floor.db'),
+    from: o.bosunDb,
+    bytes: o.responseBytes,
+    auth: o.auth,
+    zooidUrl,
+    secretKey: o.secretKey,
+  });
+  if (setup.relays !== o.relays)
+    errors.push(`seeded ${setup.relays} relays from bosun's database, not ${o.relays}`);
+
+  // Agents: the token names the fleet (the floor looks nothing up).
+  const fleetOfAgent = Array.from({ length: o.agents }, (_, j) => j % o.fleets);
+  const tokens = fleetOfAgent.map((fl, j) => `floor.f${fl}.${j}`);
+  const connected = await agentsProc.call<{ puts: number; putBytes: number; refused: unknown[] }>('connect', {
+    port: setup.port,
+    tokens,
+    fleets: fleetOfAgent,
+  });
+  if (connected.puts < o.agents) {
+    errors.push(
+      `${o.agents - connected.puts} streams got no put (statuses ${JSON.stringify(connected.refused)})`,
+    );
+  }
+
+  // Load, with the floor's CPU (all its threads) read from /proc as bosun's is.
+  const pid = floorProc.proc.pid!;
+  await agentsProc.call('record');
+  if (zooidProc) await zooidProc.call('record');
+  const cpu0 = cpuOf(pid);
+  const commits: number[] = [];
+  const t0BySeq: Array<number | null> = [];
+  let unparsed = 0;
+  const load = await hammer({
+    port: setup.port,
+    auth: o.auth,
+    seconds: o.duration,
+    concurrency: o.concurrency,
+    relays: o.relays,
+    onOk: (seq, relay, body, t0) => {
+      const m = /"version":(\d+)/.exec(body);
+      if (!m) {
+        unparsed++;
+        return;
+      }
+      commits.push(relay, Number(m[1]), t0);
+      t0BySeq[seq] = t0;
+    },
+  });
+  const cpu1 = cpuOf(pid);
+
+  // Settle: deliveries and pushes in flight, at the same time.
+  const [delivery, drained] = await Promise.all([
+    agentsProc.call<{ missing: number; expected: number; ended: number; every: number[] }>('settle', {
+      commits,
+      fleets: o.fleets,
+      timeoutMs: 15_000,
+    }),
+    floorProc.call<{ seconds: number | null }>('drain', { timeoutMs: 30_000 }),
+  ]);
+  const zooid = zooidProc
+    ? await zooidProc.call<{ received: number; lat: number[] }>('report', { t0: t0BySeq })
+    : undefined;
+  const pushes = await floorProc.call<{ pushed: number; pushFailed: number; firstError: string }>('report');
+  await agentsProc.stop();
+  await floorProc.stop();
+  if (zooidProc) await zooidProc.stop();
+
+  if (load.non2xx > 0) errors.push(`${load.non2xx} non-2xx responses ${JSON.stringify(load.statuses)}`);
+  if (load.transport > 0) errors.push(`${load.transport} transport errors`);
+  if (unparsed > 0) errors.push(`${unparsed} responses without a version`);
+  if (o.agents > 0 && delivery.missing > 0) errors.push(`${delivery.missing} deliveries missing after 15 s`);
+  if (delivery.ended > 0) errors.push(`${delivery.ended} agent streams dropped`);
+  if (pushes.pushFailed > 0)
+    errors.push(`${pushes.pushFailed} failed pushes to zooid (first: ${pushes.firstError})`);
+  if (zooidProc && drained.seconds === null) errors.push('pushes still in flight 30 s after the load');
+  const cpuS = cpu0 !== undefined && cpu1 !== undefined ? cpu1 - cpu0 : Number.NaN;
+  return {
+    ok: load.ok,
+    seconds: load.seconds,
+    rate: load.ok / load.seconds,
+    cpuMsPerUpdate: (cpuS * 1000) / Math.max(1, load.ok),
+    cpuS,
+    lat: quantiles(load.latencies, [50, 95, 99, 100]),
+    deliveries: delivery.expected - delivery.missing,
+    every: delivery.every,
+    putBytes: o.agents ? connected.putBytes / o.agents : 0,
+    zooid: zooid && { lat: zooid.lat, received: zooid.received },
+    pushed: pushes.pushed,
+    drainS: drained.seconds,
+    seeded: setup.relays,
+    errors: errors.map((e) => `floor: ${e}`),
+  };
+}
+
 // ---- orchestrator -------------------------------------------------------------------------------
 
 const int = (name: string, fallback: number, min: number, max: number): number => {
@@ -445,14 +623,18 @@ interface RunSummary {
 
 const POSTGRES = postgresArg();
 const PROF_DIR =
-  process.env.BENCH_PROF_DIR ?? (process.env.BENCH_PROF === 'bosun' ? join(tmpdir(), 'bprof') : undefined);
+  process.env.BENCH_PROF === 'floor'
+    ? undefined
+    : (process.env.BENCH_PROF_DIR ??
+      (process.env.BENCH_PROF === 'bosun' ? join(tmpdir(), 'bprof') : undefined));
 
 async function main(): Promise<number> {
   const f = (x: number, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : 'n/a');
   if (!process.argv.includes('--scale')) {
     // --one-off: one run at up to 100,000 relays (issue 19's memory check), not a routine size.
     const relays = int('--relays', 10_000, 1, process.argv.includes('--one-off') ? 100_000 : 20_000);
-    if (!POSTGRES) return (await runOnce(relays, undefined)).ok ? 0 : 1;
+    // The floor leg only in a single SQLite run: it is seeded from bosun's SQLite database.
+    if (!POSTGRES) return (await runOnce(relays, undefined, true)).ok ? 0 : 1;
     // PostgreSQL is judged against SQLite on the same machine, back to back.
     const sqlite = await runOnce(relays, undefined);
     console.log('');
@@ -480,7 +662,11 @@ async function main(): Promise<number> {
 }
 
 /** One bench run at `RELAYS` relays on SQLite, or on PostgreSQL at `postgres`. */
-async function runOnce(RELAYS: number, postgres: string | undefined): Promise<RunSummary> {
+async function runOnce(
+  RELAYS: number,
+  postgres: string | undefined,
+  floorAllowed = false,
+): Promise<RunSummary> {
   const summary: RunSummary = {
     relays: RELAYS,
     rate: Number.NaN,
@@ -503,6 +689,10 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
   }
   if (Math.ceil(RELAYS / FLEETS) > 10_000) throw new Error('--fleets: at most 10,000 relays per fleet');
   const BASELINE_S = Math.min(5, DURATION);
+  // The floor leg needs the seed in bosun's SQLite file, and a zooid that takes PATCHes of relays it
+  // never saw created (the emulator answers those 404).
+  const FLOOR = floorAllowed && !process.argv.includes('--no-floor') && PUSH !== 'emulator';
+  const FLOOR_S = FLOOR ? DURATION + 120 : 0;
   // Push sync creates every seeded relay in zooid before the load; beyond the default size (--scale)
   // the wait grows with the fleet, so the load starts steady there too.
   const CATCH_UP_S = RELAYS > 10_000 ? Math.ceil((RELAYS * 20) / 1000) : 60;
@@ -534,11 +724,11 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
   };
   const hardLimit = setTimeout(
     () => {
-      console.error(`bench/load: over its ${DURATION + 180 + CATCH_UP_S} s limit; stopping`);
+      console.error(`bench/load: over its ${DURATION + 180 + CATCH_UP_S + FLOOR_S} s limit; stopping`);
       cleanup();
       process.exit(2);
     },
-    (DURATION + 180 + CATCH_UP_S) * 1000,
+    (DURATION + 180 + CATCH_UP_S + FLOOR_S) * 1000,
   );
   hardLimit.unref();
   const onInt = () => {
@@ -570,6 +760,17 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
           ? 'the zooid emulator (verifies NIP-98, stores configs; its CPU shares these cores)'
           : 'off (pull sync only)'
     }`,
+  );
+  console.log(
+    FLOOR
+      ? '  floor: then the same load against a minimal node:http server doing only the irreducible work (bench/support/floor-server.ts)'
+      : `  floor: skipped (${
+          process.argv.includes('--no-floor')
+            ? '--no-floor'
+            : PUSH === 'emulator'
+              ? 'not with --push emulator'
+              : 'single SQLite runs only: not with --scale or --postgres'
+        })`,
   );
 
   const errors: string[] = [];
@@ -824,9 +1025,30 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
     const stopped = await b.stop();
     if (zooidProc) await zooidProc.stop();
     const logs = b.logCounts();
-
-    // -- 5. baseline: the same client against bare node:http, JSON of bosun's response size
     const responseBytes = load.ok ? load.responseBytes / load.ok : 700;
+
+    // -- 5. floor: the same load against a server doing only each update's irreducible work
+    const floor = FLOOR
+      ? await floorLeg({
+          track: (c) => {
+            children.push(c);
+            return c;
+          },
+          dir,
+          bosunDb: join(dir, 'bosun.db'),
+          relays: RELAYS,
+          fleets: FLEETS,
+          agents: AGENTS,
+          concurrency: CONCURRENCY,
+          duration: DURATION,
+          push: zooidProc !== undefined,
+          responseBytes,
+          auth,
+          secretKey,
+        })
+      : undefined;
+
+    // -- 6. baseline: the same client against bare node:http, JSON of bosun's response size
     const baseProc = spawnChild('baseline');
     await baseProc.ready;
     const { port: basePort } = await baseProc.call<{ port: number }>('setup', { bytes: responseBytes });
@@ -936,6 +1158,86 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
     console.log(
       `bosun log: ${n0(logs.lines)} lines (${n0(logs.warn)} warn, ${n0(logs.error)} error); stopped on SIGTERM in ${f(stopped.ms / 1000, 2)} s (exit ${stopped.signal ?? stopped.code})`,
     );
+    if (floor) {
+      const fr = floor;
+      const everyP99 = AGENTS > 0 ? delivery.every[1]! : Number.NaN;
+      const zooidP = (i: number) => (zooid && PUSH === 'noop' ? zooid.lat[i]! : Number.NaN);
+      const frow = (name: string, a: string, b2: string, r: string) =>
+        console.log(`  ${name.padEnd(40)}${a.padStart(12)}  ${b2.padStart(12)}  ${r.padStart(12)}`);
+      const ms = (x: number, d = 1) => `${f(x, d)} ms`;
+      console.log(
+        `\nfloor: ${f(fr.seconds, 1)} s of the same load`.padEnd(42) +
+          'bosun'.padStart(12) +
+          'floor'.padStart(14) +
+          'bosun/floor'.padStart(14),
+      );
+      frow('PATCH /v1/relays/:id committed', `${n0(rate)}/s`, `${n0(fr.rate)}/s`, `${f(rate / fr.rate, 2)}×`);
+      frow('÷ node:http of this run', `${f(rate / baseRate, 3)}×`, `${f(fr.rate / baseRate, 3)}×`, '');
+      frow(
+        'CPU per committed update',
+        ms(cpuMsPerUpdate, 3),
+        ms(fr.cpuMsPerUpdate, 3),
+        `${f(cpuMsPerUpdate / fr.cpuMsPerUpdate, 2)}×`,
+      );
+      frow('HTTP latency p99', ms(lat[2]!, 2), ms(fr.lat[2]!, 2), '');
+      if (AGENTS > 0) frow('commit → every agent p99', ms(everyP99), ms(fr.every[1]!), '');
+      if (fr.zooid) {
+        frow('commit → PATCH at zooid p50', ms(zooidP(0)), ms(fr.zooid.lat[0]!), '');
+        frow('commit → PATCH at zooid p99', ms(zooidP(1)), ms(fr.zooid.lat[1]!), '');
+      }
+      console.log(
+        `  (floor: ${n0(fr.ok)} updates, CPU ${cores(fr.cpuS)}; seeded ${n0(fr.seeded)} relays from bosun's database; ` +
+          `${AGENTS > 0 ? `${n0(fr.deliveries)} deliveries, put ${n0(fr.putBytes / 1024)} KiB each; ` : ''}` +
+          `${fr.zooid ? `${n0(fr.pushed)} signed PATCHes to zooid (${n0(fr.zooid.received)} matched to their commit there), drained ${f(fr.drainS ?? Number.NaN, 2)} s after the load; ` : 'push off: nothing signed; '}` +
+          `errors: ${fr.errors.length === 0 ? 'none' : fr.errors.length})`,
+      );
+      const T = ISSUE_19_TARGETS;
+      const verdict = (name: string, floorValue: number, meets: boolean, shown: string, bosunShown: string) =>
+        console.log(
+          `  ${name.padEnd(40)}floor ${shown.padEnd(12)}${Number.isNaN(floorValue) ? 'n/a' : meets ? 'met' : 'NOT met'} (bosun ${bosunShown})`,
+        );
+      console.log(
+        `issue 19's targets, met by the floor? (one the floor misses, no implementation of these parts meets on this machine, as loaded)`,
+      );
+      const vs = fr.rate / baseRate;
+      verdict(
+        `committed updates/s ≥ ${T.vsNodeHttp}× node:http`,
+        vs,
+        vs >= T.vsNodeHttp,
+        `${f(vs, 3)}×`,
+        `${f(rate / baseRate, 3)}×`,
+      );
+      verdict(
+        `CPU per committed update ≤ ${T.cpuMsPerUpdate} ms`,
+        fr.cpuMsPerUpdate,
+        fr.cpuMsPerUpdate <= T.cpuMsPerUpdate,
+        ms(fr.cpuMsPerUpdate, 3),
+        ms(cpuMsPerUpdate, 3),
+      );
+      verdict(
+        `HTTP latency p99 ≤ ${T.httpP99Ms} ms`,
+        fr.lat[2]!,
+        fr.lat[2]! <= T.httpP99Ms,
+        ms(fr.lat[2]!, 2),
+        ms(lat[2]!, 2),
+      );
+      if (AGENTS > 0)
+        verdict(
+          `commit → every agent p99 ≤ ${T.everyAgentP99Ms} ms`,
+          fr.every[1]!,
+          fr.every[1]! <= T.everyAgentP99Ms,
+          ms(fr.every[1]!),
+          ms(everyP99),
+        );
+      if (fr.zooid)
+        verdict(
+          `commit → PATCH at zooid p99 ≤ ${T.zooidP99Ms} ms`,
+          fr.zooid.lat[1]!,
+          fr.zooid.lat[1]! <= T.zooidP99Ms,
+          ms(fr.zooid.lat[1]!),
+          ms(zooidP(1)),
+        );
+    }
 
     // -- errors
     if (load.non2xx > 0) errors.push(`${load.non2xx} non-2xx responses ${JSON.stringify(load.statuses)}`);
@@ -949,6 +1251,7 @@ async function runOnce(RELAYS: number, postgres: string | undefined): Promise<Ru
     if (failedSyncs > 0) errors.push(`${failedSyncs} failed or retried syncs`);
     if (logs.error > 0) errors.push(`${logs.error} error lines in bosun's log:\n${b.tail(2000)}`);
     if (stopped.code !== 0) errors.push(`bosun exited ${stopped.signal ?? stopped.code} on SIGTERM`);
+    if (floor) errors.push(...floor.errors);
   } catch (err) {
     errors.push(String((err as Error).stack ?? err));
     if (bosun) errors.push(`bosun log tail:\n${bosun.tail(2000)}`);
