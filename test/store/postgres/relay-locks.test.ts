@@ -1,3 +1,4 @@
+import pg from 'pg';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { PgAdvisoryLease } from '../../../src/store/postgres/lease.js';
 import { LOCK_CLASS, parsePostgresUrl } from '../../../src/store/postgres/options.js';
@@ -53,6 +54,34 @@ async function relayLocksHeld(lease: PgAdvisoryLease): Promise<number> {
     );
     return rows[0]!.n;
   });
+}
+
+/** The statements sent on `lease`'s session from now on (a wrapped pg.Client#query). */
+function sessionStatements(lease: PgAdvisoryLease) {
+  const query = pg.Client.prototype.query;
+  const sent: string[] = [];
+  let failNext: Error | null = null;
+  vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (
+    this: pg.Client & { processID: number | null },
+    ...args: unknown[]
+  ) {
+    if (this.processID === lease.backendPid) {
+      const q = args[0] as string | { text: string };
+      sent.push(typeof q === 'string' ? q : q.text);
+      if (failNext) {
+        const err = failNext;
+        failNext = null;
+        return Promise.reject(err);
+      }
+    }
+    return (query as (...a: unknown[]) => unknown).apply(this, args);
+  } as typeof query);
+  return {
+    sent,
+    failNextWith(err: Error) {
+      failNext = err;
+    },
+  };
 }
 
 const ids = (n: number, prefix = 'relay') => Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
@@ -128,6 +157,60 @@ describe.skipIf(!postgresUrl)('PostgreSQL relay locks (on the lease session)', (
     expect(await b.relayLocks.tryLock('r')).toBeNull();
     await u2!();
     expect(await b.relayLocks.tryLock('r')).toBeTypeOf('function');
+  });
+
+  it('50 locks and then 50 unlocks with 50 more locks, issued together, take one statement each turn', async () => {
+    const [a] = await twoSessions();
+    const statements = sessionStatements(a);
+    const unlocks = (await Promise.all(ids(50).map((r) => a.relayLocks.tryLock(r)))) as Unlock[];
+    expect(unlocks.every((u) => typeof u === 'function')).toBe(true);
+    expect(await relayLocksHeld(a)).toBe(50);
+    const [, more] = await Promise.all([
+      Promise.all(unlocks.map((u) => u())),
+      Promise.all(ids(50, 'other').map((r) => a.relayLocks.tryLock(r))),
+    ]);
+    expect(more.every((u) => typeof u === 'function')).toBe(true);
+    expect(await relayLocksHeld(a)).toBe(50);
+    // One statement for the 50 locks, one for the 50 unlocks and 50 locks (a heartbeat may fall
+    // between them: it is the only other statement the session sends).
+    const relayStatements = () => statements.sent.filter((q) => q.includes('pg_try_advisory_lock')).length;
+    expect(relayStatements()).toBe(2);
+    expect(statements.sent.length).toBeLessThanOrEqual(3);
+    await Promise.all(more.map((u) => u!()));
+    expect(relayStatements()).toBe(3);
+    expect(await relayLocksHeld(a)).toBe(0);
+  });
+
+  it("relay locks keep their place among the session's own statements", async () => {
+    const [a] = await twoSessions();
+    const statements = sessionStatements(a);
+    // The session's own statement (as a heartbeat): relay locks asked before it go before it,
+    // those asked after it go after it, not into the batch still waiting before it.
+    const onSession = (
+      a as unknown as { onSession(c: unknown, sql: string): Promise<unknown> }
+    ).onSession.bind(a);
+    const conn = (a as unknown as { conn: unknown }).conn;
+    const first = [a.relayLocks.tryLock('x1'), a.relayLocks.tryLock('x2')];
+    const beat = onSession(conn, 'SELECT 1 AS beat');
+    const after = [a.relayLocks.tryLock('x3')];
+    await Promise.all([...first, beat, ...after]);
+    expect(statements.sent.length).toBe(3);
+    expect(statements.sent[1]).toBe('SELECT 1 AS beat');
+  });
+
+  it('a failed statement reaches every caller of its turn; unlocks swallow it; the session goes on', async () => {
+    const [a, b] = await twoSessions();
+    const held = (await a.relayLocks.tryLock('kept')) as Unlock;
+    const statements = sessionStatements(a);
+    statements.failNextWith(new Error('boom'));
+    const results = await Promise.allSettled([...ids(10).map((r) => a.relayLocks.tryLock(r)), held()]);
+    expect(results.slice(0, 10).map((r) => r.status)).toEqual(Array(10).fill('rejected'));
+    for (const r of results.slice(0, 10)) expect((r as PromiseRejectedResult).reason.message).toBe('boom');
+    expect(results[10]).toEqual({ status: 'fulfilled', value: undefined });
+    // The unlock did not reach the server: the lock is still held. The session still works.
+    expect(await b.relayLocks.tryLock('kept')).toBeNull();
+    expect(await a.relayLocks.tryLock('relay-0')).toBeTypeOf('function');
+    expect(a.held).toBe(true);
   });
 
   it('a lost session: no new locks, its unlocks do nothing, and the server freed its locks for the other', async () => {
