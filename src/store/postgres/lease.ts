@@ -42,6 +42,40 @@ export function leaseTimings(ttlMs: number) {
 }
 
 /**
+ * The relay locks and unlocks (RelayLocks) waiting for one turn of a lease's lock session, sent
+ * together as ONE statement (RELAY_LOCK_BATCH_SQL) instead of one round trip each.
+ *
+ * Invariant: the session runs its statements one at a time, in the order they were asked for
+ * (onSession), and a batch is one of them. A relay lock or unlock joins the batch still waiting
+ * for its turn, if any and if it is for the same connection; otherwise it opens a new batch at the
+ * end of the queue. Any other statement of the session (lease lock, epoch, heartbeat, lease
+ * unlock) closes the waiting batch to newcomers, and a batch closes when its turn comes. So every
+ * request runs after everything asked for before it on the session, and before everything after
+ * it, as when each was a statement of its own: only neighbouring relay requests are merged, and
+ * within the statement they run in the order they were asked for (WITH ORDINALITY, answers matched
+ * by position). Each caller gets its own answer (the lock taken or not; the unlock's result); a
+ * failed statement rejects every caller of the batch (a tryLock throws, an unlock is swallowed as
+ * before); a lost session fails its pending batch like any statement of it, and the session's end
+ * frees its locks on the server.
+ */
+interface RelayLockBatch {
+  conn: pg.Client;
+  /** The relays' lock keys (second int4; the class is LOCK_CLASS.relay), in request order. */
+  keys: number[];
+  /** Per request: an unlock (true) or a try-lock (false). */
+  unlocks: boolean[];
+  waiters: { resolve: (ok: boolean) => void; reject: (err: unknown) => void }[];
+}
+
+/**
+ * A batch of relay locks and unlocks, row by row in array order: $1 the class, $2 the keys,
+ * $3 which are unlocks. `i` is the request's position (1-based), `ok` its function's result.
+ */
+const RELAY_LOCK_BATCH_SQL = `SELECT t.i, CASE WHEN t.u THEN pg_advisory_unlock($1::int, t.k)
+  ELSE pg_try_advisory_lock($1::int, t.k) END AS ok
+  FROM unnest($2::int[], $3::bool[]) WITH ORDINALITY AS t(k, u, i)`;
+
+/**
  * The worker lease on PostgreSQL: a session-level advisory lock held on a dedicated connection
  * (not from the pool), plus a fencing epoch bumped in the database by every new holder.
  *
@@ -80,6 +114,8 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
   private watchdog: NodeJS.Timeout | undefined;
   /** The lock session's queries, one at a time (onSession). */
   private sessionQueries: Promise<unknown> = Promise.resolve();
+  /** The relay locks and unlocks waiting for the session's next turn, open to more (RelayLockBatch). */
+  private relayBatch: RelayLockBatch | null = null;
   /** Acquisitions, releases and stop run one at a time. */
   private chain: Promise<void> = Promise.resolve();
 
@@ -106,17 +142,11 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
       const conn = this.conn;
       if (!this.held || !conn) return null;
       // Every schema shares the class: ids hashed with their schema, a collision only serializes.
-      const args = [LOCK_CLASS.relay, schemaKey(`${this.options.store.options.schema}\0${relayId}`)];
-      const { rows } = await this.onSession<{ ok: boolean }>(
-        conn,
-        'SELECT pg_try_advisory_lock($1::int, $2::int) AS ok',
-        args,
-      );
-      if (!rows[0]?.ok) return null;
+      const key = schemaKey(`${this.options.store.options.schema}\0${relayId}`);
+      if (!(await this.relayLockTurn(conn, key, false))) return null;
       // Unlocked on the session that locked it: a session since replaced took its locks with it.
       return async () => {
-        if (this.conn === conn)
-          await this.onSession(conn, 'SELECT pg_advisory_unlock($1::int, $2::int)', args).catch(() => {});
+        if (this.conn === conn) await this.relayLockTurn(conn, key, true).catch(() => {});
       };
     },
   };
@@ -206,9 +236,56 @@ export class PgAdvisoryLease extends LeaseBase implements WorkerLease {
     sql: string,
     args: unknown[] = [],
   ): Promise<pg.QueryResult<T>> {
-    const next = this.sessionQueries.then(() => conn.query<T>(sql, args));
+    // Relay locks asked for after this statement go after it: the waiting batch takes no more.
+    this.relayBatch = null;
+    return this.sessionTurn(() => conn.query<T>(sql, args));
+  }
+
+  /** Runs `step` on the lock session once every statement queued before it has settled. */
+  private sessionTurn<T>(step: () => Promise<T>): Promise<T> {
+    const next = this.sessionQueries.then(step);
     this.sessionQueries = next.catch(() => {});
     return next;
+  }
+
+  /**
+   * One relay lock (`unlock` false: pg_try_advisory_lock, whether it was taken) or unlock
+   * (pg_advisory_unlock, whether it was held) on the lock session, in the batch waiting for the
+   * session's next turn (RelayLockBatch): one statement for every relay lock and unlock asked for
+   * meanwhile, instead of one round trip each.
+   */
+  private relayLockTurn(conn: pg.Client, key: number, unlock: boolean): Promise<boolean> {
+    let batch = this.relayBatch;
+    if (!batch || batch.conn !== conn) {
+      const opened: RelayLockBatch = { conn, keys: [], unlocks: [], waiters: [] };
+      batch = this.relayBatch = opened;
+      void this.sessionTurn(() => this.sendRelayBatch(opened)).catch(() => {});
+    }
+    const b = batch;
+    return new Promise<boolean>((resolve, reject) => {
+      b.keys.push(key);
+      b.unlocks.push(unlock);
+      b.waiters.push({ resolve, reject });
+    });
+  }
+
+  /** A batch's turn: closed to new requests, sent as one statement, each waiter answered. */
+  private async sendRelayBatch(batch: RelayLockBatch): Promise<void> {
+    if (this.relayBatch === batch) this.relayBatch = null;
+    let rows: { i: string; ok: boolean }[];
+    try {
+      ({ rows } = await batch.conn.query<{ i: string; ok: boolean }>(RELAY_LOCK_BATCH_SQL, [
+        LOCK_CLASS.relay,
+        batch.keys,
+        batch.unlocks,
+      ]));
+    } catch (err) {
+      for (const w of batch.waiters) w.reject(err);
+      return;
+    }
+    const ok: boolean[] = new Array(batch.waiters.length).fill(false);
+    for (const r of rows) ok[Number(r.i) - 1] = r.ok === true;
+    for (const [i, w] of batch.waiters.entries()) w.resolve(ok[i]!);
   }
 
   private serial(step: () => Promise<void>): Promise<void> {
