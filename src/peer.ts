@@ -625,7 +625,6 @@ export class Peer {
       timeoutMs: verify.timeoutMs,
       concurrency: verify.concurrency,
       policy: { ...DEFAULT_REPAIR, graceMs: verify.graceMs },
-      pushBusy: () => observer.busy,
       // A relay not live yet is read again a few times within the grace (a slow reload clears).
       recheckMs: Math.min(5000, Math.max(250, Math.floor(verify.graceMs / 3))),
       // The drift-repair path of push sync: one full PUT of the record. With push leased per

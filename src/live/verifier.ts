@@ -55,23 +55,11 @@ export interface VerifierOptions {
   touchBatchMs?: number;
   /** Re-asserts the relay in zooid with one full PUT (push sync's drift repair path). */
   repair: (relayId: string) => void;
-  /**
-   * True while push sync has work (a change being read, queued or in flight). A due check waits
-   * for a moment without it, for at most `yieldMs`: a check shares the main thread with push sync,
-   * and started in the middle of a sync it delays that sync's request (its cost lands on the
-   * commit → PATCH tail). Bounded, so a push backlog delays checks but never starves them.
-   */
-  pushBusy?: () => boolean;
-  /** The longest a due check waits for push sync to be idle. Default 250 ms. */
-  yieldMs?: number;
   onCheck?: (e: { relayId: string; status: LiveStatus; durationMs: number }) => void;
 }
 
 /** Relays read at once for the queue's next checks (one store read instead of one each). */
 const READ_BATCH = 64;
-
-/** While checks yield to push sync, it is looked at again this often. */
-const YIELD_POLL_MS = 2;
 
 /** Statuses bosun reports but never repairs: guessing which side is right would be worse. */
 const LOUD: ReadonlySet<LiveStatus> = new Set(['wrong_identity', 'unexpected']);
@@ -86,10 +74,7 @@ const LOUD: ReadonlySet<LiveStatus> = new Set(['wrong_identity', 'unexpected']);
 export class Verifier {
   private readonly timers = new Map<string, { at: number; handle: TimerHandle }>();
   private readonly queue: string[] = [];
-  /** Queued relays, and when each was queued (how long it has yielded to push sync). */
-  private readonly queued = new Map<string, number>();
-  private yieldTimer: TimerHandle | null = null;
-  private readonly yieldMs: number;
+  private readonly queued = new Set<string>();
   private readonly inFlight = new Set<string>();
   /** Checks asked for while the relay's check was running: one more follows it. */
   private readonly again = new Set<string>();
@@ -121,7 +106,6 @@ export class Verifier {
     this.settleMs = o.settleMs ?? 1000;
     this.recheckMs = o.recheckMs ?? 5000;
     this.touchBatchMs = o.touchBatchMs ?? 1000;
-    this.yieldMs = o.yieldMs ?? 250;
   }
 
   start(): void {
@@ -135,14 +119,10 @@ export class Verifier {
     this.running = false;
     for (const { handle } of this.timers.values()) this.o.clock.clearTimeout(handle);
     this.timers.clear();
-    if (this.yieldTimer) this.o.clock.clearTimeout(this.yieldTimer);
-    this.yieldTimer = null;
     this.queue.length = 0;
     this.queued.clear();
     this.readAhead.clear();
     this.again.clear();
-    // Waiters of checks that yielded to push sync and will not run now.
-    if (this.inFlight.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
     this.abort.abort(new Error('live verification stopped'));
     await this.idle();
     await this.flushTouches();
@@ -224,24 +204,13 @@ export class Verifier {
       this.readAhead.delete(relayId);
       return;
     }
-    this.queued.set(relayId, this.o.clock.now());
+    this.queued.add(relayId);
     this.queue.push(relayId);
     this.pump();
   }
 
   private pump(): void {
     while (this.running && this.inFlight.size < this.concurrency && this.queue.length) {
-      const waited = this.o.clock.now() - this.queued.get(this.queue[0]!)!;
-      if (waited < this.yieldMs && this.o.pushBusy?.()) {
-        this.yieldTimer ??= this.o.clock.setTimeout(
-          () => {
-            this.yieldTimer = null;
-            this.pump();
-          },
-          Math.min(YIELD_POLL_MS, this.yieldMs - waited),
-        );
-        return;
-      }
       const relayId = this.queue.shift()!;
       this.queued.delete(relayId);
       this.inFlight.add(relayId);

@@ -25,10 +25,6 @@ export class ObserverSet implements PushQueue {
     for (const o of this.running()) o.enqueue(relayId, opts);
   }
 
-  get busy(): boolean {
-    return this.running().some((o) => o.busy);
-  }
-
   retryFailedNow(): void {
     for (const o of this.running()) o.retryFailedNow();
   }

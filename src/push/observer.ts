@@ -41,7 +41,7 @@ export interface ObserverOptions {
 }
 
 /** What the chores, the verifier and the peer ask of push sync: one observer, or one per held target. */
-export type PushQueue = Pick<Observer, 'enqueue' | 'idle' | 'retryFailedNow' | 'busy'>;
+export type PushQueue = Pick<Observer, 'enqueue' | 'idle' | 'retryFailedNow'>;
 
 const TRIGGERS: ReadonlySet<string> = new Set(RELAY_CHANGE_TYPES);
 
@@ -204,11 +204,6 @@ export class Observer {
 
   get queueDepth(): number {
     return this.queue.depth;
-  }
-
-  /** A change is being read from the log, or a sync is queued or in flight. */
-  get busy(): boolean {
-    return this.reads.current !== null || this.queue.depth > 0 || this.queue.inFlight > 0;
   }
 
   get cursor(): number {

@@ -223,42 +223,6 @@ describe('Verifier', () => {
     expect(requests).toHaveLength(6);
   });
 
-  it('a due check yields to push sync: it waits while push has work, for at most yieldMs', async () => {
-    await verifier.stop();
-    let busy = true;
-    make({ pushBusy: () => busy });
-    served.set('r1.example.com', docOf(await syncedRelay('r1')));
-    served.set('r2.example.com', docOf(await syncedRelay('r2')));
-
-    verifier.synced('r1');
-    const due1 = rig.clock.now() + 1000;
-    await rig.clock.advance(1100);
-    expect(requests).toHaveLength(0); // push sync is busy: the check waits
-    busy = false;
-    await rig.clock.advance(2); // looked at again within 2 ms
-    await verifier.idle();
-    expect(times).toEqual([due1 + 102]);
-
-    // Push never idle: the check goes anyway once it has waited yieldMs (250 ms by default).
-    busy = true;
-    verifier.synced('r2');
-    const due2 = rig.clock.now() + 1000;
-    await rig.clock.advance(1249);
-    expect(requests).toHaveLength(1);
-    await rig.clock.advance(1);
-    await verifier.idle();
-    expect(times).toEqual([due1 + 102, due2 + 250]);
-    expect(await live('r2')).toMatchObject({ status: 'live' });
-
-    // Stopping while checks wait for push sync drops them and does not hang.
-    verifier.synced('r1');
-    await rig.clock.advance(1000);
-    const waiting = verifier.idle();
-    await verifier.stop();
-    await waiting;
-    expect(requests).toHaveLength(2);
-  });
-
   it('an unchanged check commits nothing: its time is written by one bulk touch within a second', async () => {
     /** The real store, counting the touches the verifier sends. */
     class Touches extends DelegatingStore {
