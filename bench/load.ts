@@ -188,6 +188,31 @@ async function hammer(o: {
   return r;
 }
 
+/**
+ * The load of step 3 (bosun's, and the floor's): each answer's committed version appended to
+ * `commits` as (relay, version, t0), and each request's t0 by its sequence number.
+ */
+async function hammerCommits(
+  o: Omit<Parameters<typeof hammer>[0], 'onOk'>,
+  commits: number[],
+): Promise<{ load: HammerResult; t0BySeq: Array<number | null>; unparsed: number }> {
+  const t0BySeq: Array<number | null> = [];
+  let unparsed = 0;
+  const load = await hammer({
+    ...o,
+    onOk: (seq, relay, body, t0) => {
+      const m = /"version":(\d+)/.exec(body);
+      if (!m) {
+        unparsed++;
+        return;
+      }
+      commits.push(relay, Number(m[1]), t0);
+      t0BySeq[seq] = t0;
+    },
+  });
+  return { load, t0BySeq, unparsed };
+}
+
 // ---- child: the agents (every stream in one process) --------------------------------------------
 
 const PATCH_RE = /^\{"path":"relays\/([^"]+)","data":\{"id":"[^"]*","version":(\d+)/;
@@ -537,24 +562,10 @@ async function floorLeg(o: {
   if (zooidProc) await zooidProc.call('record');
   const cpu0 = cpuOf(pid);
   const commits: number[] = [];
-  const t0BySeq: Array<number | null> = [];
-  let unparsed = 0;
-  const load = await hammer({
-    port: setup.port,
-    auth: o.auth,
-    seconds: o.duration,
-    concurrency: o.concurrency,
-    relays: o.relays,
-    onOk: (seq, relay, body, t0) => {
-      const m = /"version":(\d+)/.exec(body);
-      if (!m) {
-        unparsed++;
-        return;
-      }
-      commits.push(relay, Number(m[1]), t0);
-      t0BySeq[seq] = t0;
-    },
-  });
+  const { load, t0BySeq, unparsed } = await hammerCommits(
+    { port: setup.port, auth: o.auth, seconds: o.duration, concurrency: o.concurrency, relays: o.relays },
+    commits,
+  );
   const cpu1 = cpuOf(pid);
 
   // Settle: deliveries and pushes in flight, at the same time.
@@ -969,24 +980,10 @@ async function runOnce(
     const selfCpu0 = process.cpuUsage();
     peak = b.rssKiB() ?? 0;
     const commits: number[] = []; // relay, version, t0
-    const t0BySeq: Array<number | null> = [];
-    let unparsed = 0;
-    const load = await hammer({
-      port: b.port,
-      auth,
-      seconds: DURATION,
-      concurrency: CONCURRENCY,
-      relays: RELAYS,
-      onOk: (seq, relay, body, t0) => {
-        const m = /"version":(\d+)/.exec(body);
-        if (!m) {
-          unparsed++;
-          return;
-        }
-        commits.push(relay, Number(m[1]), t0);
-        t0BySeq[seq] = t0;
-      },
-    });
+    const { load, t0BySeq, unparsed } = await hammerCommits(
+      { port: b.port, auth, seconds: DURATION, concurrency: CONCURRENCY, relays: RELAYS },
+      commits,
+    );
     const cpu1 = b.cpuSeconds();
     const selfCpu = process.cpuUsage(selfCpu0);
     rss.end = b.rssKiB();
