@@ -35,6 +35,7 @@ import { createLogger } from '../src/logger.js';
 import { nip98Ready } from '../src/nostr/nip98.js';
 import { Peer } from '../src/peer.js';
 import { startZooidEmulator } from '../src/push/zooid/emulator/index.js';
+import { seededRandom } from '../test/support/random.js';
 import { Child, serve } from './support/child.js';
 import { CHORES_OFF, commitToPatchLatencies, noopZooid, pct } from './support/sync.js';
 
@@ -313,22 +314,12 @@ async function syncPhase(dir: string): Promise<void> {
  * would claim a precision the runs don't have). Seeded, so one set of runs gives one interval.
  */
 function p99RatioInterval(a: number[][], b: number[][], resamples = 2000): [number, number] {
-  let seed = 0x9e3779b9;
-  const random = () => {
-    // mulberry32
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const random = seededRandom(0x9e3779b9);
   const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)]!;
   const p99 = (runs: number[][]) => {
-    const drawn = runs.map(() => pick(runs));
-    const all = new Float64Array(drawn.reduce((n, r) => n + r.length, 0));
-    let k = 0;
-    for (const r of drawn) for (let i = 0; i < r.length; i++) all[k++] = pick(r);
-    all.sort();
-    return all[Math.min(all.length - 1, Math.floor(all.length * 0.99))]!;
+    const all = runs.flatMap(() => pick(runs).map((_, __, run) => pick(run)));
+    all.sort((x, y) => x - y);
+    return pct(all, 99);
   };
   const ratios = Array.from({ length: resamples }, () => p99(a) / p99(b)).sort((x, y) => x - y);
   return [ratios[Math.floor(resamples * 0.025)]!, ratios[Math.floor(resamples * 0.975)]!];
